@@ -1,0 +1,111 @@
+"""The Lightbox error tree: each error fixes its HTTP status and its DIMSE status.
+
+The DIMSE status doubles as the STOW-RS FailureReason (0008,1197) of an instance that fails with
+that error (PS3.18 Annex I). Front ends translate; nothing below ``app.api`` raises HTTP errors.
+"""
+
+from typing import ClassVar
+
+from app.dicom.status import Status
+
+
+class LightboxError(Exception):
+    """Base of every error Lightbox raises on purpose."""
+
+    http_status: ClassVar[int] = 500
+    dimse_status: ClassVar[Status] = Status.PROCESSING_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(LightboxError):
+    """The request itself is malformed (PS3.18 §8.6.3)."""
+
+    http_status, dimse_status = 400, Status.CANNOT_UNDERSTAND
+
+
+class NotFound(LightboxError):
+    """The resource does not exist."""
+
+    http_status, dimse_status = 404, Status.NO_SUCH_SOP_INSTANCE
+
+
+class NotAcceptable(LightboxError):
+    """No representation the client accepts can be produced (PS3.18 §8.7)."""
+
+    http_status, dimse_status = 406, Status.PROCESSING_FAILURE
+
+
+class UnsupportedMediaType(LightboxError):
+    """The request body's media type is not one we accept (STOW-04)."""
+
+    http_status, dimse_status = 415, Status.PROCESSING_FAILURE
+
+
+class PayloadTooLarge(LightboxError):
+    """The request body exceeds the configured limit (STOW-05)."""
+
+    http_status, dimse_status = 413, Status.OUT_OF_RESOURCES
+
+
+class Unavailable(LightboxError):
+    """A back end (index or object store) cannot be reached."""
+
+    http_status, dimse_status = 503, Status.OUT_OF_RESOURCES
+
+
+# --- per-instance ingest failures (reported inside a STOW response, not as an HTTP status) ---
+
+
+class InstanceRejected(LightboxError):
+    """One instance of a STOW request or C-STORE could not be stored."""
+
+    http_status, dimse_status = 409, Status.PROCESSING_FAILURE
+    #: True when the failure is a syntax failure of the part itself (STOW-15: 400 vs 409)
+    syntax: ClassVar[bool] = False
+
+
+class InvalidInstance(InstanceRejected):
+    """The part is not a parseable DICOM instance with the required UIDs (STOW-06)."""
+
+    dimse_status = Status.CANNOT_UNDERSTAND
+    syntax = True
+
+
+class TransferSyntaxNotSupported(InstanceRejected):
+    """The transfer syntax is unknown or cannot be decoded (STOW-08, 0xC122)."""
+
+    dimse_status = Status.TRANSFER_SYNTAX_NOT_SUPPORTED
+    syntax = True
+
+
+class SopClassNotSupported(InstanceRejected):
+    """The SOP class is not on the allow-list (STOW-08, 0x0122)."""
+
+    dimse_status = Status.SOP_CLASS_NOT_SUPPORTED
+
+
+class StudyMismatch(InstanceRejected):
+    """The instance's StudyInstanceUID differs from the target study (STOW-07, 0x0110)."""
+
+    dimse_status = Status.PROCESSING_FAILURE
+
+
+class HierarchyConflict(InstanceRejected):
+    """The series or patient already belongs elsewhere (STOW-10, 0x0110)."""
+
+    dimse_status = Status.PROCESSING_FAILURE
+
+
+class DuplicateInstance(InstanceRejected):
+    """Different content under an existing SOP Instance UID (STOW-09, 0x0111)."""
+
+    dimse_status = Status.DUPLICATE_SOP_INSTANCE
+
+
+class OutOfResources(InstanceRejected):
+    """Storage or a size limit refused the instance (STOW-08, 0xA700)."""
+
+    dimse_status = Status.OUT_OF_RESOURCES

@@ -1,0 +1,106 @@
+"""The object-store port: where instance blobs live (DESIGN.md §4).
+
+Adapters: ``filesystem.FilesystemStore`` (embedded default), ``s3.S3Store`` (obstore; any
+S3-compatible store), ``memory.MemoryStore`` (tests). Keys come from :func:`object_key`, which
+hashes UIDs, so no client string ever becomes part of a path.
+"""
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+_KEY = re.compile(r"^[a-z0-9][a-z0-9/._-]{0,511}$")
+
+
+class StorageError(Exception):
+    """An object-store operation failed (unreachable, refused, out of space)."""
+
+
+class ObjectNotFound(StorageError):
+    """The key does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object."""
+
+    key: str
+    size: int
+    modified: datetime  # timezone-aware UTC
+
+
+def _h(uid: str) -> str:
+    return hashlib.sha256(uid.encode("ascii")).hexdigest()[:24]
+
+
+def object_key(study_uid: str, series_uid: str, sop_uid: str, sha256_hex: str) -> str:
+    """The blob key of an instance: UID hashes plus a content-hash prefix.
+
+    The content hash makes a replacement (STOW-09 ``overwrite``) a new key, so the old blob is
+    removed only after the index switched (DESIGN.md §4).
+
+    >>> object_key("1.2", "1.2.3", "1.2.3.4", "ab" * 32)[:31]
+    'dicom/77ac319bfe1979e2d799d9e6/'
+    """
+    return f"dicom/{_h(study_uid)}/{_h(series_uid)}/{_h(sop_uid)}.{sha256_hex[:16]}.dcm"
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that are not of the shape we generate (defence in depth against path tricks)."""
+    if not _KEY.match(key) or ".." in key or "//" in key or key.endswith("/"):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    """Blob storage. Every method is safe to call concurrently from one event loop."""
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; durable when this returns (replaces an existing object)."""
+        ...
+
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        """Store the file at ``path`` under ``key``; durable when this returns.
+
+        With ``move=True`` the adapter may consume the file (rename it into place); the caller
+        must not use ``path`` afterwards. Otherwise ``path`` is left as it was.
+        """
+        ...
+
+    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the whole object in chunks of at most ``chunk_size`` (ObjectNotFound if absent)."""
+        ...
+
+    def open_range(
+        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of the object (``end=None``: to its end)."""
+        ...
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)`` in one piece (frames, headers)."""
+        ...
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Size and modification time, or None if the key does not exist."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+        ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (fsck and gc)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise StorageError unless the store is reachable and writable (readiness probe)."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients and connections."""
+        ...
