@@ -51,9 +51,31 @@ def object_key(study_uid: str, series_uid: str, sop_uid: str, sha256_hex: str) -
 
 def check_key(key: str) -> str:
     """Refuse keys that are not of the shape we generate (defence in depth against path tricks)."""
-    if not _KEY.match(key) or ".." in key or "//" in key or key.endswith("/"):
+    if (
+        not _KEY.match(key)
+        or ".." in key
+        or "//" in key
+        or key.endswith("/")
+        or "/./" in key
+        or key.endswith("/.")
+    ):
         raise ValueError(f"invalid object key {key!r}")
     return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a ``list()`` prefix: empty, or a key-shaped string that may end with ``/``."""
+    if prefix:
+        check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+def check_range(start: int, end: int | None, chunk_size: int) -> None:
+    """Refuse a negative start, an end before start, or a non-positive chunk size."""
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid byte range [{start}, {end})")
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, not {chunk_size}")
 
 
 class ObjectStore(Protocol):
@@ -72,7 +94,7 @@ class ObjectStore(Protocol):
         ...
 
     def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Stream the whole object in chunks of at most ``chunk_size`` (ObjectNotFound if absent)."""
+        """Stream the object in chunks of at most ``chunk_size`` (ObjectNotFound if absent)."""
         ...
 
     def open_range(

@@ -1,0 +1,35 @@
+# Lightbox developer commands. Both bootstrap their own virtualenv (.venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck openapi bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Start Lightbox on its embedded default: SQLite + files in ./lightbox-data, http://127.0.0.1:8080/dicom-web
+run: $(STAMP)
+	$(BIN)/lightbox serve
+
+## Run the whole test suite (lint, types, layer contracts, pytest on PostgreSQL + SQLite)
+test: $(STAMP)
+	$(BIN)/ruff check app tests bench alembic
+	$(BIN)/ruff format --check app tests bench alembic
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pytest --doctest-modules app/dicom app/storage tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix app tests bench alembic
+	$(BIN)/ruff format app tests bench alembic
+
+openapi: $(STAMP)
+	$(BIN)/lightbox openapi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,247 @@
+"""STOW-RS: ``POST {root}/studies`` and ``POST {root}/studies/{study}`` (PS3.18 §10.5, Annex I).
+
+The body streams through the multipart reader into the ingest session part by part; the answer
+is the Store Instances Response Module (Table I.1-1) as DICOM JSON, with the status of
+Table 10.5.3-1 (STOW-15) decided from the per-instance outcomes.
+"""
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from app.api.deps import ServicesDep, SettingsDep
+from app.api.errors import problem
+from app.api.multipart import FramingError, MediaType, Part, PartFailed, read_multipart
+from app.api.urls import instance_url, service_base, study_url
+from app.dicom.status import Status
+from app.dicom.uids import validate_uid
+from app.errors import InvalidInstance, PayloadTooLarge, UnsupportedMediaType
+from app.services.ingest import IngestResult, IngestSession
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["stow"])
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'multipart/related; type="application/dicom"; boundary=... (one PS3.10 '
+        "file per part), or a single application/dicom body (STOW-03)",
+        "content": {
+            'multipart/related; type="application/dicom"': {
+                "schema": {"type": "string", "format": "binary"}
+            },
+            DICOM: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "every instance stored", "content": {DICOM_JSON: {}}},
+    202: {"description": "some stored, some failed or warned", "content": {DICOM_JSON: {}}},
+    400: {"description": "nothing stored; every failure a syntax failure"},
+    409: {"description": "nothing stored (conflicts, SOP class, study UID mismatch)"},
+    413: {"description": "request body too large"},
+    415: {"description": "unsupported request media type"},
+}
+
+
+@router.post(
+    "/studies",
+    operation_id="stow-store_instances",
+    summary="Store instances (STOW-RS)",
+    openapi_extra=_BODY_DOC,
+    responses=_RESPONSES,
+    response_class=Response,
+)
+async def store_instances(
+    request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    return await _store(request, services, settings, None)
+
+
+@router.post(
+    "/studies/{study}",
+    operation_id="stow-store_study_instances",
+    summary="Store instances into one study (STOW-RS)",
+    openapi_extra=_BODY_DOC,
+    responses=_RESPONSES,
+    response_class=Response,
+)
+async def store_study_instances(
+    study: str, request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    return await _store(request, services, settings, validate_uid(study, "study"))
+
+
+async def _store(
+    request: Request, services: ServicesDep, settings: SettingsDep, study_uid: str | None
+) -> Response:
+    content_type = MediaType.parse(request.headers.get("content-type"))
+    declared = request.headers.get("content-length")
+    limit = settings.limits.max_request_bytes
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    session = services.ingest.session(study_uid=study_uid)
+    too_large: PayloadTooLarge | None = None
+    try:
+        if content_type.essence == "multipart/related":
+            too_large = await _read_multipart(request, content_type, session, services, limit)
+        elif content_type.essence == DICOM and settings.allow_single_part_stow:
+            too_large = await _read_single(request, session, services, limit)
+        else:
+            raise UnsupportedMediaType(
+                'expected multipart/related; type="application/dicom"; boundary=...'
+            )
+        result = await session.finish()
+    except ClientDisconnect:
+        await session.abort()
+        log.info("client went away during STOW")
+        return Response(status_code=400)
+    except BaseException:
+        await session.abort()
+        raise
+    base = service_base(request, settings)
+    return _response(result, base, too_large)
+
+
+async def _read_multipart(
+    request: Request,
+    content_type: MediaType,
+    session: IngestSession,
+    services: ServicesDep,
+    limit: int,
+) -> PayloadTooLarge | None:
+    part_type = MediaType.parse(content_type.params.get("type")).essence
+    boundary = content_type.params.get("boundary")
+    if not boundary:
+        raise UnsupportedMediaType("multipart/related without a boundary parameter")
+    if part_type == DICOM_JSON or part_type == "application/dicom+xml":
+        raise UnsupportedMediaType(
+            f"STOW-RS with type={part_type} (metadata + bulk data) is not supported yet; "
+            'send type="application/dicom"'
+        )
+    if part_type != DICOM:
+        raise UnsupportedMediaType(
+            'multipart/related must have type="application/dicom" (PS3.18 §10.5.1.4)'
+        )
+    try:
+        async for event in read_multipart(
+            request.stream(), boundary, services.ingest.spool, max_bytes=limit
+        ):
+            if isinstance(event, Part):
+                essence = event.media_type.essence
+                if essence not in ("", DICOM):
+                    event.payload.discard()
+                    session.reject_part(
+                        InvalidInstance(f"part media type {essence} is not {DICOM}")
+                    )
+                    continue
+                await session.add(event.payload)
+            elif isinstance(event, PartFailed):
+                session.reject_part(event.error)
+            elif isinstance(event, FramingError):
+                session.reject_part(InvalidInstance(event.message))
+    except PayloadTooLarge as exc:
+        return exc
+    return None
+
+
+async def _read_single(
+    request: Request, session: IngestSession, services: ServicesDep, limit: int
+) -> PayloadTooLarge | None:
+    spool = services.ingest.spool()
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                spool.discard()
+                return PayloadTooLarge(f"request body larger than {limit} bytes")
+            spool.write(chunk)
+    except BaseException:
+        spool.discard()
+        raise
+    await session.add(spool.finish())
+    return None
+
+
+def _response(result: IngestResult, base: str, too_large: PayloadTooLarge | None) -> Response:
+    stored = result.stored
+    failed = result.failed
+    if not result.outcomes:
+        if too_large is not None:
+            return problem(413, too_large.message)
+        return problem(400, "the request holds no instance")
+    body: dict[str, Any] = {}
+    studies = {o.study_uid for o in stored if o.study_uid}
+    study_location = study_url(base, next(iter(studies))) if len(studies) == 1 else None
+    body["00081190"] = {"vr": "UR", "Value": [study_location]} if study_location else {"vr": "UR"}
+    named = [o for o in failed if o.identified]
+    other = [o for o in failed if not o.identified]
+    if named:
+        body["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": {"vr": "UI", "Value": [o.sop_class_uid]},
+                    "00081155": {"vr": "UI", "Value": [o.sop_uid]},
+                    "00081197": {
+                        "vr": "US",
+                        "Value": [int(o.failure or Status.PROCESSING_FAILURE)],
+                    },
+                }
+                for o in named
+            ],
+        }
+    if stored:
+        items = []
+        for o in stored:
+            assert o.study_uid
+            assert o.series_uid
+            assert o.sop_uid
+            item: dict[str, Any] = {
+                "00081150": {"vr": "UI", "Value": [o.sop_class_uid]},
+                "00081155": {"vr": "UI", "Value": [o.sop_uid]},
+                "00081190": {
+                    "vr": "UR",
+                    "Value": [instance_url(base, o.study_uid, o.series_uid, o.sop_uid)],
+                },
+            }
+            if o.warning is not None:
+                item["00081196"] = {"vr": "US", "Value": [int(o.warning)]}
+            items.append(item)
+        body["00081199"] = {"vr": "SQ", "Value": items}
+    if other:
+        body["0008119A"] = {
+            "vr": "SQ",
+            "Value": [
+                {"00081197": {"vr": "US", "Value": [int(o.failure or Status.PROCESSING_FAILURE)]}}
+                for o in other
+            ],
+        }
+    if too_large is not None:
+        status = 413
+    elif not stored:
+        status = 400 if all(o.syntax_failure for o in failed) else 409
+    elif failed or any(o.warning is not None for o in stored):
+        status = 202
+    else:
+        status = 200
+    headers = {}
+    if study_location is not None:
+        headers["Content-Location"] = study_location
+        headers["Location"] = study_location
+    for o in failed:
+        log.info("STOW failure %s: %s", hex(int(o.failure or 0)), o.message)
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
+        status_code=status,
+        media_type=DICOM_JSON,
+        headers=headers,
+    )

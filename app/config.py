@@ -1,0 +1,145 @@
+"""Settings: one tree, read from ``LIGHTBOX_*`` environment variables (pydantic-settings).
+
+Only entry points (``app.cli``, ``app.main``) and the composition root
+(``app.services.container``) read settings; everything below gets plain values.
+Nested fields use ``__``: ``LIGHTBOX_S3__ENDPOINT=http://127.0.0.1:9000``.
+"""
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("lightbox-data")
+
+
+class DuplicatePolicy(StrEnum):
+    """What STOW-RS / C-STORE do with an SOP Instance UID that is already stored (STOW-09)."""
+
+    #: byte-identical content is a success (idempotent retry); different content fails 0x0111
+    REJECT = "reject"
+    #: the new object replaces the stored one, reported with WarningReason 0xB000
+    OVERWRITE = "overwrite"
+
+
+class PatientConflictPolicy(StrEnum):
+    """A study already held under a different PatientID (STOW-10)."""
+
+    REJECT = "reject"
+    ACCEPT = "accept"
+
+
+class S3Settings(BaseModel):
+    """Connection settings for an ``s3://bucket/prefix`` storage URL."""
+
+    endpoint: str | None = Field(
+        None, description="S3 endpoint URL (MinIO, Ceph, ...); AWS if unset"
+    )
+    region: str = Field("us-east-1", description="S3 region")
+    access_key_id: str | None = Field(None, description="access key id (else the AWS defaults)")
+    secret_access_key: SecretStr | None = Field(None, description="secret access key")
+    allow_http: bool = Field(False, description="allow a plain-http endpoint (tests, local MinIO)")
+
+
+class Limits(BaseModel):
+    """Size and concurrency limits."""
+
+    max_request_bytes: int = Field(
+        32 * 1024**3, description="largest STOW-RS request body accepted (413 beyond)"
+    )
+    max_instance_bytes: int = Field(
+        4 * 1024**3, description="largest single instance (part) accepted"
+    )
+    max_inflated_bytes: int = Field(
+        1024**3, description="largest inflated size of a deflated-syntax instance (bomb guard)"
+    )
+    spool_memory_bytes: int = Field(
+        4 * 1024**2, description="parts up to this size are spooled in memory, larger ones on disk"
+    )
+    stow_batch_instances: int = Field(
+        64, description="index rows committed per transaction during one STOW request"
+    )
+    parse_concurrency: int = Field(4, description="instances parsed at once per process")
+
+
+class Settings(BaseSettings):
+    """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIGHTBOX_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8080, description="HTTP port")
+    workers: int = Field(1, description="uvicorn worker processes (production: one per core)")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="embedded default's data directory (SQLite index, blobs, spool)",
+    )
+    database_url: str | None = Field(
+        None,
+        description="sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db "
+        "(default: SQLite in data_dir)",
+    )
+    storage_url: str | None = Field(
+        None, description="file:///path, s3://bucket/prefix or memory:// (default: data_dir/blobs)"
+    )
+    s3: S3Settings = Field(default_factory=S3Settings)
+    dicomweb_root: str = Field("/dicom-web", description="path of the DICOMweb service root")
+    public_base_url: str | None = Field(
+        None,
+        description="absolute URL clients reach the DICOMweb root at, e.g. "
+        "https://pacs.example.org/dicom-web (GEN-01); default: from the request",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="client addresses whose X-Forwarded-Proto/Host headers are honoured",
+    )
+    duplicate_policy: DuplicatePolicy = Field(
+        DuplicatePolicy.REJECT, description="reject | overwrite (STOW-09)"
+    )
+    patient_conflict: PatientConflictPolicy = Field(
+        PatientConflictPolicy.REJECT, description="reject | accept (STOW-10)"
+    )
+    zero_preamble: bool = Field(
+        False, description="zero the 128-byte preamble before storing (STOW-18)"
+    )
+    allow_single_part_stow: bool = Field(
+        True, description="accept a single application/dicom body on POST /studies (STOW-03)"
+    )
+    sop_class_allow_list: list[str] = Field(
+        default_factory=list, description="SOP Class UIDs accepted (empty: all)"
+    )
+    limits: Limits = Field(default_factory=Limits)
+    db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
+    auto_migrate: bool | None = Field(
+        None, description="apply migrations on start (default: only for the SQLite default)"
+    )
+    log_level: str = Field("info", description="debug | info | warning | error")
+
+    @field_validator("dicomweb_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        value = "/" + value.strip("/")
+        return "" if value == "/" else value
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'index.db').resolve()}"
+
+    def resolved_storage_url(self) -> str:
+        """The storage URL, defaulting to ``data_dir/blobs``."""
+        if self.storage_url:
+            return self.storage_url
+        return (self.data_dir / "blobs").resolve().as_uri()
+
+    def spool_dir(self) -> Path:
+        """Where request parts larger than the memory bound are spooled."""
+        return self.data_dir / "spool"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")

@@ -1,0 +1,369 @@
+"""One parse of a PS3.10 file into everything ingest needs (PS3.10 §7, PS3.18 §10.5, STOW-06).
+
+:func:`parse_instance` reads the File Meta Information (PS3.10 §7.1), checks the transfer syntax,
+reads the data set once with pydicom (long values deferred, so pixel data is never loaded), and
+derives from that single pass:
+
+* the index fields of the study, series and instance (:mod:`app.dicom.instance`), text decoded per
+  (0008,0005) (CS-01), dates and times normalised (:mod:`app.dicom.text`);
+* the DICOM JSON of the whole data set (META-02..04) and of each query level (QIDO-21..23);
+* the frame index (FRM-03/04, :mod:`app.dicom.frames`).
+
+Rejections (STOW-06, PS3.18 Table I.2-2): anything that is not a readable PS3.10 file, a missing
+or invalid TransferSyntaxUID, SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID,
+or a MediaStorageSOPInstanceUID that differs from the SOPInstanceUID is
+:class:`~app.errors.InvalidInstance` (0xC000); an unknown transfer syntax is
+:class:`~app.errors.TransferSyntaxNotSupported` (0xC122); a deflated data set (PS3.5 §A.5) that
+inflates beyond ``max_inflated_bytes`` is :class:`~app.errors.OutOfResources` (0xA700). No other
+exception escapes, and messages never contain attribute values (no PHI).
+"""
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any, BinaryIO, Final
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filereader import _is_implicit_vr, _read_file_meta_info, data_element_generator
+
+from app.dicom import dicomjson
+from app.dicom.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
+from app.dicom.frames import build_frame_index, describe_pixels
+from app.dicom.instance import (
+    FrameIndex,
+    InstanceFields,
+    ParsedInstance,
+    SeriesFields,
+    StudyFields,
+)
+from app.dicom.text import normalize_tm, parse_da
+from app.dicom.uids import (
+    DEFLATED,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    is_known_transfer_syntax,
+    is_valid_uid,
+)
+from app.errors import InstanceRejected, InvalidInstance, OutOfResources, TransferSyntaxNotSupported
+
+__all__ = ["DEFAULT_BASE_PATH_TEMPLATE", "parse_instance"]
+
+DEFAULT_BASE_PATH_TEMPLATE: Final = "/studies/{study}/series/{series}/instances/{instance}"
+#: values longer than this are not read at parse time (pixel data, large binary values)
+_DEFER_SIZE: Final = 4096
+_INFLATE_CHUNK: Final = 1 << 20
+_PIXEL_TAGS: Final = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+_STUDY_KEYS: Final = frozenset(f"{tag:08X}" for tag in STUDY_TAGS)
+_SERIES_KEYS: Final = frozenset(f"{tag:08X}" for tag in SERIES_TAGS)
+_INSTANCE_KEYS: Final = frozenset(f"{tag:08X}" for tag in INSTANCE_TAGS)
+
+
+def parse_instance(
+    data: bytes | bytearray | memoryview | BinaryIO,
+    *,
+    base_path_template: str = DEFAULT_BASE_PATH_TEMPLATE,
+    inline_binary_max: int = 0,
+    max_inflated_bytes: int = 1 << 30,
+) -> ParsedInstance:
+    """Parse a PS3.10 file once into a :class:`~app.dicom.instance.ParsedInstance`.
+
+    Parameters
+    ----------
+    data
+        The whole file, as bytes or as a seekable binary file positioned at its first byte
+        (frame offsets are relative to that byte).
+    base_path_template
+        Formatted with ``study``, ``series`` and ``instance`` UIDs into the path that
+        ``BulkDataURI`` values start with (relative to the service root).
+    inline_binary_max
+        Binary values up to this size go inline as base64 (META-03); 0 makes every one bulk data.
+    max_inflated_bytes
+        Limit on the inflated size of a deflated data set (a larger one is refused).
+
+    Raises
+    ------
+    InvalidInstance, TransferSyntaxNotSupported, OutOfResources
+        See the module docstring.
+    """
+    fp: BinaryIO = (
+        io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    )
+    try:
+        return _parse(fp, base_path_template, inline_binary_max, max_inflated_bytes)
+    except InstanceRejected:
+        raise
+    except Exception as exc:  # any pydicom / struct / codec failure on a corrupt file
+        raise InvalidInstance(f"unreadable DICOM data ({type(exc).__name__})") from exc
+
+
+def _parse(
+    fp: BinaryIO, base_path_template: str, inline_binary_max: int, max_inflated: int
+) -> ParsedInstance:
+    start = fp.tell()
+    end = fp.seek(0, io.SEEK_END)
+    fp.seek(start)
+    preamble = fp.read(128)
+    if len(preamble) < 128 or fp.read(4) != b"DICM":
+        # PS3.10 §7.1: STOW-RS and C-STORE files need the preamble and "DICM" prefix
+        raise InvalidInstance("not a DICOM PS3.10 file (no preamble and DICM prefix)")
+    meta = _read_file_meta_info(fp)
+    transfer_syntax = _meta_uid(meta, "TransferSyntaxUID")
+    if transfer_syntax is None:
+        raise InvalidInstance("File Meta TransferSyntaxUID missing or invalid")
+    if not is_known_transfer_syntax(transfer_syntax):
+        raise TransferSyntaxNotSupported(f"transfer syntax {transfer_syntax} is not supported")
+    notes: list[str] = []
+
+    deflated = transfer_syntax in DEFLATED
+    source: BinaryIO = fp
+    if deflated:
+        source = io.BytesIO(_inflate(fp, max_inflated))
+        end = source.seek(0, io.SEEK_END)
+        source.seek(0)
+    ds = _read_dataset(source, transfer_syntax, meta, preamble, end, notes)
+
+    metadata = dicomjson.dataset_to_dict(
+        ds, base_path="\0", inline_binary_max=inline_binary_max, little_endian=True
+    )
+    study_uid = _uid(metadata, "0020000D", "StudyInstanceUID")
+    series_uid = _uid(metadata, "0020000E", "SeriesInstanceUID")
+    sop_uid = _uid(metadata, "00080018", "SOPInstanceUID")
+    sop_class_uid = _uid(metadata, "00080016", "SOPClassUID")
+    if _meta_uid(meta, "MediaStorageSOPInstanceUID") != sop_uid:
+        raise InvalidInstance("MediaStorageSOPInstanceUID does not match SOPInstanceUID")
+
+    base_path = base_path_template.format(study=study_uid, series=series_uid, instance=sop_uid)
+    _set_base_path(metadata, base_path)
+
+    has_pixels = any(tag in ds for tag in _PIXEL_TAGS)
+    frames: FrameIndex | None = None
+    if has_pixels and not deflated:
+        frames = _frame_index(ds, fp, start, transfer_syntax, notes)
+
+    study_json = {k: v for k, v in metadata.items() if k in _STUDY_KEYS or k.startswith("0010")}
+    series_json = {k: v for k, v in metadata.items() if k in _SERIES_KEYS}
+    instance_json = {k: v for k, v in metadata.items() if k in _INSTANCE_KEYS}
+    number_of_frames = _int(metadata, "00280008")
+    return ParsedInstance(
+        study=_study_fields(metadata, study_uid),
+        series=_series_fields(metadata, series_uid),
+        instance=InstanceFields(
+            sop_uid=sop_uid,
+            sop_class_uid=sop_class_uid,
+            transfer_syntax_uid=transfer_syntax,
+            instance_number=_int(metadata, "00200013"),
+            rows=_int(metadata, "00280010"),
+            columns=_int(metadata, "00280011"),
+            bits_allocated=_int(metadata, "00280100"),
+            number_of_frames=(number_of_frames or 1) if has_pixels else None,
+        ),
+        study_json=dicomjson.dumps(study_json),
+        series_json=dicomjson.dumps(series_json),
+        instance_json=dicomjson.dumps(instance_json),
+        metadata_json=dicomjson.dumps(metadata),
+        frames=frames,
+        notes=tuple(notes),
+    )
+
+
+# --- reading ---
+
+
+def _inflate(fp: BinaryIO, limit: int) -> bytes:
+    """Inflate the raw deflate stream after the File Meta (PS3.5 §A.5), at most ``limit`` bytes."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    while not inflater.eof and (chunk := fp.read(_INFLATE_CHUNK)):
+        pending = chunk
+        while pending and not inflater.eof:
+            out += inflater.decompress(pending, limit + 1 - len(out))
+            if len(out) > limit:
+                raise OutOfResources(f"deflated data set inflates beyond {limit} bytes")
+            pending = inflater.unconsumed_tail
+    if not inflater.eof:
+        raise InvalidInstance("deflated data set is truncated")
+    return bytes(out)
+
+
+def _read_dataset(
+    fp: BinaryIO,
+    transfer_syntax: str,
+    meta: FileMetaDataset,
+    preamble: bytes,
+    end: int,
+    notes: list[str],
+) -> FileDataset:
+    """Read the data set at ``fp``'s position, refusing truncated element values."""
+    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
+    little = transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
+    position = fp.tell()
+    # pydicom's check for a data set whose VR encoding contradicts its transfer syntax
+    detected = _is_implicit_vr(fp, implicit, little, None, is_sequence=False)
+    if detected != implicit:
+        notes.append("data set VR encoding differs from its transfer syntax")
+        implicit = detected
+    fp.seek(position)
+    elements: dict[int, Any] = {}
+    try:
+        for elem in data_element_generator(fp, implicit, little, defer_size=_DEFER_SIZE):
+            elements[elem.tag] = elem
+    except EOFError as exc:
+        raise InvalidInstance("truncated DICOM data set") from exc
+    last_end = position
+    for elem in elements.values():
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
+            value_end = elem.value_tell + elem.length
+            short = elem.value is not None and len(elem.value) != elem.length
+            if value_end > end or short:
+                raise InvalidInstance("truncated DICOM data set")
+            last_end = max(last_end, value_end)
+    if 0 < end - last_end < 8 and all(isinstance(e, RawDataElement) for e in elements.values()):
+        notes.append("trailing bytes after the last data element")
+    ds = FileDataset(fp, Dataset(elements), preamble, meta, implicit, little)
+    ds.set_original_encoding(implicit, little, None)
+    return ds
+
+
+def _frame_index(
+    ds: Dataset, fp: BinaryIO, start: int, transfer_syntax: str, notes: list[str]
+) -> FrameIndex | None:
+    pixels = describe_pixels(ds, start)
+    if pixels is None:
+        notes.append("frame index: pixel data without usable image attributes")
+        return None
+
+    def read(offset: int, length: int) -> bytes:
+        fp.seek(start + offset)
+        return fp.read(length)
+
+    extended: list[int] | None = None
+    eot = ds.get_item(0x7FE00001)
+    if eot is not None and eot.value:
+        table = bytes(eot.value)
+        extended = list(struct.unpack(f"<{len(table) // 8}Q", table[: len(table) // 8 * 8]))
+    return build_frame_index(pixels, transfer_syntax, read, extended_offsets=extended, notes=notes)
+
+
+# --- values out of the DICOM JSON ---
+
+
+def _meta_uid(meta: FileMetaDataset, keyword: str) -> str | None:
+    value = meta.get(keyword)
+    if value is None:
+        return None
+    text = str(value).rstrip("\x00 ").strip()
+    return text if is_valid_uid(text) else None
+
+
+def _values(obj: dicomjson.JsonObject, key: str) -> list[Any]:
+    attribute = obj.get(key)
+    if not attribute:
+        return []
+    values = attribute.get("Value")
+    return values if isinstance(values, list) else []
+
+
+def _uid(obj: dicomjson.JsonObject, key: str, keyword: str) -> str:
+    values = _values(obj, key)
+    if len(values) != 1 or not is_valid_uid(values[0]):
+        raise InvalidInstance(f"{keyword} missing or invalid")
+    uid: str = values[0]
+    return uid
+
+
+def _str(obj: dicomjson.JsonObject, key: str) -> str | None:
+    values = _values(obj, key)
+    first = values[0] if values else None
+    if first is None:
+        return None
+    if isinstance(first, dict):  # PN: groups joined by "=" (trailing empty groups dropped)
+        groups = [first.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic")]
+        while groups and not groups[-1]:
+            groups.pop()
+        return "=".join(groups) or None
+    return str(first)
+
+
+def _int(obj: dicomjson.JsonObject, key: str) -> int | None:
+    values = _values(obj, key)
+    first = values[0] if values else None
+    if isinstance(first, int) and not isinstance(first, bool):
+        return first
+    if isinstance(first, float) and first.is_integer():
+        return int(first)
+    return None  # absent, or junk text kept as a string in the JSON
+
+
+def _all(obj: dicomjson.JsonObject, key: str) -> str | None:
+    values = _values(obj, key)
+    return "\\".join(v or "" for v in values) if values else None
+
+
+def _study_fields(obj: dicomjson.JsonObject, study_uid: str) -> StudyFields:
+    study_date = _str(obj, "00080020")
+    study_time = _str(obj, "00080030")
+    birth_date = _str(obj, "00100030")
+    return StudyFields(
+        study_uid=study_uid,
+        patient_id=_str(obj, "00100020"),
+        patient_name=_str(obj, "00100010"),
+        issuer_of_patient_id=_str(obj, "00100021"),
+        patient_birth_date=parse_da(birth_date) if birth_date else None,
+        patient_sex=_str(obj, "00100040"),
+        study_date=parse_da(study_date) if study_date else None,
+        study_time=normalize_tm(study_time) if study_time else None,
+        accession_number=_str(obj, "00080050"),
+        referring_physician_name=_str(obj, "00080090"),
+        study_id=_str(obj, "00200010"),
+        study_description=_str(obj, "00081030"),
+        timezone_offset=_str(obj, "00080201"),
+        specific_character_set=_all(obj, "00080005"),
+    )
+
+
+def _series_fields(obj: dicomjson.JsonObject, series_uid: str) -> SeriesFields:
+    series_date = _str(obj, "00080021")
+    series_time = _str(obj, "00080031")
+    pps_date = _str(obj, "00400244")
+    pps_time = _str(obj, "00400245")
+    sps_ids: list[str] = []
+    rp_ids: list[str] = []
+    for item in _values(obj, "00400275"):  # RequestAttributesSequence
+        if isinstance(item, dict):
+            sps = _str(item, "00400009")  # ScheduledProcedureStepID
+            rp = _str(item, "00401001")  # RequestedProcedureID
+            if sps:
+                sps_ids.append(sps)
+            if rp:
+                rp_ids.append(rp)
+    return SeriesFields(
+        series_uid=series_uid,
+        modality=_str(obj, "00080060"),
+        series_number=_int(obj, "00200011"),
+        series_description=_str(obj, "0008103E"),
+        series_date=parse_da(series_date) if series_date else None,
+        series_time=normalize_tm(series_time) if series_time else None,
+        body_part_examined=_str(obj, "00180015"),
+        pps_start_date=parse_da(pps_date) if pps_date else None,
+        pps_start_time=normalize_tm(pps_time) if pps_time else None,
+        scheduled_procedure_step_ids=tuple(sps_ids),
+        requested_procedure_ids=tuple(rp_ids),
+    )
+
+
+def _set_base_path(obj: dicomjson.JsonObject, base_path: str) -> None:
+    """Replace the ``"\\0"`` placeholder base of every BulkDataURI (the UIDs come from the JSON)."""
+    _walk_bulk(obj, lambda uri: base_path + uri[1:])
+
+
+def _walk_bulk(obj: dicomjson.JsonObject, fix: Callable[[str], str]) -> None:
+    for attribute in obj.values():
+        uri = attribute.get("BulkDataURI")
+        if uri is not None:
+            attribute["BulkDataURI"] = fix(uri)
+        elif attribute.get("vr") == "SQ":
+            for item in attribute.get("Value", ()):
+                _walk_bulk(item, fix)

@@ -1,0 +1,69 @@
+"""Apply the Alembic migrations (the only way the schema is made, DESIGN.md §3)."""
+
+import os
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import app
+from alembic import command
+
+
+def migrations_dir() -> Path:
+    """The migrations: ``LIGHTBOX_MIGRATIONS_DIR``, the repository's ``alembic/``, or ./alembic."""
+    candidates = [
+        os.environ.get("LIGHTBOX_MIGRATIONS_DIR"),
+        Path(app.__file__).resolve().parent.parent / "alembic",
+        Path.cwd() / "alembic",
+    ]
+    for candidate in candidates:
+        if (
+            candidate
+            and (Path(candidate) / "env.py").is_file()
+            and (Path(candidate) / "versions").is_dir()
+        ):
+            return Path(candidate)
+    raise RuntimeError(
+        "the alembic/ migrations directory was not found; set LIGHTBOX_MIGRATIONS_DIR"
+    )
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config pointing at the migrations directory."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if url is not None:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` to ``revision``."""
+    await _run(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+async def downgrade(url: str, revision: str = "base") -> None:
+    """Migrate the database at ``url`` down to ``revision``."""
+    await _run(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def _run(url: str, action: "_Action") -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_with_connection, url, action)
+    finally:
+        await engine.dispose()
+
+
+def _with_connection(conn: Connection, url: str, action: "_Action") -> None:
+    cfg = alembic_config(url)
+    cfg.attributes["connection"] = conn
+    action(cfg)
+
+
+from collections.abc import Callable  # noqa: E402
+
+_Action = Callable[[Config], None]

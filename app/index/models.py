@@ -1,0 +1,124 @@
+"""The index schema: one row per study, series and instance (DESIGN.md §3).
+
+Patient data is denormalised into the study row. Every QIDO-04/05 match key of a level is a typed
+column of that level (dates as DATE, times as normalised text, person names also upper-cased and
+accent-folded in ``*_norm`` columns); each level keeps its ready-to-send DICOM JSON as bytes.
+Schema changes go through Alembic migrations only (``alembic/versions``); a test checks that the
+migrations produce exactly this metadata on PostgreSQL and SQLite.
+"""
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY
+Id = BigInteger().with_variant(Integer(), "sqlite")
+UID = String(64)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Study(Base):
+    """A study with its patient (QIDO-04/05/21)."""
+
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    study_uid: Mapped[str] = mapped_column(UID, unique=True)
+    patient_id: Mapped[str | None] = mapped_column(Text, index=True)
+    patient_name: Mapped[str | None] = mapped_column(Text)
+    patient_name_norm: Mapped[str | None] = mapped_column(Text, index=True)
+    issuer_of_patient_id: Mapped[str | None] = mapped_column(Text)
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_sex: Mapped[str | None] = mapped_column(Text)
+    study_date: Mapped[date | None] = mapped_column(Date, index=True)
+    study_time: Mapped[str | None] = mapped_column(String(13))
+    accession_number: Mapped[str | None] = mapped_column(Text, index=True)
+    referring_physician_name: Mapped[str | None] = mapped_column(Text)
+    referring_physician_name_norm: Mapped[str | None] = mapped_column(Text)
+    study_id: Mapped[str | None] = mapped_column(Text)
+    study_description: Mapped[str | None] = mapped_column(Text)
+    timezone_offset: Mapped[str | None] = mapped_column(String(16))
+    specific_character_set: Mapped[str | None] = mapped_column(Text)
+    num_series: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    num_instances: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attrs_json: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Series(Base):
+    """A series (QIDO-04/05/22)."""
+
+    __tablename__ = "series"
+    __table_args__ = (Index("ix_series_study_number", "study_id", "series_number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    series_uid: Mapped[str] = mapped_column(UID, unique=True)
+    study_id: Mapped[int] = mapped_column(Id, ForeignKey("study.id", ondelete="CASCADE"))
+    modality: Mapped[str | None] = mapped_column(Text, index=True)
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(Text)
+    series_date: Mapped[date | None] = mapped_column(Date)
+    series_time: Mapped[str | None] = mapped_column(String(13))
+    body_part_examined: Mapped[str | None] = mapped_column(Text)
+    pps_start_date: Mapped[date | None] = mapped_column(Date)
+    pps_start_time: Mapped[str | None] = mapped_column(String(13))
+    # RequestAttributesSequence values, backslash-joined (multi-valued match keys, QIDO-13)
+    scheduled_procedure_step_ids: Mapped[str | None] = mapped_column(Text)
+    requested_procedure_ids: Mapped[str | None] = mapped_column(Text)
+    num_instances: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attrs_json: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Instance(Base):
+    """An instance: its blob, hash, transfer syntax, metadata and frame index (QIDO-04/23)."""
+
+    __tablename__ = "instance"
+    __table_args__ = (Index("ix_instance_series_number", "series_id", "instance_number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    sop_uid: Mapped[str] = mapped_column(UID, unique=True)
+    series_id: Mapped[int] = mapped_column(Id, ForeignKey("series.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("study.id", ondelete="CASCADE"), index=True
+    )
+    sop_class_uid: Mapped[str] = mapped_column(UID, index=True)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)
+    blob_key: Mapped[str] = mapped_column(Text, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    attrs_json: Mapped[bytes] = mapped_column(LargeBinary)
+    metadata_json: Mapped[bytes] = mapped_column(LargeBinary)
+    # FrameIndex.to_json() as orjson bytes; NULL when frames are not byte ranges of the blob
+    frame_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

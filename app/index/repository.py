@@ -1,0 +1,249 @@
+"""Index writes and look-ups for ingest, fsck and gc (SQL lives only in ``app.index``).
+
+Concurrency (DESIGN.md §2: nothing may assume one process): rows are created with
+``INSERT ... ON CONFLICT DO NOTHING`` and then read back, so two requests racing to create the same
+study or series both see the one row that won; counters are bumped with ``SET n = n + k`` in a
+fixed order (series by id, then studies by id) at the very end of the transaction, so row locks are
+short and two transactions never wait on each other in a cycle. The repository never commits: the
+service that owns the transaction does.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.dicom.instance import ParsedInstance, SeriesFields, StudyFields
+from app.dicom.text import normalize_pn
+from app.index.models import Instance, Series, Study
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRef:
+    """An instance already in the index."""
+
+    id: int
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    series_id: int
+    study_id: int
+    sha256: str
+    blob_key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewInstance:
+    """One instance to insert: its parse plus where its blob went."""
+
+    parsed: ParsedInstance
+    blob_key: str
+    size: int
+    sha256: str
+    frame_index: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRow:
+    id: int
+    patient_id: str | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    id: int
+    study_id: int
+    created: bool
+
+
+def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Insert:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {dialect}")
+
+
+def _study_values(fields: StudyFields, attrs_json: bytes) -> dict[str, Any]:
+    values = asdict(fields)
+    values["patient_name_norm"] = normalize_pn(fields.patient_name) if fields.patient_name else None
+    ref = fields.referring_physician_name
+    values["referring_physician_name_norm"] = normalize_pn(ref) if ref else None
+    values["attrs_json"] = attrs_json
+    return values
+
+
+def _series_values(fields: SeriesFields, study_id: int, attrs_json: bytes) -> dict[str, Any]:
+    values = asdict(fields)
+    values["scheduled_procedure_step_ids"] = "\\".join(fields.scheduled_procedure_step_ids) or None
+    values["requested_procedure_ids"] = "\\".join(fields.requested_procedure_ids) or None
+    values["study_id"] = study_id
+    values["attrs_json"] = attrs_json
+    return values
+
+
+class InstanceIndex:
+    """Index operations on one connection inside the caller's transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def find_instances(self, sop_uids: Iterable[str]) -> dict[str, StoredRef]:
+        """The stored instances among ``sop_uids``."""
+        uids = sorted(set(sop_uids))
+        found: dict[str, StoredRef] = {}
+        for chunk in _chunks(uids, 500):
+            rows = await self._conn.execute(
+                select(
+                    Instance.id,
+                    Instance.sop_uid,
+                    Study.study_uid,
+                    Series.series_uid,
+                    Instance.series_id,
+                    Instance.study_id,
+                    Instance.sha256,
+                    Instance.blob_key,
+                    Instance.size,
+                )
+                .join(Series, Series.id == Instance.series_id)
+                .join(Study, Study.id == Instance.study_id)
+                .where(Instance.sop_uid.in_(chunk))
+            )
+            for row in rows:
+                found[row.sop_uid] = StoredRef(*row)
+        return found
+
+    async def ensure_study(self, fields: StudyFields, attrs_json: bytes) -> StudyRow:
+        """The study's row, created from ``fields`` if it does not exist yet."""
+        stmt = (
+            _insert(self._conn, Study)
+            .values(_study_values(fields, attrs_json))
+            .on_conflict_do_nothing(index_elements=["study_uid"])
+            .returning(Study.id)
+        )
+        created = (await self._conn.execute(stmt)).scalar_one_or_none()
+        if created is not None:
+            return StudyRow(created, fields.patient_id, True)
+        row = (
+            await self._conn.execute(
+                select(Study.id, Study.patient_id).where(Study.study_uid == fields.study_uid)
+            )
+        ).one()
+        return StudyRow(row.id, row.patient_id, False)
+
+    async def ensure_series(
+        self, fields: SeriesFields, study_id: int, attrs_json: bytes
+    ) -> SeriesRow:
+        """The series' row, created under ``study_id`` if it does not exist yet.
+
+        The returned ``study_id`` is the one the series is actually filed under: when it differs
+        from the argument, the series belongs to another study (STOW-10).
+        """
+        stmt = (
+            _insert(self._conn, Series)
+            .values(_series_values(fields, study_id, attrs_json))
+            .on_conflict_do_nothing(index_elements=["series_uid"])
+            .returning(Series.id)
+        )
+        created = (await self._conn.execute(stmt)).scalar_one_or_none()
+        if created is not None:
+            return SeriesRow(created, study_id, True)
+        row = (
+            await self._conn.execute(
+                select(Series.id, Series.study_id).where(Series.series_uid == fields.series_uid)
+            )
+        ).one()
+        return SeriesRow(row.id, row.study_id, False)
+
+    async def insert_instances(self, rows: Sequence[tuple[NewInstance, int, int]]) -> set[str]:
+        """Insert ``(instance, series_id, study_id)`` rows; returns the SOP UIDs really inserted.
+
+        A UID missing from the result was inserted concurrently by another transaction.
+        """
+        if not rows:
+            return set()
+        values = [_instance_values(new, series_id, study_id) for new, series_id, study_id in rows]
+        stmt = (
+            _insert(self._conn, Instance)
+            .on_conflict_do_nothing(index_elements=["sop_uid"])
+            .returning(Instance.sop_uid)
+        )
+        result = await self._conn.execute(stmt, values)
+        return {row[0] for row in result}
+
+    async def replace_instance(self, old: StoredRef, new: NewInstance) -> None:
+        """Point an existing row at a new blob and metadata (STOW-09 ``overwrite``)."""
+        values = _instance_values(new, old.series_id, old.study_id)
+        for key in ("sop_uid", "series_id", "study_id"):
+            values.pop(key)
+        await self._conn.execute(update(Instance).where(Instance.id == old.id).values(values))
+
+    async def delete_empty(self, *, series_ids: Sequence[int], study_ids: Sequence[int]) -> None:
+        """Remove series and studies created in this transaction that received no instance."""
+        if series_ids:
+            await self._conn.execute(delete(Series).where(Series.id.in_(sorted(series_ids))))
+        if study_ids:
+            await self._conn.execute(delete(Study).where(Study.id.in_(sorted(study_ids))))
+
+    async def bump_counts(
+        self, series_added: dict[int, int], studies_added: dict[int, tuple[int, int]]
+    ) -> None:
+        """Add instance counts per series and (series, instance) counts per study (QIDO-26).
+
+        Called last in the transaction, in id order, so the hot study row is locked briefly.
+        """
+        for series_id in sorted(series_added):
+            await self._conn.execute(
+                update(Series)
+                .where(Series.id == series_id)
+                .values(num_instances=Series.num_instances + series_added[series_id])
+            )
+        for study_id in sorted(studies_added):
+            n_series, n_instances = studies_added[study_id]
+            await self._conn.execute(
+                update(Study)
+                .where(Study.id == study_id)
+                .values(
+                    num_series=Study.num_series + n_series,
+                    num_instances=Study.num_instances + n_instances,
+                )
+            )
+
+    async def blobs(self) -> AsyncIterator[tuple[str, str, int, str]]:
+        """Every instance's ``(blob_key, sha256, size, sop_uid)``, streamed (fsck, gc)."""
+        result = await self._conn.stream(
+            select(Instance.blob_key, Instance.sha256, Instance.size, Instance.sop_uid)
+        )
+        async for row in result:
+            yield row.blob_key, row.sha256, row.size, row.sop_uid
+
+    async def has_blob(self, key: str) -> bool:
+        """Whether any row references ``key``."""
+        row = await self._conn.execute(select(Instance.id).where(Instance.blob_key == key).limit(1))
+        return row.first() is not None
+
+
+def _instance_values(new: NewInstance, series_id: int, study_id: int) -> dict[str, Any]:
+    values = asdict(new.parsed.instance)
+    values.update(
+        series_id=series_id,
+        study_id=study_id,
+        blob_key=new.blob_key,
+        size=new.size,
+        sha256=new.sha256,
+        attrs_json=new.parsed.instance_json,
+        metadata_json=new.parsed.metadata_json,
+        frame_index=new.frame_index,
+    )
+    return values
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,50 @@
+"""The HTTP application: ``create_app(settings)`` builds it (DESIGN.md §1).
+
+Run it with ``lightbox serve`` or ``uvicorn --factory app.main:create_app``. The lifespan opens
+the services once per process; routes reach them through ``app.api.deps``.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import health, stow
+from app.api.errors import install_error_handlers
+from app.config import Settings
+from app.services.container import Services, open_services
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The Lightbox ASGI app; ``services`` lets tests inject already-open services."""
+    settings = settings if settings is not None else Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        async with open_services(settings) as opened:
+            app.state.services = opened
+            yield
+
+    app = FastAPI(
+        title="Lightbox",
+        version=__version__,
+        summary="DICOMweb PACS: STOW-RS, QIDO-RS, WADO-RS (DICOM PS3.18)",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    if services is not None:
+        app.state.services = services
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(stow.router, prefix=settings.dicomweb_root)
+    return app

@@ -1,0 +1,84 @@
+"""The composition root: builds every dependency once from Settings (DESIGN.md §1).
+
+``open_services(settings)`` is used by the HTTP lifespan, the CLI and (later) the DIMSE process,
+so every front end runs on the same services.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from app.config import Settings
+from app.index import migrate
+from app.index.db import Database
+from app.services.ingest import IngestPolicy, IngestService
+from app.services.maintenance import MaintenanceService
+from app.storage.base import ObjectStore
+from app.storage.factory import open_store
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a front end needs."""
+
+    db: Database
+    store: ObjectStore
+    ingest: IngestService
+    maintenance: MaintenanceService
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.db.close()
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    """The object store named by the settings."""
+    s3 = settings.s3
+    return open_store(
+        settings.resolved_storage_url(),
+        s3_endpoint=s3.endpoint,
+        s3_region=s3.region,
+        s3_access_key_id=s3.access_key_id,
+        s3_secret_access_key=s3.secret_access_key.get_secret_value()
+        if s3.secret_access_key
+        else None,
+        s3_allow_http=s3.allow_http,
+    )
+
+
+def ingest_policy(settings: Settings) -> IngestPolicy:
+    """Ingest's plain-value view of the settings."""
+    limits = settings.limits
+    return IngestPolicy(
+        duplicate_policy=settings.duplicate_policy,
+        patient_conflict=settings.patient_conflict,
+        sop_class_allow_list=frozenset(settings.sop_class_allow_list),
+        zero_preamble=settings.zero_preamble,
+        spool_memory_bytes=limits.spool_memory_bytes,
+        max_instance_bytes=limits.max_instance_bytes,
+        max_inflated_bytes=limits.max_inflated_bytes,
+        batch_instances=limits.stow_batch_instances,
+        parse_concurrency=limits.parse_concurrency,
+    )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the database and object store; migrate the embedded default if configured."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite
+    if auto:
+        await migrate.upgrade(settings.resolved_database_url())
+    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    store = build_store(settings)
+    services = Services(
+        db=db,
+        store=store,
+        ingest=IngestService(db, store, ingest_policy(settings), settings.spool_dir()),
+        maintenance=MaintenanceService(db, store),
+    )
+    try:
+        yield services
+    finally:
+        await services.close()

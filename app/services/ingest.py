@@ -1,0 +1,489 @@
+"""Ingest: store instances from STOW-RS (and later C-STORE and ``lightbox import``).
+
+The write protocol (DESIGN.md §4), per batch of instances of one request:
+
+1. each part was spooled and hashed while it streamed in; it is parsed once, off the event loop
+   (``app.dicom.parse``);
+2. one index look-up finds which SOP Instance UIDs and series are already stored, so identical
+   re-sends and conflicts are settled before any byte is written (STOW-09/10);
+3. the blobs are written under their final keys and are durable when ``put`` returns;
+4. the index rows of the whole batch commit in one transaction (one failing instance never rolls
+   back the others: conflicts are settled per instance inside it);
+5. only then is the batch's outcome reported, and blobs that no row references any more (replaced
+   objects, losers of a race) are removed.
+
+A crash between 3 and 4 leaves blobs no row points at; ``lightbox gc`` removes them after a grace
+period. An index row never points at a missing blob.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import orjson
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.config import DuplicatePolicy, PatientConflictPolicy
+from app.dicom.instance import ParsedInstance
+from app.dicom.parse import parse_instance
+from app.dicom.status import Status
+from app.errors import (
+    DuplicateInstance,
+    HierarchyConflict,
+    InstanceRejected,
+    InvalidInstance,
+    OutOfResources,
+    SopClassNotSupported,
+    StudyMismatch,
+)
+from app.index.db import Database
+from app.index.repository import InstanceIndex, NewInstance, StoredRef
+from app.services.spool import Spool, SpooledPart
+from app.storage.base import ObjectStore, StorageError, object_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    """The settings ingest obeys (plain values, read from Settings by the container)."""
+
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    patient_conflict: PatientConflictPolicy = PatientConflictPolicy.REJECT
+    sop_class_allow_list: frozenset[str] = frozenset()
+    zero_preamble: bool = False
+    spool_memory_bytes: int = 4 * 1024**2
+    max_instance_bytes: int = 4 * 1024**3
+    max_inflated_bytes: int = 1024**3
+    batch_instances: int = 64
+    batch_memory_bytes: int = 64 * 1024**2
+    parse_concurrency: int = 4
+    write_concurrency: int = 8
+
+
+@dataclass(slots=True)
+class InstanceOutcome:
+    """What happened to one instance of a request (one item of the STOW response)."""
+
+    sop_class_uid: str | None
+    sop_uid: str | None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    stored: bool = False
+    failure: Status | None = None
+    warning: Status | None = None
+    message: str = ""
+    syntax_failure: bool = False
+
+    @property
+    def identified(self) -> bool:
+        """Whether the instance can be named in FailedSOPSequence (else OtherFailuresSequence)."""
+        return bool(self.sop_uid and self.sop_class_uid)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """The outcome of a whole request, in part order."""
+
+    outcomes: list[InstanceOutcome] = field(default_factory=list)
+
+    @property
+    def stored(self) -> list[InstanceOutcome]:
+        return [o for o in self.outcomes if o.stored]
+
+    @property
+    def failed(self) -> list[InstanceOutcome]:
+        return [o for o in self.outcomes if not o.stored]
+
+
+@dataclass(slots=True)
+class _Pending:
+    index: int
+    part: SpooledPart
+    parsed: ParsedInstance
+    key: str
+
+
+class IngestService:
+    """Stores instances; one :class:`IngestSession` per request or association."""
+
+    def __init__(self, db: Database, store: ObjectStore, policy: IngestPolicy, spool_dir: Path):
+        self.db = db
+        self.store = store
+        self.policy = policy
+        self.spool_dir = spool_dir
+        self._parse_slots = anyio.CapacityLimiter(policy.parse_concurrency)
+
+    def spool(self) -> Spool:
+        """A spool for the next incoming part."""
+        return Spool(
+            memory_limit=self.policy.spool_memory_bytes,
+            max_bytes=self.policy.max_instance_bytes,
+            tmp_dir=self.spool_dir,
+            zero_preamble=self.policy.zero_preamble,
+        )
+
+    def session(self, *, study_uid: str | None = None) -> "IngestSession":
+        """A new ingest session; ``study_uid`` is the STOW target study (STOW-07)."""
+        return IngestSession(self, study_uid)
+
+    async def parse(self, part: SpooledPart) -> ParsedInstance:
+        """Parse one spooled part off the event loop."""
+        return await anyio.to_thread.run_sync(self._parse_sync, part, limiter=self._parse_slots)
+
+    def _parse_sync(self, part: SpooledPart) -> ParsedInstance:
+        if part.data is not None:
+            return parse_instance(part.data, max_inflated_bytes=self.policy.max_inflated_bytes)
+        with part.open() as fp:
+            return parse_instance(fp, max_inflated_bytes=self.policy.max_inflated_bytes)
+
+
+class IngestSession:
+    """Collects the parts of one request, then commits them in batches.
+
+    ``add()`` returns at once; parsing runs concurrently with the reception of the next parts,
+    bounded by the parse limiter. ``finish()`` waits for everything and returns the result.
+    """
+
+    def __init__(self, service: IngestService, study_uid: str | None) -> None:
+        self._svc = service
+        self._study_uid = study_uid
+        self._result = IngestResult()
+        self._pending: list[_Pending] = []
+        self._pending_memory = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(service.policy.parse_concurrency * 2)
+
+    async def add(self, part: SpooledPart) -> None:
+        """Accept one received part (waits only when too many parts are in flight)."""
+        index = len(self._result.outcomes)
+        self._result.outcomes.append(InstanceOutcome(None, None))
+        await self._slots.acquire()
+        task = asyncio.create_task(self._process(index, part))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reject_part(self, error: InstanceRejected) -> None:
+        """Record a part that failed before it could be parsed (framing, size, media type)."""
+        self._result.outcomes.append(_outcome_from_error(InstanceOutcome(None, None), error))
+
+    async def finish(self) -> IngestResult:
+        """Wait for every part, commit what is pending, and return the outcome."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+        await self._flush()
+        return self._result
+
+    async def abort(self) -> None:
+        """Cancel work in flight (the client went away); committed batches stay committed."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pending in self._pending:
+            pending.part.discard()
+        self._pending.clear()
+
+    async def _process(self, index: int, part: SpooledPart) -> None:
+        outcome = self._result.outcomes[index]
+        flush = False
+        try:
+            parsed = await self._svc.parse(part)
+            outcome.sop_class_uid = parsed.instance.sop_class_uid
+            outcome.sop_uid = parsed.sop_uid
+            outcome.study_uid = parsed.study_uid
+            outcome.series_uid = parsed.series_uid
+            self._check(parsed)
+            key = object_key(parsed.study_uid, parsed.series_uid, parsed.sop_uid, part.sha256)
+            self._pending.append(_Pending(index, part, parsed, key))
+            if part.data is not None:
+                self._pending_memory += part.size
+            flush = (
+                len(self._pending) >= self._svc.policy.batch_instances
+                or self._pending_memory >= self._svc.policy.batch_memory_bytes
+            )
+        except InstanceRejected as exc:
+            _outcome_from_error(outcome, exc)
+            part.discard()
+        except Exception:
+            log.exception("unexpected error while parsing an instance")
+            _outcome_from_error(outcome, InvalidInstance("the instance could not be processed"))
+            part.discard()
+        finally:
+            self._slots.release()
+        if flush:
+            await self._flush()
+
+    def _check(self, parsed: ParsedInstance) -> None:
+        if self._study_uid is not None and parsed.study_uid != self._study_uid:
+            raise StudyMismatch("StudyInstanceUID does not match the study in the request URL")
+        allow = self._svc.policy.sop_class_allow_list
+        if allow and parsed.instance.sop_class_uid not in allow:
+            raise SopClassNotSupported("SOP class not accepted by this archive")
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._pending, self._pending_memory = self._pending, [], 0
+            if batch:
+                await _commit_batch(self._svc, batch, self._result.outcomes)
+
+
+def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> InstanceOutcome:
+    outcome.stored = False
+    outcome.failure = error.dimse_status
+    outcome.message = error.message
+    outcome.syntax_failure = error.syntax
+    return outcome
+
+
+async def _commit_batch(
+    svc: IngestService, batch: list[_Pending], outcomes: list[InstanceOutcome]
+) -> None:
+    """Steps 2-5 of the write protocol for one batch."""
+    policy = svc.policy
+    try:
+        async with svc.db.read() as conn:
+            existing = await InstanceIndex(conn).find_instances(p.parsed.sop_uid for p in batch)
+    except (DBAPIError, OSError) as exc:
+        log.error("index unavailable during ingest: %s", exc)
+        _fail_all(batch, outcomes, OutOfResources("the index is unavailable"))
+        return
+
+    # 2. settle re-sends before writing anything
+    to_write: list[_Pending] = []
+    replacing: dict[str, StoredRef] = {}
+    seen: dict[str, _Pending] = {}
+    for pending in batch:
+        sop = pending.parsed.sop_uid
+        old = existing.get(sop)
+        earlier = seen.get(sop)
+        if earlier is not None and earlier.part.sha256 == pending.part.sha256:
+            outcomes[pending.index].stored = True  # the same object twice in one request
+            pending.part.discard()
+            continue
+        if old is not None and old.sha256 == pending.part.sha256:
+            outcomes[pending.index].stored = True  # idempotent re-send: nothing rewritten
+            pending.part.discard()
+            continue
+        if (old is not None or earlier is not None) and (
+            policy.duplicate_policy is DuplicatePolicy.REJECT
+        ):
+            _outcome_from_error(
+                outcomes[pending.index],
+                DuplicateInstance("a different object with this SOP Instance UID is stored"),
+            )
+            pending.part.discard()
+            continue
+        if earlier is not None:
+            # overwrite policy, same UID twice in one request: the later one wins
+            to_write.remove(earlier)
+            outcomes[earlier.index].warning = Status.COERCION_OF_DATA_ELEMENTS
+            outcomes[earlier.index].stored = True
+            earlier.part.discard()
+        if old is not None:
+            replacing[sop] = old
+        seen[sop] = pending
+        to_write.append(pending)
+
+    # 3. blobs first
+    written = await _write_blobs(svc.store, to_write, outcomes, policy.write_concurrency)
+    if not written:
+        return
+
+    # 4. the index, in one transaction (retried on deadlock / lock time-outs)
+    for attempt in range(4):
+        try:
+            orphans = await _index_batch(svc, written, replacing, outcomes)
+            break
+        except (OperationalError, DBAPIError) as exc:
+            if attempt == 3 or not _retryable(exc):
+                log.error("index write failed: %s", exc)
+                _fail_all(written, outcomes, OutOfResources("the index could not be updated"))
+                orphans = [p.key for p in written]
+                break
+            log.warning("retrying index batch after %s", type(exc).__name__)
+            await asyncio.sleep(0.05 * (attempt + 1))
+
+    # 5. after the commit: blobs no row references any more
+    for key in orphans:
+        try:
+            await svc.store.delete(key)
+        except StorageError:
+            log.warning("could not remove unreferenced blob %s; gc will", key)
+
+
+async def _write_blobs(
+    store: ObjectStore, batch: list[_Pending], outcomes: list[InstanceOutcome], concurrency: int
+) -> list[_Pending]:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def write(pending: _Pending) -> bool:
+        async with slots:
+            part = pending.part
+            try:
+                if part.data is not None:
+                    await store.put_bytes(pending.key, part.data)
+                else:
+                    assert part.path is not None
+                    await store.put_file(pending.key, part.path, move=True)
+                return True
+            except (StorageError, OSError) as exc:
+                log.error("blob write failed: %s", exc)
+                _outcome_from_error(
+                    outcomes[pending.index], OutOfResources("the object store refused the write")
+                )
+                return False
+            finally:
+                part.discard()
+
+    results = await asyncio.gather(*(write(p) for p in batch))
+    return [p for p, ok in zip(batch, results, strict=True) if ok]
+
+
+async def _index_batch(
+    svc: IngestService,
+    batch: Sequence[_Pending],
+    replacing: dict[str, StoredRef],
+    outcomes: list[InstanceOutcome],
+) -> list[str]:
+    """Write the batch's rows; returns blob keys to delete after the commit."""
+    policy = svc.policy
+    orphans: list[str] = []
+    for pending in batch:  # a retried attempt starts from a clean slate
+        outcome = outcomes[pending.index]
+        outcome.stored, outcome.failure, outcome.warning, outcome.message = False, None, None, ""
+    async with svc.db.write() as conn:
+        index = InstanceIndex(conn)
+        # studies, then series, then instances, each in UID order (no lock cycles)
+        studies: dict[str, tuple[int, str | None, bool]] = {}
+        for pending in sorted(batch, key=lambda p: p.parsed.study_uid):
+            parsed = pending.parsed
+            if parsed.study_uid not in studies:
+                row = await index.ensure_study(parsed.study, parsed.study_json)
+                studies[parsed.study_uid] = (row.id, row.patient_id, row.created)
+        # STOW-10: a study already held under another PatientID (before any series is made)
+        admitted: list[_Pending] = []
+        for pending in batch:
+            parsed = pending.parsed
+            outcome = outcomes[pending.index]
+            _, patient_id, _ = studies[parsed.study_uid]
+            if (patient_id or "") != (parsed.study.patient_id or ""):
+                if policy.patient_conflict is PatientConflictPolicy.REJECT:
+                    _outcome_from_error(
+                        outcome,
+                        HierarchyConflict("the study is already held under another PatientID"),
+                    )
+                    orphans.append(pending.key)
+                    continue
+                outcome.warning = Status.COERCION_OF_DATA_ELEMENTS
+            admitted.append(pending)
+        series: dict[str, tuple[int, int, bool]] = {}
+        for pending in sorted(admitted, key=lambda p: p.parsed.series_uid):
+            parsed = pending.parsed
+            if parsed.series_uid not in series:
+                study_id = studies[parsed.study_uid][0]
+                srow = await index.ensure_series(parsed.series, study_id, parsed.series_json)
+                series[parsed.series_uid] = (srow.id, srow.study_id, srow.created)
+
+        inserts: list[tuple[NewInstance, int, int]] = []
+        by_sop: dict[str, _Pending] = {}
+        series_added: dict[int, int] = {}
+        studies_added: dict[int, tuple[int, int]] = {}
+        for pending in sorted(admitted, key=lambda p: p.parsed.sop_uid):
+            parsed = pending.parsed
+            outcome = outcomes[pending.index]
+            study_id = studies[parsed.study_uid][0]
+            series_id, series_study_id, _ = series[parsed.series_uid]
+            if series_study_id != study_id:
+                _outcome_from_error(
+                    outcome, HierarchyConflict("the series is already filed under another study")
+                )
+                orphans.append(pending.key)
+                continue
+            new = NewInstance(
+                parsed,
+                pending.key,
+                pending.part.size,
+                pending.part.sha256,
+                orjson.dumps(parsed.frames.to_json()) if parsed.frames is not None else None,
+            )
+            old = replacing.get(parsed.sop_uid)
+            if old is not None:
+                if old.series_id != series_id:
+                    _outcome_from_error(
+                        outcome,
+                        HierarchyConflict("the instance is stored under another series"),
+                    )
+                    orphans.append(pending.key)
+                    continue
+                await index.replace_instance(old, new)
+                outcome.stored = True
+                outcome.warning = Status.COERCION_OF_DATA_ELEMENTS
+                if old.blob_key != pending.key:
+                    orphans.append(old.blob_key)
+                continue
+            inserts.append((new, series_id, study_id))
+            by_sop[parsed.sop_uid] = pending
+
+        inserted = await index.insert_instances(inserts)
+        raced = [sop for sop in by_sop if sop not in inserted]
+        if raced:
+            # another request stored the same SOP Instance UID since our look-up
+            winners = await index.find_instances(raced)
+            for sop in raced:
+                pending = by_sop[sop]
+                winner = winners.get(sop)
+                if winner is not None and winner.sha256 == pending.part.sha256:
+                    outcomes[pending.index].stored = True
+                    continue  # same content, same key: the blob is the winner's too
+                _outcome_from_error(
+                    outcomes[pending.index],
+                    DuplicateInstance("a different object with this SOP Instance UID is stored"),
+                )
+                orphans.append(pending.key)
+        created_series: set[int] = set()
+        for sop in inserted:
+            pending = by_sop[sop]
+            outcomes[pending.index].stored = True
+            series_id, study_id, created = series[pending.parsed.series_uid]
+            series_added[series_id] = series_added.get(series_id, 0) + 1
+            n_series, n_instances = studies_added.get(study_id, (0, 0))
+            if created and series_id not in created_series:
+                created_series.add(series_id)
+                n_series += 1
+            studies_added[study_id] = (n_series, n_instances + 1)
+        # a study or series this transaction created but that received no instance is not kept
+        replaced_series = {old.series_id for old in replacing.values()}
+        await index.delete_empty(
+            series_ids=[
+                sid
+                for sid, _, created in series.values()
+                if created and sid not in series_added and sid not in replaced_series
+            ],
+            study_ids=[
+                sid for sid, _, created in studies.values() if created and sid not in studies_added
+            ],
+        )
+        await index.bump_counts(series_added, studies_added)
+    return orphans
+
+
+def _fail_all(
+    batch: Sequence[_Pending], outcomes: list[InstanceOutcome], error: InstanceRejected
+) -> None:
+    for pending in batch:
+        _outcome_from_error(outcomes[pending.index], error)
+        outcomes[pending.index].stored = False
+        pending.part.discard()
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return any(
+        marker in text
+        for marker in ("deadlock", "could not serialize", "database is locked", "40P01", "40001")
+    )

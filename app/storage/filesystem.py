@@ -1,0 +1,311 @@
+"""Filesystem object store: one file per key under a root directory (DESIGN.md §4).
+
+Write protocol (an acknowledged object survives a crash, a failed one is never half-visible):
+write a temp file in ``root/.tmp`` (same filesystem), ``fsync`` it, ``os.replace`` it onto
+``root/<key>``, then ``fsync`` the parent directory (and the parents of any directory created on
+the way). A crash leaves at most a stray file in ``.tmp``, which ``list()`` never shows.
+
+All blocking I/O runs in worker threads (``anyio.to_thread``) bounded by one module-level
+``CapacityLimiter``; reads stream from an open file one chunk per thread hop.
+"""
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from app.storage.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    check_key,
+    check_prefix,
+    check_range,
+)
+
+TMP_DIR = ".tmp"
+_COPY_CHUNK = 1 << 20
+
+# One pool for all stores: filesystem calls block a thread each, and an unbounded number of
+# them only queues up in the kernel anyway.
+_io_slots = anyio.CapacityLimiter(16)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    def call() -> _T:
+        return func(*args, **kwargs)
+
+    return await anyio.to_thread.run_sync(call, limiter=_io_slots)
+
+
+@contextlib.contextmanager
+def _storage_errors(key: str) -> Iterator[None]:
+    """Translate OS errors: a missing file is ObjectNotFound, anything else StorageError."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise ObjectNotFound(key) from exc
+    except OSError as exc:
+        raise StorageError(f"{key}: {exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_parents(path: Path, root: Path) -> None:
+    """``mkdir -p`` the parents of ``path``, fsyncing the parent of each directory created."""
+    missing: list[Path] = []
+    parent = path.parent
+    while parent != root and not parent.is_dir():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent put created it
+            directory.mkdir()
+            _fsync_dir(directory.parent)
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+
+class FilesystemStore:
+    """:class:`~app.storage.base.ObjectStore` on a local (or mounted) directory."""
+
+    def __init__(self, root: Path) -> None:
+        # Lexically absolute, not resolved: an operator may symlink parts of the tree elsewhere
+        # on purpose; check_key() already keeps client input from naming anything outside.
+        self.root = Path(os.path.abspath(root))
+        self._tmp = self.root / TMP_DIR
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FilesystemStore({str(self.root)!r})"
+
+    def local_tmp_dir(self) -> Path:
+        """A spool directory on the store's filesystem, so ``put_file(move=True)`` is a rename."""
+        return self._tmp
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        path = Path(os.path.normpath(self.root / key))
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"invalid object key {key!r}")
+        return path
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _install(self, tmp: Path, target: Path) -> None:
+        """Rename a synced temp file onto ``target`` and make the rename durable."""
+        _make_parents(target, self.root)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+
+    def _write_tmp(self, fill: Callable[[IO[bytes]], None]) -> Path:
+        """Create a temp file in ``.tmp``, let ``fill`` write it, fsync it; unlink on failure."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _put_via_tmp(self, target: Path, fill: Callable[[IO[bytes]], None]) -> None:
+        tmp = self._write_tmp(fill)
+        try:
+            self._install(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _put_bytes(self, target: Path, data: bytes) -> None:
+        def fill(f: IO[bytes]) -> None:
+            f.write(data)
+
+        self._put_via_tmp(target, fill)
+
+    def _put_file(self, target: Path, source: Path, move: bool) -> None:
+        if move:
+            try:
+                _fsync_file(source)
+                self._install(source, target)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            # Another filesystem: copy, then consume the source as promised.
+
+        def fill(f: IO[bytes]) -> None:
+            with source.open("rb") as src:
+                shutil.copyfileobj(src, f, _COPY_CHUNK)
+
+        self._put_via_tmp(target, fill)
+        if move:
+            source.unlink(missing_ok=True)
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """Durably store ``data`` under ``key`` (temp file, fsync, rename, fsync dir)."""
+        target = self._path(key)
+        with _storage_errors(key):
+            await _run(self._put_bytes, target, data)
+
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        """Durably store a file; ``move=True`` renames it into place when on this filesystem."""
+        target = self._path(key)
+        try:
+            await _run(self._put_file, target, Path(path), move)
+        except OSError as exc:
+            # A missing *source* is the caller's bug, not a missing object.
+            raise StorageError(f"{key}: {exc}") from exc
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the whole object in chunks of at most ``chunk_size``."""
+        return self.open_range(key, 0, None, chunk_size=chunk_size)
+
+    def open_range(
+        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)``, clamped to the object's end."""
+        path = self._path(key)
+        check_range(start, end, chunk_size)
+        return self._stream(key, path, start, end, chunk_size)
+
+    async def _stream(
+        self, key: str, path: Path, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        with _storage_errors(key):
+            f = await _run(path.open, "rb")
+        try:
+            with _storage_errors(key):
+                await _run(f.seek, start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                size = chunk_size if remaining is None else min(chunk_size, remaining)
+                with _storage_errors(key):
+                    chunk = await _run(f.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            # Closing a regular file does not block meaningfully; doing it inline keeps
+            # the generator's cleanup safe even when it runs during cancellation.
+            f.close()
+
+    def _read_range(self, path: Path, start: int, length: int) -> bytes:
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read(length)
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)``, clamped to the object's end."""
+        path = self._path(key)
+        check_range(start, start + length, 1)
+        with _storage_errors(key):
+            return await _run(self._read_range, path, start, length)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Size and mtime of the file, or None."""
+        path = self._path(key)
+        try:
+            st = await _run(path.stat)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{key}: {exc}") from exc
+        return _info(key, st)
+
+    async def delete(self, key: str) -> None:
+        """Unlink the file (no error if absent); empty directories are left for reuse."""
+        # Removing now-empty parents would race with a concurrent put into the same directory.
+        path = self._path(key)
+        with _storage_errors(key):
+            await _run(path.unlink, missing_ok=True)
+
+    # --- listing and health --------------------------------------------------------------------
+
+    def _scan(self, directory: Path, rel: str) -> tuple[list[ObjectInfo], list[tuple[Path, str]]]:
+        """One directory level: its files (as ObjectInfo) and its subdirectories, sorted."""
+        files: list[ObjectInfo] = []
+        subdirs: list[tuple[Path, str]] = []
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return files, subdirs
+        for entry in entries:
+            key = f"{rel}{entry.name}"
+            if entry.is_dir(follow_symlinks=True):
+                if not (rel == "" and entry.name == TMP_DIR):
+                    subdirs.append((Path(entry.path), key + "/"))
+            elif entry.is_file(follow_symlinks=True):
+                try:
+                    files.append(_info(key, entry.stat()))
+                except FileNotFoundError:  # deleted while we looked
+                    continue
+        return files, subdirs
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``; one thread hop per directory."""
+        check_prefix(prefix)
+        # Start from the deepest directory the prefix names completely.
+        base = prefix.rpartition("/")[0]
+        pending = [(self.root / base if base else self.root, f"{base}/" if base else "")]
+        while pending:
+            directory, rel = pending.pop()
+            try:
+                files, subdirs = await _run(self._scan, directory, rel)
+            except OSError as exc:
+                raise StorageError(f"listing {rel or '/'}: {exc}") from exc
+            for info in files:
+                if info.key.startswith(prefix):
+                    yield info
+            wanted = [(d, r) for d, r in subdirs if r.startswith(prefix) or prefix.startswith(r)]
+            pending.extend(reversed(wanted))
+
+    def _probe(self) -> None:
+        def fill(f: IO[bytes]) -> None:
+            f.write(b"probe")
+
+        self._write_tmp(fill).unlink()
+
+    async def check(self) -> None:
+        """Write, fsync and delete a probe file in ``.tmp``."""
+        try:
+            await _run(self._probe)
+        except OSError as exc:
+            raise StorageError(f"{self.root} is not writable: {exc}") from exc
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,223 @@
+"""S3 object store through obstore (DESIGN.md §4): AWS S3, MinIO, Ceph RGW, R2, ...
+
+Every object is one PUT from the point of view of readers: obstore uploads files larger than
+its part size (5 MiB) as a multipart upload, which S3 makes visible atomically on completion.
+Reads are ranged GETs streamed in bounded chunks; nothing reads a whole object into memory
+except ``get_range``, which is for small pieces (headers, frames).
+
+obstore signals a missing object with the builtin ``FileNotFoundError``; every other failure is
+an ``obstore.exceptions.BaseError``. Both are translated to this package's error tree.
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import obstore
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import S3Store as _S3
+
+from app.storage.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    check_key,
+    check_prefix,
+    check_range,
+)
+
+if TYPE_CHECKING:
+    from obstore import ObjectMeta
+    from obstore.store import ClientConfig, S3Config
+
+# obstore's own default part size; files above it go up as multipart uploads.
+_PART_SIZE = 5 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise ObjectNotFound(what) from exc
+    except (ObstoreError, OSError) as exc:
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+async def _rechunk(stream: AsyncIterator[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    """Re-cut a byte stream into chunks of exactly ``chunk_size`` (the last may be shorter)."""
+    buf = bytearray()
+    async for piece in stream:
+        if not buf and len(piece) == chunk_size:
+            yield piece
+            continue
+        buf += piece
+        while len(buf) >= chunk_size:
+            yield bytes(buf[:chunk_size])
+            del buf[:chunk_size]
+    if buf:
+        yield bytes(buf)
+
+
+class S3Store:
+    """:class:`~app.storage.base.ObjectStore` on an S3 bucket; keys live under ``prefix/``."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        allow_http: bool = False,
+    ) -> None:
+        config: S3Config = {}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if region:
+            config["region"] = region
+        if access_key_id:
+            config["access_key_id"] = access_key_id
+        if secret_access_key:
+            config["secret_access_key"] = secret_access_key
+        client: ClientConfig = {"allow_http": allow_http}
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        # Unset values fall back to the usual AWS_* environment variables and instance roles.
+        self._store = _S3(bucket, prefix=self.prefix or None, config=config, client_options=client)
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    # --- writing -------------------------------------------------------------------------------
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """One PUT (multipart above 5 MiB); visible atomically once it returns."""
+        check_key(key)
+        with _storage_errors(key):
+            await obstore.put_async(self._store, key, data)
+
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        """Stream the file up (multipart above 5 MiB); with ``move=True`` remove it after."""
+        check_key(key)
+        source = Path(path)
+        try:
+            await obstore.put_async(self._store, key, source, chunk_size=_PART_SIZE)
+        except FileNotFoundError as exc:
+            # The *source* is missing (a missing key cannot make a PUT fail): caller's bug.
+            raise StorageError(f"{key}: {exc}") from exc
+        except (ObstoreError, OSError) as exc:
+            raise StorageError(f"{key}: {exc}") from exc
+        if move:
+            await anyio.Path(source).unlink(missing_ok=True)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the whole object in chunks of at most ``chunk_size``."""
+        return self.open_range(key, 0, None, chunk_size=chunk_size)
+
+    def open_range(
+        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` with one ranged GET, clamped to the object's end."""
+        check_key(key)
+        check_range(start, end, chunk_size)
+        return self._stream(key, start, end, chunk_size)
+
+    async def _empty_range(self, key: str, start: int, error: Exception | None) -> None:
+        """A range GET failed or was empty: fine if the object exists and ends before ``start``.
+
+        S3 answers 416 for a range starting at or after the end; we clamp like a slice instead.
+        The HEAD costs a round trip only on this rare path.
+        """
+        with _storage_errors(key):
+            meta = await obstore.head_async(self._store, key)
+        if start < meta["size"] and error is not None:
+            raise StorageError(f"{key}: {error}") from error
+
+    async def _stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        if end == start:
+            await self._empty_range(key, start, None)
+            return
+        options: obstore.GetOptions = {
+            "range": {"offset": start} if end is None else (start, end),
+        }
+        try:
+            result = await obstore.get_async(self._store, key, options=options)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except ObstoreError as exc:
+            await self._empty_range(key, start, exc)
+            return
+        with _storage_errors(key):
+            # min_chunk_size makes obstore coalesce network reads; _rechunk caps them.
+            async for chunk in _rechunk(result.stream(min_chunk_size=chunk_size), chunk_size):
+                yield chunk
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)`` in one ranged GET, clamped to the object's end."""
+        check_key(key)
+        check_range(start, start + length, 1)
+        if length == 0:
+            await self._empty_range(key, start, None)
+            return b""
+        try:
+            data = await obstore.get_range_async(self._store, key, start=start, length=length)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except ObstoreError as exc:
+            await self._empty_range(key, start, exc)
+            return b""
+        return data.to_bytes()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """One HEAD request; None if the key does not exist."""
+        check_key(key)
+        try:
+            meta = await obstore.head_async(self._store, key)
+        except FileNotFoundError:
+            return None
+        except ObstoreError as exc:
+            raise StorageError(f"{key}: {exc}") from exc
+        return _info(meta)
+
+    async def delete(self, key: str) -> None:
+        """One DELETE; S3 does not mind a missing key."""
+        check_key(key)
+        with contextlib.suppress(ObjectNotFound), _storage_errors(key):
+            await obstore.delete_async(self._store, key)
+
+    # --- listing and health --------------------------------------------------------------------
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix`` (paged LIST requests)."""
+        check_prefix(prefix)
+        # obstore matches prefixes by whole path segments; list the enclosing "directory" and
+        # filter, so that "dicom/ab" finds "dicom/abc/..." as a plain string prefix would.
+        base = prefix.rpartition("/")[0] or None
+        with _storage_errors(f"listing {prefix or '/'}"):
+            async for page in obstore.list(self._store, base, chunk_size=1000):
+                for meta in page:
+                    if meta["path"].startswith(prefix):
+                        yield _info(meta)
+
+    async def check(self) -> None:
+        """One LIST request for at most one key: the bucket exists and our credentials work."""
+        with _storage_errors(f"bucket {self.bucket}"):
+            stream = obstore.list(self._store, None, chunk_size=1)
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(stream)
+
+    async def close(self) -> None:
+        """obstore pools connections inside the store object; dropping it releases them."""
+
+
+def _info(meta: "ObjectMeta") -> ObjectInfo:
+    return ObjectInfo(key=meta["path"], size=meta["size"], modified=meta["last_modified"])

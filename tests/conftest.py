@@ -1,0 +1,90 @@
+"""Shared fixtures: both index databases (PostgreSQL and SQLite), services, an ASGI client."""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+
+from app.config import Settings
+from app.index import migrate
+from app.index.db import Database
+from app.main import create_app
+from app.services.container import Services, open_services
+from tests import pg
+
+pytest_plugins = ["tests.s3server"]
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server URL (never skipped: a missing server fails the run)."""
+    with pg.server() as url:
+        yield url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, session-wide index database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "index.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        asyncio.run(migrate.upgrade(url))
+        yield url
+        return
+    server = request.getfixturevalue("pg_server")
+    from sqlalchemy.engine import make_url
+
+    with pg.throwaway_database(make_url(server)) as url:
+        asyncio.run(migrate.upgrade(url))
+        yield url
+
+
+async def truncate(db: Database) -> None:
+    """Empty the index between tests."""
+    async with db.write() as conn:
+        if db.is_sqlite:
+            for table in ("instance", "series", "study"):
+                await conn.execute(text(f"DELETE FROM {table}"))
+        else:
+            await conn.execute(text("TRUNCATE instance, series, study RESTART IDENTITY CASCADE"))
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """Test settings: the given index, blobs under ``data_dir``, no auto-migration."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "storage_url": (data_dir / "blobs").as_uri(),
+        "auto_migrate": False,
+        "db_pool_size": 4,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path / "data")
+
+
+@pytest_asyncio.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    async with open_services(settings) as opened:
+        await truncate(opened.db)
+        yield opened
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, services=services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -1,0 +1,98 @@
+"""Test data: valid DICOM instances built with pydicom, and multipart bodies."""
+
+import io
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+
+def make_dataset(*, rows: int = 8, columns: int = 8, frames: int = 1, **overrides: Any) -> Dataset:
+    """A small valid CT image (EVRLE) with fresh UIDs; keywords in ``overrides`` replace values."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "PID-1"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "F"
+    ds.StudyDate = "20240131"
+    ds.StudyTime = "101530"
+    ds.AccessionNumber = "ACC-1"
+    ds.StudyID = "1"
+    ds.ReferringPhysicianName = "House^Gregory"
+    ds.StudyDescription = "CT HEAD"
+    ds.Modality = "CT"
+    ds.SeriesNumber = 1
+    ds.SeriesDescription = "AXIAL"
+    ds.InstanceNumber = 1
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) % 4096).reshape(
+        (frames, rows, columns) if frames > 1 else (rows, columns)
+    )
+    ds.PixelData = pixels.tobytes()
+    for keyword, value in overrides.items():
+        setattr(ds, keyword, value)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return ds
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    """The PS3.10 file (preamble, DICM, file meta, dataset) of ``ds``."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def make_instance(**overrides: Any) -> bytes:
+    """``to_bytes(make_dataset(**overrides))``."""
+    return to_bytes(make_dataset(**overrides))
+
+
+BOUNDARY = "lightbox-test-boundary-7d1f"
+
+
+def multipart(
+    parts: Sequence[bytes],
+    *,
+    boundary: str = BOUNDARY,
+    part_type: str = "application/dicom",
+    close: bool = True,
+) -> bytes:
+    """A multipart/related body with one part per payload (PS3.18 §8.6.1.2)."""
+    out = bytearray()
+    for payload in parts:
+        out += f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
+        out += payload
+        out += b"\r\n"
+    if close:
+        out += f"--{boundary}--\r\n".encode()
+    return bytes(out)
+
+
+def stow_headers(boundary: str = BOUNDARY, part_type: str = "application/dicom") -> dict[str, str]:
+    return {
+        "Content-Type": f'multipart/related; type="{part_type}"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
