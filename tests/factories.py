@@ -1,8 +1,8 @@
 """Test data: valid DICOM instances built with pydicom, and multipart bodies."""
 
 import io
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydicom import Dataset

@@ -30,6 +30,7 @@ __all__ = [
     "Level",
     "by_keyword",
     "by_tag",
+    "in_study_object",
     "level_of",
 ]
 

@@ -32,7 +32,7 @@ import base64
 import math
 import re
 import struct
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -41,8 +41,9 @@ import orjson
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.hooks import raw_element_vr
 from pydicom.filewriter import correct_ambiguous_vr_element
+from pydicom.hooks import raw_element_vr
+from pydicom.tag import BaseTag
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 __all__ = [
@@ -206,15 +207,13 @@ def _dataset(
     out: JsonObject = {}
     # Dataset._dict holds the elements as read (RawDataElement until accessed); reading it
     # directly, sorted on plain ints, avoids pydicom's per-element Python-level overhead
-    elements: dict[int, Any] = ds._dict
+    elements: MutableMapping[Any, Any] = ds._dict
     for tag in sorted(map(int, elements)):
         if not tag & 0xFFFF or tag >> 16 <= 0x0002 or tag in _SKIPPED_TAGS:
             continue  # group lengths, command and File Meta groups (F.2.2, §10.4.1.1.2)
         if tags is not None and tag not in tags:
             continue
-        out[_key(tag)] = _element(
-            ds, tag, elements[tag], prefix, encodings, ctx
-        )
+        out[_key(tag)] = _element(ds, tag, elements[tag], prefix, encodings, ctx)
     return out
 
 
@@ -240,7 +239,7 @@ def _element(
         if vr is None or vr == "UN":
             # implicit VR, or explicit UN of a known attribute: dictionary / private dictionary
             found: dict[str, Any] = {}
-            raw_element_vr(elem, found, encoding=encodings, ds=ds)
+            raw_element_vr(elem, found, encoding=list(encodings), ds=ds)
             vr = found["VR"]
         if " or " in vr and (tag in ALWAYS_BULK_TAGS or vr == "OB or OW"):
             vr = "OW"  # PS3.5 §A.1: implicit VR little endian encodes these as OW
@@ -385,7 +384,10 @@ def _typed(
     vr: str = elem.VR
     if " or " in vr:
         # resolved from the data set as pydicom would write it (PS3.5 Annex A notes)
-        vr = correct_ambiguous_vr_element(DataElement(tag, vr, elem.value), ds, ctx.little_endian).VR
+        corrected = correct_ambiguous_vr_element(
+            DataElement(tag, vr, elem.value), ds, ctx.little_endian
+        )
+        vr = corrected.VR or vr
         if " or " in vr:
             vr = vr.split(" or ")[0]
     value = elem.value
@@ -410,7 +412,10 @@ def _typed(
         return {"vr": vr}
     if isinstance(values[0], bytes | bytearray):
         # undecoded bytes (e.g. a value set as bytes): go through the raw path
-        raw = RawDataElement(tag, vr, len(values[0]), values[0], 0, False, ctx.little_endian)
+        value_bytes = bytes(values[0])
+        raw = RawDataElement(
+            BaseTag(tag), vr, len(value_bytes), value_bytes, 0, False, ctx.little_endian
+        )
         return _raw(Dataset(), tag, vr, raw, prefix, encodings, ctx)
     if vr == "AT":
         return {"vr": vr, "Value": [f"{int(v):08X}" for v in values]}

@@ -3,8 +3,8 @@
 :func:`build_frame_index` computes, once at ingest, the byte ranges of every frame so that a
 frame request (PS3.18 §10.4.1.1.4) is a ranged read of the stored object:
 
-* native pixel data (PS3.5 §8.1.1): frame *n* starts at ``(n - 1) × Rows × Columns ×
-  SamplesPerPixel × BitsAllocated / 8`` bytes into the value; with BitsAllocated 1 the frames are
+* native pixel data (PS3.5 §8.1.1): frame *n* starts at ``(n - 1) x Rows x Columns x
+  SamplesPerPixel x BitsAllocated / 8`` bytes into the value; with BitsAllocated 1 the frames are
   bit-packed with no byte alignment, so a frame's range covers the bytes holding its bits and
   :attr:`~app.dicom.instance.FrameIndex.bit_offsets` gives the first pixel's bit; big-endian
   data records the word size to swap (:attr:`~app.dicom.instance.FrameIndex.swap_bytes`);
@@ -18,9 +18,9 @@ Offsets are absolute offsets in the stored file.
 
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -164,7 +164,9 @@ def _native(pixels: PixelDescription, transfer_syntax: str, notes: list[str]) ->
         end_byte = (first_bit + bits + 7) // 8
         out.append(((base + first_byte, end_byte - first_byte),))
         offsets.append(first_bit % 8)
-    return FrameIndex(encapsulated=False, ranges=tuple(out), bit_offsets=tuple(offsets), swap_bytes=swap)
+    return FrameIndex(
+        encapsulated=False, ranges=tuple(out), bit_offsets=tuple(offsets), swap_bytes=swap
+    )
 
 
 def _encapsulated(
@@ -222,9 +224,7 @@ def _items(position: int, read: Reader) -> list[tuple[int, int]] | None:
         position += 8 + length
 
 
-def _by_offsets(
-    offsets: Sequence[int], relative: list[int], count: int
-) -> list[list[int]] | None:
+def _by_offsets(offsets: Sequence[int], relative: list[int], count: int) -> list[list[int]] | None:
     """Group fragments by frame start offsets (BOT / EOT, relative to the first fragment)."""
     if len(offsets) != count or offsets[0] != 0:
         return None
@@ -258,12 +258,11 @@ def _by_markers(
 
 def _int(ds: Dataset, tag: int) -> int | None:
     """An integer attribute (US or IS) of ``ds``, ``None`` when absent or unusable."""
+    if tag not in ds:
+        return None
     try:
-        elem = ds.get(tag)
-        value = None if elem is None else elem.value
-        if isinstance(value, list | tuple) or hasattr(value, "__getitem__") and not isinstance(
-            value, str | bytes
-        ):
+        value: Any = ds[tag].value
+        if isinstance(value, MutableSequence | tuple):  # a multi-valued IS: take the first
             value = value[0] if len(value) else None
         return None if value is None or value == "" else int(value)
     except (ValueError, TypeError, OverflowError, IndexError, KeyError):
@@ -271,8 +270,9 @@ def _int(ds: Dataset, tag: int) -> int | None:
 
 
 def _text(ds: Dataset, tag: int) -> str:
+    if tag not in ds:
+        return ""
     try:
-        elem = ds.get(tag)
-        return "" if elem is None else str(elem.value).strip()
+        return str(ds[tag].value).strip()
     except (ValueError, TypeError, KeyError):
         return ""

@@ -86,7 +86,10 @@ class FrameIndex:
 
     def to_json(self) -> dict[str, object]:
         """A compact JSON-able form for the index (``from_json`` reverses it)."""
-        out: dict[str, object] = {"e": self.encapsulated, "r": [list(map(list, f)) for f in self.ranges]}
+        out: dict[str, object] = {
+            "e": self.encapsulated,
+            "r": [list(map(list, f)) for f in self.ranges],
+        }
         if self.bit_offsets is not None:
             out["b"] = list(self.bit_offsets)
         if self.swap_bytes:

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Final
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import _is_implicit_vr, _read_file_meta_info, data_element_generator
+from pydicom.tag import BaseTag
 
 from app.dicom import dicomjson
 from app.dicom.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
@@ -88,9 +89,7 @@ def parse_instance(
     InvalidInstance, TransferSyntaxNotSupported, OutOfResources
         See the module docstring.
     """
-    fp: BinaryIO = (
-        io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
-    )
+    fp: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
     try:
         return _parse(fp, base_path_template, inline_binary_max, max_inflated_bytes)
     except InstanceRejected:
@@ -105,10 +104,16 @@ def _parse(
     start = fp.tell()
     end = fp.seek(0, io.SEEK_END)
     fp.seek(start)
-    preamble = fp.read(128)
-    if len(preamble) < 128 or fp.read(4) != b"DICM":
-        # PS3.10 §7.1: STOW-RS and C-STORE files need the preamble and "DICM" prefix
-        raise InvalidInstance("not a DICOM PS3.10 file (no preamble and DICM prefix)")
+    head = fp.read(128)
+    preamble: bytes | None = head
+    if len(head) < 128 or fp.read(4) != b"DICM":
+        # PS3.10 §7.1 wants the preamble and "DICM", but dicomweb-client and other STOW clients
+        # send the File Meta group without them: accept that, refuse data with no File Meta
+        fp.seek(start)
+        if fp.read(2) != b"\x02\x00":
+            raise InvalidInstance("not a DICOM PS3.10 file (no File Meta Information)")
+        fp.seek(start)
+        preamble = None
     meta = _read_file_meta_info(fp)
     transfer_syntax = _meta_uid(meta, "TransferSyntaxUID")
     if transfer_syntax is None:
@@ -192,7 +197,7 @@ def _read_dataset(
     fp: BinaryIO,
     transfer_syntax: str,
     meta: FileMetaDataset,
-    preamble: bytes,
+    preamble: bytes | None,
     end: int,
     notes: list[str],
 ) -> FileDataset:
@@ -206,7 +211,7 @@ def _read_dataset(
         notes.append("data set VR encoding differs from its transfer syntax")
         implicit = detected
     fp.seek(position)
-    elements: dict[int, Any] = {}
+    elements: dict[BaseTag, Any] = {}
     try:
         for elem in data_element_generator(fp, implicit, little, defer_size=_DEFER_SIZE):
             elements[elem.tag] = elem
@@ -240,9 +245,8 @@ def _frame_index(
         return fp.read(length)
 
     extended: list[int] | None = None
-    eot = ds.get_item(0x7FE00001)
-    if eot is not None and eot.value:
-        table = bytes(eot.value)
+    if 0x7FE00001 in ds and ds[0x7FE00001].value:
+        table = bytes(ds[0x7FE00001].value)
         extended = list(struct.unpack(f"<{len(table) // 8}Q", table[: len(table) // 8 * 8]))
     return build_frame_index(pixels, transfer_syntax, read, extended_offsets=extended, notes=notes)
 

@@ -25,7 +25,7 @@ _DA_ACR_NEMA_RE: Final = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})", re.ASCII)
 
 
 def normalize_pn(value: str) -> str:
-    """Fold a person name for matching: accents stripped (NFKD, combining marks dropped), upper case.
+    """Fold a person name for matching: upper case, accents stripped (NFKD, combining marks out).
 
     Delimiters (``^`` between components, ``=`` between groups) are kept.
 

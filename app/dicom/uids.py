@@ -6,7 +6,7 @@ instance before it names a stored object also blocks path tricks such as ``../..
 
 Transfer syntaxes fall in four groups that decide how ingest reads an instance:
 
-* :data:`NATIVE`: the data set is read as is, pixel data is uncompressed (PS3.5 §A.1–A.3);
+* :data:`NATIVE`: the data set is read as is, pixel data is uncompressed (PS3.5 §A.1-A.3);
 * :data:`DEFLATED`: the whole data set after the File Meta is deflated (PS3.5 §A.5), so it is
   inflated before parsing and frames are not byte ranges of the stored file;
 * :data:`ENCAPSULATED`: explicit VR little endian with encapsulated pixel data (PS3.5 §A.4);
@@ -20,11 +20,11 @@ from app.errors import BadRequest
 
 __all__ = [
     "DEFLATED",
-    "ENCAPSULATED",
-    "IMPLICIT_VR_LITTLE_ENDIAN",
-    "EXPLICIT_VR_LITTLE_ENDIAN",
-    "EXPLICIT_VR_BIG_ENDIAN",
     "DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN",
+    "ENCAPSULATED",
+    "EXPLICIT_VR_BIG_ENDIAN",
+    "EXPLICIT_VR_LITTLE_ENDIAN",
+    "IMPLICIT_VR_LITTLE_ENDIAN",
     "KNOWN_TRANSFER_SYNTAXES",
     "NATIVE",
     "REFERENCED",
@@ -78,7 +78,7 @@ EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"  # retired, still read
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1.99"
 
-#: uncompressed pixel data in the data set itself (PS3.5 §A.1–A.3)
+#: uncompressed pixel data in the data set itself (PS3.5 §A.1-A.3)
 NATIVE: Final = frozenset(
     {IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN}
 )

@@ -5,37 +5,17 @@ FailureReason; none gives a 500.
 """
 
 import hashlib
-from pathlib import Path
 
-import data_store  # the pydicom-data package
 import httpx
-import pydicom
 import pytest
 from sqlalchemy import select
 
 from app.index.models import Instance
 from app.services.container import Services
+from tests.corpus import corpus
 from tests.factories import multipart, stow_headers
 
 DOCUMENTED = {0xC000, 0xC122, 0xA700, 0x0110, 0x0111}
-
-
-NOT_DICOM = {".py", ".pyc", ".json", ".txt", ".md", ".dump", ".icc", ".gz"}
-
-
-def corpus() -> list[Path]:
-    """pydicom's bundled test and charset files plus every pydicom-data file, read from disk.
-
-    (``pydicom.data.get_testdata_files`` would try to download missing files.)
-    """
-    roots = [
-        Path(pydicom.__file__).parent / "data" / "test_files",
-        Path(pydicom.__file__).parent / "data" / "charset_files",
-        Path(data_store.__file__).parent / "data",
-    ]
-    return sorted(
-        p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix not in NOT_DICOM
-    )
 
 
 def test_corpus_is_large() -> None:

@@ -4,7 +4,7 @@ import io
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
 def make_dataset(transfer_syntax: str = ExplicitVRLittleEndian, **overrides: Any) -> Dataset:
@@ -38,9 +38,9 @@ def make_dataset(transfer_syntax: str = ExplicitVRLittleEndian, **overrides: Any
         else:
             setattr(ds, keyword, value)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", CTImageStorage)
     meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", generate_uid())
-    meta.TransferSyntaxUID = transfer_syntax
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta = meta
     return ds
 
@@ -50,3 +50,10 @@ def to_bytes(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def corpus_path(name: str) -> str:
+    """Path of a file in pydicom's test corpus (or pydicom-data), found on disk."""
+    from tests.corpus import corpus_path as find
+
+    return str(find(name))

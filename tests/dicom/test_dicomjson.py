@@ -13,13 +13,12 @@ from typing import Any
 import orjson
 import pydicom
 import pytest
-from pydicom.data import get_charset_files
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.dicom.dicomjson import dataset_to_dict, dataset_to_json, select
+from tests.corpus import charset_files
 from tests.dicom.factories import make_dataset, to_bytes
 
 BASE = "/studies/1/series/2/instances/3"
@@ -246,7 +245,7 @@ def test_little_endian_and_big_endian_files_agree() -> None:
         ("chrX2.dcm", "Wang^XiaoDong=王^小东"),
         ("chrArab.dcm", "قباني^لنزار"),
         ("chrGreek.dcm", "Διονυσιος"),
-        ("chrRuss.dcm", "Люкceмбypг"),
+        ("chrRuss.dcm", "Люкceмбypг"),  # noqa: RUF001 (mixed scripts in the file)
         ("chrFren.dcm", "Buc^Jérôme"),
         ("chrGerm.dcm", "Äneas^Rüdiger"),
         ("chrHbrw.dcm", "שרון^דבורה"),
@@ -256,7 +255,7 @@ def test_little_endian_and_big_endian_files_agree() -> None:
     ],
 )
 def test_character_sets(name: str, expected: str) -> None:  # CS-01
-    path = next(f for f in get_charset_files() if f.endswith("/" + name))
+    path = str(next(f for f in charset_files() if f.name == name))
     ds = pydicom.dcmread(path, defer_size=4096)
     value = dataset_to_dict(ds, base_path=BASE)["00100010"]["Value"][0]
     groups = [value.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic")]
@@ -270,7 +269,7 @@ def test_character_sets(name: str, expected: str) -> None:  # CS-01
 
 
 def test_nested_character_set() -> None:
-    path = next(f for f in get_charset_files() if f.endswith("/chrSQEncoding.dcm"))
+    path = str(next(f for f in charset_files() if f.name == "chrSQEncoding.dcm"))
     ds = pydicom.dcmread(path, defer_size=4096)
     reference = pydicom.dcmread(path)
     out = dataset_to_dict(ds, base_path=BASE)

@@ -29,7 +29,7 @@ def test_normalize_pn(value: str, expected: str) -> None:
         ("123061", None),
         ("123005.1234567", None),
         ("12.5", None),
-        ("１２", None),  # full-width digits are not DICOM digits
+        ("\uff11\uff12", None),  # full-width digits are not DICOM digits
     ],
 )
 def test_normalize_tm(value: str, expected: str | None) -> None:

@@ -26,7 +26,7 @@ def test_valid_uids(uid: str) -> None:
         "1.2.3a",
         "1 .2",
         "1." + "2" * 63,
-        "١.٢",
+        "\u0661.\u0662",
     ],
 )
 def test_invalid_uids(uid: str) -> None:
