@@ -32,13 +32,20 @@ start_lightbox() {
   export LIGHTBOX_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/lightbox_bench
   export LIGHTBOX_DATA_DIR=$WORK/lightbox LIGHTBOX_LOG_LEVEL=warning
   (cd "$REPO" && .venv/bin/lightbox db upgrade >/dev/null)
-  (cd "$REPO" && setsid .venv/bin/lightbox serve --port 8000 --workers "$WORKERS" \
-      > "$WORK/lightbox.log" 2>&1 & echo $! > "$WORK/lightbox.pid")
+  (cd "$REPO" && exec setsid .venv/bin/lightbox serve --port 8000 --workers "$WORKERS" \
+      > "$WORK/lightbox.log" 2>&1) &
+  echo $! > "$WORK/lightbox.pid"
   for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:8000/readyz && return; sleep 0.2; done
   echo "lightbox did not start"; cat "$WORK/lightbox.log"; exit 1
 }
 
-stop_lightbox() { kill -TERM -- "-$(cat "$WORK/lightbox.pid")" 2>/dev/null || true; sleep 1; }
+stop_lightbox() {
+  local pgid
+  pgid=$(cat "$WORK/lightbox.pid" 2>/dev/null) || return 0
+  kill -TERM -- "-$pgid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 -- "-$pgid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+}
 
 start_orthanc() {  # name port index
   local name=$1 port=$2 index=$3 extra=()
@@ -63,7 +70,7 @@ for round in $(seq "$ROUNDS"); do
   start_orthanc orthanc_pg 8042 postgres
   start_orthanc orthanc_sqlite 8043 sqlite
   PGPID=$(postmaster_pid)
-  LPIDS=$(pgrep -d, -g "$(cat "$WORK/lightbox.pid")")
+  LPIDS=$(cat "$WORK/lightbox.pid")  # load.py meters the process and its descendants
   T=(--dataset "$DATASET"
      --target lightbox=http://127.0.0.1:8000/dicom-web
      --target orthanc_pg=http://127.0.0.1:8042/dicom-web

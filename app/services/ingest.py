@@ -18,6 +18,7 @@ period. An index row never points at a missing blob.
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,11 @@ class IngestService:
         if part.data is not None:
             return parse_instance(part.data, max_inflated_bytes=self.policy.max_inflated_bytes)
         with part.open() as fp:
-            return parse_instance(fp, max_inflated_bytes=self.policy.max_inflated_bytes)
+            parsed = parse_instance(fp, max_inflated_bytes=self.policy.max_inflated_bytes)
+            # flush the spooled bytes to disk now, overlapping with the parts still arriving,
+            # so that storing the blob later is a rename of already durable data
+            os.fsync(fp.fileno())
+            return parsed
 
 
 class IngestSession:

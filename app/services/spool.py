@@ -5,7 +5,7 @@ DESIGN.md §4 step 1 and §5: a request body is never held whole in memory, what
 
 import hashlib
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -57,7 +57,7 @@ class Spool:
         self._zero_preamble = zero_preamble
         self._head: bytearray | None = bytearray()  # held until the preamble decision
         self._buffer = bytearray()
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None
         self._path: Path | None = None
         self._hash = hashlib.sha256()
         self._size = 0
@@ -90,34 +90,44 @@ class Spool:
 
     def _append(self, chunk: bytes | memoryview) -> None:
         self._hash.update(chunk)
-        if self._file is not None:
-            self._file.write(chunk)
+        if self._fd is not None:
+            _write_all(self._fd, chunk)
             return
         self._buffer += chunk
         if len(self._buffer) > self._memory_limit:
-            self._tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._tmp_dir)
-            self._file = os.fdopen(fd, "wb")
-            self._path = Path(name)
-            self._file.write(self._buffer)
+            path = self._tmp_dir / f"part-{uuid.uuid4().hex}.dcm"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:
+                self._tmp_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd, self._path = fd, path
+            _write_all(fd, self._buffer)
             self._buffer = bytearray()
 
     def finish(self) -> SpooledPart:
         """The complete part."""
         if self._head is not None:
             self._append(self._release_head())
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
             return SpooledPart(self._size, self._hash.hexdigest(), path=self._path)
         return SpooledPart(self._size, self._hash.hexdigest(), data=bytes(self._buffer))
 
     def discard(self) -> None:
         """Drop everything received (a part that failed or was cut off)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._path is not None:
             self._path.unlink(missing_ok=True)
             self._path = None
         self._buffer = bytearray()
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

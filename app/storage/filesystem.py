@@ -14,6 +14,8 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +70,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _DirectorySync:
+    """Group commit for directory fsyncs: one fsync covers every rename that preceded it.
+
+    Instances of one series land in one directory; when several are renamed into it at once,
+    the renames that finished before an fsync started are made durable by that fsync, so the
+    others skip theirs instead of queueing one fsync each.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._renamed: dict[Path, int] = defaultdict(int)  # renames done, per directory
+        self._synced: dict[Path, int] = defaultdict(int)  # renames covered by an fsync
+        self._dir_locks: dict[Path, threading.Lock] = defaultdict(threading.Lock)
+
+    def sync_after_rename(self, directory: Path) -> None:
+        """Call after a rename into ``directory``; returns once that rename is durable."""
+        with self._lock:
+            self._renamed[directory] += 1
+            ticket = self._renamed[directory]
+            dir_lock = self._dir_locks[directory]
+        with dir_lock:
+            with self._lock:
+                if self._synced[directory] >= ticket:
+                    return  # an fsync that started after our rename has completed
+                upto = self._renamed[directory]
+            _fsync_dir(directory)
+            with self._lock:
+                self._synced[directory] = max(self._synced[directory], upto)
+                if self._synced[directory] == self._renamed[directory]:
+                    # idle directory: forget it, so the tables stay small
+                    del self._renamed[directory], self._synced[directory]
+                    self._dir_locks.pop(directory, None)
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -102,6 +138,7 @@ class FilesystemStore:
         self.root = Path(os.path.abspath(root))
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._dir_sync = _DirectorySync()
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -123,7 +160,7 @@ class FilesystemStore:
         """Rename a synced temp file onto ``target`` and make the rename durable."""
         _make_parents(target, self.root)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        self._dir_sync.sync_after_rename(target.parent)
 
     def _write_tmp(self, fill: Callable[[IO[bytes]], None]) -> Path:
         """Create a temp file in ``.tmp``, let ``fill`` write it, fsync it; unlink on failure."""
