@@ -31,7 +31,7 @@ from pydicom.tag import BaseTag
 
 from app.dicom import dicomjson
 from app.dicom.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
-from app.dicom.frames import build_frame_index, describe_pixels
+from app.dicom.frames import PixelDescription, build_frame_index, describe_pixels
 from app.dicom.instance import (
     FrameIndex,
     InstanceFields,
@@ -146,7 +146,7 @@ def _parse(
     has_pixels = any(tag in ds for tag in _PIXEL_TAGS)
     frames: FrameIndex | None = None
     if has_pixels and not deflated:
-        frames = _frame_index(ds, fp, start, transfer_syntax, notes)
+        frames = _frame_index(ds, metadata, fp, start, transfer_syntax, notes)
 
     study_json = {k: v for k, v in metadata.items() if k in _STUDY_KEYS or k.startswith("0010")}
     series_json = {k: v for k, v in metadata.items() if k in _SERIES_KEYS}
@@ -233,9 +233,14 @@ def _read_dataset(
 
 
 def _frame_index(
-    ds: Dataset, fp: BinaryIO, start: int, transfer_syntax: str, notes: list[str]
+    ds: Dataset,
+    metadata: dicomjson.JsonObject,
+    fp: BinaryIO,
+    start: int,
+    transfer_syntax: str,
+    notes: list[str],
 ) -> FrameIndex | None:
-    pixels = describe_pixels(ds, start)
+    pixels = _describe_pixels(ds, metadata, start)
     if pixels is None:
         notes.append("frame index: pixel data without usable image attributes")
         return None
@@ -251,15 +256,63 @@ def _frame_index(
     return build_frame_index(pixels, transfer_syntax, read, extended_offsets=extended, notes=notes)
 
 
+def _describe_pixels(
+    ds: Dataset, metadata: dicomjson.JsonObject, start: int
+) -> PixelDescription | None:
+    """Like ``frames.describe_pixels``, but reads the image attributes from the DICOM JSON
+    already built (converting them again through pydicom costs more than the whole JSON)."""
+    for tag, key, bits in _PIXEL_ELEMENTS:
+        elem = ds.get_item(tag, keep_deferred=True)
+        if elem is None:
+            continue
+        if not isinstance(elem, RawDataElement):
+            return describe_pixels(ds, start)
+        rows, columns = _int(metadata, "00280010"), _int(metadata, "00280011")
+        allocated = bits if bits is not None else _int(metadata, "00280100")
+        if rows is None or columns is None or allocated is None:
+            return None
+        frames = _int(metadata, "00280008")
+        samples = _int(metadata, "00280002")
+        return PixelDescription(
+            tag=tag,
+            vr=metadata[key]["vr"] if key in metadata else elem.VR,
+            value_offset=elem.value_tell - start,
+            length=elem.length,
+            number_of_frames=frames if frames is not None and frames > 0 else 1,
+            rows=rows,
+            columns=columns,
+            samples_per_pixel=samples if samples is not None and samples > 0 else 1,
+            bits_allocated=allocated,
+            photometric_interpretation=(_str(metadata, "00280004") or "").strip(),
+        )
+    return None
+
+
+_PIXEL_ELEMENTS: Final = (
+    (0x7FE00010, "7FE00010", None),
+    (0x7FE00008, "7FE00008", 32),
+    (0x7FE00009, "7FE00009", 64),
+)
+
+
 # --- values out of the DICOM JSON ---
 
 
 def _meta_uid(meta: FileMetaDataset, keyword: str) -> str | None:
-    value = meta.get(keyword)
-    if value is None:
+    elem = meta._dict.get(_META_TAGS[keyword])
+    if elem is None:
         return None
+    value = elem.value
+    if isinstance(value, bytes):  # still raw (pydicom converts on access, which is slow)
+        value = value.decode("ascii", errors="replace")
     text = str(value).rstrip("\x00 ").strip()
     return text if is_valid_uid(text) else None
+
+
+_META_TAGS: Final = {
+    "TransferSyntaxUID": BaseTag(0x00020010),
+    "MediaStorageSOPInstanceUID": BaseTag(0x00020003),
+}
 
 
 def _values(obj: dicomjson.JsonObject, key: str) -> list[Any]:
