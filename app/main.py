@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import health, stow
+from app.api import health, stow, wado
 from app.api.errors import install_error_handlers
 from app.config import Settings
 from app.services.container import Services, open_services
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)
+    app.include_router(wado.router, prefix=settings.dicomweb_root)
     return app

@@ -10,6 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_openapi_is_current() -> None:
-    generated = openapi_text(create_app(Settings(_env_file=None)))  # type: ignore[call-arg]
+    generated = openapi_text(create_app(Settings(_env_file=None)))
     committed = (ROOT / "openapi" / "openapi.json").read_text()
     assert generated == committed, "openapi/openapi.json is stale: run `lightbox openapi`"

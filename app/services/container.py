@@ -6,15 +6,17 @@ so every front end runs on the same services.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.config import Settings
 from app.index import migrate
 from app.index.db import Database
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
+from app.services.retrieve import RetrieveService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
+from app.storage.filesystem import FilesystemStore
 
 
 @dataclass(slots=True)
@@ -25,6 +27,7 @@ class Services:
     store: ObjectStore
     ingest: IngestService
     maintenance: MaintenanceService
+    retrieve: RetrieveService
 
     async def close(self) -> None:
         await self.store.close()
@@ -72,11 +75,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await migrate.upgrade(settings.resolved_database_url())
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
     store = build_store(settings)
+    policy = ingest_policy(settings)
+    spool_dir = settings.spool_dir()
+    if isinstance(store, FilesystemStore):
+        # spool each part straight into the store's temp dir: the blob write is then a rename
+        spool_dir = store.local_tmp_dir()
+        policy = replace(policy, spool_memory_bytes=0)
     services = Services(
         db=db,
         store=store,
-        ingest=IngestService(db, store, ingest_policy(settings), settings.spool_dir()),
+        ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
+        retrieve=RetrieveService(db, store),
     )
     try:
         yield services

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.index.models import Instance
 from app.services.container import open_services
 from tests.conftest import make_settings
-from tests.e2e.server import running_server, server_env
+from tests.e2e.server import free_port, running_server, server_env
 from tests.factories import make_dataset
 
 
@@ -24,7 +24,14 @@ async def _instances(database_url: str, data_dir: Path) -> int:
 
 def test_store_instances_with_dicomweb_client(fresh_database_url: str, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with running_server(server_env(data_dir, fresh_database_url)) as server:
+    port = free_port()
+    # dicomweb-client sends "Host: 127.0.0.1" without the port, so say where we are reached
+    env = server_env(
+        data_dir,
+        fresh_database_url,
+        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
+    )
+    with running_server(env, port=port) as server:
         client = DICOMwebClient(server.dicomweb)
         study = generate_uid()
         datasets = [make_dataset(StudyInstanceUID=study, InstanceNumber=i) for i in range(5)]

@@ -1,0 +1,74 @@
+"""Streaming ``multipart/related`` writing (PS3.18 §8.6.1.2, NEG-10).
+
+The body is produced part by part while it is sent: each part's payload is an async iterator
+(normally a blob being read from the object store), so a response never holds more than one chunk
+in memory, whatever the number and size of its parts. The wire form, byte for byte::
+
+    --<boundary>CRLF
+    Content-Type: <type>CRLF
+    Content-Location: <url>CRLF
+    Content-Length: <n>CRLF
+    CRLF
+    <payload>CRLF
+    ... (one such block per part)
+    --<boundary>--CRLF
+"""
+
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingPart:
+    """One part to write: its headers and its payload, read as it is written."""
+
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    content_location: str | None = None
+    content_length: int | None = None
+
+    def header_block(self, boundary: str) -> bytes:
+        """The delimiter line and the part headers, up to and including the empty line."""
+        lines = [f"--{boundary}", f"Content-Type: {self.content_type}"]
+        if self.content_location is not None:
+            lines.append(f"Content-Location: {self.content_location}")
+        if self.content_length is not None:
+            lines.append(f"Content-Length: {self.content_length}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def new_boundary() -> str:
+    """A random boundary token (RFC 2046 §5.1.1: 1-70 characters, here ASCII letters and digits).
+
+    128 random bits make a collision with any payload negligible, so payloads are not scanned.
+    """
+    return f"lightbox{secrets.token_hex(16)}"
+
+
+def multipart_content_type(part_type: str, boundary: str, *, transfer_syntax: str | None) -> str:
+    """The Content-Type of a multipart/related response (NEG-10: ``type`` quoted).
+
+    >>> multipart_content_type("application/dicom", "b1", transfer_syntax="1.2.840.10008.1.2.1")
+    'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1; boundary=b1'
+    """
+    syntax = f"; transfer-syntax={transfer_syntax}" if transfer_syntax else ""
+    return f'multipart/related; type="{part_type}"{syntax}; boundary={boundary}'
+
+
+async def write_multipart(
+    parts: AsyncIterable[OutgoingPart], boundary: str
+) -> AsyncIterator[bytes]:
+    """The body of a multipart/related message holding ``parts``, chunk by chunk."""
+    async for part in parts:
+        yield part.header_block(boundary)
+        try:
+            async for chunk in part.chunks:
+                if chunk:
+                    yield chunk
+        finally:
+            aclose = getattr(part.chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("latin-1")

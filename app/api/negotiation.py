@@ -1,0 +1,276 @@
+"""Content negotiation: Accept -> representation + transfer syntax, or 406 (PS3.18 §8.7).
+
+Two parts:
+
+* :func:`parse_accept` reads an Accept value as RFC 9110 §12.5.1 (was RFC 7231 §5.3.2) describes it:
+  comma-separated media ranges, ``q`` weights (default 1), case-insensitive type, subtype and
+  parameter names, optional whitespace, and quoted and unquoted parameter values alike (NEG-01):
+  OHIF sends ``multipart/related; type=application/dicom; transfer-syntax=*`` unquoted,
+  dicomweb-client sends ``multipart/related; type="application/dicom"`` quoted.
+* :func:`negotiate_dicom` selects the representation of the "DICOM instance" resource category
+  (PS3.18 §8.7.8.1, NEG-02/03/05/06/10/11): the ``accept`` query parameter first (no wildcards
+  in it, NEG-05), then the Accept header, ``*/*`` and ``multipart/*`` standing for the category
+  default ``multipart/related; type="application/dicom"`` (NEG-03), and plain
+  ``application/dicom`` only for a single instance (NEG-11). A missing Accept header counts as
+  ``*/*`` (NEG-04; ``strict_accept`` comes later). Ranges we cannot serve are dropped; if
+  nothing is left the answer is 406.
+
+Transfer syntax values (NEG-06): ``None`` means "not asked for" (the category default, Explicit VR
+Little Endian, NEG-07), ``"*"`` means "as stored", anything else is a UID.
+"""
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
+from app.errors import NotAcceptable
+
+DICOM = "application/dicom"
+MULTIPART_RELATED = "multipart/related"
+ANY_TRANSFER_SYNTAX = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRange:
+    """One media range of an Accept value: lower-case type and subtype, parameters, weight."""
+
+    type: str
+    subtype: str
+    params: dict[str, str] = field(default_factory=dict)
+    q: float = 1.0
+
+    @property
+    def essence(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.type == "*" or self.subtype == "*"
+
+
+def _split(value: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside quoted strings (backslash escapes inside quotes)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        out: list[str] = []
+        escaped = False
+        for char in value[1:-1]:
+            if not escaped and char == "\\":
+                escaped = True
+                continue
+            escaped = False
+            out.append(char)
+        return "".join(out)
+    return value
+
+
+def _weight(value: str) -> float | None:
+    """A ``q`` value (RFC 9110 §12.4.2): 0 to 1, at most three decimals; None if invalid."""
+    text = value.strip()
+    try:
+        q = float(text)
+    except ValueError:
+        return None
+    if not 0.0 <= q <= 1.0 or not text[:1].isdigit():
+        return None
+    return q
+
+
+def parse_media_range(text: str) -> MediaRange | None:
+    """Parse one media range; None when it is malformed (such ranges are dropped, NEG-03).
+
+    >>> r = parse_media_range('Multipart/Related; TYPE="application/dicom"; q=0.5')
+    >>> (r.essence, r.params, r.q)
+    ('multipart/related', {'type': 'application/dicom'}, 0.5)
+    >>> parse_media_range("multipart/related; type=application/dicom").params
+    {'type': 'application/dicom'}
+    >>> parse_media_range("nonsense") is None
+    True
+    """
+    head, *rest = _split(text, ";")
+    essence = head.strip().lower()
+    kind, slash, subtype = essence.partition("/")
+    if not slash or not kind or not subtype or "/" in subtype or (kind == "*" and subtype != "*"):
+        return None
+    params: dict[str, str] = {}
+    q = 1.0
+    for item in rest:
+        if not item.strip():
+            continue
+        name, equals, raw = item.partition("=")
+        name = name.strip().lower()
+        if not equals or not name:
+            return None
+        if name == "q":
+            weight = _weight(raw)
+            if weight is None:
+                return None
+            q = weight
+        else:
+            params[name] = _unquote(raw)
+    return MediaRange(kind.strip(), subtype.strip(), params, q)
+
+
+def parse_accept(value: str) -> list[MediaRange]:
+    """Parse an Accept value into its well-formed media ranges, in the order given (NEG-01).
+
+    >>> [(r.essence, r.q) for r in parse_accept("application/dicom;q=0.8, */*;q=0.1, bad")]
+    [('application/dicom', 0.8), ('*/*', 0.1)]
+    """
+    ranges: list[MediaRange] = []
+    for piece in _split(value, ","):
+        if piece.strip():
+            parsed = parse_media_range(piece)
+            if parsed is not None:
+                ranges.append(parsed)
+    return ranges
+
+
+class Packaging(enum.Enum):
+    """How instances are sent: one multipart/related body, or a single application/dicom body."""
+
+    MULTIPART = "multipart"
+    SINGLE = "single"
+
+
+@dataclass(frozen=True, slots=True)
+class DicomRepresentation:
+    """A representation of the DICOM instance category the client accepts.
+
+    ``transfer_syntax`` is None (default: Explicit VR Little Endian, NEG-07), ``"*"`` (as stored,
+    NEG-06) or a Transfer Syntax UID.
+    """
+
+    packaging: Packaging
+    transfer_syntax: str | None
+    q: float = 1.0
+
+
+def _transfer_syntax(params: dict[str, str]) -> tuple[bool, str | None]:
+    """(valid, value) of a ``transfer-syntax`` parameter (NEG-06)."""
+    value = params.get("transfer-syntax")
+    if value is None:
+        return True, None
+    value = value.strip()
+    if value == ANY_TRANSFER_SYNTAX or is_valid_uid(value):
+        return True, value
+    return False, None
+
+
+def _dicom_representation(r: MediaRange, *, single_part: bool) -> DicomRepresentation | None:
+    """What ``r`` asks for in the DICOM instance category, or None when we do not serve it."""
+    if r.q <= 0:
+        return None
+    essence = r.essence
+    if essence in ("*/*", "multipart/*"):
+        return DicomRepresentation(Packaging.MULTIPART, None, r.q)  # category default (NEG-03)
+    if essence == MULTIPART_RELATED:
+        part_type = r.params.get("type")
+        if part_type is not None:
+            inner = parse_media_range(part_type)
+            # dicomweb-client lets a caller ask for type="application/*"; that matches too
+            if inner is None or inner.essence not in (DICOM, "application/*", "*/*"):
+                return None
+        valid, syntax = _transfer_syntax(r.params)
+        return DicomRepresentation(Packaging.MULTIPART, syntax, r.q) if valid else None
+    if essence == DICOM and single_part:
+        valid, syntax = _transfer_syntax(r.params)
+        return DicomRepresentation(Packaging.SINGLE, syntax, r.q) if valid else None
+    return None
+
+
+def acceptable_dicom(
+    accept: str | None, *, single_part: bool, wildcards: bool = True
+) -> list[DicomRepresentation]:
+    """The representations of the DICOM instance category an Accept value allows, best first.
+
+    Sorted by ``q`` (highest first), ties kept in the client's order.
+
+    >>> acceptable_dicom("multipart/related; type=application/dicom; transfer-syntax=*",
+    ...                  single_part=False)
+    [DicomRepresentation(packaging=<Packaging.MULTIPART: 'multipart'>, transfer_syntax='*', q=1.0)]
+    >>> acceptable_dicom("application/dicom", single_part=False)
+    []
+    """
+    reps: list[DicomRepresentation] = []
+    for r in parse_accept(accept or ""):
+        if r.is_wildcard and not wildcards:
+            continue
+        rep = _dicom_representation(r, single_part=single_part)
+        if rep is not None:
+            reps.append(rep)
+    return sorted(reps, key=lambda rep: -rep.q)
+
+
+def negotiate_dicom(
+    query: Sequence[str],
+    header: str | None,
+    *,
+    single_part: bool,
+    producible: Callable[[str | None], int],
+) -> DicomRepresentation:
+    """Select the representation of a retrieve in the DICOM instance category (PS3.18 §8.7.8.1).
+
+    ``query`` holds the values of the ``accept`` query parameter (it takes precedence, NEG-05),
+    ``header`` the Accept header (None when absent: then ``*/*``, NEG-04). ``single_part`` allows
+    plain ``application/dicom`` (a single instance, NEG-11). ``producible(transfer_syntax)`` says
+    how many of the target's instances can be sent in that syntax; a range yielding none is not
+    supported and dropped. Among the rest the highest ``q`` wins, and on equal ``q`` the one that
+    sends the most instances without transcoding (NEG-02). Raises :class:`NotAcceptable` (406)
+    when nothing is left.
+    """
+    stages: list[list[DicomRepresentation]] = []
+    if query:
+        stages.append(acceptable_dicom(",".join(query), single_part=single_part, wildcards=False))
+    stages.append(acceptable_dicom("*/*" if header is None else header, single_part=single_part))
+    unproducible: list[str] = []
+    for reps in stages:
+        best = _best(reps, producible, unproducible)
+        if best is not None:
+            return best
+    if unproducible:
+        asked = ", ".join(dict.fromkeys(unproducible))
+        raise NotAcceptable(
+            f"no instance can be returned in transfer syntax {asked} (transcoding is not supported)"
+        )
+    raise NotAcceptable(
+        'acceptable: multipart/related; type="application/dicom"[; transfer-syntax=UID|*]'
+        + (", application/dicom[; transfer-syntax=UID|*]" if single_part else "")
+    )
+
+
+def _best(
+    reps: Iterable[DicomRepresentation],
+    producible: Callable[[str | None], int],
+    unproducible: list[str],
+) -> DicomRepresentation | None:
+    best: tuple[float, int, DicomRepresentation] | None = None
+    for rep in reps:
+        count = producible(rep.transfer_syntax)
+        if count == 0:
+            unproducible.append(rep.transfer_syntax or f"{EXPLICIT_VR_LITTLE_ENDIAN} (the default)")
+            continue
+        if best is None or (rep.q, count) > best[:2]:
+            best = (rep.q, count, rep)
+    return None if best is None else best[2]
