@@ -13,8 +13,9 @@ import uvicorn
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.index import migrate
-from app.services.container import open_services
+
+# Heavy modules (the services, the migrations) are imported inside the commands that use them,
+# so the `serve` supervisor process of a multi-worker server stays small.
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Lightbox, a DICOMweb PACS.")
 db_cli = typer.Typer(no_args_is_help=True, help="Index database schema.")
@@ -58,7 +59,7 @@ def serve(
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
-        asyncio.run(migrate.upgrade(settings.resolved_database_url()))
+        _migrate_in_subprocess(settings.resolved_database_url())
     # the workers read the same settings; the schema is already current
     os.environ["LIGHTBOX_AUTO_MIGRATE"] = "false"
     scheme = "https" if ssl_certfile else "http"
@@ -82,9 +83,19 @@ def serve(
     )
 
 
+def _migrate_in_subprocess(url: str) -> None:
+    """Apply migrations in a child process: the server's supervisor never loads SQLAlchemy."""
+    import subprocess
+
+    env = {**os.environ, "LIGHTBOX_DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], env=env, check=True)
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the schema migrations to LIGHTBOX_DATABASE_URL."""
+    from app.index import migrate
+
     settings = Settings()
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +106,8 @@ def db_upgrade(revision: str = "head") -> None:
 @db_cli.command("downgrade")
 def db_downgrade(revision: str) -> None:
     """Revert the schema to an earlier revision ('base' drops everything)."""
+    from app.index import migrate
+
     asyncio.run(migrate.downgrade(Settings().resolved_database_url(), revision))
 
 
@@ -106,6 +119,8 @@ def fsck(
     """Check that index rows and blobs agree; exit status 1 when they do not."""
 
     async def run() -> Any:
+        from app.services.container import open_services
+
         async with open_services(Settings()) as services:
             return await services.maintenance.fsck(verify_hashes=not quick)
 
@@ -143,6 +158,8 @@ def gc(
     """Remove blobs that no index row references (left by crashes), after a grace period."""
 
     async def run() -> Any:
+        from app.services.container import open_services
+
         async with open_services(Settings()) as services:
             return await services.maintenance.gc(
                 grace=timedelta(minutes=grace_minutes), dry_run=dry_run

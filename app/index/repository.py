@@ -121,6 +121,10 @@ class InstanceIndex:
 
     async def ensure_study(self, fields: StudyFields, attrs_json: bytes) -> StudyRow:
         """The study's row, created from ``fields`` if it does not exist yet."""
+        query = select(Study.id, Study.patient_id).where(Study.study_uid == fields.study_uid)
+        found = (await self._conn.execute(query)).first()
+        if found is not None:  # the common case: later batches of a study already stored
+            return StudyRow(found.id, found.patient_id, False)
         stmt = (
             _insert(self._conn, Study)
             .values(_study_values(fields, attrs_json))
@@ -130,11 +134,7 @@ class InstanceIndex:
         created = (await self._conn.execute(stmt)).scalar_one_or_none()
         if created is not None:
             return StudyRow(created, fields.patient_id, True)
-        row = (
-            await self._conn.execute(
-                select(Study.id, Study.patient_id).where(Study.study_uid == fields.study_uid)
-            )
-        ).one()
+        row = (await self._conn.execute(query)).one()  # created concurrently meanwhile
         return StudyRow(row.id, row.patient_id, False)
 
     async def ensure_series(
@@ -145,6 +145,10 @@ class InstanceIndex:
         The returned ``study_id`` is the one the series is actually filed under: when it differs
         from the argument, the series belongs to another study (STOW-10).
         """
+        query = select(Series.id, Series.study_id).where(Series.series_uid == fields.series_uid)
+        found = (await self._conn.execute(query)).first()
+        if found is not None:
+            return SeriesRow(found.id, found.study_id, False)
         stmt = (
             _insert(self._conn, Series)
             .values(_series_values(fields, study_id, attrs_json))
@@ -154,11 +158,7 @@ class InstanceIndex:
         created = (await self._conn.execute(stmt)).scalar_one_or_none()
         if created is not None:
             return SeriesRow(created, study_id, True)
-        row = (
-            await self._conn.execute(
-                select(Series.id, Series.study_id).where(Series.series_uid == fields.series_uid)
-            )
-        ).one()
+        row = (await self._conn.execute(query)).one()
         return SeriesRow(row.id, row.study_id, False)
 
     async def insert_instances(self, rows: Sequence[tuple[NewInstance, int, int]]) -> set[str]:
