@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-23 06:44:00.887877
+Create Date: 2026-11-23 07:26:55.627305
 """
 
 from collections.abc import Sequence
@@ -59,11 +59,28 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_study_accession_number"), ["accession_number"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_study_issuer_of_patient_id"), ["issuer_of_patient_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_study_patient_birth_date"), ["patient_birth_date"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_study_patient_id"), ["patient_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_study_patient_name_norm"), ["patient_name_norm"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_study_patient_sex"), ["patient_sex"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_study_referring_physician_name_norm"),
+            ["referring_physician_name_norm"],
+            unique=False,
+        )
         batch_op.create_index(batch_op.f("ix_study_study_date"), ["study_date"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_study_study_description"), ["study_description"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_study_study_id"), ["study_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_study_study_time"), ["study_time"], unique=False)
 
     op.create_table(
         "series",
@@ -97,7 +114,33 @@ def upgrade() -> None:
         sa.UniqueConstraint("series_uid", name=op.f("uq_series_series_uid")),
     )
     with op.batch_alter_table("series", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_series_body_part_examined"), ["body_part_examined"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_series_modality"), ["modality"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_series_pps_start_date"), ["pps_start_date"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_series_pps_start_time"), ["pps_start_time"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_series_requested_procedure_ids"),
+            ["requested_procedure_ids"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_series_scheduled_procedure_step_ids"),
+            ["scheduled_procedure_step_ids"],
+            unique=False,
+        )
+        batch_op.create_index(batch_op.f("ix_series_series_date"), ["series_date"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_series_series_description"), ["series_description"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_series_series_number"), ["series_number"], unique=False
+        )
         batch_op.create_index("ix_series_study_number", ["study_id", "series_number"], unique=False)
 
     op.create_table(
@@ -144,6 +187,9 @@ def upgrade() -> None:
     with op.batch_alter_table("instance", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_instance_blob_key"), ["blob_key"], unique=False)
         batch_op.create_index(
+            batch_op.f("ix_instance_instance_number"), ["instance_number"], unique=False
+        )
+        batch_op.create_index(
             "ix_instance_series_number", ["series_id", "instance_number"], unique=False
         )
         batch_op.create_index(
@@ -158,18 +204,34 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_instance_study_id"))
         batch_op.drop_index(batch_op.f("ix_instance_sop_class_uid"))
         batch_op.drop_index("ix_instance_series_number")
+        batch_op.drop_index(batch_op.f("ix_instance_instance_number"))
         batch_op.drop_index(batch_op.f("ix_instance_blob_key"))
 
     op.drop_table("instance")
     with op.batch_alter_table("series", schema=None) as batch_op:
         batch_op.drop_index("ix_series_study_number")
+        batch_op.drop_index(batch_op.f("ix_series_series_number"))
+        batch_op.drop_index(batch_op.f("ix_series_series_description"))
+        batch_op.drop_index(batch_op.f("ix_series_series_date"))
+        batch_op.drop_index(batch_op.f("ix_series_scheduled_procedure_step_ids"))
+        batch_op.drop_index(batch_op.f("ix_series_requested_procedure_ids"))
+        batch_op.drop_index(batch_op.f("ix_series_pps_start_time"))
+        batch_op.drop_index(batch_op.f("ix_series_pps_start_date"))
         batch_op.drop_index(batch_op.f("ix_series_modality"))
+        batch_op.drop_index(batch_op.f("ix_series_body_part_examined"))
 
     op.drop_table("series")
     with op.batch_alter_table("study", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_study_study_time"))
+        batch_op.drop_index(batch_op.f("ix_study_study_id"))
+        batch_op.drop_index(batch_op.f("ix_study_study_description"))
         batch_op.drop_index(batch_op.f("ix_study_study_date"))
+        batch_op.drop_index(batch_op.f("ix_study_referring_physician_name_norm"))
+        batch_op.drop_index(batch_op.f("ix_study_patient_sex"))
         batch_op.drop_index(batch_op.f("ix_study_patient_name_norm"))
         batch_op.drop_index(batch_op.f("ix_study_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_study_patient_birth_date"))
+        batch_op.drop_index(batch_op.f("ix_study_issuer_of_patient_id"))
         batch_op.drop_index(batch_op.f("ix_study_accession_number"))
 
     op.drop_table("study")

@@ -487,3 +487,23 @@ async def test_health(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"index": "ok", "storage": "ok"}
+
+
+async def test_framing_broken_after_a_stored_part(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """STOW-05: framing broken after N parts: those N kept, the rest reported (OtherFailures)."""
+    first = make_instance()
+    body = multipart([first], close=False)
+    body += f"--{BOUNDARY}\r\nContent-Type application/dicom no colon\r\n".encode()
+    body += (
+        b"\x00\x01garbage header bytes\r\n\r\n"
+        + make_instance()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    response = await client.post(STUDIES, content=body, headers=stow_headers())
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert len(_seq(result, REFERENCED)) == 1
+    assert _reasons(result, OTHER) == [0xC000]
+    assert await _counts(services) == (1, 1, 1)
