@@ -30,6 +30,7 @@ def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_")
             lines += _settings_help(annotation, f"{prefix}{name.upper()}__")
             continue
         default = info.default if info.default_factory is None else "(see docs)"
+        default = str(default) if isinstance(default, Path) else default
         lines.append(f"{prefix}{name.upper()} (default {default!r}): {info.description or ''}")
     return lines
 

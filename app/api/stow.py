@@ -16,10 +16,11 @@ from starlette.responses import Response
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart import FramingError, MediaType, Part, PartFailed, read_multipart
+from app.api.negotiation import parse_accept
 from app.api.urls import instance_url, service_base, study_url
 from app.dicom.status import Status
 from app.dicom.uids import validate_uid
-from app.errors import InvalidInstance, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InvalidInstance, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from app.services.ingest import IngestResult, IngestSession
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,21 @@ async def store_study_instances(
     return await _store(request, services, settings, validate_uid(study, "study"))
 
 
+_RESPONSE_TYPES = {"application/dicom+json", "application/json", "application/*", "*/*"}
+
+
+def _check_accept(value: str | None) -> None:
+    """STOW-12: the response is DICOM JSON; refuse (406) before reading a byte of the body."""
+    if value is None or not value.strip():
+        return
+    if not any(r.q > 0 and r.essence in _RESPONSE_TYPES for r in parse_accept(value)):
+        raise NotAcceptable("the STOW-RS response is application/dicom+json (XML is not supported)")
+
+
 async def _store(
     request: Request, services: ServicesDep, settings: SettingsDep, study_uid: str | None
 ) -> Response:
+    _check_accept(request.headers.get("accept"))
     content_type = MediaType.parse(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     limit = settings.limits.max_request_bytes

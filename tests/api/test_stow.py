@@ -507,3 +507,24 @@ async def test_framing_broken_after_a_stored_part(
     assert len(_seq(result, REFERENCED)) == 1
     assert _reasons(result, OTHER) == [0xC000]
     assert await _counts(services) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("application/dicom+xml", 406),
+        ("image/jpeg", 406),
+        ("application/dicom+json;q=0", 406),
+        ("application/dicom+xml, application/dicom+json;q=0.5", 200),
+        ("application/json", 200),
+        ("*/*", 200),
+    ],
+)
+async def test_stow_response_negotiation(
+    client: httpx.AsyncClient, services: Services, accept: str, status: int
+) -> None:
+    """STOW-12: DICOM JSON only; an Accept that excludes it gets 406 and nothing is stored."""
+    headers = stow_headers() | {"Accept": accept}
+    response = await client.post(STUDIES, content=multipart([make_instance()]), headers=headers)
+    assert response.status_code == status
+    assert await _counts(services) == ((1, 1, 1) if status == 200 else (0, 0, 0))
