@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -80,6 +81,31 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     async with open_services(settings) as opened:
         await truncate(opened.db)
         yield opened
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, client_addr: tuple[str, int] = ("127.0.0.1", 50000)
+) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """Services on ``settings`` (index emptied) and an ASGI client for an app built on them."""
+    async with open_services(settings) as services:
+        await truncate(services.db)
+        app = create_app(settings, services=services)
+        transport = httpx.ASGITransport(app=app, client=client_addr)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            yield services, http
+
+
+@pytest.fixture(params=DATABASES)
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated database of each kind (for servers and migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    from sqlalchemy.engine import make_url
+
+    with pg.throwaway_database(make_url(request.getfixturevalue("pg_server"))) as url:
+        yield url
 
 
 @pytest_asyncio.fixture

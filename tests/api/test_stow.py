@@ -12,9 +12,8 @@ from sqlalchemy import func, select
 
 from app.config import DuplicatePolicy, PatientConflictPolicy, Settings
 from app.index.models import Instance, Series, Study
-from app.main import create_app
-from app.services.container import Services, open_services
-from tests.conftest import make_settings, truncate
+from app.services.container import Services
+from tests.conftest import app_client, make_settings
 from tests.factories import BOUNDARY, make_dataset, make_instance, multipart, stow_headers, to_bytes
 
 STUDIES = "/dicom-web/studies"
@@ -284,28 +283,21 @@ async def test_different_content_same_uid_rejected(
 async def test_overwrite_policy_replaces(database_url: str, tmp_path: Any) -> None:
     """STOW-09 overwrite: new object stored with WarningReason 0xB000; old blob removed."""
     settings = make_settings(database_url, tmp_path, duplicate_policy=DuplicatePolicy.OVERWRITE)
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as client:
-            ds = make_dataset()
-            first = to_bytes(ds)
-            ds.SeriesDescription = "CHANGED"
-            second = to_bytes(ds)
-            await client.post(STUDIES, content=multipart([first]), headers=stow_headers())
-            response = await client.post(
-                STUDIES, content=multipart([second]), headers=stow_headers()
-            )
-            assert response.status_code == 202
-            [item] = _seq(response.json(), REFERENCED)
-            assert item["00081196"] == {"vr": "US", "Value": [0xB000]}
-            objects = [o async for o in services.store.list("dicom/")]
-            assert len(objects) == 1
-            data = b"".join([c async for c in services.store.open(objects[0].key)])
-            assert data == second
-            assert await _counts(services) == (1, 1, 1)
+    async with app_client(settings) as (services, client):
+        ds = make_dataset()
+        first = to_bytes(ds)
+        ds.SeriesDescription = "CHANGED"
+        second = to_bytes(ds)
+        await client.post(STUDIES, content=multipart([first]), headers=stow_headers())
+        response = await client.post(STUDIES, content=multipart([second]), headers=stow_headers())
+        assert response.status_code == 202
+        [item] = _seq(response.json(), REFERENCED)
+        assert item["00081196"] == {"vr": "US", "Value": [0xB000]}
+        objects = [o async for o in services.store.list("dicom/")]
+        assert len(objects) == 1
+        data = b"".join([c async for c in services.store.open(objects[0].key)])
+        assert data == second
+        assert await _counts(services) == (1, 1, 1)
 
 
 async def test_series_under_another_study(client: httpx.AsyncClient, services: Services) -> None:
@@ -337,47 +329,37 @@ async def test_patient_conflict(client: httpx.AsyncClient, services: Services) -
 
 async def test_patient_conflict_accept_warns(database_url: str, tmp_path: Any) -> None:
     settings = make_settings(database_url, tmp_path, patient_conflict=PatientConflictPolicy.ACCEPT)
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            study = generate_uid()
-            await c.post(
-                STUDIES,
-                content=multipart([make_instance(StudyInstanceUID=study)]),
-                headers=stow_headers(),
-            )
-            other = make_instance(StudyInstanceUID=study, PatientID="SOMEONE-ELSE")
-            response = await c.post(STUDIES, content=multipart([other]), headers=stow_headers())
-            assert response.status_code == 202
-            [item] = _seq(response.json(), REFERENCED)
-            assert item["00081196"]["Value"] == [0xB000]
+    async with app_client(settings) as (_services, c):
+        study = generate_uid()
+        await c.post(
+            STUDIES,
+            content=multipart([make_instance(StudyInstanceUID=study)]),
+            headers=stow_headers(),
+        )
+        other = make_instance(StudyInstanceUID=study, PatientID="SOMEONE-ELSE")
+        response = await c.post(STUDIES, content=multipart([other]), headers=stow_headers())
+        assert response.status_code == 202
+        [item] = _seq(response.json(), REFERENCED)
+        assert item["00081196"]["Value"] == [0xB000]
 
 
 async def test_request_over_the_cap(database_url: str, tmp_path: Any) -> None:
     """STOW-05: 413 past the configured request size, declared or streamed; nothing stored."""
     settings = make_settings(database_url, tmp_path)
     settings.limits.max_request_bytes = 4096
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            body = multipart([make_instance(rows=64, columns=64)])
-            response = await c.post(STUDIES, content=body, headers=stow_headers())
-            assert response.status_code == 413
+    async with app_client(settings) as (services, c):
+        body = multipart([make_instance(rows=64, columns=64)])
+        response = await c.post(STUDIES, content=body, headers=stow_headers())
+        assert response.status_code == 413
 
-            async def chunks() -> Any:
-                for start in range(0, len(body), 1000):
-                    yield body[start : start + 1000]
+        async def chunks() -> Any:
+            for start in range(0, len(body), 1000):
+                yield body[start : start + 1000]
 
-            response = await c.post(STUDIES, content=chunks(), headers=stow_headers())
-            assert response.status_code == 413
-            assert await _counts(services) == (0, 0, 0)
-            assert await _blob_count(services) == 0
+        response = await c.post(STUDIES, content=chunks(), headers=stow_headers())
+        assert response.status_code == 413
+        assert await _counts(services) == (0, 0, 0)
+        assert await _blob_count(services) == 0
 
 
 def _deflated(ds_bytes: bytes, inflated_padding: int) -> bytes:
@@ -395,40 +377,28 @@ async def test_deflate_bomb(database_url: str, tmp_path: Any) -> None:
     """A tiny deflated part that inflates past the limit fails with 0xA700, not a 500/OOM."""
     settings = make_settings(database_url, tmp_path)
     settings.limits.max_inflated_bytes = 1 << 20
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            bomb = _deflated(make_instance(), 8 << 20)
-            assert len(bomb) < 64 * 1024  # zeros compress ~1000:1
-            ok = _deflated(make_instance(), 1000)
-            response = await c.post(STUDIES, content=multipart([bomb, ok]), headers=stow_headers())
-            assert response.status_code == 202
-            body = response.json()
-            assert _reasons(body, FAILED) + _reasons(body, OTHER) == [0xA700]
-            assert len(_seq(body, REFERENCED)) == 1
+    async with app_client(settings) as (_services, c):
+        bomb = _deflated(make_instance(), 8 << 20)
+        assert len(bomb) < 64 * 1024  # zeros compress ~1000:1
+        ok = _deflated(make_instance(), 1000)
+        response = await c.post(STUDIES, content=multipart([bomb, ok]), headers=stow_headers())
+        assert response.status_code == 202
+        body = response.json()
+        assert _reasons(body, FAILED) + _reasons(body, OTHER) == [0xA700]
+        assert len(_seq(body, REFERENCED)) == 1
 
 
 async def test_zero_preamble(database_url: str, tmp_path: Any) -> None:
     """STOW-18: with the flag on, the stored preamble is zeros."""
     settings = make_settings(database_url, tmp_path, zero_preamble=True)
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            raw = bytearray(make_instance())
-            raw[:128] = b"MZ" + b"\x90" * 126  # a polyglot-looking preamble
-            response = await c.post(
-                STUDIES, content=multipart([bytes(raw)]), headers=stow_headers()
-            )
-            assert response.status_code == 200
-            [obj] = [o async for o in services.store.list("dicom/")]
-            stored = await services.store.get_range(obj.key, 0, 132)
-            assert stored == bytes(128) + b"DICM"
+    async with app_client(settings) as (services, c):
+        raw = bytearray(make_instance())
+        raw[:128] = b"MZ" + b"\x90" * 126  # a polyglot-looking preamble
+        response = await c.post(STUDIES, content=multipart([bytes(raw)]), headers=stow_headers())
+        assert response.status_code == 200
+        [obj] = [o async for o in services.store.list("dicom/")]
+        stored = await services.store.get_range(obj.key, 0, 132)
+        assert stored == bytes(128) + b"DICM"
 
 
 async def test_public_base_url(database_url: str, tmp_path: Any) -> None:
@@ -436,20 +406,13 @@ async def test_public_base_url(database_url: str, tmp_path: Any) -> None:
     settings: Settings = make_settings(
         database_url, tmp_path, public_base_url="https://pacs.example.org/dw/"
     )
-    async with open_services(settings) as services:
-        await truncate(services.db)
-        app = create_app(settings, services=services)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            ds = make_dataset()
-            response = await c.post(
-                STUDIES, content=multipart([to_bytes(ds)]), headers=stow_headers()
-            )
-            body = response.json()
-            assert body["00081190"]["Value"] == [
-                f"https://pacs.example.org/dw/studies/{ds.StudyInstanceUID}"
-            ]
+    async with app_client(settings) as (_services, c):
+        ds = make_dataset()
+        response = await c.post(STUDIES, content=multipart([to_bytes(ds)]), headers=stow_headers())
+        body = response.json()
+        assert body["00081190"]["Value"] == [
+            f"https://pacs.example.org/dw/studies/{ds.StudyInstanceUID}"
+        ]
 
 
 async def test_forwarded_headers_only_from_trusted_proxies(
@@ -459,19 +422,15 @@ async def test_forwarded_headers_only_from_trusted_proxies(
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "pacs.example.org"}
     for trusted, expected in ((["127.0.0.1"], "https://pacs.example.org"), ([], "http://t")):
         settings = make_settings(database_url, tmp_path, trusted_proxies=trusted)
-        async with open_services(settings) as services:
-            await truncate(services.db)
-            app = create_app(settings, services=services)
-            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                ds = make_dataset()
-                response = await c.post(
-                    STUDIES,
-                    content=multipart([to_bytes(ds)]),
-                    headers=stow_headers() | forwarded,
-                )
-                url = response.json()["00081190"]["Value"][0]
-                assert url == f"{expected}/dicom-web/studies/{ds.StudyInstanceUID}"
+        async with app_client(settings, client_addr=("127.0.0.1", 5555)) as (_services, c):
+            ds = make_dataset()
+            response = await c.post(
+                STUDIES,
+                content=multipart([to_bytes(ds)]),
+                headers=stow_headers() | forwarded,
+            )
+            url = response.json()["00081190"]["Value"][0]
+            assert url == f"{expected}/dicom-web/studies/{ds.StudyInstanceUID}"
 
 
 async def test_wrong_method_and_unknown_path(client: httpx.AsyncClient) -> None:

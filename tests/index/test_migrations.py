@@ -1,29 +1,14 @@
 """The migrations make exactly the models' schema, on PostgreSQL and SQLite, and reverse cleanly."""
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.index import migrate
 from app.index.models import Base
-from tests import pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-        return
-    server = request.getfixturevalue("pg_server")
-    with pg.throwaway_database(make_url(server)) as url:
-        yield url
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -46,7 +31,8 @@ async def _inspect(url: str) -> tuple[list[object], set[str]]:
     return diff, tables
 
 
-def test_migrations_match_models_and_reverse(empty_database: str) -> None:
+def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
+    empty_database = fresh_database_url
     asyncio.run(migrate.upgrade(empty_database))
     diff, tables = asyncio.run(_inspect(empty_database))
     assert diff == []
