@@ -53,7 +53,9 @@ __all__ = [
     "dataset_to_dict",
     "dataset_to_json",
     "dumps",
+    "inline_binary",
     "select",
+    "value_json",
 ]
 
 #: one DICOM JSON object (a data set): attribute key -> attribute object
@@ -277,20 +279,38 @@ def _raw(
         return _typed(ds, tag, ds[tag], prefix, encodings, ctx)
     if not value:
         return {"vr": vr}
+    return value_json(vr, value, encodings, elem.is_little_endian)
+
+
+def value_json(
+    vr: str, value: bytes, encodings: Sequence[str], little_endian: bool = True
+) -> JsonObject:
+    """The JSON attribute of a non-empty encoded value whose VR is neither binary nor SQ.
+
+    >>> value_json("DS", b"1.50\\\\-2 ", ("iso8859",))
+    {'vr': 'DS', 'Value': [1.5, -2]}
+    """
     if vr in _NUMBER_FORMATS:
-        return _numbers(vr, value, elem.is_little_endian)
+        return _numbers(vr, value, little_endian)
     if vr == "AT":
         count = len(value) // 4
-        order = "<" if elem.is_little_endian else ">"
+        order = "<" if little_endian else ">"
         pairs = struct.unpack(f"{order}{count * 2}H", value[: count * 4])
         tags_ = [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]
         return {"vr": vr, "Value": tags_} if tags_ else {"vr": vr}
     # strings: decode, then split (PS3.5 §6.1.2.5: a backslash is always a delimiter)
-    if vr in _CHARSET_VRS:
-        text = decode_bytes(value, encodings, TEXT_VR_DELIMS)
-    else:
-        text = value.decode("latin-1")
+    text = _decode(value, encodings) if vr in _CHARSET_VRS else value.decode("latin-1")
     return _strings(vr, text)
+
+
+def _decode(value: bytes, encodings: Sequence[str]) -> str:
+    """``decode_bytes(value, encodings, TEXT_VR_DELIMS)``, with its common case done inline."""
+    if b"\x1b" not in value:  # no ISO 2022 escape: decode_bytes would use the first encoding
+        try:
+            return value.decode(encodings[0])
+        except (LookupError, UnicodeError):
+            pass  # decode_bytes warns (or raises) and decides
+    return decode_bytes(value, encodings, TEXT_VR_DELIMS)
 
 
 def _strings(vr: str, text: str) -> JsonObject:
@@ -361,6 +381,15 @@ def _numbers(vr: str, value: bytes, little_endian: bool) -> JsonObject:
 def _non_finite(x: float) -> str:
     # JSON has no NaN/Infinity: emitted as strings (JSON-03, documented deviation)
     return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def inline_binary(value: bytes) -> str:
+    """The ``InlineBinary`` text of a little-endian binary value (F.2.7).
+
+    >>> inline_binary(b"\\x01\\x02")
+    'AQI='
+    """
+    return base64.b64encode(value).decode("ascii")
 
 
 def _inline(value: bytes, vr: str, little_endian: bool) -> str:

@@ -9,6 +9,11 @@ derives from that single pass:
 * the DICOM JSON of the whole data set (META-02..04) and of each query level (QIDO-21..23);
 * the frame index (FRM-03/04, :mod:`app.dicom.frames`).
 
+The common encodings (explicit or implicit VR little endian, defined lengths but for sequences
+and items) are read by :mod:`app.dicom.direct`, straight from the bytes into the same DICOM JSON;
+it hands anything unusual back, and the file is then read with pydicom as described above. Both
+paths give identical results.
+
 Rejections (STOW-06, PS3.18 Table I.2-2): anything that is not a readable PS3.10 file, a missing
 or invalid TransferSyntaxUID, SOPClassUID, SOPInstanceUID, StudyInstanceUID or SeriesInstanceUID,
 or a MediaStorageSOPInstanceUID that differs from the SOPInstanceUID is
@@ -29,7 +34,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import _is_implicit_vr, _read_file_meta_info, data_element_generator
 from pydicom.tag import BaseTag
 
-from app.dicom import dicomjson
+from app.dicom import dicomjson, direct
 from app.dicom.attributes import INSTANCE_TAGS, SERIES_TAGS, STUDY_TAGS
 from app.dicom.frames import PixelDescription, build_frame_index, describe_pixels
 from app.dicom.instance import (
@@ -55,6 +60,10 @@ DEFAULT_BASE_PATH_TEMPLATE: Final = "/studies/{study}/series/{series}/instances/
 #: values longer than this are not read at parse time (pixel data, large binary values)
 _DEFER_SIZE: Final = 4096
 _INFLATE_CHUNK: Final = 1 << 20
+#: bytes of a file object read for the direct reader at first (enough for most headers), and
+#: the largest file it reads whole when they are not
+_HEAD_SIZE: Final = 1 << 16
+_WHOLE_MAX: Final = 1 << 25
 _PIXEL_TAGS: Final = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 _STUDY_KEYS: Final = frozenset(f"{tag:08X}" for tag in STUDY_TAGS)
@@ -89,8 +98,16 @@ def parse_instance(
     InvalidInstance, TransferSyntaxNotSupported, OutOfResources
         See the module docstring.
     """
-    fp: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
     try:
+        if isinstance(data, bytes | bytearray | memoryview):
+            buf = data if isinstance(data, bytes) else bytes(data)
+            parsed = _parse_direct(buf, len(buf), None, base_path_template, inline_binary_max)
+            fp: BinaryIO = io.BytesIO(buf)
+        else:
+            fp = data
+            parsed = _parse_direct_file(fp, base_path_template, inline_binary_max)
+        if parsed is not None:
+            return parsed
         return _parse(fp, base_path_template, inline_binary_max, max_inflated_bytes)
     except InstanceRejected:
         raise
@@ -133,20 +150,46 @@ def _parse(
     metadata = dicomjson.dataset_to_dict(
         ds, base_path="\0", inline_binary_max=inline_binary_max, little_endian=True
     )
+    has_pixels = any(tag in ds for tag in _PIXEL_TAGS)
+
+    def frames() -> FrameIndex | None:
+        if not has_pixels or deflated:
+            return None
+        return _frame_index(ds, metadata, fp, start, transfer_syntax, notes)
+
+    return _finish(
+        metadata,
+        transfer_syntax,
+        _meta_uid(meta, "MediaStorageSOPInstanceUID"),
+        base_path_template,
+        lambda base_path: _set_base_path(metadata, base_path),
+        has_pixels,
+        frames,
+        notes,
+    )
+
+
+def _finish(
+    metadata: dicomjson.JsonObject,
+    transfer_syntax: str,
+    media_sop_uid: str | None,
+    base_path_template: str,
+    set_base_path: Callable[[str], None],
+    has_pixels: bool,
+    frames: Callable[[], FrameIndex | None],
+    notes: list[str],
+) -> ParsedInstance:
+    """The checks and results common to both readers, from the DICOM JSON of the data set
+    (its BulkDataURIs start with the ``"\\0"`` placeholder that ``set_base_path`` replaces)."""
     study_uid = _uid(metadata, "0020000D", "StudyInstanceUID")
     series_uid = _uid(metadata, "0020000E", "SeriesInstanceUID")
     sop_uid = _uid(metadata, "00080018", "SOPInstanceUID")
     sop_class_uid = _uid(metadata, "00080016", "SOPClassUID")
-    if _meta_uid(meta, "MediaStorageSOPInstanceUID") != sop_uid:
+    if media_sop_uid != sop_uid:
         raise InvalidInstance("MediaStorageSOPInstanceUID does not match SOPInstanceUID")
 
-    base_path = base_path_template.format(study=study_uid, series=series_uid, instance=sop_uid)
-    _set_base_path(metadata, base_path)
-
-    has_pixels = any(tag in ds for tag in _PIXEL_TAGS)
-    frames: FrameIndex | None = None
-    if has_pixels and not deflated:
-        frames = _frame_index(ds, metadata, fp, start, transfer_syntax, notes)
+    set_base_path(base_path_template.format(study=study_uid, series=series_uid, instance=sop_uid))
+    frame_index = frames()
 
     study_json = {k: v for k, v in metadata.items() if k in _STUDY_KEYS or k.startswith("0010")}
     series_json = {k: v for k, v in metadata.items() if k in _SERIES_KEYS}
@@ -169,8 +212,119 @@ def _parse(
         series_json=dicomjson.dumps(series_json),
         instance_json=dicomjson.dumps(instance_json),
         metadata_json=dicomjson.dumps(metadata),
-        frames=frames,
+        frames=frame_index,
         notes=tuple(notes),
+    )
+
+
+# --- the direct reader (app.dicom.direct) ---
+
+
+def _parse_direct_file(
+    fp: BinaryIO, base_path_template: str, inline_binary_max: int
+) -> ParsedInstance | None:
+    """:func:`_parse_direct` of a file object, reading only its first bytes when they suffice
+    (leaves ``fp`` where it found it)."""
+    start = fp.tell()
+    size = fp.seek(0, io.SEEK_END) - start
+    try:
+        for limit in (_HEAD_SIZE, _WHOLE_MAX):
+            fp.seek(start)
+            head = fp.read(min(size, limit))
+            try:
+                return _parse_direct(head, size, (fp, start), base_path_template, inline_binary_max)
+            except direct.Incomplete:
+                if size <= limit:
+                    return None
+        return None
+    finally:
+        fp.seek(start)
+
+
+def _parse_direct(
+    buf: bytes,
+    size: int,
+    source: tuple[BinaryIO, int] | None,
+    base_path_template: str,
+    inline_binary_max: int,
+) -> ParsedInstance | None:
+    """Parse with :mod:`app.dicom.direct`; ``None`` when it leaves the file to pydicom.
+
+    ``buf`` is the file, or its first bytes when ``source`` gives the file object (and the
+    offset of the file in it) to read frame data from; ``size`` is the file's size. Raises
+    :class:`~app.dicom.direct.Incomplete` when ``buf`` is too short.
+    """
+    try:
+        if buf[128:132] == b"DICM":
+            pos = 132
+        elif buf[:2] == b"\x02\x00":
+            pos = 0
+        else:
+            return None
+        meta, pos = direct.read_file_meta(buf, pos)
+        transfer_syntax = _raw_uid(meta.get(0x00020010))
+        if (
+            transfer_syntax is None
+            or not is_known_transfer_syntax(transfer_syntax)
+            or transfer_syntax in DEFLATED
+            or transfer_syntax == EXPLICIT_VR_BIG_ENDIAN
+        ):
+            return None
+        read = direct.read_dataset(
+            buf,
+            pos,
+            size,
+            implicit=transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN,
+            inline_binary_max=inline_binary_max,
+            base_path="\0",
+        )
+    except direct.Incomplete:
+        if source is None:  # pragma: no cover - all of the file is in buf
+            return None
+        raise
+    except Exception:  # direct.Unsupported, or anything the general path must judge
+        return None
+    metadata = read.metadata
+    notes: list[str] = []
+
+    def set_base_path(base_path: str) -> None:
+        for attribute in read.bulk:
+            attribute["BulkDataURI"] = base_path + attribute["BulkDataURI"][1:]
+
+    def frames() -> FrameIndex | None:
+        if not read.pixels:
+            return None
+        if source is None:
+
+            def read_bytes(offset: int, length: int) -> bytes:
+                return buf[offset : offset + length]
+
+        else:
+            fp, start = source
+
+            def read_bytes(offset: int, length: int) -> bytes:
+                fp.seek(start + offset)
+                return fp.read(length)
+
+        for tag, key, bits in _PIXEL_ELEMENTS:
+            found = read.pixels.get(tag)
+            if found is not None:
+                pixels = _pixel_description(metadata, tag, key, bits, found[0], found[1], None)
+                if pixels is None:
+                    notes.append("frame index: pixel data without usable image attributes")
+                    return None
+                return build_frame_index(pixels, transfer_syntax, read_bytes, notes=notes)
+        return None  # pragma: no cover - read.pixels holds only _PIXEL_ELEMENTS tags
+
+    return _finish(
+        metadata,
+        transfer_syntax,
+        _raw_uid(meta.get(0x00020003)),
+        base_path_template,
+        set_base_path,
+        bool(read.pixels),
+        frames,
+        notes,
     )
 
 
@@ -267,25 +421,39 @@ def _describe_pixels(
             continue
         if not isinstance(elem, RawDataElement):
             return describe_pixels(ds, start)
-        rows, columns = _int(metadata, "00280010"), _int(metadata, "00280011")
-        allocated = bits if bits is not None else _int(metadata, "00280100")
-        if rows is None or columns is None or allocated is None:
-            return None
-        frames = _int(metadata, "00280008")
-        samples = _int(metadata, "00280002")
-        return PixelDescription(
-            tag=tag,
-            vr=metadata[key]["vr"] if key in metadata else elem.VR,
-            value_offset=elem.value_tell - start,
-            length=elem.length,
-            number_of_frames=frames if frames is not None and frames > 0 else 1,
-            rows=rows,
-            columns=columns,
-            samples_per_pixel=samples if samples is not None and samples > 0 else 1,
-            bits_allocated=allocated,
-            photometric_interpretation=(_str(metadata, "00280004") or "").strip(),
+        return _pixel_description(
+            metadata, tag, key, bits, elem.value_tell - start, elem.length, elem.VR
         )
     return None
+
+
+def _pixel_description(
+    metadata: dicomjson.JsonObject,
+    tag: int,
+    key: str,
+    bits: int | None,
+    value_offset: int,
+    length: int,
+    vr: str | None,
+) -> PixelDescription | None:
+    rows, columns = _int(metadata, "00280010"), _int(metadata, "00280011")
+    allocated = bits if bits is not None else _int(metadata, "00280100")
+    if rows is None or columns is None or allocated is None:
+        return None
+    frames = _int(metadata, "00280008")
+    samples = _int(metadata, "00280002")
+    return PixelDescription(
+        tag=tag,
+        vr=metadata[key]["vr"] if key in metadata else vr,
+        value_offset=value_offset,
+        length=length,
+        number_of_frames=frames if frames is not None and frames > 0 else 1,
+        rows=rows,
+        columns=columns,
+        samples_per_pixel=samples if samples is not None and samples > 0 else 1,
+        bits_allocated=allocated,
+        photometric_interpretation=(_str(metadata, "00280004") or "").strip(),
+    )
 
 
 _PIXEL_ELEMENTS: Final = (
@@ -304,8 +472,16 @@ def _meta_uid(meta: FileMetaDataset, keyword: str) -> str | None:
         return None
     value = elem.value
     if isinstance(value, bytes):  # still raw (pydicom converts on access, which is slow)
-        value = value.decode("ascii", errors="replace")
+        return _raw_uid(value)
     text = str(value).rstrip("\x00 ").strip()
+    return text if is_valid_uid(text) else None
+
+
+def _raw_uid(value: bytes | None) -> str | None:
+    """A File Meta UID from its encoded value, ``None`` if absent or invalid."""
+    if value is None:
+        return None
+    text = value.decode("ascii", errors="replace").rstrip("\x00 ").strip()
     return text if is_valid_uid(text) else None
 
 
