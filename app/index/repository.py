@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -119,47 +119,69 @@ class InstanceIndex:
                 found[row.sop_uid] = StoredRef(*row)
         return found
 
-    async def ensure_study(self, fields: StudyFields, attrs_json: bytes) -> StudyRow:
-        """The study's row, created from ``fields`` if it does not exist yet."""
-        query = select(Study.id, Study.patient_id).where(Study.study_uid == fields.study_uid)
-        found = (await self._conn.execute(query)).first()
-        if found is not None:  # the common case: later batches of a study already stored
-            return StudyRow(found.id, found.patient_id, False)
-        stmt = (
-            _insert(self._conn, Study)
-            .values(_study_values(fields, attrs_json))
-            .on_conflict_do_nothing(index_elements=["study_uid"])
-            .returning(Study.id)
-        )
-        created = (await self._conn.execute(stmt)).scalar_one_or_none()
-        if created is not None:
-            return StudyRow(created, fields.patient_id, True)
-        row = (await self._conn.execute(query)).one()  # created concurrently meanwhile
-        return StudyRow(row.id, row.patient_id, False)
+    async def ensure_studies(
+        self, items: Iterable[tuple[StudyFields, bytes]]
+    ) -> dict[str, StudyRow]:
+        """The rows of the given studies (keyed by UID), creating the missing ones.
+
+        One look-up, one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` in UID order, and a
+        second look-up only for rows another transaction created meanwhile.
+        """
+        wanted: dict[str, tuple[StudyFields, bytes]] = {}
+        for fields, attrs_json in items:
+            wanted.setdefault(fields.study_uid, (fields, attrs_json))
+        query = select(Study.study_uid, Study.id, Study.patient_id)
+        rows = {
+            r.study_uid: StudyRow(r.id, r.patient_id, False)
+            for r in await self._conn.execute(query.where(Study.study_uid.in_(sorted(wanted))))
+        }
+        missing = sorted(uid for uid in wanted if uid not in rows)
+        if missing:
+            stmt = (
+                _insert(self._conn, Study)
+                .on_conflict_do_nothing(index_elements=["study_uid"])
+                .returning(Study.study_uid, Study.id)
+            )
+            values = [_study_values(*wanted[uid]) for uid in missing]
+            for new in await self._conn.execute(stmt, values):
+                rows[new.study_uid] = StudyRow(new.id, wanted[new.study_uid][0].patient_id, True)
+            raced = [uid for uid in missing if uid not in rows]
+            if raced:
+                for r in await self._conn.execute(query.where(Study.study_uid.in_(raced))):
+                    rows[r.study_uid] = StudyRow(r.id, r.patient_id, False)
+        return rows
 
     async def ensure_series(
-        self, fields: SeriesFields, study_id: int, attrs_json: bytes
-    ) -> SeriesRow:
-        """The series' row, created under ``study_id`` if it does not exist yet.
+        self, items: Iterable[tuple[SeriesFields, int, bytes]]
+    ) -> dict[str, SeriesRow]:
+        """The rows of the given series (keyed by UID), creating missing ones under a study id.
 
-        The returned ``study_id`` is the one the series is actually filed under: when it differs
-        from the argument, the series belongs to another study (STOW-10).
+        A returned ``study_id`` that differs from the one asked for means the series is already
+        filed under another study (STOW-10).
         """
-        query = select(Series.id, Series.study_id).where(Series.series_uid == fields.series_uid)
-        found = (await self._conn.execute(query)).first()
-        if found is not None:
-            return SeriesRow(found.id, found.study_id, False)
-        stmt = (
-            _insert(self._conn, Series)
-            .values(_series_values(fields, study_id, attrs_json))
-            .on_conflict_do_nothing(index_elements=["series_uid"])
-            .returning(Series.id)
-        )
-        created = (await self._conn.execute(stmt)).scalar_one_or_none()
-        if created is not None:
-            return SeriesRow(created, study_id, True)
-        row = (await self._conn.execute(query)).one()
-        return SeriesRow(row.id, row.study_id, False)
+        wanted: dict[str, tuple[SeriesFields, int, bytes]] = {}
+        for fields, study_id, attrs_json in items:
+            wanted.setdefault(fields.series_uid, (fields, study_id, attrs_json))
+        query = select(Series.series_uid, Series.id, Series.study_id)
+        rows = {
+            r.series_uid: SeriesRow(r.id, r.study_id, False)
+            for r in await self._conn.execute(query.where(Series.series_uid.in_(sorted(wanted))))
+        }
+        missing = sorted(uid for uid in wanted if uid not in rows)
+        if missing:
+            stmt = (
+                _insert(self._conn, Series)
+                .on_conflict_do_nothing(index_elements=["series_uid"])
+                .returning(Series.series_uid, Series.id)
+            )
+            values = [_series_values(*wanted[uid]) for uid in missing]
+            for new in await self._conn.execute(stmt, values):
+                rows[new.series_uid] = SeriesRow(new.id, wanted[new.series_uid][1], True)
+            raced = [uid for uid in missing if uid not in rows]
+            if raced:
+                for r in await self._conn.execute(query.where(Series.series_uid.in_(raced))):
+                    rows[r.series_uid] = SeriesRow(r.id, r.study_id, False)
+        return rows
 
     async def insert_instances(self, rows: Sequence[tuple[NewInstance, int, int]]) -> set[str]:
         """Insert ``(instance, series_id, study_id)`` rows; returns the SOP UIDs really inserted.
@@ -196,22 +218,24 @@ class InstanceIndex:
     ) -> None:
         """Add instance counts per series and (series, instance) counts per study (QIDO-26).
 
-        Called last in the transaction, in id order, so the hot study row is locked briefly.
+        One ``UPDATE ... SET n = n + CASE id WHEN ...`` per table, called last in the
+        transaction, so the hot study rows are locked briefly.
         """
-        for series_id in sorted(series_added):
+        if series_added:
             await self._conn.execute(
                 update(Series)
-                .where(Series.id == series_id)
-                .values(num_instances=Series.num_instances + series_added[series_id])
+                .where(Series.id.in_(sorted(series_added)))
+                .values(num_instances=Series.num_instances + case(series_added, value=Series.id))
             )
-        for study_id in sorted(studies_added):
-            n_series, n_instances = studies_added[study_id]
+        if studies_added:
+            n_series = {k: v[0] for k, v in studies_added.items()}
+            n_instances = {k: v[1] for k, v in studies_added.items()}
             await self._conn.execute(
                 update(Study)
-                .where(Study.id == study_id)
+                .where(Study.id.in_(sorted(studies_added)))
                 .values(
-                    num_series=Study.num_series + n_series,
-                    num_instances=Study.num_instances + n_instances,
+                    num_series=Study.num_series + case(n_series, value=Study.id),
+                    num_instances=Study.num_instances + case(n_instances, value=Study.id),
                 )
             )
 

@@ -364,12 +364,10 @@ async def _index_batch(
     async with svc.db.write() as conn:
         index = InstanceIndex(conn)
         # studies, then series, then instances, each in UID order (no lock cycles)
-        studies: dict[str, tuple[int, str | None, bool]] = {}
-        for pending in sorted(batch, key=lambda p: p.parsed.study_uid):
-            parsed = pending.parsed
-            if parsed.study_uid not in studies:
-                row = await index.ensure_study(parsed.study, parsed.study_json)
-                studies[parsed.study_uid] = (row.id, row.patient_id, row.created)
+        study_rows = await index.ensure_studies(
+            (p.parsed.study, p.parsed.study_json) for p in batch
+        )
+        studies = {uid: (r.id, r.patient_id, r.created) for uid, r in study_rows.items()}
         # STOW-10: a study already held under another PatientID (before any series is made)
         admitted: list[_Pending] = []
         for pending in batch:
@@ -386,13 +384,11 @@ async def _index_batch(
                     continue
                 outcome.warning = Status.COERCION_OF_DATA_ELEMENTS
             admitted.append(pending)
-        series: dict[str, tuple[int, int, bool]] = {}
-        for pending in sorted(admitted, key=lambda p: p.parsed.series_uid):
-            parsed = pending.parsed
-            if parsed.series_uid not in series:
-                study_id = studies[parsed.study_uid][0]
-                srow = await index.ensure_series(parsed.series, study_id, parsed.series_json)
-                series[parsed.series_uid] = (srow.id, srow.study_id, srow.created)
+        series_rows = await index.ensure_series(
+            (p.parsed.series, studies[p.parsed.study_uid][0], p.parsed.series_json)
+            for p in admitted
+        )
+        series = {uid: (r.id, r.study_id, r.created) for uid, r in series_rows.items()}
 
         inserts: list[tuple[NewInstance, int, int]] = []
         by_sop: dict[str, _Pending] = {}
