@@ -20,6 +20,9 @@ MAX=${5:-0}
 WORK=${WORK:-$(mktemp -d /tmp/lightbox-bench.XXXXXX)}
 RESULTS=${RESULTS:-$HERE/results}
 WORKERS=${LIGHTBOX_BENCH_WORKERS:-2}
+# which peers to run beside Lightbox (Orthanc + PostgreSQL takes ~20 min for 100k small instances)
+TARGETS=${TARGETS:-lightbox,orthanc_pg,orthanc_sqlite}
+want() { [[ ",$TARGETS," == *",$1,"* ]]; }
 mkdir -p "$RESULTS"
 
 psql_admin() { psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "$1"; }
@@ -67,22 +70,23 @@ trap 'stop_lightbox; stop_orthanc orthanc_pg; stop_orthanc orthanc_sqlite' EXIT
 
 for round in $(seq "$ROUNDS"); do
   start_lightbox
-  start_orthanc orthanc_pg 8042 postgres
-  start_orthanc orthanc_sqlite 8043 sqlite
+  want orthanc_pg && start_orthanc orthanc_pg 8042 postgres
+  want orthanc_sqlite && start_orthanc orthanc_sqlite 8043 sqlite
   PGPID=$(postmaster_pid)
   LPIDS=$(cat "$WORK/lightbox.pid")  # load.py meters the process and its descendants
-  T=(--dataset "$DATASET"
-     --target lightbox=http://127.0.0.1:8000/dicom-web
-     --target orthanc_pg=http://127.0.0.1:8042/dicom-web
-     --target orthanc_sqlite=http://127.0.0.1:8043/dicom-web
-     --pid "lightbox=$LPIDS,$PGPID" --pid "orthanc_pg=$(pid_of orthanc_pg),$PGPID"
-     --pid "orthanc_sqlite=$(pid_of orthanc_sqlite)"
-     --results-dir "$RESULTS" --label "round$round")
+  T=(--dataset "$DATASET" --results-dir "$RESULTS" --label "round$round"
+     --target lightbox=http://127.0.0.1:8000/dicom-web --pid "lightbox=$LPIDS,$PGPID")
+  if want orthanc_pg; then
+    T+=(--target orthanc_pg=http://127.0.0.1:8042/dicom-web --pid "orthanc_pg=$(pid_of orthanc_pg),$PGPID")
+  fi
+  if want orthanc_sqlite; then
+    T+=(--target orthanc_sqlite=http://127.0.0.1:8043/dicom-web --pid "orthanc_sqlite=$(pid_of orthanc_sqlite)")
+  fi
   LIMIT=()
   [[ $MAX -gt 0 ]] && LIMIT=(--max-instances "$MAX")
   "$PY" "$SHARED/bench/load.py" stow "${T[@]}" --batch "$BATCH" -c "$CLIENTS" "${LIMIT[@]}"
   VLIMIT=()
   [[ $MAX -gt 0 ]] && VLIMIT=(--instances-limit "$MAX")
-  "$PY" "$SHARED/bench/load.py" verify "${T[@]}" "${VLIMIT[@]}"
+  [[ ${VERIFY:-1} == 1 ]] && "$PY" "$SHARED/bench/load.py" verify "${T[@]}" "${VLIMIT[@]}"
   stop_lightbox; stop_orthanc orthanc_pg; stop_orthanc orthanc_sqlite
 done
