@@ -170,7 +170,8 @@ def gc(
     verb = "would remove" if dry_run else "removed"
     print(
         f"scanned {report.scanned} blobs; {verb} {len(report.removed)};"
-        f" kept {report.kept_young} younger than the grace period"
+        f" kept {report.kept_young} younger than the grace period;"
+        f" {report.temp_files_removed} stale temp files"
     )
 
 

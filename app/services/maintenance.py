@@ -7,12 +7,17 @@ unreferenced blobs older than a grace period, re-checking each one just before d
 """
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio.to_thread
 
 from app.index.db import Database
 from app.index.repository import InstanceIndex
 from app.storage.base import ObjectNotFound, ObjectStore
+from app.storage.filesystem import FilesystemStore
 
 BLOB_PREFIX = "dicom/"
 
@@ -45,6 +50,8 @@ class GcReport:
     scanned: int = 0
     removed: list[str] = field(default_factory=list)
     kept_young: int = 0
+    #: spool / temp files left by a crash mid-request (filesystem store), removed after grace
+    temp_files_removed: int = 0
 
 
 class MaintenanceService:
@@ -99,6 +106,10 @@ class MaintenanceService:
             if not dry_run:
                 await self.store.delete(key)
             report.removed.append(key)
+        if isinstance(self.store, FilesystemStore):
+            report.temp_files_removed = await anyio.to_thread.run_sync(
+                _sweep_temp, self.store.local_tmp_dir(), cutoff.timestamp(), dry_run
+            )
         return report
 
     async def _sha256(self, key: str) -> str:
@@ -109,3 +120,21 @@ class MaintenanceService:
         except ObjectNotFound:
             return ""
         return digest.hexdigest()
+
+
+def _sweep_temp(directory: Path, cutoff: float, dry_run: bool) -> int:
+    """Remove regular files in ``directory`` last modified before ``cutoff`` (a timestamp)."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                if not dry_run:
+                    os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue  # renamed into place or removed meanwhile
+    return removed

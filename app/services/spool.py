@@ -4,6 +4,7 @@ DESIGN.md §4 step 1 and §5: a request body is never held whole in memory, what
 """
 
 import hashlib
+import io
 import os
 import uuid
 from dataclasses import dataclass
@@ -27,8 +28,6 @@ class SpooledPart:
     def open(self) -> BinaryIO:
         """A binary file object over the content (the caller closes it)."""
         if self.data is not None:
-            import io
-
             return io.BytesIO(self.data)
         assert self.path is not None
         return self.path.open("rb")

@@ -70,6 +70,12 @@ async def test_gc_removes_only_old_unreferenced_blobs(
     two_hours_ago = time.time() - 7200
     os.utime(old, (two_hours_ago, two_hours_ago))
 
+    stale_spool = settings.data_dir / "blobs" / ".tmp" / "part-crashed.dcm"
+    fresh_spool = settings.data_dir / "blobs" / ".tmp" / "part-in-flight.dcm"
+    stale_spool.write_bytes(b"half a part")
+    fresh_spool.write_bytes(b"arriving")
+    os.utime(stale_spool, (two_hours_ago, two_hours_ago))
+
     dry = await services.maintenance.gc(grace=timedelta(hours=1), dry_run=True)
     assert dry.removed == ["dicom/aa/bb/old.0000000000000000.dcm"]
     assert old.exists()
@@ -78,6 +84,9 @@ async def test_gc_removes_only_old_unreferenced_blobs(
     assert report.kept_young == 1
     assert not old.exists()
     assert young.exists()
+    assert report.temp_files_removed == 1
+    assert not stale_spool.exists()
+    assert fresh_spool.exists()
     assert len(_blob_paths(settings)) == 3  # 2 referenced + the young orphan
     after = await services.maintenance.fsck()
     assert after.unreferenced_blobs == ["dicom/aa/bb/young.0000000000000000.dcm"]
