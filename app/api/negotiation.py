@@ -274,3 +274,157 @@ def _best(
         if best is None or (rep.q, count) > best[:2]:
             best = (rep.q, count, rep)
     return None if best is None else best[2]
+
+
+# --- metadata (PS3.18 §8.7.5, META-01) ---
+
+DICOM_JSON = "application/dicom+json"
+_JSON_TYPES = frozenset({DICOM_JSON, "application/json", "application/*", "*/*"})
+
+
+def negotiate_json(query: Sequence[str], header: str | None) -> str:
+    """The media type of a metadata response, or :class:`NotAcceptable` (META-01).
+
+    ``application/dicom+json``, ``application/json`` and wildcards are accepted; the response is
+    always labelled ``application/dicom+json``. No Accept header counts as ``*/*`` (NEG-04).
+
+    >>> negotiate_json([], "application/json; q=0.5, text/html")
+    'application/dicom+json'
+    >>> negotiate_json([], "application/dicom")
+    Traceback (most recent call last):
+    ...
+    app.errors.NotAcceptable: acceptable: application/dicom+json, application/json
+    """
+    stages = [r for r in parse_accept(",".join(query)) if not r.is_wildcard] if query else []
+    if any(r.q > 0 and r.essence in _JSON_TYPES for r in stages):
+        return DICOM_JSON
+    if header is None or any(r.q > 0 and r.essence in _JSON_TYPES for r in parse_accept(header)):
+        return DICOM_JSON
+    raise NotAcceptable("acceptable: application/dicom+json, application/json")
+
+
+# --- frames (PS3.18 §8.7.3.3, Table 8.7.3-5; FRM-02/05, NEG-12) ---
+
+OCTET_STREAM = "application/octet-stream"
+
+#: Table 8.7.3-5: the media type of a frame in each compressed transfer syntax
+FRAME_MEDIA_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57"),
+        "image/jpeg",
+    ),
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+}
+#: NEG-12: the transfer syntax an image media type means when none is given
+_DEFAULT_SYNTAX: dict[str, str] = {
+    "image/jpeg": "1.2.840.10008.1.2.4.70",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRepresentation:
+    """How frames are sent: the part media type and the transfer syntax they are in."""
+
+    media_type: str
+    transfer_syntax: str
+
+    @property
+    def part_type(self) -> str:
+        return f"{self.media_type}; transfer-syntax={self.transfer_syntax}"
+
+
+def stored_frames(stored: str, *, native: bool) -> FrameRepresentation:
+    """Frames as stored: native ones always go out little endian, bit 0 aligned (FRM-03).
+
+    >>> stored_frames("1.2.840.10008.1.2.5", native=False).part_type
+    'image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5'
+    >>> stored_frames("1.2.840.10008.1.2.2", native=True).part_type
+    'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1'
+    """
+    if native:
+        return FrameRepresentation(OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN)
+    return FrameRepresentation(FRAME_MEDIA_TYPES.get(stored, OCTET_STREAM), stored)
+
+
+def _frame_representation(
+    r: MediaRange, stored: FrameRepresentation, native: bool
+) -> FrameRepresentation | None:
+    """What ``r`` asks for, if it can be sent without decoding; None otherwise."""
+    if r.q <= 0:
+        return None
+    if r.essence in ("*/*", "multipart/*"):
+        return stored
+    if r.essence != MULTIPART_RELATED:
+        return None
+    valid, syntax = _transfer_syntax(r.params)
+    if not valid:
+        return None
+    inner = parse_media_range(r.params.get("type", OCTET_STREAM))
+    if inner is None:
+        return None
+    if syntax not in (None, ANY_TRANSFER_SYNTAX, stored.transfer_syntax):
+        return None
+    if inner.essence in ("*/*", "application/*", "image/*"):
+        return stored
+    if inner.essence == OCTET_STREAM:
+        # no syntax means uncompressed (FRM-05): only native data, until a decoder exists
+        return stored if syntax == ANY_TRANSFER_SYNTAX or native or syntax is not None else None
+    if inner.essence != stored.media_type or native:
+        return None
+    if syntax is None and _DEFAULT_SYNTAX.get(inner.essence) != stored.transfer_syntax:
+        return None  # the type alone means its NEG-12 default syntax
+    return stored
+
+
+def negotiate_frames(
+    query: Sequence[str], header: str | None, stored: str, *, native: bool
+) -> FrameRepresentation:
+    """Select the representation of a frame retrieve (FRM-05), or :class:`NotAcceptable`.
+
+    Frames are sent as stored (native frames as Explicit VR Little Endian, FRM-03); decoding
+    compressed frames is not supported yet, so a request for uncompressed frames of compressed
+    data is 406. ``query`` (the ``accept`` parameter, no wildcards) comes before ``header`` (None:
+    ``*/*``, NEG-04).
+
+    >>> negotiate_frames([], "multipart/related; type=application/octet-stream; transfer-syntax=*",
+    ...                  "1.2.840.10008.1.2.4.90", native=False).part_type
+    'image/jp2; transfer-syntax=1.2.840.10008.1.2.4.90'
+    """
+    as_stored = stored_frames(stored, native=native)
+    stages: list[list[MediaRange]] = []
+    if query:
+        stages.append([r for r in parse_accept(",".join(query)) if not r.is_wildcard])
+    stages.append(parse_accept("*/*" if header is None else header))
+    for ranges in stages:
+        best: tuple[float, FrameRepresentation] | None = None
+        for r in ranges:
+            rep = _frame_representation(r, as_stored, native)
+            if rep is not None and (best is None or r.q > best[0]):
+                best = (r.q, rep)
+        if best is not None:
+            return best[1]
+    if native:
+        raise NotAcceptable(
+            'acceptable: multipart/related; type="application/octet-stream"'
+            f"[; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}|*]"
+        )
+    raise NotAcceptable(
+        f"the frames are stored in transfer syntax {stored} and cannot be decoded "
+        "(transcoding is not supported); acceptable: multipart/related; "
+        f'type="{as_stored.media_type}"; transfer-syntax={stored}|*'
+    )

@@ -1,4 +1,6 @@
-"""WADO-RS retrieve of instances (PS3.18 §10.4, Table 10.4.1-1; RES-03, WADO-01/02/03/05).
+"""WADO-RS retrieve of instances, metadata and frames (PS3.18 §10.4, Table 10.4.1-1).
+
+Instances (RES-03, WADO-01/02/03/05):
 
 ``GET {root}/studies/{study}``, ``.../series/{series}`` and
 ``.../series/{series}/instances/{instance}`` return the stored PS3.10 files as
@@ -11,6 +13,15 @@ with a ``Warning`` when only some instances can be sent, WADO-03), and opening t
 body is then streamed, reading each blob while it is written. Which bytes are sent, and the
 ``bytes(128) + b"DICM"`` prefix added to blobs stored without one, are described in
 :mod:`app.services.retrieve`.
+
+Metadata (RES-04, META-01/02/04): ``.../metadata`` at each level returns the stored DICOM JSON of
+the instances as one ``application/dicom+json`` array in WADO-01 order, spliced as bytes with the
+service base URL put in front of each BulkDataURI; an ``ETag`` allows ``If-None-Match`` (304).
+
+Frames (RES-08, FRM-01..06): ``.../instances/{i}/frames/{list}`` returns one part per frame, in
+the order asked, read as byte ranges of the stored blob. Frames go out as stored (native ones
+little endian, FRM-03); decoding compressed frames is not built yet (406), see
+:func:`app.api.negotiation.negotiate_frames`.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -26,10 +37,29 @@ from app.api.multipart_writer import (
     new_boundary,
     write_multipart,
 )
-from app.api.negotiation import DICOM, Packaging, negotiate_dicom
+from app.api.negotiation import (
+    DICOM,
+    DICOM_JSON,
+    FRAME_MEDIA_TYPES,
+    OCTET_STREAM,
+    FrameRepresentation,
+    Packaging,
+    negotiate_dicom,
+    negotiate_frames,
+    negotiate_json,
+)
 from app.api.urls import instance_url, service_base
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, validate_uid
-from app.services.retrieve import InstanceRef, Payload, RetrieveService, select
+from app.services.retrieve import (
+    FrameSet,
+    InstanceRef,
+    Payload,
+    RetrieveService,
+    metadata_document,
+    metadata_etag,
+    parse_frame_numbers,
+    select,
+)
 
 router = APIRouter(tags=["wado"])
 
@@ -213,3 +243,177 @@ def _part_type(payload: Payload) -> str:
 
 def _location(base: str, ref: InstanceRef) -> str:
     return instance_url(base, ref.study_uid, ref.series_uid, ref.sop_uid)
+
+
+# --- metadata (RES-04, META-01/02/04) ---
+
+_METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a DICOM JSON array, one object per instance, in WADO-01 order",
+        "content": {DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}},
+    },
+    304: {"description": "not modified (If-None-Match matches the ETag)"},
+    **_ERRORS,
+}
+
+
+@router.get(
+    "/studies/{study}/metadata",
+    operation_id="wado-retrieve_study_metadata",
+    summary="Retrieve a study's metadata (WADO-RS)",
+    responses=_METADATA_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_study_metadata(
+    study: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _metadata(request, services, settings, accept, study)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/metadata",
+    operation_id="wado-retrieve_series_metadata",
+    summary="Retrieve a series' metadata (WADO-RS)",
+    responses=_METADATA_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_series_metadata(
+    study: str,
+    series: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _metadata(request, services, settings, accept, study, series)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/metadata",
+    operation_id="wado-retrieve_instance_metadata",
+    summary="Retrieve one instance's metadata (WADO-RS)",
+    responses=_METADATA_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_instance_metadata(
+    study: str,
+    series: str,
+    instance: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _metadata(request, services, settings, accept, study, series, instance)
+
+
+async def _metadata(
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: list[str] | None,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+) -> Response:
+    study_uid = validate_uid(study, "StudyInstanceUID")
+    series_uid = None if series is None else validate_uid(series, "SeriesInstanceUID")
+    sop_uid = None if instance is None else validate_uid(instance, "SOPInstanceUID")
+    header = ", ".join(request.headers.getlist("accept")) or None
+    media_type = negotiate_json(accept or [], header)
+    rows = await services.retrieve.metadata(study_uid, series_uid, sop_uid)
+    base = service_base(request, settings)
+    etag = metadata_etag(rows, base)
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(metadata_document(rows, base), media_type=media_type, headers={"ETag": etag})
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match value matches ``etag`` (weak comparison, RFC 9110 §13.1.2)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+# --- frames (RES-08, FRM-01..06) ---
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    operation_id="wado-retrieve_frames",
+    summary="Retrieve frames of an instance (WADO-RS)",
+    responses={
+        200: {
+            "description": "one part per frame, in the order asked, each with its "
+            "transfer-syntax (FRM-02)",
+            "content": {
+                f'multipart/related; type="{media}"': _BINARY
+                for media in sorted({OCTET_STREAM, *FRAME_MEDIA_TYPES.values()})
+            },
+        },
+        400: {"description": "malformed UID or frame list (FRM-01)"},
+        404: {"description": "no such instance or frame, or no pixel data"},
+        406: {
+            "description": "no acceptable representation: decoding compressed frames is not "
+            "supported yet, video syntaxes (FRM-06), frames not separable"
+        },
+    },
+    response_class=Response,
+)
+async def retrieve_frames(
+    study: str,
+    series: str,
+    instance: str,
+    frames: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    study_uid = validate_uid(study, "StudyInstanceUID")
+    series_uid = validate_uid(series, "SeriesInstanceUID")
+    sop_uid = validate_uid(instance, "SOPInstanceUID")
+    numbers = parse_frame_numbers(frames)
+    retrieve = services.retrieve
+    frame_set = await retrieve.frames(study_uid, series_uid, sop_uid, numbers)
+    header = ", ".join(request.headers.getlist("accept")) or None
+    chosen = negotiate_frames(
+        accept or [], header, frame_set.source.transfer_syntax_uid, native=frame_set.native
+    )
+    base = instance_url(service_base(request, settings), study_uid, series_uid, sop_uid)
+    first = await retrieve.read_frame(frame_set, numbers[0])
+    boundary = new_boundary()
+    return StreamingResponse(
+        write_multipart(_frame_parts(retrieve, frame_set, chosen, base, first), boundary),
+        media_type=multipart_content_type(
+            chosen.media_type, boundary, transfer_syntax=chosen.transfer_syntax
+        ),
+    )
+
+
+async def _frame_parts(
+    retrieve: RetrieveService,
+    frame_set: FrameSet,
+    chosen: FrameRepresentation,
+    base: str,
+    first: bytes,
+) -> AsyncIterator[OutgoingPart]:
+    """One part per frame; each frame is read when the previous one has been sent."""
+    for position, number in enumerate(frame_set.numbers):
+        data = first if position == 0 else await retrieve.read_frame(frame_set, number)
+        yield OutgoingPart(
+            content_type=chosen.part_type,
+            chunks=_once(data),
+            content_location=f"{base}/frames/{number}",
+            content_length=len(data),
+        )
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -28,7 +28,13 @@ from pydicom.dataset import Dataset
 from app.dicom.instance import FrameIndex
 from app.dicom.uids import ENCAPSULATED, EXPLICIT_VR_BIG_ENDIAN, NATIVE, VIDEO
 
-__all__ = ["PixelDescription", "build_frame_index", "describe_pixels"]
+__all__ = [
+    "PixelDescription",
+    "build_frame_index",
+    "describe_pixels",
+    "repack_bits",
+    "swap_byte_order",
+]
 
 #: reads ``length`` bytes at absolute offset ``offset`` of the stored file (fewer at its end)
 Reader = Callable[[int, int], bytes]
@@ -276,3 +282,33 @@ def _text(ds: Dataset, tag: int) -> str:
         return str(ds[tag].value).strip()
     except (ValueError, TypeError, KeyError):
         return ""
+
+
+def repack_bits(data: bytes, bit_offset: int, bits: int) -> bytes:
+    """The ``bits`` bits of a bit-packed frame starting at bit ``bit_offset`` of ``data``, moved to
+    start at bit 0 (BitsAllocated 1, PS3.5 §8.1.1: pixel *i* is bit ``i % 8`` of byte ``i // 8``,
+    least significant first). The last byte is zero-padded (FRM-03).
+
+    >>> repack_bits(bytes([0b10110000, 0b00000101]), 4, 7).hex()
+    '5b'
+    """
+    value = int.from_bytes(data, "little") >> bit_offset
+    value &= (1 << bits) - 1
+    return value.to_bytes((bits + 7) // 8, "little")
+
+
+def swap_byte_order(data: bytes, width: int) -> bytes:
+    """``data`` with each ``width``-byte word reversed (big to little endian, FRM-03).
+
+    A trailing partial word is kept as it is.
+
+    >>> swap_byte_order(bytes.fromhex("0102030405"), 2).hex()
+    '0201040305'
+    """
+    if width <= 1:
+        return data
+    out = bytearray(data)
+    whole = len(data) - len(data) % width
+    for k in range(width):
+        out[k:whole:width] = data[width - 1 - k : whole : width]
+    return bytes(out)

@@ -1,4 +1,4 @@
-"""Index look-ups for WADO-RS retrieve (PS3.18 §10.4): the blobs of a study, series or instance.
+"""Index look-ups for WADO-RS retrieve (PS3.18 §10.4): blobs, metadata and frames of a target.
 
 One query per request, whatever the number of instances: the three levels are joined and filtered
 by every UID given, so an instance under another series (or a series under another study) is simply
@@ -7,11 +7,14 @@ breaking ties (and placing missing numbers last) so the order is stable across d
 """
 
 from dataclasses import dataclass
+from typing import TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.models import Instance, Series, Study
+
+_Ts = TypeVarTuple("_Ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,23 +29,35 @@ class InstanceRef:
     transfer_syntax_uid: str
 
 
-async def locate(
-    conn: AsyncConnection,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-) -> list[InstanceRef]:
-    """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
+@dataclass(frozen=True, slots=True)
+class MetadataRow:
+    """One instance's stored WADO-RS metadata (relative BulkDataURIs) and its content hash."""
+
+    sha256: str
+    metadata_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSource:
+    """What a frame retrieve needs of one instance (FRM-01..05)."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    blob_key: str
+    transfer_syntax_uid: str
+    number_of_frames: int | None  # None: no pixel data
+    frame_index: bytes | None  # FrameIndex.to_json() as orjson bytes
+    rows: int | None
+    columns: int | None
+
+
+def _target(
+    stmt: Select[*_Ts], study_uid: str, series_uid: str | None, sop_uid: str | None
+) -> Select[*_Ts]:
+    """Join the three levels, keep the target's rows, in WADO-01 order."""
     stmt = (
-        select(
-            Study.study_uid,
-            Series.series_uid,
-            Instance.sop_uid,
-            Instance.blob_key,
-            Instance.size,
-            Instance.transfer_syntax_uid,
-        )
-        .select_from(Instance)
+        stmt.select_from(Instance)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Series.study_id)
         .where(Study.study_uid == study_uid)
@@ -51,11 +66,59 @@ async def locate(
         stmt = stmt.where(Series.series_uid == series_uid)
     if sop_uid is not None:
         stmt = stmt.where(Instance.sop_uid == sop_uid)
-    stmt = stmt.order_by(
+    return stmt.order_by(
         Series.series_number.asc().nulls_last(),
         Series.id,
         Instance.instance_number.asc().nulls_last(),
         Instance.id,
     )
-    rows = (await conn.execute(stmt)).all()
+
+
+async def locate(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[InstanceRef]:
+    """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
+    stmt = select(
+        Study.study_uid,
+        Series.series_uid,
+        Instance.sop_uid,
+        Instance.blob_key,
+        Instance.size,
+        Instance.transfer_syntax_uid,
+    )
+    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
     return [InstanceRef(*row) for row in rows]
+
+
+async def locate_metadata(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[MetadataRow]:
+    """The stored metadata of a study, series or instance, in WADO-01 order (empty if unknown)."""
+    stmt = select(Instance.sha256, Instance.metadata_json)
+    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    return [MetadataRow(*row) for row in rows]
+
+
+async def locate_frames(
+    conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
+) -> FrameSource | None:
+    """The blob, syntax and frame index of one instance (None if unknown)."""
+    stmt = select(
+        Study.study_uid,
+        Series.series_uid,
+        Instance.sop_uid,
+        Instance.blob_key,
+        Instance.transfer_syntax_uid,
+        Instance.number_of_frames,
+        Instance.frame_index,
+        Instance.rows,
+        Instance.columns,
+    )
+    row = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).first()
+    return None if row is None else FrameSource(*row)

@@ -21,22 +21,40 @@ blob and, when the prefix is missing, sends ``bytes(128) + b"DICM"`` before the 
 every instance we send is a complete PS3.10 file; its length grows by 132 accordingly.
 """
 
+import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN
-from app.errors import NotFound
+import orjson
+
+from app.dicom.frames import repack_bits, swap_byte_order
+from app.dicom.instance import FrameIndex
+from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, VIDEO
+from app.errors import BadRequest, NotAcceptable, NotFound
 from app.index.db import Database
-from app.index.retrieval import InstanceRef, locate
+from app.index.retrieval import (
+    FrameSource,
+    InstanceRef,
+    MetadataRow,
+    locate,
+    locate_frames,
+    locate_metadata,
+)
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
     "ANY_TRANSFER_SYNTAX",
     "PS310_PREFIX",
+    "FrameSet",
     "InstanceRef",
+    "MetadataRow",
     "Payload",
     "RetrieveService",
     "Selection",
+    "metadata_document",
+    "metadata_etag",
+    "parse_frame_numbers",
     "producible",
     "select",
 ]
@@ -112,6 +130,71 @@ class RetrieveService:
             raise NotFound(f"no such {level}")
         return refs
 
+    async def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[MetadataRow]:
+        """The target's stored metadata in WADO-01 order; :class:`NotFound` if it does not exist."""
+        async with self._db.read() as conn:
+            rows = await locate_metadata(conn, study_uid, series_uid, sop_uid)
+        if not rows:
+            level = "instance" if sop_uid else "series" if series_uid else "study"
+            raise NotFound(f"no such {level}")
+        return rows
+
+    async def frames(
+        self, study_uid: str, series_uid: str, sop_uid: str, numbers: Sequence[int]
+    ) -> "FrameSet":
+        """Check that frames ``numbers`` of an instance exist and can be read (FRM-01/06).
+
+        :class:`NotFound` for an unknown instance, one without pixel data, or a frame number
+        above NumberOfFrames; :class:`NotAcceptable` when the frames are not byte ranges of the
+        stored file (video, deflated data set, unmappable fragments).
+        """
+        async with self._db.read() as conn:
+            source = await locate_frames(conn, study_uid, series_uid, sop_uid)
+        if source is None:
+            raise NotFound("no such instance")
+        if source.number_of_frames is None:
+            raise NotFound("the instance has no pixel data, so no frames")
+        beyond = [n for n in numbers if n > source.number_of_frames]
+        if beyond:
+            raise NotFound(
+                f"frame {beyond[0]} does not exist: the instance has "
+                f"{source.number_of_frames} frame(s)"
+            )
+        if source.transfer_syntax_uid in VIDEO:
+            raise NotAcceptable(
+                f"transfer syntax {source.transfer_syntax_uid} is a video stream: its frames "
+                "cannot be retrieved one by one (FRM-06)"
+            )
+        if source.frame_index is None:
+            raise NotAcceptable(
+                f"the frames of this instance (transfer syntax {source.transfer_syntax_uid}) "
+                "cannot be read separately"
+            )
+        index = FrameIndex.from_json(orjson.loads(source.frame_index))
+        return FrameSet(source, index, tuple(numbers))
+
+    async def read_frame(self, frames: "FrameSet", number: int) -> bytes:
+        """Frame ``number`` (1-based): encapsulated as stored (fragments joined, FRM-04); native
+        little endian, bit-packed frames starting at bit 0 (FRM-03)."""
+        index = frames.index
+        key = frames.source.blob_key
+        pieces = [await self._store.get_range(key, o, n) for o, n in index.ranges[number - 1]]
+        data = b"".join(pieces)
+        expected = sum(n for _, n in index.ranges[number - 1])
+        if len(data) != expected:
+            raise StorageError(f"object {key} is shorter than its frame index says")
+        if index.encapsulated:
+            return data
+        if index.swap_bytes:
+            data = swap_byte_order(data, index.swap_bytes)
+        if index.bit_offsets is not None:
+            source = frames.source
+            bits = (source.rows or 0) * (source.columns or 0)  # BitsAllocated 1: one sample
+            data = repack_bits(data, index.bit_offsets[number - 1], bits)
+        return data
+
     def stream(self, ref: InstanceRef) -> AsyncIterator[bytes]:
         """The stored blob of ``ref``, chunk by chunk, exactly as stored."""
         return self._store.open(ref.blob_key, chunk_size=self._chunk_size)
@@ -167,3 +250,68 @@ async def _close(chunks: AsyncIterator[bytes]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSet:
+    """Frames of one instance, checked to exist, with the byte ranges to read them."""
+
+    source: FrameSource
+    index: FrameIndex
+    numbers: tuple[int, ...]
+
+    @property
+    def native(self) -> bool:
+        return not self.index.encapsulated
+
+
+_FRAME_LIST = re.compile(r"[0-9]+(?:,[0-9]+)*")
+
+
+def parse_frame_numbers(text: str) -> list[int]:
+    """The frame numbers of a ``{frames}`` path segment (FRM-01), or :class:`BadRequest`.
+
+    >>> parse_frame_numbers("3,1,2")
+    [3, 1, 2]
+    >>> parse_frame_numbers("1,1")
+    Traceback (most recent call last):
+    ...
+    app.errors.BadRequest: invalid frame list: frame 1 is listed twice
+    """
+    if not _FRAME_LIST.fullmatch(text) or len(text) > 10_000:
+        raise BadRequest("invalid frame list: expected positive integers separated by commas")
+    numbers = [int(piece) for piece in text.split(",")]
+    seen: set[int] = set()
+    for n in numbers:
+        if n == 0:
+            raise BadRequest("invalid frame list: frame numbers start at 1")
+        if n in seen:
+            raise BadRequest(f"invalid frame list: frame {n} is listed twice")
+        seen.add(n)
+    return numbers
+
+
+_BULK_DATA_URI = b'"BulkDataURI":"'
+
+
+def metadata_document(rows: Sequence[MetadataRow], base: str) -> bytes:
+    """The JSON array of the rows' metadata with absolute BulkDataURIs (META-01/04).
+
+    Spliced as bytes (see :mod:`app.dicom.instance`): no parsing, no re-encoding.
+
+    >>> metadata_document([MetadataRow("a", b'{"x":{"BulkDataURI":"/studies/1"}}'),
+    ...                    MetadataRow("b", b"{}")], "http://h/dw")
+    b'[{"x":{"BulkDataURI":"http://h/dw/studies/1"}},{}]'
+    """
+    replacement = _BULK_DATA_URI + base.encode("utf-8")
+    return (
+        b"[" + b",".join(r.metadata_json.replace(_BULK_DATA_URI, replacement) for r in rows) + b"]"
+    )
+
+
+def metadata_etag(rows: Sequence[MetadataRow], base: str) -> str:
+    """A strong entity tag of a metadata response: the instances' hashes and the base URL."""
+    digest = hashlib.sha256(base.encode("utf-8"))
+    for row in rows:
+        digest.update(b"\0" + row.sha256.encode("ascii"))
+    return f'"{digest.hexdigest()[:32]}"'
