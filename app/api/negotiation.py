@@ -428,3 +428,82 @@ def negotiate_frames(
         "(transcoding is not supported); acceptable: multipart/related; "
         f'type="{as_stored.media_type}"; transfer-syntax={stored}|*'
     )
+
+
+# --- bulk data (PS3.18 §8.7.3.3, Table 8.7.3-4; BULK-01/02, NEG-11) ---
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRepresentation:
+    """How a bulk data value is sent: multipart/related (one part) or single-part, and its type."""
+
+    packaging: Packaging
+    media_type: str
+
+
+def _bulk_representation(r: MediaRange, natural: str) -> BulkRepresentation | None:
+    """What ``r`` asks for of a value whose own type is ``natural``; None if not served.
+
+    The value can be labelled ``application/octet-stream`` (always) or ``natural`` (the MIME type
+    of an Encapsulated Document, BULK-02); wildcards mean ``natural``.
+    """
+    if r.q <= 0:
+        return None
+    if r.essence in ("*/*", "multipart/*"):
+        return BulkRepresentation(Packaging.MULTIPART, natural)
+    if r.essence == MULTIPART_RELATED:
+        inner = parse_media_range(r.params.get("type", natural))
+        if inner is None:
+            return None
+        media = _bulk_media_type(inner, natural)
+        return None if media is None else BulkRepresentation(Packaging.MULTIPART, media)
+    if r.is_wildcard:
+        return None
+    media = _bulk_media_type(r, natural)
+    return None if media is None else BulkRepresentation(Packaging.SINGLE, media)
+
+
+def _bulk_media_type(r: MediaRange, natural: str) -> str | None:
+    if r.essence in (OCTET_STREAM, natural):
+        return r.essence
+    if r.essence == "*/*" or (r.subtype == "*" and natural.startswith(f"{r.type}/")):
+        return natural
+    return None
+
+
+def negotiate_bulk(
+    query: Sequence[str], header: str | None, natural: str = OCTET_STREAM
+) -> BulkRepresentation:
+    """Select the representation of a BulkDataURI retrieve, or :class:`NotAcceptable`.
+
+    The default is ``multipart/related; type="<natural>"`` with one part (BULK-01); a plain
+    ``application/octet-stream`` (or ``natural``) asks for a single-part body (NEG-11).
+    ``natural`` is ``application/octet-stream``, or the MIME Type of Encapsulated Document for
+    an Encapsulated Document (BULK-02). ``query`` (the ``accept`` parameter, no wildcards) comes
+    before ``header`` (None: ``*/*``, NEG-04); the highest ``q`` wins, ties in the client's order.
+
+    >>> negotiate_bulk([], None)
+    BulkRepresentation(packaging=<Packaging.MULTIPART: 'multipart'>, \
+media_type='application/octet-stream')
+    >>> negotiate_bulk(["application/pdf"], "*/*", "application/pdf").packaging
+    <Packaging.SINGLE: 'single'>
+    """
+    stages: list[list[MediaRange]] = []
+    if query:
+        stages.append([r for r in parse_accept(",".join(query)) if not r.is_wildcard])
+    stages.append(parse_accept("*/*" if header is None else header))
+    for ranges in stages:
+        best: tuple[float, BulkRepresentation] | None = None
+        for r in ranges:
+            rep = _bulk_representation(r, natural)
+            if rep is not None and (best is None or r.q > best[0]):
+                best = (r.q, rep)
+        if best is not None:
+            return best[1]
+    types = dict.fromkeys((OCTET_STREAM, natural))
+    raise NotAcceptable(
+        "acceptable: "
+        + ", ".join(f'multipart/related; type="{t}"' for t in types)
+        + ", "
+        + ", ".join(types)
+    )

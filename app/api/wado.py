@@ -22,6 +22,11 @@ Frames (RES-08, FRM-01..06): ``.../instances/{i}/frames/{list}`` returns one par
 the order asked, read as byte ranges of the stored blob. Frames go out as stored (native ones
 little endian, FRM-03); decoding compressed frames is not built yet (406), see
 :func:`app.api.negotiation.negotiate_frames`.
+
+Bulk data (BULK-01/02, META-04): ``.../instances/{i}/bulkdata/{tag}[/{item}/{tag}...]``, the
+BulkDataURIs of ``/metadata``, returns one value's little-endian bytes (see
+:mod:`app.dicom.bulk`) as ``multipart/related`` with one part, or single-part when asked for
+plainly (NEG-11); an Encapsulated Document is labelled with its own MIME type (BULK-02).
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +49,7 @@ from app.api.negotiation import (
     OCTET_STREAM,
     FrameRepresentation,
     Packaging,
+    negotiate_bulk,
     negotiate_dicom,
     negotiate_frames,
     negotiate_json,
@@ -417,3 +423,66 @@ async def _frame_parts(
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+# --- bulk data (BULK-01/02, META-04) ---
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path:path}",
+    operation_id="wado-retrieve_bulkdata",
+    summary="Retrieve a bulk data value by its BulkDataURI (WADO-RS)",
+    responses={
+        200: {
+            "description": "the value's little-endian bytes, in one part or single-part; an "
+            "Encapsulated Document is labelled with its MIME type (BULK-01/02)",
+            "content": {
+                f'multipart/related; type="{OCTET_STREAM}"': _BINARY,
+                OCTET_STREAM: _BINARY,
+            },
+        },
+        400: {"description": "malformed UID or bulk data path"},
+        404: {"description": "no such instance, or no bulk data value at that path"},
+        406: {"description": "no acceptable representation"},
+    },
+    response_class=Response,
+)
+async def retrieve_bulkdata(
+    study: str,
+    series: str,
+    instance: str,
+    path: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    study_uid = validate_uid(study, "StudyInstanceUID")
+    series_uid = validate_uid(series, "SeriesInstanceUID")
+    sop_uid = validate_uid(instance, "SOPInstanceUID")
+    value = await services.retrieve.bulk(study_uid, series_uid, sop_uid, path)
+    header = ", ".join(request.headers.getlist("accept")) or None
+    chosen = negotiate_bulk(accept or [], header, value.media_type or OCTET_STREAM)
+    location = (
+        f"{instance_url(service_base(request, settings), study_uid, series_uid, sop_uid)}"
+        f"/bulkdata/{path}"
+    )
+    if chosen.packaging is Packaging.SINGLE:
+        return Response(
+            value.data, media_type=chosen.media_type, headers={"Content-Location": location}
+        )
+    boundary = new_boundary()
+    part = OutgoingPart(
+        content_type=chosen.media_type,
+        chunks=_once(value.data),
+        content_location=location,
+        content_length=len(value.data),
+    )
+    return StreamingResponse(
+        write_multipart(_single(part), boundary),
+        media_type=multipart_content_type(chosen.media_type, boundary, transfer_syntax=None),
+    )
+
+
+async def _single(part: OutgoingPart) -> AsyncIterator[OutgoingPart]:
+    yield part

@@ -23,14 +23,18 @@ every instance we send is a complete PS3.10 file; its length grows by 132 accord
 
 import hashlib
 import re
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
+import anyio.to_thread
 import orjson
 
+from app.dicom.bulk import BulkValue, parse_bulk_path, read_bulk_value
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
-from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, VIDEO
+from app.dicom.uids import DEFLATED, EXPLICIT_VR_LITTLE_ENDIAN, VIDEO
 from app.errors import BadRequest, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.retrieval import (
@@ -46,6 +50,7 @@ from app.storage.base import ObjectStore, StorageError
 __all__ = [
     "ANY_TRANSFER_SYNTAX",
     "PS310_PREFIX",
+    "BulkValue",
     "FrameSet",
     "InstanceRef",
     "MetadataRow",
@@ -63,6 +68,8 @@ ANY_TRANSFER_SYNTAX = "*"
 #: PS3.10 §7.1: a 128-byte preamble (zeros) and the "DICM" prefix open every DICOM file
 PS310_PREFIX = bytes(128) + b"DICM"
 _PREFIX_LENGTH = len(PS310_PREFIX)
+#: a blob read for its bulk data stays in memory up to this size, then goes to a temp file
+_BULK_SPOOL_MEMORY = 16 << 20
 
 
 def producible(stored: str, requested: str | None) -> bool:
@@ -194,6 +201,49 @@ class RetrieveService:
             bits = (source.rows or 0) * (source.columns or 0)  # BitsAllocated 1: one sample
             data = repack_bits(data, index.bit_offsets[number - 1], bits)
         return data
+
+    async def bulk(self, study_uid: str, series_uid: str, sop_uid: str, path: str) -> BulkValue:
+        """The value a BulkDataURI ``.../bulkdata/{path}`` names (BULK-01/02, META-04).
+
+        :class:`BadRequest` for a malformed ``path``, :class:`NotFound` for an unknown instance
+        or a path that leads to no binary value. Bulk retrieval is rare, so the simple way: the
+        blob is copied to a spool (memory, then a temp file) and parsed with pydicom in a worker
+        thread, large values deferred so only the one asked for is read (see
+        :mod:`app.dicom.bulk` for the bytes returned).
+        """
+        steps = parse_bulk_path(path)
+        if steps is None:
+            raise BadRequest(
+                "invalid bulk data path: expected GGGGEEEE, optionally preceded by "
+                "GGGGEEEE/item/ pairs for a value inside a sequence item"
+            )
+        refs = await self.resolve(study_uid, series_uid, sop_uid)
+        ref = refs[0]
+        spool = tempfile.SpooledTemporaryFile(max_size=_BULK_SPOOL_MEMORY)  # noqa: SIM115
+        try:
+            await self._copy(ref, spool)
+            value = await anyio.to_thread.run_sync(
+                lambda: read_bulk_value(
+                    spool,  # type: ignore[arg-type]
+                    steps,
+                    deflated=ref.transfer_syntax_uid in DEFLATED,
+                )
+            )
+        finally:
+            await anyio.to_thread.run_sync(spool.close)
+        if value is None:
+            raise NotFound(f"the instance has no bulk data value at {path}")
+        return value
+
+    async def _copy(self, ref: InstanceRef, spool: IO[bytes]) -> None:
+        """Copy the blob of ``ref`` into ``spool`` (rewound), checking its indexed size."""
+        received = 0
+        async for chunk in self.stream(ref):
+            received += len(chunk)
+            await anyio.to_thread.run_sync(spool.write, chunk)
+        if received != ref.size:
+            raise StorageError(f"object {ref.blob_key} does not hold the {ref.size} bytes indexed")
+        spool.seek(0)
 
     def stream(self, ref: InstanceRef) -> AsyncIterator[bytes]:
         """The stored blob of ``ref``, chunk by chunk, exactly as stored."""
