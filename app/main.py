@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import health, stow, wado
+from app.api import health, qido, stow, wado
 from app.api.errors import install_error_handlers
 from app.config import Settings
 from app.services.container import Services, open_services
@@ -48,4 +48,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)
     app.include_router(wado.router, prefix=settings.dicomweb_root)
+    app.include_router(qido.router, prefix=settings.dicomweb_root)
     return app

@@ -13,6 +13,7 @@ from app.index import migrate
 from app.index.db import Database
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
+from app.services.query import QueryService
 from app.services.retrieve import RetrieveService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
@@ -28,6 +29,7 @@ class Services:
     ingest: IngestService
     maintenance: MaintenanceService
     retrieve: RetrieveService
+    query: QueryService
 
     async def close(self) -> None:
         await self.store.close()
@@ -87,6 +89,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
         retrieve=RetrieveService(db, store),
+        query=QueryService(db),
     )
     try:
         yield services
