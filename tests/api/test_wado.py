@@ -1,63 +1,34 @@
 """WADO-RS retrieve over the ASGI app, on PostgreSQL and SQLite (RES-03, WADO-01/02/03/05, NEG)."""
 
 import io
-import re
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from app.api.negotiation import Packaging, acceptable_dicom, parse_accept
 from app.services.container import Services
 from app.services.retrieve import RetrieveService
+from tests.corpus import corpus_path
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
+from tests.multipart import Part
+from tests.multipart import parse_multipart as read_multipart
 
 ROOT = "/dicom-web"
 BASE = f"http://testserver{ROOT}"
 EVRLE = "1.2.840.10008.1.2.1"
 JPEG_BASELINE = str(JPEGBaseline8Bit)
-MULTIPART_CT = re.compile(
-    r'^multipart/related; type="application/dicom"(?:; transfer-syntax=(?P<ts>[0-9.]+))?'
-    r"; boundary=(?P<boundary>[A-Za-z0-9]+)$"
-)
 OHIF_ACCEPT = "multipart/related; type=application/dicom; transfer-syntax=*"
 DICOMWEB_CLIENT_ACCEPT = 'multipart/related; type="application/dicom"'
 
 
-@dataclass
-class Part:
-    headers: dict[str, str]
-    header_names: list[str]
-    payload: bytes
-
-
 def parse_multipart(response: httpx.Response) -> tuple[str | None, list[Part]]:
-    """Split a multipart/related body exactly as NEG-10 writes it; returns (top-level ts, parts)."""
-    match = MULTIPART_CT.match(response.headers["content-type"])
-    assert match, response.headers["content-type"]
-    delimiter = b"--" + match["boundary"].encode()
-    body = response.content
-    parts: list[Part] = []
-    pos = 0
-    while True:
-        assert body.startswith(delimiter, pos)
-        pos += len(delimiter)
-        if body[pos:] == b"--\r\n":
-            return match["ts"], parts
-        assert body.startswith(b"\r\n", pos)
-        end = body.index(b"\r\n\r\n", pos)
-        lines = body[pos + 2 : end].decode("latin-1").split("\r\n")
-        pairs = [line.split(": ", 1) for line in lines]
-        headers = dict(pairs)
-        pos = end + 4
-        length = int(headers["Content-Length"])
-        parts.append(Part(headers, [name for name, _ in pairs], body[pos : pos + length]))
-        pos += length
-        assert body.startswith(b"\r\n", pos)
-        pos += 2
+    """(top-level transfer syntax, parts) of a multipart/related application/dicom response."""
+    part_type, syntax, parts = read_multipart(response)
+    assert part_type == "application/dicom"
+    return syntax, parts
 
 
 def location(study: str, series: str, sop: str) -> str:
@@ -326,7 +297,7 @@ async def test_malformed_uids_are_400(client: httpx.AsyncClient, stored: Stored,
 
 
 def _jpeg_instance(study: str, series: str) -> bytes:
-    path = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm")
+    path = str(corpus_path("SC_rgb_jpeg_dcmtk.dcm"))
     assert isinstance(path, str)
     ds = dcmread(path)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series

@@ -9,10 +9,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import EncapsulatedPDFStorage, generate_uid
 
-from tests.api.test_wado_metadata_frames import parse_multipart
 from tests.corpus import corpus_path
 from tests.e2e.server import free_port, running_server, server_env
 from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
+from tests.multipart import parse_multipart
 
 ROOT = "/dicom-web"
 ORIGIN = "http://testserver"

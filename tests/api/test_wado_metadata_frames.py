@@ -1,7 +1,6 @@
 """WADO-RS metadata and frames over the ASGI app, on PostgreSQL and SQLite (RES-04/08, META/FRM)."""
 
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,44 +19,13 @@ from app.index.models import Instance
 from app.services.container import Services
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
+from tests.multipart import parse_multipart
 
 ROOT = "/dicom-web"
 BASE = f"http://testserver{ROOT}"
 EVRLE = "1.2.840.10008.1.2.1"
 OHIF_FRAMES = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 OCTET = 'multipart/related; type="application/octet-stream"'
-CT = re.compile(
-    r'^multipart/related; type="(?P<type>[a-z0-9/+.-]+)"(?:; transfer-syntax=(?P<ts>[0-9.]+))?'
-    r"; boundary=(?P<boundary>[A-Za-z0-9]+)$"
-)
-
-
-@dataclass
-class Part:
-    headers: dict[str, str]
-    payload: bytes
-
-
-def parse_multipart(response: httpx.Response) -> tuple[str, str | None, list[Part]]:
-    """(part type, top-level transfer syntax, parts) of a multipart/related response."""
-    match = CT.match(response.headers["content-type"])
-    assert match, response.headers["content-type"]
-    delimiter = b"--" + match["boundary"].encode()
-    body = response.content
-    parts: list[Part] = []
-    pos = 0
-    while True:
-        assert body.startswith(delimiter, pos)
-        pos += len(delimiter)
-        if body[pos:] == b"--\r\n":
-            return match["type"], match["ts"], parts
-        end = body.index(b"\r\n\r\n", pos)
-        lines = body[pos + 2 : end].decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines)
-        pos = end + 4
-        length = int(headers["Content-Length"])
-        parts.append(Part(headers, body[pos : pos + length]))
-        pos += length + 2
 
 
 async def _store(client: httpx.AsyncClient, raws: list[bytes]) -> None:
