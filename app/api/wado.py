@@ -111,6 +111,26 @@ AcceptParam = Annotated[
 ]
 
 
+def _target(
+    study: str, series: str | None = None, instance: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """The validated UIDs of a study, series or instance path (GEN-02: 400 when malformed)."""
+    return (
+        validate_uid(study, "StudyInstanceUID"),
+        None if series is None else validate_uid(series, "SeriesInstanceUID"),
+        None if instance is None else validate_uid(instance, "SOPInstanceUID"),
+    )
+
+
+def _instance_uids(study: str, series: str, instance: str) -> tuple[str, str, str]:
+    """The validated UIDs of an instance path."""
+    return (
+        validate_uid(study, "StudyInstanceUID"),
+        validate_uid(series, "SeriesInstanceUID"),
+        validate_uid(instance, "SOPInstanceUID"),
+    )
+
+
 @router.get(
     "/studies/{study}",
     operation_id="wado-retrieve_study",
@@ -125,7 +145,7 @@ async def retrieve_study(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(validate_uid(study, "StudyInstanceUID"))
+    refs = await services.retrieve.resolve(*_target(study))
     return await _retrieve(request, services, settings, refs, accept)
 
 
@@ -144,9 +164,7 @@ async def retrieve_series(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(
-        validate_uid(study, "StudyInstanceUID"), validate_uid(series, "SeriesInstanceUID")
-    )
+    refs = await services.retrieve.resolve(*_target(study, series))
     return await _retrieve(request, services, settings, refs, accept)
 
 
@@ -166,11 +184,7 @@ async def retrieve_instance(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(
-        validate_uid(study, "StudyInstanceUID"),
-        validate_uid(series, "SeriesInstanceUID"),
-        validate_uid(instance, "SOPInstanceUID"),
-    )
+    refs = await services.retrieve.resolve(*_target(study, series, instance))
     return await _retrieve(request, services, settings, refs, accept, single_part=True)
 
 
@@ -326,9 +340,7 @@ async def _metadata(
     series: str | None = None,
     instance: str | None = None,
 ) -> Response:
-    study_uid = validate_uid(study, "StudyInstanceUID")
-    series_uid = None if series is None else validate_uid(series, "SeriesInstanceUID")
-    sop_uid = None if instance is None else validate_uid(instance, "SOPInstanceUID")
+    study_uid, series_uid, sop_uid = _target(study, series, instance)
     header = ", ".join(request.headers.getlist("accept")) or None
     media_type = negotiate_json(accept or [], header)
     rows = await services.retrieve.metadata(study_uid, series_uid, sop_uid)
@@ -382,9 +394,7 @@ async def retrieve_frames(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    study_uid = validate_uid(study, "StudyInstanceUID")
-    series_uid = validate_uid(series, "SeriesInstanceUID")
-    sop_uid = validate_uid(instance, "SOPInstanceUID")
+    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
     numbers = parse_frame_numbers(frames)
     retrieve = services.retrieve
     frame_set = await retrieve.frames(study_uid, series_uid, sop_uid, numbers)
@@ -457,9 +467,7 @@ async def retrieve_bulkdata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    study_uid = validate_uid(study, "StudyInstanceUID")
-    series_uid = validate_uid(series, "SeriesInstanceUID")
-    sop_uid = validate_uid(instance, "SOPInstanceUID")
+    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
     value = await services.retrieve.bulk(study_uid, series_uid, sop_uid, path)
     header = ", ".join(request.headers.getlist("accept")) or None
     chosen = negotiate_bulk(accept or [], header, value.media_type or OCTET_STREAM)

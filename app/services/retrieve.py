@@ -118,6 +118,11 @@ class Payload:
     chunks: AsyncIterator[bytes]
 
 
+def _not_found(series_uid: str | None, sop_uid: str | None) -> NotFound:
+    level = "instance" if sop_uid else "series" if series_uid else "study"
+    return NotFound(f"no such {level}")
+
+
 class RetrieveService:
     """Resolves retrieve targets in the index and streams their blobs from the object store."""
 
@@ -133,8 +138,7 @@ class RetrieveService:
         async with self._db.read() as conn:
             refs = await locate(conn, study_uid, series_uid, sop_uid)
         if not refs:
-            level = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no such {level}")
+            raise _not_found(series_uid, sop_uid)
         return refs
 
     async def metadata(
@@ -144,8 +148,7 @@ class RetrieveService:
         async with self._db.read() as conn:
             rows = await locate_metadata(conn, study_uid, series_uid, sop_uid)
         if not rows:
-            level = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no such {level}")
+            raise _not_found(series_uid, sop_uid)
         return rows
 
     async def frames(
