@@ -29,6 +29,7 @@ __all__ = [
     "Matcher",
     "Query",
     "Single",
+    "StudyRestriction",
     "Universal",
     "ValueList",
     "Wildcard",
@@ -117,6 +118,37 @@ class DateRange:
 
 
 Matcher = Universal | Single | Wildcard | ValueList | DateRange
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRestriction:
+    """What a caller may see, as a filter on studies (scoped grants, e.g. a share token).
+
+    ``None`` in a field means no restriction on it; when both are set a study must satisfy both.
+    Searches at every level apply it to the study a result belongs to, so a restricted caller
+    never sees a study, series or instance outside the grant.
+    """
+
+    study_uids: frozenset[str] | None = None
+    patient_ids: frozenset[str] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.study_uids is None and self.patient_ids is None
+
+    def allows(self, study_uid: str, patient_id: str | None) -> bool:
+        """Whether a study with these identifiers is inside the grant.
+
+        >>> StudyRestriction(study_uids=frozenset({"1.2"})).allows("1.2", None)
+        True
+        >>> StudyRestriction(patient_ids=frozenset({"P1"})).allows("1.2", "P2")
+        False
+        """
+        if self.study_uids is not None and study_uid not in self.study_uids:
+            return False
+        return self.patient_ids is None or (
+            patient_id is not None and patient_id in self.patient_ids
+        )
 
 
 @dataclass(frozen=True, slots=True)
