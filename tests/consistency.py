@@ -37,16 +37,16 @@ async def count_drift(db: Database) -> list[str]:
                 problems.append(
                     f"series {row.series_uid}: num_instances {row.num_instances} != {actual}"
                 )
-        for row in await conn.execute(
+        for study in await conn.execute(
             select(Study.id, Study.study_uid, Study.num_series, Study.num_instances)
         ):
-            n_series = study_series.get(row.id, 0)
-            n_instances = study_instances.get(row.id, 0)
+            n_series = study_series.get(study.id, 0)
+            n_instances = study_instances.get(study.id, 0)
             if n_series == 0:
-                problems.append(f"study {row.study_uid} is empty")
-            if (row.num_series, row.num_instances) != (n_series, n_instances):
+                problems.append(f"study {study.study_uid} is empty")
+            if (study.num_series, study.num_instances) != (n_series, n_instances):
                 problems.append(
-                    f"study {row.study_uid}: counts {(row.num_series, row.num_instances)} "
+                    f"study {study.study_uid}: counts {(study.num_series, study.num_instances)} "
                     f"!= {(n_series, n_instances)}"
                 )
     return problems
