@@ -16,7 +16,9 @@ from tests.factories import make_dataset
 def _status(call: Callable[[], object]) -> int:
     with pytest.raises(requests.HTTPError) as info:
         call()
-    return int(info.value.response.status_code)
+    response = info.value.response
+    assert response is not None
+    return int(response.status_code)
 
 
 def test_delete_with_dicomweb_client(fresh_database_url: str, tmp_path: Path) -> None:
