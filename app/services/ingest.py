@@ -173,9 +173,18 @@ class IngestSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def reject_part(self, error: InstanceRejected) -> None:
-        """Record a part that failed before it could be parsed (framing, size, media type)."""
-        self._result.outcomes.append(_outcome_from_error(InstanceOutcome(None, None), error))
+    def reject_part(
+        self,
+        error: InstanceRejected,
+        *,
+        sop_class_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> None:
+        """Record a part that failed before it could be parsed (framing, size, media type);
+        the UIDs, when known (STOW-02 metadata), name it in FailedSOPSequence."""
+        self._result.outcomes.append(
+            _outcome_from_error(InstanceOutcome(sop_class_uid, sop_uid), error)
+        )
 
     async def finish(self) -> IngestResult:
         """Wait for every part, commit what is pending, and return the outcome."""
