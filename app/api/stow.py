@@ -35,13 +35,16 @@ _BODY_DOC: dict[str, Any] = {
         "required": True,
         "description": 'multipart/related; type="application/dicom"; boundary=... (one PS3.10 '
         "file per part), a single application/dicom body (STOW-03), or "
-        'multipart/related; type="application/dicom+json" (DICOM JSON metadata, then bulk data '
-        "parts bound by Content-Location, STOW-02)",
+        'multipart/related; type="application/dicom+json" or "application/dicom+xml" (metadata, '
+        "then bulk data parts bound by Content-Location, STOW-02)",
         "content": {
             'multipart/related; type="application/dicom"': {
                 "schema": {"type": "string", "format": "binary"}
             },
             'multipart/related; type="application/dicom+json"': {
+                "schema": {"type": "string", "format": "binary"}
+            },
+            'multipart/related; type="application/dicom+xml"': {
                 "schema": {"type": "string", "format": "binary"}
             },
             DICOM: {"schema": {"type": "string", "format": "binary"}},
@@ -140,12 +143,9 @@ async def _read_multipart(
     boundary = content_type.params.get("boundary")
     if not boundary:
         raise UnsupportedMediaType("multipart/related without a boundary parameter")
-    if part_type == DICOM_JSON:  # metadata + bulk data (STOW-02)
-        return await read_dicom_json_parts(request, boundary, session, services, limit)
-    if part_type == "application/dicom+xml":
-        raise UnsupportedMediaType(
-            f"STOW-RS with type={part_type} (metadata + bulk data) is not supported yet; "
-            'send type="application/dicom" or "application/dicom+json"'
+    if part_type in (DICOM_JSON, "application/dicom+xml"):  # metadata + bulk data (STOW-02)
+        return await read_dicom_json_parts(
+            request, boundary, session, services, limit, metadata_type=part_type
         )
     if part_type != DICOM:
         raise UnsupportedMediaType(

@@ -1,6 +1,9 @@
-"""STOW-RS with ``multipart/related; type="application/dicom+json"`` (STOW-02, PS3.18 §10.5.1.2.2).
+"""STOW-RS with metadata and bulk data (STOW-02, PS3.18 §10.5.1.2.2): the JSON form,
+``multipart/related; type="application/dicom+json"``, and the XML form,
+``type="application/dicom+xml"``.
 
-Metadata parts (``application/dicom+json``: an array of DICOM JSON objects, or one object) and
+Metadata parts (``application/dicom+json``: an array of DICOM JSON objects, or one object;
+``application/dicom+xml``: one PS3.19 Native DICOM Model document each, read into DICOM JSON) and
 bulk data parts (bound to the metadata's ``BulkDataURI`` values by an equal ``Content-Location``)
 are received into the ordinary spool, so the body is never held whole in memory. Once the body is
 complete, each metadata object becomes a PS3.10 instance (:mod:`app.dicom.stowjson`, off the event
@@ -16,6 +19,7 @@ import orjson
 from starlette.requests import Request
 
 from app.api.multipart import FramingError, Part, PartFailed, read_multipart
+from app.dicom.dicomxml import from_xml
 from app.dicom.stowjson import BulkPart, StowJsonError, build_instance
 from app.errors import InvalidInstance, PayloadTooLarge
 from app.services.container import Services
@@ -25,6 +29,7 @@ from app.services.spool import SpooledPart
 __all__ = ["read_dicom_json_parts"]
 
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
 
 
 class _SpooledBulk(Mapping[str, BulkPart]):
@@ -64,9 +69,12 @@ def _uid(obj: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _metadata(part: SpooledPart) -> list[Any]:
+def _metadata(part: SpooledPart, media_type: str) -> list[Any]:
     with part.open() as fp:
-        parsed = orjson.loads(fp.read())
+        data = fp.read()
+    if media_type == DICOM_XML:
+        return [from_xml(data)]
+    parsed = orjson.loads(data)
     if isinstance(parsed, dict):
         return [parsed]
     if isinstance(parsed, list):
@@ -80,8 +88,13 @@ async def read_dicom_json_parts(
     session: IngestSession,
     services: Services,
     limit: int,
+    *,
+    metadata_type: str = DICOM_JSON,
 ) -> PayloadTooLarge | None:
-    """Receive the parts, then build and ingest one instance per metadata object."""
+    """Receive the parts, then build and ingest one instance per metadata object.
+
+    ``metadata_type`` is the request's ``type`` parameter: the media type of its metadata parts.
+    """
     objects: list[Any] = []
     bulk = _SpooledBulk()
     too_large: PayloadTooLarge | None = None
@@ -95,7 +108,7 @@ async def read_dicom_json_parts(
                 elif isinstance(event, FramingError):
                     session.reject_part(InvalidInstance(event.message))
                 elif isinstance(event, Part):
-                    _receive(event, objects, bulk, session)
+                    _receive(event, objects, bulk, session, metadata_type)
         except PayloadTooLarge as exc:
             too_large = exc
         for obj in objects:
@@ -120,13 +133,20 @@ async def read_dicom_json_parts(
     return too_large
 
 
-def _receive(event: Part, objects: list[Any], bulk: _SpooledBulk, session: IngestSession) -> None:
+def _receive(
+    event: Part,
+    objects: list[Any],
+    bulk: _SpooledBulk,
+    session: IngestSession,
+    metadata_type: str,
+) -> None:
     media = event.media_type
-    if media.essence == DICOM_JSON:
+    if media.essence == metadata_type:
         try:
-            objects.extend(_metadata(event.payload))
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            session.reject_part(InvalidInstance(f"metadata part is not DICOM JSON: {exc}"))
+            objects.extend(_metadata(event.payload, metadata_type))
+        except ValueError as exc:  # orjson.JSONDecodeError and XmlError are ValueErrors
+            kind = "DICOM XML" if metadata_type == DICOM_XML else "DICOM JSON"
+            session.reject_part(InvalidInstance(f"metadata part is not {kind}: {exc}"))
         finally:
             event.payload.discard()
         return

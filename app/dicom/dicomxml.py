@@ -1,4 +1,5 @@
-"""DICOM JSON (PS3.18 Annex F) to the Native DICOM Model XML (PS3.19 §A.1), for QIDO-20/META.
+"""DICOM JSON (PS3.18 Annex F) <-> the Native DICOM Model XML (PS3.19 §A.1), for QIDO-20/META
+and the XML form of STOW-RS (STOW-02).
 
 The XML form of a QIDO-RS result or a WADO-RS metadata response is one ``NativeDicomModel``
 document per object, each in its own part of a ``multipart/related; type="application/dicom+xml"``
@@ -11,6 +12,10 @@ exactly the same thing:
   empty ``Value``), person names ``PersonName`` with ``Alphabetic`` / ``Ideographic`` /
   ``Phonetic`` groups split into their five components, sequence items ``Item``, bulk data
   ``BulkData uri=...`` and inline binary ``InlineBinary``.
+
+:func:`from_xml` reads such a document back into DICOM JSON (values typed by their VR), refusing
+DTDs and entities (defusedxml), so a STOW-RS request in the XML form runs through the same
+instance builder as the JSON form.
 
 Examples
 --------
@@ -26,9 +31,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 from xml.etree.ElementTree import Element, SubElement, tostring
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as safe_fromstring
 from pydicom.datadict import keyword_for_tag
 
-__all__ = ["MEDIA_TYPE", "to_xml"]
+__all__ = ["MEDIA_TYPE", "XmlError", "from_xml", "to_xml"]
 
 MEDIA_TYPE: Final = "application/dicom+xml"
 _PN_GROUPS: Final = ("Alphabetic", "Ideographic", "Phonetic")
@@ -114,3 +122,91 @@ def _text(value: Any) -> str | None:
             return str(int(value))
         return repr(value)
     return str(value)
+
+
+# --- XML -> DICOM JSON (STOW-02, XML form) ---
+
+_INT_VRS: Final = frozenset({"IS", "SL", "SS", "UL", "US", "SV", "UV"})
+_FLOAT_VRS: Final = frozenset({"DS", "FL", "FD"})
+_HEX8: Final = frozenset("0123456789ABCDEFabcdef")
+
+
+class XmlError(ValueError):
+    """A document that is not a well-formed Native DICOM Model (PS3.19 §A.1)."""
+
+
+def from_xml(document: bytes) -> dict[str, Any]:
+    """One ``NativeDicomModel`` document as a DICOM JSON object.
+
+    >>> from_xml(b'<NativeDicomModel><DicomAttribute tag="00280010" vr="US">'
+    ...          b'<Value number="1">512</Value></DicomAttribute></NativeDicomModel>')
+    {'00280010': {'vr': 'US', 'Value': [512]}}
+    """
+    try:
+        root = safe_fromstring(document, forbid_dtd=True)
+    except (ParseError, DefusedXmlException) as exc:
+        raise XmlError(f"not well-formed XML: {exc}") from None
+    if root.tag != "NativeDicomModel":
+        raise XmlError(f"the root element is {root.tag}, not NativeDicomModel")
+    return _read_attributes(root)
+
+
+def _numbered(children: list[Element]) -> list[Element]:
+    try:
+        return sorted(children, key=lambda c: int(c.get("number") or "0"))
+    except ValueError:
+        raise XmlError("a number attribute is not an integer") from None
+
+
+def _read_attributes(node: Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr in node.findall("DicomAttribute"):
+        tag = attr.get("tag") or ""
+        vr = attr.get("vr") or ""
+        if len(tag) != 8 or not set(tag) <= _HEX8 or len(vr) != 2 or not vr.isupper():
+            raise XmlError(f"DicomAttribute with invalid tag {tag!r} or vr {vr!r}")
+        elem: dict[str, Any] = {"vr": vr}
+        bulk, inline = attr.find("BulkData"), attr.find("InlineBinary")
+        if bulk is not None:
+            elem["BulkDataURI"] = bulk.get("uri") or bulk.get("uuid") or ""
+        elif inline is not None:
+            elem["InlineBinary"] = (inline.text or "").strip()
+        elif vr == "SQ":
+            items = _numbered(attr.findall("Item"))
+            if items:
+                elem["Value"] = [_read_attributes(item) for item in items]
+        elif vr == "PN":
+            names = _numbered(attr.findall("PersonName"))
+            if names:
+                elem["Value"] = [_read_person_name(name) for name in names]
+        else:
+            values = _numbered(attr.findall("Value"))
+            if values:
+                elem["Value"] = [_typed(vr, v.text) for v in values]
+        out[tag.upper()] = elem
+    return out
+
+
+def _read_person_name(node: Element) -> dict[str, str] | None:
+    groups: dict[str, str] = {}
+    for group in _PN_GROUPS:
+        group_el = node.find(group)
+        if group_el is None:
+            continue
+        parts = [group_el.findtext(component) or "" for component in _PN_COMPONENTS]
+        groups[group] = "^".join(parts).rstrip("^")
+    return groups or None
+
+
+def _typed(vr: str, text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        if vr in _INT_VRS:
+            return int(text.strip())
+        if vr in _FLOAT_VRS:
+            value = float(text.strip())
+            return value if math.isfinite(value) else text.strip()
+    except ValueError:
+        raise XmlError(f"{text!r} is not a valid {vr} value") from None
+    return text

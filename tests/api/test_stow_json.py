@@ -18,6 +18,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 from app.dicom.dicomjson import dataset_to_dict
+from app.dicom.dicomxml import to_xml
 from tests.corpus import corpus_path
 from tests.factories import make_dataset
 
@@ -214,9 +215,65 @@ async def test_malformed_requests(client: httpx.AsyncClient) -> None:
     assert wrong.status_code == 400
     assert wrong.json()["00081198"]["Value"][0]["00081155"]["Value"] == [ds.SOPInstanceUID]
 
-    xml = await client.post(
+    other_type = await client.post(
         f"{ROOT}/studies",
         content=b"--b\r\n\r\n<x/>\r\n--b--\r\n",
-        headers={"Content-Type": 'multipart/related; type="application/dicom+xml"; boundary=b'},
+        headers={"Content-Type": 'multipart/related; type="text/xml"; boundary=b'},
     )
-    assert xml.status_code == 415
+    assert other_type.status_code == 415
+
+
+XML_TYPE = f'multipart/related; type="application/dicom+xml"; boundary={BOUNDARY}'
+
+
+def _xml_body(documents: Sequence[bytes], bulk: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """One metadata part per document, then the bulk parts."""
+    out = bytearray()
+    for document in documents:
+        out += f"--{BOUNDARY}\r\nContent-Type: application/dicom+xml\r\n\r\n".encode()
+        out += document + b"\r\n"
+    for content_type, location, data in bulk:
+        out += (
+            f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Location: {location}\r\n\r\n"
+        ).encode()
+        out += data + b"\r\n"
+    out += f"--{BOUNDARY}--\r\n".encode()
+    return bytes(out)
+
+
+async def test_xml_form(client: httpx.AsyncClient) -> None:
+    """The XML form: PS3.19 documents (written by Lightbox's converter) plus bulk parts."""
+    original = dcmread(corpus_path("CT_small.dcm"))
+    other = make_dataset()
+    documents, parts = [], []
+    for ds, base in ((original, f"{CLIENT_BASE}/a"), (other, f"{CLIENT_BASE}/b")):
+        obj = _metadata(ds, base)
+        documents.append(to_xml(obj))
+        parts += [
+            ("application/octet-stream", uri, ds[int(tag, 16)].value)
+            for tag, uri in _bulk_uris(obj).items()
+        ]
+    response = await client.post(
+        f"{ROOT}/studies", content=_xml_body(documents, parts), headers={"Content-Type": XML_TYPE}
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["00081199"]["Value"]) == 2
+    stored = await _retrieve(client, original)
+    _same_attributes(original, stored)
+    assert np.array_equal(stored.pixel_array, original.pixel_array)
+    assert np.array_equal((await _retrieve(client, other)).pixel_array, other.pixel_array)
+
+
+async def test_xml_form_refuses_malformed_and_entity_documents(client: httpx.AsyncClient) -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><NativeDicomModel>&b;</NativeDicomModel>'
+    )
+    for document in (b"<NativeDicomModel>", bomb, b"<Other/>"):
+        response = await client.post(
+            f"{ROOT}/studies",
+            content=_xml_body([document], []),
+            headers={"Content-Type": XML_TYPE},
+        )
+        assert response.status_code == 400, document
+        assert response.json()["0008119A"]["Value"][0]["00081197"]["Value"] == [0xC000]
