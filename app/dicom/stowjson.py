@@ -24,7 +24,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, KNOWN_TRANSFER_SYNTAXES, VIDEO, is_valid_uid
+from app.dicom.uids import ENCAPSULATED, EXPLICIT_VR_LITTLE_ENDIAN, VIDEO, is_valid_uid
 
 __all__ = ["BulkPart", "StowJsonError", "build_instance", "jpeg_syntax"]
 
@@ -160,8 +160,10 @@ def _set_pixel_data(ds: Dataset, part: BulkPart) -> str:
         syntax = part.transfer_syntax or ENCAPSULATED_TYPES[media]
         if syntax is None:
             syntax = jpeg_syntax(part.data)
-        if syntax not in KNOWN_TRANSFER_SYNTAXES:
-            raise StowJsonError(f"unknown transfer-syntax {syntax} on the pixel data part")
+        if syntax not in ENCAPSULATED:
+            raise StowJsonError(
+                f"transfer-syntax {syntax} on a {media} part is not an encapsulated syntax"
+            )
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         if frames != 1 and syntax not in VIDEO:
             raise StowJsonError(f"one {media} part holds one frame, but NumberOfFrames is {frames}")

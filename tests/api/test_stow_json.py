@@ -211,9 +211,10 @@ async def test_malformed_requests(client: httpx.AsyncClient) -> None:
     ds = make_dataset()
     obj = _metadata(ds)
     uri = _bulk_uris(obj)["7FE00010"]
-    wrong = await _stow(client, _body([obj], [("image/tiff", uri, b"II*\0")]))
-    assert wrong.status_code == 400
-    assert wrong.json()["00081198"]["Value"][0]["00081155"]["Value"] == [ds.SOPInstanceUID]
+    for content_type in ("image/tiff", "image/jpeg; transfer-syntax=1.2.840.10008.1.2.1"):
+        wrong = await _stow(client, _body([obj], [(content_type, uri, b"II*\0")]))
+        assert wrong.status_code == 400, content_type
+        assert wrong.json()["00081198"]["Value"][0]["00081155"]["Value"] == [ds.SOPInstanceUID]
 
     other_type = await client.post(
         f"{ROOT}/studies",
