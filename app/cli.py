@@ -1,4 +1,4 @@
-"""The ``lightbox`` command: serve, db upgrade/downgrade, fsck, gc, openapi."""
+"""The ``lightbox`` command: serve, db upgrade/downgrade, fsck, gc, openapi, conformance."""
 
 import asyncio
 import json
@@ -185,6 +185,25 @@ def openapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(openapi_text(create_app(Settings())))
     print(f"wrote {output}")
+
+
+@cli.command()
+def conformance(
+    output: Annotated[Path, typer.Option(help="where to write it")] = Path("docs/conformance.md"),
+) -> None:
+    """Write the conformance statement (CAP-03) from the code and the default settings."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(conformance_text())
+    print(f"wrote {output}")
+
+
+def conformance_text() -> str:
+    """The conformance statement for the default settings (a test fails when the file drifts)."""
+    from app.api.capabilities import conformance_markdown
+    from app.main import create_app
+
+    settings = Settings(_env_file=None)
+    return conformance_markdown(create_app(settings), settings)
 
 
 def openapi_text(app: Any) -> str:

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     sop_class_allow_list: list[str] = Field(
         default_factory=list, description="SOP Class UIDs accepted (empty: all)"
     )
+    allow_delete: bool = Field(
+        True, description="answer DELETE on studies, series and instances (DEL-01); false: 405"
+    )
+    tombstone_hours: float = Field(
+        720.0,
+        description="how long a deleted study/series/instance answers 410 Gone instead of 404 "
+        "(DEL-04); 0 keeps no tombstones",
+    )
     limits: Limits = Field(default_factory=Limits)
     db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
     auto_migrate: bool | None = Field(

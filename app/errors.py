@@ -32,6 +32,18 @@ class NotFound(LightboxError):
     http_status, dimse_status = 404, Status.NO_SUCH_SOP_INSTANCE
 
 
+class Gone(LightboxError):
+    """The resource was deleted and its tombstone has not expired yet (DEL-04, WADO-05)."""
+
+    http_status, dimse_status = 410, Status.NO_SUCH_SOP_INSTANCE
+
+
+class MethodNotAllowed(LightboxError):
+    """The method is known but switched off by configuration (DEL-02: deletion disabled)."""
+
+    http_status, dimse_status = 405, Status.NOT_AUTHORIZED
+
+
 class NotAcceptable(LightboxError):
     """No representation the client accepts can be produced (PS3.18 §8.7)."""
 

@@ -52,10 +52,12 @@ async def truncate(db: Database) -> None:
     """Empty the index between tests."""
     async with db.write() as conn:
         if db.is_sqlite:
-            for table in ("instance", "series", "study"):
+            for table in ("instance", "series", "study", "tombstone"):
                 await conn.execute(text(f"DELETE FROM {table}"))
         else:
-            await conn.execute(text("TRUNCATE instance, series, study RESTART IDENTITY CASCADE"))
+            await conn.execute(
+                text("TRUNCATE instance, series, study, tombstone RESTART IDENTITY CASCADE")
+            )
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:

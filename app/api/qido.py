@@ -16,6 +16,7 @@ from starlette.responses import Response
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.negotiation import parse_accept
 from app.api.urls import service_base
+from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.dicom.attributes import Level
 from app.dicom.query import parse_qido
 from app.errors import NotAcceptable
@@ -26,10 +27,10 @@ DICOM_JSON = "application/dicom+json"
 _ACCEPTED = {DICOM_JSON, "application/json", "application/*", "*/*"}
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "matching studies", "content": {DICOM_JSON: {}}},
+    200: {"description": "matching studies", "content": {DICOM_JSON: {}, MULTIPART_XML: {}}},
     204: {"description": "no study matches"},
     400: {"description": "malformed query parameter"},
-    406: {"description": "only application/dicom+json can be produced"},
+    406: {"description": "neither DICOM JSON nor multipart/related DICOM XML is acceptable"},
 }
 
 
@@ -51,7 +52,9 @@ def _check_accept(value: str | None) -> None:
 async def search_studies(
     request: Request, services: ServicesDep, settings: SettingsDep
 ) -> Response:
-    _check_accept(request.headers.get("accept"))
+    xml = wants_xml(request.headers.get("accept"))  # QIDO-20: the XML form when preferred
+    if not xml:
+        _check_accept(request.headers.get("accept"))
     query = parse_qido(request.query_params.multi_items(), level=Level.STUDY)
     base = service_base(request, settings)
     items, total = await services.query.search_studies(query, base)
@@ -64,6 +67,8 @@ async def search_studies(
     headers = [("X-Total-Count", str(total))] + [("Warning", w) for w in warnings]
     if not items:
         response = Response(status_code=204)
+    elif xml:
+        response = xml_response(items)
     else:
         response = Response(orjson.dumps(items, option=orjson.OPT_SORT_KEYS), media_type=DICOM_JSON)
     for name, value in headers:

@@ -17,6 +17,7 @@ from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart import FramingError, MediaType, Part, PartFailed, read_multipart
 from app.api.negotiation import parse_accept
+from app.api.stow_json import read_dicom_json_parts
 from app.api.urls import instance_url, service_base, study_url
 from app.dicom.status import Status
 from app.dicom.uids import validate_uid
@@ -33,9 +34,17 @@ _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": 'multipart/related; type="application/dicom"; boundary=... (one PS3.10 '
-        "file per part), or a single application/dicom body (STOW-03)",
+        "file per part), a single application/dicom body (STOW-03), or "
+        'multipart/related; type="application/dicom+json" or "application/dicom+xml" (metadata, '
+        "then bulk data parts bound by Content-Location, STOW-02)",
         "content": {
             'multipart/related; type="application/dicom"': {
+                "schema": {"type": "string", "format": "binary"}
+            },
+            'multipart/related; type="application/dicom+json"': {
+                "schema": {"type": "string", "format": "binary"}
+            },
+            'multipart/related; type="application/dicom+xml"': {
                 "schema": {"type": "string", "format": "binary"}
             },
             DICOM: {"schema": {"type": "string", "format": "binary"}},
@@ -134,10 +143,9 @@ async def _read_multipart(
     boundary = content_type.params.get("boundary")
     if not boundary:
         raise UnsupportedMediaType("multipart/related without a boundary parameter")
-    if part_type == DICOM_JSON or part_type == "application/dicom+xml":
-        raise UnsupportedMediaType(
-            f"STOW-RS with type={part_type} (metadata + bulk data) is not supported yet; "
-            'send type="application/dicom"'
+    if part_type in (DICOM_JSON, "application/dicom+xml"):  # metadata + bulk data (STOW-02)
+        return await read_dicom_json_parts(
+            request, boundary, session, services, limit, metadata_type=part_type
         )
     if part_type != DICOM:
         raise UnsupportedMediaType(

@@ -32,6 +32,7 @@ plainly (NEG-11); an Encapsulated Document is labelled with its own MIME type (B
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -55,6 +56,7 @@ from app.api.negotiation import (
     negotiate_json,
 )
 from app.api.urls import instance_url, service_base
+from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, validate_uid
 from app.services.retrieve import (
     FrameSet,
@@ -270,7 +272,10 @@ def _location(base: str, ref: InstanceRef) -> str:
 _METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "a DICOM JSON array, one object per instance, in WADO-01 order",
-        "content": {DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}},
+        "content": {
+            DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}},
+            MULTIPART_XML: {"schema": {"type": "string", "format": "binary"}},
+        },
     },
     304: {"description": "not modified (If-None-Match matches the ETag)"},
     **_ERRORS,
@@ -342,12 +347,17 @@ async def _metadata(
 ) -> Response:
     study_uid, series_uid, sop_uid = _target(study, series, instance)
     header = ", ".join(request.headers.getlist("accept")) or None
-    media_type = negotiate_json(accept or [], header)
+    xml = wants_xml(header, accept or [])  # QIDO-20 / PS3.19: the XML form when preferred
+    media_type = None if xml else negotiate_json(accept or [], header)
     rows = await services.retrieve.metadata(study_uid, series_uid, sop_uid)
     base = service_base(request, settings)
     etag = metadata_etag(rows, base)
+    if xml:
+        etag = etag[:-1] + '-xml"'
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag})
+    if xml:
+        return xml_response(orjson.loads(metadata_document(rows, base)), headers={"ETag": etag})
     return Response(metadata_document(rows, base), media_type=media_type, headers={"ETag": etag})
 
 

@@ -122,3 +122,23 @@ class Instance(Base):
     # FrameIndex.to_json() as orjson bytes; NULL when frames are not byte ranges of the blob
     frame_index: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Tombstone(Base):
+    """A deleted study, series or instance, remembered until ``expires_at`` (DEL-04).
+
+    While a tombstone lives, a retrieve of the UID answers 410 Gone instead of 404; storing the
+    UID again removes its tombstone (the resource exists again).
+    """
+
+    __tablename__ = "tombstone"
+    __table_args__ = (Index("ix_tombstone_study_uid", "study_uid"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: "study", "series" or "instance"
+    level: Mapped[str] = mapped_column(String(8))
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    study_uid: Mapped[str] = mapped_column(UID)
+    series_uid: Mapped[str | None] = mapped_column(UID)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

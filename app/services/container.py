@@ -7,10 +7,12 @@ so every front end runs on the same services.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from app.config import Settings
 from app.index import migrate
 from app.index.db import Database
+from app.services.delete import DeleteService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
@@ -30,6 +32,7 @@ class Services:
     maintenance: MaintenanceService
     retrieve: RetrieveService
     query: QueryService
+    delete: DeleteService
 
     async def close(self) -> None:
         await self.store.close()
@@ -90,6 +93,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         maintenance=MaintenanceService(db, store),
         retrieve=RetrieveService(db, store),
         query=QueryService(db),
+        delete=DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours)),
     )
     try:
         yield services

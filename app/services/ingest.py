@@ -41,6 +41,7 @@ from app.errors import (
     StudyMismatch,
 )
 from app.index.db import Database
+from app.index.deletion import clear_tombstones
 from app.index.repository import InstanceIndex, NewInstance, StoredRef
 from app.services.spool import Spool, SpooledPart
 from app.storage.base import ObjectStore, StorageError, object_key
@@ -172,9 +173,18 @@ class IngestSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def reject_part(self, error: InstanceRejected) -> None:
-        """Record a part that failed before it could be parsed (framing, size, media type)."""
-        self._result.outcomes.append(_outcome_from_error(InstanceOutcome(None, None), error))
+    def reject_part(
+        self,
+        error: InstanceRejected,
+        *,
+        sop_class_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> None:
+        """Record a part that failed before it could be parsed (framing, size, media type);
+        the UIDs, when known (STOW-02 metadata), name it in FailedSOPSequence."""
+        self._result.outcomes.append(
+            _outcome_from_error(InstanceOutcome(sop_class_uid, sop_uid), error)
+        )
 
     async def finish(self) -> IngestResult:
         """Wait for every part, commit what is pending, and return the outcome."""
@@ -470,6 +480,11 @@ async def _index_batch(
             ],
         )
         await index.bump_counts(series_added, studies_added)
+        if inserted:  # stored again after a DELETE: the resources exist again (DEL-04)
+            stored = [by_sop[sop].parsed for sop in inserted]
+            await clear_tombstones(
+                conn, [uid for p in stored for uid in (p.sop_uid, p.series_uid, p.study_uid)]
+            )
     return orphans
 
 
@@ -486,5 +501,16 @@ def _retryable(exc: DBAPIError) -> bool:
     text = str(exc.orig) if exc.orig is not None else str(exc)
     return any(
         marker in text
-        for marker in ("deadlock", "could not serialize", "database is locked", "40P01", "40001")
+        for marker in (
+            "deadlock",
+            "could not serialize",
+            "database is locked",
+            "40P01",
+            "40001",
+            # a concurrent DELETE removed the study or series this batch was filing under: the
+            # retry looks them up again and recreates them
+            "foreign key",
+            "FOREIGN KEY",
+            "23503",
+        )
     )

@@ -35,7 +35,7 @@ from app.dicom.bulk import BulkValue, parse_bulk_path, read_bulk_value
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
 from app.dicom.uids import DEFLATED, EXPLICIT_VR_LITTLE_ENDIAN, VIDEO
-from app.errors import BadRequest, NotAcceptable, NotFound
+from app.errors import BadRequest, Gone, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.retrieval import (
     FrameSource,
@@ -45,6 +45,7 @@ from app.index.retrieval import (
     locate_frames,
     locate_metadata,
 )
+from app.services.delete import tombstoned
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
@@ -138,8 +139,17 @@ class RetrieveService:
         async with self._db.read() as conn:
             refs = await locate(conn, study_uid, series_uid, sop_uid)
         if not refs:
-            raise _not_found(series_uid, sop_uid)
+            raise await self._absent(study_uid, series_uid, sop_uid)
         return refs
+
+    async def _absent(
+        self, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> NotFound | Gone:
+        """The error for a target not in the index: 410 while a tombstone lives (DEL-04)."""
+        if await tombstoned(self._db, study_uid, series_uid, sop_uid):
+            level = "instance" if sop_uid else "series" if series_uid else "study"
+            return Gone(f"the {level} was deleted")
+        return _not_found(series_uid, sop_uid)
 
     async def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -148,7 +158,7 @@ class RetrieveService:
         async with self._db.read() as conn:
             rows = await locate_metadata(conn, study_uid, series_uid, sop_uid)
         if not rows:
-            raise _not_found(series_uid, sop_uid)
+            raise await self._absent(study_uid, series_uid, sop_uid)
         return rows
 
     async def frames(
@@ -163,7 +173,7 @@ class RetrieveService:
         async with self._db.read() as conn:
             source = await locate_frames(conn, study_uid, series_uid, sop_uid)
         if source is None:
-            raise NotFound("no such instance")
+            raise await self._absent(study_uid, series_uid, sop_uid)
         if source.number_of_frames is None:
             raise NotFound("the instance has no pixel data, so no frames")
         beyond = [n for n in numbers if n > source.number_of_frames]
