@@ -63,6 +63,18 @@ class Limits(BaseModel):
     parse_concurrency: int = Field(4, description="instances parsed at once per process")
 
 
+class RenderSettings(BaseModel):
+    """Rendered resources, thumbnails and WADO-URI (REND, THUMB, URI)."""
+
+    concurrency: int = Field(2, description="renderings running at once per process (threads)")
+    cache_bytes: int = Field(
+        64 * 1024**2, description="in-memory cache of rendered images (0 disables it)"
+    )
+    max_source_bytes: int = Field(
+        1024**3, description="largest instance that is decoded for rendering (406 beyond)"
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -112,6 +124,7 @@ class Settings(BaseSettings):
         default_factory=list, description="SOP Class UIDs accepted (empty: all)"
     )
     limits: Limits = Field(default_factory=Limits)
+    render: RenderSettings = Field(default_factory=RenderSettings)
     db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"
