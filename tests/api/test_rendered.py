@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
-from PIL import Image
+from PIL import GifImagePlugin, Image
 from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.multival import MultiValue
@@ -136,7 +136,8 @@ PNG = {"Accept": "image/png"}
 
 async def test_ct_with_rescale(client: httpx.AsyncClient) -> None:
     obj = await store(client, corpus_path("CT_small.dcm").read_bytes())
-    assert obj.ds.RescaleIntercept == -1024 and "WindowCenter" not in obj.ds
+    assert obj.ds.RescaleIntercept == -1024
+    assert "WindowCenter" not in obj.ds
     response = await client.get(f"{obj.url}/rendered", headers=PNG)
     assert_png(response, reference_gray(obj.ds))  # min/max of the rescaled values
     for function in ("linear", "linear-exact", "sigmoid"):
@@ -198,7 +199,8 @@ async def test_rgb(client: httpx.AsyncClient) -> None:
 async def test_ybr_multiframe_us(client: httpx.AsyncClient) -> None:
     obj = await store(client, corpus_path("examples_ybr_color.dcm").read_bytes())
     ds = obj.ds
-    assert ds.PhotometricInterpretation == "YBR_FULL_422" and ds.NumberOfFrames == 30
+    assert ds.PhotometricInterpretation == "YBR_FULL_422"
+    assert ds.NumberOfFrames == 30
     frames = ds.pixel_array  # pydicom converts YBR to RGB
     # the instance: frame 1 (documented deviation) unless GIF is asked for
     assert_png(await client.get(f"{obj.url}/rendered", headers=PNG), frames[0])
@@ -217,8 +219,10 @@ async def test_ybr_multiframe_us(client: httpx.AsyncClient) -> None:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(part.payload))), frames[n - 1])
     # animated GIF of the whole instance (REND-08)
     gif = await client.get(f"{obj.url}/rendered", headers={"Accept": "image/gif"})
-    assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
+    assert gif.status_code == 200
+    assert gif.headers["content-type"] == "image/gif"
     animation = Image.open(io.BytesIO(gif.content))
+    assert isinstance(animation, GifImagePlugin.GifImageFile)
     # Pillow merges identical consecutive frames, adding up their durations
     durations = []
     for index in range(animation.n_frames):
@@ -309,7 +313,8 @@ async def test_iccprofile_and_quality(client: httpx.AsyncClient) -> None:
     gif = await client.get(
         f"{obj.url}/rendered", params={"iccprofile": "yes"}, headers={"Accept": "image/gif"}
     )
-    assert gif.status_code == 400 and "iccprofile" in gif.json()["detail"]
+    assert gif.status_code == 400
+    assert "iccprofile" in gif.json()["detail"]
     assert (
         await client.get(
             f"{obj.url}/rendered", params={"iccprofile": "no"}, headers={"Accept": "image/gif"}
@@ -371,9 +376,11 @@ async def test_negotiation_etag_and_cache(client: httpx.AsyncClient) -> None:
     assert syntax.status_code == 406
     etag = default.headers["etag"]
     again = await client.get(url)
-    assert again.headers["etag"] == etag and again.content == default.content
+    assert again.headers["etag"] == etag
+    assert again.content == default.content
     not_modified = await client.get(url, headers={"If-None-Match": etag})
-    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
     other = await client.get(url, params={"quality": "50"})
     assert other.headers["etag"] != etag
     assert (await client.get(url, headers={"If-None-Match": '"nope"'})).status_code == 200
@@ -410,11 +417,14 @@ def pdf_dataset() -> Dataset:
 async def test_sr_and_pdf(client: httpx.AsyncClient) -> None:
     sr = await store(client, sr_bytes())
     html = await client.get(f"{sr.url}/rendered")
-    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
     meaning = sr.ds.ContentSequence[0].ConceptNameCodeSequence[0].CodeMeaning
-    assert meaning in html.text and html.text.startswith("<!DOCTYPE html>")
+    assert meaning in html.text
+    assert html.text.startswith("<!DOCTYPE html>")
     text = await client.get(f"{sr.url}/rendered", headers={"Accept": "text/plain"})
-    assert text.headers["content-type"].startswith("text/plain") and meaning in text.text
+    assert text.headers["content-type"].startswith("text/plain")
+    assert meaning in text.text
     assert (
         await client.get(f"{sr.url}/rendered", headers={"Accept": "image/jpeg"})
     ).status_code == 406
@@ -422,8 +432,10 @@ async def test_sr_and_pdf(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"{sr.url}/frames/1/rendered")).status_code == 404
     pdf = await store(client, to_bytes(pdf_dataset()))
     doc = await client.get(f"{pdf.url}/rendered")
-    assert doc.status_code == 200 and doc.headers["content-type"] == "application/pdf"
-    assert doc.content.startswith(b"%PDF-1.4") and doc.content.endswith(b"%%EOF")
+    assert doc.status_code == 200
+    assert doc.headers["content-type"] == "application/pdf"
+    assert doc.content.startswith(b"%PDF-1.4")
+    assert doc.content.endswith(b"%%EOF")
     assert (
         await client.get(f"{pdf.url}/rendered", headers={"Accept": "image/png"})
     ).status_code == 406
@@ -475,7 +487,8 @@ async def test_study_and_series_rendered(client: httpx.AsyncClient) -> None:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(part.payload))), reference_gray(ds))
     in_series = await client.get(f"{ROOT}/studies/{study}/series/{series[1]}/rendered")
     _, _, parts = parse_multipart(in_series)
-    assert len(parts) == 2 and all(p.headers["Content-Type"] == "image/jpeg" for p in parts)
+    assert len(parts) == 2
+    assert all(p.headers["Content-Type"] == "image/jpeg" for p in parts)
     assert in_series.headers["etag"]
     missing = await client.get(f"{ROOT}/studies/{generate_uid()}/rendered")
     assert missing.status_code == 404
@@ -489,9 +502,11 @@ async def test_thumbnails(client: httpx.AsyncClient) -> None:
     study, series, ordered = await _study(client)
     # study: first series by SeriesNumber, its middle instance by InstanceNumber (number 2)
     thumb = await client.get(f"{ROOT}/studies/{study}/thumbnail", headers=PNG)
-    assert thumb.status_code == 200 and thumb.headers["cache-control"] == "private"
+    assert thumb.status_code == 200
+    assert thumb.headers["cache-control"] == "private"
     chosen = ordered[1]
-    assert chosen.SeriesNumber == 1 and chosen.InstanceNumber == 2
+    assert chosen.SeriesNumber == 1
+    assert chosen.InstanceNumber == 2
     image = decoded(thumb)
     assert max(image.shape) == 128  # default longest edge
     expected_size = (round(chosen.Rows * 128 / chosen.Columns), 128)
@@ -520,7 +535,8 @@ async def test_thumbnails(client: httpx.AsyncClient) -> None:
     bad = await client.get(
         f"{ROOT}/studies/{study}/thumbnail", params={"viewport": "64,64,0,0,10,10"}
     )
-    assert bad.status_code == 400 and "viewport" in bad.json()["detail"]
+    assert bad.status_code == 400
+    assert "viewport" in bad.json()["detail"]
 
 
 async def test_multiframe_thumbnail_is_the_middle_frame(client: httpx.AsyncClient) -> None:
