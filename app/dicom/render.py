@@ -34,9 +34,10 @@ import numpy.typing as npt
 from PIL import Image, ImageCms, ImageDraw, ImageFont
 from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 from pydicom.pixels.utils import pixel_array
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 __all__ = [
     "GIF",
@@ -52,6 +53,7 @@ __all__ = [
     "Viewport",
     "Window",
     "encapsulated_pdf",
+    "frame_attributes",
     "kind_of",
     "parse_annotation",
     "parse_iccprofile",
@@ -62,6 +64,7 @@ __all__ = [
     "parse_window",
     "render",
     "render_text",
+    "single_frame_dataset",
 ]
 
 JPEG: Final = "image/jpeg"
@@ -361,9 +364,9 @@ def kind_of(sop_class_uid: str, has_pixels: bool) -> str:
     return ObjectKind.NONE
 
 
-def read_dataset(raw: bytes) -> Dataset:
+def read_dataset(raw: bytes, *, stop_before_pixels: bool = False) -> Dataset:
     """The dataset of a PS3.10 file (pixel data kept as bytes, decoded per frame later)."""
-    ds = dcmread(io.BytesIO(raw), force=True)
+    ds = dcmread(io.BytesIO(raw), force=True, stop_before_pixels=stop_before_pixels)
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         # a bare dataset (no File Meta): its encoding as read tells the syntax
@@ -489,13 +492,74 @@ def colour(pixels: Array, ds: Dataset) -> Array:
     return (pixels.astype(np.uint32) >> (bits - 8)).astype(np.uint8)
 
 
+#: functional group macros whose attributes the pipeline reads at the top level (PS3.3 C.7.6.16)
+_FRAME_MACROS: Final = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+
+
+def frame_attributes(ds: Dataset, number: int) -> Dataset:
+    """``ds`` with frame ``number``'s rescale and VOI from the functional groups at top level.
+
+    Enhanced multi-frame objects (PS3.3 C.7.6.16) keep RescaleSlope/Intercept and
+    WindowCenter/Width in the Shared or Per-frame Functional Groups; a per-frame value wins over
+    a shared one. Other objects are returned unchanged.
+
+    >>> ds = Dataset(); item = Dataset(); voi = Dataset()
+    >>> voi.WindowCenter, voi.WindowWidth = 40, 400
+    >>> item.FrameVOILUTSequence = [voi]
+    >>> ds.PerFrameFunctionalGroupsSequence = [Dataset(), item]
+    >>> (float(frame_attributes(ds, 2).WindowCenter), "WindowCenter" in frame_attributes(ds, 1))
+    (40.0, False)
+    """
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not shared and not per_frame:
+        return ds
+    groups: list[Dataset] = []
+    if shared:
+        groups.append(shared[0])
+    if per_frame and 0 < number <= len(per_frame):
+        groups.append(per_frame[number - 1])
+    flat = Dataset(dict(ds.items()))  # a new element dict: ``ds`` itself stays unchanged
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        flat.file_meta = meta
+    for group in groups:
+        for macro in _FRAME_MACROS:
+            if macro in group and len(group[macro].value) > 0:
+                for element in group[macro].value[0]:
+                    flat[element.tag] = element
+    return flat
+
+
+def single_frame_dataset(header: bytes, frame: bytes, number: int) -> Dataset:
+    """A one-frame dataset from a blob's header bytes and frame ``number``'s stored bytes.
+
+    Lets a multi-frame instance be rendered from byte ranges (header + one frame) rather than
+    the whole blob. ``frame`` is native pixel data or one frame's encapsulated bytes.
+    """
+    ds = frame_attributes(read_dataset(header, stop_before_pixels=True), number)
+    for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        if keyword in ds:
+            del ds[keyword]
+    ds.NumberOfFrames = 1
+    if UID(ds.file_meta.TransferSyntaxUID).is_encapsulated:
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    else:
+        ds.PixelData = frame
+        ds["PixelData"].VR = "OB" if int(ds.get("BitsAllocated", 8)) <= 8 else "OW"
+    return ds
+
+
 def to_image(ds: Dataset, number: int, window: Window | None) -> Image.Image:
     """Steps 1-5 of the pipeline for one frame: an ``L`` or ``RGB`` Pillow image."""
     pixels = _frame(ds, number)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     if samples == 1 and photometric != "PALETTE COLOR":
-        return Image.fromarray(grayscale(pixels, ds, window), mode="L")
+        frame_ds = frame_attributes(ds, number)
+        return Image.fromarray(grayscale(pixels, frame_ds, window), mode="L")
     return Image.fromarray(colour(pixels, ds), mode="RGB")
 
 

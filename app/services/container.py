@@ -96,6 +96,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         query=QueryService(db),
         render=RenderService(
             db,
+            store,
             retrieve,
             concurrency=render.concurrency,
             cache_bytes=render.cache_bytes,

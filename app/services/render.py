@@ -30,11 +30,12 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from app.dicom import render as rendering
 from app.dicom.anonymize import CannotAnonymize, anonymize
 from app.dicom.render import ObjectKind, RenderParameterError, RenderParams
+from app.dicom.uids import DEFLATED
 from app.errors import BadRequest, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.rendering import RenderSource, locate_render_sources
 from app.services.retrieve import RetrieveService
-from app.storage.base import StorageError
+from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
     "NATIVE_SYNTAXES",
@@ -148,6 +149,7 @@ class RenderService:
     def __init__(
         self,
         db: Database,
+        store: ObjectStore,
         retrieve: RetrieveService,
         *,
         concurrency: int = 2,
@@ -155,6 +157,7 @@ class RenderService:
         max_source_bytes: int = 1 << 30,
     ) -> None:
         self._db = db
+        self._store = store
         self._retrieve = retrieve
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
         self._cache = RenderCache(cache_bytes)
@@ -210,10 +213,37 @@ class RenderService:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        raw = await self.read(source)
-        data: bytes = await self._run(rendering.render, raw, params)
+        ranged = None
+        if len(params.frames) == 1 and frames > 1:
+            ranged = await self._read_frame(source, params.frames[0])
+        if ranged is not None:
+            data: bytes = await self._run(_render_frame, *ranged, params)
+        else:
+            raw = await self.read(source)
+            data = await self._run(rendering.render, raw, params)
         self._cache.put(key, data)
         return data
+
+    async def _read_frame(self, source: RenderSource, number: int) -> tuple[bytes, bytes] | None:
+        """(header bytes, frame bytes) of one frame of a multi-frame instance, read as byte
+        ranges (FRM index); None when the frame cannot be read that way (then the whole blob is).
+        """
+        ref = source.ref
+        if ref.transfer_syntax_uid in DEFLATED:
+            return None
+        try:
+            frame_set = await self._retrieve.frames(
+                ref.study_uid, ref.series_uid, ref.sop_uid, [number]
+            )
+        except (NotAcceptable, NotFound):
+            return None
+        index = frame_set.index
+        if index.bit_offsets is not None or index.swap_bytes or not index.ranges[0]:
+            return None
+        start = min(ranges[0][0] for ranges in index.ranges if ranges)
+        header = await self._store.get_range(ref.blob_key, 0, start)
+        frame = await self._retrieve.read_frame(frame_set, number)
+        return header, frame
 
     async def text(self, source: RenderSource, media_type: str) -> bytes:
         """An SR as text/plain or text/html, an encapsulated PDF as application/pdf (REND-10)."""
@@ -262,6 +292,12 @@ class RenderService:
             salt = self._salt
             return bytes(await self._run(_anonymized, raw, salt, target, stored))
         return bytes(await self._run(_to_transfer_syntax, raw, target))
+
+
+def _render_frame(header: bytes, frame: bytes, params: RenderParams) -> bytes:
+    """Render one frame from its header and frame bytes (see :meth:`RenderService._read_frame`)."""
+    ds = rendering.single_frame_dataset(header, frame, params.frames[0])
+    return rendering.render(b"", replace(params, frames=(1,)), ds)
 
 
 def _to_transfer_syntax(raw: bytes, target: str) -> bytes:

@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from app.services.container import Services
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import parse_multipart
@@ -539,8 +540,16 @@ async def test_thumbnails(client: httpx.AsyncClient) -> None:
     assert "viewport" in bad.json()["detail"]
 
 
-async def test_multiframe_thumbnail_is_the_middle_frame(client: httpx.AsyncClient) -> None:
+async def test_multiframe_thumbnail_is_the_middle_frame(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     obj = await store(client, corpus_path("examples_ybr_color.dcm").read_bytes())
+    # JPEG frames are read as byte ranges (header + one frame), not as the whole blob
+    source = (await services.render.sources(obj.study, obj.series, str(obj.ds.SOPInstanceUID)))[0]
+    ranged = await services.render._read_frame(source, 15)
+    assert ranged is not None
+    assert ranged[1].startswith(b"\xff\xd8")
+    assert len(ranged[0]) + len(ranged[1]) < source.ref.size / 4
     middle = obj.ds.pixel_array[14]  # frame 15 of 30
     thumb = await client.get(f"{obj.url}/thumbnail", params={"viewport": "320,320"}, headers=PNG)
     assert np.array_equal(decoded(thumb), middle)
@@ -558,3 +567,33 @@ async def test_multiframe_thumbnail_is_the_middle_frame(client: httpx.AsyncClien
         headers={**PNG, "If-None-Match": etag},
     )
     assert again.status_code == 304
+
+
+async def test_frames_from_byte_ranges_with_functional_groups(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Per-frame VOI of enhanced objects (PS3.3 C.7.6.16) and frames read as byte ranges."""
+    ds = make_dataset(rows=8, columns=8, frames=3)
+    shared = Dataset()
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 2, -10, "US"
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    windows = [(100.0, 60.0), (300.0, 200.0), (500.0, 1000.0)]
+    per_frame = []
+    for center, width in windows:
+        item, voi_item = Dataset(), Dataset()
+        voi_item.WindowCenter, voi_item.WindowWidth = center, width
+        item.FrameVOILUTSequence = [voi_item]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    obj = await store(client, to_bytes(ds))
+    for n, (center, width) in enumerate(windows, start=1):
+        modality = ds.pixel_array[n - 1].astype(np.float64) * 2 - 10
+        expected = voi(modality, center, width, "linear")
+        response = await client.get(f"{obj.url}/frames/{n}/rendered", headers=PNG)
+        assert_png(response, expected)
+    source = (await services.render.sources(obj.study, obj.series, str(ds.SOPInstanceUID)))[0]
+    ranged = await services.render._read_frame(source, 2)
+    assert ranged is not None
+    assert ranged[1] == ds.pixel_array[1].tobytes()
