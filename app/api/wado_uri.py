@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from app.api.deps import ServicesDep
+from app.api.errors import problem
 from app.api.negotiation import DICOM, parse_accept, parse_media_range
 from app.api.rendered import (
     ALIASES,
@@ -40,7 +41,7 @@ from app.api.rendered import (
 from app.dicom import render as rendering
 from app.dicom.render import IMAGE_TYPES, ObjectKind, RenderParameterError, RenderParams
 from app.dicom.uids import is_valid_uid
-from app.errors import BadRequest, NotAcceptable
+from app.errors import BadRequest, LightboxError, NotAcceptable
 from app.services.render import kind, render_etag
 
 router = APIRouter(tags=["wado-uri"])
@@ -188,6 +189,13 @@ def _accepts(header: str | None, media_type: str) -> bool:
     openapi_extra={"parameters": _PARAMETERS},
 )
 async def wado_uri(request: Request, services: ServicesDep) -> Response:
+    try:
+        return await _wado_uri(request, services)
+    except LightboxError as exc:  # URI-06: error responses carry Content-Location too
+        return problem(exc.http_status, exc.message, {"Content-Location": str(request.url)})
+
+
+async def _wado_uri(request: Request, services: ServicesDep) -> Response:
     # every value is read from the query string below, so repeats are caught (400)
     request_type = _one(request, "requestType")
     if request_type != "WADO":

@@ -152,6 +152,8 @@ async def test_bad_requests(
     response = await client.get(WADO, params=params)
     assert response.status_code == 400, response.text
     assert named in response.json()["detail"]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-location"] == str(response.request.url)  # URI-06
 
 
 async def test_repeated_parameters_are_400(client: httpx.AsyncClient, ct: Obj) -> None:
@@ -174,6 +176,7 @@ async def test_repeated_parameters_are_400(client: httpx.AsyncClient, ct: Obj) -
 async def test_hierarchy_and_406(client: httpx.AsyncClient, ct: Obj) -> None:
     wrong_series = await client.get(WADO, params=query(ct, seriesUID=str(generate_uid())))
     assert wrong_series.status_code == 404
+    assert wrong_series.headers["content-location"] == str(wrong_series.request.url)
     wrong_study = await client.get(WADO, params=query(ct, studyUID=str(generate_uid())))
     assert wrong_study.status_code == 404
     jp2 = await client.get(WADO, params=query(ct, contentType="image/jp2"))
