@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import numpy as np
-from pydicom import Dataset
+from pydicom import Dataset, dcmwrite
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -313,10 +313,31 @@ def _write(ds: Dataset, target: str) -> bytes:
     stored = UID(ds.file_meta.TransferSyntaxUID)
     if stored.is_compressed and "PixelData" in ds:
         ds.decompress()  # native pixels, Explicit VR Little Endian
+    big_endian = not stored.is_compressed and not stored.is_little_endian
+    if big_endian:
+        # only the pixel data is swapped here: other OB/OW values would need it too
+        words = [e.keyword for e in ds.iterall() if e.VR in ("OW", "OF", "OD", "OL", "OV")]
+        if any(keyword != "PixelData" for keyword in words):
+            raise NotAcceptable(
+                "a big endian object with binary values other than its pixel data cannot be "
+                "re-encoded yet"
+            )
+        if "PixelData" in ds:
+            pixels = np.asarray(pixel_array(ds, raw=True))  # no colour conversion
+            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+            if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+                ds.PlanarConfiguration = 0  # the array is colour-by-pixel
     ds.file_meta.TransferSyntaxUID = UID(target)
     out = io.BytesIO()
     implicit = target == str(ImplicitVRLittleEndian)
-    ds.save_as(out, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    dcmwrite(
+        out,
+        ds,
+        enforce_file_format=not big_endian,  # pydicom: not together with force_encoding
+        implicit_vr=implicit,
+        little_endian=True,
+        force_encoding=big_endian,
+    )
     return out.getvalue()
 
 

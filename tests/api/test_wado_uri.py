@@ -425,3 +425,14 @@ async def test_sr_as_text(client: httpx.AsyncClient) -> None:
     plain = await client.get(WADO, params=query(sr, contentType="text/plain"))
     assert plain.headers["content-type"].startswith("text/plain")
     assert (await client.get(WADO, params=query(sr, contentType="image/jpeg"))).status_code == 406
+
+
+async def test_dicom_big_endian_is_re_encoded(client: httpx.AsyncClient) -> None:
+    raw = corpus_path("MR_small_bigendian.dcm").read_bytes()
+    obj = await store(client, raw)
+    response = await client.get(WADO, params=query(obj, contentType="application/dicom"))
+    assert response.status_code == 200, response.text
+    ds = dcmread(io.BytesIO(response.content))
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert np.array_equal(ds.pixel_array, obj.ds.pixel_array)
+    assert ds.PatientName == obj.ds.PatientName
