@@ -73,6 +73,11 @@ class RenderSettings(BaseModel):
     max_source_bytes: int = Field(
         1024**3, description="largest instance that is decoded for rendering (406 beyond)"
     )
+    anonymize_salt: SecretStr | None = Field(
+        None,
+        description="secret from which WADO-URI anonymize=yes derives replacement UIDs; set it "
+        "so they stay the same across workers and restarts (default: random per process)",
+    )
 
 
 class Settings(BaseSettings):

@@ -26,7 +26,7 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -135,7 +135,6 @@ class RenderParams:
     region: tuple[float, float, float, float] | None = None
     max_size: tuple[int | None, int | None] | None = None
     frames: tuple[int, ...] = (1,)
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def key(self) -> str:
         """A canonical text of the parameters (an ETag and cache key ingredient, REND-09).
@@ -157,7 +156,6 @@ class RenderParams:
                 self.region,
                 self.max_size,
                 self.frames,
-                self.extra,
             )
         )
 

@@ -101,6 +101,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             concurrency=render.concurrency,
             cache_bytes=render.cache_bytes,
             max_source_bytes=render.max_source_bytes,
+            anonymize_salt=render.anonymize_salt.get_secret_value().encode("utf-8")
+            if render.anonymize_salt
+            else None,
         ),
     )
     try:

@@ -155,6 +155,7 @@ class RenderService:
         concurrency: int = 2,
         cache_bytes: int = 64 << 20,
         max_source_bytes: int = 1 << 30,
+        anonymize_salt: bytes | None = None,
     ) -> None:
         self._db = db
         self._store = store
@@ -162,8 +163,8 @@ class RenderService:
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
         self._cache = RenderCache(cache_bytes)
         self._max_source = max_source_bytes
-        #: per-process salt of the UID replacement of ``anonymize=yes`` (consistent while running)
-        self._salt = secrets.token_bytes(32)
+        #: salt of the UID replacement of ``anonymize=yes``: configured, else random per process
+        self._salt = anonymize_salt or secrets.token_bytes(32)
 
     async def sources(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

@@ -1,6 +1,7 @@
 """WADO-URI over the ASGI app, on PostgreSQL and SQLite (RES-09, URI-01..06)."""
 
 import io
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from pydicom.uid import (
 
 from app.dicom.anonymize import ACTIONS
 from tests.api.test_rendered import Obj, reference_gray, store
+from tests.conftest import app_client, make_settings
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, to_bytes
 
@@ -436,3 +438,23 @@ async def test_dicom_big_endian_is_re_encoded(client: httpx.AsyncClient) -> None
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert np.array_equal(ds.pixel_array, obj.ds.pixel_array)
     assert ds.PatientName == obj.ds.PatientName
+
+
+async def test_anonymize_salt_setting_keeps_uids_across_processes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """With LIGHTBOX_RENDER__ANONYMIZE_SALT two service instances replace UIDs alike."""
+    raw = to_bytes(identified())
+    new_uids = []
+    for run in range(2):
+        settings = make_settings(
+            database_url, tmp_path / f"data{run}", render={"anonymize_salt": "s3cret"}
+        )
+        async with app_client(settings) as (_, http):
+            obj = await store(http, raw)
+            response = await http.get(
+                WADO, params=query(obj, contentType="application/dicom", anonymize="yes")
+            )
+            assert response.status_code == 200
+            new_uids.append(dcmread(io.BytesIO(response.content)).SOPInstanceUID)
+    assert new_uids[0] == new_uids[1]
