@@ -63,6 +63,23 @@ class Limits(BaseModel):
     parse_concurrency: int = Field(4, description="instances parsed at once per process")
 
 
+class RenderSettings(BaseModel):
+    """Rendered resources, thumbnails and WADO-URI (REND, THUMB, URI)."""
+
+    concurrency: int = Field(2, description="renderings running at once per process (threads)")
+    cache_bytes: int = Field(
+        64 * 1024**2, description="in-memory cache of rendered images (0 disables it)"
+    )
+    max_source_bytes: int = Field(
+        1024**3, description="largest instance that is decoded for rendering (406 beyond)"
+    )
+    anonymize_salt: SecretStr | None = Field(
+        None,
+        description="secret from which WADO-URI anonymize=yes derives replacement UIDs; set it "
+        "so they stay the same across workers and restarts (default: random per process)",
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -120,6 +137,7 @@ class Settings(BaseSettings):
         "(DEL-04); 0 keeps no tombstones",
     )
     limits: Limits = Field(default_factory=Limits)
+    render: RenderSettings = Field(default_factory=RenderSettings)
     db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import capabilities, delete, health, qido, stow, wado
+from app.api import capabilities, delete, health, qido, rendered, stow, wado, wado_uri
 from app.api.errors import install_error_handlers
 from app.api.methods import MethodsMiddleware
 from app.config import Settings
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(wado.router, prefix=settings.dicomweb_root)
     app.include_router(qido.router, prefix=settings.dicomweb_root)
     app.include_router(delete.router, prefix=settings.dicomweb_root)
+    app.include_router(rendered.router, prefix=settings.dicomweb_root)
+    app.include_router(wado_uri.router, prefix=settings.dicomweb_root)
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.add_middleware(MethodsMiddleware, root=settings.dicomweb_root)
     return app

@@ -16,6 +16,7 @@ from app.services.delete import DeleteService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
+from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
@@ -33,6 +34,7 @@ class Services:
     retrieve: RetrieveService
     query: QueryService
     delete: DeleteService
+    render: RenderService
 
     async def close(self) -> None:
         await self.store.close()
@@ -86,14 +88,27 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # spool each part straight into the store's temp dir: the blob write is then a rename
         spool_dir = store.local_tmp_dir()
         policy = replace(policy, spool_memory_bytes=0)
+    retrieve = RetrieveService(db, store)
+    render = settings.render
     services = Services(
         db=db,
         store=store,
         ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
-        retrieve=RetrieveService(db, store),
+        retrieve=retrieve,
         query=QueryService(db),
         delete=DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours)),
+        render=RenderService(
+            db,
+            store,
+            retrieve,
+            concurrency=render.concurrency,
+            cache_bytes=render.cache_bytes,
+            max_source_bytes=render.max_source_bytes,
+            anonymize_salt=render.anonymize_salt.get_secret_value().encode("utf-8")
+            if render.anonymize_salt
+            else None,
+        ),
     )
     try:
         yield services

@@ -1,0 +1,50 @@
+"""Index look-ups for rendered resources and thumbnails (PS3.18 §10.4.1.1.3-4, REND/THUMB).
+
+One query per request, on the joins and WADO-01 order of :mod:`app.index.retrieval`, returning
+what choosing and caching a rendering needs: the blob, its content hash (ETag, cache key), the SOP
+class (image, SR, PDF) and the frame count, plus SeriesNumber/InstanceNumber for THUMB-02.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.index.models import Instance, Series, Study
+from app.index.retrieval import InstanceRef, _target
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSource:
+    """One instance as a rendering source."""
+
+    ref: InstanceRef
+    sha256: str
+    sop_class_uid: str
+    number_of_frames: int | None  # None: no pixel data
+    series_number: int | None
+    instance_number: int | None
+
+
+async def locate_render_sources(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[RenderSource]:
+    """The target's instances in WADO-01 order (empty if unknown)."""
+    stmt = select(
+        Study.study_uid,
+        Series.series_uid,
+        Instance.sop_uid,
+        Instance.blob_key,
+        Instance.size,
+        Instance.transfer_syntax_uid,
+        Instance.sha256,
+        Instance.sop_class_uid,
+        Instance.number_of_frames,
+        Series.series_number,
+        Instance.instance_number,
+    )
+    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    return [RenderSource(InstanceRef(*row[:6]), *row[6:]) for row in rows]
