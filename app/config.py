@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         default_factory=list, description="SOP Class UIDs accepted (empty: all)"
     )
     limits: Limits = Field(default_factory=Limits)
+    qido_max_results: int = Field(
+        1000, ge=1, description="most studies or series one QIDO-RS response holds (QIDO-17)"
+    )
+    qido_max_instance_results: int = Field(
+        10000, ge=1, description="most instances one QIDO-RS response holds (QIDO-17)"
+    )
     db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"

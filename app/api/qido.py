@@ -1,23 +1,32 @@
-"""QIDO-RS search: ``GET {root}/studies`` (PS3.18 §10.6, §8.3.4).
+"""QIDO-RS search: the six resources of PS3.18 Table 10.6.1-2 (§10.6, §8.3.4, RES-02).
 
-The query parameters become a :class:`~app.dicom.query.Query` (400 naming the parameter when
-malformed), the query service answers one page, and the page goes out as one
+``/studies``, ``/studies/{study}/series``, ``/series``, ``/studies/{study}/instances``,
+``/studies/{study}/series/{series}/instances`` and ``/instances``. Each route parses its query
+parameters into a :class:`~app.dicom.query.Query` (400 naming the parameter when malformed, 400
+for a malformed path UID), makes one query-service call and renders the page as one
 ``application/dicom+json`` array (QIDO-19), or 204 with an empty body when nothing matches.
+
+A path UID is a match key of the search (§10.6.1.2): an unknown study or series in the path
+is a search with no match, answered like any other (204), not a 404 — PS3.18 defines no "parent
+not found" for the Search transaction, and Table 10.6.3-1 ("204 No Content: the search completed
+successfully, but there were zero results") covers it.
+
 ``Warning: 299`` headers tell about ignored attributes, unsupported matching options and the
 results left for a later page (QIDO-02/14/18); ``X-Total-Count`` gives the number of matches.
+Query values are percent-decoded exactly once, as UTF-8, by Starlette (CS-03, issue point 4).
 """
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.negotiation import parse_accept
 from app.api.urls import service_base
-from app.dicom.attributes import Level
-from app.dicom.query import parse_qido
+from app.dicom.query import Resource, parse_qido
+from app.dicom.uids import validate_uid
 from app.errors import NotAcceptable
 
 router = APIRouter(tags=["qido"])
@@ -25,12 +34,17 @@ router = APIRouter(tags=["qido"])
 DICOM_JSON = "application/dicom+json"
 _ACCEPTED = {DICOM_JSON, "application/json", "application/*", "*/*"}
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "matching studies", "content": {DICOM_JSON: {}}},
-    204: {"description": "no study matches"},
-    400: {"description": "malformed query parameter"},
-    406: {"description": "only application/dicom+json can be produced"},
-}
+StudyUID = Annotated[str, Path(description="Study Instance UID")]
+SeriesUID = Annotated[str, Path(description="Series Instance UID")]
+
+
+def _responses(what: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"description": f"matching {what}", "content": {DICOM_JSON: {}}},
+        204: {"description": f"no {what} match"},
+        400: {"description": "malformed query parameter or path UID"},
+        406: {"description": "only application/dicom+json can be produced"},
+    }
 
 
 def _check_accept(value: str | None) -> None:
@@ -41,31 +55,114 @@ def _check_accept(value: str | None) -> None:
         raise NotAcceptable("QIDO-RS results are application/dicom+json (XML is not supported)")
 
 
-@router.get(
-    "/studies",
-    operation_id="qido-search_studies",
-    summary="Search for studies (QIDO-RS)",
-    responses=_RESPONSES,
-    response_class=Response,
-)
-async def search_studies(
-    request: Request, services: ServicesDep, settings: SettingsDep
+async def _search(
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    resource: Resource,
+    study: str | None = None,
+    series: str | None = None,
 ) -> Response:
     _check_accept(request.headers.get("accept"))
-    query = parse_qido(request.query_params.multi_items(), level=Level.STUDY)
+    query = parse_qido(
+        request.query_params.multi_items(),
+        resource=resource,
+        study_uid=None if study is None else validate_uid(study, "StudyInstanceUID"),
+        series_uid=None if series is None else validate_uid(series, "SeriesInstanceUID"),
+    )
     base = service_base(request, settings)
-    items, total = await services.query.search_studies(query, base)
+    items, total = await services.query.search(query, base)
     warnings = [f"299 {base}: {text}" for text in query.warnings]
     remaining = total - query.offset - len(items)
     if items and remaining > 0:
         warnings.append(
             f"299 {base}: There are {remaining} additional results that can be requested"
         )
-    headers = [("X-Total-Count", str(total))] + [("Warning", w) for w in warnings]
     if not items:
         response = Response(status_code=204)
     else:
-        response = Response(orjson.dumps(items, option=orjson.OPT_SORT_KEYS), media_type=DICOM_JSON)
-    for name, value in headers:
-        response.headers.append(name, value)
+        response = Response(orjson.dumps(items), media_type=DICOM_JSON)
+    response.headers.append("X-Total-Count", str(total))
+    for warning in warnings:
+        response.headers.append("Warning", warning)
     return response
+
+
+@router.get(
+    "/studies",
+    operation_id="qido-search_studies",
+    summary="Search for studies (QIDO-RS)",
+    responses=_responses("studies"),
+    response_class=Response,
+)
+async def search_studies(
+    request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    return await _search(request, services, settings, Resource.STUDIES)
+
+
+@router.get(
+    "/studies/{study}/series",
+    operation_id="qido-search_study_series",
+    summary="Search for the series of a study (QIDO-RS)",
+    responses=_responses("series"),
+    response_class=Response,
+)
+async def search_study_series(
+    request: Request, services: ServicesDep, settings: SettingsDep, study: StudyUID
+) -> Response:
+    return await _search(request, services, settings, Resource.STUDY_SERIES, study)
+
+
+@router.get(
+    "/series",
+    operation_id="qido-search_series",
+    summary="Search for series (QIDO-RS)",
+    responses=_responses("series"),
+    response_class=Response,
+)
+async def search_series(request: Request, services: ServicesDep, settings: SettingsDep) -> Response:
+    return await _search(request, services, settings, Resource.SERIES)
+
+
+@router.get(
+    "/studies/{study}/instances",
+    operation_id="qido-search_study_instances",
+    summary="Search for the instances of a study (QIDO-RS)",
+    responses=_responses("instances"),
+    response_class=Response,
+)
+async def search_study_instances(
+    request: Request, services: ServicesDep, settings: SettingsDep, study: StudyUID
+) -> Response:
+    return await _search(request, services, settings, Resource.STUDY_INSTANCES, study)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances",
+    operation_id="qido-search_series_instances",
+    summary="Search for the instances of a series (QIDO-RS)",
+    responses=_responses("instances"),
+    response_class=Response,
+)
+async def search_series_instances(
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    study: StudyUID,
+    series: SeriesUID,
+) -> Response:
+    return await _search(request, services, settings, Resource.SERIES_INSTANCES, study, series)
+
+
+@router.get(
+    "/instances",
+    operation_id="qido-search_instances",
+    summary="Search for instances (QIDO-RS)",
+    responses=_responses("instances"),
+    response_class=Response,
+)
+async def search_instances(
+    request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    return await _search(request, services, settings, Resource.INSTANCES)

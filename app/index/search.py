@@ -4,31 +4,65 @@ Every value is a bound parameter. Wildcards become ``LIKE`` with ``%``, ``_`` an
 character itself escaped (on SQLite, whose ``LIKE`` ignores ASCII case, ``GLOB`` with bracketed
 metacharacters, so that matching stays case-sensitive, QIDO-06). Person names match on the
 normalised ``*_norm`` columns. ModalitiesInStudy is an ``EXISTS`` over the study's series.
+Multi-valued columns (backslash-joined values, QIDO-13) match when any one value matches.
 
-A page is two statements plus one: the count, the page itself in a stable order (StudyDate
-descending with NULLs last, then the primary key, QIDO-18), and the distinct series modalities of
-the studies on the page in one grouped query (no N+1).
+A search at the series or instance level joins its parents (series -> study, instance -> series
+and study), so study and series keys, the path UIDs and the caller's
+:class:`~app.dicom.query.StudyRestriction` all become conditions of one statement.
+
+A page is one statement in a stable order (QIDO-18), plus, only when the page is full or empty
+past an offset, a ``COUNT(*)`` for the total, plus, when study objects are returned, the distinct
+series modalities of the studies on the page in one grouped query (no N+1).
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.dicom.query import DateRange, Matcher, Query, Single, Universal, ValueList, Wildcard
+from app.dicom.attributes import Level
+from app.dicom.query import (
+    DateRange,
+    DateTimeRange,
+    FuzzyName,
+    Matcher,
+    Number,
+    Query,
+    Resource,
+    Single,
+    StudyRestriction,
+    TimeRange,
+    Universal,
+    ValueList,
+    Wildcard,
+)
 from app.dicom.text import normalize_pn
-from app.index.models import Series, Study
+from app.index.models import Instance, Series, Study
 
-__all__ = ["StudyHit", "glob_pattern", "like_pattern", "search_studies"]
+__all__ = ["Hit", "glob_pattern", "like_pattern", "search"]
 
 ESCAPE = "\\"
+#: escape character inside multi-valued columns, whose delimiter is the backslash
+MULTI_ESCAPE = "!"
 
-_STUDY_COLUMNS: dict[str, Any] = {
+COLUMNS: dict[str, Any] = {
     "StudyInstanceUID": Study.study_uid,
     "PatientID": Study.patient_id,
     "PatientName": Study.patient_name_norm,
+    "IssuerOfPatientID": Study.issuer_of_patient_id,
     "PatientBirthDate": Study.patient_birth_date,
     "PatientSex": Study.patient_sex,
     "AccessionNumber": Study.accession_number,
@@ -36,34 +70,81 @@ _STUDY_COLUMNS: dict[str, Any] = {
     "ReferringPhysicianName": Study.referring_physician_name_norm,
     "StudyDescription": Study.study_description,
     "StudyDate": Study.study_date,
+    "StudyTime": Study.study_time,
+    "NumberOfStudyRelatedSeries": Study.num_series,
+    "NumberOfStudyRelatedInstances": Study.num_instances,
+    "SeriesInstanceUID": Series.series_uid,
+    "Modality": Series.modality,
+    "SeriesNumber": Series.series_number,
+    "SeriesDescription": Series.series_description,
+    "SeriesDate": Series.series_date,
+    "SeriesTime": Series.series_time,
+    "BodyPartExamined": Series.body_part_examined,
+    "PerformedProcedureStepStartDate": Series.pps_start_date,
+    "PerformedProcedureStepStartTime": Series.pps_start_time,
+    "RequestAttributesSequence.ScheduledProcedureStepID": Series.scheduled_procedure_step_ids,
+    "RequestAttributesSequence.RequestedProcedureID": Series.requested_procedure_ids,
+    "NumberOfSeriesRelatedInstances": Series.num_instances,
+    "SOPInstanceUID": Instance.sop_uid,
+    "SOPClassUID": Instance.sop_class_uid,
+    "InstanceNumber": Instance.instance_number,
+    "Rows": Instance.rows,
+    "Columns": Instance.columns,
+    "BitsAllocated": Instance.bits_allocated,
+    "NumberOfFrames": Instance.number_of_frames,
 }
 _PN_KEYS = frozenset({"PatientName", "ReferringPhysicianName"})
+_MULTI_KEYS = frozenset(
+    {
+        "RequestAttributesSequence.ScheduledProcedureStepID",
+        "RequestAttributesSequence.RequestedProcedureID",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
-class StudyHit:
-    """One matching study with what the response needs besides its stored JSON."""
+class StudyPart:
+    """The study a hit belongs to, with what its object needs besides stored JSON."""
 
     id: int
-    study_uid: str
     num_series: int
     num_instances: int
     attrs_json: bytes
-    modalities: tuple[str, ...]
+    modalities: tuple[str, ...] = ()
 
 
-def like_pattern(pattern: str) -> str:
-    """A DICOM wildcard pattern as a ``LIKE`` pattern with ``\\`` as the escape character.
+@dataclass(frozen=True, slots=True)
+class SeriesPart:
+    num_instances: int
+    attrs_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One result: its UIDs and the stored objects of the levels the resource returns."""
+
+    study_uid: str
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    study: StudyPart | None = None
+    series: SeriesPart | None = None
+    instance_json: bytes | None = None
+
+
+def like_pattern(pattern: str, escape: str = ESCAPE) -> str:
+    """A DICOM wildcard pattern as a ``LIKE`` pattern with ``escape`` as the escape character.
 
     >>> like_pattern("*MUL?ER*")
     '%MUL_ER%'
     >>> like_pattern("50%_a\\\\b*")
     '50\\\\%\\\\_a\\\\\\\\b%'
+    >>> like_pattern("a!b%", "!")
+    'a!!b!%'
     """
     out = []
     for c in pattern:
-        if c in ("%", "_", ESCAPE):
-            out.append(ESCAPE + c)
+        if c in ("%", "_", escape):
+            out.append(escape + c)
         elif c == "*":
             out.append("%")
         elif c == "?":
@@ -71,6 +152,15 @@ def like_pattern(pattern: str) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+def literal_like(text: str, escape: str = ESCAPE) -> str:
+    """``text`` with the ``LIKE`` metacharacters escaped (no wildcards at all).
+
+    >>> literal_like("A*B%")
+    'A*B\\\\%'
+    """
+    return "".join(escape + c if c in ("%", "_", escape) else c for c in text)
 
 
 def glob_pattern(pattern: str) -> str:
@@ -82,88 +172,224 @@ def glob_pattern(pattern: str) -> str:
     return "".join("[[]" if c == "[" else c for c in pattern)
 
 
-def _condition(
-    column: Any, matcher: Matcher, *, pn: bool, sqlite: bool
-) -> ColumnElement[bool] | None:
+def _wildcard(column: Any, pattern: str, *, sqlite: bool) -> ColumnElement[bool]:
+    if sqlite:
+        glob: ColumnElement[bool] = column.op("GLOB")(glob_pattern(pattern))
+        return glob
+    like: ColumnElement[bool] = column.like(like_pattern(pattern), escape=ESCAPE)
+    return like
+
+
+def _multi(column: Any, matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+    """QIDO-13 on a backslash-joined column: any one of its values matches."""
+    framed = literal("\\") + column + literal("\\")
+    if isinstance(matcher, Single | ValueList):
+        values = (matcher.value,) if isinstance(matcher, Single) else matcher.values
+        finder = func.instr if sqlite else func.strpos
+        return or_(false(), *(finder(framed, "\\" + v + "\\") > 0 for v in values))
+    if isinstance(matcher, Wildcard):
+        if sqlite:
+            glob: ColumnElement[bool] = framed.op("GLOB")(
+                "*\\" + glob_pattern(matcher.pattern) + "\\*"
+            )
+            return glob
+        pattern = "%\\" + like_pattern(matcher.pattern, MULTI_ESCAPE) + "\\%"
+        like: ColumnElement[bool] = framed.like(pattern, escape=MULTI_ESCAPE)
+        return like
+    return None
+
+
+def _fuzzy(column: Any, words: Sequence[str]) -> ColumnElement[bool]:
+    """QIDO-14: each word the prefix of a component (``^``, ``=`` or space separated)."""
+    components = literal("^") + func.replace(func.replace(column, "=", "^"), " ", "^")
+    return and_(
+        true(), *(components.like("%^" + literal_like(w) + "%", escape=ESCAPE) for w in words)
+    )
+
+
+def _condition(key: str, matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+    column = COLUMNS[key]
+    pn = key in _PN_KEYS
     if isinstance(matcher, Universal):
         return None
+    if key in _MULTI_KEYS:
+        return _multi(column, matcher, sqlite=sqlite)
     if isinstance(matcher, Single):
         equal: ColumnElement[bool] = column == (
             normalize_pn(matcher.value) if pn else matcher.value
         )
         return equal
+    if isinstance(matcher, Number):
+        number: ColumnElement[bool] = column == matcher.value
+        return number
     if isinstance(matcher, Wildcard):
-        pattern = normalize_pn(matcher.pattern) if pn else matcher.pattern
-        if sqlite:
-            glob: ColumnElement[bool] = column.op("GLOB")(glob_pattern(pattern))
-            return glob
-        like: ColumnElement[bool] = column.like(like_pattern(pattern), escape=ESCAPE)
-        return like
+        return _wildcard(
+            column, normalize_pn(matcher.pattern) if pn else matcher.pattern, sqlite=sqlite
+        )
+    if isinstance(matcher, FuzzyName):
+        return _fuzzy(column, matcher.words)
     if isinstance(matcher, ValueList):
         among: ColumnElement[bool] = column.in_(matcher.values)
         return among
-    if isinstance(matcher, DateRange):
+    if isinstance(matcher, DateRange | TimeRange):
         parts = []
         if matcher.low is not None:
             parts.append(column >= matcher.low)
         if matcher.high is not None:
             parts.append(column <= matcher.high)
         return and_(true(), *parts)
+    if isinstance(matcher, DateTimeRange):
+        time = func.coalesce(COLUMNS[matcher.time_key], "")
+        parts = []
+        if matcher.low is not None:
+            d, t = matcher.low
+            parts.append(or_(column > d, and_(column == d, time >= t)))
+        if matcher.high is not None:
+            d, t = matcher.high
+            parts.append(or_(column < d, and_(column == d, time <= t)))
+        return and_(true(), *parts)
     raise TypeError(f"unknown matcher {matcher!r}")
 
 
-def _study_conditions(query: Query, *, sqlite: bool) -> list[ColumnElement[bool]]:
+def _modalities_condition(matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+    """QIDO-13: some series of the study has a listed modality (an alias: the outer query may
+    already range over ``series``)."""
+    other = Series.__table__.alias("study_series")
+    column = other.c.modality
+    if isinstance(matcher, ValueList):
+        among: ColumnElement[bool] = column.in_(matcher.values)
+    elif isinstance(matcher, Wildcard):
+        among = _wildcard(column, matcher.pattern, sqlite=sqlite)
+    elif isinstance(matcher, Single):
+        among = column == matcher.value
+    else:
+        return None
+    found: ColumnElement[bool] = (
+        exists().where(other.c.study_id == Study.id, among).correlate(Study)
+    )
+    return found
+
+
+def restriction_conditions(restrict: StudyRestriction | None) -> list[ColumnElement[bool]]:
+    """The study-table conditions of a scoped grant (applied at every level)."""
+    if restrict is None:
+        return []
     conditions: list[ColumnElement[bool]] = []
-    for keyword, matcher in query.filters.items():
-        if keyword == "ModalitiesInStudy":
-            if isinstance(matcher, ValueList):
-                conditions.append(
-                    exists()
-                    .where(Series.study_id == Study.id, Series.modality.in_(matcher.values))
-                    .correlate(Study)
-                )
-            continue
-        condition = _condition(
-            _STUDY_COLUMNS[keyword], matcher, pn=keyword in _PN_KEYS, sqlite=sqlite
-        )
-        if condition is not None:
-            conditions.append(condition)
+    if restrict.study_uids is not None:
+        conditions.append(Study.study_uid.in_(sorted(restrict.study_uids)))
+    if restrict.patient_ids is not None:
+        conditions.append(Study.patient_id.in_(sorted(restrict.patient_ids)))
     return conditions
 
 
-async def search_studies(
-    conn: AsyncConnection, query: Query, *, limit: int, offset: int
-) -> tuple[list[StudyHit], int]:
-    """The page ``[offset, offset + limit)`` of the studies matching ``query``, and the total."""
-    conditions = _study_conditions(query, sqlite=conn.dialect.name == "sqlite")
-    total = (
-        await conn.execute(select(func.count()).select_from(Study).where(*conditions))
-    ).scalar_one()
-    if total <= offset or limit == 0:
-        return [], total
-    rows = (
-        await conn.execute(
-            select(
-                Study.id, Study.study_uid, Study.num_series, Study.num_instances, Study.attrs_json
+def conditions(
+    query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None
+) -> list[ColumnElement[bool]]:
+    """Every condition of ``query``: match keys, path UIDs and the restriction."""
+    out: list[ColumnElement[bool]] = []
+    for key, matcher in query.filters.items():
+        if key == "ModalitiesInStudy":
+            condition = _modalities_condition(matcher, sqlite=sqlite)
+        else:
+            condition = _condition(key, matcher, sqlite=sqlite)
+        if condition is not None:
+            out.append(condition)
+    if query.study_uid is not None:
+        out.append(Study.study_uid == query.study_uid)
+    if query.series_uid is not None:
+        out.append(Series.series_uid == query.series_uid)
+    out.extend(restriction_conditions(restrict))
+    return out
+
+
+def _from(stmt: Select[Any], level: Level) -> Select[Any]:
+    if level is Level.STUDY:
+        return stmt.select_from(Study)
+    if level is Level.SERIES:
+        return stmt.select_from(Series).join(Study, Series.study_id == Study.id)
+    return (
+        stmt.select_from(Instance)
+        .join(Series, Instance.series_id == Series.id)
+        .join(Study, Instance.study_id == Study.id)
+    )
+
+
+def _order(resource: Resource) -> list[Any]:
+    """A stable order per resource (QIDO-18); the primary key breaks every tie."""
+    if resource is Resource.STUDIES:
+        return [Study.study_date.desc().nulls_last(), Study.id]
+    if resource is Resource.STUDY_SERIES:
+        return [Series.series_number.nulls_last(), Series.id]
+    if resource is Resource.SERIES:
+        return [Series.id]
+    if resource is Resource.SERIES_INSTANCES:
+        return [Instance.instance_number.nulls_last(), Instance.id]
+    if resource is Resource.STUDY_INSTANCES:
+        return [Instance.series_id, Instance.instance_number.nulls_last(), Instance.id]
+    return [Instance.id]
+
+
+async def search(
+    conn: AsyncConnection,
+    query: Query,
+    *,
+    limit: int,
+    offset: int,
+    restrict: StudyRestriction | None = None,
+) -> tuple[list[Hit], int]:
+    """The page ``[offset, offset + limit)`` of what matches ``query``, and the total count."""
+    level = query.level
+    where = conditions(query, sqlite=conn.dialect.name == "sqlite", restrict=restrict)
+    returned = query.resource.returned_levels
+    want_study = Level.STUDY in returned
+    want_series = Level.SERIES in returned
+    columns: list[Any] = [Study.study_uid]
+    if want_study:
+        columns += [
+            Study.id.label("st_id"),
+            Study.num_series.label("st_series"),
+            Study.num_instances.label("st_instances"),
+            Study.attrs_json.label("st_json"),
+        ]
+    if level is not Level.STUDY:
+        columns.append(Series.series_uid)
+        if want_series:
+            columns += [
+                Series.num_instances.label("se_instances"),
+                Series.attrs_json.label("se_json"),
+            ]
+    if level is Level.INSTANCE:
+        columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
+    rows: Sequence[Any] = []
+    if limit > 0:
+        stmt = _from(select(*columns), level).where(*where).order_by(*_order(query.resource))
+        rows = (await conn.execute(stmt.limit(limit).offset(offset))).all()
+    if rows and len(rows) < limit:
+        total = offset + len(rows)
+    elif not rows and offset == 0 and limit > 0:
+        total = 0
+    else:
+        count = _from(select(func.count()), level).where(*where)
+        total = (await conn.execute(count)).scalar_one()
+    modalities = await _modalities(conn, [r.st_id for r in rows]) if want_study else {}
+    hits = []
+    for r in rows:
+        study = series = None
+        if want_study:
+            mods = tuple(sorted(modalities.get(r.st_id, ())))
+            study = StudyPart(r.st_id, r.st_series, r.st_instances, r.st_json, mods)
+        if want_series:
+            series = SeriesPart(r.se_instances, r.se_json)
+        hits.append(
+            Hit(
+                study_uid=r.study_uid,
+                series_uid=r.series_uid if level is not Level.STUDY else None,
+                sop_uid=r.sop_uid if level is Level.INSTANCE else None,
+                study=study,
+                series=series,
+                instance_json=r.instance_json if level is Level.INSTANCE else None,
             )
-            .where(*conditions)
-            .order_by(Study.study_date.desc().nulls_last(), Study.id)
-            .limit(limit)
-            .offset(offset)
         )
-    ).all()
-    modalities = await _modalities(conn, [r.id for r in rows])
-    hits = [
-        StudyHit(
-            r.id,
-            r.study_uid,
-            r.num_series,
-            r.num_instances,
-            r.attrs_json,
-            tuple(sorted(modalities.get(r.id, ()))),
-        )
-        for r in rows
-    ]
     return hits, total
 
 
@@ -172,7 +398,7 @@ async def _modalities(conn: AsyncConnection, study_ids: Sequence[int]) -> dict[i
         return {}
     result = await conn.execute(
         select(Series.study_id, Series.modality)
-        .where(Series.study_id.in_(study_ids), Series.modality.is_not(None))
+        .where(Series.study_id.in_(sorted(set(study_ids))), Series.modality.is_not(None))
         .group_by(Series.study_id, Series.modality)
     )
     found: dict[int, set[str]] = {}

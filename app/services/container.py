@@ -89,7 +89,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
         retrieve=RetrieveService(db, store),
-        query=QueryService(db),
+        query=QueryService(
+            db,
+            max_results=settings.qido_max_results,
+            max_instance_results=settings.qido_max_instance_results,
+        ),
     )
     try:
         yield services
