@@ -13,10 +13,15 @@ successfully, but there were zero results") covers it.
 
 ``Warning: 299`` headers tell about ignored attributes, unsupported matching options and the
 results left for a later page (QIDO-02/14/18); ``X-Total-Count`` gives the number of matches.
-Query values are percent-decoded exactly once, as UTF-8, by Starlette (CS-03, issue point 4).
+Query values are percent-decoded exactly once and then read as UTF-8 (CS-03, issue point 4) by
+:func:`query_items`, from the raw query bytes: a value a client sent unescaped (``^``, ``*``,
+``,``, ``/``, even raw UTF-8) and one it percent-encoded give the same text, and bytes that are not
+UTF-8 are a 400 naming the parameter (Starlette's own parser would read raw UTF-8 as Latin-1 and
+replace invalid sequences silently).
 """
 
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi import APIRouter, Path, Request
@@ -27,7 +32,7 @@ from app.api.negotiation import parse_accept
 from app.api.urls import service_base
 from app.dicom.query import Resource, parse_qido
 from app.dicom.uids import validate_uid
-from app.errors import NotAcceptable
+from app.errors import BadRequest, NotAcceptable
 
 router = APIRouter(tags=["qido"])
 
@@ -45,6 +50,36 @@ def _responses(what: str) -> dict[int | str, dict[str, Any]]:
         400: {"description": "malformed query parameter or path UID"},
         406: {"description": "only application/dicom+json can be produced"},
     }
+
+
+def query_items(raw: bytes) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of a raw query string, each decoded once (``+`` is a space).
+
+    >>> query_items(b"PatientName=M%C3%BCller%5EJ*&StudyDate=&x")
+    [('PatientName', 'Müller^J*'), ('StudyDate', ''), ('x', '')]
+    >>> query_items("PatientName=Müller^J%2C%252C".encode())
+    [('PatientName', 'Müller^J,%2C')]
+    >>> query_items(b"PatientName=%FF")
+    Traceback (most recent call last):
+    ...
+    app.errors.BadRequest: PatientName: value is not percent-encoded UTF-8
+    """
+    items: list[tuple[str, str]] = []
+    for field in raw.split(b"&"):
+        if not field:
+            continue
+        name_raw, _, value_raw = field.partition(b"=")
+        name = _decode(name_raw, None)
+        items.append((name, _decode(value_raw, name)))
+    return items
+
+
+def _decode(raw: bytes, name: str | None) -> str:
+    try:
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        what = "a query parameter name" if name is None else f"{name[:64]}: value"
+        raise BadRequest(f"{what} is not percent-encoded UTF-8") from None
 
 
 def _check_accept(value: str | None) -> None:
@@ -65,7 +100,7 @@ async def _search(
 ) -> Response:
     _check_accept(request.headers.get("accept"))
     query = parse_qido(
-        request.query_params.multi_items(),
+        query_items(request.scope.get("query_string", b"")),
         resource=resource,
         study_uid=None if study is None else validate_uid(study, "StudyInstanceUID"),
         series_uid=None if series is None else validate_uid(series, "SeriesInstanceUID"),

@@ -397,10 +397,11 @@ def parse_date_range(value: str, name: str) -> DateRange:
     return DateRange(low, high)
 
 
-def parse_time_range(value: str, name: str) -> TimeRange:
+def parse_time_range(value: str, name: str, *, ordered: bool = True) -> TimeRange:
     """A TM value or range, partial precision allowed (QIDO-10); else :class:`BadRequest`.
 
-    A single value matches every time within its precision.
+    A single value matches every time within its precision. ``ordered=False`` allows a low bound
+    after the high one (it is then half of a combined date-time range, QIDO-11).
 
     >>> parse_time_range("10", "StudyTime")
     TimeRange(low='100000.000000', high='105959.999999')
@@ -423,7 +424,7 @@ def parse_time_range(value: str, name: str) -> TimeRange:
     high = normalize_tm_upper(parts[1]) if parts[1] else None
     if (parts[0] and low is None) or (parts[1] and high is None):
         raise error
-    if low is not None and high is not None and low > high:
+    if ordered and low is not None and high is not None and low > high:
         raise error
     return TimeRange(low, high)
 
@@ -475,7 +476,7 @@ def _matcher(key: Key, value: str, *, fuzzy: bool) -> Matcher:
     if key.vr == "DA":
         return parse_date_range(value, name)
     if key.vr == "TM":
-        return parse_time_range(value, name)
+        return parse_time_range(value, name, ordered=False)
     if key.vr in ("IS", "US"):
         text = value.strip()
         if not re.fullmatch(r"[+-]?[0-9]{1,10}", text, re.ASCII):
@@ -537,6 +538,14 @@ def _combine_date_time(filters: dict[str, Matcher]) -> None:
             raise BadRequest(f"{date_key}/{time_key}: the date-time range is empty")
         filters[date_key] = DateTimeRange(low, high, time_key)
         filters[time_key] = Universal()
+    for name, matcher in filters.items():
+        if (
+            isinstance(matcher, TimeRange)
+            and matcher.low
+            and matcher.high
+            and matcher.low > matcher.high
+        ):
+            raise BadRequest(f"{name}: invalid time range (the low bound is after the high)")
 
 
 def parse_qido(
