@@ -62,7 +62,7 @@ WILDCARD_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC",
 #: the most UIDs (or codes) one list match key may hold; more is a 400, not a huge statement
 MAX_LIST_ITEMS: Final = 1000
 #: the longest match key value accepted (longer ones are a 400, not a slow LIKE)
-MAX_VALUE_LENGTH: Final = 65536
+MAX_VALUE_LENGTH: Final = 16384
 
 
 class Resource(StrEnum):

@@ -558,3 +558,83 @@ async def test_percent_encoded_utf8_round_trip(world: World) -> None:
     [item] = response.json()
     assert item["00100010"]["Value"] == [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]
     assert quote("山田") in str(response.request.url)
+
+
+# --- the exact query shapes OHIF v3 sends (QIDO-27) ---
+
+OHIF_LIST = (
+    "limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060%2C00080090%2C00100030"
+)
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ("PatientName=*ller*", ["S1"]),
+        ("00100020=*ID-2*", ["S2"]),
+        ("StudyDate=20240116-20240131", ["S2", "S3"]),
+        ("ModalitiesInStudy=", ["S1", "S2", "S3", "S4"]),
+        (
+            "PatientName=*o*&00100020=*PID*&StudyDate=20240101-20241231&ModalitiesInStudy=",
+            ["S2", "S3"],
+        ),
+    ],
+)
+async def test_ohif_study_list(world: World, filters: str, expected: list[str]) -> None:
+    response = await world.http.get(f"{ROOT}/studies?{OHIF_LIST}&{filters}")
+    assert sorted(_labels(response, "studies")) == expected
+    assert _warnings(response) == []
+    for item in response.json():
+        for tag in ("00081030", "00080090", "00100030", "00080061", "00201208"):
+            assert tag in item
+        assert "00080060" not in item  # a series attribute is never returned on /studies
+
+
+async def test_ohif_series_and_prior_studies(world: World) -> None:
+    response = await world.http.get(
+        _path("studies/{S1}/series") + "?includefield=0008103E%2C00080021"
+    )
+    items = response.json()
+    assert [i["0008103E"]["Value"] for i in items] == [["AXIAL"], ["SAG T1"]]
+    assert [i["00080021"]["Value"] for i in items] == [["20240115"], ["20240115"]]
+    assert _warnings(response) == []
+    priors = await world.http.get(f"{ROOT}/studies?00100020=PID-1")
+    assert _labels(priors, "studies") == ["S1"]
+
+
+# --- hostile input: never a 500, never a hang ---
+
+
+@pytest.mark.parametrize("resource", ["studies", "series", "instances"])
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ([("PatientID", "x" * 10_000)], 204),
+        ([("PatientName", "*" + "y" * 10_000 + "*")], 204),
+        ([("PatientName", "z" * 10_000), ("fuzzymatching", "true")], 204),
+        ([("PatientID", "' OR '1'='1")], 204),
+        ([("PatientID", "%")], 204),
+        ([("PatientID", "_")], 204),
+        ([("PatientID", "\\")], 204),
+        ([("PatientName", "%^_"), ("fuzzymatching", "true")], 204),
+        ([("PatientName", "Robert'); DROP TABLE study;--")], 204),
+        ([("PatientID", "x" * 20_000)], 400),
+        ([("StudyInstanceUID", ",".join(f"1.2.{i}" for i in range(1000)))], 204),
+        ([("StudyInstanceUID", ",".join(f"1.2.{i}" for i in range(1001)))], 400),
+        ([("ModalitiesInStudy", ",".join(f"M{i}" for i in range(1001)))], 400),
+        ([("StudyDate", "2" * 10_000)], 400),
+        ([("StudyTime", "1" * 10_000)], 400),
+        ([("includefield", ",".join(["PatientID"] * 5000))], 200),
+        ([("limit", "9" * 30)], 400),
+        ([("a" * 10_000, "1")], 400),
+        ([("PatientName." * 20 + "PatientID", "1")], 400),
+    ],
+)
+async def test_hostile_input(
+    world: World, resource: str, params: list[tuple[str, str]], status: int
+) -> None:
+    response = await world.http.get(_path(resource), params=params)
+    assert response.status_code == status, response.text[:300]
+    if status == 400:
+        assert response.json()["detail"]
+    assert len(_labels(await world.http.get(_path("studies")), "studies")) == 4
