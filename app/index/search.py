@@ -10,9 +10,9 @@ A search at the series or instance level joins its parents (series -> study, ins
 and study), so study and series keys, the path UIDs and the caller's
 :class:`~app.dicom.query.StudyRestriction` all become conditions of one statement.
 
-A page is one statement in a stable order (QIDO-18), plus, only when the page is full or empty
-past an offset, a ``COUNT(*)`` for the total, plus, when study objects are returned, the distinct
-series modalities of the studies on the page in one grouped query (no N+1).
+A page is one statement in a stable order (QIDO-18), ModalitiesInStudy included as a correlated
+subquery (no N+1, no second round trip), plus, only when the page is full or empty past an
+offset, a ``COUNT(*)`` for the total.
 """
 
 from collections.abc import Sequence
@@ -52,7 +52,14 @@ from app.dicom.query import (
 from app.dicom.text import normalize_pn
 from app.index.models import Instance, Series, Study
 
-__all__ = ["Hit", "glob_pattern", "like_pattern", "search"]
+__all__ = [
+    "Hit",
+    "count_statement",
+    "glob_pattern",
+    "like_pattern",
+    "page_statement",
+    "search",
+]
 
 ESCAPE = "\\"
 #: escape character inside multi-valued columns, whose delimiter is the backslash
@@ -329,6 +336,62 @@ def _order(resource: Resource) -> list[Any]:
     return [Instance.id]
 
 
+def _modalities_column(*, sqlite: bool) -> Any:
+    """ModalitiesInStudy of the outer study row, comma-joined, as a correlated subquery."""
+    other = Series.__table__.alias("mods")
+    distinct = other.c.modality.distinct()
+    joined = func.group_concat(distinct) if sqlite else func.string_agg(distinct, literal(","))
+    return (
+        select(joined)
+        .where(other.c.study_id == Study.id)
+        .correlate(Study)
+        .scalar_subquery()
+        .label("st_modalities")
+    )
+
+
+def page_statement(
+    query: Query,
+    *,
+    limit: int,
+    offset: int,
+    sqlite: bool,
+    restrict: StudyRestriction | None = None,
+) -> Select[Any]:
+    """The one statement of a page: matches, in the resource's stable order (QIDO-18)."""
+    level = query.level
+    returned = query.resource.returned_levels
+    columns: list[Any] = [Study.study_uid]
+    if Level.STUDY in returned:
+        columns += [
+            Study.id.label("st_id"),
+            Study.num_series.label("st_series"),
+            Study.num_instances.label("st_instances"),
+            Study.attrs_json.label("st_json"),
+            _modalities_column(sqlite=sqlite),
+        ]
+    if level is not Level.STUDY:
+        columns.append(Series.series_uid)
+        if Level.SERIES in returned:
+            columns += [
+                Series.num_instances.label("se_instances"),
+                Series.attrs_json.label("se_json"),
+            ]
+    if level is Level.INSTANCE:
+        columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
+    where = conditions(query, sqlite=sqlite, restrict=restrict)
+    stmt = _from(select(*columns), level).where(*where).order_by(*_order(query.resource))
+    return stmt.limit(limit).offset(offset)
+
+
+def count_statement(
+    query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None
+) -> Select[Any]:
+    """How many match in all (only run when the page does not tell)."""
+    where = conditions(query, sqlite=sqlite, restrict=restrict)
+    return _from(select(func.count()), query.level).where(*where)
+
+
 async def search(
     conn: AsyncConnection,
     query: Query,
@@ -337,46 +400,31 @@ async def search(
     offset: int,
     restrict: StudyRestriction | None = None,
 ) -> tuple[list[Hit], int]:
-    """The page ``[offset, offset + limit)`` of what matches ``query``, and the total count."""
+    """The page ``[offset, offset + limit)`` of what matches ``query``, and the total count.
+
+    The count query runs only when the page is full or empty past an offset: a short page
+    already says how many match.
+    """
     level = query.level
-    where = conditions(query, sqlite=conn.dialect.name == "sqlite", restrict=restrict)
-    returned = query.resource.returned_levels
-    want_study = Level.STUDY in returned
-    want_series = Level.SERIES in returned
-    columns: list[Any] = [Study.study_uid]
-    if want_study:
-        columns += [
-            Study.id.label("st_id"),
-            Study.num_series.label("st_series"),
-            Study.num_instances.label("st_instances"),
-            Study.attrs_json.label("st_json"),
-        ]
-    if level is not Level.STUDY:
-        columns.append(Series.series_uid)
-        if want_series:
-            columns += [
-                Series.num_instances.label("se_instances"),
-                Series.attrs_json.label("se_json"),
-            ]
-    if level is Level.INSTANCE:
-        columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
+    sqlite = conn.dialect.name == "sqlite"
+    want_study = Level.STUDY in query.resource.returned_levels
+    want_series = Level.SERIES in query.resource.returned_levels
     rows: Sequence[Any] = []
     if limit > 0:
-        stmt = _from(select(*columns), level).where(*where).order_by(*_order(query.resource))
-        rows = (await conn.execute(stmt.limit(limit).offset(offset))).all()
+        stmt = page_statement(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
+        rows = (await conn.execute(stmt)).all()
     if rows and len(rows) < limit:
         total = offset + len(rows)
     elif not rows and offset == 0 and limit > 0:
         total = 0
     else:
-        count = _from(select(func.count()), level).where(*where)
+        count = count_statement(query, sqlite=sqlite, restrict=restrict)
         total = (await conn.execute(count)).scalar_one()
-    modalities = await _modalities(conn, [r.st_id for r in rows]) if want_study else {}
     hits = []
     for r in rows:
         study = series = None
         if want_study:
-            mods = tuple(sorted(modalities.get(r.st_id, ())))
+            mods = tuple(sorted(set(r.st_modalities.split(",")))) if r.st_modalities else ()
             study = StudyPart(r.st_id, r.st_series, r.st_instances, r.st_json, mods)
         if want_series:
             series = SeriesPart(r.se_instances, r.se_json)
@@ -391,18 +439,3 @@ async def search(
             )
         )
     return hits, total
-
-
-async def _modalities(conn: AsyncConnection, study_ids: Sequence[int]) -> dict[int, set[str]]:
-    if not study_ids:
-        return {}
-    result = await conn.execute(
-        select(Series.study_id, Series.modality)
-        .where(Series.study_id.in_(sorted(set(study_ids))), Series.modality.is_not(None))
-        .group_by(Series.study_id, Series.modality)
-    )
-    found: dict[int, set[str]] = {}
-    for study_id, modality in result:
-        if modality is not None:
-            found.setdefault(study_id, set()).add(modality)
-    return found

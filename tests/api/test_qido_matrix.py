@@ -633,7 +633,7 @@ async def test_ohif_series_and_prior_studies(world: World) -> None:
 async def test_hostile_input(
     world: World, resource: str, params: list[tuple[str, str]], status: int
 ) -> None:
-    response = await world.http.get(_path(resource), params=params)
+    response = await world.http.get(_path(resource), params=tuple(params))
     assert response.status_code == status, response.text[:300]
     if status == 400:
         assert response.json()["detail"]
