@@ -309,16 +309,35 @@ def conditions(
     return out
 
 
-def _from(stmt: Select[Any], level: Level) -> Select[Any]:
+def _tables_used(query: Query, restrict: StudyRestriction | None) -> set[str]:
+    """The tables the conditions of ``query`` read (the ones a page must join)."""
+    used: set[str] = set()
+    for key, matcher in query.filters.items():
+        if isinstance(matcher, Universal):
+            continue
+        used.add("study" if key == "ModalitiesInStudy" else COLUMNS[key].table.name)
+    if query.study_uid is not None or (restrict is not None and not restrict.unrestricted):
+        used.add("study")
+    if query.series_uid is not None:
+        used.add("series")
+    return used
+
+
+def _from(stmt: Select[Any], level: Level, tables: set[str] | None = None) -> Select[Any]:
+    """``stmt`` over the level's table joined to the parents in ``tables`` (all if None)."""
     if level is Level.STUDY:
         return stmt.select_from(Study)
     if level is Level.SERIES:
-        return stmt.select_from(Series).join(Study, Series.study_id == Study.id)
-    return (
-        stmt.select_from(Instance)
-        .join(Series, Instance.series_id == Series.id)
-        .join(Study, Instance.study_id == Study.id)
-    )
+        stmt = stmt.select_from(Series)
+        if tables is None or "study" in tables:
+            stmt = stmt.join(Study, Series.study_id == Study.id)
+        return stmt
+    stmt = stmt.select_from(Instance)
+    if tables is None or "series" in tables:
+        stmt = stmt.join(Series, Instance.series_id == Series.id)
+    if tables is None or "study" in tables:
+        stmt = stmt.join(Study, Instance.study_id == Study.id)
+    return stmt
 
 
 def _order(resource: Resource) -> list[Any]:
@@ -358,8 +377,25 @@ def page_statement(
     sqlite: bool,
     restrict: StudyRestriction | None = None,
 ) -> Select[Any]:
-    """The one statement of a page: matches, in the resource's stable order (QIDO-18)."""
+    """The one statement of a page: matches, in the resource's stable order (QIDO-18).
+
+    An inner query finds the primary keys of the page, joining only the parent tables the
+    conditions read and carrying only the sort keys; the outer query then reads the stored JSON
+    and computes ModalitiesInStudy for those rows alone (never for rows skipped by the offset).
+    """
     level = query.level
+    pk = {Level.STUDY: Study.id, Level.SERIES: Series.id, Level.INSTANCE: Instance.id}[level]
+    order = _order(query.resource)
+    where = conditions(query, sqlite=sqlite, restrict=restrict)
+    tables = _tables_used(query, restrict) | {c.table.name for c in _order_columns(order)}
+    page = (
+        _from(select(pk.label("pk")), level, tables)
+        .where(*where)
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+        .subquery("page")
+    )
     returned = query.resource.returned_levels
     columns: list[Any] = [Study.study_uid]
     if Level.STUDY in returned:
@@ -379,9 +415,19 @@ def page_statement(
             ]
     if level is Level.INSTANCE:
         columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
-    where = conditions(query, sqlite=sqlite, restrict=restrict)
-    stmt = _from(select(*columns), level).where(*where).order_by(*_order(query.resource))
-    return stmt.limit(limit).offset(offset)
+    outer = _from(select(*columns), level).join(page, page.c.pk == pk)
+    return outer.order_by(*order)
+
+
+def _order_columns(order: list[Any]) -> list[Any]:
+    """The table columns inside ORDER BY clauses (``desc()``/``nulls_last()`` unwrapped)."""
+    out = []
+    for clause in order:
+        element = clause
+        while hasattr(element, "element") and not hasattr(element, "table"):
+            element = element.element
+        out.append(element)
+    return out
 
 
 def count_statement(
@@ -389,7 +435,8 @@ def count_statement(
 ) -> Select[Any]:
     """How many match in all (only run when the page does not tell)."""
     where = conditions(query, sqlite=sqlite, restrict=restrict)
-    return _from(select(func.count()), query.level).where(*where)
+    tables = _tables_used(query, restrict)
+    return _from(select(func.count()), query.level, tables).where(*where)
 
 
 async def search(
