@@ -4,7 +4,8 @@
 ``/studies/{study}/series/{series}/instances`` and ``/instances``. Each route parses its query
 parameters into a :class:`~app.dicom.query.Query` (400 naming the parameter when malformed, 400
 for a malformed path UID), makes one query-service call and renders the page as one
-``application/dicom+json`` array (QIDO-19), or 204 with an empty body when nothing matches.
+``application/dicom+json`` array (QIDO-19), or 204 with an empty body when nothing matches
+(``LIGHTBOX_QIDO_EMPTY_STATUS=200`` answers ``200 []`` instead, as Orthanc does).
 
 A path UID is a match key of the search (§10.6.1.2): an unknown study or series in the path
 is a search with no match, answered like any other (204), not a 404 — PS3.18 defines no "parent
@@ -113,7 +114,7 @@ async def _search(
         warnings.append(
             f"299 {base}: There are {remaining} additional results that can be requested"
         )
-    if not items:
+    if not items and settings.qido_empty_status == 204:
         response = Response(status_code=204)
     else:
         response = Response(orjson.dumps(items), media_type=DICOM_JSON)

@@ -638,3 +638,14 @@ async def test_hostile_input(
     if status == 400:
         assert response.json()["detail"]
     assert len(_labels(await world.http.get(_path("studies")), "studies")) == 4
+
+
+async def test_empty_status_setting(database_url: str, tmp_path: Path) -> None:
+    """QIDO-19: 204 by default; ``LIGHTBOX_QIDO_EMPTY_STATUS=200`` answers ``200 []``."""
+    settings = make_settings(database_url, tmp_path / "d", qido_empty_status=200)
+    async with app_client(settings) as (_, http):
+        response = await http.get(f"{ROOT}/studies?PatientID=nobody")
+        assert response.status_code == 200
+        assert response.json() == []
+        assert response.headers["content-type"].startswith("application/dicom+json")
+        assert response.headers["x-total-count"] == "0"
