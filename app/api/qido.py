@@ -117,7 +117,7 @@ async def _search(
     if not items and settings.qido_empty_status == 204:
         response = Response(status_code=204)
     else:
-        response = Response(orjson.dumps(items), media_type=DICOM_JSON)
+        response = Response(orjson.dumps(items, option=orjson.OPT_SORT_KEYS), media_type=DICOM_JSON)
     response.headers.append("X-Total-Count", str(total))
     for warning in warnings:
         response.headers.append("Warning", warning)

@@ -101,6 +101,9 @@ COLUMNS: dict[str, Any] = {
     "NumberOfFrames": Instance.number_of_frames,
 }
 _PN_KEYS = frozenset({"PatientName", "ReferringPhysicianName"})
+#: aliases of ``series`` for the ModalitiesInStudy subqueries (built once: aliasing is costly)
+_STUDY_SERIES: Any = Series.__table__.alias("study_series")
+_MODS: Any = Series.__table__.alias("mods")
 _MULTI_KEYS = frozenset(
     {
         "RequestAttributesSequence.ScheduledProcedureStepID",
@@ -261,7 +264,7 @@ def _condition(key: str, matcher: Matcher, *, sqlite: bool) -> ColumnElement[boo
 def _modalities_condition(matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
     """QIDO-13: some series of the study has a listed modality (an alias: the outer query may
     already range over ``series``)."""
-    other = Series.__table__.alias("study_series")
+    other = _STUDY_SERIES
     column = other.c.modality
     if isinstance(matcher, ValueList):
         among: ColumnElement[bool] = column.in_(matcher.values)
@@ -357,7 +360,7 @@ def _order(resource: Resource) -> list[Any]:
 
 def _modalities_column(*, sqlite: bool) -> Any:
     """ModalitiesInStudy of the outer study row, comma-joined, as a correlated subquery."""
-    other = Series.__table__.alias("mods")
+    other = _MODS
     distinct = other.c.modality.distinct()
     joined = func.group_concat(distinct) if sqlite else func.string_agg(distinct, literal(","))
     return (

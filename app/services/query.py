@@ -6,7 +6,7 @@ attributes of QIDO-26 (the counts, ModalitiesInStudy, InstanceAvailability and a
 the result's own level, built from the public base), with every required return key of
 QIDO-21..23 present (empty when unknown, QIDO-25). Unless ``includefield=all``, the object is then
 filtered to the default attributes of its levels plus the match keys and ``includefield`` tags
-(QIDO-16/24). Keys are sorted (JSON-01).
+(QIDO-16/24). The front end serialises with sorted keys (JSON-01).
 
 Every search takes an optional :class:`~app.dicom.query.StudyRestriction`: a scoped caller only
 ever sees studies, series and instances of the studies in its grant (applied in SQL).
@@ -17,7 +17,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from app.dicom.attributes import Level
-from app.dicom.query import Query, Resource, StudyRestriction, vr_of
+from app.dicom.query import Query, StudyRestriction, vr_of
 from app.index.db import Database
 from app.index.search import Hit, search
 
@@ -131,7 +131,8 @@ class QueryService:
             hits, total = await search(
                 conn, query, limit=limit, offset=query.offset, restrict=restrict
             )
-        return SearchResults([_object(hit, query, base_url) for hit in hits], total)
+        shape = _Shape(query)
+        return SearchResults([_object(hit, query, base_url, shape) for hit in hits], total)
 
     async def search_studies(
         self, query: Query, base_url: str, *, restrict: StudyRestriction | None = None
@@ -155,10 +156,35 @@ class QueryService:
         return await self.search(query, base_url, restrict=restrict)
 
 
-def _object(hit: Hit, query: Query, base_url: str) -> dict[str, Any]:
+class _Shape:
+    """What every object of one search looks like: computed once per query, not per result."""
+
+    __slots__ = ("empty", "wanted")
+
+    def __init__(self, query: Query) -> None:
+        returned = query.resource.returned_levels
+        required: dict[int, str] = {}
+        wanted: set[int] = set(query.include) | {0x0020000D, 0x0020000E}
+        if Level.STUDY in returned:
+            required.update(_REQUIRED_STUDY)
+            wanted |= DEFAULT_STUDY_TAGS
+        if Level.SERIES in returned:
+            required.update(_REQUIRED_SERIES)
+            wanted |= DEFAULT_SERIES_TAGS
+        if Level.INSTANCE in returned:
+            required.update(_REQUIRED_INSTANCE)
+            wanted |= DEFAULT_INSTANCE_TAGS
+        if not query.include_all:
+            for tag in query.include:
+                required.setdefault(tag, vr_of(tag))
+        #: attributes present even when unknown (QIDO-25), as (key, empty element)
+        self.empty = tuple((f"{tag:08X}", vr) for tag, vr in required.items())
+        #: keys kept, or None for includefield=all
+        self.wanted = None if query.include_all else frozenset(f"{t:08X}" for t in wanted)
+
+
+def _object(hit: Hit, query: Query, base_url: str, shape: _Shape) -> dict[str, Any]:
     obj: dict[str, Any] = {}
-    wanted: set[int] = set(query.include)
-    required: dict[int, str] = {}
     study_url = f"{base_url}/studies/{hit.study_uid}"
     if hit.study is not None:
         obj.update(orjson.loads(hit.study.attrs_json))
@@ -166,17 +192,11 @@ def _object(hit: Hit, query: Query, base_url: str) -> dict[str, Any]:
         obj["00201208"] = {"vr": "IS", "Value": [hit.study.num_instances]}
         mods = hit.study.modalities
         obj["00080061"] = {"vr": "CS", "Value": list(mods)} if mods else {"vr": "CS"}
-        required.update(_REQUIRED_STUDY)
-        wanted |= DEFAULT_STUDY_TAGS
     if hit.series is not None:
         obj.update(orjson.loads(hit.series.attrs_json))
         obj["00201209"] = {"vr": "IS", "Value": [hit.series.num_instances]}
-        required.update(_REQUIRED_SERIES)
-        wanted |= DEFAULT_SERIES_TAGS
     if hit.instance_json is not None:
         obj.update(orjson.loads(hit.instance_json))
-        required.update(_REQUIRED_INSTANCE)
-        wanted |= DEFAULT_INSTANCE_TAGS
     if query.level is Level.STUDY:
         url = study_url
     elif query.level is Level.SERIES:
@@ -186,16 +206,14 @@ def _object(hit: Hit, query: Query, base_url: str) -> dict[str, Any]:
     obj["00081190"] = {"vr": "UR", "Value": [url]}
     obj["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
     # the path UIDs of a scoped resource are known even when their level is not returned
-    if query.resource in (Resource.STUDY_SERIES, Resource.STUDY_INSTANCES):
+    if hit.study is None:
         obj.setdefault("0020000D", {"vr": "UI", "Value": [hit.study_uid]})
-    if query.resource is Resource.SERIES_INSTANCES:
-        obj.setdefault("0020000D", {"vr": "UI", "Value": [hit.study_uid]})
+    if hit.series is None and hit.series_uid is not None:
         obj.setdefault("0020000E", {"vr": "UI", "Value": [hit.series_uid]})
-    for tag, vr in required.items():
-        obj.setdefault(f"{tag:08X}", {"vr": vr})
-    if not query.include_all:
-        for tag in query.include:
-            obj.setdefault(f"{tag:08X}", {"vr": vr_of(tag)})
-        wanted |= {0x0020000D, 0x0020000E}
-        obj = {key: value for key, value in obj.items() if int(key, 16) in wanted}
-    return dict(sorted(obj.items()))
+    for key, vr in shape.empty:
+        if key not in obj:
+            obj[key] = {"vr": vr}
+    if shape.wanted is not None:
+        wanted = shape.wanted
+        obj = {key: value for key, value in obj.items() if key in wanted}
+    return obj
