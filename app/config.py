@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     qido_max_instance_results: int = Field(
         10000, ge=1, description="most instances one QIDO-RS response holds (QIDO-17)"
     )
+    qido_count_limit: int = Field(
+        10000,
+        ge=0,
+        description="QIDO-RS counts matches exactly up to this many (0: always); beyond, "
+        "X-Total-Count is left out and the Warning says 'more than'",
+    )
     qido_empty_status: Literal[200, 204] = Field(
         204, description="status of a QIDO-RS search without matches: 204 (PS3.18) or 200 []"
     )

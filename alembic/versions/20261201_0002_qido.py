@@ -12,6 +12,8 @@ Create Date: 2026-12-01 21:25:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0002"
@@ -41,8 +43,10 @@ def upgrade() -> None:
             postgresql_using="gin",
             postgresql_ops={column: "gin_trgm_ops"},
         )
+    op.create_index("ix_study_list_order", "study", [sa.column("study_date").desc(), "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_study_list_order", table_name="study")
     for name, _ in reversed(TRIGRAM_INDEXES):
         op.drop_index(name, table_name="study")

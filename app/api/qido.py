@@ -13,7 +13,9 @@ not found" for the Search transaction, and Table 10.6.3-1 ("204 No Content: the 
 successfully, but there were zero results") covers it.
 
 ``Warning: 299`` headers tell about ignored attributes, unsupported matching options and the
-results left for a later page (QIDO-02/14/18); ``X-Total-Count`` gives the number of matches.
+results left for a later page (QIDO-02/14/18); ``X-Total-Count`` gives the number of matches
+when it was counted exactly (up to ``LIGHTBOX_QIDO_COUNT_LIMIT``; beyond, the header is left out
+and the Warning says "more than").
 Query values are percent-decoded exactly once and then read as UTF-8 (CS-03, issue point 4) by
 :func:`query_items`, from the raw query bytes: a value a client sent unescaped (``^``, ``*``,
 ``,``, ``/``, even raw UTF-8) and one it percent-encoded give the same text, and bytes that are not
@@ -107,18 +109,20 @@ async def _search(
         series_uid=None if series is None else validate_uid(series, "SeriesInstanceUID"),
     )
     base = service_base(request, settings)
-    items, total = await services.query.search(query, base)
+    items, total, exact = await services.query.search(query, base)
     warnings = [f"299 {base}: {text}" for text in query.warnings]
     remaining = total - query.offset - len(items)
     if items and remaining > 0:
+        more = "" if exact else "more than "
         warnings.append(
-            f"299 {base}: There are {remaining} additional results that can be requested"
+            f"299 {base}: There are {more}{remaining} additional results that can be requested"
         )
     if not items and settings.qido_empty_status == 204:
         response = Response(status_code=204)
     else:
         response = Response(orjson.dumps(items, option=orjson.OPT_SORT_KEYS), media_type=DICOM_JSON)
-    response.headers.append("X-Total-Count", str(total))
+    if exact:
+        response.headers.append("X-Total-Count", str(total))
     for warning in warnings:
         response.headers.append("Warning", warning)
     return response

@@ -22,6 +22,9 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy import (
+    column as sa_column,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -62,6 +65,8 @@ class Study(Base):
         _trigram("accession_number"),
         _trigram("study_description"),
         _trigram("referring_physician_name_norm"),
+        # the study list's order (StudyDate descending, no date last, then id), migration 0002
+        Index("ix_study_list_order", sa_column("study_date").desc(), "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

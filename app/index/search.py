@@ -30,6 +30,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -391,14 +392,17 @@ def page_statement(
     order = _order(query.resource)
     where = conditions(query, sqlite=sqlite, restrict=restrict)
     tables = _tables_used(query, restrict) | {c.table.name for c in _order_columns(order)}
-    page = (
-        _from(select(pk.label("pk")), level, tables)
-        .where(*where)
-        .order_by(*order)
-        .limit(limit)
-        .offset(offset)
-        .subquery("page")
-    )
+    if query.resource is Resource.STUDIES:
+        page = _study_page(where, limit=limit, offset=offset)
+    else:
+        page = (
+            _from(select(pk.label("pk")), level, tables)
+            .where(*where)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
     returned = query.resource.returned_levels
     columns: list[Any] = [Study.study_uid]
     if Level.STUDY in returned:
@@ -422,6 +426,40 @@ def page_statement(
     return outer.order_by(*order)
 
 
+def _study_page(where: list[ColumnElement[bool]], *, limit: int, offset: int) -> Any:
+    """The keys of a study page in StudyDate-descending order, no date last, then id.
+
+    ``ORDER BY study_date DESC NULLS LAST`` cannot walk an index on both databases (SQLite has
+    no NULLS LAST in index definitions), so the page is the union of two index-ordered
+    branches, each cut at ``offset + limit`` rows: dated studies along ``ix_study_list_order``
+    (``study_date DESC, id``), then undated ones by id. An unfiltered study list then reads
+    ``offset + limit`` index entries instead of sorting the whole table.
+    """
+    depth = offset + limit
+    dated = (
+        select(Study.id.label("pk"), Study.study_date.label("d"), literal(0).label("undated"))
+        .where(*where, Study.study_date.is_not(None))
+        .order_by(Study.study_date.desc(), Study.id)
+        .limit(depth)
+        .subquery("dated")
+    )
+    undated = (
+        select(Study.id.label("pk"), Study.study_date.label("d"), literal(1).label("undated"))
+        .where(*where, Study.study_date.is_(None))
+        .order_by(Study.id)
+        .limit(depth)
+        .subquery("undated")
+    )
+    both = union_all(select(dated), select(undated)).subquery("branches")
+    return (
+        select(both.c.pk)
+        .order_by(both.c.undated, both.c.d.desc(), both.c.pk)
+        .limit(limit)
+        .offset(offset)
+        .subquery("page")
+    )
+
+
 def _order_columns(order: list[Any]) -> list[Any]:
     """The table columns inside ORDER BY clauses (``desc()``/``nulls_last()`` unwrapped)."""
     out = []
@@ -434,12 +472,16 @@ def _order_columns(order: list[Any]) -> list[Any]:
 
 
 def count_statement(
-    query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None
+    query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None, cap: int = 0
 ) -> Select[Any]:
-    """How many match in all (only run when the page does not tell)."""
+    """How many match in all (only run when the page does not tell); with ``cap``, counting
+    stops after ``cap + 1`` matches."""
     where = conditions(query, sqlite=sqlite, restrict=restrict)
     tables = _tables_used(query, restrict)
-    return _from(select(func.count()), query.level, tables).where(*where)
+    if not cap:
+        return _from(select(func.count()), query.level, tables).where(*where)
+    matches = _from(select(literal(1).label("one")), query.level, tables).where(*where)
+    return select(func.count()).select_from(matches.limit(cap + 1).subquery("matches"))
 
 
 async def search(
@@ -449,11 +491,14 @@ async def search(
     limit: int,
     offset: int,
     restrict: StudyRestriction | None = None,
-) -> tuple[list[Hit], int]:
-    """The page ``[offset, offset + limit)`` of what matches ``query``, and the total count.
+    count_limit: int = 0,
+) -> tuple[list[Hit], int, bool]:
+    """The page ``[offset, offset + limit)`` of what matches ``query``, the total count, and
+    whether that count is exact.
 
     The count query runs only when the page is full or empty past an offset: a short page
-    already says how many match.
+    already says how many match. With ``count_limit`` (never below ``offset + limit``) it stops
+    counting past that many matches, and the total is then a lower bound (``exact`` false).
     """
     level = query.level
     sqlite = conn.dialect.name == "sqlite"
@@ -463,13 +508,17 @@ async def search(
     if limit > 0:
         stmt = page_statement(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
         rows = (await conn.execute(stmt)).all()
+    exact = True
     if rows and len(rows) < limit:
         total = offset + len(rows)
     elif not rows and offset == 0 and limit > 0:
         total = 0
     else:
-        count = count_statement(query, sqlite=sqlite, restrict=restrict)
+        cap = max(count_limit, offset + limit) if count_limit else 0
+        count = count_statement(query, sqlite=sqlite, restrict=restrict, cap=cap)
         total = (await conn.execute(count)).scalar_one()
+        if cap and total > cap:
+            total, exact = cap, False
     hits = []
     for r in rows:
         study = series = None
@@ -488,4 +537,4 @@ async def search(
                 instance_json=r.instance_json if level is Level.INSTANCE else None,
             )
         )
-    return hits, total
+    return hits, total, exact

@@ -93,6 +93,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             db,
             max_results=settings.qido_max_results,
             max_instance_results=settings.qido_max_instance_results,
+            count_limit=settings.qido_count_limit,
         ),
     )
     try:

@@ -94,10 +94,12 @@ DEFAULT_INSTANCE_TAGS: Final = (
 
 
 class SearchResults(NamedTuple):
-    """One page of a search: the objects and the total number of matches."""
+    """One page of a search: the objects and the number of matches (a lower bound when not
+    ``exact``: counting stopped at the service's ``count_limit``)."""
 
     items: list[dict[str, Any]]
     total: int
+    exact: bool = True
 
 
 StudyResults = SearchResults
@@ -108,14 +110,21 @@ class QueryService:
 
     ``max_results`` caps study and series pages, ``max_instance_results`` instance pages
     (QIDO-17: a missing limit defaults to the cap, a larger one is reduced to it).
+    ``count_limit`` bounds the work of counting the matches (0: always count them all).
     """
 
     def __init__(
-        self, db: Database, *, max_results: int = 1000, max_instance_results: int = 10000
+        self,
+        db: Database,
+        *,
+        max_results: int = 1000,
+        max_instance_results: int = 10000,
+        count_limit: int = 0,
     ) -> None:
         self._db = db
         self.max_results = max_results
         self.max_instance_results = max_instance_results
+        self.count_limit = count_limit
 
     def page_cap(self, level: Level) -> int:
         """The most results one response of ``level`` may hold."""
@@ -128,11 +137,17 @@ class QueryService:
         cap = self.page_cap(query.level)
         limit = min(query.limit if query.limit is not None else cap, cap)
         async with self._db.read() as conn:
-            hits, total = await search(
-                conn, query, limit=limit, offset=query.offset, restrict=restrict
+            hits, total, exact = await search(
+                conn,
+                query,
+                limit=limit,
+                offset=query.offset,
+                restrict=restrict,
+                count_limit=self.count_limit,
             )
         shape = _Shape(query)
-        return SearchResults([_object(hit, query, base_url, shape) for hit in hits], total)
+        items = [_object(hit, query, base_url, shape) for hit in hits]
+        return SearchResults(items, total, exact)
 
     async def search_studies(
         self, query: Query, base_url: str, *, restrict: StudyRestriction | None = None

@@ -506,11 +506,12 @@ async def test_restriction_at_every_level(
         Level.SERIES: service.search_series,
         Level.INSTANCE: service.search_instances,
     }[query.level]
-    items, total = await search(query, BASE, restrict=restrict)
+    items, total, exact = await search(query, BASE, restrict=restrict)
+    assert exact
     tag = {Level.STUDY: "0020000D", Level.SERIES: "0020000E", Level.INSTANCE: "00080018"}
     assert sorted(LABEL[i[tag[query.level]]["Value"][0]] for i in items) == sorted(expected)
     assert total == len(expected)
-    unrestricted, _ = await search(query, BASE)
+    unrestricted = (await search(query, BASE)).items
     assert len(unrestricted) >= len(expected)
 
 
@@ -649,3 +650,32 @@ async def test_empty_status_setting(database_url: str, tmp_path: Path) -> None:
         assert response.json() == []
         assert response.headers["content-type"].startswith("application/dicom+json")
         assert response.headers["x-total-count"] == "0"
+
+
+async def test_count_limit_setting(database_url: str, tmp_path: Path) -> None:
+    """Counting stops at LIGHTBOX_QIDO_COUNT_LIMIT: no X-Total-Count, a 'more than' Warning."""
+    settings = make_settings(database_url, tmp_path / "d", qido_count_limit=3)
+    async with app_client(settings) as (_, http):
+        parts = [to_bytes(ds) for ds in _datasets()]
+        assert (
+            await http.post(f"{ROOT}/studies", content=multipart(parts), headers=stow_headers())
+        ).status_code == 200
+        response = await http.get(f"{ROOT}/instances?limit=1")
+        assert len(response.json()) == 1
+        assert "x-total-count" not in response.headers
+        assert _warnings(response) == [
+            f"299 {BASE}: There are more than 2 additional results that can be requested"
+        ]
+        # the cap never falls below the page: offset + limit still counts exactly
+        response = await http.get(f"{ROOT}/instances?limit=10")
+        assert response.headers["x-total-count"] == "6"
+        response = await http.get(f"{ROOT}/instances?limit=2&offset=2")
+        assert "x-total-count" not in response.headers
+        response = await http.get(f"{ROOT}/studies?limit=2&offset=2")
+        assert response.headers["x-total-count"] == "4"
+        assert _warnings(response) == []
+        response = await http.get(f"{ROOT}/studies?limit=2")
+        assert "x-total-count" not in response.headers
+        assert _warnings(response) == [
+            f"299 {BASE}: There are more than 1 additional results that can be requested"
+        ]
