@@ -30,6 +30,7 @@ from app.index.search import count_statement, page_statement
 
 DEFAULT_LOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "load.py"
 MAX_RESULTS = 1000
+COUNT_LIMIT = 10000  # LIGHTBOX_QIDO_COUNT_LIMIT's default
 
 
 def load_module(path: Path) -> ModuleType:
@@ -128,7 +129,8 @@ async def run(args: argparse.Namespace) -> None:
                 print("\n".join(await explain(conn, page)))
                 print("```")
                 if rows == limit:
-                    count = sql(count_statement(query, sqlite=False))
+                    cap = max(COUNT_LIMIT, query.offset + limit)
+                    count = sql(count_statement(query, sqlite=False, cap=cap))
                     print(f"\ncount: median {await timed(conn, count, args.runs):.2f} ms\n")
                     print("```")
                     print("\n".join(await explain(conn, count)))
