@@ -8,9 +8,8 @@ for a malformed path UID), makes one query-service call and renders the page as 
 (``LIGHTBOX_QIDO_EMPTY_STATUS=200`` answers ``200 []`` instead, as Orthanc does).
 
 A path UID is a match key of the search (§10.6.1.2): an unknown study or series in the path
-is a search with no match, answered like any other (204), not a 404 — PS3.18 defines no "parent
-not found" for the Search transaction, and Table 10.6.3-1 ("204 No Content: the search completed
-successfully, but there were zero results") covers it.
+is a search with no match, answered like any other (204, §8.3.4.4.1: no matches, empty
+payload), not a 404; PS3.18 defines no "parent not found" for the Search transaction.
 
 ``Warning: 299`` headers tell about ignored attributes, unsupported matching options and the
 results left for a later page (QIDO-02/14/18); ``X-Total-Count`` gives the number of matches
