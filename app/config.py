@@ -7,6 +7,7 @@ Nested fields use ``__``: ``LIGHTBOX_S3__ENDPOINT=http://127.0.0.1:9000``.
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,21 @@ class Settings(BaseSettings):
     )
     limits: Limits = Field(default_factory=Limits)
     render: RenderSettings = Field(default_factory=RenderSettings)
+    qido_max_results: int = Field(
+        1000, ge=1, description="most studies or series one QIDO-RS response holds (QIDO-17)"
+    )
+    qido_max_instance_results: int = Field(
+        10000, ge=1, description="most instances one QIDO-RS response holds (QIDO-17)"
+    )
+    qido_count_limit: int = Field(
+        10000,
+        ge=0,
+        description="QIDO-RS counts matches exactly up to this many (0: always); beyond, "
+        "X-Total-Count is left out and the Warning says 'more than'",
+    )
+    qido_empty_status: Literal[200, 204] = Field(
+        204, description="status of a QIDO-RS search without matches: 204 (PS3.18) or 200 []"
+    )
     db_pool_size: int = Field(10, description="database connections per process (PostgreSQL)")
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"

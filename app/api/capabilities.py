@@ -19,7 +19,6 @@ the app adds its headers.
 when the committed file drifts.
 """
 
-import inspect
 import xml.etree.ElementTree as ET
 from typing import Any, Final
 
@@ -34,7 +33,7 @@ from app.api.methods import allowed_methods, is_preflight
 from app.api.negotiation import parse_accept
 from app.api.urls import service_base
 from app.config import Settings
-from app.dicom.query import STUDY_KEYS, WILDCARD_VRS
+from app.dicom.query import KEYS, WILDCARD_VRS, Resource
 from app.dicom.status import Status
 from app.dicom.uids import (
     DEFLATED,
@@ -45,7 +44,6 @@ from app.dicom.uids import (
     REFERENCED,
 )
 from app.errors import InstanceRejected, NotAcceptable
-from app.services.query import QueryService
 
 __all__ = [
     "JSON",
@@ -68,16 +66,20 @@ QIDO_PARAMETERS: Final = {
     "includefield": "attributes to return besides the defaults (tag or keyword, or 'all')",
     "limit": "page size; defaults to, and is capped at, the maximum number of matches",
     "offset": "number of matches to skip",
-    "fuzzymatching": "accepted; 'true' is answered with a Warning (literal matching only)",
+    "fuzzymatching": "'true' matches person names fuzzily (see Matching)",
 }
 #: QIDO-RS matching behaviour (PS3.4 §C.2.2.2), per value representation
 MATCHING: Final = {
     "single value": "exact, case-sensitive (PN: case- and accent-insensitive)",
     "wildcard": "'*' and '?' in values of VR " + ", ".join(sorted(WILDCARD_VRS)),
     "UID list": "backslash- or comma-separated UIDs",
-    "range": "DA ranges 'from-to', open at either end",
-    "ModalitiesInStudy": "any of the listed modalities among the study's series",
-    "fuzzy": "not supported (literal matching; a Warning says so)",
+    "range": "DA and TM ranges 'from-to', open at either end; a date key and its time key "
+    "given together are one date-time range",
+    "sequence": "dotted paths RequestAttributesSequence.ScheduledProcedureStepID and "
+    ".RequestedProcedureID (keywords or tags)",
+    "multi-valued": "ModalitiesInStudy and sequence-path keys match when any value matches",
+    "fuzzy": "fuzzymatching=true: person names accent- and case-insensitive, each query word "
+    "a prefix of some name component, in any order",
 }
 #: STOW-RS warning codes (0008,1196) and when they are given
 WARNING_CODES: Final = {
@@ -86,13 +88,20 @@ WARNING_CODES: Final = {
 }
 
 
-def _max_results(app: FastAPI) -> int:
-    """The configured cap on QIDO matches: the running query service's, else its default."""
-    services = getattr(app.state, "services", None)
-    if services is not None:
-        return int(services.query.max_results)
-    default = inspect.signature(QueryService.__init__).parameters["max_results"].default
-    return int(default)
+#: the QIDO-RS resources by their path under the root (RES-02)
+_QIDO_RESOURCES: Final = {
+    "/studies": Resource.STUDIES,
+    "/studies/{study}/series": Resource.STUDY_SERIES,
+    "/series": Resource.SERIES,
+    "/studies/{study}/instances": Resource.STUDY_INSTANCES,
+    "/studies/{study}/series/{series}/instances": Resource.SERIES_INSTANCES,
+    "/instances": Resource.INSTANCES,
+}
+
+
+def _match_keys(resource: Resource) -> list[str]:
+    """The indexed match keys a search on ``resource`` accepts (QIDO-03)."""
+    return sorted(name for name, key in KEYS.items() if key.level in resource.match_levels)
 
 
 def _media(entry: dict[str, Any] | None) -> list[str]:
@@ -121,7 +130,8 @@ def _resources(app: FastAPI, root: str) -> list[dict[str, Any]]:
                     {"name": key, "in": "query", "required": False} for key in QIDO_PARAMETERS
                 ]
                 params += [
-                    {"name": key, "in": "query", "required": False} for key in sorted(STUDY_KEYS)
+                    {"name": key, "in": "query", "required": False}
+                    for key in _match_keys(_QIDO_RESOURCES.get(relative, Resource.STUDIES))
                 ]
             # 422 is FastAPI's own validation answer, which Lightbox turns into 400 (GEN-03)
             responses = {
@@ -186,12 +196,13 @@ def capabilities(app: FastAPI, settings: Settings, base: str | None = None) -> d
         },
         "characterSets": sorted(k for k in python_encoding if k),
         "query": {
-            "levels": ["study"],
+            "levels": ["study", "series", "instance"],
             "parameters": QIDO_PARAMETERS,
-            "matchingKeys": {"study": sorted(STUDY_KEYS)},
+            "matchingKeys": {path: _match_keys(r) for path, r in _QIDO_RESOURCES.items()},
             "matching": MATCHING,
-            "fuzzyMatching": False,
-            "maxResults": _max_results(app),
+            "fuzzyMatching": True,
+            "maxResults": settings.qido_max_results,
+            "maxInstanceResults": settings.qido_max_instance_results,
         },
         "store": {
             "duplicatePolicy": settings.duplicate_policy.value,
@@ -351,12 +362,18 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
         "## 2. Search (QIDO-RS, PS3.18 §10.6.5)",
         "",
         f"- Levels: {', '.join(q['levels'])}.",
-        f"- Maximum number of matches per response: **{q['maxResults']}** (`limit` larger than "
-        "this is capped; a `Warning` tells how many further matches exist).",
+        f"- Maximum number of matches per response: **{q['maxResults']}** studies or series, "
+        f"**{q['maxInstanceResults']}** instances (`limit` larger than this is capped; a "
+        "`Warning` tells how many further matches exist).",
         f"- Fuzzy matching of person names: **{'supported' if q['fuzzyMatching'] else 'no'}**.",
-        "- Matching keys (study level): "
-        + ", ".join(f"`{k}`" for k in q["matchingKeys"]["study"])
-        + ".",
+        "- Matching keys per resource (QIDO-03; a known attribute outside these is ignored "
+        "and named in a `Warning`):",
+    ]
+    lines += [
+        f"  - `{path}`: " + ", ".join(f"`{k}`" for k in keys) + "."
+        for path, keys in q["matchingKeys"].items()
+    ]
+    lines += [
         "- Parameters:",
     ]
     lines += [f"  - `{name}`: {text}" for name, text in q["parameters"].items()]

@@ -15,7 +15,7 @@ import unicodedata
 from datetime import date
 from typing import Final
 
-__all__ = ["normalize_pn", "normalize_tm", "parse_da"]
+__all__ = ["normalize_pn", "normalize_tm", "normalize_tm_upper", "parse_da"]
 
 # PS3.5 Table 6.2-1 TM: HH[MM[SS[.F{1,6}]]]; ACR-NEMA (PS3.5 2004 and earlier) HH:MM:SS.frac
 _TM_RE: Final = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?", re.ASCII)
@@ -69,6 +69,26 @@ def normalize_tm(value: str) -> str | None:
     if int(hh) > 23 or int(mm or 0) > 59 or int(ss or 0) > 60:
         return None
     return f"{hh}{mm or '00'}{ss or '00'}.{(frac or '').ljust(6, '0')}"
+
+
+def normalize_tm_upper(value: str) -> str | None:
+    """The last instant a partial TM value covers, as ``HHMMSS.ffffff`` (a range's upper bound).
+
+    Examples
+    --------
+    >>> normalize_tm_upper("10"), normalize_tm_upper("1030"), normalize_tm_upper("103015.5")
+    ('105959.999999', '103059.999999', '103015.599999')
+    >>> normalize_tm_upper("103015.123456"), normalize_tm_upper("99")
+    ('103015.123456', None)
+    """
+    text = value.strip()
+    match = _TM_RE.fullmatch(text) or _TM_ACR_NEMA_RE.fullmatch(text)
+    if match is None or normalize_tm(text) is None:
+        return None
+    hh, mm, ss, frac = match.groups()
+    if ss is None:
+        return f"{hh}{mm or '59'}59.999999"
+    return f"{hh}{mm}{ss}.{(frac or '').ljust(6, '9')}"
 
 
 def parse_da(value: str) -> date | None:

@@ -22,6 +22,9 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy import (
+    column as sa_column,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -41,10 +44,30 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def _trigram(column: str) -> Index:
+    """A ``pg_trgm`` GIN index for ``LIKE '%...%'`` on PostgreSQL (a plain index on SQLite)."""
+    return Index(
+        f"ix_study_trgm_{column}",
+        column,
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+    )
+
+
 class Study(Base):
     """A study with its patient (QIDO-04/05/21)."""
 
     __tablename__ = "study"
+    # substring searches (OHIF's study list: PatientName=*x*, 00100020=*x*), migration 0002
+    __table_args__ = (
+        _trigram("patient_name_norm"),
+        _trigram("patient_id"),
+        _trigram("accession_number"),
+        _trigram("study_description"),
+        _trigram("referring_physician_name_norm"),
+        # the study list's order (StudyDate descending, no date last, then id), migration 0002
+        Index("ix_study_list_order", sa_column("study_date").desc(), "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     study_uid: Mapped[str] = mapped_column(UID, unique=True)

@@ -96,7 +96,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
         retrieve=retrieve,
-        query=QueryService(db),
+        query=QueryService(
+            db,
+            max_results=settings.qido_max_results,
+            max_instance_results=settings.qido_max_instance_results,
+            count_limit=settings.qido_count_limit,
+        ),
         delete=DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours)),
         render=RenderService(
             db,

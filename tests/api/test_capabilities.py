@@ -83,7 +83,11 @@ async def test_capabilities_json(
         template = next(p for p in paths if _fits(p, path))
         assert [*paths[template], "OPTIONS"] == methods, path
     assert caps["query"]["maxResults"] == services.query.max_results
-    assert caps["query"]["fuzzyMatching"] is False
+    assert caps["query"]["fuzzyMatching"] is True
+    keys = caps["query"]["matchingKeys"]
+    assert "Modality" in keys["/studies/{study}/series"]
+    assert "Modality" not in keys["/studies"]  # QIDO-03: series keys are not study keys
+    assert "SOPInstanceUID" in keys["/instances"]
     assert "1.2.840.10008.1.2.4.50" in caps["transferSyntaxes"]["store"]
     assert "ISO_IR 192" in caps["characterSets"]
     assert caps["extensions"]["delete"]["enabled"] is True
