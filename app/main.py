@@ -8,13 +8,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import __version__
-from app.api import health, qido, stow, wado
+from app.api import audit, health, qido, stow, wado
 from app.api.errors import install_error_handlers
+from app.api.security import authorize, install_security
 from app.config import Settings
 from app.services.container import Services, open_services
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -30,6 +33,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             app.state.services = services
             yield
             return
+        if not settings.auth.enabled:
+            log.warning(
+                "access control is OFF (LIGHTBOX_AUTH__ENABLED=false): anyone can do anything"
+            )
         async with open_services(settings) as opened:
             app.state.services = opened
             yield
@@ -40,13 +47,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         summary="DICOMweb PACS: STOW-RS, QIDO-RS, WADO-RS (DICOM PS3.18)",
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # every route of every router is guarded, including routes added later (GEN-06)
+        dependencies=[Depends(authorize)],
     )
     app.state.settings = settings
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
+    install_security(app, settings)
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)
     app.include_router(wado.router, prefix=settings.dicomweb_root)
     app.include_router(qido.router, prefix=settings.dicomweb_root)
+    app.include_router(audit.router)
     return app

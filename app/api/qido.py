@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import ServicesDep, SettingsDep
+from app.api.deps import RestrictionDep, ServicesDep, SettingsDep
 from app.api.negotiation import parse_accept
 from app.api.urls import service_base
 from app.dicom.attributes import Level
@@ -49,12 +49,12 @@ def _check_accept(value: str | None) -> None:
     response_class=Response,
 )
 async def search_studies(
-    request: Request, services: ServicesDep, settings: SettingsDep
+    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
 ) -> Response:
     _check_accept(request.headers.get("accept"))
     query = parse_qido(request.query_params.multi_items(), level=Level.STUDY)
     base = service_base(request, settings)
-    items, total = await services.query.search_studies(query, base)
+    items, total = await services.query.search_studies(query, base, restrict=restrict)
     warnings = [f"299 {base}: {text}" for text in query.warnings]
     remaining = total - query.offset - len(items)
     if items and remaining > 0:

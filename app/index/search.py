@@ -17,11 +17,20 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.dicom.query import DateRange, Matcher, Query, Single, Universal, ValueList, Wildcard
+from app.dicom.query import (
+    DateRange,
+    Matcher,
+    Query,
+    Single,
+    StudyRestriction,
+    Universal,
+    ValueList,
+    Wildcard,
+)
 from app.dicom.text import normalize_pn
 from app.index.models import Series, Study
 
-__all__ = ["StudyHit", "glob_pattern", "like_pattern", "search_studies"]
+__all__ = ["StudyHit", "glob_pattern", "like_pattern", "restriction_conditions", "search_studies"]
 
 ESCAPE = "\\"
 
@@ -131,11 +140,27 @@ def _study_conditions(query: Query, *, sqlite: bool) -> list[ColumnElement[bool]
     return conditions
 
 
+def restriction_conditions(restrict: StudyRestriction | None) -> list[ColumnElement[bool]]:
+    """A scoped grant as conditions on ``Study`` (every search level joins to its study)."""
+    conditions: list[ColumnElement[bool]] = []
+    if restrict is not None and restrict.study_uids is not None:
+        conditions.append(Study.study_uid.in_(sorted(restrict.study_uids)))
+    if restrict is not None and restrict.patient_ids is not None:
+        conditions.append(Study.patient_id.in_(sorted(restrict.patient_ids)))
+    return conditions
+
+
 async def search_studies(
-    conn: AsyncConnection, query: Query, *, limit: int, offset: int
+    conn: AsyncConnection,
+    query: Query,
+    *,
+    limit: int,
+    offset: int,
+    restrict: StudyRestriction | None = None,
 ) -> tuple[list[StudyHit], int]:
     """The page ``[offset, offset + limit)`` of the studies matching ``query``, and the total."""
     conditions = _study_conditions(query, sqlite=conn.dialect.name == "sqlite")
+    conditions += restriction_conditions(restrict)
     total = (
         await conn.execute(select(func.count()).select_from(Study).where(*conditions))
     ).scalar_one()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from app.config import Settings
 from app.index import migrate
 from app.index.db import Database
+from app.services.access import StudyAccess
+from app.services.audit import AuditLog
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
@@ -30,8 +32,11 @@ class Services:
     maintenance: MaintenanceService
     retrieve: RetrieveService
     query: QueryService
+    audit: AuditLog
+    access: StudyAccess
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.store.close()
         await self.db.close()
 
@@ -90,6 +95,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         maintenance=MaintenanceService(db, store),
         retrieve=RetrieveService(db, store),
         query=QueryService(db),
+        audit=AuditLog(
+            db,
+            queue_size=settings.auth.audit_queue_size,
+            batch_size=settings.auth.audit_batch_size,
+        ),
+        access=StudyAccess(db),
     )
     try:
         yield services

@@ -11,7 +11,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from app.dicom.query import Query, vr_of
+from app.dicom.query import Query, StudyRestriction, vr_of
 from app.index.db import Database
 from app.index.search import StudyHit, search_studies
 
@@ -56,14 +56,18 @@ class QueryService:
         self._db = db
         self.max_results = max_results
 
-    async def search_studies(self, query: Query, base_url: str) -> StudyResults:
+    async def search_studies(
+        self, query: Query, base_url: str, *, restrict: StudyRestriction | None = None
+    ) -> StudyResults:
         """The page of studies matching ``query`` (QIDO-17/18), and how many match in all.
 
         The limit defaults to, and is capped at, ``max_results``.
         """
         limit = min(query.limit if query.limit is not None else self.max_results, self.max_results)
         async with self._db.read() as conn:
-            hits, total = await search_studies(conn, query, limit=limit, offset=query.offset)
+            hits, total = await search_studies(
+                conn, query, limit=limit, offset=query.offset, restrict=restrict
+            )
         return StudyResults([_study_object(hit, query, base_url) for hit in hits], total)
 
 

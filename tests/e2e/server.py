@@ -48,6 +48,8 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         LIGHTBOX_DATABASE_URL=database_url,
         LIGHTBOX_AUTO_MIGRATE="true",
         LIGHTBOX_LOG_LEVEL="warning",
+        # the DICOMweb end-to-end tests run without tokens; tests/auth runs servers with them
+        LIGHTBOX_AUTH__ENABLED="false",
     )
     env.update(extra)
     return env
