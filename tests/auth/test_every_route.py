@@ -35,16 +35,28 @@ def expected_permission(path: str, method: str) -> str:
     )
 
 
-def routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str, str]]:
-    """(route, concrete path, method) for every route and method of the app."""
-    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
-    contexts = list(iterate(app.routes)) if iterate is not None else app.routes
-    for context in contexts:
+def _contexts(app: FastAPI) -> Iterator[tuple[BaseRoute, str, set[str]]]:
+    """(route, full path template, methods) of every route, routers included at any depth."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.165
+    for context in list(iterate(app.routes)) if iterate is not None else app.routes:
         route = getattr(context, "original_route", context)
         path = str(getattr(context, "path", getattr(route, "path", "")))
+        yield route, path, set(getattr(context, "methods", None) or {"GET"})
+
+
+def route_templates(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(path template, method) for every route and method of the app."""
+    for _route, path, methods in _contexts(app):
+        for method in sorted(methods):
+            yield path, method
+
+
+def routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str, str]]:
+    """(route, concrete path, method) for every route and method of the app."""
+    for route, path, methods in _contexts(app):
         concrete = _PARAM.sub(lambda m: _SAMPLES.get(m.group(1), UID), path)
-        for method in sorted(getattr(context, "methods", None) or {"GET"}):
-            yield route, concrete, method if path not in DOCUMENTATION else "GET"
+        for method in sorted(methods):
+            yield route, concrete, method
 
 
 def test_routes_are_enumerated(tmp_path: Path) -> None:
