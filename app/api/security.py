@@ -266,8 +266,16 @@ def _outcome(status: int, denied: bool) -> str:
 class AuditMiddleware:
     """Request id, Cross-Origin-Resource-Policy, and one audit record per routed request."""
 
-    def __init__(self, app: ASGIApp, *, root: str, resource_policy: str | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        root: str,
+        resource_policy: str | None,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
         self.root = root + "/" if root else "/"
         self.resource_policy = resource_policy.encode() if resource_policy else None
 
@@ -316,14 +324,13 @@ class AuditMiddleware:
         action = action_for(scope["method"], path)
         if status == 401:
             action = "login-failure"
-        client = scope.get("client")
         event = AuditRecord(
             action=action,
             outcome=_outcome(status, denied is not None),
             status=status,
             actor=principal.subject if principal is not None else None,
             client_id=principal.client_id if principal is not None else None,
-            source=client[0] if client else None,
+            source=self._source(scope),
             study_uid=_uid(extra.get("study_uid") or params.get("study") or query.get("studyUID")),
             series_uid=_uid(params.get("series") or query.get("seriesUID")),
             instance_uid=_uid(params.get("instance") or query.get("objectUID")),
@@ -336,6 +343,21 @@ class AuditMiddleware:
             await services.audit.record(event)
         except Exception:  # the log is closing: say so loudly, never silently
             log.exception("audit event not recorded: %s", event)
+
+    def _source(self, scope: Scope) -> str | None:
+        """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
+        client = scope.get("client")
+        address: str | None = client[0] if client else None
+        if address is None or address not in self.trusted_proxies:
+            return address
+        for name, value in scope.get("headers", []):
+            if name == b"x-forwarded-for":
+                header: str = value.decode("latin-1")
+                hops = [h.strip() for h in header.split(",") if h.strip()]
+                for hop in reversed(hops):
+                    if hop not in self.trusted_proxies:
+                        return hop[:64]
+        return address
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -361,12 +383,35 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer scheme in the OpenAPI document, on every operation but anonymous ones."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and (
+                    operation.get(PERMISSION_KEY) != ANONYMOUS_ROUTE
+                ):
+                    operation["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Audit middleware inside, CORS outermost (a preflight is answered before anything else)."""
+    _document_security(app)
     app.add_middleware(
         AuditMiddleware,
         root=settings.dicomweb_root,
         resource_policy=settings.cors.resource_policy or None,
+        trusted_proxies=frozenset(settings.trusted_proxies),
     )
     app.add_middleware(
         CORSMiddleware,

@@ -254,3 +254,26 @@ async def test_back_pressure_never_drops(fresh_database_url: str) -> None:
     finally:
         await audit.close()
         await db.close()
+
+
+async def test_source_behind_a_trusted_proxy(database_url: str, tmp_path: Path) -> None:
+    settings = auth_settings(database_url, tmp_path / "data", trusted_proxies=["127.0.0.1"])
+    async with auth_client(settings) as (services, http, tokens):
+        headers = {**tokens.headers(), "X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+        via_proxy = await http.get(f"{ROOT}/studies", headers=headers)
+        await services.audit.flush()
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        assert _by_request(items, via_proxy.headers["x-request-id"])["source"] == "203.0.113.9"
+    # from an untrusted peer the header is ignored
+    async with auth_client(auth_settings(database_url, tmp_path / "d2"), client_addr=CLIENT) as (
+        services,
+        http,
+        tokens,
+    ):
+        mine = f"mine-{generate_uid()[-12:]}"
+        headers = {**tokens.headers(), "X-Forwarded-For": "203.0.113.9", "X-Request-ID": mine}
+        direct = await http.get(f"{ROOT}/studies", headers=headers)
+        assert direct.headers["x-request-id"] == mine
+        await services.audit.flush()
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        assert _by_request(items, mine)["source"] == CLIENT[0]
