@@ -102,10 +102,11 @@ def _first_start_key(settings: Settings) -> None:
     path = LocalSigningKey.path_in(settings.data_dir)
     _key, created = LocalSigningKey.load_or_create(settings.data_dir)
     if created:
+        command = sys.argv[0] if Path(sys.argv[0]).name == "lightbox" else "lightbox"
         print(
             f"Lightbox: created the token signing key {path}.\n"
             "  Every route needs a bearer token. Get an admin token with:\n"
-            "    lightbox token create --subject admin"
+            f"    {command} token create --subject admin"
             " --scope read --scope write --scope delete --scope admin --ttl 1d\n"
             "  (run it with the same LIGHTBOX_DATA_DIR), then send"
             " 'Authorization: Bearer <token>'.",

@@ -127,6 +127,8 @@ class OidcKeys:
         self._min_refresh = min_refresh_seconds
         self._timeout = timeout
         self._keys: dict[str, PyJWK] = {}
+        #: bumped whenever the published key set changes (verified-token caches key on it)
+        self.generation = 0
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
         for url in (self.issuer, jwks_uri):
@@ -179,7 +181,12 @@ class OidcKeys:
                 if self._keys:
                     return  # keep serving the cached keys
                 raise KeyUnavailable(f"cannot fetch the keys of {self.issuer}") from exc
-            self._keys = _parse_jwks(jwks)
+            keys = _parse_jwks(jwks)
+            if set(keys) != set(self._keys) or any(
+                keys[k].key_id != self._keys[k].key_id for k in keys
+            ):
+                self.generation += 1
+            self._keys = keys
             self._fetched_at = time.monotonic()
             log.info("fetched %d signing keys of %s", len(self._keys), self.issuer)
 

@@ -21,6 +21,7 @@ from app.auth.principal import ClaimMapping, Principal
 
 __all__ = ["InvalidToken", "TokenIssuer", "TokenVerifier"]
 
+CACHE_SIZE = 4096
 #: key type -> algorithm prefixes that may be used with it
 _FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",), "OKP": ("Ed",)}
 
@@ -96,11 +97,31 @@ class TokenVerifier:
         self._oidc_algorithms = [a for a in oidc_algorithms if not a.upper().startswith("HS")]
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
+        # token -> (caller, valid until, key-set generation): a repeated token skips the
+        # signature check; an entry dies with the token's exp, after 5 minutes, or on rotation
+        self._cache: dict[str, tuple[Principal, float, int]] = {}
+
+    def _generation(self) -> int:
+        return self._oidc.generation if self._oidc is not None else 0
 
     async def verify(self, token: str) -> Principal:
         """The caller the token describes; :class:`InvalidToken` unless every check passes."""
         if len(token) > self._max_bytes:
             raise InvalidToken("the token is too large")
+        now = time.time()
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, until, generation = cached
+            if now < until and generation == self._generation():
+                return principal
+            del self._cache[token]
+        principal, exp = await self._verify(token)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token] = (principal, min(exp + self._leeway, now + 300), self._generation())
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -153,7 +174,7 @@ class TokenVerifier:
             raise InvalidToken("the token is not for this audience") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken("the token signature or claims are invalid") from exc
-        return self._mapping.principal(claims)
+        return self._mapping.principal(claims), float(claims["exp"])
 
 
 def _check_family(jwk: PyJWK, alg: str) -> None:
