@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from app import __version__
 from app.api import audit, health, qido, stow, wado
 from app.api.errors import install_error_handlers
-from app.api.security import authorize, install_security
+from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
 from app.services.container import Services, open_services
 
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             app.state.services = services
             yield
             return
-        if not settings.auth.enabled:
+        if settings.auth.enabled:
+            app.state.verifier = build_verifier(settings)  # a bad key setup fails the start
+        else:
             log.warning(
                 "access control is OFF (LIGHTBOX_AUTH__ENABLED=false): anyone can do anything"
             )
