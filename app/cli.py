@@ -240,10 +240,14 @@ def audit_export(
 
     if fmt not in ("jsonl", "dicom"):
         raise typer.BadParameter("--format is jsonl or dicom")
-    filters = AuditFilter(
-        since=datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None,
-        until=datetime.fromisoformat(until.replace("Z", "+00:00")) if until else None,
-    )
+
+    def when(value: str | None, name: str) -> datetime | None:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+        except ValueError:
+            raise typer.BadParameter(f"{name} is not an ISO 8601 date-time: {value!r}") from None
+
+    filters = AuditFilter(since=when(since, "--since"), until=when(until, "--until"))
     out = output.open("w", encoding="utf-8") if output else sys.stdout
 
     async def run() -> int:

@@ -204,7 +204,10 @@ async def _check_grant(request: Request, principal: Principal, needed: Permissio
     if study is None:
         if needed is not Permission.READ:
             raise _deny(
-                request, 403, "a scoped token cannot change the archive", challenge=challenge
+                request,
+                403,
+                "a scoped token may only act on the studies it names",
+                challenge=challenge,
             )
         return  # a search: it applies the restriction itself
     restriction = principal.restriction()
