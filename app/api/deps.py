@@ -31,11 +31,12 @@ def _principal(request: Request) -> Principal:
     return principal
 
 
-def _restriction(request: Request) -> StudyRestriction | None:
+def restriction_of(request: Request) -> StudyRestriction | None:
     return _principal(request).restriction()
 
 
 #: the authenticated caller (set by ``app.api.security.authorize``)
 CallerDep = Annotated[Principal, Depends(_principal)]
-#: the caller's scoped grant as a search filter (``None``: sees everything)
-RestrictionDep = Annotated[StudyRestriction | None, Depends(_restriction)]
+#: the caller's scoped grant as a search filter (``None``: sees everything). A search route MUST
+#: take it: scoped tokens are refused (403) on routes that name no study and do not.
+RestrictionDep = Annotated[StudyRestriction | None, Depends(restriction_of)]

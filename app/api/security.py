@@ -25,6 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.deps import restriction_of
 from app.auth.keys import LocalSigningKey, OidcKeys
 from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
 from app.auth.verify import InvalidToken, TokenVerifier
@@ -198,25 +199,43 @@ async def authorize(request: Request) -> None:
         await _check_grant(request, principal, needed)
 
 
+def _applies_restriction(route: BaseRoute | None) -> bool:
+    """Whether the route's handler takes :data:`~app.api.deps.RestrictionDep` (filters itself)."""
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        if dependant.call is restriction_of:
+            return True
+        stack.extend(dependant.dependencies)
+    return False
+
+
 async def _check_grant(request: Request, principal: Principal, needed: Permission) -> None:
-    study = request.path_params.get("study") or request.query_params.get("studyUID")
+    studies = set(request.query_params.getlist("studyUID"))
+    if "study" in request.path_params:
+        studies.add(str(request.path_params["study"]))
     challenge = f'{_REALM}, error="insufficient_scope"'
-    if study is None:
-        if needed is not Permission.READ:
+    if not studies:
+        # no study named: only a search that filters by the grant itself may serve a scoped
+        # token (fail closed for any route that does not)
+        if needed is not Permission.READ or not _applies_restriction(request.scope.get("route")):
             raise _deny(
                 request,
                 403,
                 "a scoped token may only act on the studies it names",
                 challenge=challenge,
             )
-        return  # a search: it applies the restriction itself
+        return
     restriction = principal.restriction()
     assert restriction is not None
-    patient_id = None
-    if restriction.patient_ids is not None:
-        patient_id = await request.app.state.services.access.patient_id(study)
-    if not restriction.allows(study, patient_id):
-        raise _deny(request, 403, "the token does not grant this study", challenge=challenge)
+    for study in sorted(studies):
+        patient_id = None
+        if restriction.patient_ids is not None:
+            patient_id = await request.app.state.services.access.patient_id(study)
+        if not restriction.allows(study, patient_id):
+            raise _deny(request, 403, "the token does not grant this study", challenge=challenge)
 
 
 def note(request: Request, **fields: Any) -> None:

@@ -178,7 +178,7 @@ class TokenVerifier:
 
 
 def _check_family(jwk: PyJWK, alg: str) -> None:
-    declared = jwk.algorithm_name if "alg" in (jwk._jwk_data or {}) else None
+    declared = jwk.algorithm_name if "alg" in (getattr(jwk, "_jwk_data", None) or {}) else None
     if declared is not None and declared != alg:
         raise InvalidToken(f"algorithm {alg} does not match the key")
     if not alg.startswith(_FAMILIES.get(jwk.key_type or "", ())):

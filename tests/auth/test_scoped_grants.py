@@ -46,6 +46,16 @@ def _study_uids(response: httpx.Response) -> set[str]:
     return {item["0020000D"]["Value"][0] for item in response.json()}
 
 
+def _search_paths(http: httpx.AsyncClient) -> list[str]:
+    """Every GET search route: its last segment is a collection (studies, series, instances)."""
+    app = http._transport.app  # type: ignore[attr-defined]
+    return [
+        path
+        for path, method in route_templates(app)
+        if method == "GET" and path.rsplit("/", 1)[-1] in ("studies", "series", "instances")
+    ]
+
+
 def _retrieve_templates(http: httpx.AsyncClient) -> list[str]:
     """Every GET route that names a study (path or WADO-URI query) as a path template."""
     app = http._transport.app  # type: ignore[attr-defined]
@@ -79,6 +89,17 @@ async def test_share_token_for_one_study(
         assert searched_b.status_code == 204
         counted = await http.get(f"{ROOT}/studies", headers=share)
         assert counted.headers["x-total-count"] == "1"
+
+        # every search route (any level, any router) filters by the grant: B never shows up
+        searches = _search_paths(http)
+        assert f"{ROOT}/studies" in searches
+        for path in searches:
+            found = await http.get(a.fill(path), headers=share)
+            assert found.status_code in (200, 204), (path, found.status_code, found.text)
+            listed = found.json() if found.status_code == 200 else []
+            assert all(
+                item.get("0020000D", {}).get("Value", [a.study])[0] == a.study for item in listed
+            ), path
 
         templates = _retrieve_templates(http)
         assert len(templates) >= 8
@@ -126,3 +147,14 @@ async def test_patient_grant(database_url: str, tmp_path: Path) -> None:
         # both restrictions at once: the study must satisfy both
         both = tokens.headers(["read"], patients=["PID-B"], studies=[a.study, b.study])
         assert _study_uids(await http.get(f"{ROOT}/studies", headers=both)) == {b.study}
+
+
+async def test_scoped_token_refused_where_no_study_is_named_and_nothing_filters(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Fail closed: a route that names no study and does not take the grant refuses it."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (_services, http, tokens):
+        share = tokens.headers(["read", "admin"], studies=[generate_uid()])
+        assert (await http.get("/api/audit", headers=share)).status_code == 403
+        assert (await http.get(f"{ROOT}/studies", headers=share)).status_code == 204
