@@ -181,3 +181,60 @@ def test_http_issuer_refused_unless_allowed() -> None:
     with pytest.raises(ValueError, match="https"):
         OidcKeys("http://idp.example/realms/x")
     assert OidcKeys("https://idp.example/realms/x").issuer == "https://idp.example/realms/x"
+
+
+async def test_issuer_algorithm_confusion_refused(
+    database_url: str, tmp_path: Path, issuer: Issuer
+) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    issuer.add_key("k1")
+    issuer.published = ["k1"]
+    settings = auth_settings(
+        database_url,
+        tmp_path / "data",
+        oidc_issuer=issuer.url,
+        oidc_allow_http=True,
+        oidc_audience="lightbox-pacs",
+        oidc_algorithms=["RS256", "ES256", "HS256"],  # HS* is dropped even when configured
+    )
+    claims = {
+        "iss": issuer.url,
+        "aud": "lightbox-pacs",
+        "sub": "x",
+        "exp": int(time.time()) + 60,
+        "scope": "read",
+    }
+    public_pem = (
+        issuer.keys["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = (
+        b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
+        + "."
+        + b64(json.dumps(claims).encode())
+    )
+    hs = (
+        signing_input
+        + "."
+        + b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())
+    )
+    es = jwt.encode(
+        claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "k1"}
+    )
+    async with auth_client(settings) as (_services, http, _tokens):
+        good = await http.get(STUDIES, headers=_bearer(issuer.token("k1", ["read"], scope="read")))
+        assert good.status_code == 204
+        for forged in (hs, es):
+            response = await http.get(STUDIES, headers=_bearer(forged))
+            assert response.status_code == 401
