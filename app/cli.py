@@ -1,4 +1,5 @@
-"""The ``lightbox`` command: serve, db upgrade/downgrade, fsck, gc, openapi, conformance."""
+"""The ``lightbox`` command: serve, db upgrade/downgrade, token, audit, fsck, gc, openapi,
+conformance."""
 
 import asyncio
 import json
@@ -20,6 +21,10 @@ from app.config import Settings
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Lightbox, a DICOMweb PACS.")
 db_cli = typer.Typer(no_args_is_help=True, help="Index database schema.")
 cli.add_typer(db_cli, name="db")
+token_cli = typer.Typer(no_args_is_help=True, help="Bearer tokens signed by the embedded key.")
+cli.add_typer(token_cli, name="token")
+audit_cli = typer.Typer(no_args_is_help=True, help="The audit trail.")
+cli.add_typer(audit_cli, name="audit")
 
 
 def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
@@ -63,6 +68,7 @@ def serve(
         _migrate_in_subprocess(settings.resolved_database_url())
     # the workers read the same settings; the schema is already current
     os.environ["LIGHTBOX_AUTO_MIGRATE"] = "false"
+    _first_start_key(settings)
     scheme = "https" if ssl_certfile else "http"
     print(
         f"Lightbox: DICOMweb at {scheme}://{settings.host}:{settings.port}{settings.dicomweb_root}"
@@ -82,6 +88,31 @@ def serve(
         timeout_keep_alive=30,
         server_header=False,
     )
+
+
+def _first_start_key(settings: Settings) -> None:
+    """Create the embedded signing key before the workers start; say how to get a token."""
+    auth = settings.auth
+    if not auth.enabled:
+        print("WARNING: access control is OFF (LIGHTBOX_AUTH__ENABLED=false)", flush=True)
+        return
+    if not auth.local_key:
+        return
+    from app.auth.keys import LocalSigningKey
+
+    path = LocalSigningKey.path_in(settings.data_dir)
+    _key, created = LocalSigningKey.load_or_create(settings.data_dir)
+    if created:
+        command = sys.argv[0] if Path(sys.argv[0]).name == "lightbox" else "lightbox"
+        print(
+            f"Lightbox: created the token signing key {path}.\n"
+            "  Every route needs a bearer token. Get an admin token with:\n"
+            f"    {command} token create --subject admin"
+            " --scope read --scope write --scope delete --scope admin --ttl 1d\n"
+            "  (run it with the same LIGHTBOX_DATA_DIR), then send"
+            " 'Authorization: Bearer <token>'.",
+            flush=True,
+        )
 
 
 def _migrate_in_subprocess(url: str) -> None:
@@ -110,6 +141,134 @@ def db_downgrade(revision: str) -> None:
     from app.index import migrate
 
     asyncio.run(migrate.downgrade(Settings().resolved_database_url(), revision))
+
+
+def parse_ttl(value: str) -> int:
+    """A duration such as ``90s``, ``15m``, ``8h``, ``7d`` or plain seconds, in seconds.
+
+    >>> parse_ttl("7d"), parse_ttl("15m"), parse_ttl("3600")
+    (604800, 900, 3600)
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = value.strip().lower()
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    if not number.isdigit() or int(number) <= 0:
+        raise typer.BadParameter(f"not a duration: {value!r} (e.g. 90s, 15m, 8h, 7d)")
+    return int(number) * unit
+
+
+@token_cli.command("create")
+def token_create(
+    subject: Annotated[str, typer.Option(help="who the token is for (the audit's actor)")],
+    scope: Annotated[
+        list[str], typer.Option(help="permission: read, write, delete, admin (repeatable)")
+    ] = ["read"],  # noqa: B006 (typer's way of giving a list default)
+    ttl: Annotated[str, typer.Option(help="lifetime: 90s, 15m, 8h, 7d")] = "1h",
+    study: Annotated[
+        list[str], typer.Option(help="restrict to this StudyInstanceUID (repeatable)")
+    ] = [],  # noqa: B006
+    patient: Annotated[
+        list[str], typer.Option(help="restrict to this PatientID (repeatable)")
+    ] = [],  # noqa: B006
+) -> None:
+    """Issue a bearer token signed by the embedded key (printed on standard output)."""
+    from app.auth.keys import LocalSigningKey
+    from app.auth.principal import Permission
+    from app.auth.verify import TokenIssuer
+
+    settings = Settings()
+    scopes = [s for item in scope for s in item.replace(",", " ").split()]
+    unknown = sorted(set(scopes) - {p.value for p in Permission})
+    if unknown:
+        raise typer.BadParameter(f"unknown scope {', '.join(unknown)} (read, write, delete, admin)")
+    key, _created = LocalSigningKey.load_or_create(settings.data_dir)
+    issuer = TokenIssuer(key, settings.auth.local_issuer, settings.auth.audience)
+    seconds = parse_ttl(ttl)
+    token = issuer.issue(subject, scopes, seconds, study_uids=study, patient_ids=patient)
+
+    async def audit() -> None:
+        from app.services.container import open_services
+
+        async with open_services(settings) as services:
+            await services.audit.record(
+                action="token-issued",
+                outcome="success",
+                actor=os.environ.get("USER") or "cli",
+                detail=f"subject={subject} scope={' '.join(scopes)} ttl={seconds}s"
+                + (f" studies={','.join(study)}" if study else "")
+                + (f" patients={','.join(patient)}" if patient else ""),
+                study_uid=study[0] if len(study) == 1 else None,
+                patient_id=patient[0] if len(patient) == 1 else None,
+            )
+
+    try:
+        asyncio.run(audit())
+    except Exception as exc:  # the token is still valid; say that it went unaudited
+        print(f"warning: the issued token could not be audited: {exc}", file=sys.stderr)
+    print(token)
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain; exit status 1 when a row was changed or removed."""
+
+    async def run() -> Any:
+        from app.services.container import open_services
+
+        async with open_services(Settings()) as services:
+            return await services.audit.verify()
+
+    report = asyncio.run(run())
+    print(f"{report.rows} audit events checked")
+    for problem in report.problems[:50]:
+        print(f"  {problem}")
+    print("OK: the chain is intact" if report.ok else "TAMPERING DETECTED")
+    sys.exit(0 if report.ok else 1)
+
+
+@audit_cli.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option(help="file to write (default: stdout)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or dicom (PS3.15 A.5 XML)")] = "jsonl",
+    since: Annotated[str | None, typer.Option(help="from this time (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="before this time (ISO 8601)")] = None,
+) -> None:
+    """Export the audit trail in chain order: JSON lines, or DICOM audit messages (XML)."""
+    from datetime import datetime
+
+    from app.services.audit import AuditFilter
+    from app.services.audit_xml import audit_message
+
+    if fmt not in ("jsonl", "dicom"):
+        raise typer.BadParameter("--format is jsonl or dicom")
+
+    def when(value: str | None, name: str) -> datetime | None:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+        except ValueError:
+            raise typer.BadParameter(f"{name} is not an ISO 8601 date-time: {value!r}") from None
+
+    filters = AuditFilter(since=when(since, "--since"), until=when(until, "--until"))
+    out = output.open("w", encoding="utf-8") if output else sys.stdout
+
+    async def run() -> int:
+        from app.services.container import open_services
+
+        n = 0
+        async with open_services(Settings()) as services:
+            async for row in services.audit.rows(filters):
+                line = json.dumps(row, sort_keys=True) if fmt == "jsonl" else audit_message(row)
+                out.write(line + "\n")
+                n += 1
+        return n
+
+    try:
+        count = asyncio.run(run())
+    finally:
+        if output:
+            out.close()
+    if output:
+        print(f"wrote {count} audit events to {output}")
 
 
 @cli.command()

@@ -81,6 +81,87 @@ class RenderSettings(BaseModel):
     )
 
 
+class AuthSettings(BaseModel):
+    """Access control (GEN-06) and the audit trail (GEN-10): ``LIGHTBOX_AUTH__<NAME>``."""
+
+    enabled: bool = Field(
+        True, description="require a bearer token on every route but the health checks"
+    )
+    anonymous_read: bool = Field(
+        False, description="let callers without a token read (search, retrieve); never write"
+    )
+    deny_as_not_found: bool = Field(
+        False, description="answer 404 instead of 403, so callers cannot probe what exists"
+    )
+    local_issuer: str = Field(
+        "lightbox", description="iss of the embedded signing key's tokens (lightbox token create)"
+    )
+    local_key: bool = Field(
+        True, description="accept tokens signed by the embedded key in data_dir/auth"
+    )
+    audience: str = Field("lightbox", description="required aud of every token")
+    oidc_issuer: str | None = Field(
+        None, description="external OpenID Connect issuer URL (Keycloak realm, Entra ID, Auth0)"
+    )
+    oidc_jwks_uri: str | None = Field(
+        None, description="JWKS URL (default: from the issuer's discovery document)"
+    )
+    oidc_audience: str | None = Field(
+        None, description="aud of the issuer's tokens (default: audience)"
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"], description="signature algorithms accepted"
+    )
+    oidc_allow_http: bool = Field(False, description="allow plain-http issuer URLs (tests only)")
+    jwks_cache_seconds: float = Field(3600, description="how long fetched keys are trusted")
+    jwks_min_refresh_seconds: float = Field(
+        30, description="at most one JWKS fetch per this interval when a token names an unknown kid"
+    )
+    leeway_seconds: float = Field(30, description="clock skew allowed on exp and nbf")
+    max_token_bytes: int = Field(8192, description="longer bearer tokens are refused")
+    permission_claims: list[str] = Field(
+        default_factory=lambda: ["scope", "scp", "roles"],
+        description="claims holding scopes/roles, dotted paths allowed (realm_access.roles)",
+    )
+    read_values: list[str] = Field(
+        default_factory=lambda: ["read", "user/ImagingStudy.read", "system/ImagingStudy.read"],
+        description="claim values granting read",
+    )
+    write_values: list[str] = Field(
+        default_factory=lambda: ["write", "user/ImagingStudy.write", "system/ImagingStudy.write"],
+        description="claim values granting write (store)",
+    )
+    delete_values: list[str] = Field(
+        default_factory=lambda: ["delete"], description="claim values granting delete"
+    )
+    admin_values: list[str] = Field(
+        default_factory=lambda: ["admin"], description="claim values granting admin (audit)"
+    )
+    study_claim: str = Field(
+        "lightbox_studies", description="claim restricting a token to these StudyInstanceUIDs"
+    )
+    patient_claim: str = Field(
+        "lightbox_patients", description="claim restricting a token to these PatientIDs"
+    )
+    audit_queue_size: int = Field(
+        10000, description="audit events buffered before requests wait (back-pressure)"
+    )
+    audit_batch_size: int = Field(256, description="audit events written per transaction")
+
+
+class CorsSettings(BaseModel):
+    """Cross-origin access for browser viewers such as OHIF (GEN-09): ``LIGHTBOX_CORS__...``."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list, description='origins allowed to call Lightbox (["*"] for any)'
+    )
+    max_age: int = Field(600, description="seconds a browser may cache a preflight answer")
+    resource_policy: str = Field(
+        "cross-origin",
+        description="Cross-Origin-Resource-Policy on retrieved content (same-site, same-origin)",
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -159,6 +240,8 @@ class Settings(BaseSettings):
         None, description="apply migrations on start (default: only for the SQLite default)"
     )
     log_level: str = Field("info", description="debug | info | warning | error")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
     @field_validator("dicomweb_root")
     @classmethod

@@ -8,14 +8,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import __version__
-from app.api import capabilities, delete, health, qido, rendered, stow, wado, wado_uri
+from app.api import audit, capabilities, delete, health, qido, rendered, stow, wado, wado_uri
 from app.api.errors import install_error_handlers
 from app.api.methods import MethodsMiddleware
+from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
 from app.services.container import Services, open_services
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -31,6 +34,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             app.state.services = services
             yield
             return
+        if settings.auth.enabled:
+            app.state.verifier = build_verifier(settings)  # a bad key setup fails the start
+        else:
+            log.warning(
+                "access control is OFF (LIGHTBOX_AUTH__ENABLED=false): anyone can do anything"
+            )
         async with open_services(settings) as opened:
             app.state.services = opened
             yield
@@ -41,11 +50,16 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         summary="DICOMweb PACS: STOW-RS, QIDO-RS, WADO-RS (DICOM PS3.18)",
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # every route of every router is guarded, including routes added later (GEN-06)
+        dependencies=[Depends(authorize)],
     )
     app.state.settings = settings
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
+    # added first, so CORS (install_security) wraps it and answers preflights before it
+    app.add_middleware(MethodsMiddleware, root=settings.dicomweb_root)
+    install_security(app, settings)
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)
     app.include_router(wado.router, prefix=settings.dicomweb_root)
@@ -54,5 +68,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(rendered.router, prefix=settings.dicomweb_root)
     app.include_router(wado_uri.router, prefix=settings.dicomweb_root)
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
-    app.add_middleware(MethodsMiddleware, root=settings.dicomweb_root)
+    app.include_router(audit.router)
     return app

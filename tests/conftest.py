@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-from app.config import Settings
+from app.config import AuthSettings, Settings
 from app.index import migrate
 from app.index.db import Database
 from app.main import create_app
@@ -61,13 +61,19 @@ async def truncate(db: Database) -> None:
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
-    """Test settings: the given index, blobs under ``data_dir``, no auto-migration."""
+    """Test settings: the given index, blobs under ``data_dir``, no auto-migration.
+
+    Access control is off here: these settings serve the tests of DICOMweb behaviour. The access
+    control tests (tests/auth) build their apps with ``auth_settings`` (the production default,
+    on), and the every-route test there covers every route of the app.
+    """
     values: dict[str, object] = {
         "database_url": database_url,
         "data_dir": data_dir,
         "storage_url": (data_dir / "blobs").as_uri(),
         "auto_migrate": False,
         "db_pool_size": 4,
+        "auth": AuthSettings(enabled=False),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.methods import allowed_methods
+from app.api.security import note
 from app.dicom.uids import validate_uid
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,15 @@ async def _delete(
             m for m in allowed_methods(request.app, request.url.path) if m != "DELETE"
         )
         return problem(405, "deletion is disabled on this server", {"Allow": allow})
+    study_uid = validate_uid(study, "StudyInstanceUID")
+    # the audit row names the patient (DEL-03): read it before the study row may be gone
+    patient_id = await services.access.patient_id(study_uid)
     outcome = await services.delete.delete(
-        validate_uid(study, "StudyInstanceUID"),
+        study_uid,
         None if series is None else validate_uid(series, "SeriesInstanceUID"),
         None if instance is None else validate_uid(instance, "SOPInstanceUID"),
     )
+    note(request, patient_id=patient_id, count=outcome.instances)
     log.info(
         "deleted %d instance(s), %d series%s; %d blob(s) removed, %d left for gc",
         outcome.instances,

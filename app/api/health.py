@@ -7,12 +7,18 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.security import ANONYMOUS_ROUTE, requires
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
 
 
-@router.get("/healthz", operation_id="health-live", summary="The process is up")
+@router.get(
+    "/healthz",
+    operation_id="health-live",
+    summary="The process is up",
+    openapi_extra=requires(ANONYMOUS_ROUTE),
+)
 async def healthz() -> Response:
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
 
@@ -22,6 +28,7 @@ async def healthz() -> Response:
     operation_id="health-ready",
     summary="The index and the object store answer",
     responses={503: {"description": "a back end is unreachable"}},
+    openapi_extra=requires(ANONYMOUS_ROUTE),
 )
 async def readyz(services: ServicesDep) -> Response:
     checks: dict[str, str] = {}

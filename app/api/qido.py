@@ -31,11 +31,11 @@ import orjson
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from app.api.deps import ServicesDep, SettingsDep
+from app.api.deps import RestrictionDep, ServicesDep, SettingsDep
 from app.api.negotiation import parse_accept
 from app.api.urls import service_base
 from app.api.xml import MULTIPART_XML, wants_xml, xml_response
-from app.dicom.query import Resource, parse_qido
+from app.dicom.query import Resource, StudyRestriction, parse_qido
 from app.dicom.uids import validate_uid
 from app.errors import BadRequest, NotAcceptable
 
@@ -101,6 +101,7 @@ async def _search(
     request: Request,
     services: ServicesDep,
     settings: SettingsDep,
+    restrict: StudyRestriction | None,
     resource: Resource,
     study: str | None = None,
     series: str | None = None,
@@ -115,7 +116,7 @@ async def _search(
         series_uid=None if series is None else validate_uid(series, "SeriesInstanceUID"),
     )
     base = service_base(request, settings)
-    items, total, exact = await services.query.search(query, base)
+    items, total, exact = await services.query.search(query, base, restrict=restrict)
     warnings = [f"299 {base}: {text}" for text in query.warnings]
     remaining = total - query.offset - len(items)
     if items and remaining > 0:
@@ -144,9 +145,9 @@ async def _search(
     response_class=Response,
 )
 async def search_studies(
-    request: Request, services: ServicesDep, settings: SettingsDep
+    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
 ) -> Response:
-    return await _search(request, services, settings, Resource.STUDIES)
+    return await _search(request, services, settings, restrict, Resource.STUDIES)
 
 
 @router.get(
@@ -157,9 +158,13 @@ async def search_studies(
     response_class=Response,
 )
 async def search_study_series(
-    request: Request, services: ServicesDep, settings: SettingsDep, study: StudyUID
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    restrict: RestrictionDep,
+    study: StudyUID,
 ) -> Response:
-    return await _search(request, services, settings, Resource.STUDY_SERIES, study)
+    return await _search(request, services, settings, restrict, Resource.STUDY_SERIES, study)
 
 
 @router.get(
@@ -169,8 +174,10 @@ async def search_study_series(
     responses=_responses("series"),
     response_class=Response,
 )
-async def search_series(request: Request, services: ServicesDep, settings: SettingsDep) -> Response:
-    return await _search(request, services, settings, Resource.SERIES)
+async def search_series(
+    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
+) -> Response:
+    return await _search(request, services, settings, restrict, Resource.SERIES)
 
 
 @router.get(
@@ -181,9 +188,13 @@ async def search_series(request: Request, services: ServicesDep, settings: Setti
     response_class=Response,
 )
 async def search_study_instances(
-    request: Request, services: ServicesDep, settings: SettingsDep, study: StudyUID
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    restrict: RestrictionDep,
+    study: StudyUID,
 ) -> Response:
-    return await _search(request, services, settings, Resource.STUDY_INSTANCES, study)
+    return await _search(request, services, settings, restrict, Resource.STUDY_INSTANCES, study)
 
 
 @router.get(
@@ -197,10 +208,13 @@ async def search_series_instances(
     request: Request,
     services: ServicesDep,
     settings: SettingsDep,
+    restrict: RestrictionDep,
     study: StudyUID,
     series: SeriesUID,
 ) -> Response:
-    return await _search(request, services, settings, Resource.SERIES_INSTANCES, study, series)
+    return await _search(
+        request, services, settings, restrict, Resource.SERIES_INSTANCES, study, series
+    )
 
 
 @router.get(
@@ -211,6 +225,6 @@ async def search_series_instances(
     response_class=Response,
 )
 async def search_instances(
-    request: Request, services: ServicesDep, settings: SettingsDep
+    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
 ) -> Response:
-    return await _search(request, services, settings, Resource.INSTANCES)
+    return await _search(request, services, settings, restrict, Resource.INSTANCES)

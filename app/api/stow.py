@@ -17,6 +17,7 @@ from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart import FramingError, MediaType, Part, PartFailed, read_multipart
 from app.api.negotiation import parse_accept
+from app.api.security import note
 from app.api.stow_json import read_dicom_json_parts
 from app.api.urls import instance_url, service_base, study_url
 from app.dicom.status import Status
@@ -128,6 +129,13 @@ async def _store(
     except BaseException:
         await session.abort()
         raise
+    studies = {o.study_uid for o in result.stored if o.study_uid}
+    note(
+        request,
+        count=len(result.stored),
+        study_uid=next(iter(studies)) if len(studies) == 1 else None,
+        detail=f"{len(result.stored)} stored, {len(result.failed)} failed",
+    )
     base = service_base(request, settings)
     return _response(result, base, too_large)
 

@@ -165,3 +165,33 @@ class Tombstone(Base):
     series_uid: Mapped[str | None] = mapped_column(UID)
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AuditEvent(Base):
+    """One audited transaction (GEN-10): append-only, each row hash-chained to the one before.
+
+    ``hash`` is SHA-256 over ``prev_hash`` and the row's canonical content (see
+    ``app.services.audit``); ``seq`` numbers the chain without gaps. On PostgreSQL a trigger
+    refuses UPDATE, DELETE and TRUNCATE.
+    """
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str | None] = mapped_column(Text, index=True)
+    client_id: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)
+    study_uid: Mapped[str | None] = mapped_column(UID, index=True)
+    series_uid: Mapped[str | None] = mapped_column(UID)
+    instance_uid: Mapped[str | None] = mapped_column(UID)
+    patient_id: Mapped[str | None] = mapped_column(Text, index=True)
+    count: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

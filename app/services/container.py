@@ -12,6 +12,8 @@ from datetime import timedelta
 from app.config import Settings
 from app.index import migrate
 from app.index.db import Database
+from app.services.access import StudyAccess
+from app.services.audit import AuditLog
 from app.services.delete import DeleteService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
@@ -35,8 +37,11 @@ class Services:
     query: QueryService
     delete: DeleteService
     render: RenderService
+    audit: AuditLog
+    access: StudyAccess
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.store.close()
         await self.db.close()
 
@@ -114,6 +119,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             if render.anonymize_salt
             else None,
         ),
+        audit=AuditLog(
+            db,
+            queue_size=settings.auth.audit_queue_size,
+            batch_size=settings.auth.audit_batch_size,
+        ),
+        access=StudyAccess(db),
     )
     try:
         yield services

@@ -3,10 +3,11 @@
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,11 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def dicomweb(self) -> str:
@@ -48,33 +50,52 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         LIGHTBOX_DATABASE_URL=database_url,
         LIGHTBOX_AUTO_MIGRATE="true",
         LIGHTBOX_LOG_LEVEL="warning",
+        # the DICOMweb end-to-end tests run without tokens; tests/auth runs servers with them
+        LIGHTBOX_AUTH__ENABLED="false",
     )
     env.update(extra)
     return env
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, port: int | None = None) -> Iterator[Server]:
-    """Start the server, wait until /readyz answers 200, stop it afterwards."""
+def running_server(
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    tls_ca: Path | None = None,
+) -> Iterator[Server]:
+    """Start the server, wait until /readyz answers 200, stop it afterwards.
+
+    ``args`` go to ``lightbox serve``; with ``tls_ca`` the server is reached over https and its
+    certificate checked against that CA file.
+    """
     port = port or free_port()
     log = Path(env["LIGHTBOX_DATA_DIR"]).parent / f"server-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *(sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *args,
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(process, port, log)
+    server = Server(process, port, log, "https" if tls_ca else "http")
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{server.url}/readyz", timeout=1, verify=verify)
+                if ready.status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -1,0 +1,445 @@
+"""Access control on every route, CORS, and one audit record per request (GEN-06/09/10).
+
+:func:`authorize` is an application-wide dependency (``FastAPI(dependencies=...)``), so every
+route of every router gets it, including routes added later. The permission a route needs is its
+own declaration (``openapi_extra=requires(...)``) when present, else derived from the HTTP method:
+GET/HEAD/OPTIONS read, POST write, DELETE delete. Only routes declared ``anonymous`` (the health
+checks) are open; with ``auth.anonymous_read`` callers without a token may also read.
+
+A scoped grant (a token restricted to some studies or patients) is checked here for every route
+that names a study, in its path (``{study}``) or in a WADO-URI ``studyUID`` query parameter;
+searches apply it themselves through :data:`~app.api.deps.RestrictionDep`.
+
+:class:`AuditMiddleware` records one event per request on a route (health checks excepted) after
+the response: actor, source address, action, outcome and status, the UIDs in the path, the count
+and the request id, for refused and failed requests too.
+"""
+
+import logging
+import re
+import uuid
+from typing import Any, Final
+
+from fastapi import FastAPI, HTTPException, Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.deps import restriction_of
+from app.auth.keys import LocalSigningKey, OidcKeys
+from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
+from app.auth.verify import InvalidToken, TokenVerifier
+from app.config import AuthSettings, Settings
+from app.services.audit import AuditRecord, Outcome
+
+__all__ = [
+    "ANONYMOUS_ROUTE",
+    "AuditMiddleware",
+    "action_for",
+    "authorize",
+    "build_verifier",
+    "install_security",
+    "note",
+    "permission_for",
+    "requires",
+]
+
+log = logging.getLogger(__name__)
+
+PERMISSION_KEY: Final = "x-lightbox-permission"
+ANONYMOUS_ROUTE: Final = "anonymous"
+_METHOD_PERMISSION: Final = {
+    "GET": Permission.READ,
+    "HEAD": Permission.READ,
+    "OPTIONS": Permission.READ,
+    "POST": Permission.WRITE,
+    "PUT": Permission.WRITE,
+    "PATCH": Permission.WRITE,
+    "DELETE": Permission.DELETE,
+}
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_REALM: Final = 'Bearer realm="lightbox"'
+EXPOSED_HEADERS: Final = [
+    "Warning",
+    "Content-Location",
+    "Content-Type",
+    "Location",
+    "X-Total-Count",
+    "X-Request-ID",
+]
+
+
+def requires(permission: Permission | str) -> dict[str, Any]:
+    """A route's explicit declaration: ``@router.get(..., openapi_extra=requires("admin"))``."""
+    return {PERMISSION_KEY: str(permission)}
+
+
+def _declared(route: BaseRoute | None) -> str | None:
+    extra = getattr(route, "openapi_extra", None)
+    value = extra.get(PERMISSION_KEY) if isinstance(extra, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def permission_for(route: BaseRoute | None, method: str) -> Permission | None:
+    """What a request needs: the route's declaration, else by method; ``None`` is anonymous.
+
+    An undeclared method needs admin (fail closed).
+    """
+    declared = _declared(route)
+    if declared == ANONYMOUS_ROUTE:
+        return None
+    if declared is not None:
+        return Permission(declared)
+    return _METHOD_PERMISSION.get(method.upper(), Permission.ADMIN)
+
+
+def build_mapping(auth: AuthSettings) -> ClaimMapping:
+    values: dict[str, Permission] = {}
+    for permission, names in (
+        (Permission.READ, auth.read_values),
+        (Permission.WRITE, auth.write_values),
+        (Permission.DELETE, auth.delete_values),
+        (Permission.ADMIN, auth.admin_values),
+    ):
+        values.update(dict.fromkeys(names, permission))
+    return ClaimMapping(
+        permission_claims=tuple(auth.permission_claims),
+        values=values,
+        study_claim=auth.study_claim,
+        patient_claim=auth.patient_claim,
+    )
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """The verifier the settings describe (creates the embedded key on first use)."""
+    auth = settings.auth
+    local = LocalSigningKey.load_or_create(settings.data_dir)[0] if auth.local_key else None
+    oidc = (
+        OidcKeys(
+            auth.oidc_issuer,
+            jwks_uri=auth.oidc_jwks_uri,
+            allow_http=auth.oidc_allow_http,
+            cache_seconds=auth.jwks_cache_seconds,
+            min_refresh_seconds=auth.jwks_min_refresh_seconds,
+        )
+        if auth.oidc_issuer
+        else None
+    )
+    return TokenVerifier(
+        audience=auth.audience,
+        mapping=build_mapping(auth),
+        local_key=local,
+        local_issuer=auth.local_issuer,
+        oidc=oidc,
+        oidc_audience=auth.oidc_audience,
+        oidc_algorithms=auth.oidc_algorithms,
+        leeway_seconds=auth.leeway_seconds,
+        max_token_bytes=auth.max_token_bytes,
+    )
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    state = request.app.state
+    verifier: TokenVerifier | None = getattr(state, "verifier", None)
+    if verifier is None:
+        verifier = state.verifier = build_verifier(state.settings)
+    return verifier
+
+
+def _deny(request: Request, status: int, detail: str, *, challenge: str) -> HTTPException:
+    request.state.audit_denied = detail
+    settings: Settings = request.app.state.settings
+    if status == 403 and settings.auth.deny_as_not_found:
+        return HTTPException(404, "not found")
+    return HTTPException(status, detail, headers={"WWW-Authenticate": challenge})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("the Authorization header is not a bearer token")
+    return token.strip()
+
+
+async def authorize(request: Request) -> None:
+    """The application-wide guard: authenticate, check the permission and the scoped grant."""
+    needed = permission_for(request.scope.get("route"), request.method)
+    if needed is None:
+        return
+    settings: Settings = request.app.state.settings
+    if not settings.auth.enabled:
+        request.state.principal = SYSTEM
+        return
+    try:
+        token = _bearer(request)
+        if token is None:
+            if settings.auth.anonymous_read and needed is Permission.READ:
+                principal = ANONYMOUS
+            else:
+                request.state.audit_denied = "no bearer token"
+                raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": _REALM})
+        else:
+            principal = await _verifier(request).verify(token)
+    except InvalidToken as exc:
+        request.state.audit_denied = str(exc)
+        challenge = f'{_REALM}, error="invalid_token", error_description="{exc}"'
+        raise HTTPException(401, str(exc), {"WWW-Authenticate": challenge}) from None
+    request.state.principal = principal
+    if not principal.allows(needed):
+        raise _deny(
+            request,
+            403,
+            f"the token does not grant {needed.value}",
+            challenge=f'{_REALM}, error="insufficient_scope", scope="{needed.value}"',
+        )
+    if principal.restricted:
+        await _check_grant(request, principal, needed)
+
+
+def _applies_restriction(route: BaseRoute | None) -> bool:
+    """Whether the route's handler takes :data:`~app.api.deps.RestrictionDep` (filters itself)."""
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        if dependant.call is restriction_of:
+            return True
+        stack.extend(dependant.dependencies)
+    return False
+
+
+async def _check_grant(request: Request, principal: Principal, needed: Permission) -> None:
+    studies = set(request.query_params.getlist("studyUID"))
+    if "study" in request.path_params:
+        studies.add(str(request.path_params["study"]))
+    challenge = f'{_REALM}, error="insufficient_scope"'
+    if not studies:
+        # no study named: only a search that filters by the grant itself may serve a scoped
+        # token (fail closed for any route that does not)
+        if needed is not Permission.READ or not _applies_restriction(request.scope.get("route")):
+            raise _deny(
+                request,
+                403,
+                "a scoped token may only act on the studies it names",
+                challenge=challenge,
+            )
+        return
+    restriction = principal.restriction()
+    assert restriction is not None
+    for study in sorted(studies):
+        patient_id = None
+        if restriction.patient_ids is not None:
+            patient_id = await request.app.state.services.access.patient_id(study)
+        if not restriction.allows(study, patient_id):
+            raise _deny(request, 403, "the token does not grant this study", challenge=challenge)
+
+
+def note(request: Request, **fields: Any) -> None:
+    """Add to this request's audit record (``count``, ``patient_id``, ``study_uid``, ``detail``)."""
+    extra: dict[str, Any] | None = getattr(request.state, "audit_extra", None)
+    if extra is None:
+        extra = request.state.audit_extra = {}
+    extra.update(fields)
+
+
+def action_for(method: str, path: str) -> str:
+    """The audited action of a route, from its method and path template.
+
+    >>> action_for("GET", "/dicom-web/studies/{study}/series/{series}/metadata")
+    'metadata'
+    >>> action_for("GET", "/dicom-web/studies/{study}/frames/{frames}/rendered")
+    'render'
+    >>> action_for("GET", "/dicom-web/studies/{study}/series")
+    'search'
+    """
+    method = method.upper()
+    if path.startswith("/api/audit"):
+        return "audit-query"
+    if method in ("POST", "PUT", "PATCH"):
+        return "store"
+    if method == "DELETE":
+        return "delete"
+    if method == "OPTIONS":
+        return "capabilities"
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    if last in ("rendered", "thumbnail"):
+        return "render"
+    if "/frames/" in path:
+        return "frames"
+    if last == "metadata":
+        return "metadata"
+    if "/bulkdata" in path:
+        return "bulkdata"
+    if last in ("studies", "series", "instances"):
+        return "search"
+    return "retrieve"
+
+
+def _outcome(status: int, denied: bool) -> str:
+    if denied or status in (401, 403):
+        return Outcome.DENIED
+    return Outcome.SUCCESS if status < 400 else Outcome.FAILURE
+
+
+class AuditMiddleware:
+    """Request id, Cross-Origin-Resource-Policy, and one audit record per routed request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        root: str,
+        resource_policy: str | None,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.trusted_proxies = trusted_proxies
+        self.root = root + "/" if root else "/"
+        self.resource_policy = resource_policy.encode() if resource_policy else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        status = 500
+        total: int | None = None
+        retrieved = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.root)
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, total
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                for name, value in headers:
+                    if name.lower() == b"x-total-count" and value.isdigit():
+                        total = int(value)
+                headers.append((b"x-request-id", request_id.encode()))
+                if retrieved and self.resource_policy is not None:
+                    headers.append((b"cross-origin-resource-policy", self.resource_policy))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            await self._record(scope, status, total, request_id)
+
+    async def _record(self, scope: Scope, status: int, total: int | None, request_id: str) -> None:
+        route = scope.get("route")
+        if route is None or _declared(route) == ANONYMOUS_ROUTE:
+            return
+        services = getattr(scope["app"].state, "services", None)
+        if services is None:
+            return
+        state: dict[str, Any] = scope.get("state") or {}
+        principal: Principal | None = state.get("principal")
+        denied: str | None = state.get("audit_denied")
+        extra: dict[str, Any] = state.get("audit_extra") or {}
+        params: dict[str, Any] = scope.get("path_params") or {}
+        query = _query(scope)
+        path = str(getattr(route, "path", scope["path"]))
+        action = action_for(scope["method"], path)
+        if status == 401:
+            action = "login-failure"
+        event = AuditRecord(
+            action=action,
+            outcome=_outcome(status, denied is not None),
+            status=status,
+            actor=principal.subject if principal is not None else None,
+            client_id=principal.client_id if principal is not None else None,
+            source=self._source(scope),
+            study_uid=_uid(extra.get("study_uid") or params.get("study") or query.get("studyUID")),
+            series_uid=_uid(params.get("series") or query.get("seriesUID")),
+            instance_uid=_uid(params.get("instance") or query.get("objectUID")),
+            patient_id=extra.get("patient_id"),
+            count=extra.get("count", total),
+            request_id=request_id,
+            detail=extra.get("detail") or denied or f"{scope['method']} {path}",
+        )
+        try:
+            await services.audit.record(event)
+        except Exception:  # the log is closing: say so loudly, never silently
+            log.exception("audit event not recorded: %s", event)
+
+    def _source(self, scope: Scope) -> str | None:
+        """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
+        client = scope.get("client")
+        address: str | None = client[0] if client else None
+        if address is None or address not in self.trusted_proxies:
+            return address
+        for name, value in scope.get("headers", []):
+            if name == b"x-forwarded-for":
+                header: str = value.decode("latin-1")
+                hops = [h.strip() for h in header.split(",") if h.strip()]
+                for hop in reversed(hops):
+                    if hop not in self.trusted_proxies:
+                        return hop[:64]
+        return address
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw)) if "UID=" in raw else {}
+
+
+def _uid(value: Any) -> str | None:
+    """A path or query value for a UID column, bounded to the column width."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:64]
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer scheme in the OpenAPI document, on every operation but anonymous ones."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and (
+                    operation.get(PERMISSION_KEY) != ANONYMOUS_ROUTE
+                ):
+                    operation["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def install_security(app: FastAPI, settings: Settings) -> None:
+    """Audit middleware inside, CORS outermost (a preflight is answered before anything else)."""
+    _document_security(app)
+    app.add_middleware(
+        AuditMiddleware,
+        root=settings.dicomweb_root,
+        resource_policy=settings.cors.resource_policy or None,
+        trusted_proxies=frozenset(settings.trusted_proxies),
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors.allow_origins,
+        allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Accept", "Content-Type", "X-Request-ID"],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=settings.cors.max_age,
+    )

@@ -1,0 +1,123 @@
+"""Every route of the app answers 401 without a token and 403 without the permission (GEN-06).
+
+The routes are enumerated from the app itself, so a route added later by any router is covered
+the day it is added: it cannot ship unprotected.
+"""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import fastapi.routing
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from app.main import create_app
+from tests.auth.helpers import ALL, auth_client, auth_settings
+
+#: the only routes open to anyone: the health checks
+ANONYMOUS = {"/healthz", "/readyz"}
+#: FastAPI's own API documentation (the OpenAPI document and its viewers): no data, no guard
+DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+UID = "1.2.826.0.1.3680043.8.498.1"
+_SAMPLES = {"frames": "1", "path": "00280010", "frame": "1"}
+_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+def expected_permission(path: str, method: str) -> str:
+    if path.startswith("/api/"):
+        return "admin"
+    return {"GET": "read", "HEAD": "read", "OPTIONS": "read", "POST": "write"}.get(
+        method, "delete" if method == "DELETE" else "admin"
+    )
+
+
+def _contexts(app: FastAPI) -> Iterator[tuple[BaseRoute, str, set[str]]]:
+    """(route, full path template, methods) of every route, routers included at any depth."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.165
+    for context in list(iterate(app.routes)) if iterate is not None else app.routes:
+        route = getattr(context, "original_route", context)
+        path = str(getattr(context, "path", getattr(route, "path", "")))
+        yield route, path, set(getattr(context, "methods", None) or {"GET"})
+
+
+def route_templates(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(path template, method) for every route and method of the app."""
+    for _route, path, methods in _contexts(app):
+        for method in sorted(methods):
+            yield path, method
+
+
+def routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str, str]]:
+    """(route, concrete path, method) for every route and method of the app."""
+    for route, path, methods in _contexts(app):
+        concrete = _PARAM.sub(lambda m: _SAMPLES.get(m.group(1), UID), path)
+        for method in sorted(methods):
+            yield route, concrete, method
+
+
+def test_routes_are_enumerated(tmp_path: Path) -> None:
+    app = create_app(auth_settings("sqlite+aiosqlite:///:memory:", tmp_path))
+    found = {(path, method) for _, path, method in routes(app)}
+    assert ("/dicom-web/studies", "GET") in found
+    assert ("/dicom-web/studies", "POST") in found
+    assert ("/api/audit", "GET") in found
+    assert len(found) >= 14
+
+
+async def test_every_route_refuses_without_token_and_without_permission(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (_services, http, tokens):
+        app = http._transport.app  # type: ignore[attr-defined]
+        checked = 0
+        for route, path, method in routes(app):
+            if path in DOCUMENTATION:
+                assert not isinstance(route, APIRoute)
+                continue
+            if path in ANONYMOUS:
+                response = await http.request(method, path)
+                assert response.status_code in (200, 503), (method, path)
+                continue
+            assert isinstance(route, APIRoute), f"{path} is not a guarded FastAPI route"
+            needed = expected_permission(path, method)
+            no_token = await http.request(method, path)
+            assert no_token.status_code == 401, (method, path, no_token.text)
+            assert no_token.headers["www-authenticate"].startswith("Bearer"), (method, path)
+            others = [s for s in ALL if s != needed]
+            lacking = await http.request(method, path, headers=tokens.headers(others))
+            assert lacking.status_code == 403, (method, path, lacking.text)
+            assert f'scope="{needed}"' in lacking.headers["www-authenticate"], (method, path)
+            checked += 1
+        assert checked >= 12
+
+
+@pytest.mark.parametrize("deny_as_not_found", [False, True])
+async def test_anonymous_read_never_writes_and_404_mode(
+    database_url: str, tmp_path: Path, deny_as_not_found: bool
+) -> None:
+    settings = auth_settings(
+        database_url,
+        tmp_path / "data",
+        anonymous_read=True,
+        deny_as_not_found=deny_as_not_found,
+    )
+    async with auth_client(settings) as (_services, http, tokens):
+        app = http._transport.app  # type: ignore[attr-defined]
+        for _route, path, method in routes(app):
+            if path in DOCUMENTATION | ANONYMOUS:
+                continue
+            needed = expected_permission(path, method)
+            response = await http.request(method, path)
+            if needed == "read":
+                assert response.status_code not in (401, 403), (method, path)
+            else:
+                assert response.status_code == 401, (method, path)
+            lacking = await http.request(
+                method, path, headers=tokens.headers([s for s in ALL if s != needed])
+            )
+            assert lacking.status_code == (404 if deny_as_not_found else 403), (method, path)

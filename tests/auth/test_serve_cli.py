@@ -1,0 +1,167 @@
+"""``lightbox serve`` with access control on (the default), ``lightbox token create``, TLS."""
+
+import datetime
+import ipaddress
+import os
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import generate_uid
+from typer.testing import CliRunner
+
+from app.cli import cli, parse_ttl
+from tests.e2e.server import free_port, running_server, server_env
+from tests.factories import make_dataset
+
+
+def _token(data_dir: Path, database_url: str, *args: str) -> str:
+    env = server_env(data_dir, database_url)
+    env.pop("LIGHTBOX_AUTH__ENABLED")
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "token", "create", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = server_env(
+        data_dir, fresh_database_url, LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web"
+    )
+    env.pop("LIGHTBOX_AUTH__ENABLED")  # the production default: on
+    with running_server(env, port=port) as server:
+        log = server.log.read_text()
+        assert "lightbox token create --subject admin" in log
+        assert (data_dir / "auth" / "signing-key.pem").stat().st_mode & 0o077 == 0
+        assert httpx.get(f"{server.dicomweb}/studies").status_code == 401
+
+        admin = _token(
+            data_dir,
+            fresh_database_url,
+            "--subject",
+            "admin",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+            "--ttl",
+            "10m",
+        )
+        client = DICOMwebClient(server.dicomweb, headers={"Authorization": f"Bearer {admin}"})
+        a, b = generate_uid(), generate_uid()
+        client.store_instances([make_dataset(StudyInstanceUID=a), make_dataset(StudyInstanceUID=b)])
+        assert {s["0020000D"]["Value"][0] for s in client.search_for_studies()} == {a, b}
+
+        share = _token(
+            data_dir, fresh_database_url, "--subject", "share", "--study", a, "--ttl", "7d"
+        )
+        shared = DICOMwebClient(server.dicomweb, headers={"Authorization": f"Bearer {share}"})
+        assert [s["0020000D"]["Value"][0] for s in shared.search_for_studies()] == [a]
+        with pytest.raises(Exception, match="403"):
+            shared.retrieve_study_metadata(b)
+        assert len(shared.retrieve_study_metadata(a)) == 1
+
+    # a second start finds the key and says nothing about it
+    with running_server(env, port=free_port()) as again:
+        assert again.log != server.log
+        assert "created the token signing key" not in again.log.read_text()
+
+
+def test_token_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("LIGHTBOX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["token", "create", "--subject", "x", "--scope", "superuser"])
+    assert bad.exit_code == 2
+    assert "unknown scope superuser" in bad.output
+    bad_ttl = runner.invoke(cli, ["token", "create", "--subject", "x", "--ttl", "soon"])
+    assert bad_ttl.exit_code == 2
+    good = runner.invoke(
+        cli, ["token", "create", "--subject", "dr", "--scope", "read,admin", "--patient", "P1"]
+    )
+    assert good.exit_code == 0, good.output
+    import jwt
+
+    token = good.output.strip().splitlines()[-1]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["scope"] == "read admin"
+    assert claims["lightbox_patients"] == ["P1"]
+    assert claims["exp"] - claims["iat"] == 3600
+    # the issuance itself is audited
+    verify = runner.invoke(cli, ["audit", "export"])
+    assert verify.exit_code == 0, verify.output
+    assert '"action": "token-issued"' in verify.output
+    assert "subject=dr" in verify.output
+
+
+def test_parse_ttl() -> None:
+    assert parse_ttl("90s") == 90
+    assert parse_ttl("2w") == 1209600
+    with pytest.raises(Exception, match="not a duration"):
+        parse_ttl("-5m")
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_serve_tls(fresh_database_url: str, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    data_dir = tmp_path / "data"
+    env = server_env(data_dir, fresh_database_url)
+    env.pop("LIGHTBOX_AUTH__ENABLED")
+    args = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    with running_server(env, args=args, tls_ca=cert) as server:
+        assert server.url.startswith("https://")
+        token = _token(data_dir, fresh_database_url, "--subject", "tls", "--ttl", "5m")
+        context = ssl.create_default_context(cafile=str(cert))
+        response = httpx.get(
+            f"{server.dicomweb}/studies",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=context,
+        )
+        assert response.status_code == 204
+        assert "https://127.0.0.1" in server.log.read_text()
