@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from starlette.middleware.cors import CORSMiddleware
 
 from app.api.capabilities import JSON, WADL
 from app.cli import conformance_text
@@ -144,24 +143,24 @@ async def test_options_on_other_paths_and_405_with_allow(client: httpx.AsyncClie
 
 
 async def test_cors_preflight_is_left_to_cors_handling(services: Services) -> None:
-    settings = Settings(_env_file=None)
-    bare = create_app(settings, services=services)
-    transport = httpx.ASGITransport(app=bare)
     preflight = {"Origin": "https://viewer.example", "Access-Control-Request-Method": "GET"}
+    closed = create_app(Settings(_env_file=None, auth={"enabled": False}), services=services)
+    transport = httpx.ASGITransport(app=closed)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        # no CORS handling configured: a preflight is not a capabilities request
-        root = await http.options(f"{ROOT}/", headers=preflight)
-        assert root.status_code == 204
-        assert root.content == b""
-        assert "access-control-allow-origin" not in root.headers
-        other = await http.options(f"{ROOT}/studies", headers=preflight)
-        assert other.status_code == 405  # the router's answer, not a 204 from the middleware
+        # no origin allowed (the default): the CORS layer refuses the preflight; it is never
+        # answered as a capabilities request
+        for path in ("/", "/studies"):
+            response = await http.options(ROOT + path, headers=preflight)
+            assert response.status_code == 400, path
+            assert "access-control-allow-origin" not in response.headers
+            assert b"wadl" not in response.content
 
-    with_cors = create_app(settings, services=services)
-    with_cors.add_middleware(
-        CORSMiddleware, allow_origins=["https://viewer.example"], allow_methods=["*"]
+    settings = Settings(
+        _env_file=None,
+        auth={"enabled": False},
+        cors={"allow_origins": ["https://viewer.example"]},
     )
-    transport = httpx.ASGITransport(app=with_cors)
+    transport = httpx.ASGITransport(app=create_app(settings, services=services))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         for path in ("/", "/studies", f"/studies/{STUDY}/metadata"):
             response = await http.options(ROOT + path, headers=preflight)
