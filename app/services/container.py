@@ -88,7 +88,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         store=store,
         ingest=IngestService(db, store, policy, spool_dir),
         maintenance=MaintenanceService(db, store),
-        retrieve=RetrieveService(db, store),
+        retrieve=RetrieveService(
+            db,
+            store,
+            transcode_concurrency=settings.limits.transcode_concurrency,
+            metadata_cache_bytes=settings.limits.metadata_cache_bytes,
+        ),
         query=QueryService(db),
     )
     try:
