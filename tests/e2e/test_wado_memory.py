@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
