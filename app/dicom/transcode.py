@@ -222,7 +222,7 @@ def _to_little_endian(ds: Dataset) -> None:
         word = _BINARY_WORD.get(str(elem.VR))
         if word and isinstance(elem.value, bytes | bytearray):
             elem.value = swap_byte_order(bytes(elem.value), word)
-    pixels = ds.get("PixelData", None)
+    pixels = ds.data_element("PixelData")  # the element (ds.get would give its value)
     allocated = int(ds.get("BitsAllocated", 0) or 0)
     if pixels is not None and allocated > 16 and isinstance(pixels.value, bytes):
         # pixels wider than a word are swapped whole (PS3.5 §A.3), not word by word: undo the
@@ -333,14 +333,14 @@ def decode_frames(raw: bytes, numbers: Sequence[int]) -> list[bytes]:
     """Frames ``numbers`` (1-based) of the PS3.10 file ``raw`` as native little-endian pixels.
 
     For files whose frames are not byte ranges of the stored file (deflated data sets, fragments
-    that cannot be mapped to frames); the file is parsed once per frame, only the frame decoded.
+    that cannot be mapped to frames); the file is parsed once, only the frames asked decoded.
     """
     out: list[bytes] = []
     try:
-        ds = dcmread(io.BytesIO(raw), force=True, stop_before_pixels=True)
+        ds = dcmread(io.BytesIO(raw), force=True)  # a deflated data set is inflated here
         bits = int(ds.get("BitsAllocated", 8) or 8)
         for number in numbers:
-            arr = pixel_array(io.BytesIO(raw), index=number - 1, as_rgb=True)
+            arr = pixel_array(ds, index=number - 1, as_rgb=True)
             out.append(_native_bytes(arr, bits))
     except Exception as exc:  # the codecs raise anything from ValueError to RuntimeError
         raise TranscodeError("the frames of this instance could not be decoded") from exc
