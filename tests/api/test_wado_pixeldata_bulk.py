@@ -370,3 +370,37 @@ async def test_metadata_gzip(settings: Settings) -> None:
         assert (await http.get(url, headers={"Accept-Encoding": "gzip;q=0"})).headers.get(
             "content-encoding"
         ) is None
+
+
+# --- frames that are not byte ranges of the stored file (deflated data set) ---
+
+
+async def test_frames_of_a_deflated_instance(settings: Settings) -> None:
+    """The frames of a deflated data set are decoded from the whole file (no frame index)."""
+    async with app_client(settings) as (_, http):
+        raw = _corpus("image_dfl.dcm")
+        response = await http.post(
+            f"{ROOT}/studies", content=multipart([raw]), headers=stow_headers()
+        )
+        assert response.status_code == 200, response.text
+        ds = dcmread(io.BytesIO(raw))
+        expected = np.ascontiguousarray(ds.pixel_array).tobytes()
+        for accept in (MULTI_OCTET, f"{MULTI_OCTET}; transfer-syntax=*", None):
+            request = http.build_request("GET", f"{_path(ds)}/frames/1")
+            if accept is not None:
+                request.headers["accept"] = accept
+            response = await http.send(request)
+            assert response.status_code == 200, (accept, response.text)
+            part_type, syntax, [part] = parse_multipart(response)
+            assert (part_type, syntax) == (OCTET, EVRLE)
+            assert part.payload == expected
+        response = await http.get(f"{_path(ds)}/pixeldata", headers={"Accept": OCTET})
+        assert response.content == expected
+        # and the instance itself, inflated to Explicit VR Little Endian when asked for
+        response = await http.get(
+            _path(ds), headers={"Accept": f"application/dicom; transfer-syntax={EVRLE}"}
+        )
+        assert response.status_code == 200
+        out = dcmread(io.BytesIO(response.content))
+        assert out.file_meta.TransferSyntaxUID == EVRLE
+        assert np.array_equal(out.pixel_array, ds.pixel_array)
