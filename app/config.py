@@ -62,6 +62,13 @@ class Limits(BaseModel):
         64, description="index rows committed per transaction during one STOW request"
     )
     parse_concurrency: int = Field(4, description="instances parsed at once per process")
+    transcode_concurrency: int = Field(
+        2, description="instances or frames decoded at once per process (WADO-RS transcoding)"
+    )
+    metadata_cache_bytes: int = Field(
+        64 * 1024**2,
+        description="WADO-RS metadata documents kept per process, by ETag (0: no cache)",
+    )
 
 
 class RenderSettings(BaseModel):
@@ -206,6 +213,11 @@ class Settings(BaseSettings):
     )
     allow_single_part_stow: bool = Field(
         True, description="accept a single application/dicom body on POST /studies (STOW-03)"
+    )
+    strict_accept: bool = Field(
+        False,
+        description="answer 406 to a retrieve without an Accept header, as PS3.18 §8.7.5 says "
+        "(default: treat it as */*, as Orthanc does; NEG-04)",
     )
     sop_class_allow_list: list[str] = Field(
         default_factory=list, description="SOP Class UIDs accepted (empty: all)"

@@ -27,12 +27,15 @@ class OutgoingPart:
     chunks: AsyncIterator[bytes]
     content_location: str | None = None
     content_length: int | None = None
+    content_range: str | None = None  # a byte range of the value (BULK-04)
 
     def header_block(self, boundary: str) -> bytes:
         """The delimiter line and the part headers, up to and including the empty line."""
         lines = [f"--{boundary}", f"Content-Type: {self.content_type}"]
         if self.content_location is not None:
             lines.append(f"Content-Location: {self.content_location}")
+        if self.content_range is not None:
+            lines.append(f"Content-Range: {self.content_range}")
         if self.content_length is not None:
             lines.append(f"Content-Length: {self.content_length}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -12,8 +12,11 @@ Two parts:
   in it, NEG-05), then the Accept header, ``*/*`` and ``multipart/*`` standing for the category
   default ``multipart/related; type="application/dicom"`` (NEG-03), and plain
   ``application/dicom`` only for a single instance (NEG-11). A missing Accept header counts as
-  ``*/*`` (NEG-04; ``strict_accept`` comes later). Ranges we cannot serve are dropped; if
-  nothing is left the answer is 406.
+  ``*/*`` unless ``strict_accept`` is set (NEG-04: then 406, as PS3.18 §8.7.5 says). Ranges we
+  cannot serve are dropped; if nothing is left the answer is 406.
+
+The legacy names ``image/x-dicom-rle`` and ``image/x-jls`` are read as ``image/dicom-rle`` and
+``image/jls`` (NEG-13); responses always use the current names.
 
 Transfer syntax values (NEG-06): ``None`` means "not asked for" (the category default, Explicit VR
 Little Endian, NEG-07), ``"*"`` means "as stored", anything else is a UID.
@@ -21,7 +24,7 @@ Little Endian, NEG-07), ``"*"`` means "as stored", anything else is a UID.
 
 import enum
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
 from app.errors import NotAcceptable
@@ -97,6 +100,13 @@ def _weight(value: str) -> float | None:
     return q
 
 
+#: NEG-13: legacy media type names (PS3.18 §8.7.3.3.2 note 8) and the current ones
+LEGACY_NAMES: dict[str, str] = {
+    "image/x-dicom-rle": "image/dicom-rle",
+    "image/x-jls": "image/jls",
+}
+
+
 def parse_media_range(text: str) -> MediaRange | None:
     """Parse one media range; None when it is malformed (such ranges are dropped, NEG-03).
 
@@ -107,9 +117,12 @@ def parse_media_range(text: str) -> MediaRange | None:
     {'type': 'application/dicom'}
     >>> parse_media_range("nonsense") is None
     True
+    >>> parse_media_range("image/x-jls").essence  # NEG-13
+    'image/jls'
     """
     head, *rest = _split(text, ";")
     essence = head.strip().lower()
+    essence = LEGACY_NAMES.get(essence, essence)
     kind, slash, subtype = essence.partition("/")
     if not slash or not kind or not subtype or "/" in subtype or (kind == "*" and subtype != "*"):
         return None
@@ -145,6 +158,37 @@ def parse_accept(value: str) -> list[MediaRange]:
             if parsed is not None:
                 ranges.append(parsed)
     return ranges
+
+
+def accept_stages(
+    query: Sequence[str], header: str | None, *, strict: bool = False
+) -> list[list[MediaRange]]:
+    """The media ranges to try, in order of precedence (PS3.18 §8.7.8.1, NEG-02/04/05).
+
+    The ``accept`` query parameter first, without wildcards (NEG-05), then the Accept header; a
+    missing header counts as ``*/*`` unless ``strict`` (NEG-04), in which case it adds nothing.
+
+    >>> [[r.essence for r in stage] for stage in accept_stages(["a/b", "*/*"], None)]
+    [['a/b'], ['*/*']]
+    >>> accept_stages([], None, strict=True)
+    []
+    """
+    stages: list[list[MediaRange]] = []
+    if query:
+        stages.append([r for r in parse_accept(",".join(query)) if not r.is_wildcard])
+    if header is not None:
+        stages.append(parse_accept(header))
+    elif not strict:
+        stages.append(parse_accept("*/*"))
+    return stages
+
+
+def _missing_accept(query: Sequence[str], header: str | None, strict: bool) -> None:
+    """NEG-04: with ``strict_accept``, a request naming no media type at all is 406."""
+    if strict and header is None and not query:
+        raise NotAcceptable(
+            "no Accept header: name the media types you accept (PS3.18 §8.7.5, strict_accept)"
+        )
 
 
 class Packaging(enum.Enum):
@@ -213,10 +257,13 @@ def acceptable_dicom(
     >>> acceptable_dicom("application/dicom", single_part=False)
     []
     """
+    ranges = [r for r in parse_accept(accept or "") if wildcards or not r.is_wildcard]
+    return _acceptable(ranges, single_part=single_part)
+
+
+def _acceptable(ranges: Iterable[MediaRange], *, single_part: bool) -> list[DicomRepresentation]:
     reps: list[DicomRepresentation] = []
-    for r in parse_accept(accept or ""):
-        if r.is_wildcard and not wildcards:
-            continue
+    for r in ranges:
         rep = _dicom_representation(r, single_part=single_part)
         if rep is not None:
             reps.append(rep)
@@ -228,31 +275,31 @@ def negotiate_dicom(
     header: str | None,
     *,
     single_part: bool,
-    producible: Callable[[str | None], int],
+    producible: Callable[[str | None], tuple[int, int]],
+    strict: bool = False,
 ) -> DicomRepresentation:
     """Select the representation of a retrieve in the DICOM instance category (PS3.18 §8.7.8.1).
 
     ``query`` holds the values of the ``accept`` query parameter (it takes precedence, NEG-05),
-    ``header`` the Accept header (None when absent: then ``*/*``, NEG-04). ``single_part`` allows
-    plain ``application/dicom`` (a single instance, NEG-11). ``producible(transfer_syntax)`` says
-    how many of the target's instances can be sent in that syntax; a range yielding none is not
-    supported and dropped. Among the rest the highest ``q`` wins, and on equal ``q`` the one that
-    sends the most instances without transcoding (NEG-02). Raises :class:`NotAcceptable` (406)
-    when nothing is left.
+    ``header`` the Accept header (None when absent: ``*/*``, or 406 when ``strict``, NEG-04).
+    ``single_part`` allows plain ``application/dicom`` (a single instance, NEG-11).
+    ``producible(transfer_syntax)`` says how many of the target's instances can be sent for that
+    request and how many of those need transcoding; a range yielding none is not supported and
+    dropped. Among the rest the highest ``q`` wins; on equal ``q`` the one that sends the most
+    instances, then the one that transcodes the fewest (NEG-02). Raises
+    :class:`NotAcceptable` (406) when nothing is left.
     """
-    stages: list[list[DicomRepresentation]] = []
-    if query:
-        stages.append(acceptable_dicom(",".join(query), single_part=single_part, wildcards=False))
-    stages.append(acceptable_dicom("*/*" if header is None else header, single_part=single_part))
+    _missing_accept(query, header, strict)
     unproducible: list[str] = []
-    for reps in stages:
-        best = _best(reps, producible, unproducible)
+    for ranges in accept_stages(query, header, strict=strict):
+        best = _best(_acceptable(ranges, single_part=single_part), producible, unproducible)
         if best is not None:
             return best
     if unproducible:
         asked = ", ".join(dict.fromkeys(unproducible))
         raise NotAcceptable(
-            f"no instance can be returned in transfer syntax {asked} (transcoding is not supported)"
+            f"no instance can be returned in transfer syntax {asked}: Lightbox sends the stored "
+            f"syntax (transfer-syntax=*) or decodes to {EXPLICIT_VR_LITTLE_ENDIAN}"
         )
     raise NotAcceptable(
         'acceptable: multipart/related; type="application/dicom"[; transfer-syntax=UID|*]'
@@ -262,18 +309,19 @@ def negotiate_dicom(
 
 def _best(
     reps: Iterable[DicomRepresentation],
-    producible: Callable[[str | None], int],
+    producible: Callable[[str | None], tuple[int, int]],
     unproducible: list[str],
 ) -> DicomRepresentation | None:
-    best: tuple[float, int, DicomRepresentation] | None = None
+    best: tuple[tuple[float, int, int], DicomRepresentation] | None = None
     for rep in reps:
-        count = producible(rep.transfer_syntax)
+        count, transcoded = producible(rep.transfer_syntax)
         if count == 0:
             unproducible.append(rep.transfer_syntax or f"{EXPLICIT_VR_LITTLE_ENDIAN} (the default)")
             continue
-        if best is None or (rep.q, count) > best[:2]:
-            best = (rep.q, count, rep)
-    return None if best is None else best[2]
+        rank = (rep.q, count, -transcoded)
+        if best is None or rank > best[0]:
+            best = (rank, rep)
+    return None if best is None else best[1]
 
 
 # --- metadata (PS3.18 §8.7.5, META-01) ---
@@ -282,7 +330,7 @@ DICOM_JSON = "application/dicom+json"
 _JSON_TYPES = frozenset({DICOM_JSON, "application/json", "application/*", "*/*"})
 
 
-def negotiate_json(query: Sequence[str], header: str | None) -> str:
+def negotiate_json(query: Sequence[str], header: str | None, *, strict: bool = False) -> str:
     """The media type of a metadata response, or :class:`NotAcceptable` (META-01).
 
     ``application/dicom+json``, ``application/json`` and wildcards are accepted; the response is
@@ -295,11 +343,10 @@ def negotiate_json(query: Sequence[str], header: str | None) -> str:
     ...
     app.errors.NotAcceptable: acceptable: application/dicom+json, application/json
     """
-    stages = [r for r in parse_accept(",".join(query)) if not r.is_wildcard] if query else []
-    if any(r.q > 0 and r.essence in _JSON_TYPES for r in stages):
-        return DICOM_JSON
-    if header is None or any(r.q > 0 and r.essence in _JSON_TYPES for r in parse_accept(header)):
-        return DICOM_JSON
+    _missing_accept(query, header, strict)
+    for ranges in accept_stages(query, header, strict=strict):
+        if any(r.q > 0 and r.essence in _JSON_TYPES for r in ranges):
+            return DICOM_JSON
     raise NotAcceptable("acceptable: application/dicom+json, application/json")
 
 
@@ -338,10 +385,13 @@ _DEFAULT_SYNTAX: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class FrameRepresentation:
-    """How frames are sent: the part media type and the transfer syntax they are in."""
+    """How frames are sent: the media type, the transfer syntax they are in, whether they are
+    decoded from the stored (compressed) frames, and single-part or multipart (NEG-11)."""
 
     media_type: str
     transfer_syntax: str
+    decode: bool = False
+    packaging: Packaging = Packaging.MULTIPART
 
     @property
     def part_type(self) -> str:
@@ -361,73 +411,115 @@ def stored_frames(stored: str, *, native: bool) -> FrameRepresentation:
     return FrameRepresentation(FRAME_MEDIA_TYPES.get(stored, OCTET_STREAM), stored)
 
 
-def _frame_representation(
-    r: MediaRange, stored: FrameRepresentation, native: bool
+def _frame_match(
+    essence: str,
+    syntax: str | None,
+    stored: FrameRepresentation | None,
+    decoded: FrameRepresentation | None,
 ) -> FrameRepresentation | None:
-    """What ``r`` asks for, if it can be sent without decoding; None otherwise."""
+    """The representation a part type ``essence`` with ``transfer-syntax`` ``syntax`` means."""
+    if essence in ("*/*", "application/*", "image/*"):
+        if syntax in (None, ANY_TRANSFER_SYNTAX):
+            return stored or decoded  # the server's choice: as stored (NEG-02, no transcoding)
+        if stored is not None and syntax == stored.transfer_syntax:
+            return stored
+        return decoded if syntax == EXPLICIT_VR_LITTLE_ENDIAN else None
+    if essence == OCTET_STREAM:
+        if syntax == ANY_TRANSFER_SYNTAX:
+            return stored or decoded
+        if syntax in (None, EXPLICIT_VR_LITTLE_ENDIAN):
+            return decoded  # uncompressed (FRM-05), decoded when stored compressed
+        # a compressed syntax named with octet-stream: the stored frame, labelled (FRM-05)
+        return stored if stored is not None and syntax == stored.transfer_syntax else None
+    if stored is None or essence != stored.media_type or stored.media_type == OCTET_STREAM:
+        return None  # an image type we would have to encode into
+    if syntax in (ANY_TRANSFER_SYNTAX, stored.transfer_syntax):
+        return stored
+    if syntax is None and _DEFAULT_SYNTAX.get(essence) == stored.transfer_syntax:
+        return stored  # the type alone means its NEG-12 default syntax
+    return None
+
+
+def _frame_representation(
+    r: MediaRange,
+    stored: FrameRepresentation | None,
+    decoded: FrameRepresentation | None,
+    *,
+    single_part: bool,
+) -> FrameRepresentation | None:
+    """What ``r`` asks for, if we can send it."""
     if r.q <= 0:
         return None
     if r.essence in ("*/*", "multipart/*"):
-        return stored
-    if r.essence != MULTIPART_RELATED:
+        return stored or decoded
+    if r.essence == MULTIPART_RELATED:
+        inner = parse_media_range(r.params.get("type", OCTET_STREAM))
+        packaging = Packaging.MULTIPART
+    elif single_part and not r.is_wildcard:
+        inner, packaging = r, Packaging.SINGLE
+    else:
         return None
-    valid, syntax = _transfer_syntax(r.params)
-    if not valid:
-        return None
-    inner = parse_media_range(r.params.get("type", OCTET_STREAM))
     if inner is None:
         return None
-    if syntax not in (None, ANY_TRANSFER_SYNTAX, stored.transfer_syntax):
+    params = r.params if "transfer-syntax" in r.params else inner.params
+    valid, syntax = _transfer_syntax(params)
+    if not valid:
         return None
-    if inner.essence in ("*/*", "application/*", "image/*"):
-        return stored
-    if inner.essence == OCTET_STREAM:
-        # no syntax means uncompressed (FRM-05): only native data, until a decoder exists
-        return stored if syntax == ANY_TRANSFER_SYNTAX or native or syntax is not None else None
-    if inner.essence != stored.media_type or native:
-        return None
-    if syntax is None and _DEFAULT_SYNTAX.get(inner.essence) != stored.transfer_syntax:
-        return None  # the type alone means its NEG-12 default syntax
-    return stored
+    rep = _frame_match(inner.essence, syntax, stored, decoded)
+    return None if rep is None else replace(rep, packaging=packaging)
 
 
 def negotiate_frames(
-    query: Sequence[str], header: str | None, stored: str, *, native: bool
+    query: Sequence[str],
+    header: str | None,
+    stored: str,
+    *,
+    native: bool,
+    as_stored: bool = True,
+    decodable: bool = False,
+    single_part: bool = False,
+    strict: bool = False,
 ) -> FrameRepresentation:
-    """Select the representation of a frame retrieve (FRM-05), or :class:`NotAcceptable`.
+    """Select the representation of a frame or pixel data retrieve (FRM-05), or 406.
 
-    Frames are sent as stored (native frames as Explicit VR Little Endian, FRM-03); decoding
-    compressed frames is not supported yet, so a request for uncompressed frames of compressed
-    data is 406. ``query`` (the ``accept`` parameter, no wildcards) comes before ``header`` (None:
-    ``*/*``, NEG-04).
+    The stored frames (native ones little endian, FRM-03; compressed ones labelled with their
+    Table 8.7.3-5 media type) when ``as_stored``; native Explicit VR Little Endian frames,
+    ``decode``-d from compressed ones when ``decodable``. ``single_part`` allows a bare media type
+    (one frame, NEG-11). ``query`` (the ``accept`` parameter, no wildcards) comes before
+    ``header`` (None: ``*/*``, or nothing when ``strict``, NEG-04). The highest ``q`` wins; on
+    equal ``q``, a representation without decoding (NEG-02).
 
     >>> negotiate_frames([], "multipart/related; type=application/octet-stream; transfer-syntax=*",
     ...                  "1.2.840.10008.1.2.4.90", native=False).part_type
     'image/jp2; transfer-syntax=1.2.840.10008.1.2.4.90'
+    >>> negotiate_frames([], 'multipart/related; type="application/octet-stream"',
+    ...                  "1.2.840.10008.1.2.4.90", native=False, decodable=True).decode
+    True
     """
-    as_stored = stored_frames(stored, native=native)
-    stages: list[list[MediaRange]] = []
-    if query:
-        stages.append([r for r in parse_accept(",".join(query)) if not r.is_wildcard])
-    stages.append(parse_accept("*/*" if header is None else header))
-    for ranges in stages:
-        best: tuple[float, FrameRepresentation] | None = None
+    _missing_accept(query, header, strict)
+    stored_rep = stored_frames(stored, native=native) if as_stored else None
+    decoded_rep: FrameRepresentation | None = None
+    if native and stored_rep is not None:
+        decoded_rep = stored_rep
+    elif native or decodable:
+        decoded_rep = FrameRepresentation(OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN, decode=True)
+    for ranges in accept_stages(query, header, strict=strict):
+        best: tuple[tuple[float, bool], FrameRepresentation] | None = None
         for r in ranges:
-            rep = _frame_representation(r, as_stored, native)
-            if rep is not None and (best is None or r.q > best[0]):
-                best = (r.q, rep)
+            rep = _frame_representation(r, stored_rep, decoded_rep, single_part=single_part)
+            if rep is not None and (best is None or (r.q, not rep.decode) > best[0]):
+                best = ((r.q, not rep.decode), rep)
         if best is not None:
             return best[1]
-    if native:
-        raise NotAcceptable(
-            'acceptable: multipart/related; type="application/octet-stream"'
-            f"[; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}|*]"
+    acceptable = ['multipart/related; type="application/octet-stream"'] if decoded_rep else []
+    if stored_rep is not None and stored_rep.media_type != OCTET_STREAM:
+        acceptable.append(
+            f'multipart/related; type="{stored_rep.media_type}"; transfer-syntax={stored}'
         )
-    raise NotAcceptable(
-        f"the frames are stored in transfer syntax {stored} and cannot be decoded "
-        "(transcoding is not supported); acceptable: multipart/related; "
-        f'type="{as_stored.media_type}"; transfer-syntax={stored}|*'
-    )
+    if stored_rep is not None:
+        acceptable.append('multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    why = "" if decoded_rep else f" (frames in {stored} cannot be decoded here)"
+    raise NotAcceptable("acceptable: " + ", ".join(acceptable) + why)
 
 
 # --- bulk data (PS3.18 §8.7.3.3, Table 8.7.3-4; BULK-01/02, NEG-11) ---
@@ -472,7 +564,7 @@ def _bulk_media_type(r: MediaRange, natural: str) -> str | None:
 
 
 def negotiate_bulk(
-    query: Sequence[str], header: str | None, natural: str = OCTET_STREAM
+    query: Sequence[str], header: str | None, natural: str = OCTET_STREAM, *, strict: bool = False
 ) -> BulkRepresentation:
     """Select the representation of a BulkDataURI retrieve, or :class:`NotAcceptable`.
 
@@ -488,11 +580,8 @@ media_type='application/octet-stream')
     >>> negotiate_bulk(["application/pdf"], "*/*", "application/pdf").packaging
     <Packaging.SINGLE: 'single'>
     """
-    stages: list[list[MediaRange]] = []
-    if query:
-        stages.append([r for r in parse_accept(",".join(query)) if not r.is_wildcard])
-    stages.append(parse_accept("*/*" if header is None else header))
-    for ranges in stages:
+    _missing_accept(query, header, strict)
+    for ranges in accept_stages(query, header, strict=strict):
         best: tuple[float, BulkRepresentation] | None = None
         for r in ranges:
             rep = _bulk_representation(r, natural)

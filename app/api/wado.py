@@ -8,28 +8,36 @@ Instances (RES-03, WADO-01/02/03/05):
 ``application/dicom``, as a single-part body (NEG-11).
 
 Everything that decides the status happens before the first byte (STYLE.md C5): UID syntax (400,
-GEN-02), the index look-up (404), content negotiation and the transfer-syntax check (406, or 206
-with a ``Warning`` when only some instances can be sent, WADO-03), and opening the first blob. The
-body is then streamed, reading each blob while it is written. Which bytes are sent, and the
-``bytes(128) + b"DICM"`` prefix added to blobs stored without one, are described in
-:mod:`app.services.retrieve`.
+GEN-02), the index look-up (404), content negotiation and the transfer-syntax plan (406, or 206
+with a ``Warning`` when only some instances can be sent, WADO-03), and opening (or transcoding) the
+first instance. The body is then streamed, reading each blob while it is written. Which bytes are
+sent, transcoding (NEG-07..09, WADO-04) and the ``bytes(128) + b"DICM"`` prefix added to blobs
+stored without one are described in :mod:`app.services.retrieve` and :mod:`app.dicom.transcode`.
 
 Metadata (RES-04, META-01/02/04): ``.../metadata`` at each level returns the stored DICOM JSON of
 the instances as one ``application/dicom+json`` array in WADO-01 order, spliced as bytes with the
-service base URL put in front of each BulkDataURI; an ``ETag`` allows ``If-None-Match`` (304).
+service base URL put in front of each BulkDataURI; an ``ETag`` allows ``If-None-Match`` (304);
+the body is gzipped when ``Accept-Encoding`` allows it (GEN-08).
 
 Frames (RES-08, FRM-01..06): ``.../instances/{i}/frames/{list}`` returns one part per frame, in
-the order asked, read as byte ranges of the stored blob. Frames go out as stored (native ones
-little endian, FRM-03); decoding compressed frames is not built yet (406), see
-:func:`app.api.negotiation.negotiate_frames`.
+the order asked, read as byte ranges of the stored blob: as stored (native ones little endian,
+FRM-03; compressed ones labelled with their Table 8.7.3-5 type), or decoded to native pixels when
+uncompressed frames are asked for (FRM-05), see :func:`app.api.negotiation.negotiate_frames`. One
+frame asked for with a bare media type gets a single-part body (NEG-11).
 
-Bulk data (BULK-01/02, META-04): ``.../instances/{i}/bulkdata/{tag}[/{item}/{tag}...]``, the
+Pixel data (RES-08, FRM-07): ``/pixeldata`` on an instance returns its frames, one part each;
+on a series or study, every frame of every instance with pixel data, in WADO-01 order.
+
+Bulk data (BULK-01..04, META-04): ``.../instances/{i}/bulkdata/{tag}[/{item}/{tag}...]``, the
 BulkDataURIs of ``/metadata``, returns one value's little-endian bytes (see
 :mod:`app.dicom.bulk`) as ``multipart/related`` with one part, or single-part when asked for
-plainly (NEG-11); an Encapsulated Document is labelled with its own MIME type (BULK-02).
+plainly (NEG-11); an Encapsulated Document is labelled with its own MIME type (BULK-02); a
+``Range`` header gets 206 with that byte range (416 beyond the value, BULK-04). ``/bulkdata`` on
+a study, series or instance returns every bulk value, each part's Content-Location its
+BulkDataURI (BULK-03).
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -37,6 +45,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from app.api.deps import ServicesDep, SettingsDep
+from app.api.errors import problem
 from app.api.multipart_writer import (
     OutgoingPart,
     multipart_content_type,
@@ -55,14 +64,20 @@ from app.api.negotiation import (
     negotiate_frames,
     negotiate_json,
 )
+from app.api.ranges import Unsatisfiable, parse_range
 from app.api.urls import instance_url, service_base
 from app.api.xml import MULTIPART_XML, wants_xml, xml_response
+from app.config import Settings
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, validate_uid
+from app.errors import NotAcceptable, NotFound
 from app.services.retrieve import (
+    BulkItem,
     FrameSet,
     InstanceRef,
     Payload,
+    Planned,
     RetrieveService,
+    gzip_etag,
     metadata_document,
     metadata_etag,
     parse_frame_numbers,
@@ -190,6 +205,17 @@ async def retrieve_instance(
     return await _retrieve(request, services, settings, refs, accept, single_part=True)
 
 
+def _accept_header(request: Request) -> str | None:
+    """All Accept header lines as one value; None when the request has none (NEG-04)."""
+    return ", ".join(request.headers.getlist("accept")) or None
+
+
+def _counts(refs: Sequence[InstanceRef], syntax: str | None) -> tuple[int, int]:
+    """(instances sendable, of which transcoded) for a transfer syntax request (NEG-02)."""
+    items = select(refs, syntax).items
+    return len(items), sum(1 for item in items if item.transcoded)
+
+
 async def _retrieve(
     request: Request,
     services: ServicesDep,
@@ -199,17 +225,18 @@ async def _retrieve(
     *,
     single_part: bool = False,
 ) -> Response:
-    header = ", ".join(request.headers.getlist("accept")) or None
     chosen = negotiate_dicom(
         accept or [],
-        header,
+        _accept_header(request),
         single_part=single_part,
-        producible=lambda syntax: len(select(refs, syntax).refs),
+        producible=lambda syntax: _counts(refs, syntax),
+        strict=settings.strict_accept,
     )
     selection = select(refs, chosen.transfer_syntax)
     retrieve = services.retrieve
     base = service_base(request, settings)
-    first = await retrieve.open(selection.refs[0])
+    first_item = selection.items[0]
+    first = await retrieve.open(first_item.ref, first_item.transfer_syntax)
     if chosen.packaging is Packaging.SINGLE:
         return StreamingResponse(
             first.chunks,
@@ -226,12 +253,12 @@ async def _retrieve(
         status = 206
         headers["Warning"] = (
             f'299 lightbox "{selection.omitted} of {len(refs)} instances left out: they cannot '
-            f"be sent in transfer syntax {chosen.transfer_syntax or EXPLICIT_VR_LITTLE_ENDIAN} "
-            'without transcoding"'
+            f"be sent in transfer syntax {chosen.transfer_syntax or EXPLICIT_VR_LITTLE_ENDIAN}"
+            '"'
         )
     boundary = new_boundary()
     return StreamingResponse(
-        write_multipart(_parts(retrieve, base, first, selection.refs[1:]), boundary),
+        write_multipart(_parts(retrieve, base, first, selection.items[1:]), boundary),
         status_code=status,
         media_type=multipart_content_type(
             DICOM, boundary, transfer_syntax=selection.transfer_syntax
@@ -241,7 +268,7 @@ async def _retrieve(
 
 
 async def _parts(
-    retrieve: RetrieveService, base: str, first: Payload, rest: Sequence[InstanceRef]
+    retrieve: RetrieveService, base: str, first: Payload, rest: Sequence[Planned]
 ) -> AsyncIterator[OutgoingPart]:
     """One part per instance; each blob is opened only when the previous one has been sent."""
     payload = first
@@ -255,7 +282,7 @@ async def _parts(
         )
         if index == len(rest):
             return
-        payload = await retrieve.open(rest[index])
+        payload = await retrieve.open(rest[index].ref, rest[index].transfer_syntax)
         index += 1
 
 
@@ -346,52 +373,106 @@ async def _metadata(
     instance: str | None = None,
 ) -> Response:
     study_uid, series_uid, sop_uid = _target(study, series, instance)
-    header = ", ".join(request.headers.getlist("accept")) or None
+    header = _accept_header(request)
     xml = wants_xml(header, accept or [])  # QIDO-20 / PS3.19: the XML form when preferred
-    media_type = None if xml else negotiate_json(accept or [], header)
-    rows = await services.retrieve.metadata(study_uid, series_uid, sop_uid)
+    media_type = (
+        None if xml else negotiate_json(accept or [], header, strict=settings.strict_accept)
+    )
+    retrieve = services.retrieve
     base = service_base(request, settings)
-    etag = metadata_etag(rows, base)
     if xml:
-        etag = etag[:-1] + '-xml"'
-    if _matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    if xml:
+        rows = await retrieve.metadata(study_uid, series_uid, sop_uid)
+        etag = metadata_etag(rows, base)[:-1] + '-xml"'
+        if _matches(request.headers.get("if-none-match"), (etag,)):
+            return Response(status_code=304, headers={"ETag": etag})
         return xml_response(orjson.loads(metadata_document(rows, base)), headers={"ETag": etag})
-    return Response(metadata_document(rows, base), media_type=media_type, headers={"ETag": etag})
+    gzipped = _accepts_gzip(request.headers.get("accept-encoding"))
+    etag = await retrieve.metadata_tag(base, study_uid, series_uid, sop_uid)
+    headers = {"Vary": "Accept-Encoding"}
+    if _matches(request.headers.get("if-none-match"), (etag, gzip_etag(etag))):
+        headers["ETag"] = gzip_etag(etag) if gzipped else etag
+        return Response(status_code=304, headers=headers)
+    document = await retrieve.metadata_document(
+        base, study_uid, series_uid, sop_uid, etag=etag, gzipped=gzipped
+    )
+    headers["ETag"] = document.etag
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return Response(document.body, media_type=media_type, headers=headers)
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    """Whether an If-None-Match value matches ``etag`` (weak comparison, RFC 9110 §13.1.2)."""
+def _matches(if_none_match: str | None, etags: Sequence[str]) -> bool:
+    """Whether an If-None-Match value matches one of ``etags`` (weak comparison, RFC 9110
+    §13.1.2): the plain and the gzip representation are the same content."""
     if if_none_match is None:
         return False
     tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return "*" in tags or etag in tags
+    return "*" in tags or any(etag in tags for etag in etags)
 
 
-# --- frames (RES-08, FRM-01..06) ---
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether Accept-Encoding allows gzip (RFC 9110 §12.5.3), explicitly or by ``*``.
+
+    >>> _accepts_gzip("gzip, deflate"), _accepts_gzip("gzip;q=0"), _accepts_gzip("*")
+    (True, False, True)
+    """
+    if not accept_encoding:
+        return False
+    weights: dict[str, float] = {}
+    for coding in accept_encoding.split(","):
+        name, _, params = coding.partition(";")
+        q = 1.0
+        key, _, value = params.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                q = 0.0
+        weights[name.strip().lower()] = q
+    if "gzip" in weights or "x-gzip" in weights:
+        return max(weights.get("gzip", 0.0), weights.get("x-gzip", 0.0)) > 0
+    return weights.get("*", 0.0) > 0
+
+
+# --- frames and pixel data (RES-08, FRM-01..07) ---
+
+_FRAME_CONTENT = {
+    **{
+        f'multipart/related; type="{media}"': _BINARY
+        for media in sorted({OCTET_STREAM, *FRAME_MEDIA_TYPES.values()})
+    },
+    OCTET_STREAM: _BINARY,
+}
+
+
+def _pixel_responses(what: str, *, partial: bool) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        200: {"description": what, "content": _FRAME_CONTENT},
+        400: {"description": "malformed UID or frame list (FRM-01)"},
+        404: {"description": "no such study, series, instance or frame, or no pixel data"},
+        406: {
+            "description": "no acceptable representation: a type or syntax we would have to "
+            "encode into, video syntaxes (FRM-06), undecodable frames"
+        },
+    }
+    if partial:
+        out[206] = {
+            "description": "the instances whose frames cannot be sent as asked are left out; a "
+            "Warning header says how many (WADO-03)",
+            "content": _FRAME_CONTENT,
+        }
+    return out
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
     operation_id="wado-retrieve_frames",
     summary="Retrieve frames of an instance (WADO-RS)",
-    responses={
-        200: {
-            "description": "one part per frame, in the order asked, each with its "
-            "transfer-syntax (FRM-02)",
-            "content": {
-                f'multipart/related; type="{media}"': _BINARY
-                for media in sorted({OCTET_STREAM, *FRAME_MEDIA_TYPES.values()})
-            },
-        },
-        400: {"description": "malformed UID or frame list (FRM-01)"},
-        404: {"description": "no such instance or frame, or no pixel data"},
-        406: {
-            "description": "no acceptable representation: decoding compressed frames is not "
-            "supported yet, video syntaxes (FRM-06), frames not separable"
-        },
-    },
+    responses=_pixel_responses(
+        "one part per frame, in the order asked, each with its transfer-syntax (FRM-02); "
+        "one frame asked for as a bare type: a single-part body",
+        partial=False,
+    ),
     response_class=Response,
 )
 async def retrieve_frames(
@@ -406,46 +487,199 @@ async def retrieve_frames(
 ) -> Response:
     study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
     numbers = parse_frame_numbers(frames)
-    retrieve = services.retrieve
-    frame_set = await retrieve.frames(study_uid, series_uid, sop_uid, numbers)
-    header = ", ".join(request.headers.getlist("accept")) or None
-    chosen = negotiate_frames(
-        accept or [], header, frame_set.source.transfer_syntax_uid, native=frame_set.native
+    frame_set = await services.retrieve.frames(study_uid, series_uid, sop_uid, numbers)
+    chosen = _negotiate_frames(request, settings, accept, frame_set, single_part=len(numbers) == 1)
+    base = service_base(request, settings)
+    return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/pixeldata",
+    operation_id="wado-retrieve_instance_pixeldata",
+    summary="Retrieve the pixel data of an instance, frame by frame (WADO-RS)",
+    responses=_pixel_responses("one part per frame (FRM-07)", partial=False),
+    response_class=Response,
+)
+async def retrieve_instance_pixeldata(
+    study: str,
+    series: str,
+    instance: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
+    sets, unreadable = await services.retrieve.pixel_sources(study_uid, series_uid, sop_uid)
+    if unreadable:
+        raise NotAcceptable(
+            "the pixel data of this instance cannot be sent frame by frame (video or "
+            "undecodable); retrieve the instance or its BulkDataURI instead"
+        )
+    [frame_set] = sets
+    chosen = _negotiate_frames(
+        request, settings, accept, frame_set, single_part=len(frame_set.numbers) == 1
     )
-    base = instance_url(service_base(request, settings), study_uid, series_uid, sop_uid)
-    first = await retrieve.read_frame(frame_set, numbers[0])
+    base = service_base(request, settings)
+    return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
+
+
+@router.get(
+    "/studies/{study}/series/{series}/pixeldata",
+    operation_id="wado-retrieve_series_pixeldata",
+    summary="Retrieve the pixel data of a series' instances (WADO-RS)",
+    responses=_pixel_responses("every frame of every instance, WADO-01 order", partial=True),
+    response_class=Response,
+)
+async def retrieve_series_pixeldata(
+    study: str,
+    series: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _many_pixeldata(request, services, settings, accept, *_target(study, series)[:2])
+
+
+@router.get(
+    "/studies/{study}/pixeldata",
+    operation_id="wado-retrieve_study_pixeldata",
+    summary="Retrieve the pixel data of a study's instances (WADO-RS)",
+    responses=_pixel_responses("every frame of every instance, WADO-01 order", partial=True),
+    response_class=Response,
+)
+async def retrieve_study_pixeldata(
+    study: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _many_pixeldata(request, services, settings, accept, _target(study)[0])
+
+
+async def _many_pixeldata(
+    request: Request,
+    services: ServicesDep,
+    settings: Settings,
+    accept: list[str] | None,
+    study_uid: str,
+    series_uid: str | None = None,
+) -> Response:
+    sets, unreadable = await services.retrieve.pixel_sources(study_uid, series_uid)
+    omitted = unreadable
+    plans: list[tuple[FrameSet, FrameRepresentation]] = []
+    refusal: NotAcceptable | None = None
+    for frame_set in sets:
+        try:
+            plans.append((frame_set, _negotiate_frames(request, settings, accept, frame_set)))
+        except NotAcceptable as exc:
+            refusal = exc
+            omitted += 1
+    if not plans:
+        raise refusal or NotAcceptable(
+            "the pixel data of these instances cannot be sent frame by frame (video or undecodable)"
+        )
+    headers: dict[str, str] = {}
+    if omitted:
+        headers["Warning"] = (
+            f'299 lightbox "{omitted} of {len(sets) + unreadable} instances with pixel data '
+            'left out: their frames cannot be sent as asked"'
+        )
+    base = service_base(request, settings)
+    return await _pixel_response(
+        services.retrieve, base, plans, status=206 if omitted else 200, headers=headers
+    )
+
+
+def _negotiate_frames(
+    request: Request,
+    settings: Settings,
+    accept: list[str] | None,
+    frame_set: FrameSet,
+    *,
+    single_part: bool = False,
+) -> FrameRepresentation:
+    return negotiate_frames(
+        accept or [],
+        _accept_header(request),
+        frame_set.source.transfer_syntax_uid,
+        native=frame_set.native,
+        as_stored=frame_set.as_stored,
+        decodable=frame_set.decodable,
+        single_part=single_part,
+        strict=settings.strict_accept,
+    )
+
+
+async def _pixel_response(
+    retrieve: RetrieveService,
+    base: str,
+    plans: Sequence[tuple[FrameSet, FrameRepresentation]],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Frames of one or more instances; the first frame is read (and decoded) before the
+    status is sent (C5)."""
+    parts = _frame_parts(retrieve, base, plans)
+    first = await anext(parts)
+    first_rep = plans[0][1]
+    if first_rep.packaging is Packaging.SINGLE:
+        await parts.aclose()
+        data = b"".join([chunk async for chunk in first.chunks])
+        return Response(
+            data,
+            media_type=first_rep.part_type,
+            headers={"Content-Location": first.content_location or ""},
+        )
+    syntaxes = {rep.transfer_syntax for _, rep in plans}
     boundary = new_boundary()
     return StreamingResponse(
-        write_multipart(_frame_parts(retrieve, frame_set, chosen, base, first), boundary),
+        write_multipart(_chain(first, parts), boundary),
+        status_code=status,
         media_type=multipart_content_type(
-            chosen.media_type, boundary, transfer_syntax=chosen.transfer_syntax
+            first_rep.media_type,
+            boundary,
+            transfer_syntax=syntaxes.pop() if len(syntaxes) == 1 else None,
         ),
+        headers=headers,
     )
 
 
 async def _frame_parts(
-    retrieve: RetrieveService,
-    frame_set: FrameSet,
-    chosen: FrameRepresentation,
-    base: str,
-    first: bytes,
+    retrieve: RetrieveService, base: str, plans: Sequence[tuple[FrameSet, FrameRepresentation]]
+) -> AsyncGenerator[OutgoingPart, None]:
+    """One part per frame; each frame is read (and decoded) when the previous one was sent."""
+    for frame_set, rep in plans:
+        source = frame_set.source
+        url = instance_url(base, source.study_uid, source.series_uid, source.sop_uid)
+        if rep.decode:
+            frame_set = await retrieve.prepare_decoding(frame_set)
+        numbers = iter(frame_set.numbers)
+        async for data in retrieve.iter_frames(frame_set, decode=rep.decode):
+            yield OutgoingPart(
+                content_type=rep.part_type,
+                chunks=_once(data),
+                content_location=f"{url}/frames/{next(numbers)}",
+                content_length=len(data),
+            )
+
+
+async def _chain(
+    first: OutgoingPart, rest: AsyncIterator[OutgoingPart]
 ) -> AsyncIterator[OutgoingPart]:
-    """One part per frame; each frame is read when the previous one has been sent."""
-    for position, number in enumerate(frame_set.numbers):
-        data = first if position == 0 else await retrieve.read_frame(frame_set, number)
-        yield OutgoingPart(
-            content_type=chosen.part_type,
-            chunks=_once(data),
-            content_location=f"{base}/frames/{number}",
-            content_length=len(data),
-        )
+    yield first
+    async for part in rest:
+        yield part
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-# --- bulk data (BULK-01/02, META-04) ---
+# --- bulk data (BULK-01..04, META-04) ---
 
 
 @router.get(
@@ -461,9 +695,18 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
                 OCTET_STREAM: _BINARY,
             },
         },
+        206: {
+            "description": "the byte range a Range header asked for, with Content-Range "
+            "(BULK-04; in the one part of a multipart answer)",
+            "content": {
+                f'multipart/related; type="{OCTET_STREAM}"': _BINARY,
+                OCTET_STREAM: _BINARY,
+            },
+        },
         400: {"description": "malformed UID or bulk data path"},
         404: {"description": "no such instance, or no bulk data value at that path"},
         406: {"description": "no acceptable representation"},
+        416: {"description": "the Range lies beyond the value (Content-Range: bytes */size)"},
     },
     response_class=Response,
 )
@@ -479,28 +722,166 @@ async def retrieve_bulkdata(
 ) -> Response:
     study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
     value = await services.retrieve.bulk(study_uid, series_uid, sop_uid, path)
-    header = ", ".join(request.headers.getlist("accept")) or None
-    chosen = negotiate_bulk(accept or [], header, value.media_type or OCTET_STREAM)
+    chosen = negotiate_bulk(
+        accept or [],
+        _accept_header(request),
+        value.media_type or OCTET_STREAM,
+        strict=settings.strict_accept,
+    )
     location = (
         f"{instance_url(service_base(request, settings), study_uid, series_uid, sop_uid)}"
         f"/bulkdata/{path}"
     )
-    if chosen.packaging is Packaging.SINGLE:
-        return Response(
-            value.data, media_type=chosen.media_type, headers={"Content-Location": location}
+    data = value.data
+    try:
+        wanted = parse_range(
+            request.headers.get("range"), len(data), if_range=request.headers.get("if-range")
         )
+    except Unsatisfiable as exc:
+        return problem(416, str(exc), {"Content-Range": f"bytes */{exc.size}"})
+    status, content_range = 200, None
+    if wanted is not None:
+        status, content_range = 206, wanted.content_range
+        data = data[wanted.start : wanted.end + 1]
+    headers = {"Content-Location": location, "Accept-Ranges": "bytes"}
+    if chosen.packaging is Packaging.SINGLE:
+        if content_range is not None:
+            headers["Content-Range"] = content_range
+        return Response(data, status_code=status, media_type=chosen.media_type, headers=headers)
     boundary = new_boundary()
     part = OutgoingPart(
         content_type=chosen.media_type,
-        chunks=_once(value.data),
+        chunks=_once(data),
         content_location=location,
-        content_length=len(value.data),
+        content_length=len(data),
+        content_range=content_range,
     )
     return StreamingResponse(
         write_multipart(_single(part), boundary),
+        status_code=status,
         media_type=multipart_content_type(chosen.media_type, boundary, transfer_syntax=None),
+        headers={"Accept-Ranges": "bytes"},
     )
 
 
 async def _single(part: OutgoingPart) -> AsyncIterator[OutgoingPart]:
     yield part
+
+
+_BULK_ALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "every bulk data value, one part each, Content-Location its "
+        "BulkDataURI (BULK-03)",
+        "content": {f'multipart/related; type="{OCTET_STREAM}"': _BINARY},
+    },
+    **_ERRORS,
+}
+
+
+@router.get(
+    "/studies/{study}/bulkdata",
+    operation_id="wado-retrieve_study_bulkdata",
+    summary="Retrieve every bulk data value of a study (WADO-RS)",
+    responses=_BULK_ALL_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_study_bulkdata(
+    study: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _all_bulk(request, services, settings, accept, *_target(study))
+
+
+@router.get(
+    "/studies/{study}/series/{series}/bulkdata",
+    operation_id="wado-retrieve_series_bulkdata",
+    summary="Retrieve every bulk data value of a series (WADO-RS)",
+    responses=_BULK_ALL_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_series_bulkdata(
+    study: str,
+    series: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _all_bulk(request, services, settings, accept, *_target(study, series))
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{instance}/bulkdata",
+    operation_id="wado-retrieve_instance_bulkdata",
+    summary="Retrieve every bulk data value of an instance (WADO-RS)",
+    responses=_BULK_ALL_RESPONSES,
+    response_class=Response,
+)
+async def retrieve_instance_bulkdata(
+    study: str,
+    series: str,
+    instance: str,
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    accept: AcceptParam = None,
+) -> Response:
+    return await _all_bulk(request, services, settings, accept, *_target(study, series, instance))
+
+
+async def _all_bulk(
+    request: Request,
+    services: ServicesDep,
+    settings: Settings,
+    accept: list[str] | None,
+    study_uid: str,
+    series_uid: str | None,
+    sop_uid: str | None,
+) -> Response:
+    retrieve = services.retrieve
+    targets = await retrieve.bulk_targets(study_uid, series_uid, sop_uid)
+    query, header = accept or [], _accept_header(request)
+    chosen = negotiate_bulk(query, header, strict=settings.strict_accept)
+    if chosen.packaging is Packaging.SINGLE:
+        raise NotAcceptable(
+            "several bulk data values are sent as multipart/related only; acceptable: "
+            f'multipart/related; type="{OCTET_STREAM}"'
+        )
+    base = service_base(request, settings)
+    items = retrieve.iter_bulk(targets)
+    first = await anext(items, None)
+    if first is None:
+        raise NotFound("no bulk data: none of the BulkDataURIs leads to a value")
+
+    def part(item: BulkItem) -> OutgoingPart | None:
+        natural = item.value.media_type or OCTET_STREAM
+        try:
+            rep = negotiate_bulk(query, header, natural, strict=settings.strict_accept)
+        except NotAcceptable:
+            return None
+        ref = item.ref
+        return OutgoingPart(
+            content_type=rep.media_type,
+            chunks=_once(item.value.data),
+            content_location=f"{instance_url(base, ref.study_uid, ref.series_uid, ref.sop_uid)}"
+            f"/bulkdata/{item.path}",
+            content_length=len(item.value.data),
+        )
+
+    async def parts() -> AsyncIterator[OutgoingPart]:
+        out = part(first)
+        if out is not None:
+            yield out
+        async for item in items:
+            out = part(item)
+            if out is not None:
+                yield out
+
+    boundary = new_boundary()
+    return StreamingResponse(
+        write_multipart(parts(), boundary),
+        media_type=multipart_content_type(chosen.media_type, boundary, transfer_syntax=None),
+    )

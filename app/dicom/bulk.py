@@ -27,7 +27,14 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from app.dicom.frames import swap_byte_order
 
-__all__ = ["ENCAPSULATED_DOCUMENT", "BulkValue", "parse_bulk_path", "read_bulk_value"]
+__all__ = [
+    "ENCAPSULATED_DOCUMENT",
+    "BulkValue",
+    "bulk_paths",
+    "parse_bulk_path",
+    "read_bulk_value",
+    "read_bulk_values",
+]
 
 ENCAPSULATED_DOCUMENT = 0x00420011
 MIME_TYPE_OF_ENCAPSULATED_DOCUMENT = 0x00420012
@@ -87,7 +94,40 @@ def read_bulk_value(
     must stay open until this returns (deferred values are read from it); ``deflated`` turns
     deferring off, since the values of a deflated data set are not at offsets of the file.
     """
+    return read_bulk_values(fileobj, [path], deflated=deflated)[0]
+
+
+def read_bulk_values(
+    fileobj: BinaryIO, paths: Sequence[Sequence[int]], *, deflated: bool = False
+) -> list[BulkValue | None]:
+    """The values at ``paths`` in the PS3.10 file ``fileobj``, parsed once (BULK-03).
+
+    Each entry as :func:`read_bulk_value` returns it.
+    """
     ds = dcmread(fileobj, force=True, defer_size=None if deflated else _DEFER_SIZE)
+    return [_value_at(ds, path) for path in paths]
+
+
+def bulk_paths(metadata_json: bytes) -> list[str]:
+    """The bulk data paths (``tag(/item/tag)*``) of the BulkDataURIs in stored metadata JSON.
+
+    Stored BulkDataURIs are relative (see :mod:`app.dicom.instance`); this reads them from the
+    bytes, without parsing the JSON, in document order.
+
+    >>> bulk_paths(b'{"7FE00010":{"vr":"OW","BulkDataURI":"/studies/1/series/2/instances/3'
+    ...            b'/bulkdata/7FE00010"}}')
+    ['7FE00010']
+    """
+    return [m.decode("ascii") for m in _STORED_URI.findall(metadata_json)]
+
+
+_STORED_URI = re.compile(
+    rb'"BulkDataURI":"/studies/[0-9.]+/series/[0-9.]+/instances/[0-9.]+'
+    rb'/bulkdata/([0-9A-Fa-f]{8}(?:/[0-9]+/[0-9A-Fa-f]{8})*)"'
+)
+
+
+def _value_at(ds: Dataset, path: Sequence[int]) -> BulkValue | None:
     current: Dataset = ds
     for position in range(0, len(path) - 1, 2):
         tag, index = path[position], path[position + 1]

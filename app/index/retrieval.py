@@ -27,6 +27,13 @@ class InstanceRef:
     blob_key: str
     size: int
     transfer_syntax_uid: str
+    #: Image Pixel attributes the index keeps (None when absent): enough to know whether the
+    #: instance has pixel data and a lower bound of its decoded size (NEG-07)
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
+    number_of_frames: int | None = None  # None: no pixel data
+    sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +95,53 @@ async def locate(
         Instance.blob_key,
         Instance.size,
         Instance.transfer_syntax_uid,
+        Instance.rows,
+        Instance.columns,
+        Instance.bits_allocated,
+        Instance.number_of_frames,
+        Instance.sha256,
     )
     rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
     return [InstanceRef(*row) for row in rows]
+
+
+async def locate_with_metadata(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[tuple[InstanceRef, bytes]]:
+    """The instances of a target with their stored metadata (BULK-03), in WADO-01 order."""
+    stmt = select(
+        Study.study_uid,
+        Series.series_uid,
+        Instance.sop_uid,
+        Instance.blob_key,
+        Instance.size,
+        Instance.transfer_syntax_uid,
+        Instance.rows,
+        Instance.columns,
+        Instance.bits_allocated,
+        Instance.number_of_frames,
+        Instance.sha256,
+        Instance.metadata_json,
+    )
+    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    return [
+        (InstanceRef(study, series, sop, key, size, ts, r, c, bits, frames, sha), metadata)
+        for study, series, sop, key, size, ts, r, c, bits, frames, sha, metadata in rows
+    ]
+
+
+async def locate_hashes(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[str]:
+    """The content hashes of a target's instances in WADO-01 order (a metadata ETag's input)."""
+    stmt = select(Instance.sha256)
+    return list((await conn.scalars(_target(stmt, study_uid, series_uid, sop_uid))).all())
 
 
 async def locate_metadata(
@@ -109,6 +160,17 @@ async def locate_frames(
     conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
 ) -> FrameSource | None:
     """The blob, syntax and frame index of one instance (None if unknown)."""
+    sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
+    return sources[0] if sources else None
+
+
+async def locate_frame_sources(
+    conn: AsyncConnection,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[FrameSource]:
+    """Blob, syntax and frame index of a target's instances, in WADO-01 order (RES-08)."""
     stmt = select(
         Study.study_uid,
         Series.series_uid,
@@ -120,5 +182,13 @@ async def locate_frames(
         Instance.rows,
         Instance.columns,
     )
-    row = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).first()
-    return None if row is None else FrameSource(*row)
+    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    return [FrameSource(*row) for row in rows]
+
+
+async def instance_metadata(
+    conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
+) -> bytes | None:
+    """One instance's stored metadata JSON (None if unknown)."""
+    stmt = select(Instance.metadata_json)
+    return (await conn.scalars(_target(stmt, study_uid, series_uid, sop_uid))).first()

@@ -93,7 +93,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # spool each part straight into the store's temp dir: the blob write is then a rename
         spool_dir = store.local_tmp_dir()
         policy = replace(policy, spool_memory_bytes=0)
-    retrieve = RetrieveService(db, store)
+    retrieve = RetrieveService(
+        db,
+        store,
+        transcode_concurrency=settings.limits.transcode_concurrency,
+        metadata_cache_bytes=settings.limits.metadata_cache_bytes,
+    )
     render = settings.render
     services = Services(
         db=db,

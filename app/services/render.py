@@ -30,6 +30,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from app.dicom import render as rendering
 from app.dicom.anonymize import CannotAnonymize, anonymize
 from app.dicom.render import ObjectKind, RenderParameterError, RenderParams
+from app.dicom.transcode import TranscodeError, transcode
 from app.dicom.uids import DEFLATED
 from app.errors import BadRequest, NotAcceptable, NotFound
 from app.index.db import Database
@@ -173,8 +174,7 @@ class RenderService:
         async with self._db.read() as conn:
             found = await locate_render_sources(conn, study_uid, series_uid, sop_uid)
         if not found:
-            level = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no such {level}")
+            raise await self._retrieve.absent(study_uid, series_uid, sop_uid)  # 404, or 410
         return found
 
     async def read(self, source: RenderSource) -> bytes:
@@ -239,7 +239,12 @@ class RenderService:
         except (NotAcceptable, NotFound):
             return None
         index = frame_set.index
-        if index.bit_offsets is not None or index.swap_bytes or not index.ranges[0]:
+        if (
+            index is None
+            or index.bit_offsets is not None
+            or index.swap_bytes
+            or not index.ranges[0]
+        ):
             return None
         start = min(ranges[0][0] for ranges in index.ranges if ranges)
         header = await self._store.get_range(ref.blob_key, 0, start)
@@ -304,8 +309,14 @@ def _render_frame(header: bytes, frame: bytes, params: RenderParams) -> bytes:
 def _to_transfer_syntax(raw: bytes, target: str) -> bytes:
     """``raw`` re-encoded in ``target`` (a native syntax): pixel data decoded if compressed.
 
-    The one place WADO-URI changes a transfer syntax; a general transcoder replaces it.
+    Explicit VR Little Endian goes through WADO-RS's transcoder (:mod:`app.dicom.transcode`,
+    File Meta regenerated); only an explicitly requested Implicit VR Little Endian is written here.
     """
+    if target == str(ExplicitVRLittleEndian):
+        try:
+            return transcode(raw, target)
+        except TranscodeError as exc:
+            raise NotAcceptable(f"cannot convert to {target}: {exc}") from None
     ds = rendering.read_dataset(raw)
     return _write(ds, target)
 

@@ -4,60 +4,88 @@ The use case runs in two phases so the HTTP status is fixed before the first byt
 
 1. :meth:`RetrieveService.resolve` looks the target up in the index (one query) and raises
    :class:`~app.errors.NotFound` for an unknown resource; the database connection is released
-   before it returns, so streaming never holds one. :func:`select` then decides which instances can
-   be sent in the transfer syntax the client asked for.
+   before it returns, so streaming never holds one. :func:`select` then decides, per instance,
+   the transfer syntax it goes out in (:func:`app.dicom.transcode.output_syntax`), or that it
+   cannot be produced (WADO-03: the caller answers 206 or 406).
 2. :meth:`RetrieveService.open` / :meth:`RetrieveService.stream` read each blob from the object
-   store chunk by chunk while it is being sent (memory stays bounded by the chunk size).
+   store chunk by chunk while it is being sent (memory stays bounded by the chunk size). An
+   instance that needs transcoding (another syntax asked for, or NEG-08: Implicit VR / Big
+   Endian never go out as such) is read whole and re-encoded in a worker thread, at most
+   ``transcode_concurrency`` at once per process (:meth:`RetrieveService.transcode_instance`).
 
-Transfer syntaxes, in this first slice (no transcoder yet): ``*`` sends the stored bytes; a UID
-equal to the stored syntax sends the stored bytes; no syntax asked for means Explicit VR Little
-Endian (NEG-07), so the stored bytes when stored that way. Anything else needs transcoding, so the
-instance cannot be produced (WADO-03: the caller answers 206 or 406).
+Transfer syntaxes (NEG-06..09): ``*`` sends the stored bytes (Implicit VR Little Endian and
+Explicit VR Big Endian converted to Explicit VR Little Endian, NEG-08); a UID equal to the stored
+syntax sends the stored bytes; no syntax asked for means Explicit VR Little Endian (NEG-07,
+with the lossy and too-large exceptions of :mod:`app.dicom.transcode`); Explicit VR Little Endian
+is produced from every syntax the decoders read; other syntaxes are not produced (406).
 
 PS3.10 files on the way out: ingest keeps blobs exactly as received (STOW-17), and some STOW
 clients (dicomweb-client among them) send the File Meta group without the 128-byte preamble and
 ``DICM`` prefix (PS3.10 §7.1). :meth:`RetrieveService.open` looks at the first 132 bytes of each
 blob and, when the prefix is missing, sends ``bytes(128) + b"DICM"`` before the stored bytes, so
 every instance we send is a complete PS3.10 file; its length grows by 132 accordingly.
+
+Metadata (META-01..05): spliced from stored JSON; documents are cached per process by entity tag
+(the tag is a hash of the instances' content hashes and the base URL, so an entry is never stale),
+plain and gzipped, which makes a repeated series ``/metadata`` one small index query.
 """
 
+import gzip
 import hashlib
 import re
 import tempfile
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import IO
 
+import anyio
 import anyio.to_thread
 import orjson
 
-from app.dicom.bulk import BulkValue, parse_bulk_path, read_bulk_value
+from app.dicom.bulk import BulkValue, bulk_paths, parse_bulk_path, read_bulk_values
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
-from app.dicom.uids import DEFLATED, EXPLICIT_VR_LITTLE_ENDIAN, VIDEO
+from app.dicom.transcode import (
+    PixelModule,
+    TranscodeError,
+    can_decode,
+    decode_frame,
+    decode_frames,
+    output_syntax,
+    transcode,
+)
+from app.dicom.uids import DEFLATED, NATIVE, VIDEO
 from app.errors import BadRequest, Gone, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.retrieval import (
     FrameSource,
     InstanceRef,
     MetadataRow,
+    instance_metadata,
     locate,
-    locate_frames,
+    locate_frame_sources,
+    locate_hashes,
     locate_metadata,
+    locate_with_metadata,
 )
+from app.services.cache import ByteCache
 from app.services.delete import tombstoned
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
     "ANY_TRANSFER_SYNTAX",
     "PS310_PREFIX",
+    "BulkItem",
     "BulkValue",
     "FrameSet",
     "InstanceRef",
     "MetadataRow",
     "Payload",
+    "Planned",
     "RetrieveService",
     "Selection",
+    "TranscodeError",
+    "gzip_etag",
     "metadata_document",
     "metadata_etag",
     "parse_frame_numbers",
@@ -73,40 +101,80 @@ _PREFIX_LENGTH = len(PS310_PREFIX)
 _BULK_SPOOL_MEMORY = 16 << 20
 
 
-def producible(stored: str, requested: str | None) -> bool:
-    """Whether an instance stored in ``stored`` can be sent in ``requested`` without transcoding.
+def native_pixel_bytes(ref: InstanceRef) -> int | None:
+    """A lower bound of the instance's decoded pixel data size (one sample per pixel)."""
+    if None in (ref.rows, ref.columns, ref.bits_allocated, ref.number_of_frames):
+        return None
+    return (
+        (ref.rows or 0)
+        * (ref.columns or 0)
+        * (ref.bits_allocated or 0)
+        * (ref.number_of_frames or 0)
+    ) // 8
 
-    ``requested`` is None (the default, Explicit VR Little Endian, NEG-07), ``"*"`` (as stored,
-    NEG-06) or a Transfer Syntax UID.
+
+def plan(ref: InstanceRef, requested: str | None) -> str | None:
+    """The syntax ``ref`` goes out in when ``requested`` is asked for; None if not producible.
+
+    ``requested`` is None (the default, NEG-07), ``"*"`` (as stored, NEG-06) or a UID.
+    """
+    return output_syntax(
+        ref.transfer_syntax_uid,
+        requested,
+        has_pixels=ref.number_of_frames is not None,
+        native_pixel_bytes=native_pixel_bytes(ref),
+    )
+
+
+def producible(stored: str, requested: str | None) -> bool:
+    """Whether an instance stored in ``stored`` can be sent when ``requested`` is asked for.
 
     >>> producible("1.2.840.10008.1.2.4.50", "*"), producible("1.2.840.10008.1.2.1", None)
     (True, True)
     >>> producible("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50")
     False
     """
-    if requested == ANY_TRANSFER_SYNTAX:
-        return True
-    return stored == (EXPLICIT_VR_LITTLE_ENDIAN if requested is None else requested)
+    return output_syntax(stored, requested) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One instance to send and the transfer syntax it goes out in."""
+
+    ref: InstanceRef
+    transfer_syntax: str
+
+    @property
+    def transcoded(self) -> bool:
+        return self.transfer_syntax != self.ref.transfer_syntax_uid
 
 
 @dataclass(frozen=True, slots=True)
 class Selection:
     """The instances to send for one transfer syntax request, and how many are left out."""
 
-    refs: list[InstanceRef]
+    items: list[Planned]
     omitted: int
+
+    @property
+    def refs(self) -> list[InstanceRef]:
+        return [item.ref for item in self.items]
 
     @property
     def transfer_syntax(self) -> str | None:
         """The syntax every selected instance is sent in, or None when they differ."""
-        syntaxes = {ref.transfer_syntax_uid for ref in self.refs}
+        syntaxes = {item.transfer_syntax for item in self.items}
         return syntaxes.pop() if len(syntaxes) == 1 else None
 
 
 def select(refs: Sequence[InstanceRef], requested: str | None) -> Selection:
-    """Keep the instances that can be sent in ``requested`` (WADO-03), in their order."""
-    kept = [ref for ref in refs if producible(ref.transfer_syntax_uid, requested)]
-    return Selection(kept, len(refs) - len(kept))
+    """Plan the instances that can be sent for ``requested`` (WADO-03), in their order."""
+    items: list[Planned] = []
+    for ref in refs:
+        syntax = plan(ref, requested)
+        if syntax is not None:
+            items.append(Planned(ref, syntax))
+    return Selection(items, len(refs) - len(items))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +192,40 @@ def _not_found(series_uid: str | None, sop_uid: str | None) -> NotFound:
     return NotFound(f"no such {level}")
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataDocument:
+    """A metadata response body and its entity tag (strong; a gzip body has its own tag)."""
+
+    etag: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BulkItem:
+    """One bulk data value of a study/series/instance ``/bulkdata`` answer (BULK-03)."""
+
+    ref: InstanceRef
+    path: str  # ``tag(/item/tag)*`` under the instance's ``/bulkdata``
+    value: BulkValue
+
+
 class RetrieveService:
     """Resolves retrieve targets in the index and streams their blobs from the object store."""
 
-    def __init__(self, db: Database, store: ObjectStore, *, chunk_size: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        *,
+        chunk_size: int = 1 << 20,
+        transcode_concurrency: int = 2,
+        metadata_cache_bytes: int = 64 << 20,
+    ) -> None:
         self._db = db
         self._store = store
         self._chunk_size = chunk_size
+        self._decoding = anyio.CapacityLimiter(max(1, transcode_concurrency))
+        self._metadata_cache = ByteCache(metadata_cache_bytes)
 
     async def resolve(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -139,10 +234,10 @@ class RetrieveService:
         async with self._db.read() as conn:
             refs = await locate(conn, study_uid, series_uid, sop_uid)
         if not refs:
-            raise await self._absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(study_uid, series_uid, sop_uid)
         return refs
 
-    async def _absent(
+    async def absent(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> NotFound | Gone:
         """The error for a target not in the index: 410 while a tombstone lives (DEL-04)."""
@@ -158,7 +253,7 @@ class RetrieveService:
         async with self._db.read() as conn:
             rows = await locate_metadata(conn, study_uid, series_uid, sop_uid)
         if not rows:
-            raise await self._absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(study_uid, series_uid, sop_uid)
         return rows
 
     async def frames(
@@ -171,9 +266,10 @@ class RetrieveService:
         stored file (video, deflated data set, unmappable fragments).
         """
         async with self._db.read() as conn:
-            source = await locate_frames(conn, study_uid, series_uid, sop_uid)
-        if source is None:
-            raise await self._absent(study_uid, series_uid, sop_uid)
+            sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
+        if not sources:
+            raise await self.absent(study_uid, series_uid, sop_uid)
+        source = sources[0]
         if source.number_of_frames is None:
             raise NotFound("the instance has no pixel data, so no frames")
         beyond = [n for n in numbers if n > source.number_of_frames]
@@ -187,18 +283,83 @@ class RetrieveService:
                 f"transfer syntax {source.transfer_syntax_uid} is a video stream: its frames "
                 "cannot be retrieved one by one (FRM-06)"
             )
-        if source.frame_index is None:
+        frame_set = _frame_set(source, tuple(numbers))
+        if frame_set is None:
             raise NotAcceptable(
                 f"the frames of this instance (transfer syntax {source.transfer_syntax_uid}) "
                 "cannot be read separately"
             )
-        index = FrameIndex.from_json(orjson.loads(source.frame_index))
-        return FrameSet(source, index, tuple(numbers))
+        return frame_set
+
+    async def pixel_sources(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> tuple[list["FrameSet"], int]:
+        """Every frame of the target's instances that have pixel data (RES-08, FRM-07).
+
+        Returns the frame sets in WADO-01 order and how many instances with pixel data cannot be
+        read frame by frame (video, FRM-06; undecodable data). :class:`NotFound` when the target
+        does not exist or none of its instances has pixel data.
+        """
+        async with self._db.read() as conn:
+            sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
+        if not sources:
+            raise await self.absent(study_uid, series_uid, sop_uid)
+        with_pixels = [s for s in sources if s.number_of_frames is not None]
+        if not with_pixels:
+            raise NotFound("no pixel data: none of the instances has any")
+        sets: list[FrameSet] = []
+        for source in with_pixels:
+            frame_set = _frame_set(source, tuple(range(1, (source.number_of_frames or 0) + 1)))
+            if frame_set is not None and source.transfer_syntax_uid not in VIDEO:
+                sets.append(frame_set)
+        return sets, len(with_pixels) - len(sets)
+
+    async def prepare_decoding(self, frames: "FrameSet") -> "FrameSet":
+        """``frames`` with the Image Pixel attributes a codec needs (FRM-05), from the index."""
+        if frames.pixels is not None or frames.index is None or not frames.index.encapsulated:
+            return frames
+        source = frames.source
+        async with self._db.read() as conn:
+            raw = await instance_metadata(conn, source.study_uid, source.series_uid, source.sop_uid)
+        pixels = PixelModule.from_dicom_json(orjson.loads(raw)) if raw else None
+        if pixels is None:
+            raise TranscodeError("the instance lacks the Image Pixel attributes to decode it")
+        return replace(frames, pixels=pixels)
+
+    async def iter_frames(self, frames: "FrameSet", *, decode: bool) -> AsyncIterator[bytes]:
+        """The frames of ``frames.numbers`` in that order (call :meth:`prepare_decoding` first
+        when ``decode``): as stored (FRM-03/04), or decoded to native pixels (FRM-05)."""
+        if frames.index is None:
+            # not byte ranges of the blob (deflated, unmappable fragments): decode the file
+            raw = await self._read_all(frames.source.blob_key, None)
+            decoded = await anyio.to_thread.run_sync(
+                decode_frames, raw, frames.numbers, limiter=self._decoding
+            )
+            del raw
+            for data in decoded:
+                yield data
+            return
+        for number in frames.numbers:
+            data = await self.read_frame(frames, number)
+            if decode and frames.index.encapsulated:
+                pixels = frames.pixels
+                if pixels is None:
+                    raise TranscodeError("the frames cannot be decoded: call prepare_decoding")
+                data = await anyio.to_thread.run_sync(
+                    decode_frame,
+                    data,
+                    frames.source.transfer_syntax_uid,
+                    pixels,
+                    limiter=self._decoding,
+                )
+            yield data
 
     async def read_frame(self, frames: "FrameSet", number: int) -> bytes:
         """Frame ``number`` (1-based): encapsulated as stored (fragments joined, FRM-04); native
         little endian, bit-packed frames starting at bit 0 (FRM-03)."""
         index = frames.index
+        if index is None:
+            raise NotAcceptable("the frames of this instance are not byte ranges of its file")
         key = frames.source.blob_key
         pieces = [await self._store.get_range(key, o, n) for o, n in index.ranges[number - 1]]
         data = b"".join(pieces)
@@ -232,11 +393,48 @@ class RetrieveService:
             )
         refs = await self.resolve(study_uid, series_uid, sop_uid)
         ref = refs[0]
+        [value] = await self._bulk_values(ref, [steps])
+        if value is None:
+            raise NotFound(f"the instance has no bulk data value at {path}")
+        return value
+
+    async def bulk_targets(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[tuple[InstanceRef, list[str]]]:
+        """The target's instances with the bulk data paths of their metadata (BULK-03).
+
+        :class:`NotFound` when the target does not exist or has no bulk data at all.
+        """
+        async with self._db.read() as conn:
+            rows = await locate_with_metadata(conn, study_uid, series_uid, sop_uid)
+        if not rows:
+            raise await self.absent(study_uid, series_uid, sop_uid)
+        targets = [(ref, bulk_paths(raw)) for ref, raw in rows]
+        targets = [(ref, paths) for ref, paths in targets if paths]
+        if not targets:
+            raise NotFound("no bulk data: the metadata of the target has no BulkDataURI")
+        return targets
+
+    async def iter_bulk(
+        self, targets: Sequence[tuple[InstanceRef, list[str]]]
+    ) -> AsyncIterator[BulkItem]:
+        """Every bulk value of ``targets``, instance by instance (each blob read once)."""
+        for ref, paths in targets:
+            steps = [parse_bulk_path(path) for path in paths]
+            values = await self._bulk_values(ref, [s for s in steps if s is not None])
+            kept = [p for p, s in zip(paths, steps, strict=True) if s is not None]
+            for path, value in zip(kept, values, strict=True):
+                if value is not None:
+                    yield BulkItem(ref, path, value)
+
+    async def _bulk_values(
+        self, ref: InstanceRef, steps: Sequence[Sequence[int]]
+    ) -> list[BulkValue | None]:
         spool = tempfile.SpooledTemporaryFile(max_size=_BULK_SPOOL_MEMORY)  # noqa: SIM115
         try:
             await self._copy(ref, spool)
-            value = await anyio.to_thread.run_sync(
-                lambda: read_bulk_value(
+            return await anyio.to_thread.run_sync(
+                lambda: read_bulk_values(
                     spool,  # type: ignore[arg-type]
                     steps,
                     deflated=ref.transfer_syntax_uid in DEFLATED,
@@ -244,9 +442,50 @@ class RetrieveService:
             )
         finally:
             await anyio.to_thread.run_sync(spool.close)
-        if value is None:
-            raise NotFound(f"the instance has no bulk data value at {path}")
-        return value
+
+    # --- metadata (META-01..05) ---
+
+    async def metadata_tag(
+        self, base: str, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> str:
+        """The entity tag of the target's metadata (one small query); :class:`NotFound`."""
+        async with self._db.read() as conn:
+            hashes = await locate_hashes(conn, study_uid, series_uid, sop_uid)
+        if not hashes:
+            raise await self.absent(study_uid, series_uid, sop_uid)
+        return _etag(hashes, base)
+
+    async def metadata_document(
+        self,
+        base: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        etag: str | None = None,
+        gzipped: bool = False,
+    ) -> MetadataDocument:
+        """The target's metadata array with absolute BulkDataURIs, gzipped if asked (GEN-08).
+
+        ``etag`` (from :meth:`metadata_tag`) lets a cached document be answered without reading
+        the stored JSON; the returned tag is the one of the rows actually read.
+        """
+        if etag is not None:
+            cached = self._metadata_cache.get((etag, gzipped))
+            if cached is not None:
+                return MetadataDocument(_variant(etag, gzipped), cached)
+        rows = await self.metadata(study_uid, series_uid, sop_uid)
+        tag = metadata_etag(rows, base)
+        plain = self._metadata_cache.get((tag, False))
+        if plain is None:
+            plain = metadata_document(rows, base)
+            self._metadata_cache.put((tag, False), plain)
+        del rows
+        if not gzipped:
+            return MetadataDocument(tag, plain)
+        body = await anyio.to_thread.run_sync(lambda: gzip.compress(plain, compresslevel=6))
+        self._metadata_cache.put((tag, True), body)
+        return MetadataDocument(_variant(tag, True), body)
 
     async def _copy(self, ref: InstanceRef, spool: IO[bytes]) -> None:
         """Copy the blob of ``ref`` into ``spool`` (rewound), checking its indexed size."""
@@ -262,11 +501,37 @@ class RetrieveService:
         """The stored blob of ``ref``, chunk by chunk, exactly as stored."""
         return self._store.open(ref.blob_key, chunk_size=self._chunk_size)
 
-    async def open(self, ref: InstanceRef) -> Payload:
+    async def _read_all(self, key: str, size: int | None) -> bytes:
+        """A whole blob in memory (for transcoding), checked against its indexed size."""
+        buffer = bytearray()
+        async for chunk in self._store.open(key, chunk_size=self._chunk_size):
+            buffer += chunk
+        if size is not None and len(buffer) != size:
+            raise StorageError(f"object {key} does not hold the {size} bytes indexed")
+        return bytes(buffer)
+
+    async def transcode_instance(self, ref: InstanceRef, transfer_syntax: str) -> bytes:
+        """``ref`` as a PS3.10 file in ``transfer_syntax`` (WADO-02/04, NEG-08/09).
+
+        The blob is read whole and re-encoded in a worker thread (at most
+        ``transcode_concurrency`` at once). :class:`~app.dicom.transcode.TranscodeError` (406)
+        when it cannot be produced. For WADO-RS and WADO-URI alike.
+        """
+        raw = await self._read_all(ref.blob_key, ref.size)
+        return await anyio.to_thread.run_sync(
+            transcode, raw, transfer_syntax, limiter=self._decoding
+        )
+
+    async def open(self, ref: InstanceRef, transfer_syntax: str | None = None) -> Payload:
         """``ref`` as a PS3.10 file (see the module docstring): its length, then its bytes.
 
-        Only the first chunk is read here; the rest is read as the payload is consumed.
+        ``transfer_syntax`` (from :func:`select`) other than the stored one means the instance
+        is transcoded here, whole, before this returns. Otherwise only the first chunk is read
+        here; the rest is read as the payload is consumed.
         """
+        if transfer_syntax is not None and transfer_syntax != ref.transfer_syntax_uid:
+            data = await self.transcode_instance(ref, transfer_syntax)
+            return Payload(ref, transfer_syntax, len(data), _once(data))
         chunks = self.stream(ref)
         head = bytearray()
         try:
@@ -309,6 +574,10 @@ async def _checked(
         raise StorageError(f"object {ref.blob_key} does not hold the {ref.size} bytes indexed")
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 async def _close(chunks: AsyncIterator[bytes]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
@@ -317,15 +586,46 @@ async def _close(chunks: AsyncIterator[bytes]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class FrameSet:
-    """Frames of one instance, checked to exist, with the byte ranges to read them."""
+    """Frames of one instance, checked to exist, with the byte ranges to read them.
+
+    ``index`` is None when the frames are not byte ranges of the stored file (a deflated data
+    set, fragments that could not be mapped to frames): they are then decoded from the whole
+    file. ``pixels`` is set by :meth:`RetrieveService.prepare_decoding`.
+    """
 
     source: FrameSource
-    index: FrameIndex
+    index: FrameIndex | None
     numbers: tuple[int, ...]
+    pixels: PixelModule | None = field(default=None)
 
     @property
     def native(self) -> bool:
+        """Whether the frames are native pixels (as stored, or once the data set is inflated)."""
+        if self.index is None:
+            return self.source.transfer_syntax_uid in NATIVE | DEFLATED
         return not self.index.encapsulated
+
+    @property
+    def as_stored(self) -> bool:
+        """Whether the frames can be sent as stored (native ones: little endian, FRM-03)."""
+        return self.index is not None or self.native
+
+    @property
+    def decodable(self) -> bool:
+        """Whether the frames can be decoded to native pixels (FRM-05)."""
+        return self.native or can_decode(self.source.transfer_syntax_uid)
+
+
+def _frame_set(source: FrameSource, numbers: tuple[int, ...]) -> FrameSet | None:
+    """The frames of ``source`` if they can be read at all (else None)."""
+    if source.frame_index is not None:
+        index = FrameIndex.from_json(orjson.loads(source.frame_index))
+        return FrameSet(source, index, numbers)
+    frame_set = FrameSet(source, None, numbers)
+    syntax = source.transfer_syntax_uid
+    if syntax in VIDEO or not (frame_set.native or can_decode(syntax)):
+        return None
+    return frame_set
 
 
 _FRAME_LIST = re.compile(r"[0-9]+(?:,[0-9]+)*")
@@ -374,7 +674,24 @@ def metadata_document(rows: Sequence[MetadataRow], base: str) -> bytes:
 
 def metadata_etag(rows: Sequence[MetadataRow], base: str) -> str:
     """A strong entity tag of a metadata response: the instances' hashes and the base URL."""
+    return _etag([row.sha256 for row in rows], base)
+
+
+def _etag(hashes: Sequence[str], base: str) -> str:
     digest = hashlib.sha256(base.encode("utf-8"))
-    for row in rows:
-        digest.update(b"\0" + row.sha256.encode("ascii"))
+    for sha in hashes:
+        digest.update(b"\0" + sha.encode("ascii"))
     return f'"{digest.hexdigest()[:32]}"'
+
+
+def gzip_etag(etag: str) -> str:
+    """The tag of the gzip representation, which differs from the plain one (RFC 9110 §8.8.3).
+
+    >>> gzip_etag('"abc"')
+    '"abc-gzip"'
+    """
+    return f'{etag[:-1]}-gzip"'
+
+
+def _variant(etag: str, gzipped: bool) -> str:
+    return gzip_etag(etag) if gzipped else etag

@@ -4,9 +4,11 @@ import io
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import MPEG4HP41, UID, ImplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from app.api.negotiation import Packaging, acceptable_dicom, parse_accept
 from app.services.container import Services
@@ -180,7 +182,7 @@ async def test_not_acceptable(client: httpx.AsyncClient, stored: Stored, accept:
 async def test_transfer_syntax_needing_transcoding_is_406(
     client: httpx.AsyncClient, stored: Stored
 ) -> None:
-    """NEG-09: an EVRLE instance asked for as JPEG baseline, before transcoding exists."""
+    """NEG-09: an EVRLE instance asked for as JPEG baseline (we decode, we do not encode)."""
     series, sop = stored.order[0]
     for accept in (
         f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_BASELINE}',
@@ -311,21 +313,31 @@ def _jpeg_instance(study: str, series: str) -> bytes:
     return buffer.getvalue()
 
 
+def _video_instance(study: str, series: str) -> bytes:
+    """An MPEG-4 instance: its pixel data is a video stream no decoder here reads (FRM-06)."""
+    ds = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=8)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.77.1.4.1")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 3, "YBR_PARTIAL_420"
+    ds.PlanarConfiguration = 0
+    ds.NumberOfFrames = 2
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3 not really an MPEG-4 stream"])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = MPEG4HP41
+    return to_bytes(ds)
+
+
 async def test_mixed_syntaxes_partial_content(client: httpx.AsyncClient, stored: Stored) -> None:
-    """WADO-03: instances needing transcoding are left out with 206 + Warning; ``*`` sends all."""
+    """WADO-02/03, NEG-07/09: lossy data goes out as stored by default and decoded when EVRLE
+    is named; what cannot be produced (encoding into JPEG, decoding video) is left out with 206 +
+    Warning; ``*`` sends everything as stored."""
     jpeg_raw = _jpeg_instance(stored.study, stored.series[0])
     await _store(client, [jpeg_raw], stored.study)
     url = f"{ROOT}/studies/{stored.study}"
     total = len(stored.order) + 1
 
+    # no syntax asked for: EVRLE, but the only pixels of the JPEG instance are lossy (NEG-07)
     response = await client.get(url, headers={"Accept": DICOMWEB_CLIENT_ACCEPT})
-    assert response.status_code == 206
-    assert response.headers["warning"].startswith(f'299 lightbox "1 of {total} instances')
-    syntax, parts = parse_multipart(response)
-    assert syntax == EVRLE
-    _check_parts(parts, stored, stored.order)
-
-    response = await client.get(url, headers={"Accept": OHIF_ACCEPT})
     assert response.status_code == 200
     syntax, parts = parse_multipart(response)
     assert syntax is None  # parts differ, so no transfer-syntax on the top-level type
@@ -335,6 +347,28 @@ async def test_mixed_syntaxes_partial_content(client: httpx.AsyncClient, stored:
         jpeg_part.headers["Content-Type"] == f"application/dicom; transfer-syntax={JPEG_BASELINE}"
     )
     assert jpeg_part.payload == jpeg_raw
+    _check_parts(parts[:3] + parts[4:], stored, stored.order)
+
+    # EVRLE named: the JPEG instance is decoded (WADO-02)
+    response = await client.get(
+        url, headers={"Accept": f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={EVRLE}"}
+    )
+    assert response.status_code == 200
+    syntax, parts = parse_multipart(response)
+    assert syntax == EVRLE
+    _check_parts(parts[:3] + parts[4:], stored, stored.order)
+    decoded = dcmread(io.BytesIO(parts[3].payload))
+    original = dcmread(io.BytesIO(jpeg_raw))
+    assert decoded.file_meta.TransferSyntaxUID == EVRLE
+    assert decoded.SOPInstanceUID == original.SOPInstanceUID
+    assert np.array_equal(decoded.pixel_array, original.pixel_array)
+
+    response = await client.get(url, headers={"Accept": OHIF_ACCEPT})
+    assert response.status_code == 200
+    syntax, parts = parse_multipart(response)
+    assert syntax is None
+    assert len(parts) == total
+    assert parts[3].payload == jpeg_raw
 
     response = await client.get(
         url, headers={"Accept": f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={JPEG_BASELINE}"}
@@ -345,7 +379,7 @@ async def test_mixed_syntaxes_partial_content(client: httpx.AsyncClient, stored:
     assert syntax == JPEG_BASELINE
     assert [p.payload for p in parts] == [jpeg_raw]
 
-    # equal q: prefer the range that needs no transcoding for more instances (NEG-02)
+    # equal q: prefer the range that sends more instances, then the one transcoding fewer
     response = await client.get(
         url,
         headers={
@@ -353,25 +387,70 @@ async def test_mixed_syntaxes_partial_content(client: httpx.AsyncClient, stored:
             f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={EVRLE}"
         },
     )
+    assert response.status_code == 200
+    assert parse_multipart(response)[0] == EVRLE
+    response = await client.get(
+        url,
+        headers={"Accept": f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={EVRLE}, {OHIF_ACCEPT}"},
+    )
+    assert parse_multipart(response)[1][3].payload == jpeg_raw  # "*" transcodes nothing
+
+    # a video instance cannot be decoded: left out of an EVRLE answer (WADO-03)
+    video_raw = _video_instance(stored.study, stored.series[0])
+    await _store(client, [video_raw], stored.study)
+    response = await client.get(
+        url, headers={"Accept": f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={EVRLE}"}
+    )
     assert response.status_code == 206
-    assert len(parse_multipart(response)[1]) == total - 1
+    assert response.headers["warning"].startswith(f'299 lightbox "1 of {total + 1} instances')
+    assert len(parse_multipart(response)[1]) == total
+    video_url = (
+        f"{url}/series/{stored.series[0]}/instances/{dcmread(io.BytesIO(video_raw)).SOPInstanceUID}"
+    )
+    response = await client.get(
+        video_url, headers={"Accept": f"application/dicom; transfer-syntax={EVRLE}"}
+    )
+    assert response.status_code == 406
+    response = await client.get(video_url, headers={"Accept": "application/dicom"})
+    assert response.status_code == 200  # NEG-07: lossy only, sent as stored
+    assert response.content == video_raw
 
 
-async def test_implicit_vr_is_sent_only_as_stored(
-    client: httpx.AsyncClient, stored: Stored
-) -> None:
-    """No transcoder yet: an Implicit VR instance goes out for ``*`` only, else 406."""
+async def test_implicit_vr_goes_out_as_explicit(client: httpx.AsyncClient, stored: Stored) -> None:
+    """NEG-08: Implicit VR Little Endian is never sent; ``*`` and the default give EVRLE.
+
+    (Before transcoding existed, this test pinned the stored Implicit VR bytes for ``*``.)
+    """
     ds = make_dataset(StudyInstanceUID=stored.study, SeriesInstanceUID=generate_uid())
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     raw = to_bytes(ds)
     await _store(client, [raw])
     url = f"{ROOT}/studies/{stored.study}/series/{ds.SeriesInstanceUID}"
-    assert (await client.get(url)).status_code == 406
-    response = await client.get(url, headers={"Accept": OHIF_ACCEPT})
-    assert response.status_code == 200
-    syntax, [part] = parse_multipart(response)
-    assert syntax == str(ImplicitVRLittleEndian)
-    assert part.payload == raw
+    payloads = []
+    for accept in (None, OHIF_ACCEPT, f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={EVRLE}"):
+        request = client.build_request("GET", url)
+        if accept is not None:
+            request.headers["accept"] = accept
+        response = await client.send(request)
+        assert response.status_code == 200, accept
+        syntax, [part] = parse_multipart(response)
+        assert syntax == EVRLE
+        assert part.headers["Content-Type"] == f"application/dicom; transfer-syntax={EVRLE}"
+        assert part.headers["Content-Length"] == str(len(part.payload))
+        payloads.append(part.payload)
+    assert payloads[0] == payloads[1] == payloads[2]
+    out = dcmread(io.BytesIO(payloads[0]))
+    assert out.preamble == bytes(128)
+    assert out.file_meta.TransferSyntaxUID == EVRLE
+    assert out.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert not out.is_implicit_VR
+    assert out.PatientName == ds.PatientName
+    assert out.PixelData == ds.PixelData
+    response = await client.get(
+        url,
+        headers={"Accept": f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax={ImplicitVRLittleEndian}"},
+    )
+    assert response.status_code == 406
 
 
 async def test_blob_without_preamble_gets_one(

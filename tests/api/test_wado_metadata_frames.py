@@ -203,12 +203,19 @@ async def test_encapsulated_frames_as_stored(
     )
     assert response.status_code == 200
     assert parse_multipart(response)[2][0].payload == expected[0]
-    # uncompressed frames would need decoding: not yet (FRM-05)
-    for accept in (
-        OCTET,
-        f"{OCTET}; transfer-syntax={EVRLE}",
-        "multipart/related; type=image/jpeg",
-    ):
+    # uncompressed frames are decoded (FRM-05), equal to pydicom's decoding
+    pixels = ds.pixel_array
+    decoded = [pixels] if count == 1 else list(pixels)
+    for accept in (OCTET, f"{OCTET}; transfer-syntax={EVRLE}"):
+        response = await client.get(
+            f"{url}/frames/{','.join(map(str, asked))}", headers={"Accept": accept}
+        )
+        assert response.status_code == 200, accept
+        part_type, top_syntax, parts = parse_multipart(response)
+        assert (part_type, top_syntax) == ("application/octet-stream", EVRLE)
+        assert [p.payload for p in parts] == [decoded[n - 1].tobytes() for n in asked]
+    # an encoding we would have to produce: 406, naming what can be had
+    for accept in ("multipart/related; type=image/jpeg", f"{OCTET}; transfer-syntax=1.2.3"):
         response = await client.get(f"{url}/frames/1", headers={"Accept": accept})
         assert response.status_code == 406, accept
         assert syntax in response.json()["detail"]

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# WADO-RS: Lightbox against Orthanc in the same run (issue 4, Performance).
+#
+#   bench/wado_vs_orthanc.sh [full|tiny]
+#
+# Prepares three datasets with the shared generator (kept under $DATA between runs):
+#   wado60    studies of 3 series x 20 instances (60 per study), 512x512 16-bit: study /metadata,
+#             series retrieve, single-stream curl of a whole study, /frames/1 (512x512)
+#   wado1000  a 1,000-instance series (64x64): series /metadata
+#   index100k 100,000 small instances (64x64), stored before the /frames run so the index holds
+#             100,000+ instances
+# then, per index back end in $DBS (postgres, sqlite): a fresh Lightbox (filesystem blobs,
+# $LIGHTBOX_BENCH_WORKERS uvicorn workers) and a fresh Orthanc (same index back end), STOW of the
+# datasets into both, and `load.py wado` against both side by side; finally one `curl` stream of a
+# whole 60-instance study from each, and from nginx serving the same bytes as a static file.
+# `tiny` uses a few instances only: it checks the script, it measures nothing.
+#
+# Needs: the shared harness (../shared/bench), Debian packages orthanc orthanc-dicomweb
+# orthanc-postgresql nginx, PostgreSQL on 127.0.0.1:5432 (user postgres, trust), and `make`
+# having built .venv. Results: bench/results/*-wado-*.json (load.py) and a summary on stdout.
+# Never run it beside a build or a test run (2 cores).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+SHARED=${SHARED:-$REPO/../shared}
+PY=$REPO/.venv/bin/python
+SCALE=${1:-full}
+DATA=${DATA:-/work/bench-data}
+WORK=${WORK:-$(mktemp -d /tmp/lightbox-wado-bench.XXXXXX)}
+RESULTS=${RESULTS:-$HERE/results}
+WORKERS=${LIGHTBOX_BENCH_WORKERS:-2}
+TARGETS=${TARGETS:-lightbox,orthanc}
+DBS=${DBS:-postgres sqlite}
+CLIENTS=${CLIENTS:-4}
+LB_PORT=${LB_PORT:-8000}
+OR_PORT=${OR_PORT:-8042}
+NGINX_PORT=${NGINX_PORT:-8088}
+want() { [[ ",$TARGETS," == *",$1,"* ]]; }
+mkdir -p "$RESULTS" "$DATA"
+
+if [[ $SCALE == tiny ]]; then
+  SUFFIX=-tiny
+  GEN60=(--studies 2 --series 3 --instances 2 --size 64)
+  GEN1000=(--studies 1 --series 1 --instances 10 --size 64)
+  GEN100K=(--studies 5 --series 2 --instances 2 --size 64)
+  WADO_SCALE=0.05
+else
+  SUFFIX=
+  GEN60=(--studies 20 --series 3 --instances 20 --size 512)
+  GEN1000=(--studies 2 --series 1 --instances 1000 --size 64)
+  GEN100K=(--studies 5000 --series 2 --instances 10 --size 64)
+  WADO_SCALE=1
+fi
+DS60=$DATA/wado60$SUFFIX
+DS1000=$DATA/wado1000$SUFFIX
+DS100K=$DATA/index100k$SUFFIX
+gen() {  # dir seed args... (distinct seeds: distinct UIDs across the datasets)
+  local out=$1 seed=$2; shift 2
+  [[ -f $out/manifest.json ]] && return
+  "$PY" "$SHARED/bench/gen_dataset.py" --out "$out" --force --seed "$seed" "$@" >/dev/null
+}
+gen "$DS60" 11 "${GEN60[@]}"
+gen "$DS1000" 12 "${GEN1000[@]}"
+gen "$DS100K" 13 "${GEN100K[@]}"
+
+psql_admin() { psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "$1"; }
+postmaster_pid() { head -1 "$(psql_admin 'SHOW data_directory')/postmaster.pid"; }
+
+start_lightbox() {  # db
+  rm -rf "$WORK/lightbox"; mkdir -p "$WORK/lightbox"
+  export LIGHTBOX_DATA_DIR=$WORK/lightbox LIGHTBOX_LOG_LEVEL=warning
+  if [[ $1 == postgres ]]; then
+    psql_admin "DROP DATABASE IF EXISTS lightbox_wado_bench WITH (FORCE)"
+    psql_admin "CREATE DATABASE lightbox_wado_bench"
+    export LIGHTBOX_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/lightbox_wado_bench
+  else
+    export LIGHTBOX_DATABASE_URL=sqlite+aiosqlite:///$WORK/lightbox/index.db
+  fi
+  (cd "$REPO" && .venv/bin/lightbox db upgrade >/dev/null)
+  (cd "$REPO" && exec setsid .venv/bin/lightbox serve --port "$LB_PORT" --workers "$WORKERS" \
+      > "$WORK/lightbox.log" 2>&1) &
+  echo $! > "$WORK/lightbox.pid"
+  for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:$LB_PORT/readyz && return; sleep 0.2; done
+  echo "lightbox did not start"; cat "$WORK/lightbox.log"; exit 1
+}
+
+stop_lightbox() {
+  local pgid
+  pgid=$(cat "$WORK/lightbox.pid" 2>/dev/null) || return 0
+  kill -TERM -- "-$pgid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 -- "-$pgid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
+start_orthanc() {  # db
+  local extra=()
+  if [[ $1 == postgres ]]; then
+    psql_admin "DROP DATABASE IF EXISTS orthanc_wado_bench WITH (FORCE)"
+    psql_admin "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='dwbench') THEN CREATE ROLE dwbench LOGIN PASSWORD 'dwbench'; END IF; END\$\$"
+    psql_admin "CREATE DATABASE orthanc_wado_bench OWNER dwbench"
+    extra=(--index postgres --pg-dsn postgresql://dwbench:dwbench@127.0.0.1:5432/orthanc_wado_bench)
+  fi
+  rm -rf "$WORK/orthanc"
+  "$SHARED/peer/peer_orthanc.sh" start --workdir "$WORK/orthanc" --http-port "$OR_PORT" --no-dicom \
+    "${extra[@]}" | tee "$WORK/orthanc.env" | grep -E '^(BASE_URL|PID)=' >/dev/null
+}
+
+stop_orthanc() { "$SHARED/peer/peer_orthanc.sh" stop --workdir "$WORK/orthanc" --purge >/dev/null 2>&1 || true; }
+
+NGINX_PID=
+stop_nginx() { [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null; NGINX_PID=; }
+trap 'stop_lightbox; stop_orthanc; stop_nginx' EXIT
+
+curl_stream() {  # label url out -> "label bytes seconds MB/s"
+  local accept='multipart/related; type="application/dicom"; transfer-syntax=*'
+  curl -s -o "$3" -H "Accept: $accept" -w "%{size_download} %{time_total} %{http_code}" "$2" \
+    | awk -v l="$1" '{ printf "%-24s HTTP %s %12d bytes %8.3f s %10.1f MB/s\n", l, $3, $1, $2, $1 / $2 / 1e6 }'
+}
+
+first_study() { "$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["study_uid"])' "$1/instances.jsonl"; }
+
+for db in $DBS; do
+  echo "=== index: $db ==="
+  want lightbox && start_lightbox "$db"
+  want orthanc && start_orthanc "$db"
+  T=(--results-dir "$RESULTS" --label "wado-$db$SUFFIX")
+  if want lightbox; then
+    PIDS=$(cat "$WORK/lightbox.pid")
+    [[ $db == postgres ]] && PIDS="$PIDS,$(postmaster_pid)"
+    T+=(--target lightbox=http://127.0.0.1:$LB_PORT/dicom-web --pid "lightbox=$PIDS")
+  fi
+  if want orthanc; then
+    OPIDS=$(grep '^PID=' "$WORK/orthanc.env" | cut -d= -f2)
+    [[ $db == postgres ]] && OPIDS="$OPIDS,$(postmaster_pid)"
+    T+=(--target orthanc=http://127.0.0.1:$OR_PORT/dicom-web --pid "orthanc=$OPIDS")
+  fi
+
+  "$PY" "$SHARED/bench/load.py" stow "${T[@]}" --dataset "$DS60" --batch 10 -c "$CLIENTS"
+  "$PY" "$SHARED/bench/load.py" stow "${T[@]}" --dataset "$DS1000" --batch 50 -c "$CLIENTS"
+  # study metadata (60 instances), series and study retrieve, instance, /frames/1 (small index)
+  "$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DS60" --scale "$WADO_SCALE" \
+      -c "$CLIENTS" --ops study_metadata,series,study,instance,frame --rounds 2
+  # series metadata of the 1,000-instance series
+  "$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DS1000" --scale "$WADO_SCALE" \
+      -c "$CLIENTS" --ops series_metadata --rounds 2
+  # /frames/1 of 512x512 16-bit instances with 100,000 more instances in the index
+  "$PY" "$SHARED/bench/load.py" stow "${T[@]}" --dataset "$DS100K" --batch 50 -c "$CLIENTS"
+  "$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DS60" --scale "$WADO_SCALE" \
+      -c "$CLIENTS" --ops frame --rounds 2 --label "wado-frames-100k-$db$SUFFIX"
+
+  # one curl stream of a whole 60-instance study, and nginx serving the same bytes
+  STUDY=$(first_study "$DS60")
+  echo "single stream, study $STUDY:"
+  if want lightbox; then
+    curl_stream "lightbox ($db)" "http://127.0.0.1:$LB_PORT/dicom-web/studies/$STUDY" "$WORK/study.body"
+  fi
+  if want orthanc; then
+    curl_stream "orthanc ($db)" "http://127.0.0.1:$OR_PORT/dicom-web/studies/$STUDY" /dev/null
+  fi
+  if command -v nginx >/dev/null && [[ -s $WORK/study.body ]]; then
+    mkdir -p "$WORK/nginx/www"
+    cp "$WORK/study.body" "$WORK/nginx/www/study"
+    chmod a+rx "$WORK" "$WORK/nginx" "$WORK/nginx/www"; chmod a+r "$WORK/nginx/www/study"
+    cat > "$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx;
+  scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/nginx/www; }
+}
+EOF
+    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & NGINX_PID=$!
+    for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$NGINX_PORT/study && break; sleep 0.1; done
+    curl_stream "nginx (static file)" http://127.0.0.1:$NGINX_PORT/study /dev/null
+    stop_nginx
+  fi
+  stop_lightbox; stop_orthanc
+done
+echo "results: $RESULTS (load.py report $RESULTS/*wado*.json)"
