@@ -69,7 +69,8 @@ async def run(args: argparse.Namespace) -> None:
             if found != expected:
                 mismatches += 1
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    headers = {"Authorization": f"Bearer {bearer_token(args.bearer)}"} if args.bearer else None
+    async with httpx.AsyncClient(timeout=60, headers=headers) as client:
         await asyncio.gather(*(worker(client) for _ in range(args.concurrency)))
     print(
         json.dumps(
@@ -85,6 +86,11 @@ async def run(args: argparse.Namespace) -> None:
     )
 
 
+def bearer_token(value: str) -> str:
+    """A token given as text or ``@file``."""
+    return Path(value[1:]).read_text().strip() if value.startswith("@") else value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=101, help="limit sent with each query (OHIF: 101)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--bearer", help="bearer token, or @file (Lightbox's auth is on by default)")
     args = ap.parse_args(argv)
     asyncio.run(run(args))
     return 0

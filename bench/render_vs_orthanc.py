@@ -134,9 +134,10 @@ def timed(http: httpx.Client, url: str, sample: Sample, **params: str) -> None:
     sample.statuses[response.status_code] += 1
 
 
-def run_target(base: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_target(base: str, args: argparse.Namespace, token: str | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + args.time_limit
-    with httpx.Client(timeout=120) as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    with httpx.Client(timeout=120, headers=headers) as http:
         study, frames_series, big_series = (str(generate_uid()) for _ in range(3))
         singles = [
             ct_instance(study, frames_series, n + 1, args.size, seed=n) for n in range(args.frames)
@@ -190,11 +191,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="rows = columns")
     parser.add_argument("--time-limit", type=float, default=600, help="seconds per target")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--bearer", action="append", default=[], help="NAME=TOKEN or NAME=@file for a target"
+    )
     args = parser.parse_args()
+    tokens = {}
+    for item in args.bearer:
+        who, _, value = item.partition("=")
+        tokens[who] = Path(value[1:]).read_text().strip() if value.startswith("@") else value
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "targets": {}}
     for target in args.target:
         name, _, base = target.partition("=")
-        report["targets"][name] = run_target(base.rstrip("/"), args)
+        report["targets"][name] = run_target(base.rstrip("/"), args, tokens.get(name))
         for metric, values in report["targets"][name].items():
             print(f"{name:12} {metric:20} {values}")
     targets = report["targets"]
