@@ -154,6 +154,13 @@ class AuthSettings(BaseModel):
         10000, description="audit events buffered before requests wait (back-pressure)"
     )
     audit_batch_size: int = Field(256, description="audit events written per transaction")
+    audit_linger_seconds: float = Field(
+        0.1, ge=0, description="how long the audit writer gathers events into one transaction"
+    )
+    audit_enabled: bool = Field(
+        True,
+        description="record the audit trail; false is for measurement only (never in production)",
+    )
 
 
 class CorsSettings(BaseModel):

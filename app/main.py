@@ -40,6 +40,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             log.warning(
                 "access control is OFF (LIGHTBOX_AUTH__ENABLED=false): anyone can do anything"
             )
+        if not settings.auth.audit_enabled:
+            log.warning(
+                "the audit trail is OFF (LIGHTBOX_AUTH__AUDIT_ENABLED=false): measurement only"
+            )
         async with open_services(settings) as opened:
             app.state.services = opened
             yield

@@ -295,8 +295,10 @@ class AuditMiddleware:
         root: str,
         resource_policy: str | None,
         trusted_proxies: frozenset[str] = frozenset(),
+        audit: bool = True,
     ) -> None:
         self.app = app
+        self.audit = audit
         self.trusted_proxies = trusted_proxies
         self.root = root + "/" if root else "/"
         self.resource_policy = resource_policy.encode() if resource_policy else None
@@ -330,6 +332,8 @@ class AuditMiddleware:
             await self._record(scope, status, total, request_id)
 
     async def _record(self, scope: Scope, status: int, total: int | None, request_id: str) -> None:
+        if not self.audit:
+            return
         route = scope.get("route")
         if route is None or _declared(route) == ANONYMOUS_ROUTE:
             return
@@ -434,6 +438,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         root=settings.dicomweb_root,
         resource_policy=settings.cors.resource_policy or None,
         trusted_proxies=frozenset(settings.trusted_proxies),
+        audit=settings.auth.audit_enabled,
     )
     app.add_middleware(
         CORSMiddleware,

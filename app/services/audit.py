@@ -139,10 +139,20 @@ def as_json(row: Any) -> dict[str, Any]:
 class AuditLog:
     """Queues audit records and writes them in hash-chained batches."""
 
-    def __init__(self, db: Database, *, queue_size: int = 10000, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        queue_size: int = 10000,
+        batch_size: int = 256,
+        linger: float = 0.1,
+    ) -> None:
         self._db = db
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(maxsize=max(1, queue_size))
         self._batch_size = max(1, batch_size)
+        #: how long the writer waits for more events before committing a batch: one transaction
+        #: (lock, chain head, PatientID look-up, insert) then serves many requests
+        self._linger = max(0.0, linger)
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -185,9 +195,7 @@ class AuditLog:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._next_batch()
             delay = 0.05
             while True:
                 try:
@@ -202,6 +210,25 @@ class AuditLog:
                     delay = min(delay * 2, 5.0)
             for _ in batch:
                 self._queue.task_done()
+
+    async def _next_batch(self) -> list[AuditRecord]:
+        """The next events to write: the first one, then whatever arrives within the linger."""
+        batch = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (0.0 if self._closing else self._linger)
+        while len(batch) < self._batch_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                # a cancelled Queue.get leaves the item in the queue: nothing is lost
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:
         async with self._db.write() as conn:

@@ -128,6 +128,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             db,
             queue_size=settings.auth.audit_queue_size,
             batch_size=settings.auth.audit_batch_size,
+            linger=settings.auth.audit_linger_seconds,
         ),
         access=StudyAccess(db),
     )

@@ -289,3 +289,42 @@ async def test_source_behind_a_trusted_proxy(database_url: str, tmp_path: Path) 
         await services.audit.flush()
         items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
         assert _by_request(items, mine)["source"] == CLIENT[0]
+
+
+async def test_linger_gathers_events_into_few_transactions(fresh_database_url: str) -> None:
+    """Events arriving within the linger share one transaction; none is lost or reordered."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.5, batch_size=1000)
+    transactions = 0
+    write = audit._write
+
+    async def counted(batch: Any) -> None:
+        nonlocal transactions
+        transactions += 1
+        await write(batch)
+
+    audit._write = counted  # type: ignore[method-assign]
+    try:
+        for n in range(20):
+            await audit.record(AuditRecord(action="search", outcome="success", count=n))
+            await asyncio.sleep(0.005)
+        await audit.flush()
+        items, total = await audit.search(AuditFilter(action="search"), limit=100, offset=0)
+        assert total == 20
+        assert sorted(i["count"] for i in items) == list(range(20))
+        assert transactions <= 2
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_audit_switched_off_records_nothing(database_url: str, tmp_path: Path) -> None:
+    """LIGHTBOX_AUTH__AUDIT_ENABLED=false (measurement only): requests leave no audit row."""
+    settings = auth_settings(database_url, tmp_path / "data", audit_enabled=False)
+    async with auth_client(settings) as (services, http, tokens):
+        response = await http.get(f"{ROOT}/studies", headers=tokens.headers())
+        assert response.status_code == 204
+        await services.audit.flush()
+        _, total = await services.audit.search(AuditFilter(), limit=10, offset=0)
+        assert total == 0
