@@ -77,6 +77,9 @@ start_lightbox() {  # db
     export LIGHTBOX_DATABASE_URL=sqlite+aiosqlite:///$WORK/lightbox/index.db
   fi
   (cd "$REPO" && .venv/bin/lightbox db upgrade >/dev/null)
+  # auth is on by default: the harness sends a token from the embedded issuer
+  (cd "$REPO" && .venv/bin/lightbox token create --subject bench --scope read --scope write \
+      --ttl 1d > "$WORK/token.txt")
   (cd "$REPO" && exec setsid .venv/bin/lightbox serve --port "$LB_PORT" --workers "$WORKERS" \
       > "$WORK/lightbox.log" 2>&1) &
   echo $! > "$WORK/lightbox.pid"
@@ -111,9 +114,10 @@ NGINX_PID=
 stop_nginx() { [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null; NGINX_PID=; }
 trap 'stop_lightbox; stop_orthanc; stop_nginx' EXIT
 
-curl_stream() {  # label url out -> "label bytes seconds MB/s"
-  local accept='multipart/related; type="application/dicom"; transfer-syntax=*'
-  curl -s -o "$3" -H "Accept: $accept" -w "%{size_download} %{time_total} %{http_code}" "$2" \
+curl_stream() {  # label url out [token file] -> "label bytes seconds MB/s"
+  local accept='multipart/related; type="application/dicom"; transfer-syntax=*' auth=()
+  [[ -n ${4:-} ]] && auth=(-H "Authorization: Bearer $(cat "$4")")
+  curl -s -o "$3" "${auth[@]}" -H "Accept: $accept" -w "%{size_download} %{time_total} %{http_code}" "$2" \
     | awk -v l="$1" '{ printf "%-24s HTTP %s %12d bytes %8.3f s %10.1f MB/s\n", l, $3, $1, $2, $1 / $2 / 1e6 }'
 }
 
@@ -128,6 +132,7 @@ for db in $DBS; do
     PIDS=$(cat "$WORK/lightbox.pid")
     [[ $db == postgres ]] && PIDS="$PIDS,$(postmaster_pid)"
     T+=(--target lightbox=http://127.0.0.1:$LB_PORT/dicom-web --pid "lightbox=$PIDS")
+    T+=(--bearer "lightbox=@$WORK/token.txt")
   fi
   if want orthanc; then
     OPIDS=$(grep '^PID=' "$WORK/orthanc.env" | cut -d= -f2)
@@ -152,7 +157,8 @@ for db in $DBS; do
   STUDY=$(first_study "$DS60")
   echo "single stream, study $STUDY:"
   if want lightbox; then
-    curl_stream "lightbox ($db)" "http://127.0.0.1:$LB_PORT/dicom-web/studies/$STUDY" "$WORK/study.body"
+    curl_stream "lightbox ($db)" "http://127.0.0.1:$LB_PORT/dicom-web/studies/$STUDY" "$WORK/study.body" \
+      "$WORK/token.txt"
   fi
   if want orthanc; then
     curl_stream "orthanc ($db)" "http://127.0.0.1:$OR_PORT/dicom-web/studies/$STUDY" /dev/null
