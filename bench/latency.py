@@ -29,10 +29,7 @@ def percentile(values: list[float], pct: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     headers = {"Accept": args.accept, "Accept-Encoding": "identity"}
     if args.bearer:
-        token = args.bearer
-        headers["Authorization"] = "Bearer " + (
-            Path(token[1:]).read_text().strip() if token.startswith("@") else token
-        )
+        headers["Authorization"] = f"Bearer {args.bearer}"
     urls = args.url
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -77,7 +74,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--bearer", help="bearer token, or @file")
-    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+    args = parser.parse_args()
+    if args.bearer and args.bearer.startswith("@"):
+        args.bearer = Path(args.bearer[1:]).read_text().strip()
+    print(json.dumps(asyncio.run(run(args))))
 
 
 if __name__ == "__main__":
