@@ -1,7 +1,8 @@
 """A small per-process LRU cache of byte strings with a total size bound.
 
-Used for WADO-RS metadata documents (META-05): keyed by the entity tag, which is derived from the
-content hashes of the instances, so an entry can never be stale, only unused. Caches are the one
+Used for WADO-RS metadata documents (META-05, keyed by the entity tag) and rendered images
+(REND-09, keyed by the instance's SHA-256 and the normalised parameters): keys derive from
+content hashes, so an entry can never be stale, only unused. Caches are the one
 kind of process-local state a replica may keep (DESIGN.md §2).
 """
 

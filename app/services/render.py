@@ -6,16 +6,15 @@ same PS3.10 prefix handling), and the CPU work (decode, window, scale, encode;
 :mod:`app.dicom.render`) runs in worker threads behind an :class:`anyio.CapacityLimiter`, so the
 event loop never blocks and at most ``concurrency`` renderings run at once.
 
-Results are cached in a bounded in-memory LRU (:class:`RenderCache`) keyed by the instance's
-content hash (sha256), the frames and the normalised parameters: a hit skips the blob read and the
-rendering. The cache is an optimisation only; the ETag (REND-09) is computed from the same key
-whether or not the bytes are cached.
+Results are cached in a bounded in-memory LRU (:class:`~app.services.cache.ByteCache`) keyed by
+the instance's content hash (sha256), the frames and the normalised parameters: a hit skips the
+blob read and the rendering. The cache is an optimisation only; the ETag (REND-09) is computed
+from the same key whether or not the bytes are cached.
 """
 
 import hashlib
 import io
 import secrets
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,12 +34,12 @@ from app.dicom.uids import DEFLATED
 from app.errors import BadRequest, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.rendering import RenderSource, locate_render_sources
+from app.services.cache import ByteCache
 from app.services.retrieve import RetrieveService
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
     "NATIVE_SYNTAXES",
-    "RenderCache",
     "RenderService",
     "RenderSource",
     "Rendered",
@@ -99,39 +98,6 @@ def thumbnail_choice(sources: Sequence[RenderSource]) -> tuple[RenderSource, int
     return chosen, (frames + 1) // 2
 
 
-class RenderCache:
-    """A bounded LRU of rendered bytes (the cache is an optimisation only).
-
-    >>> cache = RenderCache(10)
-    >>> cache.put("a", b"12345"); cache.put("b", b"12345"); cache.put("c", b"1")
-    >>> (cache.get("a"), cache.get("b"), cache.get("c"))
-    (None, b'12345', b'1')
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self._max = max_bytes
-        self._size = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, key: str) -> bytes | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self._max:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._size -= len(old)
-        self._items[key] = value
-        self._size += len(value)
-        while self._size > self._max:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
-
-
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """Rendered bytes and their media type."""
@@ -162,7 +128,7 @@ class RenderService:
         self._store = store
         self._retrieve = retrieve
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
-        self._cache = RenderCache(cache_bytes)
+        self._cache = ByteCache(cache_bytes)
         self._max_source = max_source_bytes
         #: salt of the UID replacement of ``anonymize=yes``: configured, else random per process
         self._salt = anonymize_salt or secrets.token_bytes(32)
