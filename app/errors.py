@@ -32,6 +32,12 @@ class NotFound(LightboxError):
     http_status, dimse_status = 404, Status.NO_SUCH_SOP_INSTANCE
 
 
+class Forbidden(LightboxError):
+    """The caller is known but may not do this (GEN-06)."""
+
+    http_status, dimse_status = 403, Status.NOT_AUTHORIZED
+
+
 class Gone(LightboxError):
     """The resource was deleted and its tombstone has not expired yet (DEL-04, WADO-05)."""
 

@@ -21,7 +21,9 @@ malformed values are 400 naming the parameter. Responses carry Content-Type, Con
 ETag from the instances' content hashes and the normalised parameters, and
 ``Cache-Control: private`` (REND-09); ``If-None-Match`` gives 304 without rendering.
 
-Not built: ``annotation=patient`` is not yet tied to an authorisation scope (no scopes exist yet).
+``annotation=patient`` burns the patient's identity into the pixels (REND-06): it is refused (403)
+to anonymous callers (``LIGHTBOX_AUTH__ANONYMOUS_READ``), who may see images but not burned-in
+PHI; an authenticated caller with read permission may ask for it.
 """
 
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +42,7 @@ from app.api.multipart_writer import (
 )
 from app.api.negotiation import MULTIPART_RELATED, parse_accept, parse_media_range
 from app.api.urls import instance_url, service_base
+from app.auth.principal import ANONYMOUS
 from app.dicom import render as rendering
 from app.dicom.render import (
     GIF,
@@ -52,7 +55,7 @@ from app.dicom.render import (
     RenderParams,
 )
 from app.dicom.uids import validate_uid
-from app.errors import BadRequest, NotAcceptable, NotFound
+from app.errors import BadRequest, Forbidden, NotAcceptable, NotFound
 from app.services.render import RenderService, RenderSource, kind, render_etag, thumbnail_choice
 from app.services.retrieve import parse_frame_numbers
 
@@ -266,6 +269,15 @@ _RENDERED_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _check_patient_annotation(request: Request, params: RenderParams) -> None:
+    """REND-06: burning PHI into pixels needs an authenticated caller, never anonymous read."""
+    principal = getattr(request.state, "principal", None)
+    # ANONYMOUS is the configured anonymous reader; with auth switched off (SYSTEM) the operator
+    # chose a closed network, and every caller may
+    if "patient" in params.annotation and principal == ANONYMOUS:
+        raise Forbidden("annotation=patient needs an authenticated caller (it burns in PHI)")
+
+
 async def _render_target(
     request: Request,
     services: ServicesDep,
@@ -276,6 +288,7 @@ async def _render_target(
     iccprofile: str | None,
     uids: tuple[str, str | None, str | None],
 ) -> Response:
+    _check_patient_annotation(request, params)
     render = services.render
     sources = await render.sources(*uids)
     base = service_base(request, settings)
@@ -451,6 +464,7 @@ async def rendered_frames(
     params, ignored = build_params(
         quality=quality, viewport=viewport, window=window, annotation=annotation
     )
+    _check_patient_annotation(request, params)
     render = services.render
     source = (await render.sources(*uids))[0]
     if kind(source) != ObjectKind.IMAGE:

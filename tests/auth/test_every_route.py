@@ -12,10 +12,12 @@ import fastapi.routing
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from pydicom.uid import generate_uid
 from starlette.routing import BaseRoute
 
 from app.main import create_app
 from tests.auth.helpers import ALL, auth_client, auth_settings
+from tests.factories import make_instance, multipart, stow_headers
 
 #: the only routes open to anyone: the health checks
 ANONYMOUS = {"/healthz", "/readyz"}
@@ -121,3 +123,37 @@ async def test_anonymous_read_never_writes_and_404_mode(
                 method, path, headers=tokens.headers([s for s in ALL if s != needed])
             )
             assert lacking.status_code == (404 if deny_as_not_found else 403), (method, path)
+
+
+async def test_patient_annotation_needs_an_authenticated_caller(
+    database_url: str, tmp_path: Path
+) -> None:
+    """REND-06: anonymous readers see images, but never PHI burned into them."""
+    settings = auth_settings(database_url, tmp_path / "data", anonymous_read=True)
+    study, series, sop = generate_uid(), generate_uid(), generate_uid()
+    body = multipart(
+        [make_instance(StudyInstanceUID=study, SeriesInstanceUID=series, SOPInstanceUID=sop)]
+    )
+    async with auth_client(settings) as (_services, http, tokens):
+        stored = await http.post(
+            "/dicom-web/studies",
+            content=body,
+            headers={**stow_headers(), **tokens.headers(["write"])},
+        )
+        assert stored.status_code == 200
+        url = f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/rendered"
+        png = {"Accept": "image/png"}
+        assert (await http.get(url, headers=png)).status_code == 200
+        refused = await http.get(url, params={"annotation": "patient"}, headers=png)
+        assert refused.status_code == 403
+        assert "PHI" in refused.text
+        frame = await http.get(
+            url.replace("/rendered", "/frames/1/rendered"),
+            params={"annotation": "patient,technique"},
+            headers=png,
+        )
+        assert frame.status_code == 403
+        signed_in = await http.get(
+            url, params={"annotation": "patient"}, headers={**png, **tokens.headers(["read"])}
+        )
+        assert signed_in.status_code == 200
