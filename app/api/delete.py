@@ -91,8 +91,10 @@ async def _delete(
         )
         return problem(405, "deletion is disabled on this server", {"Allow": allow})
     study_uid = validate_uid(study, "StudyInstanceUID")
-    # the audit row names the patient (DEL-03): read it before the study row may be gone
+    # the audit row names the patient (DEL-03): read it before the study row may be gone, and
+    # let events already queued about this study resolve their PatientID while it still exists
     patient_id = await services.access.patient_id(study_uid)
+    await services.audit.flush()
     outcome = await services.delete.delete(
         study_uid,
         None if series is None else validate_uid(series, "SeriesInstanceUID"),
