@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.index.models import Instance, Series, Study
-from app.index.retrieval import InstanceRef, _target
+from app.index.models import Instance, Series
+from app.index.retrieval import REF_COLUMNS, InstanceRef, _target, _untyped, instance_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +34,7 @@ async def locate_render_sources(
 ) -> list[RenderSource]:
     """The target's instances in WADO-01 order (empty if unknown)."""
     stmt = select(
-        Study.study_uid,
-        Series.series_uid,
-        Instance.sop_uid,
-        Instance.blob_key,
-        Instance.size,
-        Instance.transfer_syntax_uid,
+        *REF_COLUMNS,
         Instance.sha256,
         Instance.sop_class_uid,
         Instance.number_of_frames,
@@ -47,4 +42,5 @@ async def locate_render_sources(
         Instance.instance_number,
     )
     rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
-    return [RenderSource(InstanceRef(*row[:6]), *row[6:]) for row in rows]
+    tail = slice(len(REF_COLUMNS), None)
+    return [RenderSource(instance_ref(row), *row[tail]) for row in _untyped(rows)]

@@ -6,8 +6,9 @@ not found. Rows come in the order of WADO-01: SeriesNumber, then InstanceNumber,
 breaking ties (and placing missing numbers last) so the order is stable across databases.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVarTuple
+from typing import Any, Final, TypeVarTuple
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +35,31 @@ class InstanceRef:
     bits_allocated: int | None = None
     number_of_frames: int | None = None  # None: no pixel data
     sha256: str = ""
+
+
+#: the columns of an :class:`InstanceRef`, in its field order (a select starts with them)
+REF_COLUMNS: Final = (
+    Study.study_uid,
+    Series.series_uid,
+    Instance.sop_uid,
+    Instance.blob_key,
+    Instance.size,
+    Instance.transfer_syntax_uid,
+    Instance.rows,
+    Instance.columns,
+    Instance.bits_allocated,
+    Instance.number_of_frames,
+    Instance.sha256,
+)
+
+
+def instance_ref(row: Sequence[Any]) -> InstanceRef:
+    """The :class:`InstanceRef` of a row that starts with :data:`REF_COLUMNS`."""
+    return InstanceRef(*row[: len(REF_COLUMNS)])
+
+
+def _untyped(rows: Sequence[Any]) -> Sequence[Sequence[Any]]:
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +114,7 @@ async def locate(
     sop_uid: str | None = None,
 ) -> list[InstanceRef]:
     """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
-    stmt = select(
-        Study.study_uid,
-        Series.series_uid,
-        Instance.sop_uid,
-        Instance.blob_key,
-        Instance.size,
-        Instance.transfer_syntax_uid,
-        Instance.rows,
-        Instance.columns,
-        Instance.bits_allocated,
-        Instance.number_of_frames,
-        Instance.sha256,
-    )
+    stmt = select(*REF_COLUMNS)
     rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
     return [InstanceRef(*row) for row in rows]
 
@@ -112,25 +126,9 @@ async def locate_with_metadata(
     sop_uid: str | None = None,
 ) -> list[tuple[InstanceRef, bytes]]:
     """The instances of a target with their stored metadata (BULK-03), in WADO-01 order."""
-    stmt = select(
-        Study.study_uid,
-        Series.series_uid,
-        Instance.sop_uid,
-        Instance.blob_key,
-        Instance.size,
-        Instance.transfer_syntax_uid,
-        Instance.rows,
-        Instance.columns,
-        Instance.bits_allocated,
-        Instance.number_of_frames,
-        Instance.sha256,
-        Instance.metadata_json,
-    )
+    stmt = select(*REF_COLUMNS, Instance.metadata_json)
     rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
-    return [
-        (InstanceRef(study, series, sop, key, size, ts, r, c, bits, frames, sha), metadata)
-        for study, series, sop, key, size, ts, r, c, bits, frames, sha, metadata in rows
-    ]
+    return [(instance_ref(row), row[-1]) for row in _untyped(rows)]
 
 
 async def locate_hashes(
