@@ -85,12 +85,16 @@ async def timed(conn: AsyncConnection, statement: str, runs: int) -> float:
     return statistics.median(times)
 
 
-async def run(args: argparse.Namespace) -> None:
-    load = load_module(Path(args.load))
-    dataset = load.DatasetIndex(args.dataset)
+def qido_shapes(
+    load_path: str, dataset_dir: str, seed: int
+) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """One ``(name, path, params)`` per template of ``load.py``'s QIDO mix (its first query
+    with ``seed``), plus the ``PatientName=*abc*`` substring search and OHIF's study list."""
+    load = load_module(Path(load_path))
+    dataset = load.DatasetIndex(dataset_dir)
     shapes: list[tuple[str, str, list[tuple[str, str]]]] = []
     seen: set[str] = set()
-    for name, path, params, _, _ in load.build_qido_queries(dataset, 12, args.seed):
+    for name, path, params, _, _ in load.build_qido_queries(dataset, 12, seed):
         if name not in seen:
             seen.add(name)
             shapes.append((name, path, params))
@@ -114,6 +118,11 @@ async def run(args: argparse.Namespace) -> None:
             ],
         )
     )
+    return shapes
+
+
+async def run(args: argparse.Namespace) -> None:
+    shapes = qido_shapes(args.load, args.dataset, args.seed)
     engine = create_async_engine(args.database_url)
     try:
         async with engine.connect() as conn:
