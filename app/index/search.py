@@ -15,14 +15,17 @@ subquery (no N+1, no second round trip), plus, only when the page is full or emp
 offset, a ``COUNT(*)`` for the total.
 """
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Result,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -32,6 +35,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.dicom.attributes import Level
@@ -54,7 +58,10 @@ from app.dicom.text import normalize_pn
 from app.index.models import Instance, Series, Study
 
 __all__ = [
+    "STATEMENTS",
     "Hit",
+    "StatementCache",
+    "conditions",
     "count_statement",
     "glob_pattern",
     "like_pattern",
@@ -183,134 +190,215 @@ def glob_pattern(pattern: str) -> str:
     return "".join("[[]" if c == "[" else c for c in pattern)
 
 
-def _wildcard(column: Any, pattern: str, *, sqlite: bool) -> ColumnElement[bool]:
-    if sqlite:
-        glob: ColumnElement[bool] = column.op("GLOB")(glob_pattern(pattern))
-        return glob
-    like: ColumnElement[bool] = column.like(like_pattern(pattern), escape=ESCAPE)
-    return like
+class _Param:
+    """One value of a statement: the bound parameter ``name`` (never inlined into the SQL)."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: Any) -> None:
+        self.name = name
+        self.value = value
+
+    def sql(self) -> Any:
+        """The bound parameter, typed from its value (as SQLAlchemy types a plain value)."""
+        return bindparam(self.name, self.value)
 
 
-def _multi(column: Any, matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+class _Binder:
+    """The values of one statement, in order, and its *shape*: everything but the values.
+
+    The builders below run in two steps: first they hand every value to the binder (which
+    names it ``qv_0``, ``qv_1``, ... and records a label saying where it goes) and mark the
+    keys and variants that decide the SQL, returning a closure; only when no statement of that
+    shape is cached is the closure called to construct the SQLAlchemy statement, with the same
+    parameters. One function therefore decides both the SQL of a match and its values.
+    """
+
+    __slots__ = ("shape", "sqlite", "values")
+
+    def __init__(self, sqlite: bool, *shape: Hashable) -> None:
+        self.sqlite = sqlite
+        self.values: list[Any] = []
+        self.shape: list[Hashable] = [sqlite, *shape]
+
+    def __call__(self, value: Any, label: str) -> _Param:
+        self.shape.append(label)
+        self.values.append(value)
+        return _Param(f"{_PREFIX}{len(self.values) - 1}", value)
+
+    def mark(self, token: Hashable) -> None:
+        self.shape.append(token)
+
+
+#: the names of the request's bound parameters (``qv_0``, ...; SQLAlchemy's own are ``x_1``)
+_PREFIX = "qv_"
+Lazy = Callable[[], ColumnElement[bool]]
+
+
+def _wildcard(b: _Binder, column: Any, pattern: str) -> Lazy:
+    if b.sqlite:
+        glob = b(glob_pattern(pattern), "glob")
+        return lambda: column.op("GLOB")(glob.sql())
+    like = b(like_pattern(pattern), "like")
+    return lambda: column.like(like.sql(), escape=ESCAPE)
+
+
+def _multi(b: _Binder, column: Any, matcher: Matcher) -> Lazy | None:
     """QIDO-13 on a backslash-joined column: any one of its values matches."""
-    framed = literal("\\") + column + literal("\\")
+
+    def framed() -> Any:
+        return literal("\\") + column + literal("\\")
+
     if isinstance(matcher, Single | ValueList):
         values = (matcher.value,) if isinstance(matcher, Single) else matcher.values
-        finder = func.instr if sqlite else func.strpos
-        return or_(false(), *(finder(framed, "\\" + v + "\\") > 0 for v in values))
+        finder = func.instr if b.sqlite else func.strpos
+        items = [b("\\" + v + "\\", "in") for v in values]
+
+        def any_of() -> ColumnElement[bool]:
+            whole = framed()
+            return or_(false(), *(finder(whole, item.sql()) > 0 for item in items))
+
+        return any_of
     if isinstance(matcher, Wildcard):
-        if sqlite:
-            glob: ColumnElement[bool] = framed.op("GLOB")(
-                "*\\" + glob_pattern(matcher.pattern) + "\\*"
-            )
-            return glob
-        pattern = "%\\" + like_pattern(matcher.pattern, MULTI_ESCAPE) + "\\%"
-        like: ColumnElement[bool] = framed.like(pattern, escape=MULTI_ESCAPE)
-        return like
+        if b.sqlite:
+            glob = b("*\\" + glob_pattern(matcher.pattern) + "\\*", "glob")
+            return lambda: framed().op("GLOB")(glob.sql())
+        like = b("%\\" + like_pattern(matcher.pattern, MULTI_ESCAPE) + "\\%", "like")
+        return lambda: framed().like(like.sql(), escape=MULTI_ESCAPE)
     return None
 
 
-def _fuzzy(column: Any, words: Sequence[str]) -> ColumnElement[bool]:
+def _fuzzy(b: _Binder, column: Any, words: Sequence[str]) -> Lazy:
     """QIDO-14: each word the prefix of a component (``^``, ``=`` or space separated)."""
-    components = literal("^") + func.replace(func.replace(column, "=", "^"), " ", "^")
-    return and_(
-        true(), *(components.like("%^" + literal_like(w) + "%", escape=ESCAPE) for w in words)
+    prefixes = [b("%^" + literal_like(w) + "%", "like") for w in words]
+
+    def every() -> ColumnElement[bool]:
+        components = literal("^") + func.replace(func.replace(column, "=", "^"), " ", "^")
+        return and_(true(), *(components.like(p.sql(), escape=ESCAPE) for p in prefixes))
+
+    return every
+
+
+def _range(b: _Binder, column: Any, low: Any, high: Any) -> Lazy:
+    bounds = [(b(low, "ge"), True)] if low is not None else []
+    if high is not None:
+        bounds.append((b(high, "le"), False))
+    return lambda: and_(
+        true(), *(column >= p.sql() if ge else column <= p.sql() for p, ge in bounds)
     )
 
 
-def _condition(key: str, matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+def _date_time_range(b: _Binder, column: Any, matcher: DateTimeRange) -> Lazy:
+    time = COLUMNS[matcher.time_key]
+    bounds = [
+        (b(bound[0], "date"), b(bound[1], "after" if after else "before"), after)
+        for bound, after in ((matcher.low, True), (matcher.high, False))
+        if bound is not None
+    ]
+
+    def between() -> ColumnElement[bool]:
+        t = func.coalesce(time, "")
+        parts = []
+        for day, moment, after in bounds:
+            d = day.sql()
+            if after:
+                parts.append(or_(column > d, and_(column == d, t >= moment.sql())))
+            else:
+                parts.append(or_(column < d, and_(column == d, t <= moment.sql())))
+        return and_(true(), *parts)
+
+    return between
+
+
+def _equal(b: _Binder, column: Any, value: Any) -> Lazy:
+    p = b(value, "eq")
+    return lambda: column == p.sql()
+
+
+def _among(b: _Binder, column: Any, values: Sequence[str]) -> Lazy:
+    items = [b(v, "in") for v in values]
+    return lambda: column.in_([p.sql() for p in items])
+
+
+def _condition(b: _Binder, key: str, matcher: Matcher) -> Lazy | None:
     column = COLUMNS[key]
     pn = key in _PN_KEYS
     if isinstance(matcher, Universal):
         return None
     if key in _MULTI_KEYS:
-        return _multi(column, matcher, sqlite=sqlite)
+        return _multi(b, column, matcher)
     if isinstance(matcher, Single):
-        equal: ColumnElement[bool] = column == (
-            normalize_pn(matcher.value) if pn else matcher.value
-        )
-        return equal
+        return _equal(b, column, normalize_pn(matcher.value) if pn else matcher.value)
     if isinstance(matcher, Number):
-        number: ColumnElement[bool] = column == matcher.value
-        return number
+        return _equal(b, column, matcher.value)
     if isinstance(matcher, Wildcard):
-        return _wildcard(
-            column, normalize_pn(matcher.pattern) if pn else matcher.pattern, sqlite=sqlite
-        )
+        return _wildcard(b, column, normalize_pn(matcher.pattern) if pn else matcher.pattern)
     if isinstance(matcher, FuzzyName):
-        return _fuzzy(column, matcher.words)
+        return _fuzzy(b, column, matcher.words)
     if isinstance(matcher, ValueList):
-        among: ColumnElement[bool] = column.in_(matcher.values)
-        return among
+        return _among(b, column, matcher.values)
     if isinstance(matcher, DateRange | TimeRange):
-        parts = []
-        if matcher.low is not None:
-            parts.append(column >= matcher.low)
-        if matcher.high is not None:
-            parts.append(column <= matcher.high)
-        return and_(true(), *parts)
+        return _range(b, column, matcher.low, matcher.high)
     if isinstance(matcher, DateTimeRange):
-        time = func.coalesce(COLUMNS[matcher.time_key], "")
-        parts = []
-        if matcher.low is not None:
-            d, t = matcher.low
-            parts.append(or_(column > d, and_(column == d, time >= t)))
-        if matcher.high is not None:
-            d, t = matcher.high
-            parts.append(or_(column < d, and_(column == d, time <= t)))
-        return and_(true(), *parts)
+        return _date_time_range(b, column, matcher)
     raise TypeError(f"unknown matcher {matcher!r}")
 
 
-def _modalities_condition(matcher: Matcher, *, sqlite: bool) -> ColumnElement[bool] | None:
+def _modalities_condition(b: _Binder, matcher: Matcher) -> Lazy | None:
     """QIDO-13: some series of the study has a listed modality (an alias: the outer query may
     already range over ``series``)."""
     other = _STUDY_SERIES
     column = other.c.modality
     if isinstance(matcher, ValueList):
-        among: ColumnElement[bool] = column.in_(matcher.values)
+        among = _among(b, column, matcher.values)
     elif isinstance(matcher, Wildcard):
-        among = _wildcard(column, matcher.pattern, sqlite=sqlite)
+        among = _wildcard(b, column, matcher.pattern)
     elif isinstance(matcher, Single):
-        among = column == matcher.value
+        among = _equal(b, column, matcher.value)
     else:
         return None
-    found: ColumnElement[bool] = (
-        exists().where(other.c.study_id == Study.id, among).correlate(Study)
-    )
-    return found
+    return lambda: exists().where(other.c.study_id == Study.id, among()).correlate(Study)
 
 
-def restriction_conditions(restrict: StudyRestriction | None) -> list[ColumnElement[bool]]:
+def _restriction(b: _Binder, restrict: StudyRestriction | None) -> list[Lazy]:
     """The study-table conditions of a scoped grant (applied at every level)."""
     if restrict is None:
         return []
-    conditions: list[ColumnElement[bool]] = []
+    b.mark(("restrict", restrict.study_uids is None, restrict.patient_ids is None))
+    out: list[Lazy] = []
     if restrict.study_uids is not None:
-        conditions.append(Study.study_uid.in_(sorted(restrict.study_uids)))
+        out.append(_among(b, Study.study_uid, sorted(restrict.study_uids)))
     if restrict.patient_ids is not None:
-        conditions.append(Study.patient_id.in_(sorted(restrict.patient_ids)))
-    return conditions
+        out.append(_among(b, Study.patient_id, sorted(restrict.patient_ids)))
+    return out
+
+
+def _conditions(b: _Binder, query: Query, restrict: StudyRestriction | None) -> list[Lazy]:
+    """Every condition of ``query``: match keys, path UIDs and the restriction."""
+    out: list[Lazy] = []
+    for key, matcher in query.filters.items():
+        b.mark((key, type(matcher).__name__))
+        if key == "ModalitiesInStudy":
+            condition = _modalities_condition(b, matcher)
+        else:
+            condition = _condition(b, key, matcher)
+        if condition is not None:
+            out.append(condition)
+    if query.study_uid is not None:
+        b.mark("path-study")
+        out.append(_equal(b, Study.study_uid, query.study_uid))
+    if query.series_uid is not None:
+        b.mark("path-series")
+        out.append(_equal(b, Series.series_uid, query.series_uid))
+    out.extend(_restriction(b, restrict))
+    return out
 
 
 def conditions(
     query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None
 ) -> list[ColumnElement[bool]]:
-    """Every condition of ``query``: match keys, path UIDs and the restriction."""
-    out: list[ColumnElement[bool]] = []
-    for key, matcher in query.filters.items():
-        if key == "ModalitiesInStudy":
-            condition = _modalities_condition(matcher, sqlite=sqlite)
-        else:
-            condition = _condition(key, matcher, sqlite=sqlite)
-        if condition is not None:
-            out.append(condition)
-    if query.study_uid is not None:
-        out.append(Study.study_uid == query.study_uid)
-    if query.series_uid is not None:
-        out.append(Series.series_uid == query.series_uid)
-    out.extend(restriction_conditions(restrict))
-    return out
+    """Every condition of ``query`` as SQLAlchemy expressions (values as bound parameters)."""
+    return [build() for build in _conditions(_Binder(sqlite), query, restrict)]
 
 
 def _tables_used(query: Query, restrict: StudyRestriction | None) -> set[str]:
@@ -373,6 +461,68 @@ def _modalities_column(*, sqlite: bool) -> Any:
     )
 
 
+def _page_plan(
+    query: Query,
+    *,
+    limit: int,
+    offset: int,
+    sqlite: bool,
+    restrict: StudyRestriction | None,
+) -> tuple[_Binder, Callable[[], Select[Any]]]:
+    """The values of a page statement, its shape, and how to construct it.
+
+    An inner query finds the primary keys of the page, joining only the parent tables the
+    conditions read and carrying only the sort keys; the outer query then reads the stored JSON
+    and computes ModalitiesInStudy for those rows alone (never for rows skipped by the offset).
+    """
+    b = _Binder(sqlite, "page", query.resource)
+    where = _conditions(b, query, restrict)
+    if query.resource is Resource.STUDIES:
+        depth = b(offset + limit, "depth")
+    size, skip = b(limit, "limit"), b(offset, "offset")
+
+    def build() -> Select[Any]:
+        level = query.level
+        pk = {Level.STUDY: Study.id, Level.SERIES: Series.id, Level.INSTANCE: Instance.id}[level]
+        order = _order(query.resource)
+        conditions = [condition() for condition in where]
+        if query.resource is Resource.STUDIES:
+            page = _study_page(conditions, limit=size.sql(), offset=skip.sql(), depth=depth.sql())
+        else:
+            tables = _tables_used(query, restrict) | {c.table.name for c in _order_columns(order)}
+            page = (
+                _from(select(pk.label("pk")), level, tables)
+                .where(*conditions)
+                .order_by(*order)
+                .limit(size.sql())
+                .offset(skip.sql())
+                .subquery("page")
+            )
+        returned = query.resource.returned_levels
+        columns: list[Any] = [Study.study_uid]
+        if Level.STUDY in returned:
+            columns += [
+                Study.id.label("st_id"),
+                Study.num_series.label("st_series"),
+                Study.num_instances.label("st_instances"),
+                Study.attrs_json.label("st_json"),
+                _modalities_column(sqlite=sqlite),
+            ]
+        if level is not Level.STUDY:
+            columns.append(Series.series_uid)
+            if Level.SERIES in returned:
+                columns += [
+                    Series.num_instances.label("se_instances"),
+                    Series.attrs_json.label("se_json"),
+                ]
+        if level is Level.INSTANCE:
+            columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
+        outer = _from(select(*columns), level).join(page, page.c.pk == pk)
+        return outer.order_by(*order)
+
+    return b, build
+
+
 def page_statement(
     query: Query,
     *,
@@ -381,61 +531,20 @@ def page_statement(
     sqlite: bool,
     restrict: StudyRestriction | None = None,
 ) -> Select[Any]:
-    """The one statement of a page: matches, in the resource's stable order (QIDO-18).
-
-    An inner query finds the primary keys of the page, joining only the parent tables the
-    conditions read and carrying only the sort keys; the outer query then reads the stored JSON
-    and computes ModalitiesInStudy for those rows alone (never for rows skipped by the offset).
-    """
-    level = query.level
-    pk = {Level.STUDY: Study.id, Level.SERIES: Series.id, Level.INSTANCE: Instance.id}[level]
-    order = _order(query.resource)
-    where = conditions(query, sqlite=sqlite, restrict=restrict)
-    tables = _tables_used(query, restrict) | {c.table.name for c in _order_columns(order)}
-    if query.resource is Resource.STUDIES:
-        page = _study_page(where, limit=limit, offset=offset)
-    else:
-        page = (
-            _from(select(pk.label("pk")), level, tables)
-            .where(*where)
-            .order_by(*order)
-            .limit(limit)
-            .offset(offset)
-            .subquery("page")
-        )
-    returned = query.resource.returned_levels
-    columns: list[Any] = [Study.study_uid]
-    if Level.STUDY in returned:
-        columns += [
-            Study.id.label("st_id"),
-            Study.num_series.label("st_series"),
-            Study.num_instances.label("st_instances"),
-            Study.attrs_json.label("st_json"),
-            _modalities_column(sqlite=sqlite),
-        ]
-    if level is not Level.STUDY:
-        columns.append(Series.series_uid)
-        if Level.SERIES in returned:
-            columns += [
-                Series.num_instances.label("se_instances"),
-                Series.attrs_json.label("se_json"),
-            ]
-    if level is Level.INSTANCE:
-        columns += [Instance.sop_uid, Instance.attrs_json.label("instance_json")]
-    outer = _from(select(*columns), level).join(page, page.c.pk == pk)
-    return outer.order_by(*order)
+    """The one statement of a page: matches, in the resource's stable order (QIDO-18)."""
+    _, build = _page_plan(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
+    return build()
 
 
-def _study_page(where: list[ColumnElement[bool]], *, limit: int, offset: int) -> Any:
+def _study_page(where: list[ColumnElement[bool]], *, limit: Any, offset: Any, depth: Any) -> Any:
     """The keys of a study page in StudyDate-descending order, no date last, then id.
 
     ``ORDER BY study_date DESC NULLS LAST`` cannot walk an index on both databases (SQLite has
     no NULLS LAST in index definitions), so the page is the union of two index-ordered
-    branches, each cut at ``offset + limit`` rows: dated studies along ``ix_study_list_order``
-    (``study_date DESC, id``), then undated ones by id. An unfiltered study list then reads
-    ``offset + limit`` index entries instead of sorting the whole table.
+    branches, each cut at ``depth`` (``offset + limit``) rows: dated studies along
+    ``ix_study_list_order`` (``study_date DESC, id``), then undated ones by id. An unfiltered
+    study list then reads ``offset + limit`` index entries instead of sorting the whole table.
     """
-    depth = offset + limit
     dated = (
         select(Study.id.label("pk"), Study.study_date.label("d"), literal(0).label("undated"))
         .where(*where, Study.study_date.is_not(None))
@@ -471,17 +580,130 @@ def _order_columns(order: list[Any]) -> list[Any]:
     return out
 
 
+def _count_plan(
+    query: Query, *, sqlite: bool, restrict: StudyRestriction | None, cap: int
+) -> tuple[_Binder, Callable[[], Select[Any]]]:
+    """The values of a count statement, its shape, and how to construct it."""
+    b = _Binder(sqlite, "count", query.resource, bool(cap))
+    where = _conditions(b, query, restrict)
+    upto = b(cap + 1, "cap") if cap else None
+
+    def build() -> Select[Any]:
+        conditions = [condition() for condition in where]
+        tables = _tables_used(query, restrict)
+        if upto is None:
+            return _from(select(func.count()), query.level, tables).where(*conditions)
+        matches = _from(select(literal(1).label("one")), query.level, tables).where(*conditions)
+        return select(func.count()).select_from(matches.limit(upto.sql()).subquery("matches"))
+
+    return b, build
+
+
 def count_statement(
     query: Query, *, sqlite: bool, restrict: StudyRestriction | None = None, cap: int = 0
 ) -> Select[Any]:
     """How many match in all (only run when the page does not tell); with ``cap``, counting
     stops after ``cap + 1`` matches."""
-    where = conditions(query, sqlite=sqlite, restrict=restrict)
-    tables = _tables_used(query, restrict)
-    if not cap:
-        return _from(select(func.count()), query.level, tables).where(*where)
-    matches = _from(select(literal(1).label("one")), query.level, tables).where(*where)
-    return select(func.count()).select_from(matches.limit(cap + 1).subquery("matches"))
+    _, build = _count_plan(query, sqlite=sqlite, restrict=restrict, cap=cap)
+    return build()
+
+
+# --- the statement cache ---
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A compiled statement of one shape: its SQL text and, per placeholder in order, where its
+    value comes from (``index`` into the request's values, else the compiled constant ``value``)
+    and the dialect's bind processor for it."""
+
+    sql: str
+    #: (index or -1, constant value, bind processor) per positional placeholder
+    slots: tuple[tuple[int, Any, Callable[[Any], Any] | None], ...]
+    #: the placeholder names, when the paramstyle is named (None: positional)
+    names: tuple[str, ...] | None
+
+    def parameters(self, values: list[Any]) -> tuple[Any, ...] | dict[str, Any]:
+        out = tuple(
+            value if i < 0 else (values[i] if process is None else process(values[i]))
+            for i, value, process in self.slots
+        )
+        return out if self.names is None else dict(zip(self.names, out, strict=True))
+
+
+def _compile(stmt: Select[Any], dialect: Dialect) -> _Template | None:
+    """``stmt`` compiled once for ``dialect``, or None if it cannot be run from its text alone
+    (parameters expanded at execution time)."""
+    compiled: Any = stmt.compile(dialect=dialect)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    positional = compiled.positiontup is not None
+    names = list(compiled.positiontup if positional else compiled.binds)
+    processors = compiled._bind_processors  # the same processing a plain execute applies
+    constants = compiled.construct_params()
+    slots = []
+    for name in names:
+        process = processors.get(name)
+        if name.startswith(_PREFIX):
+            slots.append((int(name[len(_PREFIX) :]), None, process))
+        else:  # a constant of the statement itself (``0``, ``'^'``), never a request value
+            value = constants[name]
+            slots.append((-1, value if process is None else process(value), None))
+    return _Template(compiled.string, tuple(slots), None if positional else tuple(names))
+
+
+class StatementCache:
+    """Compiled statements by shape, least recently used dropped past ``size``.
+
+    A shape is everything that decides the SQL text: the statement (page or count, capped or
+    not), the resource, the dialect, and per match key its matcher kind and where each of its
+    values goes (so list arity and range ends), the path UIDs and the restriction's form.
+    Values are never part of a shape: they are bound parameters of every execution.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, _Template | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def template(
+        self, dialect: Dialect, b: _Binder, build: Callable[[], Select[Any]]
+    ) -> _Template | None:
+        key = (dialect.name, dialect.driver, dialect.paramstyle, *b.shape)
+        try:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        except KeyError:
+            pass
+        template = _compile(build(), dialect)
+        self._entries[key] = template
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return template
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+#: the process-wide statement cache of :func:`search`
+STATEMENTS = StatementCache()
+
+
+async def _execute(
+    conn: AsyncConnection, plan: tuple[_Binder, Callable[[], Select[Any]]]
+) -> Result[Any]:
+    """Run a planned statement from its cached compiled text (constructed on a shape's first
+    use), straight through the driver; the values are bound parameters."""
+    b, build = plan
+    template = STATEMENTS.template(conn.dialect, b, build)
+    result: Result[Any]
+    if template is None:
+        result = await conn.execute(build())
+    else:
+        result = await conn.exec_driver_sql(template.sql, template.parameters(b.values))
+    return result
 
 
 async def search(
@@ -506,8 +728,8 @@ async def search(
     want_series = Level.SERIES in query.resource.returned_levels
     rows: Sequence[Any] = []
     if limit > 0:
-        stmt = page_statement(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
-        rows = (await conn.execute(stmt)).all()
+        page = _page_plan(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
+        rows = (await _execute(conn, page)).all()
     exact = True
     if rows and len(rows) < limit:
         total = offset + len(rows)
@@ -515,8 +737,8 @@ async def search(
         total = 0
     else:
         cap = max(count_limit, offset + limit) if count_limit else 0
-        count = count_statement(query, sqlite=sqlite, restrict=restrict, cap=cap)
-        total = (await conn.execute(count)).scalar_one()
+        count = _count_plan(query, sqlite=sqlite, restrict=restrict, cap=cap)
+        total = (await _execute(conn, count)).scalar_one()
         if cap and total > cap:
             total, exact = cap, False
     hits = []
