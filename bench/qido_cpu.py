@@ -54,6 +54,8 @@ def _url(path: str, params: list[tuple[str, str]]) -> str:
 
 async def run(args: argparse.Namespace) -> None:
     shapes = qido_shapes(args.load, args.dataset, args.seed)
+    if args.only:
+        shapes = [shape for shape in shapes if shape[0] in args.only]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             database_url=args.database_url,
@@ -98,14 +100,14 @@ async def run(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {median:8.0f}")
     print(f"{'mean':<{width}}  {statistics.mean(medians):8.0f}")
     if args.answers and answers:
-        path = Path(args.answers)
-        if path.exists():
-            before = json.loads(path.read_text())
+        saved = Path(args.answers)
+        if saved.exists():
+            before = json.loads(saved.read_text())
             changed = [n for n, d in answers.items() if before.get(n) != d]
-            print("answers: " + (f"CHANGED {changed}" if changed else f"identical to {path}"))
+            print("answers: " + (f"CHANGED {changed}" if changed else f"identical to {saved}"))
         else:
-            path.write_text(json.dumps(answers, indent=1))
-            print(f"answers saved to {path}")
+            saved.write_text(json.dumps(answers, indent=1))
+            print(f"answers saved to {saved}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "--answers",
         help="JSON file of response digests per shape: written if missing, else compared",
     )
+    ap.add_argument("--only", action="append", help="measure only this shape (repeatable)")
     ap.add_argument("--mode", choices=("route", "service"), default="route")
     args = ap.parse_args(argv)
     asyncio.run(run(args))

@@ -137,6 +137,11 @@ class QueryService:
         cap = self.page_cap(query.level)
         limit = min(query.limit if query.limit is not None else cap, cap)
         async with self._db.read() as conn:
+            if not self._db.is_sqlite:
+                # PostgreSQL's READ COMMITTED gives each statement its own snapshot inside a
+                # transaction too: without one, the search saves the BEGIN and ROLLBACK round
+                # trips (SQLite keeps its transaction: one snapshot for the page and the count)
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             hits, total, exact = await search(
                 conn,
                 query,
@@ -198,20 +203,31 @@ class _Shape:
         self.wanted = None if query.include_all else frozenset(f"{t:08X}" for t in wanted)
 
 
+def _stored(data: bytes, wanted: frozenset[str] | None) -> dict[str, Any]:
+    """A stored DICOM JSON object, reduced to the ``wanted`` keys (None: all of them)."""
+    loaded: dict[str, Any] = orjson.loads(data)
+    if wanted is None:
+        return loaded
+    return {key: value for key, value in loaded.items() if key in wanted}
+
+
 def _object(hit: Hit, query: Query, base_url: str, shape: _Shape) -> dict[str, Any]:
+    # every computed and required key below is wanted (the default tags of the returned levels
+    # hold them), so only the stored objects are filtered
+    wanted = shape.wanted
     obj: dict[str, Any] = {}
     study_url = f"{base_url}/studies/{hit.study_uid}"
     if hit.study is not None:
-        obj.update(orjson.loads(hit.study.attrs_json))
+        obj = _stored(hit.study.attrs_json, wanted)
         obj["00201206"] = {"vr": "IS", "Value": [hit.study.num_series]}
         obj["00201208"] = {"vr": "IS", "Value": [hit.study.num_instances]}
         mods = hit.study.modalities
         obj["00080061"] = {"vr": "CS", "Value": list(mods)} if mods else {"vr": "CS"}
     if hit.series is not None:
-        obj.update(orjson.loads(hit.series.attrs_json))
+        obj.update(_stored(hit.series.attrs_json, wanted))
         obj["00201209"] = {"vr": "IS", "Value": [hit.series.num_instances]}
     if hit.instance_json is not None:
-        obj.update(orjson.loads(hit.instance_json))
+        obj.update(_stored(hit.instance_json, wanted))
     if query.level is Level.STUDY:
         url = study_url
     elif query.level is Level.SERIES:
@@ -228,7 +244,4 @@ def _object(hit: Hit, query: Query, base_url: str, shape: _Shape) -> dict[str, A
     for key, vr in shape.empty:
         if key not in obj:
             obj[key] = {"vr": vr}
-    if shape.wanted is not None:
-        wanted = shape.wanted
-        obj = {key: value for key, value in obj.items() if key in wanted}
     return obj
