@@ -52,7 +52,7 @@ def _url(path: str, params: list[tuple[str, str]]) -> str:
     return f"/dicom-web/{path}" + (f"?{query}" if query else "")
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, str]]:
     shapes = qido_shapes(args.load, args.dataset, args.seed)
     if args.only:
         shapes = [shape for shape in shapes if shape[0] in args.only]
@@ -91,6 +91,12 @@ async def run(args: argparse.Namespace) -> None:
                                     raise SystemExit(f"{name}: response changed between runs")
                         cost = (time.process_time() - started) / args.runs * 1e6
                         costs.setdefault(name, []).append(cost)
+    return costs, answers
+
+
+def report(
+    args: argparse.Namespace, costs: dict[str, list[float]], answers: dict[str, str]
+) -> None:
     width = max(len(n) for n in costs)
     print(f"{'shape':<{width}}  CPU us/request (median of {args.rounds} rounds)")
     medians = []
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="measure only this shape (repeatable)")
     ap.add_argument("--mode", choices=("route", "service"), default="route")
     args = ap.parse_args(argv)
-    asyncio.run(run(args))
+    report(args, *asyncio.run(run(args)))
     return 0
 
 

@@ -13,6 +13,12 @@ and study), so study and series keys, the path UIDs and the caller's
 A page is one statement in a stable order (QIDO-18), ModalitiesInStudy included as a correlated
 subquery (no N+1, no second round trip), plus, only when the page is full or empty past an
 offset, a ``COUNT(*)`` for the total.
+
+Statements are compiled once per query *shape* (:class:`StatementCache`, bounded, least recently
+used dropped first): each builder hands its values to a :class:`_Binder` (named bound parameters,
+paging included) and returns how to construct its SQL, which runs only when the shape is not
+cached. A search then costs no SQLAlchemy construction, cache-key generation or compilation: the
+cached SQL text runs through the driver (``exec_driver_sql``) with the request's values.
 """
 
 from collections import OrderedDict
@@ -671,7 +677,8 @@ class StatementCache:
     def template(
         self, dialect: Dialect, b: _Binder, build: Callable[[], Select[Any]]
     ) -> _Template | None:
-        key = (dialect.name, dialect.driver, dialect.paramstyle, *b.shape)
+        dialect_key = (dialect.name, dialect.driver, dialect.paramstyle)
+        key: tuple[Hashable, ...] = (*dialect_key, dialect.server_version_info, *b.shape)
         try:
             self._entries.move_to_end(key)
             return self._entries[key]
@@ -685,6 +692,10 @@ class StatementCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def texts(self) -> list[str]:
+        """The SQL texts cached, least recently used first (to inspect the cache)."""
+        return [t.sql for t in self._entries.values() if t is not None]
 
 
 #: the process-wide statement cache of :func:`search`
