@@ -29,7 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qido_explain import DEFAULT_LOAD, qido_shapes, to_query
+from qido_explain import qido_shapes, shape_arguments, to_query
 
 from app.config import AuthSettings, Settings
 from app.main import create_app
@@ -117,11 +117,7 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--database-url", required=True, help="a Lightbox index (PostgreSQL or SQLite)")
-    ap.add_argument("--dataset", required=True, help="manifest directory (qido_index.py --out)")
-    ap.add_argument("--load", default=str(DEFAULT_LOAD), help="path of load.py")
-    ap.add_argument("--seed", type=int, default=7, help="load.py's query seed (default 7)")
+    ap = shape_arguments(__doc__, "a Lightbox index (PostgreSQL or SQLite)")
     ap.add_argument("--runs", type=int, default=200, help="requests per shape per round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all shapes (median)")
     ap.add_argument(

@@ -148,12 +148,18 @@ async def run(args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--database-url", required=True, help="a PostgreSQL Lightbox index")
+def shape_arguments(doc: str | None, database: str) -> argparse.ArgumentParser:
+    """A parser with the arguments that choose the index and the query shapes."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--database-url", required=True, help=database)
     ap.add_argument("--dataset", required=True, help="manifest directory (qido_index.py --out)")
     ap.add_argument("--load", default=str(DEFAULT_LOAD), help="path of load.py")
     ap.add_argument("--seed", type=int, default=7, help="load.py's query seed (default 7)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = shape_arguments(__doc__, "a PostgreSQL Lightbox index")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per statement (default 5)")
     args = ap.parse_args(argv)
     asyncio.run(run(args))
