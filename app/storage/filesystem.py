@@ -6,7 +6,8 @@ write a temp file in ``root/.tmp`` (same filesystem), ``fsync`` it, ``os.replace
 the way). A crash leaves at most a stray file in ``.tmp``, which ``list()`` never shows.
 
 All blocking I/O runs in worker threads (``anyio.to_thread``) bounded by one module-level
-``CapacityLimiter``; reads stream from an open file one chunk per thread hop.
+``CapacityLimiter``; reads stream from an open file one chunk per thread hop, the first hop
+opening the file too (an object that fits in one chunk is read in a single hop).
 """
 
 import contextlib
@@ -238,28 +239,52 @@ class FilesystemStore:
         check_range(start, end, chunk_size)
         return self._stream(key, path, start, end, chunk_size)
 
+    @staticmethod
+    def _open_first(
+        path: Path, start: int, end: int | None, chunk_size: int
+    ) -> tuple[IO[bytes] | None, bytes]:
+        """Open, seek and read the first chunk in one thread hop; the file is returned open
+        only when more is left to read (a blob of one chunk costs one hop in all)."""
+        f = path.open("rb")
+        try:
+            size = os.fstat(f.fileno()).st_size
+            stop = size if end is None else min(end, size)
+            if start:
+                f.seek(start)
+            wanted = min(chunk_size, stop - start)
+            data = f.read(wanted) if wanted > 0 else b""
+            if len(data) < wanted or start + len(data) >= stop:
+                f.close()
+                return None, data
+            return f, data
+        except BaseException:
+            f.close()
+            raise
+
     async def _stream(
         self, key: str, path: Path, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
         with _storage_errors(key):
-            f = await _run(path.open, "rb")
+            f, chunk = await _run(self._open_first, path, start, end, chunk_size)
         try:
-            with _storage_errors(key):
-                await _run(f.seek, start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = chunk_size if remaining is None else min(chunk_size, remaining)
+            if chunk:
+                yield chunk
+            if f is None:
+                return
+            position = start + len(chunk)
+            while end is None or position < end:
+                size = chunk_size if end is None else min(chunk_size, end - position)
                 with _storage_errors(key):
                     chunk = await _run(f.read, size)
                 if not chunk:
                     break
-                if remaining is not None:
-                    remaining -= len(chunk)
+                position += len(chunk)
                 yield chunk
         finally:
             # Closing a regular file does not block meaningfully; doing it inline keeps
             # the generator's cleanup safe even when it runs during cancellation.
-            f.close()
+            if f is not None:
+                f.close()
 
     def _read_range(self, path: Path, start: int, length: int) -> bytes:
         with path.open("rb") as f:
