@@ -2,7 +2,8 @@
 
 The body is produced part by part while it is sent: each part's payload is an async iterator
 (normally a blob being read from the object store), so a response never holds more than one chunk
-in memory, whatever the number and size of its parts. The wire form, byte for byte::
+(plus up to :data:`COALESCE_BYTES` of small pieces) in memory, whatever the number and size of its
+parts. The wire form, byte for byte::
 
     --<boundary>CRLF
     Content-Type: <type>CRLF
