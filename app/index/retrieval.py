@@ -121,11 +121,13 @@ class TargetQuery:
     __slots__ = ("_compiled", "_statements")
 
     def __init__(self, *columns: Any) -> None:
-        self._statements = tuple(
-            _target(select(*columns), series, instance)
-            for series, instance in ((False, False), (True, False), (True, True))
-        )
-        self._compiled: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {}
+        #: one statement per combination of the UIDs given: (series given, instance given)
+        self._statements = {
+            (series, instance): _target(select(*columns), series, instance)
+            for series in (False, True)
+            for instance in (False, True)
+        }
+        self._compiled: dict[tuple[bool, bool, str], tuple[str, tuple[str, ...]]] = {}
 
     async def rows(
         self,
@@ -134,17 +136,16 @@ class TargetQuery:
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> list[Sequence[Any]]:
-        """The rows of the target, in WADO-01 order (a series without its study: no rows)."""
-        level = 2 if sop_uid is not None else 1 if series_uid is not None else 0
-        if sop_uid is not None and series_uid is None:
-            raise ValueError("an instance is looked up under its series")
+        """The rows of the target, in WADO-01 order (empty if unknown)."""
+        level = (series_uid is not None, sop_uid is not None)
         params = {"study_uid": study_uid, "series_uid": series_uid, "sop_uid": sop_uid}
         dialect = conn.dialect
         driver = dialect.driver
         if driver not in _DIRECT_DRIVERS:
-            result = await conn.execute(self._statements[level], params)
+            given = {name: value for name, value in params.items() if value is not None}
+            result = await conn.execute(self._statements[level], given)
             return list(_untyped(result.all()))
-        key = (level, driver)
+        key = (*level, driver)
         compiled = self._compiled.get(key)
         if compiled is None:
             sql = self._statements[level].compile(dialect=dialect)

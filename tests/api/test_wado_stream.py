@@ -222,3 +222,38 @@ async def test_frames_after_delete_and_restore(database_url: str, tmp_path: Path
         assert await _frames(client, url) == (200, _frame_bytes(third))
         response = await client.get(url, headers={"Accept": "application/dicom"})
         assert response.content == third
+
+
+@pytest.mark.parametrize("level", ["study", "series", "instance", "study+instance"])
+async def test_target_query_driver_path_matches_sqlalchemy(
+    client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    """The look-ups run on the driver connection give what SQLAlchemy gives, row for row."""
+    from app.index import retrieval
+
+    study, series = str(generate_uid()), str(generate_uid())
+    raws = [_image(study, series, n, 8, 8) for n in (3, 1, 2)]
+    raws.append(_image(study, str(generate_uid()), 1, 8, 8))
+    response = await client.post(f"{ROOT}/studies", content=multipart(raws), headers=stow_headers())
+    assert response.status_code == 200
+    sop = _sop(raws[0])
+    uids = {
+        "study": (study, None, None),
+        "series": (study, series, None),
+        "instance": (study, series, sop),
+        "study+instance": (study, None, sop),
+    }[level]
+    lookups = (
+        retrieval.locate,
+        retrieval.locate_with_metadata,
+        retrieval.locate_hashes,
+        retrieval.locate_metadata,
+        retrieval.locate_frame_sources,
+    )
+    async with services.db.read() as conn:
+        direct = [await lookup(conn, *uids) for lookup in lookups]
+    monkeypatch.setattr(retrieval, "_DIRECT_DRIVERS", frozenset())
+    async with services.db.read() as conn:
+        through_sqlalchemy = [await lookup(conn, *uids) for lookup in lookups]
+    assert direct == through_sqlalchemy
+    assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "study+instance": 1}[level]
