@@ -10,12 +10,14 @@ from app.dicom.query import StudyRestriction
 from app.services.container import Services
 
 
-def _services(request: Request) -> Services:
+# Coroutines, not plain functions: FastAPI runs a plain-function dependency in a worker thread,
+# a thread hop per dependency on every request of every route.
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -33,6 +33,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from app.api.deps import ServicesDep, SettingsDep
 from app.api.multipart_writer import (
     OutgoingPart,
     multipart_content_type,
@@ -41,7 +42,6 @@ from app.api.multipart_writer import (
 )
 from app.api.negotiation import MULTIPART_RELATED, parse_accept, parse_media_range
 from app.api.urls import instance_url, service_base
-from app.api.wado import ServicesDep, SettingsDep
 from app.auth.principal import ANONYMOUS
 from app.dicom import render as rendering
 from app.dicom.render import (

@@ -41,9 +41,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart_writer import (
     OutgoingPart,
@@ -69,7 +70,6 @@ from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.config import Settings
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, validate_uid
 from app.errors import NotAcceptable, NotFound
-from app.services.container import Services
 from app.services.retrieve import (
     BulkItem,
     FrameSet,
@@ -85,22 +85,6 @@ from app.services.retrieve import (
 )
 
 router = APIRouter(tags=["wado"])
-
-
-async def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-#: as :mod:`app.api.deps`, but coroutines: FastAPI runs a plain-function dependency in a worker
-#: thread, one thread hop per dependency per request, on the hottest routes of the service
-ServicesDep = Annotated[Services, Depends(_services)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
 
 MULTIPART_DICOM = f'multipart/related; type="{DICOM}"'
 
