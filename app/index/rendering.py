@@ -6,12 +6,12 @@ class (image, SR, PDF) and the frame count, plus SeriesNumber/InstanceNumber for
 """
 
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.models import Instance, Series
-from app.index.retrieval import REF_COLUMNS, InstanceRef, _target, _untyped, instance_ref
+from app.index.retrieval import REF_COLUMNS, InstanceRef, TargetQuery, instance_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,16 @@ class RenderSource:
     instance_number: int | None
 
 
+_RENDER_SOURCES: Final = TargetQuery(
+    *REF_COLUMNS,
+    Instance.sha256,
+    Instance.sop_class_uid,
+    Instance.number_of_frames,
+    Series.series_number,
+    Instance.instance_number,
+)
+
+
 async def locate_render_sources(
     conn: AsyncConnection,
     study_uid: str,
@@ -33,14 +43,6 @@ async def locate_render_sources(
     sop_uid: str | None = None,
 ) -> list[RenderSource]:
     """The target's instances in WADO-01 order (empty if unknown)."""
-    stmt = select(
-        *REF_COLUMNS,
-        Instance.sha256,
-        Instance.sop_class_uid,
-        Instance.number_of_frames,
-        Series.series_number,
-        Instance.instance_number,
-    )
-    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    rows = await _RENDER_SOURCES.rows(conn, study_uid, series_uid, sop_uid)
     tail = slice(len(REF_COLUMNS), None)
-    return [RenderSource(instance_ref(row), *row[tail]) for row in _untyped(rows)]
+    return [RenderSource(instance_ref(row), *row[tail]) for row in rows]

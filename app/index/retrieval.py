@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVarTuple
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.models import Instance, Series, Study
@@ -85,26 +85,99 @@ class FrameSource:
     columns: int | None
 
 
-def _target(
-    stmt: Select[*_Ts], study_uid: str, series_uid: str | None, sop_uid: str | None
-) -> Select[*_Ts]:
-    """Join the three levels, keep the target's rows, in WADO-01 order."""
+def _target(stmt: Select[*_Ts], series: bool, instance: bool) -> Select[*_Ts]:
+    """Join the three levels, keep the target's rows (bound parameters ``study_uid``, and
+    ``series_uid`` / ``sop_uid`` when asked for), in WADO-01 order."""
     stmt = (
         stmt.select_from(Instance)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Series.study_id)
-        .where(Study.study_uid == study_uid)
+        .where(Study.study_uid == bindparam("study_uid"))
     )
-    if series_uid is not None:
-        stmt = stmt.where(Series.series_uid == series_uid)
-    if sop_uid is not None:
-        stmt = stmt.where(Instance.sop_uid == sop_uid)
+    if series:
+        stmt = stmt.where(Series.series_uid == bindparam("series_uid"))
+    if instance:
+        stmt = stmt.where(Instance.sop_uid == bindparam("sop_uid"))
     return stmt.order_by(
         Series.series_number.asc().nulls_last(),
         Series.id,
         Instance.instance_number.asc().nulls_last(),
         Instance.id,
     )
+
+
+class TargetQuery:
+    """One look-up of a study, series or instance, built once and compiled once per dialect.
+
+    These queries run on every retrieve, so building a ``select()``, computing its cache key
+    and processing result rows through SQLAlchemy cost more CPU than the database does. Here
+    the statement of each level (study, series, instance) is built once with bound parameters;
+    its SQL is compiled once per dialect and executed on the driver connection itself (asyncpg:
+    its prepared-statement cache; aiosqlite: one worker-thread hop), plain tuples coming back.
+    Other drivers run the prebuilt statement through SQLAlchemy. Only plain column types are
+    selected (text, integers, bytes), which neither driver converts differently from SQLAlchemy.
+    """
+
+    __slots__ = ("_compiled", "_statements")
+
+    def __init__(self, *columns: Any) -> None:
+        #: one statement per combination of the UIDs given: (series given, instance given)
+        self._statements = {
+            (series, instance): _target(select(*columns), series, instance)
+            for series in (False, True)
+            for instance in (False, True)
+        }
+        self._compiled: dict[tuple[bool, bool, str], tuple[str, tuple[str, ...]]] = {}
+
+    async def rows(
+        self,
+        conn: AsyncConnection,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[Sequence[Any]]:
+        """The rows of the target, in WADO-01 order (empty if unknown)."""
+        level = (series_uid is not None, sop_uid is not None)
+        params = {"study_uid": study_uid, "series_uid": series_uid, "sop_uid": sop_uid}
+        dialect = conn.dialect
+        driver = dialect.driver
+        if driver not in _DIRECT_DRIVERS:
+            given = {name: value for name, value in params.items() if value is not None}
+            result = await conn.execute(self._statements[level], given)
+            return list(_untyped(result.all()))
+        key = (*level, driver)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            sql = self._statements[level].compile(dialect=dialect)
+            compiled = (sql.string, tuple(sql.positiontup or ()))
+            self._compiled[key] = compiled
+        sql_text, names = compiled
+        args = [params[name] for name in names]
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        if driver == "asyncpg":
+            return list(await raw.fetch(sql_text, *args))
+        return list(await raw.execute_fetchall(sql_text, args))
+
+
+#: drivers whose connection :class:`TargetQuery` calls directly
+_DIRECT_DRIVERS: Final = frozenset({"asyncpg", "aiosqlite"})
+
+_LOCATE: Final = TargetQuery(*REF_COLUMNS)
+_LOCATE_WITH_METADATA: Final = TargetQuery(*REF_COLUMNS, Instance.metadata_json)
+_HASHES: Final = TargetQuery(Instance.sha256)
+_METADATA: Final = TargetQuery(Instance.sha256, Instance.metadata_json)
+_FRAME_SOURCES: Final = TargetQuery(
+    Study.study_uid,
+    Series.series_uid,
+    Instance.sop_uid,
+    Instance.blob_key,
+    Instance.transfer_syntax_uid,
+    Instance.number_of_frames,
+    Instance.frame_index,
+    Instance.rows,
+    Instance.columns,
+)
+_INSTANCE_METADATA: Final = TargetQuery(Instance.metadata_json)
 
 
 async def locate(
@@ -114,8 +187,7 @@ async def locate(
     sop_uid: str | None = None,
 ) -> list[InstanceRef]:
     """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
-    stmt = select(*REF_COLUMNS)
-    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    rows = await _LOCATE.rows(conn, study_uid, series_uid, sop_uid)
     return [InstanceRef(*row) for row in rows]
 
 
@@ -126,9 +198,8 @@ async def locate_with_metadata(
     sop_uid: str | None = None,
 ) -> list[tuple[InstanceRef, bytes]]:
     """The instances of a target with their stored metadata (BULK-03), in WADO-01 order."""
-    stmt = select(*REF_COLUMNS, Instance.metadata_json)
-    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
-    return [(instance_ref(row), row[-1]) for row in _untyped(rows)]
+    rows = await _LOCATE_WITH_METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    return [(instance_ref(row), bytes(row[-1])) for row in rows]
 
 
 async def locate_hashes(
@@ -138,8 +209,8 @@ async def locate_hashes(
     sop_uid: str | None = None,
 ) -> list[str]:
     """The content hashes of a target's instances in WADO-01 order (a metadata ETag's input)."""
-    stmt = select(Instance.sha256)
-    return list((await conn.scalars(_target(stmt, study_uid, series_uid, sop_uid))).all())
+    rows = await _HASHES.rows(conn, study_uid, series_uid, sop_uid)
+    return [row[0] for row in rows]
 
 
 async def locate_metadata(
@@ -149,9 +220,8 @@ async def locate_metadata(
     sop_uid: str | None = None,
 ) -> list[MetadataRow]:
     """The stored metadata of a study, series or instance, in WADO-01 order (empty if unknown)."""
-    stmt = select(Instance.sha256, Instance.metadata_json)
-    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
-    return [MetadataRow(*row) for row in rows]
+    rows = await _METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    return [MetadataRow(row[0], bytes(row[1])) for row in rows]
 
 
 async def locate_frames(
@@ -169,18 +239,7 @@ async def locate_frame_sources(
     sop_uid: str | None = None,
 ) -> list[FrameSource]:
     """Blob, syntax and frame index of a target's instances, in WADO-01 order (RES-08)."""
-    stmt = select(
-        Study.study_uid,
-        Series.series_uid,
-        Instance.sop_uid,
-        Instance.blob_key,
-        Instance.transfer_syntax_uid,
-        Instance.number_of_frames,
-        Instance.frame_index,
-        Instance.rows,
-        Instance.columns,
-    )
-    rows = (await conn.execute(_target(stmt, study_uid, series_uid, sop_uid))).all()
+    rows = await _FRAME_SOURCES.rows(conn, study_uid, series_uid, sop_uid)
     return [FrameSource(*row) for row in rows]
 
 
@@ -188,5 +247,5 @@ async def instance_metadata(
     conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
 ) -> bytes | None:
     """One instance's stored metadata JSON (None if unknown)."""
-    stmt = select(Instance.metadata_json)
-    return (await conn.scalars(_target(stmt, study_uid, series_uid, sop_uid))).first()
+    rows = await _INSTANCE_METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    return bytes(rows[0][0]) if rows else None

@@ -34,6 +34,7 @@ import gzip
 import hashlib
 import re
 import tempfile
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO
@@ -361,9 +362,14 @@ class RetrieveService:
         if index is None:
             raise NotAcceptable("the frames of this instance are not byte ranges of its file")
         key = frames.source.blob_key
-        pieces = [await self._store.get_range(key, o, n) for o, n in index.ranges[number - 1]]
-        data = b"".join(pieces)
-        expected = sum(n for _, n in index.ranges[number - 1])
+        ranges = index.ranges[number - 1]
+        if len(ranges) == 1:  # native frames, single-fragment ones: no join, no copy
+            [(offset, expected)] = ranges
+            data = await self._store.get_range(key, offset, expected)
+        else:
+            pieces = [await self._store.get_range(key, o, n) for o, n in ranges]
+            data = b"".join(pieces)
+            expected = sum(n for _, n in ranges)
         if len(data) != expected:
             raise StorageError(f"object {key} is shorter than its frame index says")
         if index.encapsulated:
@@ -533,36 +539,46 @@ class RetrieveService:
             data = await self.transcode_instance(ref, transfer_syntax)
             return Payload(ref, transfer_syntax, len(data), _once(data))
         chunks = self.stream(ref)
-        head = bytearray()
+        pieces: list[bytes] = []
+        received = 0
         try:
-            while len(head) < _PREFIX_LENGTH:
+            while received < _PREFIX_LENGTH:
                 try:
-                    head += await anext(chunks)
+                    piece = await anext(chunks)
                 except StopAsyncIteration:
                     break
+                pieces.append(piece)
+                received += len(piece)
         except BaseException:
             await _close(chunks)
             raise
+        # normally one chunk (the whole of a small blob): sent as read, not copied
+        head = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         prefix = b"" if head[128:_PREFIX_LENGTH] == b"DICM" else PS310_PREFIX
         return Payload(
             ref,
             ref.transfer_syntax_uid,
             ref.size + len(prefix),
-            _checked(ref, prefix, bytes(head), chunks),
+            _checked(ref, prefix, head, chunks),
         )
 
 
 async def _checked(
     ref: InstanceRef, prefix: bytes, head: bytes, rest: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
-    """``prefix + head``, then ``rest``; fails when the blob's size is not the indexed one.
+    """``prefix`` and ``head``, then ``rest``; fails when the blob's size is not the indexed one.
 
     A truncated or replaced object must break the response rather than send a part whose
     Content-Length lies.
     """
     received = len(head)
     try:
-        yield prefix + head
+        if received > ref.size:
+            raise StorageError(f"object {ref.blob_key} does not hold the {ref.size} bytes indexed")
+        if prefix:
+            yield prefix
+        if head:
+            yield head
         async for chunk in rest:
             received += len(chunk)
             if received > ref.size:
@@ -616,11 +632,40 @@ class FrameSet:
         return self.native or can_decode(self.source.transfer_syntax_uid)
 
 
+class _FrameIndexes:
+    """Parsed frame indexes, keyed by their stored JSON (so never stale), least recently used
+    dropped: a multi-frame instance's index is parsed once, not on every frame request.
+
+    Bounded by the total size of the stored JSON kept (the parsed form is of the same order).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._items: OrderedDict[bytes, FrameIndex] = OrderedDict()
+
+    def get(self, raw: bytes) -> FrameIndex:
+        index = self._items.get(raw)
+        if index is not None:
+            self._items.move_to_end(raw)
+            return index
+        index = FrameIndex.from_json(orjson.loads(raw))
+        if len(raw) <= self._max // 16:
+            self._items[raw] = index
+            self._size += len(raw)
+            while self._size > self._max:
+                evicted, _ = self._items.popitem(last=False)
+                self._size -= len(evicted)
+        return index
+
+
+_FRAME_INDEXES = _FrameIndexes(8 << 20)
+
+
 def _frame_set(source: FrameSource, numbers: tuple[int, ...]) -> FrameSet | None:
     """The frames of ``source`` if they can be read at all (else None)."""
     if source.frame_index is not None:
-        index = FrameIndex.from_json(orjson.loads(source.frame_index))
-        return FrameSet(source, index, numbers)
+        return FrameSet(source, _FRAME_INDEXES.get(source.frame_index), numbers)
     frame_set = FrameSet(source, None, numbers)
     syntax = source.transfer_syntax_uid
     if syntax in VIDEO or not (frame_set.native or can_decode(syntax)):

@@ -6,7 +6,8 @@ write a temp file in ``root/.tmp`` (same filesystem), ``fsync`` it, ``os.replace
 the way). A crash leaves at most a stray file in ``.tmp``, which ``list()`` never shows.
 
 All blocking I/O runs in worker threads (``anyio.to_thread``) bounded by one module-level
-``CapacityLimiter``; reads stream from an open file one chunk per thread hop.
+``CapacityLimiter``; reads stream from an open file one chunk per thread hop, the first hop
+opening the file too (an object that fits in one chunk is read in a single hop).
 """
 
 import contextlib
@@ -136,6 +137,8 @@ class FilesystemStore:
         # Lexically absolute, not resolved: an operator may symlink parts of the tree elsewhere
         # on purpose; check_key() already keeps client input from naming anything outside.
         self.root = Path(os.path.abspath(root))
+        self._root_str = str(self.root)
+        self._root_prefix = os.path.join(self._root_str, "")  # with its trailing separator
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._dir_sync = _DirectorySync()
@@ -148,9 +151,14 @@ class FilesystemStore:
         return self._tmp
 
     def _path(self, key: str) -> Path:
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """The file of ``key`` (string operations only: this runs on every read)."""
         check_key(key)
-        path = Path(os.path.normpath(self.root / key))
-        if not path.is_relative_to(self.root) or path == self.root:
+        root = self._root_str
+        path = os.path.normpath(os.path.join(root, key))
+        if not path.startswith(self._root_prefix):
             raise ValueError(f"invalid object key {key!r}")
         return path
 
@@ -234,41 +242,66 @@ class FilesystemStore:
         self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
         """Stream bytes ``[start, end)``, clamped to the object's end."""
-        path = self._path(key)
+        path = self._file(key)
         check_range(start, end, chunk_size)
         return self._stream(key, path, start, end, chunk_size)
 
+    @staticmethod
+    def _open_first(
+        path: str, start: int, end: int | None, chunk_size: int
+    ) -> tuple[IO[bytes] | None, bytes]:
+        """Open, seek and read the first chunk in one thread hop; the file is returned open
+        only when more is left to read (a blob of one chunk costs one hop in all)."""
+        f = open(path, "rb")  # noqa: SIM115 (closed here, or by the caller once read)
+        try:
+            size = os.fstat(f.fileno()).st_size
+            stop = size if end is None else min(end, size)
+            if start:
+                f.seek(start)
+            wanted = min(chunk_size, stop - start)
+            data = f.read(wanted) if wanted > 0 else b""
+            if len(data) < wanted or start + len(data) >= stop:
+                f.close()
+                return None, data
+            return f, data
+        except BaseException:
+            f.close()
+            raise
+
     async def _stream(
-        self, key: str, path: Path, start: int, end: int | None, chunk_size: int
+        self, key: str, path: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
         with _storage_errors(key):
-            f = await _run(path.open, "rb")
+            f, chunk = await _run(self._open_first, path, start, end, chunk_size)
         try:
-            with _storage_errors(key):
-                await _run(f.seek, start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = chunk_size if remaining is None else min(chunk_size, remaining)
+            if chunk:
+                yield chunk
+            if f is None:
+                return
+            position = start + len(chunk)
+            while end is None or position < end:
+                size = chunk_size if end is None else min(chunk_size, end - position)
                 with _storage_errors(key):
                     chunk = await _run(f.read, size)
                 if not chunk:
                     break
-                if remaining is not None:
-                    remaining -= len(chunk)
+                position += len(chunk)
                 yield chunk
         finally:
             # Closing a regular file does not block meaningfully; doing it inline keeps
             # the generator's cleanup safe even when it runs during cancellation.
-            f.close()
+            if f is not None:
+                f.close()
 
-    def _read_range(self, path: Path, start: int, length: int) -> bytes:
-        with path.open("rb") as f:
-            f.seek(start)
+    def _read_range(self, path: str, start: int, length: int) -> bytes:
+        with open(path, "rb") as f:
+            if start:
+                f.seek(start)
             return f.read(length)
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         """Bytes ``[start, start + length)``, clamped to the object's end."""
-        path = self._path(key)
+        path = self._file(key)
         check_range(start, start + length, 1)
         with _storage_errors(key):
             return await _run(self._read_range, path, start, length)

@@ -3,7 +3,8 @@
 Every object is one PUT from the point of view of readers: obstore uploads files larger than
 its part size (5 MiB) as a multipart upload, which S3 makes visible atomically on completion.
 Reads are ranged GETs streamed in bounded chunks; nothing reads a whole object into memory
-except ``get_range``, which is for small pieces (headers, frames).
+except ``get_range``, which is for small pieces (headers, frames), and a read whose range fits
+in one chunk, which is collected in one call.
 
 obstore signals a missing object with the builtin ``FileNotFoundError``; every other failure is
 an ``obstore.exceptions.BaseError``. Both are translated to this package's error tree.
@@ -155,6 +156,14 @@ class S3Store:
             raise ObjectNotFound(key) from exc
         except ObstoreError as exc:
             await self._empty_range(key, start, exc)
+            return
+        first, stop = result.range
+        if stop - first <= chunk_size:
+            # one chunk in all (most instances): collected in one call, no re-chunking copies
+            with _storage_errors(key):
+                data = (await result.bytes_async()).to_bytes()
+            if data:
+                yield data
             return
         with _storage_errors(key):
             # min_chunk_size makes obstore coalesce network reads; _rechunk caps them.
