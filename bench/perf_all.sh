@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Every latency/throughput target of issues 3-6 in one sitting, against indexes loaded beforehand.
+#
+#   bench/perf_all.sh [section ...]     sections: qido1m qido100k overhead wado curl render (default all)
+#
+# Unlike wado_vs_orthanc.sh (which STOWs fresh datasets into fresh servers each run, an hour for
+# Orthanc + PostgreSQL at 100,000 instances), this script only starts Lightbox on indexes that
+# already hold the data, and measures a running Orthanc that holds the same datasets:
+#
+#   QIDO_DB   PostgreSQL database built by bench/qido_index.py (1,000,000 instances), manifest $QIDO_DS
+#   BENCH_DB  PostgreSQL database + blobs in $BENCH_DIR holding wado60, wado1000 and index100k
+#             (the datasets of wado_vs_orthanc.sh, stored with load.py stow), also held by $ORTHANC
+#   ORTHANC   DICOMweb URL of Orthanc + PostgreSQL with the same three datasets
+#             (../shared/peer/peer_orthanc.sh start --index postgres ...)
+#
+# Lightbox runs with $WORKERS uvicorn workers, auth + audit on (a token from its own issuer);
+# the overhead section also starts a second Lightbox on the same index with auth and audit off
+# and alternates the two (load.py --rounds). Results: bench/results/*.json plus stdout.
+# Never run it beside a build or a test run (2 cores).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+SHARED=${SHARED:-$REPO/../shared}
+PY=$REPO/.venv/bin/python
+LB=$REPO/.venv/bin/lightbox
+DATA=${DATA:-/work/bench-data}
+QIDO_DB=${QIDO_DB:-lb_qido}
+QIDO_DS=${QIDO_DS:-$DATA/qido1m}
+BENCH_DB=${BENCH_DB:-lb_bench}
+BENCH_DIR=${BENCH_DIR:-$DATA/lb}
+ORTHANC=${ORTHANC:-http://127.0.0.1:8042/dicom-web}
+WORKERS=${WORKERS:-2}
+RESULTS=${RESULTS:-$HERE/results}
+ROUNDS=${ROUNDS:-3}
+WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
+PG=postgresql+asyncpg://postgres@127.0.0.1:5432
+SECTIONS=${*:-qido1m qido100k overhead wado curl render}
+mkdir -p "$RESULTS"
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+PIDS=()
+start() {  # name port db data_dir [env...] -> waits for readiness
+  local name=$1 port=$2 db=$3 dir=$4; shift 4
+  (cd "$REPO" && exec env LIGHTBOX_DATA_DIR="$dir" LIGHTBOX_DATABASE_URL="$PG/$db" \
+      LIGHTBOX_LOG_LEVEL=warning "$@" setsid "$LB" serve --port "$port" --workers "$WORKERS" \
+      > "$WORK/$name.log" 2>&1) &
+  PIDS+=($!)
+  echo $! > "$WORK/$name.pid"
+  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && return; sleep 0.2; done
+  echo "$name did not start"; cat "$WORK/$name.log"; exit 1
+}
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+trap stop_all EXIT
+
+# one signing key for every Lightbox of the run: the token works on all of them
+mkdir -p "$WORK/qido"
+LIGHTBOX_DATA_DIR=$BENCH_DIR "$LB" token create --subject bench --scope read --scope write \
+    --ttl 1d > "$WORK/token.txt"
+cp -r "$BENCH_DIR/auth" "$WORK/qido/auth"
+BEARER=(--bearer "lightbox=@$WORK/token.txt")
+OFF=(LIGHTBOX_AUTH__ENABLED=false LIGHTBOX_AUTH__AUDIT_ENABLED=false)
+
+if want qido1m; then
+  echo "=== QIDO-RS, 1,000,000 instances ($QIDO_DB) ==="
+  start qido 8080 "$QIDO_DB" "$WORK/qido"
+  T=(--target lightbox=http://127.0.0.1:8080/dicom-web "${BEARER[@]}" --results-dir "$RESULTS")
+  for c in 1 4; do
+    "$PY" "$SHARED/bench/load.py" qido "${T[@]}" --dataset "$QIDO_DS" -c $c --rounds "$ROUNDS" \
+        --label "qido1m-c$c"
+  done
+  "$PY" "$HERE/qido_wildcard.py" --url http://127.0.0.1:8080/dicom-web --dataset "$QIDO_DS" \
+      --requests 200 --bearer "@$WORK/token.txt"
+  stop_all
+fi
+
+if want qido100k || want overhead || want wado || want curl || want render; then
+  start lightbox 8000 "$BENCH_DB" "$BENCH_DIR"
+fi
+LBT=(--target lightbox=http://127.0.0.1:8000/dicom-web "${BEARER[@]}")
+ORT=(--target orthanc="$ORTHANC")
+
+if want qido100k; then
+  echo "=== QIDO-RS, Lightbox vs Orthanc, same 100,000-instance dataset ==="
+  for c in 1 4; do
+    "$PY" "$SHARED/bench/load.py" qido "${LBT[@]}" "${ORT[@]}" --results-dir "$RESULTS" \
+        --dataset "$DATA/index100k" -c $c --rounds "$ROUNDS" --label "qido100k-vs-orthanc-c$c"
+  done
+fi
+
+if want overhead; then
+  echo "=== auth + audit overhead (same index, on vs off, alternating rounds) ==="
+  start open 8001 "$BENCH_DB" "$BENCH_DIR" "${OFF[@]}"
+  OT=(--target on=http://127.0.0.1:8000/dicom-web --bearer "on=@$WORK/token.txt"
+      --target off=http://127.0.0.1:8001/dicom-web --results-dir "$RESULTS")
+  for c in 1 4; do
+    "$PY" "$SHARED/bench/load.py" qido "${OT[@]}" --dataset "$DATA/index100k" -c $c \
+        --rounds "$ROUNDS" --label "overhead-qido-c$c"
+  done
+  "$PY" "$SHARED/bench/load.py" wado "${OT[@]}" --dataset "$DATA/wado60" -c 4 --ops frame \
+      --rounds "$ROUNDS" --label overhead-frames-c4
+  kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
+fi
+
+if want wado; then
+  echo "=== WADO-RS, Lightbox vs Orthanc (index of 100,000+ instances) ==="
+  W=("${LBT[@]}" "${ORT[@]}" --results-dir "$RESULTS" -c 4 --rounds "$ROUNDS")
+  "$PY" "$SHARED/bench/load.py" wado "${W[@]}" --dataset "$DATA/wado60" \
+      --ops study_metadata,series,study,instance,frame --label wado60
+  "$PY" "$SHARED/bench/load.py" wado "${W[@]}" --dataset "$DATA/wado1000" \
+      --ops series_metadata --label wado1000
+fi
+
+if want curl; then
+  echo "=== one curl stream of a whole 60-instance study (median of 7) ==="
+  STUDY=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["study_uid"])' \
+      "$DATA/wado60/instances.jsonl")
+  ACCEPT='multipart/related; type="application/dicom"; transfer-syntax=*'
+  speed() {  # url [auth header...] -> median MB/s of 7 runs (one warm-up)
+    local url=$1; shift
+    for i in $(seq 8); do
+      curl -s -o "$WORK/study.body" "$@" -H "Accept: $ACCEPT" -w '%{speed_download}\n' "$url"
+    done | tail -n 7 | sort -n | awk '{ v[NR] = $1 } END { printf "%.0f MB/s (min %.0f, max %.0f)\n", v[4] / 1e6, v[1] / 1e6, v[7] / 1e6 }'
+  }
+  echo "lightbox: $(speed "http://127.0.0.1:8000/dicom-web/studies/$STUDY" \
+      -H "Authorization: Bearer $(cat "$WORK/token.txt")")"
+  echo "orthanc:  $(speed "$ORTHANC/studies/$STUDY")"
+  if command -v nginx >/dev/null; then
+    mkdir -p "$WORK/nginx/www" && cp "$WORK/study.body" "$WORK/nginx/www/study"
+    chmod -R a+rX "$WORK"
+    cat > "$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx;
+  scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:8088; root $WORK/nginx/www; }
+}
+EOF
+    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & NGINX=$!
+    for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:8088/study && break; sleep 0.1; done
+    echo "nginx:    $(speed http://127.0.0.1:8088/study)"
+    kill "$NGINX"
+  fi
+fi
+
+if want render; then
+  echo "=== /rendered and thumbnails, Lightbox vs Orthanc ==="
+  "$PY" "$HERE/render_vs_orthanc.py" --target lightbox=http://127.0.0.1:8000/dicom-web \
+      --target "orthanc=$ORTHANC" --bearer "lightbox=@$WORK/token.txt" --results "$RESULTS"
+fi
+echo "results: $RESULTS"
