@@ -1,0 +1,132 @@
+"""The audit writer's storage path: rows stored exactly as recorded (quotes, backslashes, any
+text), a failed batch rolled back and written again in full, the writer's connection returned."""
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.index import migrate
+from app.index.db import Database
+from app.services import audit as audit_module
+from app.services.audit import AuditFilter, AuditLog, AuditRecord
+
+AWKWARD = [
+    "it's",
+    "''",
+    "\\",
+    "back\\slash\\'quote",
+    "E'\\x41'",
+    "'); DROP TABLE audit_event; --",
+    '{"json": ["looking", 1]}',
+    "line\nbreak\ttab\r",
+    "ünïcødé 日本語 🩻",
+    "$$ dollar $tag$",
+]
+
+
+async def test_rows_are_stored_exactly_as_recorded(fresh_database_url: str) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    try:
+        when = [
+            datetime(2026, 12, 4, 18, 30, 5, tzinfo=UTC),  # no microseconds
+            datetime(2026, 12, 4, 18, 30, 5, 123456, tzinfo=UTC),
+        ]
+        for i, text in enumerate(AWKWARD):
+            await audit.record(
+                AuditRecord(
+                    action="search",
+                    outcome="success",
+                    status=200,
+                    actor=text,
+                    client_id=text[:10],
+                    detail=text,
+                    request_id=f"r{i}",
+                    count=i,
+                    time=when[i % 2],
+                )
+            )
+        await audit.flush()
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == len(AWKWARD)
+        by_request = {item["request_id"]: item for item in items}
+        for i, text in enumerate(AWKWARD):
+            item = by_request[f"r{i}"]
+            assert (item["actor"], item["detail"], item["client_id"]) == (text, text, text[:10])
+            assert item["count"] == i
+            assert item["time"] == when[i % 2].isoformat().replace("+00:00", "Z")
+        report = await audit.verify()
+        assert report.problems == []
+        assert report.rows == len(AWKWARD)
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_a_failed_batch_is_written_again_in_full(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first insert fails mid-transaction: nothing of it stays, the retry writes it all."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    failures = 0
+    if db.is_sqlite:
+        real = audit._write_sqlite
+
+        async def failing(batch: Any) -> None:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise OSError("the database went away")
+            await real(batch)
+
+        monkeypatch.setattr(audit, "_write_sqlite", failing)
+    else:
+        insert = audit_module._pg_insert_and_commit
+
+        def broken(rows: str) -> str:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                return insert(rows).replace("audit_event (", "audit_event_missing (", 1)
+            return insert(rows)
+
+        monkeypatch.setattr(audit_module, "_pg_insert_and_commit", broken)
+    try:
+        for i in range(5):
+            await audit.record(AuditRecord(action="search", outcome="success", count=i))
+        await asyncio.wait_for(audit.flush(), 10)
+        assert failures == 1
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 5
+        assert sorted(i["count"] for i in items) == list(range(5))
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_the_writer_gives_its_connection_back(fresh_database_url: str) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0)
+    try:
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+        if not db.is_sqlite:
+            assert audit._held is not None  # kept for the next batch...
+            await asyncio.sleep(audit_module._HOLD_SECONDS + 0.3)
+            assert audit._held is None  # ...and returned when no event came
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+    finally:
+        await audit.close()
+    assert audit._held is None
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    _, total = await AuditLog(db).search(AuditFilter(), limit=1, offset=0)
+    assert total == 2
+    await db.close()
