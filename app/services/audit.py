@@ -144,7 +144,8 @@ async def _abandon(conn: AsyncConnection, driver: Any) -> None:
                 await driver.execute("ROLLBACK")
     finally:
         if driver.is_closed() or driver.is_in_transaction():
-            await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
 
 
 def _utc(value: datetime) -> datetime:
@@ -276,7 +277,8 @@ class AuditLog:
     async def _release(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            await held.close()
+            with contextlib.suppress(Exception):  # a dead connection is discarded by the pool
+                await held.close()
 
     async def _next_batch(self) -> list[AuditRecord]:
         """The next events to write: the first one, then whatever arrives within the linger."""
@@ -325,6 +327,13 @@ class AuditLog:
             self._held = await self._db.engine.connect()
         conn = self._held
         driver: Any = (await conn.get_raw_connection()).driver_connection
+        if driver.is_closed():  # the server closed it while it was kept: take another
+            self._held = None
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()
+            conn = self._held = await self._db.engine.connect()
+            driver = (await conn.get_raw_connection()).driver_connection
         try:
             await driver.execute(_PG_BEGIN_AND_LOCK)
             # a new snapshot, taken after the lock: the head no other writer can move now
@@ -338,7 +347,8 @@ class AuditLog:
             try:
                 await _abandon(conn, driver)
             finally:
-                await conn.close()
+                with contextlib.suppress(Exception):
+                    await conn.close()
             raise
 
     async def _write_sqlite(self, batch: Sequence[AuditRecord]) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from app.index import migrate
 from app.index.db import Database
@@ -130,3 +131,33 @@ async def test_the_writer_gives_its_connection_back(fresh_database_url: str) -> 
     _, total = await AuditLog(db).search(AuditFilter(), limit=1, offset=0)
     assert total == 2
     await db.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0)
+    try:
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+        if db.is_sqlite:  # SQLite's writer keeps no connection: nothing to close under it
+            assert audit._held is None
+        else:
+            assert audit._held is not None
+            driver: Any = (await audit._held.get_raw_connection()).driver_connection
+            async with db.engine.connect() as other:
+                await other.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
+                )
+            await asyncio.sleep(0.3)
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await asyncio.wait_for(audit.flush(), 10)
+        assert "audit write failed" not in caplog.text
+        _, total = await audit.search(AuditFilter(), limit=1, offset=0)
+        assert total == 2
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
