@@ -209,6 +209,9 @@ class AuditLog:
         #: how long the writer waits for more events before committing a batch: one transaction
         #: (lock, chain head, PatientID look-up, insert) then serves many requests
         self._linger = max(0.0, linger)
+        #: queued events that end the linger early: the rest of a batch, or a full queue
+        self._wake_at = max(1, min(self._batch_size - 1, self._queue.maxsize))
+        self._full = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         #: PostgreSQL: the writer's connection, kept from one batch to the next while events keep
@@ -227,6 +230,8 @@ class AuditLog:
             raise RuntimeError("the audit log is closed")
         self._ensure_writer()
         await self._queue.put(event)
+        if self._queue.qsize() >= self._wake_at:
+            self._full.set()  # a full batch (or a full queue) is waiting: no need to linger
 
     def _ensure_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -281,7 +286,12 @@ class AuditLog:
                 await held.close()
 
     async def _next_batch(self) -> list[AuditRecord]:
-        """The next events to write: the first one, then whatever arrives within the linger."""
+        """The next events to write: the first one, then whatever arrives within the linger.
+
+        The writer sleeps through the linger once (woken early when a full batch is waiting)
+        rather than waiting for each event on its own: a timed wait per event cost more CPU
+        than writing the event.
+        """
         if self._held is None:
             batch = [await self._queue.get()]
         else:
@@ -291,20 +301,13 @@ class AuditLog:
             except TimeoutError:  # quiet: give the connection back to the pool meanwhile
                 await self._release()
                 batch = [await self._queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (0.0 if self._closing else self._linger)
-        while len(batch) < self._batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                # a cancelled Queue.get leaves the item in the queue: nothing is lost
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+        lingering = len(batch) < self._batch_size and not self._closing and self._linger > 0
+        if lingering and self._queue.qsize() < self._wake_at:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self._linger)
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
         return batch
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:

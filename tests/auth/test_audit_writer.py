@@ -161,3 +161,39 @@ async def test_a_kept_connection_the_server_closed_is_replaced(
     finally:
         await audit.close()
         await db.close()
+
+
+@pytest.mark.parametrize(("queue_size", "batch_size"), [(10000, 4), (2, 100)])
+async def test_a_full_batch_or_queue_ends_the_linger(
+    fresh_database_url: str, queue_size: int, batch_size: int
+) -> None:
+    """With a long linger, a full batch (or a full queue) is written at once, not after it."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    linger = 4.0
+    audit = AuditLog(db, linger=linger, batch_size=batch_size, queue_size=queue_size)
+    sizes: list[int] = []
+    write = audit._write
+
+    async def counted(batch: Any) -> None:
+        sizes.append(len(batch))
+        await write(batch)
+
+    audit._write = counted  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        for i in range(8):  # a full queue makes record() wait for the writer: never the linger
+            await audit.record(AuditRecord(action="search", outcome="success", count=i))
+        assert loop.time() - started < linger / 2
+        if queue_size >= batch_size:  # two full batches: written without lingering
+            await asyncio.wait_for(audit.flush(), linger / 2)
+            assert sizes == [batch_size, batch_size]
+        await audit.flush()
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 8
+        assert sorted(i["count"] for i in items) == list(range(8))
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
