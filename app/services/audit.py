@@ -111,7 +111,7 @@ _CONTENT_FIELDS: Final = (
 )
 
 
-#: the columns a written row fills, in the order of :func:`_chain`'s tuples
+#: the columns a written row fills (the keys of :func:`_chain`'s rows)
 _COLUMNS: Final = (*_CONTENT_FIELDS, "seq", "prev_hash", "hash")
 #: simple-query protocol: several statements, one round trip (the lock key is a constant)
 _PG_BEGIN_AND_LOCK: Final = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"

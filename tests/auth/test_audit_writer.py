@@ -2,7 +2,7 @@
 text), a failed batch rolled back and written again in full, the writer's connection returned."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -197,3 +197,19 @@ async def test_a_full_batch_or_queue_ends_the_linger(
     finally:
         await audit.close()
         await db.close()
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 12, 4, 18, 30, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 6, 1, 12, 0, 0, 500000),  # naive: UTC, as SQLite hands it back
+    ],
+)
+def test_the_hashed_time_is_the_text_rows_were_always_hashed_with(when: datetime) -> None:
+    """Rows written before keep verifying: the stamp is the old strftime text exactly."""
+    aware = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    assert audit_module._stamp(when) == aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
