@@ -325,7 +325,13 @@ class AuditLog:
         more than hashing and encoding a full batch; the statements are fixed, so they go
         straight to asyncpg, and the rows travel as one JSON document.
         """
-        wanted = sorted({e.study_uid for e in batch if e.study_uid and e.patient_id is None})
+        wanted = sorted(
+            {
+                e.study_uid
+                for e in batch
+                if e.study_uid and e.patient_id is None and "\x00" not in e.study_uid
+            }
+        )
         if self._held is None:
             self._held = await self._db.engine.connect()
         conn = self._held
@@ -466,7 +472,12 @@ def _chain(
     rows = []
     for event in batch:
         seq += 1
-        row = dict(zip(_CONTENT_FIELDS, _content_of(event), strict=True))
+        values = _content_of(event)
+        if any(type(v) is str and "\x00" in v for v in values):
+            # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
+            # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
+            values = tuple(_no_nul(v) for v in values)
+        row = dict(zip(_CONTENT_FIELDS, values, strict=True))
         row["time"] = time = _utc(row["time"])
         if event.study_uid and event.patient_id is None:
             row["patient_id"] = patients.get(event.study_uid) or None
@@ -479,3 +490,7 @@ def _chain(
         rows.append(row)
         prev = digest
     return rows
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value

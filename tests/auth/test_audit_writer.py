@@ -3,6 +3,7 @@ text), a failed batch rolled back and written again in full, the writer's connec
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from app.index import migrate
 from app.index.db import Database
 from app.services import audit as audit_module
 from app.services.audit import AuditFilter, AuditLog, AuditRecord
+from tests.auth.helpers import auth_client, auth_settings
 
 AWKWARD = [
     "it's",
@@ -213,3 +215,22 @@ def test_the_hashed_time_is_the_text_rows_were_always_hashed_with(when: datetime
     """Rows written before keep verifying: the stamp is the old strftime text exactly."""
     aware = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     assert audit_module._stamp(when) == aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def test_a_nul_in_a_requested_path_never_stalls_the_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stores no NUL in text: the event is kept with U+FFFD instead, and the log
+    goes on (before, such a batch failed forever and every later event waited behind it)."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (services, http, tokens):
+        response = await http.get(
+            "/dicom-web/studies/1.2%003/metadata",
+            headers={**tokens.headers(), "X-Request-ID": "nul-in-path"},
+        )
+        assert response.status_code == 400
+        await asyncio.wait_for(services.audit.flush(), 10)
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        (item,) = [i for i in items if i["request_id"] == "nul-in-path"]
+        assert item["study_uid"] == "1.2\ufffd3"
+        assert (await services.audit.verify()).ok
