@@ -19,6 +19,7 @@ import logging
 import re
 import uuid
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.cors import CORSMiddleware
@@ -312,18 +313,21 @@ class AuditMiddleware:
         total: int | None = None
         retrieved = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.root)
 
+        audit = self.audit
+        added = [(b"x-request-id", request_id.encode("latin-1"))]
+        if retrieved and self.resource_policy is not None:
+            added.append((b"cross-origin-resource-policy", self.resource_policy))
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status, total
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                for name, value in headers:
-                    if name.lower() == b"x-total-count" and value.isdigit():
-                        total = int(value)
-                headers.append((b"x-request-id", request_id.encode()))
-                if retrieved and self.resource_policy is not None:
-                    headers.append((b"cross-origin-resource-policy", self.resource_policy))
-                message = {**message, "headers": headers}
+                headers = message.get("headers", ())
+                if audit:  # the count is only read for the audit record
+                    for name, value in headers:
+                        if name.lower() == b"x-total-count" and value.isdigit():
+                            total = int(value)
+                message = {**message, "headers": [*headers, *added]}
             await send(message)
 
         try:
@@ -387,8 +391,6 @@ class AuditMiddleware:
 
 
 def _query(scope: Scope) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
     raw = scope.get("query_string", b"").decode("latin-1")
     return dict(parse_qsl(raw)) if "UID=" in raw else {}
 

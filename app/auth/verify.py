@@ -85,6 +85,7 @@ class TokenVerifier:
         oidc_algorithms: Sequence[str] = ("RS256", "ES256"),
         leeway_seconds: float = 30,
         max_token_bytes: int = 8192,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         if local_key is None and oidc is None:
             raise ValueError("a token verifier needs a key source")
@@ -100,6 +101,7 @@ class TokenVerifier:
         # token -> (caller, valid until, key-set generation): a repeated token skips the
         # signature check; an entry dies with the token's exp, after 5 minutes, or on rotation
         self._cache: dict[str, tuple[Principal, float, int]] = {}
+        self._cache_size = max(0, cache_size)
 
     def _generation(self) -> int:
         return self._oidc.generation if self._oidc is not None else 0
@@ -109,6 +111,7 @@ class TokenVerifier:
         if len(token) > self._max_bytes:
             raise InvalidToken("the token is too large")
         now = time.time()
+        # keyed by the whole token, signature included: a token altered anywhere is another key
         cached = self._cache.get(token)
         if cached is not None:
             principal, until, generation = cached
@@ -116,9 +119,11 @@ class TokenVerifier:
                 return principal
             del self._cache[token]
         principal, exp = await self._verify(token)
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[token] = (principal, min(exp + self._leeway, now + 300), self._generation())
+        if self._cache_size:
+            while len(self._cache) >= self._cache_size:  # bounded: the oldest entry goes first
+                del self._cache[next(iter(self._cache))]
+            until = min(exp + self._leeway, now + 300)  # never past what _verify would accept
+            self._cache[token] = (principal, until, self._generation())
         return principal
 
     async def _verify(self, token: str) -> tuple[Principal, float]:

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import operator
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Select, func, insert, select, text
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.db import Database
@@ -34,6 +35,8 @@ __all__ = ["GENESIS", "AuditFilter", "AuditLog", "AuditRecord", "ChainReport", "
 log = logging.getLogger(__name__)
 
 GENESIS: Final = "0" * 64
+#: how long the writer keeps its PostgreSQL connection while no event comes
+_HOLD_SECONDS: Final = 1.0
 #: pg_advisory_xact_lock key serialising chain appends across processes ("LBAUDIT")
 _CHAIN_LOCK: Final = 0x4C4241554449540
 
@@ -108,18 +111,71 @@ _CONTENT_FIELDS: Final = (
 )
 
 
+#: the columns a written row fills (the keys of :func:`_chain`'s rows)
+_COLUMNS: Final = (*_CONTENT_FIELDS, "seq", "prev_hash", "hash")
+#: simple-query protocol: several statements, one round trip (the lock key is a constant)
+_PG_BEGIN_AND_LOCK: Final = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"
+_PG_HEAD_AND_PATIENTS: Final = (
+    "SELECT head.seq, head.hash, (SELECT json_object_agg(study_uid, patient_id)::text "
+    "FROM study WHERE study_uid = ANY($1::text[])) "
+    "FROM (SELECT 1) AS one LEFT JOIN "
+    "(SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1) AS head ON true"
+)
+_PG_INSERT: Final = (
+    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::audit_event, E'{rows}'); COMMIT"
+)
+
+
+def _pg_insert_and_commit(rows_json: str) -> str:
+    """The insert of a batch (its rows as one JSON document, a string literal) and the commit.
+
+    The literal is an escape string (``E'...'``) with backslashes and quotes escaped, whatever
+    ``standard_conforming_strings`` says, so no row content can end it.
+    """
+    return _PG_INSERT.replace("{rows}", rows_json.replace("\\", "\\\\").replace("'", "''"))
+
+
+async def _abandon(conn: AsyncConnection, driver: Any) -> None:
+    """After a failed write: roll back, or drop the connection rather than pool it half-done."""
+    try:
+        if not driver.is_closed() and driver.is_in_transaction():
+            with contextlib.suppress(Exception):
+                await driver.execute("ROLLBACK")
+    finally:
+        if driver.is_closed() or driver.is_in_transaction():
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+
 def _utc(value: datetime) -> datetime:
     """Aware UTC (SQLite hands back naive datetimes of what was stored as UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _stamp(value: datetime) -> str:
+    """The hashed form of a row's time: ``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC.
+
+    >>> _stamp(datetime(2026, 12, 4, 18, 30, 5, tzinfo=UTC))
+    '2026-12-04T18:30:05.000000Z'
+    """
+    value = _utc(value)
+    if value.year < 1000:  # strftime does not pad the year to four digits everywhere
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as that strftime, at a fifth of its cost
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 def row_hash(prev_hash: str, seq: int, content: dict[str, Any]) -> str:
     """The chain hash of one row: SHA-256 over the previous hash, ``seq`` and the content."""
     canonical = dict(content)
-    canonical["time"] = _utc(canonical["time"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    canonical["time"] = _stamp(canonical["time"])
     canonical["seq"] = seq
     payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + b"\n" + payload).hexdigest()
+
+
+_content_of: Final = operator.attrgetter(*_CONTENT_FIELDS)
 
 
 def _content(row: Any) -> dict[str, Any]:
@@ -153,8 +209,14 @@ class AuditLog:
         #: how long the writer waits for more events before committing a batch: one transaction
         #: (lock, chain head, PatientID look-up, insert) then serves many requests
         self._linger = max(0.0, linger)
+        #: queued events that end the linger early: the rest of a batch, or a full queue
+        self._wake_at = max(1, min(self._batch_size - 1, self._queue.maxsize))
+        self._full = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        #: PostgreSQL: the writer's connection, kept from one batch to the next while events keep
+        #: coming (a pool check-out and return cost as much CPU as the rest of a small batch)
+        self._held: AsyncConnection | None = None
 
     async def record(self, event: AuditRecord | None = None, /, **fields: Any) -> None:
         """Queue one event (``record(AuditRecord(...))`` or ``record(action=..., outcome=...)``).
@@ -168,6 +230,8 @@ class AuditLog:
             raise RuntimeError("the audit log is closed")
         self._ensure_writer()
         await self._queue.put(event)
+        if self._queue.qsize() >= self._wake_at:
+            self._full.set()  # a full batch (or a full queue) is waiting: no need to linger
 
     def _ensure_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -194,61 +258,118 @@ class AuditLog:
             await self._writer
 
     async def _run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            delay = 0.05
+        self._held = None  # a connection is never carried over from another writer (or loop)
+        try:
             while True:
-                try:
-                    await self._write(batch)
-                    break
-                except asyncio.CancelledError:
-                    log.error("audit writer stopped with %d events not written", len(batch))
-                    raise
-                except Exception as exc:  # the database is down or busy: retry, never drop
-                    log.warning("audit write failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            for _ in batch:
-                self._queue.task_done()
+                batch = await self._next_batch()
+                delay = 0.05
+                while True:
+                    try:
+                        await self._write(batch)
+                        break
+                    except asyncio.CancelledError:
+                        log.error("audit writer stopped with %d events not written", len(batch))
+                        raise
+                    except Exception as exc:  # the database is down or busy: retry, never drop
+                        log.warning("audit write failed (%s); retrying in %.1fs", exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
+                for _ in batch:
+                    self._queue.task_done()
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):  # a dead connection is discarded by the pool
+                await held.close()
 
     async def _next_batch(self) -> list[AuditRecord]:
-        """The next events to write: the first one, then whatever arrives within the linger."""
-        batch = [await self._queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (0.0 if self._closing else self._linger)
-        while len(batch) < self._batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
+        """The next events to write: the first one, then whatever arrives within the linger.
+
+        The writer sleeps through the linger once (woken early when a full batch is waiting)
+        rather than waiting for each event on its own: a timed wait per event cost more CPU
+        than writing the event.
+        """
+        if self._held is None:
+            batch = [await self._queue.get()]
+        else:
             try:
                 # a cancelled Queue.get leaves the item in the queue: nothing is lost
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+                batch = [await asyncio.wait_for(self._queue.get(), _HOLD_SECONDS)]
+            except TimeoutError:  # quiet: give the connection back to the pool meanwhile
+                await self._release()
+                batch = [await self._queue.get()]
+        lingering = len(batch) < self._batch_size and not self._closing and self._linger > 0
+        if lingering and self._queue.qsize() < self._wake_at:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self._linger)
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
         return batch
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:
+        """Append ``batch`` to the chain in one transaction, PatientIDs filled in from the index."""
+        if self._db.is_sqlite:
+            await self._write_sqlite(batch)
+        else:
+            await self._write_postgresql(batch)
+
+    async def _write_postgresql(self, batch: Sequence[AuditRecord]) -> None:
+        """Three round trips on the driver's connection: begin + lock, head + PatientIDs, insert +
+        commit.
+
+        Through SQLAlchemy the same work took six round trips and about 1 ms of CPU per batch,
+        more than hashing and encoding a full batch; the statements are fixed, so they go
+        straight to asyncpg, and the rows travel as one JSON document.
+        """
+        wanted = sorted(
+            {
+                e.study_uid
+                for e in batch
+                if e.study_uid and e.patient_id is None and "\x00" not in e.study_uid
+            }
+        )
+        if self._held is None:
+            self._held = await self._db.engine.connect()
+        conn = self._held
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        if driver.is_closed():  # the server closed it while it was kept: take another
+            self._held = None
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()
+            conn = self._held = await self._db.engine.connect()
+            driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            await driver.execute(_PG_BEGIN_AND_LOCK)
+            # a new snapshot, taken after the lock: the head no other writer can move now
+            seq, prev, found = await driver.fetchrow(_PG_HEAD_AND_PATIENTS, wanted)
+            if seq is None:
+                seq, prev = 0, GENESIS
+            rows = _chain(batch, orjson.loads(found or "{}"), seq, prev)
+            await driver.execute(_pg_insert_and_commit(orjson.dumps(rows).decode()))
+        except BaseException:
+            self._held = None
+            try:
+                await _abandon(conn, driver)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            raise
+
+    async def _write_sqlite(self, batch: Sequence[AuditRecord]) -> None:
         async with self._db.write() as conn:
-            batch = await _patient_ids(conn, batch)
-            if conn.dialect.name == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+            found = await _patient_ids(conn, batch)
             head = (
                 await conn.execute(
                     select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
                 )
             ).first()
             seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
-            rows = []
-            for event in batch:
-                seq += 1
-                content = {name: getattr(event, name) for name in _CONTENT_FIELDS}
-                content["time"] = _utc(content["time"])
-                digest = row_hash(prev, seq, content)
-                rows.append({**content, "seq": seq, "prev_hash": prev, "hash": digest})
-                prev = digest
+            rows = _chain(batch, found, seq, prev)
             await conn.execute(insert(AuditEvent), rows)
 
     # --- reading -----------------------------------------------------------------------------
@@ -327,21 +448,49 @@ def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
     return query
 
 
-async def _patient_ids(conn: AsyncConnection, batch: Sequence[AuditRecord]) -> list[AuditRecord]:
-    """Fill in the PatientID of events that name a study but no patient (one query per batch)."""
+async def _patient_ids(conn: AsyncConnection, batch: Sequence[AuditRecord]) -> dict[str, Any]:
+    """The PatientID of each study that events name without a patient (one query per batch)."""
     wanted = {e.study_uid for e in batch if e.study_uid and e.patient_id is None}
     if not wanted:
-        return list(batch)
-    found = dict(
+        return {}
+    return dict(
         (
             await conn.execute(
                 select(Study.study_uid, Study.patient_id).where(Study.study_uid.in_(wanted))
             )
         ).all()
     )
-    out = []
+
+
+def _chain(
+    batch: Sequence[AuditRecord], patients: dict[str, Any], seq: int, prev: str
+) -> list[dict[str, Any]]:
+    """The rows (:data:`_COLUMNS`) that append ``batch`` to the chain after ``seq``/``prev``.
+
+    An event naming a study but no patient gets the study's PatientID from ``patients``.
+    """
+    rows = []
     for event in batch:
-        if event.study_uid and event.patient_id is None and found.get(event.study_uid):
-            event = AuditRecord(**{**asdict(event), "patient_id": found[event.study_uid]})
-        out.append(event)
-    return out
+        seq += 1
+        values = _content_of(event)
+        if any(type(v) is str and "\x00" in v for v in values):
+            # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
+            # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
+            values = tuple(_no_nul(v) for v in values)
+        row = dict(zip(_CONTENT_FIELDS, values, strict=True))
+        row["time"] = time = _utc(row["time"])
+        if event.study_uid and event.patient_id is None:
+            row["patient_id"] = patients.get(event.study_uid) or None
+        # row_hash's canonical form, built in place
+        row["time"], row["seq"] = _stamp(time), seq
+        digest = hashlib.sha256(
+            prev.encode() + b"\n" + orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        row["time"], row["prev_hash"], row["hash"] = time, prev, digest
+        rows.append(row)
+        prev = digest
+    return rows
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value

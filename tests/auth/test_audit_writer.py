@@ -1,0 +1,236 @@
+"""The audit writer's storage path: rows stored exactly as recorded (quotes, backslashes, any
+text), a failed batch rolled back and written again in full, the writer's connection returned."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from app.index import migrate
+from app.index.db import Database
+from app.services import audit as audit_module
+from app.services.audit import AuditFilter, AuditLog, AuditRecord
+from tests.auth.helpers import auth_client, auth_settings
+
+AWKWARD = [
+    "it's",
+    "''",
+    "\\",
+    "back\\slash\\'quote",
+    "E'\\x41'",
+    "'); DROP TABLE audit_event; --",
+    '{"json": ["looking", 1]}',
+    "line\nbreak\ttab\r",
+    "ünïcødé 日本語 🩻",
+    "$$ dollar $tag$",
+]
+
+
+async def test_rows_are_stored_exactly_as_recorded(fresh_database_url: str) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    try:
+        when = [
+            datetime(2026, 12, 4, 18, 30, 5, tzinfo=UTC),  # no microseconds
+            datetime(2026, 12, 4, 18, 30, 5, 123456, tzinfo=UTC),
+        ]
+        for i, text in enumerate(AWKWARD):
+            await audit.record(
+                AuditRecord(
+                    action="search",
+                    outcome="success",
+                    status=200,
+                    actor=text,
+                    client_id=text[:10],
+                    detail=text,
+                    request_id=f"r{i}",
+                    count=i,
+                    time=when[i % 2],
+                )
+            )
+        await audit.flush()
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == len(AWKWARD)
+        by_request = {item["request_id"]: item for item in items}
+        for i, text in enumerate(AWKWARD):
+            item = by_request[f"r{i}"]
+            assert (item["actor"], item["detail"], item["client_id"]) == (text, text, text[:10])
+            assert item["count"] == i
+            assert item["time"] == when[i % 2].isoformat().replace("+00:00", "Z")
+        report = await audit.verify()
+        assert report.problems == []
+        assert report.rows == len(AWKWARD)
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_a_failed_batch_is_written_again_in_full(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first insert fails mid-transaction: nothing of it stays, the retry writes it all."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    failures = 0
+    if db.is_sqlite:
+        real = audit._write_sqlite
+
+        async def failing(batch: Any) -> None:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise OSError("the database went away")
+            await real(batch)
+
+        monkeypatch.setattr(audit, "_write_sqlite", failing)
+    else:
+        insert = audit_module._pg_insert_and_commit
+
+        def broken(rows: str) -> str:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                return insert(rows).replace("audit_event (", "audit_event_missing (", 1)
+            return insert(rows)
+
+        monkeypatch.setattr(audit_module, "_pg_insert_and_commit", broken)
+    try:
+        for i in range(5):
+            await audit.record(AuditRecord(action="search", outcome="success", count=i))
+        await asyncio.wait_for(audit.flush(), 10)
+        assert failures == 1
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 5
+        assert sorted(i["count"] for i in items) == list(range(5))
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_the_writer_gives_its_connection_back(fresh_database_url: str) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0)
+    try:
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+        if not db.is_sqlite:
+            assert audit._held is not None  # kept for the next batch...
+            await asyncio.sleep(audit_module._HOLD_SECONDS + 0.3)
+            assert audit._held is None  # ...and returned when no event came
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+    finally:
+        await audit.close()
+    assert audit._held is None
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    _, total = await AuditLog(db).search(AuditFilter(), limit=1, offset=0)
+    assert total == 2
+    await db.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0)
+    try:
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await audit.flush()
+        if db.is_sqlite:  # SQLite's writer keeps no connection: nothing to close under it
+            assert audit._held is None
+        else:
+            assert audit._held is not None
+            driver: Any = (await audit._held.get_raw_connection()).driver_connection
+            async with db.engine.connect() as other:
+                await other.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
+                )
+            await asyncio.sleep(0.3)
+        await audit.record(AuditRecord(action="search", outcome="success"))
+        await asyncio.wait_for(audit.flush(), 10)
+        assert "audit write failed" not in caplog.text
+        _, total = await audit.search(AuditFilter(), limit=1, offset=0)
+        assert total == 2
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+@pytest.mark.parametrize(("queue_size", "batch_size"), [(10000, 4), (2, 100)])
+async def test_a_full_batch_or_queue_ends_the_linger(
+    fresh_database_url: str, queue_size: int, batch_size: int
+) -> None:
+    """With a long linger, a full batch (or a full queue) is written at once, not after it."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    linger = 4.0
+    audit = AuditLog(db, linger=linger, batch_size=batch_size, queue_size=queue_size)
+    sizes: list[int] = []
+    write = audit._write
+
+    async def counted(batch: Any) -> None:
+        sizes.append(len(batch))
+        await write(batch)
+
+    audit._write = counted  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        for i in range(8):  # a full queue makes record() wait for the writer: never the linger
+            await audit.record(AuditRecord(action="search", outcome="success", count=i))
+        assert loop.time() - started < linger / 2
+        if queue_size >= batch_size:  # two full batches: written without lingering
+            await asyncio.wait_for(audit.flush(), linger / 2)
+            assert sizes == [batch_size, batch_size]
+        await audit.flush()
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 8
+        assert sorted(i["count"] for i in items) == list(range(8))
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 12, 4, 18, 30, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 6, 1, 12, 0, 0, 500000),  # naive: UTC, as SQLite hands it back
+    ],
+)
+def test_the_hashed_time_is_the_text_rows_were_always_hashed_with(when: datetime) -> None:
+    """Rows written before keep verifying: the stamp is the old strftime text exactly."""
+    aware = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    assert audit_module._stamp(when) == aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def test_a_nul_in_a_requested_path_never_stalls_the_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL stores no NUL in text: the event is kept with U+FFFD instead, and the log
+    goes on (before, such a batch failed forever and every later event waited behind it)."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (services, http, tokens):
+        response = await http.get(
+            "/dicom-web/studies/1.2%003/metadata",
+            headers={**tokens.headers(), "X-Request-ID": "nul-in-path"},
+        )
+        assert response.status_code == 400
+        await asyncio.wait_for(services.audit.flush(), 10)
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        (item,) = [i for i in items if i["request_id"] == "nul-in-path"]
+        assert item["study_uid"] == "1.2\ufffd3"
+        assert (await services.audit.verify()).ok
