@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every latency/throughput target of issues 3-6 in one sitting, against indexes loaded beforehand.
 #
-#   bench/perf_all.sh [section ...]     sections: qido1m qido100k overhead wado curl render (default all)
+#   bench/perf_all.sh [section ...]     sections: qido1m qido100k overhead wado latency curl render
+#                                       (default all)
 #
 # Unlike wado_vs_orthanc.sh (which STOWs fresh datasets into fresh servers each run, an hour for
 # Orthanc + PostgreSQL at 100,000 instances), this script only starts Lightbox on indexes that
@@ -34,7 +35,7 @@ RESULTS=${RESULTS:-$HERE/results}
 ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
-SECTIONS=${*:-qido1m qido100k overhead wado curl render}
+SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
 mkdir -p "$RESULTS"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
@@ -78,7 +79,7 @@ if want qido1m; then
   stop_all
 fi
 
-if want qido100k || want overhead || want wado || want curl || want render; then
+if want qido100k || want overhead || want wado || want latency || want curl || want render; then
   start lightbox 8000 "$BENCH_DB" "$BENCH_DIR"
 fi
 LBT=(--target lightbox=http://127.0.0.1:8000/dicom-web "${BEARER[@]}")
@@ -115,6 +116,48 @@ if want wado; then
       --ops series_metadata --label wado1000
 fi
 
+if want latency; then
+  # bench/latency.py reads and discards the body: load.py parses every JSON answer in Python,
+  # which on two cores makes a 3 MB series /metadata answer client-bound
+  echo "=== GET latency, body discarded (latency.py), Lightbox vs Orthanc ==="
+  urls() {  # dataset kind base -> --url arguments (kind: series-metadata study-metadata frame)
+    "$PY" - "$@" <<'PYEOF'
+import json, sys
+ds, kind, base = sys.argv[1:]
+seen, out = set(), []
+for line in open(f"{ds}/instances.jsonl"):
+    d = json.loads(line)
+    if kind == "series-metadata":
+        key, path = d["series_uid"], f"studies/{d['study_uid']}/series/{d['series_uid']}/metadata"
+    elif kind == "study-metadata":
+        key, path = d["study_uid"], f"studies/{d['study_uid']}/metadata"
+    else:
+        key = d["sop_uid"]
+        path = f"studies/{d['study_uid']}/series/{d['series_uid']}/instances/{key}/frames/1"
+    if key not in seen and len(out) < 300:
+        seen.add(key)
+        out += ["--url", f"{base}/{path}"]
+print("\n".join(out))
+PYEOF
+  }
+  FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
+  lat() {  # label dataset kind accept concurrency requests
+    local label=$1 ds=$2 kind=$3 accept=$4 c=$5 n=$6 name base bearer
+    for name in lightbox orthanc; do
+      base=$ORTHANC bearer=()
+      [[ $name == lightbox ]] && base=http://127.0.0.1:8000/dicom-web bearer=(--bearer "@$WORK/token.txt")
+      mapfile -t U < <(urls "$ds" "$kind" "$base")
+      printf '%-34s %-9s ' "$label" "$name"
+      "$PY" "$HERE/latency.py" "${U[@]}" --accept "$accept" --concurrency "$c" \
+          --requests "$n" --max-seconds 90 "${bearer[@]}" | tail -n 1
+    done
+  }
+  lat "series metadata 1000 inst, c1" "$DATA/wado1000" series-metadata application/dicom+json 1 100
+  lat "study metadata 60 inst, c1" "$DATA/wado60" study-metadata application/dicom+json 1 200
+  lat "frames/1 512x512x16, c4" "$DATA/wado60" frame "$FRAME_ACCEPT" 4 1200
+  lat "frames/1 512x512x16, c1" "$DATA/wado60" frame "$FRAME_ACCEPT" 1 600
+fi
+
 if want curl; then
   echo "=== one curl stream of a whole 60-instance study (median of 7) ==="
   STUDY=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["study_uid"])' \
@@ -123,14 +166,16 @@ if want curl; then
   speed() {  # url [auth header...] -> median MB/s of 7 runs (one warm-up)
     local url=$1; shift
     for i in $(seq 8); do
-      curl -s -o "$WORK/study.body" "$@" -H "Accept: $ACCEPT" -w '%{speed_download}\n' "$url"
+      curl -s -o /dev/null "$@" -H "Accept: $ACCEPT" -w '%{speed_download}\n' "$url"
     done | tail -n 7 | sort -n | awk '{ v[NR] = $1 } END { printf "%.0f MB/s (min %.0f, max %.0f)\n", v[4] / 1e6, v[1] / 1e6, v[7] / 1e6 }'
   }
-  echo "lightbox: $(speed "http://127.0.0.1:8000/dicom-web/studies/$STUDY" \
-      -H "Authorization: Bearer $(cat "$WORK/token.txt")")"
+  AUTH=(-H "Authorization: Bearer $(cat "$WORK/token.txt")")
+  echo "lightbox: $(speed "http://127.0.0.1:8000/dicom-web/studies/$STUDY" "${AUTH[@]}")"
   echo "orthanc:  $(speed "$ORTHANC/studies/$STUDY")"
   if command -v nginx >/dev/null; then
-    mkdir -p "$WORK/nginx/www" && cp "$WORK/study.body" "$WORK/nginx/www/study"
+    mkdir -p "$WORK/nginx/www"  # the same bytes as a static file
+    curl -s -o "$WORK/nginx/www/study" "${AUTH[@]}" -H "Accept: $ACCEPT" \
+        "http://127.0.0.1:8000/dicom-web/studies/$STUDY"
     chmod -R a+rX "$WORK"
     cat > "$WORK/nginx/nginx.conf" <<EOF
 daemon off;
