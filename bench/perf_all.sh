@@ -176,25 +176,8 @@ if want curl; then
     mkdir -p "$WORK/nginx/www"  # the same bytes as a static file
     curl -s -o "$WORK/nginx/www/study" "${AUTH[@]}" -H "Accept: $ACCEPT" \
         "http://127.0.0.1:8000/dicom-web/studies/$STUDY"
-    chmod -R a+rX "$WORK"
-    cat > "$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $WORK/nginx;
-  proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx;
-  scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:8088; root $WORK/nginx/www; }
-}
-EOF
-    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & NGINX=$!
+    chmod a+rx "$WORK"
+    "$HERE/nginx_static.sh" "$WORK/nginx" 8088 & NGINX=$!
     for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:8088/study && break; sleep 0.1; done
     echo "nginx:    $(speed http://127.0.0.1:8088/study)"
     kill "$NGINX"

@@ -166,25 +166,8 @@ for db in $DBS; do
   if command -v nginx >/dev/null && [[ -s $WORK/study.body ]]; then
     mkdir -p "$WORK/nginx/www"
     cp "$WORK/study.body" "$WORK/nginx/www/study"
-    chmod a+rx "$WORK" "$WORK/nginx" "$WORK/nginx/www"; chmod a+r "$WORK/nginx/www/study"
-    cat > "$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $WORK/nginx;
-  proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx;
-  scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/nginx/www; }
-}
-EOF
-    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & NGINX_PID=$!
+    chmod a+rx "$WORK"
+    "$HERE/nginx_static.sh" "$WORK/nginx" "$NGINX_PORT" & NGINX_PID=$!
     for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$NGINX_PORT/study && break; sleep 0.1; done
     curl_stream "nginx (static file)" http://127.0.0.1:$NGINX_PORT/study /dev/null
     stop_nginx

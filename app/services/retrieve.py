@@ -186,6 +186,15 @@ class Payload:
     transfer_syntax: str
     length: int
     chunks: AsyncIterator[bytes]
+    #: the blob's own stream under ``chunks`` (open while unread: an unstarted generator's
+    #: ``aclose`` runs none of its body, so ``chunks`` alone cannot release it)
+    source: AsyncIterator[bytes] | None = None
+
+    async def close(self) -> None:
+        """Release the blob (a payload opened but never sent, or sent in part)."""
+        await _close(self.chunks)
+        if self.source is not None:
+            await _close(self.source)
 
 
 def _not_found(series_uid: str | None, sop_uid: str | None) -> NotFound:
@@ -560,6 +569,7 @@ class RetrieveService:
             ref.transfer_syntax_uid,
             ref.size + len(prefix),
             _checked(ref, prefix, head, chunks),
+            chunks,
         )
 
 

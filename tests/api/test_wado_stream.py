@@ -7,6 +7,8 @@ after a DELETE and after a re-store of the same SOP instance with other content 
 index as it is now, whatever was served (and cached) before.
 """
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import pytest
 from pydicom.uid import generate_uid
 
 from app.api.multipart_writer import COALESCE_BYTES, OutgoingPart, write_multipart
+from app.api.wado import _parts
 from app.config import DuplicatePolicy
 from app.services.container import Services
-from app.services.retrieve import RetrieveService
+from app.services.retrieve import RetrieveService, select
 from tests.conftest import app_client, make_settings
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import parse_multipart
@@ -257,3 +260,50 @@ async def test_target_query_driver_path_matches_sqlalchemy(
         through_sqlalchemy = [await lookup(conn, *uids) for lookup in lookups]
     assert direct == through_sqlalchemy
     assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "study+instance": 1}[level]
+
+
+def _open_files_under(root: Path) -> int:
+    """How many of this process's file descriptors point below ``root``."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed between listing and reading
+            continue
+        count += target.startswith(str(root))
+    return count
+
+
+async def test_next_part_opened_ahead_is_released_when_the_client_goes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Part N+1 is opened while part N is sent; a stream abandoned after part 1 closes both."""
+    settings = make_settings(database_url, tmp_path / "data")
+    async with app_client(settings) as (services, client):
+        study, series = str(generate_uid()), str(generate_uid())
+        raws = [_image(study, series, n, 512, 512) for n in (1, 2, 3)]
+        stored = await client.post(
+            f"{ROOT}/studies", content=multipart(raws), headers=stow_headers()
+        )
+        assert stored.status_code == 200, stored.text
+        # chunks smaller than a blob: an opened blob keeps its file open until read to the end
+        retrieve = RetrieveService(services.db, services.store, chunk_size=64 << 10)
+        planned = select(await retrieve.resolve(study), None).items
+        first = await retrieve.open(planned[0].ref, planned[0].transfer_syntax)
+        parts = _parts(retrieve, "http://test/dicom-web", first, planned[1:])
+        part = await anext(parts)
+        await asyncio.sleep(0.1)  # the read-ahead of part 2 runs meanwhile
+        blobs = tmp_path / "data" / "blobs"
+        assert _open_files_under(blobs) == 2  # part 1 being sent, part 2 opened ahead
+        assert b"".join([c async for c in part.chunks]) == raws[0]
+        await parts.aclose()
+        assert _open_files_under(blobs) == 0
+
+        # read to the end, the parts come in order with their bytes
+        first = await retrieve.open(planned[0].ref, planned[0].transfer_syntax)
+        bodies = [
+            b"".join([c async for c in p.chunks])
+            async for p in _parts(retrieve, "http://test/dicom-web", first, planned[1:])
+        ]
+        assert bodies == raws
+        assert _open_files_under(blobs) == 0
