@@ -270,7 +270,7 @@ async def _retrieve(
 
 async def _parts(
     retrieve: RetrieveService, base: str, first: Payload, rest: Sequence[Planned]
-) -> AsyncIterator[OutgoingPart]:
+) -> AsyncGenerator[OutgoingPart, None]:
     """One part per instance; the next blob is opened while the current part is being sent.
 
     Opening an instance sent as stored reads its first chunk only (a whole small blob; on S3 the
