@@ -7,10 +7,51 @@ kind of process-local state a replica may keep (DESIGN.md §2).
 """
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class ByteCache:
+class SizedCache(Generic[K, V]):
+    """Least-recently-used ``key -> value`` holding at most ``max_size`` in all, each entry
+    weighing ``size_of(key, value)``; an entry heavier than the bound is not kept.
+
+    >>> cache = SizedCache[str, str](4, lambda key, value: len(key))
+    >>> cache.put("ab", "x"); cache.put("cd", "y"); cache.put("ef", "z")
+    >>> cache.get("ab") is None, cache.get("ef")
+    (True, 'z')
+    """
+
+    def __init__(self, max_size: int, size_of: Callable[[K, V], int]) -> None:
+        self._max = max_size
+        self._size_of = size_of
+        self._size = 0
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: K, value: V) -> None:
+        size = self._size_of(key, value)
+        if size > self._max:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._size -= old[1]
+        self._items[key] = (value, size)
+        self._size += size
+        while self._size > self._max:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._size -= evicted
+
+
+class ByteCache(SizedCache[Hashable, bytes]):
     """Least-recently-used ``key -> bytes`` with at most ``max_bytes`` of values.
 
     >>> cache = ByteCache(10)
@@ -20,24 +61,8 @@ class ByteCache:
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self._max = max_bytes
-        self._size = 0
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        super().__init__(max_bytes, _value_length)
 
-    def get(self, key: Hashable) -> bytes | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self._max:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._size -= len(old)
-        self._items[key] = value
-        self._size += len(value)
-        while self._size > self._max:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
+def _value_length(_key: Hashable, value: bytes) -> int:
+    return len(value)

@@ -34,7 +34,6 @@ import gzip
 import hashlib
 import re
 import tempfile
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO
@@ -69,7 +68,7 @@ from app.index.retrieval import (
     locate_metadata,
     locate_with_metadata,
 )
-from app.services.cache import ByteCache
+from app.services.cache import ByteCache, SizedCache
 from app.services.delete import tombstoned
 from app.storage.base import ObjectStore, StorageError
 
@@ -642,40 +641,25 @@ class FrameSet:
         return self.native or can_decode(self.source.transfer_syntax_uid)
 
 
-class _FrameIndexes:
-    """Parsed frame indexes, keyed by their stored JSON (so never stale), least recently used
-    dropped: a multi-frame instance's index is parsed once, not on every frame request.
+#: parsed frame indexes keyed by their stored JSON (so never stale), bounded by the JSON kept
+#: (the parsed form is of the same order): a multi-frame instance's index is parsed once
+_FRAME_INDEX_BYTES = 8 << 20
+_FRAME_INDEXES = SizedCache[bytes, FrameIndex](_FRAME_INDEX_BYTES, lambda raw, _index: len(raw))
 
-    Bounded by the total size of the stored JSON kept (the parsed form is of the same order).
-    """
 
-    def __init__(self, max_bytes: int) -> None:
-        self._max = max_bytes
-        self._size = 0
-        self._items: OrderedDict[bytes, FrameIndex] = OrderedDict()
-
-    def get(self, raw: bytes) -> FrameIndex:
-        index = self._items.get(raw)
-        if index is not None:
-            self._items.move_to_end(raw)
-            return index
+def _frame_index(raw: bytes) -> FrameIndex:
+    index = _FRAME_INDEXES.get(raw)
+    if index is None:
         index = FrameIndex.from_json(orjson.loads(raw))
-        if len(raw) <= self._max // 16:
-            self._items[raw] = index
-            self._size += len(raw)
-            while self._size > self._max:
-                evicted, _ = self._items.popitem(last=False)
-                self._size -= len(evicted)
-        return index
-
-
-_FRAME_INDEXES = _FrameIndexes(8 << 20)
+        if len(raw) <= _FRAME_INDEX_BYTES // 16:  # one huge index never pushes out all the others
+            _FRAME_INDEXES.put(raw, index)
+    return index
 
 
 def _frame_set(source: FrameSource, numbers: tuple[int, ...]) -> FrameSet | None:
     """The frames of ``source`` if they can be read at all (else None)."""
     if source.frame_index is not None:
-        return FrameSet(source, _FRAME_INDEXES.get(source.frame_index), numbers)
+        return FrameSet(source, _frame_index(source.frame_index), numbers)
     frame_set = FrameSet(source, None, numbers)
     syntax = source.transfer_syntax_uid
     if syntax in VIDEO or not (frame_set.native or can_decode(syntax)):
