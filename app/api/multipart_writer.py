@@ -16,7 +16,7 @@ parts. The wire form, byte for byte::
 """
 
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 
@@ -65,6 +65,22 @@ def multipart_content_type(part_type: str, boundary: str, *, transfer_syntax: st
 #: a socket write, while copying a few kilobytes costs next to nothing. Longer pieces go out
 #: as they are, uncopied.
 COALESCE_BYTES = 256 << 10
+
+
+async def multipart_body(parts: Iterable[OutgoingPart], boundary: str) -> bytes:
+    """The whole body of a multipart/related message holding ``parts``, in one piece.
+
+    The same bytes as :func:`write_multipart`; for small responses, which are then sent with
+    a Content-Length, in one write, instead of streamed in chunked transfer coding.
+    """
+    pieces: list[bytes] = []
+    for part in parts:
+        pieces.append(part.header_block(boundary))
+        async for chunk in part.chunks:
+            pieces.append(chunk)
+        pieces.append(b"\r\n")
+    pieces.append(f"--{boundary}--\r\n".encode("latin-1"))
+    return b"".join(pieces)
 
 
 async def write_multipart(

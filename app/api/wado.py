@@ -49,6 +49,7 @@ from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart_writer import (
     OutgoingPart,
+    multipart_body,
     multipart_content_type,
     new_boundary,
     write_multipart,
@@ -88,6 +89,10 @@ from app.services.retrieve import (
 router = APIRouter(tags=["wado"])
 
 MULTIPART_DICOM = f'multipart/related; type="{DICOM}"'
+
+#: frame responses up to about this size are sent whole, with a Content-Length (the parts held
+#: in memory, plus the one that crossed the line); larger ones are streamed part by part
+BUFFERED_FRAME_BYTES = 4 << 20
 
 _BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -658,14 +663,26 @@ async def _pixel_response(
         )
     syntaxes = {rep.transfer_syntax for _, rep in plans}
     boundary = new_boundary()
+    media_type = multipart_content_type(
+        first_rep.media_type,
+        boundary,
+        transfer_syntax=syntaxes.pop() if len(syntaxes) == 1 else None,
+    )
+    # frames are read whole, so a response of a few small frames (a viewer's usual request:
+    # one frame) is sent whole too, with a Content-Length: no streaming machinery per request
+    held = [first]
+    size = first.content_length or 0
+    while size <= BUFFERED_FRAME_BYTES:
+        part = await anext(parts, None)
+        if part is None:
+            body = await multipart_body(held, boundary)
+            return Response(body, status_code=status, media_type=media_type, headers=headers)
+        held.append(part)
+        size += part.content_length or 0
     return StreamingResponse(
-        write_multipart(_chain(first, parts), boundary),
+        write_multipart(_chain(held, parts), boundary),
         status_code=status,
-        media_type=multipart_content_type(
-            first_rep.media_type,
-            boundary,
-            transfer_syntax=syntaxes.pop() if len(syntaxes) == 1 else None,
-        ),
+        media_type=media_type,
         headers=headers,
     )
 
@@ -690,9 +707,10 @@ async def _frame_parts(
 
 
 async def _chain(
-    first: OutgoingPart, rest: AsyncIterator[OutgoingPart]
+    held: Sequence[OutgoingPart], rest: AsyncIterator[OutgoingPart]
 ) -> AsyncIterator[OutgoingPart]:
-    yield first
+    for part in held:
+        yield part
     async for part in rest:
         yield part
 

@@ -290,3 +290,33 @@ async def test_frames_not_found(client: httpx.AsyncClient) -> None:
     response = await client.get(f"{url.rsplit('/', 1)[0]}/{other}/frames/1")
     assert response.status_code == 404
     assert (await client.get(f"{url.rsplit('/', 1)[0]}/1.02/frames/1")).status_code == 400
+
+
+async def test_small_frame_responses_whole_large_ones_streamed(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few small frames go out whole with a Content-Length; past the limit the same parts
+    are streamed (no Content-Length), whichever part crosses it."""
+    from app.api import wado
+
+    url, ds = await _store_file(client, _corpus("emri_small.dcm"))
+    expected = _native_frames(ds)  # 10 frames of 8 KiB
+    asked = "3,1,10,2"
+    whole = await client.get(f"{url}/frames/{asked}", headers={"Accept": OHIF_FRAMES})
+    assert whole.status_code == 200
+    assert whole.headers["content-length"] == str(len(whole.content))
+    single = await client.get(f"{url}/frames/5", headers={"Accept": OHIF_FRAMES})
+    assert single.headers["content-length"] == str(len(single.content))
+    assert [p.payload for p in parse_multipart(single)[2]] == [expected[4]]
+    for limit in (0, len(expected[0]), 2 * len(expected[0]) + 1):
+        monkeypatch.setattr(wado, "BUFFERED_FRAME_BYTES", limit)
+        streamed = await client.get(f"{url}/frames/{asked}", headers={"Accept": OHIF_FRAMES})
+        assert streamed.status_code == 200
+        assert "content-length" not in streamed.headers
+        for response in (whole, streamed):
+            part_type, syntax, parts = parse_multipart(response)
+            assert (part_type, syntax) == ("application/octet-stream", EVRLE)
+            assert [p.payload for p in parts] == [expected[n - 1] for n in (3, 1, 10, 2)]
+            assert [p.headers["Content-Location"] for p in parts] == [
+                f"{BASE}{url[len(ROOT) :]}/frames/{n}" for n in (3, 1, 10, 2)
+            ]
