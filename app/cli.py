@@ -308,6 +308,23 @@ def fsck(
     sys.exit(0 if report.ok else 1)
 
 
+@db_cli.command("backfill")
+def db_backfill() -> None:
+    """Fill index columns that later releases record at ingest, for instances stored before
+    (today: whether each blob has the PS3.10 preamble, which lets retrieve send a Content-Length).
+    Safe while the server runs, and to repeat."""
+
+    async def run() -> Any:
+        from app.services.container import open_services
+
+        async with open_services(Settings()) as services:
+            return await services.maintenance.backfill()
+
+    report = asyncio.run(run())
+    print(f"recorded {report.recorded} instances; {report.missing_blobs} blobs missing (see fsck)")
+    sys.exit(1 if report.missing_blobs else 0)
+
+
 @cli.command()
 def gc(
     grace_minutes: Annotated[

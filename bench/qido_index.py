@@ -198,6 +198,7 @@ class Rows:
                         "attrs_json": orjson.dumps(instance_json),
                         "metadata_json": orjson.dumps(dict(sorted(metadata.items()))),
                         "frame_index": None,
+                        "part10_prefix": True,
                     }
                 )
                 manifest.append(

@@ -32,14 +32,41 @@ class OutgoingPart:
 
     def header_block(self, boundary: str) -> bytes:
         """The delimiter line and the part headers, up to and including the empty line."""
-        lines = [f"--{boundary}", f"Content-Type: {self.content_type}"]
-        if self.content_location is not None:
-            lines.append(f"Content-Location: {self.content_location}")
-        if self.content_range is not None:
-            lines.append(f"Content-Range: {self.content_range}")
-        if self.content_length is not None:
-            lines.append(f"Content-Length: {self.content_length}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return part_header(
+            boundary,
+            self.content_type,
+            content_location=self.content_location,
+            content_length=self.content_length,
+            content_range=self.content_range,
+        )
+
+
+def part_header(
+    boundary: str,
+    content_type: str,
+    *,
+    content_location: str | None = None,
+    content_length: int | None = None,
+    content_range: str | None = None,
+) -> bytes:
+    """A part's delimiter line and headers, up to and including the empty line.
+
+    >>> part_header("b1", "application/dicom", content_length=3)
+    b'--b1\\r\\nContent-Type: application/dicom\\r\\nContent-Length: 3\\r\\n\\r\\n'
+    """
+    lines = [f"--{boundary}", f"Content-Type: {content_type}"]
+    if content_location is not None:
+        lines.append(f"Content-Location: {content_location}")
+    if content_range is not None:
+        lines.append(f"Content-Range: {content_range}")
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def closing_delimiter(boundary: str) -> bytes:
+    """The close-delimiter that ends the body (RFC 2046 §5.1.1)."""
+    return f"--{boundary}--\r\n".encode("latin-1")
 
 
 def new_boundary() -> str:
@@ -79,7 +106,7 @@ async def multipart_body(parts: Iterable[OutgoingPart], boundary: str) -> bytes:
         async for chunk in part.chunks:
             pieces.append(chunk)
         pieces.append(b"\r\n")
-    pieces.append(f"--{boundary}--\r\n".encode("latin-1"))
+    pieces.append(closing_delimiter(boundary))
     return b"".join(pieces)
 
 
@@ -118,5 +145,5 @@ async def write_multipart(
                 await aclose()
         pending.append(b"\r\n")
         pending_size += 2
-    pending.append(f"--{boundary}--\r\n".encode("latin-1"))
+    pending.append(closing_delimiter(boundary))
     yield b"".join(pending)

@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -144,6 +145,9 @@ class Instance(Base):
     metadata_json: Mapped[bytes] = mapped_column(LargeBinary)
     # FrameIndex.to_json() as orjson bytes; NULL when frames are not byte ranges of the blob
     frame_index: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the blob opens with the PS3.10 preamble and "DICM" (False: with the File Meta group, as
+    #: some STOW clients send it; None: stored before this was recorded, look at the blob)
+    part10_prefix: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -45,6 +45,8 @@ class NewInstance:
     size: int
     sha256: str
     frame_index: bytes | None
+    #: the blob opens with the PS3.10 preamble and "DICM" (else the File Meta group first)
+    part10_prefix: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,29 @@ class InstanceIndex:
         async for row in result:
             yield row.blob_key, row.sha256, row.size, row.sop_uid
 
+    async def unrecorded_prefixes(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """``(id, blob_key)`` of rows past ``after_id`` whose PS3.10 prefix is not recorded
+        (stored before it was), in id order, at most ``limit``."""
+        rows = await self._conn.execute(
+            select(Instance.id, Instance.blob_key)
+            .where(Instance.id > after_id, Instance.part10_prefix.is_(None))
+            .order_by(Instance.id)
+            .limit(limit)
+        )
+        return [(row.id, row.blob_key) for row in rows]
+
+    async def record_prefixes(self, prefixed: dict[int, bool]) -> None:
+        """Record whether each row's blob opens with the PS3.10 prefix (rows still unrecorded
+        only: a row replaced meanwhile already has its own)."""
+        for value in (True, False):
+            ids = [row_id for row_id, flag in prefixed.items() if flag is value]
+            if ids:
+                await self._conn.execute(
+                    update(Instance)
+                    .where(Instance.id.in_(ids), Instance.part10_prefix.is_(None))
+                    .values(part10_prefix=value)
+                )
+
     async def has_blob(self, key: str) -> bool:
         """Whether any row references ``key``."""
         row = await self._conn.execute(select(Instance.id).where(Instance.blob_key == key).limit(1))
@@ -264,6 +289,7 @@ def _instance_values(new: NewInstance, series_id: int, study_id: int) -> dict[st
         attrs_json=new.parsed.instance_json,
         metadata_json=new.parsed.metadata_json,
         frame_index=new.frame_index,
+        part10_prefix=new.part10_prefix,
     )
     return values
 

@@ -35,6 +35,8 @@ class InstanceRef:
     bits_allocated: int | None = None
     number_of_frames: int | None = None  # None: no pixel data
     sha256: str = ""
+    #: the blob opens with the PS3.10 preamble (None: not recorded; SQLite gives 0/1)
+    part10_prefix: bool | None = None
 
 
 #: the columns of an :class:`InstanceRef`, in its field order (a select starts with them)
@@ -50,6 +52,7 @@ REF_COLUMNS: Final = (
     Instance.bits_allocated,
     Instance.number_of_frames,
     Instance.sha256,
+    Instance.part10_prefix,
 )
 
 

@@ -421,6 +421,7 @@ async def _index_batch(
                 pending.part.size,
                 pending.part.sha256,
                 orjson.dumps(parsed.frames.to_json()) if parsed.frames is not None else None,
+                pending.part.prefixed,
             )
             old = replacing.get(parsed.sop_uid)
             if old is not None:

@@ -54,6 +54,12 @@ class GcReport:
     temp_files_removed: int = 0
 
 
+@dataclass
+class BackfillReport:
+    recorded: int = 0
+    missing_blobs: int = 0
+
+
 class MaintenanceService:
     """fsck and gc over one index and one object store."""
 
@@ -111,6 +117,30 @@ class MaintenanceService:
                 _sweep_temp, self.store.local_tmp_dir(), cutoff.timestamp(), dry_run
             )
         return report
+
+    async def backfill(self, *, batch: int = 500) -> BackfillReport:
+        """Fill what later releases record at ingest for rows stored before them: today
+        whether each blob opens with the PS3.10 prefix (so retrieve knows every part's length
+        up front). Reads 132 bytes per blob; safe to run while serving, and to run again."""
+        report = BackfillReport()
+        after = 0
+        while True:
+            async with self.db.read() as conn:
+                rows = await InstanceIndex(conn).unrecorded_prefixes(after, batch)
+            if not rows:
+                return report
+            found: dict[int, bool] = {}
+            for row_id, key in rows:
+                try:
+                    head = await self.store.get_range(key, 0, 132)
+                except ObjectNotFound:
+                    report.missing_blobs += 1  # fsck reports which
+                    continue
+                found[row_id] = head[128:132] == b"DICM"
+            async with self.db.write() as conn:
+                await InstanceIndex(conn).record_prefixes(found)
+            report.recorded += len(found)
+            after = rows[-1][0]
 
     async def _sha256(self, key: str) -> str:
         digest = hashlib.sha256()

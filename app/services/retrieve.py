@@ -91,6 +91,7 @@ __all__ = [
     "parse_frame_numbers",
     "producible",
     "select",
+    "stored_length",
 ]
 
 ANY_TRANSFER_SYNTAX = "*"
@@ -111,6 +112,19 @@ def native_pixel_bytes(ref: InstanceRef) -> int | None:
         * (ref.bits_allocated or 0)
         * (ref.number_of_frames or 0)
     ) // 8
+
+
+def stored_length(ref: InstanceRef) -> int | None:
+    """The length of ``ref`` sent as stored, a PS3.10 file (see :meth:`RetrieveService.open`),
+    known without reading its blob; None for instances indexed before that was recorded.
+
+    >>> ref = InstanceRef("1", "2", "3", "k", 1000, "1.2.840.10008.1.2.1", part10_prefix=False)
+    >>> stored_length(ref)
+    1132
+    """
+    if ref.part10_prefix is None:
+        return None
+    return ref.size + (0 if ref.part10_prefix else _PREFIX_LENGTH)
 
 
 def plan(ref: InstanceRef, requested: str | None) -> str | None:
@@ -563,6 +577,10 @@ class RetrieveService:
         # normally one chunk (the whole of a small blob): sent as read, not copied
         head = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         prefix = b"" if head[128:_PREFIX_LENGTH] == b"DICM" else PS310_PREFIX
+        if ref.part10_prefix is not None and bool(ref.part10_prefix) == bool(prefix):
+            # the length announced from the index (stored_length) would be wrong
+            await _close(chunks)
+            raise StorageError(f"object {ref.blob_key} does not begin as its index entry says")
         return Payload(
             ref,
             ref.transfer_syntax_uid,

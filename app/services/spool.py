@@ -24,6 +24,8 @@ class SpooledPart:
     sha256: str
     data: bytes | None = None
     path: Path | None = None
+    #: the bytes open with the PS3.10 preamble and "DICM" (False: the File Meta group first)
+    prefixed: bool = False
 
     def open(self) -> BinaryIO:
         """A binary file object over the content (the caller closes it)."""
@@ -60,6 +62,7 @@ class Spool:
         self._path: Path | None = None
         self._hash = hashlib.sha256()
         self._size = 0
+        self._prefixed = False
 
     @property
     def size(self) -> int:
@@ -82,7 +85,8 @@ class Spool:
     def _release_head(self) -> bytes:
         assert self._head is not None
         head = bytes(self._head)
-        if self._zero_preamble and head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
+        self._prefixed = head[_PREAMBLE : _PREAMBLE + 4] == b"DICM"
+        if self._zero_preamble and self._prefixed:
             head = bytes(_PREAMBLE) + head[_PREAMBLE:]
         self._head = None
         return head
@@ -111,8 +115,12 @@ class Spool:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            return SpooledPart(self._size, self._hash.hexdigest(), path=self._path)
-        return SpooledPart(self._size, self._hash.hexdigest(), data=bytes(self._buffer))
+            return SpooledPart(
+                self._size, self._hash.hexdigest(), path=self._path, prefixed=self._prefixed
+            )
+        return SpooledPart(
+            self._size, self._hash.hexdigest(), data=bytes(self._buffer), prefixed=self._prefixed
+        )
 
     def discard(self) -> None:
         """Drop everything received (a part that failed or was cut off)."""

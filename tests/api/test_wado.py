@@ -9,10 +9,13 @@ import pytest
 from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG4HP41, UID, ImplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from sqlalchemy import select, update
 
 from app.api.negotiation import Packaging, acceptable_dicom, parse_accept
+from app.index.models import Instance
 from app.services.container import Services
 from app.services.retrieve import RetrieveService
+from app.storage.base import StorageError
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import Part
@@ -487,3 +490,64 @@ async def test_blob_without_preamble_gets_one(
         assert b"".join(chunks) == expected
         assert payload.length == len(expected)
         assert len(chunks) > 2
+
+
+async def test_study_sent_with_content_length_when_every_part_length_is_known(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Blobs with and without the PS3.10 prefix: the index records which at ingest, so the
+    body's length is announced up front (no chunked coding) and is exact. Rows indexed before
+    that was recorded, and instances transcoded on the way, are streamed in chunks; a blob that
+    no longer begins as its row says breaks the response instead of sending a wrong length."""
+    study, series = str(generate_uid()), str(generate_uid())
+    datasets = [
+        make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=n)
+        for n in (1, 2, 3)
+    ]
+    raws = [to_bytes(ds) for ds in datasets]
+    sent = [raws[0], raws[1][132:], raws[2]]  # the second as some STOW clients send it
+    await _store(client, sent)
+    expected = [raws[0], bytes(128) + b"DICM" + raws[1][132:], raws[2]]
+    async with services.db.read() as conn:
+        rows = await conn.execute(select(Instance.sop_uid, Instance.part10_prefix))
+        flags = {str(sop): prefixed for sop, prefixed in rows.all()}
+    assert [bool(flags[str(ds.SOPInstanceUID)]) for ds in datasets] == [True, False, True]
+
+    url = f"{ROOT}/studies/{study}"
+    for accept in (DICOMWEB_CLIENT_ACCEPT, f"{DICOMWEB_CLIENT_ACCEPT}; transfer-syntax=*"):
+        response = await client.get(url, headers={"Accept": accept})
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(len(response.content))
+        assert [p.payload for p in parse_multipart(response)[1]] == expected
+
+    # rows stored before the prefix was recorded: streamed, the same parts
+    async with services.db.write() as conn:
+        await conn.execute(update(Instance).values(part10_prefix=None))
+    response = await client.get(url, headers={"Accept": DICOMWEB_CLIENT_ACCEPT})
+    assert "content-length" not in response.headers
+    assert [p.payload for p in parse_multipart(response)[1]] == expected
+
+    # a row that says "prefixed" for a blob without the prefix: the blob is not sent as such
+    async with services.db.write() as conn:
+        await conn.execute(update(Instance).values(part10_prefix=True))
+    [ref] = await services.retrieve.resolve(study, series, str(datasets[1].SOPInstanceUID))
+    with pytest.raises(StorageError, match="does not begin"):
+        await services.retrieve.open(ref)
+    async with services.db.write() as conn:
+        bare = Instance.sop_uid == str(datasets[1].SOPInstanceUID)
+        await conn.execute(update(Instance).where(bare).values(part10_prefix=False))
+
+    # an instance transcoded on the way: its length is unknown until encoded, so chunked;
+    # unless it is the first (encoded before the response starts) and the others are known
+    implicit = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=9)
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    await _store(client, [to_bytes(implicit)])
+    other = f"{ROOT}/studies/{study}/series/{series}/instances/{implicit.SOPInstanceUID}"
+    for target, known in ((url, False), (other, True)):
+        response = await client.get(target, headers={"Accept": DICOMWEB_CLIENT_ACCEPT})
+        assert response.status_code == 200
+        assert response.headers.get("content-length") == (
+            str(len(response.content)) if known else None
+        )
+        [*_, last] = parse_multipart(response)[1]
+        assert dcmread(io.BytesIO(last.payload)).SOPInstanceUID == implicit.SOPInstanceUID
