@@ -17,6 +17,8 @@
 # Lightbox runs with $WORKERS uvicorn workers, auth + audit on (a token from its own issuer);
 # the overhead section also starts a second Lightbox on the same index with auth and audit off
 # and alternates the two (load.py --rounds). Results: bench/results/*.json plus stdout.
+# Frame latency is also measured with wrk (Debian package wrk; bench/wrk_paths.lua), a client
+# in C, when it is installed.
 # Never run it beside a build or a test run (2 cores).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +40,25 @@ PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
 mkdir -p "$RESULTS"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
+wrk_frames() {  # label base_url bearer concurrency -> the median of $ROUNDS wrk rounds (JSON)
+  local label=$1 base=$2 bearer=$3 c=$4 paths
+  paths=$WORK/paths.$RANDOM
+  "$PY" - "$DATA/wado60" "/${base#http://*/}" > "$paths" <<'PYEOF'
+import json, sys
+for n, line in enumerate(open(f"{sys.argv[1]}/instances.jsonl")):
+    if n == 300:
+        break
+    d = json.loads(line)
+    print(f"{sys.argv[2]}/studies/{d['study_uid']}/series/{d['series_uid']}"
+          f"/instances/{d['sop_uid']}/frames/1")
+PYEOF
+  for _ in $(seq "$ROUNDS"); do
+    WRK_PATHS=$paths WRK_ACCEPT=$FRAME_ACCEPT WRK_BEARER=$bearer \
+        wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" | tail -n 1
+  done | sort -t: -k5 -n | sed -n "$(( (ROUNDS + 1) / 2 ))p" | sed "s/^/$label /"
+}
 
 PIDS=()
 start() {  # name port db data_dir [env...] -> waits for readiness
@@ -104,6 +125,12 @@ if want overhead; then
   done
   "$PY" "$SHARED/bench/load.py" wado "${OT[@]}" --dataset "$DATA/wado60" -c 4 --ops frame \
       --rounds "$ROUNDS" --label overhead-frames-c4
+  if command -v wrk >/dev/null; then
+    for _ in 1 2; do  # on, off, on, off: each line the median of $ROUNDS rounds
+      wrk_frames "overhead frames c4 on " http://127.0.0.1:8000/dicom-web "$(cat "$WORK/token.txt")" 4
+      wrk_frames "overhead frames c4 off" http://127.0.0.1:8001/dicom-web "" 4
+    done
+  fi
   kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
 fi
 
@@ -140,7 +167,6 @@ for line in open(f"{ds}/instances.jsonl"):
 print("\n".join(out))
 PYEOF
   }
-  FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
   lat() {  # label dataset kind accept concurrency requests
     local label=$1 ds=$2 kind=$3 accept=$4 c=$5 n=$6 name base bearer
     for name in lightbox orthanc; do
@@ -156,6 +182,15 @@ PYEOF
   lat "study metadata 60 inst, c1" "$DATA/wado60" study-metadata application/dicom+json 1 200
   lat "frames/1 512x512x16, c4" "$DATA/wado60" frame "$FRAME_ACCEPT" 4 1200
   lat "frames/1 512x512x16, c1" "$DATA/wado60" frame "$FRAME_ACCEPT" 1 600
+  # the same frames with a client written in C: on two cores the Python client above takes
+  # as much CPU per request as the server, so this is closer to the server's own latency
+  if command -v wrk >/dev/null; then
+    echo "--- frames/1 with wrk (-t1, 10 s, $ROUNDS rounds each; the median round by p50) ---"
+    for c in 4 1; do
+      wrk_frames "frames c$c lightbox" http://127.0.0.1:8000/dicom-web "$(cat "$WORK/token.txt")" $c
+      wrk_frames "frames c$c orthanc" "$ORTHANC" "" $c
+    done
+  fi
 fi
 
 if want curl; then
