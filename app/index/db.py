@@ -3,6 +3,10 @@
 SQLite is the embedded, single-process default: it runs in WAL mode with a busy timeout, and its
 write transactions are serialised by an in-process lock (SQLite has one writer anyway; the lock
 turns lock-upgrade failures into queueing). PostgreSQL needs no such lock.
+
+On PostgreSQL the prebuilt look-ups of the retrieve paths (one statement each, read-only, in
+autocommit) also have a small asyncpg pool of their own (:meth:`Database.driver_connection`):
+checking a connection out of SQLAlchemy's pool and back costs more CPU than the query does.
 """
 
 import asyncio
@@ -10,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -22,6 +27,9 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._driver_pool: asyncpg.Pool | None = None
+        self._driver_pool_size = max(2, pool_size // 2)
+        self._driver_pool_lock = asyncio.Lock()
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(
                 self.url, echo=echo, connect_args={"timeout": 30}
@@ -53,13 +61,51 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A bare asyncpg connection (PostgreSQL with asyncpg only) for one read-only statement
+        in autocommit: no transaction is begun, and none may be left open."""
+        pool = self._driver_pool or await self._open_driver_pool()
+        async with pool.acquire() as conn:
+            yield conn
+
+    async def _open_driver_pool(self) -> asyncpg.Pool:
+        async with self._driver_pool_lock:
+            if self._driver_pool is None:
+                if self.engine.dialect.driver != "asyncpg":
+                    raise RuntimeError("driver_connection() is for PostgreSQL with asyncpg")
+                # the connect arguments SQLAlchemy would use (host, port, user, ssl, ...) minus
+                # its own options for its asyncpg adapter
+                _, kwargs = self.engine.dialect.create_connect_args(self.url)
+                kwargs.pop("prepared_statement_cache_size", None)
+                kwargs.pop("prepared_statement_name_func", None)
+                self._driver_pool = await asyncpg.create_pool(
+                    min_size=1,
+                    max_size=self._driver_pool_size,
+                    reset=_keep_session,
+                    **kwargs,
+                )
+            return self._driver_pool
+
     async def check(self) -> None:
         """Raise unless the database answers (readiness probe)."""
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        pool, self._driver_pool = self._driver_pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:  # a connection still checked out: do not wait for it
+                pool.terminate()
         await self.engine.dispose()
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The driver pool's reset on release: none. Its connections only ever run single read-only
+    statements in autocommit, which leave no session state; asyncpg's default reset would cost
+    a round trip (advisory unlocks, CLOSE ALL, UNLISTEN, RESET ALL) per look-up."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

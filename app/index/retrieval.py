@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.index.db import Database
 from app.index.models import Instance, Series, Study
 
 _Ts = TypeVarTuple("_Ts")
@@ -115,8 +115,9 @@ class TargetQuery:
     These queries run on every retrieve, so building a ``select()``, computing its cache key
     and processing result rows through SQLAlchemy cost more CPU than the database does. Here
     the statement of each level (study, series, instance) is built once with bound parameters;
-    its SQL is compiled once per dialect and executed on the driver connection itself (asyncpg:
-    its prepared-statement cache; aiosqlite: one worker-thread hop), plain tuples coming back.
+    its SQL is compiled once per dialect and executed on a driver connection (asyncpg: one of
+    :meth:`Database.driver_connection`, with its prepared-statement cache; aiosqlite: the
+    connection under SQLAlchemy's, one worker-thread hop), plain tuples coming back.
     Other drivers run the prebuilt statement through SQLAlchemy. Only plain column types are
     selected (text, integers, bytes), which neither driver converts differently from SQLAlchemy.
     """
@@ -134,7 +135,7 @@ class TargetQuery:
 
     async def rows(
         self,
-        conn: AsyncConnection,
+        db: Database,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -142,12 +143,13 @@ class TargetQuery:
         """The rows of the target, in WADO-01 order (empty if unknown)."""
         level = (series_uid is not None, sop_uid is not None)
         params = {"study_uid": study_uid, "series_uid": series_uid, "sop_uid": sop_uid}
-        dialect = conn.dialect
+        dialect = db.engine.dialect
         driver = dialect.driver
         if driver not in _DIRECT_DRIVERS:
             given = {name: value for name, value in params.items() if value is not None}
-            result = await conn.execute(self._statements[level], given)
-            return list(_untyped(result.all()))
+            async with db.read() as conn:
+                result = await conn.execute(self._statements[level], given)
+                return list(_untyped(result.all()))
         key = (*level, driver)
         compiled = self._compiled.get(key)
         if compiled is None:
@@ -156,10 +158,12 @@ class TargetQuery:
             self._compiled[key] = compiled
         sql_text, names = compiled
         args = [params[name] for name in names]
-        raw: Any = (await conn.get_raw_connection()).driver_connection
         if driver == "asyncpg":
-            return list(await raw.fetch(sql_text, *args))
-        return list(await raw.execute_fetchall(sql_text, args))
+            async with db.driver_connection() as pg:
+                return list(await pg.fetch(sql_text, *args))
+        async with db.read() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            return list(await raw.execute_fetchall(sql_text, args))
 
 
 #: drivers whose connection :class:`TargetQuery` calls directly
@@ -184,71 +188,63 @@ _INSTANCE_METADATA: Final = TargetQuery(Instance.metadata_json)
 
 
 async def locate(
-    conn: AsyncConnection,
+    db: Database,
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> list[InstanceRef]:
     """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
-    rows = await _LOCATE.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _LOCATE.rows(db, study_uid, series_uid, sop_uid)
     return [InstanceRef(*row) for row in rows]
 
 
 async def locate_with_metadata(
-    conn: AsyncConnection,
+    db: Database,
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> list[tuple[InstanceRef, bytes]]:
     """The instances of a target with their stored metadata (BULK-03), in WADO-01 order."""
-    rows = await _LOCATE_WITH_METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _LOCATE_WITH_METADATA.rows(db, study_uid, series_uid, sop_uid)
     return [(instance_ref(row), bytes(row[-1])) for row in rows]
 
 
 async def locate_hashes(
-    conn: AsyncConnection,
+    db: Database,
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> list[str]:
     """The content hashes of a target's instances in WADO-01 order (a metadata ETag's input)."""
-    rows = await _HASHES.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _HASHES.rows(db, study_uid, series_uid, sop_uid)
     return [row[0] for row in rows]
 
 
 async def locate_metadata(
-    conn: AsyncConnection,
+    db: Database,
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> list[MetadataRow]:
     """The stored metadata of a study, series or instance, in WADO-01 order (empty if unknown)."""
-    rows = await _METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _METADATA.rows(db, study_uid, series_uid, sop_uid)
     return [MetadataRow(row[0], bytes(row[1])) for row in rows]
 
 
-async def locate_frames(
-    conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
-) -> FrameSource | None:
-    """The blob, syntax and frame index of one instance (None if unknown)."""
-    sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
-    return sources[0] if sources else None
-
-
 async def locate_frame_sources(
-    conn: AsyncConnection,
+    db: Database,
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
 ) -> list[FrameSource]:
     """Blob, syntax and frame index of a target's instances, in WADO-01 order (RES-08)."""
-    rows = await _FRAME_SOURCES.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _FRAME_SOURCES.rows(db, study_uid, series_uid, sop_uid)
     return [FrameSource(*row) for row in rows]
 
 
 async def instance_metadata(
-    conn: AsyncConnection, study_uid: str, series_uid: str, sop_uid: str
+    db: Database, study_uid: str, series_uid: str, sop_uid: str
 ) -> bytes | None:
     """One instance's stored metadata JSON (None if unknown)."""
-    rows = await _INSTANCE_METADATA.rows(conn, study_uid, series_uid, sop_uid)
+    rows = await _INSTANCE_METADATA.rows(db, study_uid, series_uid, sop_uid)
     return bytes(rows[0][0]) if rows else None

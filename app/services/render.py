@@ -137,8 +137,7 @@ class RenderService:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[RenderSource]:
         """The target's instances in WADO-01 order; :class:`NotFound` if it does not exist."""
-        async with self._db.read() as conn:
-            found = await locate_render_sources(conn, study_uid, series_uid, sop_uid)
+        found = await locate_render_sources(self._db, study_uid, series_uid, sop_uid)
         if not found:
             raise await self._retrieve.absent(study_uid, series_uid, sop_uid)  # 404, or 410
         return found

@@ -254,8 +254,7 @@ class RetrieveService:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRef]:
         """The target's instances in WADO-01 order; :class:`NotFound` if it does not exist."""
-        async with self._db.read() as conn:
-            refs = await locate(conn, study_uid, series_uid, sop_uid)
+        refs = await locate(self._db, study_uid, series_uid, sop_uid)
         if not refs:
             raise await self.absent(study_uid, series_uid, sop_uid)
         return refs
@@ -273,8 +272,7 @@ class RetrieveService:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[MetadataRow]:
         """The target's stored metadata in WADO-01 order; :class:`NotFound` if it does not exist."""
-        async with self._db.read() as conn:
-            rows = await locate_metadata(conn, study_uid, series_uid, sop_uid)
+        rows = await locate_metadata(self._db, study_uid, series_uid, sop_uid)
         if not rows:
             raise await self.absent(study_uid, series_uid, sop_uid)
         return rows
@@ -288,8 +286,7 @@ class RetrieveService:
         above NumberOfFrames; :class:`NotAcceptable` when the frames are not byte ranges of the
         stored file (video, deflated data set, unmappable fragments).
         """
-        async with self._db.read() as conn:
-            sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
+        sources = await locate_frame_sources(self._db, study_uid, series_uid, sop_uid)
         if not sources:
             raise await self.absent(study_uid, series_uid, sop_uid)
         source = sources[0]
@@ -323,8 +320,7 @@ class RetrieveService:
         read frame by frame (video, FRM-06; undecodable data). :class:`NotFound` when the target
         does not exist or none of its instances has pixel data.
         """
-        async with self._db.read() as conn:
-            sources = await locate_frame_sources(conn, study_uid, series_uid, sop_uid)
+        sources = await locate_frame_sources(self._db, study_uid, series_uid, sop_uid)
         if not sources:
             raise await self.absent(study_uid, series_uid, sop_uid)
         with_pixels = [s for s in sources if s.number_of_frames is not None]
@@ -342,8 +338,7 @@ class RetrieveService:
         if frames.pixels is not None or frames.index is None or not frames.index.encapsulated:
             return frames
         source = frames.source
-        async with self._db.read() as conn:
-            raw = await instance_metadata(conn, source.study_uid, source.series_uid, source.sop_uid)
+        raw = await instance_metadata(self._db, source.study_uid, source.series_uid, source.sop_uid)
         pixels = PixelModule.from_dicom_json(orjson.loads(raw)) if raw else None
         if pixels is None:
             raise TranscodeError("the instance lacks the Image Pixel attributes to decode it")
@@ -433,8 +428,7 @@ class RetrieveService:
 
         :class:`NotFound` when the target does not exist or has no bulk data at all.
         """
-        async with self._db.read() as conn:
-            rows = await locate_with_metadata(conn, study_uid, series_uid, sop_uid)
+        rows = await locate_with_metadata(self._db, study_uid, series_uid, sop_uid)
         if not rows:
             raise await self.absent(study_uid, series_uid, sop_uid)
         targets = [(ref, bulk_paths(raw)) for ref, raw in rows]
@@ -477,8 +471,7 @@ class RetrieveService:
         self, base: str, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> str:
         """The entity tag of the target's metadata (one small query); :class:`NotFound`."""
-        async with self._db.read() as conn:
-            hashes = await locate_hashes(conn, study_uid, series_uid, sop_uid)
+        hashes = await locate_hashes(self._db, study_uid, series_uid, sop_uid)
         if not hashes:
             raise await self.absent(study_uid, series_uid, sop_uid)
         return _etag(hashes, base)

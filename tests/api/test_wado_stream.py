@@ -253,11 +253,9 @@ async def test_target_query_driver_path_matches_sqlalchemy(
         retrieval.locate_metadata,
         retrieval.locate_frame_sources,
     )
-    async with services.db.read() as conn:
-        direct = [await lookup(conn, *uids) for lookup in lookups]
+    direct = [await lookup(services.db, *uids) for lookup in lookups]
     monkeypatch.setattr(retrieval, "_DIRECT_DRIVERS", frozenset())
-    async with services.db.read() as conn:
-        through_sqlalchemy = [await lookup(conn, *uids) for lookup in lookups]
+    through_sqlalchemy = [await lookup(services.db, *uids) for lookup in lookups]
     assert direct == through_sqlalchemy
     assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "study+instance": 1}[level]
 
