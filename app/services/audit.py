@@ -349,7 +349,7 @@ class AuditLog:
             seq, prev, found = await driver.fetchrow(_PG_HEAD_AND_PATIENTS, wanted)
             if seq is None:
                 seq, prev = 0, GENESIS
-            rows = _chain(batch, orjson.loads(found or "{}"), seq, prev)
+            rows = await _chain_in_slices(batch, orjson.loads(found or "{}"), seq, prev)
             await driver.execute(_pg_insert_and_commit(orjson.dumps(rows).decode()))
         except BaseException:
             self._held = None
@@ -369,7 +369,7 @@ class AuditLog:
                 )
             ).first()
             seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
-            rows = _chain(batch, found, seq, prev)
+            rows = await _chain_in_slices(batch, found, seq, prev)
             await conn.execute(insert(AuditEvent), rows)
 
     # --- reading -----------------------------------------------------------------------------
@@ -460,6 +460,26 @@ async def _patient_ids(conn: AsyncConnection, batch: Sequence[AuditRecord]) -> d
             )
         ).all()
     )
+
+
+#: events hashed between two returns to the event loop (about 0.5 ms of CPU)
+_SLICE = 32
+
+
+async def _chain_in_slices(
+    batch: Sequence[AuditRecord], patients: dict[str, Any], seq: int, prev: str
+) -> list[dict[str, Any]]:
+    """:func:`_chain` of a batch, a slice at a time: the writer shares its process's event
+    loop with the requests, and a full batch hashed in one go would hold them up for
+    milliseconds (the chain head stays locked meanwhile, so the result is the same)."""
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(batch), _SLICE):
+        if start:
+            await asyncio.sleep(0)
+        chained = _chain(batch[start : start + _SLICE], patients, seq, prev)
+        seq, prev = chained[-1]["seq"], chained[-1]["hash"]
+        rows += chained
+    return rows
 
 
 def _chain(

@@ -234,3 +234,29 @@ async def test_a_nul_in_a_requested_path_never_stalls_the_log(
         (item,) = [i for i in items if i["request_id"] == "nul-in-path"]
         assert item["study_uid"] == "1.2\ufffd3"
         assert (await services.audit.verify()).ok
+
+
+async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
+    """The writer returns to the event loop between slices of a batch; the rows (links,
+    sequence numbers, hashes, PatientIDs) are those of hashing the batch in one go."""
+    batch = [
+        AuditRecord(action="retrieve", outcome="success", count=i, study_uid=f"1.2.{i % 3}")
+        for i in range(3 * audit_module._SLICE + 5)
+    ]
+    patients = {"1.2.0": "P0", "1.2.2": "P2"}
+    switches = 0
+
+    async def count_switches() -> None:
+        nonlocal switches
+        while True:
+            await asyncio.sleep(0)
+            switches += 1
+
+    counter = asyncio.create_task(count_switches())
+    await asyncio.sleep(0)
+    before = switches
+    sliced = await audit_module._chain_in_slices(batch, patients, 41, "ab" * 32)
+    counter.cancel()
+    assert sliced == audit_module._chain(batch, patients, 41, "ab" * 32)
+    assert [row["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
+    assert switches - before >= 3  # other tasks ran between the four slices
