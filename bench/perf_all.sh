@@ -42,22 +42,40 @@ mkdir -p "$RESULTS"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
-wrk_frames() {  # label base_url bearer concurrency -> the median of $ROUNDS wrk rounds (JSON)
-  local label=$1 base=$2 bearer=$3 c=$4 paths
-  paths=$WORK/paths.$RANDOM
-  "$PY" - "$DATA/wado60" "/${base#http://*/}" > "$paths" <<'PYEOF'
-import json, sys
-for n, line in enumerate(open(f"{sys.argv[1]}/instances.jsonl")):
-    if n == 300:
-        break
-    d = json.loads(line)
-    print(f"{sys.argv[2]}/studies/{d['study_uid']}/series/{d['series_uid']}"
-          f"/instances/{d['sop_uid']}/frames/1")
-PYEOF
+wrk_median() {  # label base_url bearer concurrency paths accept -> median of $ROUNDS rounds (JSON)
+  local label=$1 base=$2 bearer=$3 c=$4 paths=$5 accept=$6 prefixed
+  prefixed=$WORK/paths.$RANDOM
+  sed "s#^#/${base#http://*/}#" "$paths" > "$prefixed"
   for _ in $(seq "$ROUNDS"); do
-    WRK_PATHS=$paths WRK_ACCEPT=$FRAME_ACCEPT WRK_BEARER=$bearer \
+    WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
         wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" | tail -n 1
   done | sort -t: -k5 -n | sed -n "$(( (ROUNDS + 1) / 2 ))p" | sed "s/^/$label /"
+}
+wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
+  local out=$WORK/$1.paths
+  [[ -s $out ]] || "$PY" - "$1" "$DATA" > "$out" <<'PYEOF'
+import json, random, sys
+kind, data = sys.argv[1:]
+if kind == "frames":  # frame 1 of 300 of wado60's 512x512 16-bit instances
+    for n, line in enumerate(open(f"{data}/wado60/instances.jsonl")):
+        if n == 300:
+            break
+        d = json.loads(line)
+        print(f"/studies/{d['study_uid']}/series/{d['series_uid']}"
+              f"/instances/{d['sop_uid']}/frames/1")
+else:  # 400 searches of index100k: by PatientID, by study UID, a study's series, a series' instances
+    rows = [json.loads(line) for line in open(f"{data}/index100k/instances.jsonl")]
+    random.Random(5).shuffle(rows)
+    for n, d in enumerate(rows[:400]):
+        print([f"/studies?PatientID={d['patient_id']}",
+               f"/studies?StudyInstanceUID={d['study_uid']}",
+               f"/studies/{d['study_uid']}/series",
+               f"/studies/{d['study_uid']}/series/{d['series_uid']}/instances"][n % 4])
+PYEOF
+  echo "$out"
+}
+wrk_frames() {  # label base_url bearer concurrency
+  wrk_median "$1" "$2" "$3" "$4" "$(wrk_paths frames)" "$FRAME_ACCEPT"
 }
 
 PIDS=()
@@ -126,8 +144,16 @@ if want overhead; then
   "$PY" "$SHARED/bench/load.py" wado "${OT[@]}" --dataset "$DATA/wado60" -c 4 --ops frame \
       --rounds "$ROUNDS" --label overhead-frames-c4
   if command -v wrk >/dev/null; then
+    TOKEN=$(cat "$WORK/token.txt")
     for _ in 1 2; do  # on, off, on, off: each line the median of $ROUNDS rounds
-      wrk_frames "overhead frames c4 on " http://127.0.0.1:8000/dicom-web "$(cat "$WORK/token.txt")" 4
+      for c in 1 4; do
+        Q=$(wrk_paths qido)
+        wrk_median "overhead qido c$c on " http://127.0.0.1:8000/dicom-web "$TOKEN" $c "$Q" \
+            application/dicom+json
+        wrk_median "overhead qido c$c off" http://127.0.0.1:8001/dicom-web "" $c "$Q" \
+            application/dicom+json
+      done
+      wrk_frames "overhead frames c4 on " http://127.0.0.1:8000/dicom-web "$TOKEN" 4
       wrk_frames "overhead frames c4 off" http://127.0.0.1:8001/dicom-web "" 4
     done
   fi
