@@ -249,7 +249,7 @@ async def _retrieve(
     if chosen.packaging is Packaging.SINGLE:
         return StreamingResponse(
             first.chunks,
-            media_type=_part_type(first),
+            media_type=_part_type(first.transfer_syntax),
             headers={
                 "Content-Length": str(first.length),
                 "Content-Location": _location(base, first.ref),
@@ -295,7 +295,7 @@ def _multipart_length(
     for ref, syntax, length in parts:
         header = part_header(
             boundary,
-            f"{DICOM}; transfer-syntax={syntax}",
+            _part_type(syntax),
             content_location=_location(base, ref),
             content_length=length,
         )
@@ -320,7 +320,7 @@ async def _parts(
             if index < len(rest) and not rest[index].transcoded:
                 ahead = asyncio.ensure_future(_open(retrieve, rest[index]))
             yield OutgoingPart(
-                content_type=_part_type(payload),
+                content_type=_part_type(payload.transfer_syntax),
                 chunks=payload.chunks,
                 content_location=_location(base, payload.ref),
                 content_length=payload.length,
@@ -343,8 +343,8 @@ async def _open(retrieve: RetrieveService, planned: Planned) -> Payload:
     return await retrieve.open(planned.ref, planned.transfer_syntax)
 
 
-def _part_type(payload: Payload) -> str:
-    return f"{DICOM}; transfer-syntax={payload.transfer_syntax}"  # as in _multipart_length
+def _part_type(transfer_syntax: str) -> str:
+    return f"{DICOM}; transfer-syntax={transfer_syntax}"
 
 
 def _location(base: str, ref: InstanceRef) -> str:

@@ -54,7 +54,30 @@ from app.dicom.uids import (
 )
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources, TransferSyntaxNotSupported
 
-__all__ = ["DEFAULT_BASE_PATH_TEMPLATE", "parse_instance"]
+__all__ = [
+    "DEFAULT_BASE_PATH_TEMPLATE",
+    "PART10_PREAMBLE",
+    "PART10_PREFIX_LENGTH",
+    "has_part10_prefix",
+    "parse_instance",
+]
+
+#: PS3.10 §7.1: a 128-byte preamble, then "DICM", open a DICOM file
+PART10_PREAMBLE = 128
+PART10_PREFIX_LENGTH = PART10_PREAMBLE + 4
+
+
+def has_part10_prefix(head: bytes) -> bool:
+    """Whether ``head``, the first bytes of a file, holds the PS3.10 preamble and "DICM"
+    (some STOW clients send the File Meta group without them).
+
+    >>> has_part10_prefix(bytes(128) + b"DICM" + b"\\x02\\x00")
+    True
+    >>> has_part10_prefix(b"\\x02\\x00\\x01\\x00OB")
+    False
+    """
+    return head[PART10_PREAMBLE:PART10_PREFIX_LENGTH] == b"DICM"
+
 
 DEFAULT_BASE_PATH_TEMPLATE: Final = "/studies/{study}/series/{series}/instances/{instance}"
 #: values longer than this are not read at parse time (pixel data, large binary values)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from app.dicom.parse import PART10_PREFIX_LENGTH, has_part10_prefix
 from app.index.db import Database
 from app.index.repository import InstanceIndex
 from app.storage.base import ObjectNotFound, ObjectStore
@@ -132,11 +133,11 @@ class MaintenanceService:
             found: dict[int, bool] = {}
             for row_id, key in rows:
                 try:
-                    head = await self.store.get_range(key, 0, 132)
+                    head = await self.store.get_range(key, 0, PART10_PREFIX_LENGTH)
                 except ObjectNotFound:
                     report.missing_blobs += 1  # fsck reports which
                     continue
-                found[row_id] = head[128:132] == b"DICM"
+                found[row_id] = has_part10_prefix(head)
             async with self.db.write() as conn:
                 await InstanceIndex(conn).record_prefixes(found)
             report.recorded += len(found)

@@ -45,6 +45,7 @@ import orjson
 from app.dicom.bulk import BulkValue, bulk_paths, parse_bulk_path, read_bulk_values
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
+from app.dicom.parse import PART10_PREAMBLE, PART10_PREFIX_LENGTH, has_part10_prefix
 from app.dicom.transcode import (
     PixelModule,
     TranscodeError,
@@ -96,8 +97,7 @@ __all__ = [
 
 ANY_TRANSFER_SYNTAX = "*"
 #: PS3.10 §7.1: a 128-byte preamble (zeros) and the "DICM" prefix open every DICOM file
-PS310_PREFIX = bytes(128) + b"DICM"
-_PREFIX_LENGTH = len(PS310_PREFIX)
+PS310_PREFIX = bytes(PART10_PREAMBLE) + b"DICM"
 #: a blob read for its bulk data stays in memory up to this size, then goes to a temp file
 _BULK_SPOOL_MEMORY = 16 << 20
 
@@ -124,7 +124,7 @@ def stored_length(ref: InstanceRef) -> int | None:
     """
     if ref.part10_prefix is None:
         return None
-    return ref.size + (0 if ref.part10_prefix else _PREFIX_LENGTH)
+    return ref.size + (0 if ref.part10_prefix else PART10_PREFIX_LENGTH)
 
 
 def plan(ref: InstanceRef, requested: str | None) -> str | None:
@@ -557,7 +557,7 @@ class RetrieveService:
         pieces: list[bytes] = []
         received = 0
         try:
-            while received < _PREFIX_LENGTH:
+            while received < PART10_PREFIX_LENGTH:
                 try:
                     piece = await anext(chunks)
                 except StopAsyncIteration:
@@ -569,7 +569,7 @@ class RetrieveService:
             raise
         # normally one chunk (the whole of a small blob): sent as read, not copied
         head = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        prefix = b"" if head[128:_PREFIX_LENGTH] == b"DICM" else PS310_PREFIX
+        prefix = b"" if has_part10_prefix(head) else PS310_PREFIX
         if ref.part10_prefix is not None and bool(ref.part10_prefix) == bool(prefix):
             # the length announced from the index (stored_length) would be wrong
             await _close(chunks)

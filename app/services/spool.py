@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from app.dicom.parse import PART10_PREAMBLE, PART10_PREFIX_LENGTH, has_part10_prefix
 from app.errors import OutOfResources
-
-_PREAMBLE = 128
 
 
 @dataclass(slots=True)
@@ -75,9 +74,9 @@ class Spool:
         self._size += len(chunk)
         if self._size > self._max_bytes:
             raise OutOfResources(f"instance larger than the limit of {self._max_bytes} bytes")
-        if self._head is not None and len(self._head) < _PREAMBLE + 4:
+        if self._head is not None and len(self._head) < PART10_PREFIX_LENGTH:
             self._head += chunk
-            if len(self._head) < _PREAMBLE + 4:
+            if len(self._head) < PART10_PREFIX_LENGTH:
                 return
             chunk = self._release_head()
         self._append(chunk)
@@ -85,9 +84,9 @@ class Spool:
     def _release_head(self) -> bytes:
         assert self._head is not None
         head = bytes(self._head)
-        self._prefixed = head[_PREAMBLE : _PREAMBLE + 4] == b"DICM"
+        self._prefixed = has_part10_prefix(head)
         if self._zero_preamble and self._prefixed:
-            head = bytes(_PREAMBLE) + head[_PREAMBLE:]
+            head = bytes(PART10_PREAMBLE) + head[PART10_PREAMBLE:]
         self._head = None
         return head
 
