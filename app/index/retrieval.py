@@ -119,7 +119,8 @@ class TargetQuery:
     :meth:`Database.driver_connection`, with its prepared-statement cache; aiosqlite: the
     connection under SQLAlchemy's, one worker-thread hop), plain tuples coming back.
     Other drivers run the prebuilt statement through SQLAlchemy. Only plain column types are
-    selected (text, integers, bytes), which neither driver converts differently from SQLAlchemy.
+    selected (text, integers, bytes, one boolean), which neither driver converts differently
+    from SQLAlchemy but for SQLite's booleans, which come back as 0 and 1.
     """
 
     __slots__ = ("_compiled", "_statements")
