@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from asgi_get import asgi_get
 from sqlalchemy.engine import make_url
 
 from app.auth.keys import LocalSigningKey
@@ -46,45 +47,6 @@ MODES = {
     "auth": {"enabled": True, "audit_enabled": False},
     "audit": {"enabled": False, "audit_enabled": True},
 }
-
-
-async def call(app: Any, path: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    """One GET straight into the ASGI app, the answer discarded; the status."""
-    status = 0
-    requested = False
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()  # as a server does: the client goes once the answer is complete
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body" and not message.get("more_body"):
-            done.set()
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query,
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    await app(scope, receive, send)
-    return status
 
 
 def settings_for(mode: str, database_url: str, data_dir: Path) -> Settings:
@@ -146,7 +108,7 @@ async def measure(
             path, query, headers = requests[name]
             started = time.process_time()
             for _ in range(n):
-                status = await call(app, path, query, headers)
+                status, _ = await asgi_get(app, path, query=query, headers=headers)
             await services.audit.flush()
             assert status == 200, (name, status)
             return (time.process_time() - started) / n * 1e6

@@ -17,60 +17,19 @@ import argparse
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from asgi_get import asgi_get
 
 from app.config import AuthSettings, Settings
 from app.main import create_app
 from app.services.container import open_services
 
-Message = MutableMapping[str, Any]
-App = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
 
-
-async def call(app: App, path: str, accept: str) -> tuple[int, int]:
+async def call(app: Any, path: str, accept: str) -> tuple[int, int]:
     """One GET straight into the ASGI app: (status, body length)."""
-    scope: Message = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench"), (b"accept", accept.encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("bench", 80),
-    }
-    done = asyncio.Event()
-    requested = False
-    status, size = 0, 0
-
-    async def receive() -> Message:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, size
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            size += len(message.get("body", b""))
-            if not message.get("more_body"):
-                done.set()
-
-    await app(scope, receive, send)
-    return status, size
+    return await asgi_get(app, path, headers=[(b"host", b"bench"), (b"accept", accept.encode())])
 
 
 async def main(args: argparse.Namespace) -> None:
