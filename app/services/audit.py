@@ -49,9 +49,14 @@ class Outcome:
     FAILURE = "failure"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditRecord:
-    """One audited transaction, as a front end reports it."""
+    """One audited transaction, as a front end reports it.
+
+    Not a frozen dataclass: one is made per request, and a frozen one's ``__init__`` (a
+    ``object.__setattr__`` per field) cost three times as much. Nothing changes a record once it
+    is queued.
+    """
 
     action: str
     outcome: str
@@ -113,27 +118,36 @@ _CONTENT_FIELDS: Final = (
 
 #: the columns a written row fills (the keys of :func:`_chain`'s rows)
 _COLUMNS: Final = (*_CONTENT_FIELDS, "seq", "prev_hash", "hash")
-#: simple-query protocol: several statements, one round trip (the lock key is a constant)
-_PG_BEGIN_AND_LOCK: Final = f"BEGIN; SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"
+#: simple-query protocol: several statements, one round trip (the lock key is a constant).
+#: The head query below is a prepared statement for which PostgreSQL's default plan choice
+#: (``auto``) kept making a custom plan per execution, 120 us of server CPU each time, more than
+#: running it; the generic plan (index probes on ``study_uid`` and ``seq``) is as good for any
+#: array of UIDs. SET LOCAL ends with the transaction.
+_PG_BEGIN_AND_LOCK: Final = (
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
+    f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"
+)
 _PG_HEAD_AND_PATIENTS: Final = (
     "SELECT head.seq, head.hash, (SELECT json_object_agg(study_uid, patient_id)::text "
     "FROM study WHERE study_uid = ANY($1::text[])) "
     "FROM (SELECT 1) AS one LEFT JOIN "
     "(SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1) AS head ON true"
 )
-_PG_INSERT: Final = (
-    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
-    "FROM json_populate_recordset(NULL::audit_event, E'{rows}'); COMMIT"
-)
+#: a written row's values in :data:`_COLUMNS` order, for COPY
+_values_of: Final = operator.itemgetter(*_COLUMNS)
 
 
-def _pg_insert_and_commit(rows_json: str) -> str:
-    """The insert of a batch (its rows as one JSON document, a string literal) and the commit.
+async def _pg_append_and_commit(driver: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Append ``rows`` with a binary COPY, then commit the batch's transaction.
 
-    The literal is an escape string (``E'...'``) with backslashes and quotes escaped, whatever
-    ``standard_conforming_strings`` says, so no row content can end it.
+    COPY costs the server half the CPU per row of an INSERT (no SQL text to parse, no values to
+    convert from text), and the values travel as typed binary fields, so no row content is ever
+    part of a statement's text.
     """
-    return _PG_INSERT.replace("{rows}", rows_json.replace("\\", "\\\\").replace("'", "''"))
+    await driver.copy_records_to_table(
+        "audit_event", records=list(map(_values_of, rows)), columns=_COLUMNS
+    )
+    await driver.execute("COMMIT")
 
 
 async def _abandon(conn: AsyncConnection, driver: Any) -> None:
@@ -162,8 +176,16 @@ def _stamp(value: datetime) -> str:
     value = _utc(value)
     if value.year < 1000:  # strftime does not pad the year to four digits everywhere
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # the same text as that strftime, at a fifth of its cost
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # the same text as that strftime, at a tenth of its cost (isoformat: twice this)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest spelling
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def row_hash(prev_hash: str, seq: int, content: dict[str, Any]) -> str:
@@ -229,7 +251,10 @@ class AuditLog:
         if self._closing:
             raise RuntimeError("the audit log is closed")
         self._ensure_writer()
-        await self._queue.put(event)
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            await self._queue.put(event)
         if self._queue.qsize() >= self._wake_at:
             self._full.set()  # a full batch (or a full queue) is waiting: no need to linger
 
@@ -318,12 +343,12 @@ class AuditLog:
             await self._write_postgresql(batch)
 
     async def _write_postgresql(self, batch: Sequence[AuditRecord]) -> None:
-        """Three round trips on the driver's connection: begin + lock, head + PatientIDs, insert +
-        commit.
+        """Four round trips on the driver's connection: begin + lock, head + PatientIDs, COPY of
+        the rows, commit.
 
         Through SQLAlchemy the same work took six round trips and about 1 ms of CPU per batch,
         more than hashing and encoding a full batch; the statements are fixed, so they go
-        straight to asyncpg, and the rows travel as one JSON document.
+        straight to asyncpg.
         """
         wanted = sorted(
             {
@@ -350,7 +375,7 @@ class AuditLog:
             if seq is None:
                 seq, prev = 0, GENESIS
             rows = await _chain_in_slices(batch, orjson.loads(found or "{}"), seq, prev)
-            await driver.execute(_pg_insert_and_commit(orjson.dumps(rows).decode()))
+            await _pg_append_and_commit(driver, rows)
         except BaseException:
             self._held = None
             try:
@@ -492,20 +517,19 @@ def _chain(
     rows = []
     for event in batch:
         seq += 1
-        values = _content_of(event)
-        if any(type(v) is str and "\x00" in v for v in values):
-            # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
-            # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
-            values = tuple(_no_nul(v) for v in values)
-        row = dict(zip(_CONTENT_FIELDS, values, strict=True))
+        row = dict(zip(_CONTENT_FIELDS, _content_of(event)))  # noqa: B905 - same length
         row["time"] = time = _utc(row["time"])
         if event.study_uid and event.patient_id is None:
             row["patient_id"] = patients.get(event.study_uid) or None
         # row_hash's canonical form, built in place
         row["time"], row["seq"] = _stamp(time), seq
-        digest = hashlib.sha256(
-            prev.encode() + b"\n" + orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
+        payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        if b"\\u0000" in payload:  # JSON's escape of NUL (or a value spelling it out)
+            # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
+            # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
+            row = {name: _no_nul(value) for name, value in row.items()}
+            payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(prev.encode() + b"\n" + payload).hexdigest()
         row["time"], row["prev_hash"], row["hash"] = time, prev, digest
         rows.append(row)
         prev = digest

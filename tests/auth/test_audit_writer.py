@@ -72,7 +72,8 @@ async def test_rows_are_stored_exactly_as_recorded(fresh_database_url: str) -> N
 async def test_a_failed_batch_is_written_again_in_full(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first insert fails mid-transaction: nothing of it stays, the retry writes it all."""
+    """The first write fails mid-transaction (on PostgreSQL after its rows were copied, before
+    the commit): nothing of it stays, the retry writes it all."""
     await migrate.upgrade(fresh_database_url)
     db = Database(fresh_database_url)
     audit = AuditLog(db, linger=0.05)
@@ -89,16 +90,21 @@ async def test_a_failed_batch_is_written_again_in_full(
 
         monkeypatch.setattr(audit, "_write_sqlite", failing)
     else:
-        insert = audit_module._pg_insert_and_commit
+        append = audit_module._pg_append_and_commit
 
-        def broken(rows: str) -> str:
+        async def broken(driver: Any, rows: Any) -> None:
             nonlocal failures
             if failures == 0:
                 failures += 1
-                return insert(rows).replace("audit_event (", "audit_event_missing (", 1)
-            return insert(rows)
+                await driver.copy_records_to_table(
+                    "audit_event",
+                    records=list(map(audit_module._values_of, rows)),
+                    columns=audit_module._COLUMNS,
+                )
+                await driver.execute("SELECT * FROM audit_event_missing")  # then the commit fails
+            await append(driver, rows)
 
-        monkeypatch.setattr(audit_module, "_pg_insert_and_commit", broken)
+        monkeypatch.setattr(audit_module, "_pg_append_and_commit", broken)
     try:
         for i in range(5):
             await audit.record(AuditRecord(action="search", outcome="success", count=i))
@@ -260,3 +266,21 @@ async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
     assert sliced == audit_module._chain(batch, patients, 41, "ab" * 32)
     assert [row["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
     assert switches - before >= 3  # other tasks ran between the four slices
+
+
+def test_only_real_nuls_are_replaced_and_the_hash_covers_what_is_stored() -> None:
+    """A NUL anywhere becomes U+FFFD; text that merely spells out JSON's ``\\u0000`` escape is
+    kept as it is; either way the stored hash is :func:`row_hash` of the stored content."""
+    batch = [
+        AuditRecord(action="search", outcome="success", actor="a\x00b", detail="x\x00"),
+        AuditRecord(action="search", outcome="success", actor="\\u0000", detail="plain"),
+    ]
+    rows = audit_module._chain(batch, {}, 0, audit_module.GENESIS)
+    assert (rows[0]["actor"], rows[0]["detail"]) == ("a\ufffdb", "x\ufffd")
+    assert (rows[1]["actor"], rows[1]["detail"]) == ("\\u0000", "plain")
+    prev = audit_module.GENESIS
+    for row in rows:
+        content = {name: row[name] for name in audit_module._CONTENT_FIELDS}
+        assert row["prev_hash"] == prev
+        assert row["hash"] == audit_module.row_hash(prev, row["seq"], content)
+        prev = row["hash"]
