@@ -15,6 +15,7 @@ the response: actor, source address, action, outcome and status, the UIDs in the
 and the request id, for refused and failed requests too.
 """
 
+import functools
 import logging
 import re
 import uuid
@@ -247,8 +248,10 @@ def note(request: Request, **fields: Any) -> None:
     extra.update(fields)
 
 
+@functools.lru_cache(maxsize=1024)
 def action_for(method: str, path: str) -> str:
-    """The audited action of a route, from its method and path template.
+    """The audited action of a route, from its method and path template (a bounded set: the
+    routes', so the answers are kept).
 
     >>> action_for("GET", "/dicom-web/studies/{study}/series/{series}/metadata")
     'metadata'
