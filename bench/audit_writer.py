@@ -1,5 +1,7 @@
 """CPU cost of the audit writer per event (issue 6): ``AuditLog._write`` on batches of a given
-size, on a throwaway PostgreSQL database (or SQLite with ``--sqlite``), ``time.process_time()``.
+size, on a throwaway PostgreSQL database (or SQLite with ``--sqlite``), ``time.process_time()``,
+and on PostgreSQL also the CPU of the writer's server process (read from ``/proc``, so the
+server must run on this machine).
 
     .venv/bin/python bench/audit_writer.py --batch 1 15 100 [--sqlite]
 
@@ -8,6 +10,7 @@ Events are frames retrievals (study, series and instance named, so the PatientID
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +43,24 @@ def event() -> AuditRecord:
     )
 
 
+async def _backend_pid(audit: AuditLog) -> int | None:
+    """The PostgreSQL server process of the writer's kept connection (None on SQLite)."""
+    held = getattr(audit, "_held", None)
+    if held is None:
+        return None
+    driver = (await held.get_raw_connection()).driver_connection
+    return int(driver.get_server_pid())
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process on this machine, from ``/proc/PID/stat``."""
+    if pid is None:
+        return 0.0
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(url: str, sizes: list[int], batches: int) -> None:
     db = Database(url, pool_size=4)
     audit = AuditLog(db)
@@ -47,17 +68,22 @@ async def measure(url: str, sizes: list[int], batches: int) -> None:
         for size in sizes:
             for _ in range(20):  # warm-up
                 await audit._write([event() for _ in range(size)])
-            per_event = []
+            backend = await _backend_pid(audit)
+            per_event, server_per_event = [], []
             for _ in range(5):
                 work = [[event() for _ in range(size)] for _ in range(batches)]
-                started = time.process_time()
+                started, server_started = time.process_time(), _cpu_seconds(backend)
                 for batch in work:
                     await audit._write(batch)
                 per_event.append((time.process_time() - started) / (batches * size) * 1e6)
+                server_per_event.append(
+                    (_cpu_seconds(backend) - server_started) / (batches * size) * 1e6
+                )
             median = statistics.median(per_event)
+            server = f", server {statistics.median(server_per_event):6.1f} us" if backend else ""
             print(
-                f"batch {size:>4}: {median:6.1f} us per event (min {min(per_event):.1f}), "
-                f"{median * size:7.0f} us per batch"
+                f"batch {size:>4}: {median:6.1f} us per event (min {min(per_event):.1f})"
+                f"{server}, {median * size:7.0f} us per batch"
             )
         report = await audit.verify()
         print(f"chain verified: {report.ok} ({report.rows} rows)")

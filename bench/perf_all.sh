@@ -43,12 +43,28 @@ want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
 wrk_median() {  # label base_url bearer concurrency paths accept -> median of $ROUNDS rounds (JSON)
-  local label=$1 base=$2 bearer=$3 c=$4 paths=$5 accept=$6 prefixed
+  # each round's line also gets the server's and PostgreSQL's CPU per request (bench/proc_cpu.py:
+  # "serve --port N" and its workers for a Lightbox, the Orthanc process otherwise)
+  local label=$1 base=$2 bearer=$3 c=$4 paths=$5 accept=$6 prefixed port server before line
   prefixed=$WORK/paths.$RANDOM
   sed "s#^#/${base#http://*/}#" "$paths" > "$prefixed"
+  port=${base#http://*:} port=${port%%/*}
+  server="serve --port $port"
+  [[ $base == "$ORTHANC"* ]] && server="Orthanc "
   for _ in $(seq "$ROUNDS"); do
-    WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
-        wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" | tail -n 1
+    before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")
+    line=$(WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
+        wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" | tail -n 1)
+    "$PY" - "$line" "$before" "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")" <<'PYEOF'
+import json, sys
+line, before, after = sys.argv[1:]
+result = json.loads(line)
+used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
+n = max(result["requests"], 1)
+result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
+result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
+print(json.dumps(result))
+PYEOF
   done | sort -t: -k5 -n | sed -n "$(( (ROUNDS + 1) / 2 ))p" | sed "s/^/$label /"
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root

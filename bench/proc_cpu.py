@@ -1,0 +1,53 @@
+"""CPU seconds (user + system) used so far by the processes whose command line contains a
+pattern, and by all their descendants.
+
+    .venv/bin/python bench/proc_cpu.py 'serve --port 8000' postgres:
+
+Prints one number per pattern. Descendants count because uvicorn's workers are spawned processes
+whose command line does not repeat the server's. Read it before and after a load run and divide
+the difference by the requests served to get CPU per request. A process that exits during the
+run takes its time with it: use it with long-lived servers.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, command line, CPU ticks)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode("latin-1")
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        # after "pid (comm) ": state ppid ... utime stime (fields 14 and 15 of stat)
+        found[int(entry.name)] = (int(fields[1]), cmdline, int(fields[11]) + int(fields[12]))
+    return found
+
+
+def cpu_seconds(pattern: str, processes: dict[int, tuple[int, str, int]]) -> float:
+    me = os.getpid()
+    chosen = {pid for pid, (_, cmd, _) in processes.items() if pattern in cmd and pid != me}
+    grew = True
+    while grew:  # add children until none is left out
+        more = {pid for pid, (ppid, _, _) in processes.items() if ppid in chosen} - chosen
+        chosen |= more
+        grew = bool(more)
+    return sum(processes[pid][2] for pid in chosen) / TICKS
+
+
+def main() -> None:
+    processes = _processes()
+    print(" ".join(f"{cpu_seconds(p, processes):.2f}" for p in sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
