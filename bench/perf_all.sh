@@ -35,6 +35,7 @@ ORTHANC=${ORTHANC:-http://127.0.0.1:8042/dicom-web}
 WORKERS=${WORKERS:-2}
 RESULTS=${RESULTS:-$HERE/results}
 ROUNDS=${ROUNDS:-3}
+ON_OFF_ROUNDS=${ON_OFF_ROUNDS:-5}  # wrk rounds of each side in the overhead section
 WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
@@ -42,30 +43,61 @@ mkdir -p "$RESULTS"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
-wrk_median() {  # label base_url bearer concurrency paths accept -> median of $ROUNDS rounds (JSON)
-  # each round's line also gets the server's and PostgreSQL's CPU per request (bench/proc_cpu.py:
-  # "serve --port N" and its workers for a Lightbox, the Orthanc process otherwise)
-  local label=$1 base=$2 bearer=$3 c=$4 paths=$5 accept=$6 prefixed port server before line
+wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round (JSON line)
+  # The line also gets the server's and PostgreSQL's CPU per request (bench/proc_cpu.py:
+  # "serve --port N" and its workers for a Lightbox, the Orthanc process otherwise) and, for a
+  # Lightbox, how its workers shared the connections ("split", e.g. "2/2" or "4": uvicorn's
+  # workers accept from one socket, and one may take them all).
+  local base=$1 bearer=$2 c=$3 paths=$4 accept=$5 prefixed port server before split wrk_pid
   prefixed=$WORK/paths.$RANDOM
   sed "s#^#/${base#http://*/}#" "$paths" > "$prefixed"
   port=${base#http://*:} port=${port%%/*}
   server="serve --port $port"
   [[ $base == "$ORTHANC"* ]] && server="Orthanc "
-  for _ in $(seq "$ROUNDS"); do
-    before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")
-    line=$(WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
-        wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" | tail -n 1)
-    "$PY" - "$line" "$before" "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")" <<'PYEOF'
+  before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")
+  WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
+      wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" > "$WORK/wrk.out" &
+  wrk_pid=$!
+  sleep 2
+  split=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort |
+      uniq -c | awk '{print $1}' | sort -rn | paste -sd/ -)
+  wait "$wrk_pid"
+  "$PY" - "$(tail -n 1 "$WORK/wrk.out")" "$before" \
+      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")" "$split" <<'PYEOF'
 import json, sys
-line, before, after = sys.argv[1:]
+line, before, after, split = sys.argv[1:]
 result = json.loads(line)
 used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
 n = max(result["requests"], 1)
 result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
 result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
+result["split"] = split
 print(json.dumps(result))
 PYEOF
-  done | sort -t: -k5 -n | sed -n "$(( (ROUNDS + 1) / 2 ))p" | sed "s/^/$label /"
+}
+median_line() {  # rounds < JSON lines of wrk rounds -> the median one by p50 (field 5 after ':')
+  sort -t: -k5 -n | sed -n "$(( ($1 + 1) / 2 ))p"
+}
+wrk_median() {  # label base_url bearer concurrency paths accept -> median of $ROUNDS rounds (JSON)
+  local label=$1; shift
+  for _ in $(seq "$ROUNDS"); do wrk_round "$@"; done | median_line "$ROUNDS" | sed "s/^/$label /"
+}
+wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
+  # $ON_OFF_ROUNDS rounds of each, alternating on, off, off, on, ... (as load.py --rounds
+  # does), so a drift of the machine's speed over minutes weighs on both; every round is
+  # printed, then the median of each side
+  local label=$1 c=$2 paths=$3 accept=$4 on=$5 bearer=$6 off=$7 r which rounds=$WORK/on_off.$RANDOM
+  for r in $(seq "$ON_OFF_ROUNDS"); do
+    for which in $( ((r % 2)) && echo on off || echo off on); do
+      if [[ $which == on ]]; then wrk_round "$on" "$bearer" "$c" "$paths" "$accept"
+      else wrk_round "$off" "" "$c" "$paths" "$accept"; fi | sed "s/^/$which /" | tee -a "$rounds" |
+          sed "s/^/  $label round $r /"
+    done
+  done
+  for which in on off; do
+    grep "^$which " "$rounds" | cut -d' ' -f2- | median_line "$ON_OFF_ROUNDS" |
+        sed "s/^/$label $which  /"
+  done
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
@@ -161,17 +193,12 @@ if want overhead; then
       --rounds "$ROUNDS" --label overhead-frames-c4
   if command -v wrk >/dev/null; then
     TOKEN=$(cat "$WORK/token.txt")
-    for _ in 1 2; do  # on, off, on, off: each line the median of $ROUNDS rounds
-      for c in 1 4; do
-        Q=$(wrk_paths qido)
-        wrk_median "overhead qido c$c on " http://127.0.0.1:8000/dicom-web "$TOKEN" $c "$Q" \
-            application/dicom+json
-        wrk_median "overhead qido c$c off" http://127.0.0.1:8001/dicom-web "" $c "$Q" \
-            application/dicom+json
-      done
-      wrk_frames "overhead frames c4 on " http://127.0.0.1:8000/dicom-web "$TOKEN" 4
-      wrk_frames "overhead frames c4 off" http://127.0.0.1:8001/dicom-web "" 4
+    ON=http://127.0.0.1:8000/dicom-web OFF=http://127.0.0.1:8001/dicom-web
+    for c in 1 4; do
+      wrk_on_off "overhead qido c$c" $c "$(wrk_paths qido)" application/dicom+json \
+          $ON "$TOKEN" $OFF
     done
+    wrk_on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" $ON "$TOKEN" $OFF
   fi
   kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
 fi
