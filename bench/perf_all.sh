@@ -98,6 +98,7 @@ wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
     grep "^$which " "$rounds" | cut -d' ' -f2- | median_line "$ON_OFF_ROUNDS" |
         sed "s/^/$label $which  /"
   done
+  "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"  # only rounds of the same split compare
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
