@@ -10,7 +10,6 @@ Events are frames retrievals (study, series and instance named, so the PatientID
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from proc_cpu import process_cpu_seconds
 from sqlalchemy.engine import make_url
 
 from app.index import migrate
@@ -53,12 +53,7 @@ async def _backend_pid(audit: AuditLog) -> int | None:
 
 
 def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of a process on this machine, from ``/proc/PID/stat``."""
-    if pid is None:
-        return 0.0
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if pid is None else process_cpu_seconds(pid)
 
 
 async def measure(url: str, sizes: list[int], batches: int) -> None:

@@ -16,24 +16,35 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, str, int]]:
-    """pid -> (parent pid, command line, CPU ticks)."""
+def _stat(pid: int | str) -> tuple[int, float]:
+    """``(parent pid, user + system CPU seconds)`` of one process, from ``/proc/PID/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # after "pid (comm) ": state ppid ... utime stime (fields 14 and 15 of stat)
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by one process of this machine."""
+    return _stat(pid)[1]
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command line, CPU seconds)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\x00", b" ").decode("latin-1")
-            stat = (entry / "stat").read_text()
+            parent, cpu = _stat(entry.name)
         except OSError:  # exited meanwhile
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        # after "pid (comm) ": state ppid ... utime stime (fields 14 and 15 of stat)
-        found[int(entry.name)] = (int(fields[1]), cmdline, int(fields[11]) + int(fields[12]))
+        found[int(entry.name)] = (parent, cmdline, cpu)
     return found
 
 
-def cpu_seconds(pattern: str, processes: dict[int, tuple[int, str, int]]) -> float:
+def cpu_seconds(pattern: str, processes: dict[int, tuple[int, str, float]]) -> float:
     me = os.getpid()
     chosen = {pid for pid, (_, cmd, _) in processes.items() if pattern in cmd and pid != me}
     grew = True
@@ -41,7 +52,7 @@ def cpu_seconds(pattern: str, processes: dict[int, tuple[int, str, int]]) -> flo
         more = {pid for pid, (ppid, _, _) in processes.items() if ppid in chosen} - chosen
         chosen |= more
         grew = bool(more)
-    return sum(processes[pid][2] for pid in chosen) / TICKS
+    return sum(processes[pid][2] for pid in chosen)
 
 
 def main() -> None:
