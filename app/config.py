@@ -157,6 +157,14 @@ class AuthSettings(BaseModel):
     audit_linger_seconds: float = Field(
         0.1, ge=0, description="how long the audit writer gathers events into one transaction"
     )
+    audit_aggregate: bool = Field(
+        True,
+        description=(
+            "one audit row for the reads of one actor on one series gathered into the same "
+            "batch (a viewer's frame requests), with the number of requests, instead of a row "
+            "per request"
+        ),
+    )
     audit_enabled: bool = Field(
         True,
         description="record the audit trail; false is for measurement only (never in production)",

@@ -195,6 +195,8 @@ class AuditEvent(Base):
     instance_uid: Mapped[str | None] = mapped_column(UID)
     patient_id: Mapped[str | None] = mapped_column(Text, index=True)
     count: Mapped[int | None] = mapped_column(Integer)
+    #: requests an aggregated row stands for (NULL: one); hashed only when set
+    requests: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))

@@ -5,7 +5,9 @@ per request, DIMSE (later) once per association operation with the calling AE ti
 ``record`` only queues the event; one writer task commits queued events in batches. When the queue
 is full, ``record`` waits (back-pressure): an event is never dropped silently. A batch that cannot
 be written is retried until it is; if the log is closed while the database is down, the number of
-events lost is logged as an error.
+events lost is logged as an error. With ``aggregate`` (the server's default), the reads of one
+caller on one series that land in the same batch are written as one row that counts them
+(:func:`aggregate`): a viewer paging through a 500-image series leaves one row, not 500.
 
 Rows are append-only and hash-chained: ``hash = sha256(prev_hash || canonical content)``, with
 ``seq`` numbering the chain without gaps, so :meth:`AuditLog.verify` finds an edited, inserted or
@@ -19,7 +21,7 @@ import hashlib
 import logging
 import operator
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,7 +32,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.index.db import Database
 from app.index.models import AuditEvent, Study
 
-__all__ = ["GENESIS", "AuditFilter", "AuditLog", "AuditRecord", "ChainReport", "Outcome"]
+__all__ = [
+    "AGGREGATED_ACTIONS",
+    "GENESIS",
+    "AuditFilter",
+    "AuditLog",
+    "AuditRecord",
+    "ChainReport",
+    "Outcome",
+    "aggregate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +83,8 @@ class AuditRecord:
     request_id: str | None = None
     detail: str | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: the requests this record stands for when :func:`aggregate` merged several (else None)
+    requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +129,10 @@ _CONTENT_FIELDS: Final = (
 )
 
 
+#: hashed only when set (rows written before it existed hold NULL, and their hashes stay valid)
+_REQUESTS: Final = "requests"
 #: the columns a written row fills (the keys of :func:`_chain`'s rows)
-_COLUMNS: Final = (*_CONTENT_FIELDS, "seq", "prev_hash", "hash")
+_COLUMNS: Final = (*_CONTENT_FIELDS, _REQUESTS, "seq", "prev_hash", "hash")
 #: simple-query protocol: several statements, one round trip (the lock key is a constant).
 #: The head query below is a prepared statement for which PostgreSQL's default plan choice
 #: (``auto``) kept making a custom plan per execution, 120 us of server CPU each time, more than
@@ -201,12 +216,18 @@ _content_of: Final = operator.attrgetter(*_CONTENT_FIELDS)
 
 
 def _content(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _CONTENT_FIELDS}
+    """A stored row's hashed content: the content fields, and ``requests`` when it is set."""
+    content = {name: getattr(row, name) for name in _CONTENT_FIELDS}
+    requests = getattr(row, _REQUESTS, None)
+    if requests is not None:
+        content[_REQUESTS] = requests
+    return content
 
 
 def as_json(row: Any) -> dict[str, Any]:
-    """A stored row as a JSON-ready dict (API, export)."""
+    """A stored row as a JSON-ready dict (API, export); ``requests`` is 1 for a row of its own."""
     out = _content(row)
+    out.setdefault(_REQUESTS, 1)
     out["time"] = _utc(out["time"]).isoformat().replace("+00:00", "Z")
     out["seq"] = row.seq
     out["hash"] = row.hash
@@ -224,8 +245,11 @@ class AuditLog:
         queue_size: int = 10000,
         batch_size: int = 256,
         linger: float = 0.1,
+        aggregate: bool = False,
     ) -> None:
         self._db = db
+        #: merge a batch's reads of one caller on one series (:func:`aggregate`)
+        self._aggregate = aggregate
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(maxsize=max(1, queue_size))
         self._batch_size = max(1, batch_size)
         #: how long the writer waits for more events before committing a batch: one transaction
@@ -337,6 +361,8 @@ class AuditLog:
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:
         """Append ``batch`` to the chain in one transaction, PatientIDs filled in from the index."""
+        if self._aggregate:
+            batch = aggregate(batch)
         if self._db.is_sqlite:
             await self._write_sqlite(batch)
         else:
@@ -487,6 +513,69 @@ async def _patient_ids(conn: AsyncConnection, batch: Sequence[AuditRecord]) -> d
     )
 
 
+#: actions whose events :func:`aggregate` may merge: reads, which a viewer makes by the hundred
+#: (a frame request per image); stores, deletions, failed logins and audit queries keep a row each
+AGGREGATED_ACTIONS: Final = frozenset(
+    {"search", "retrieve", "metadata", "frames", "render", "bulkdata", "capabilities"}
+)
+#: what two events must share to be merged: all but time, instance, count and request id
+_aggregation_key: Final = operator.attrgetter(
+    "action",
+    "outcome",
+    "status",
+    "actor",
+    "client_id",
+    "source",
+    "study_uid",
+    "series_uid",
+    "patient_id",
+    "detail",
+)
+
+
+def aggregate(batch: Sequence[AuditRecord]) -> list[AuditRecord]:
+    """``batch`` with the reads of one caller on one series merged into one record each.
+
+    Events merge when they share everything but time, SOP instance, count and request id (same
+    actor, client, address, action, outcome, status, study, series, patient and route) and the
+    action is one of :data:`AGGREGATED_ACTIONS`. A merged record keeps the first event's time,
+    request id and place in the batch; its ``requests`` is the number of events, its ``count``
+    their sum, and its instance UID the one they share, if they do. This is the granularity of a
+    DICOM "Instances Accessed" audit message (PS3.15 A.5.3.2): who read which study of which
+    patient, from where, when, how much. The batch spans at most the writer's linger (0.1 s by
+    default), so a merged row is never late.
+
+    >>> batch = [AuditRecord("frames", "success", instance_uid=f"1.{i}", series_uid="2",
+    ...                      request_id=str(i)) for i in range(3)]
+    >>> [merged] = aggregate(batch)
+    >>> (merged.requests, merged.instance_uid, merged.request_id)
+    (3, None, '0')
+    """
+    out: list[AuditRecord] = []
+    groups: dict[tuple[Any, ...], int] = {}  # key -> index in out
+    for event in batch:
+        if event.action not in AGGREGATED_ACTIONS:
+            out.append(event)
+            continue
+        key = _aggregation_key(event)
+        at = groups.get(key)
+        if at is None:
+            groups[key] = len(out)
+            out.append(event)
+            continue
+        first = out[at]
+        if first.requests is None:  # the first merge: a copy, never the caller's record
+            first = out[at] = replace(first, requests=1)
+        first.requests = (first.requests or 1) + (event.requests or 1)
+        if first.instance_uid != event.instance_uid:
+            first.instance_uid = None
+        if event.count is not None:
+            first.count = (first.count or 0) + event.count
+        if event.time < first.time:
+            first.time = event.time
+    return out
+
+
 #: events hashed between two returns to the event loop (about 0.5 ms of CPU)
 _SLICE = 32
 
@@ -523,6 +612,8 @@ def _chain(
             row["patient_id"] = patients.get(event.study_uid) or None
         # row_hash's canonical form, built in place
         row["time"], row["seq"] = _stamp(time), seq
+        if event.requests is not None:
+            row[_REQUESTS] = event.requests
         payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         if b"\\u0000" in payload:  # JSON's escape of NUL (or a value spelling it out)
             # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
@@ -531,6 +622,7 @@ def _chain(
             payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(prev.encode() + b"\n" + payload).hexdigest()
         row["time"], row["prev_hash"], row["hash"] = time, prev, digest
+        row[_REQUESTS] = event.requests
         rows.append(row)
         prev = digest
     return rows

@@ -129,6 +129,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             queue_size=settings.auth.audit_queue_size,
             batch_size=settings.auth.audit_batch_size,
             linger=settings.auth.audit_linger_seconds,
+            aggregate=settings.auth.audit_aggregate,
         ),
         access=StudyAccess(db),
     )
