@@ -4,6 +4,7 @@ Run it with ``lightbox serve`` or ``uvicorn --factory app.main:create_app``. The
 the services once per process; routes reach them through ``app.api.deps``.
 """
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,19 @@ from app.config import Settings
 from app.services.container import Services, open_services
 
 log = logging.getLogger(__name__)
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what starting made (modules, the app and its routes, pools, codecs: some 160,000
+    objects) out of the garbage collector's full collections.
+
+    Without it, each full collection walked all of them: 60 ms during which the process served
+    nothing, every few seconds under load (objects that outlive a request, such as audit events
+    waiting for their batch, bring the next one closer). Frozen objects are still freed by
+    reference counting; only cycles among them wait for :func:`gc.unfreeze` at shutdown.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -46,7 +60,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             )
         async with open_services(settings) as opened:
             app.state.services = opened
-            yield
+            _freeze_startup_objects()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
 
     app = FastAPI(
         title="Lightbox",

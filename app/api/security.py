@@ -16,9 +16,13 @@ and the request id, for refused and failed requests too.
 """
 
 import functools
+import itertools
 import logging
+import os
 import re
-import uuid
+import secrets
+import time
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -339,6 +343,8 @@ class AuditMiddleware:
             await self._record(scope, status, total, request_id)
 
     async def _record(self, scope: Scope, status: int, total: int | None, request_id: str) -> None:
+        """Queue the request's audit event; the audit writer builds it (:meth:`_event`) with the
+        rest of its batch, off the request path."""
         if not self.audit:
             return
         route = scope.get("route")
@@ -347,6 +353,17 @@ class AuditMiddleware:
         services = getattr(scope["app"].state, "services", None)
         if services is None:
             return
+        build = functools.partial(self._event, scope, status, total, request_id, time.time())
+        try:
+            await services.audit.record_later(build)
+        except Exception:  # the log is closing: say so loudly, never silently
+            log.exception("audit event not recorded: %s", build())
+
+    def _event(
+        self, scope: Scope, status: int, total: int | None, request_id: str, ended: float
+    ) -> AuditRecord:
+        """The audit event of a finished request (its scope is no longer changed)."""
+        route = scope["route"]
         state: dict[str, Any] = scope.get("state") or {}
         principal: Principal | None = state.get("principal")
         denied: str | None = state.get("audit_denied")
@@ -357,7 +374,7 @@ class AuditMiddleware:
         action = action_for(scope["method"], path)
         if status == 401:
             action = "login-failure"
-        event = AuditRecord(
+        return AuditRecord(
             action=action,
             outcome=_outcome(status, denied is not None),
             status=status,
@@ -371,11 +388,8 @@ class AuditMiddleware:
             count=extra.get("count", total),
             request_id=request_id,
             detail=extra.get("detail") or denied or f"{scope['method']} {path}",
+            time=datetime.fromtimestamp(ended, UTC),
         )
-        try:
-            await services.audit.record(event)
-        except Exception:  # the log is closing: say so loudly, never silently
-            log.exception("audit event not recorded: %s", event)
 
     def _source(self, scope: Scope) -> str | None:
         """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
@@ -405,13 +419,35 @@ def _uid(value: Any) -> str | None:
     return value[:64]
 
 
+class _RequestIds:
+    """Request ids of this process: a random 64-bit prefix and a counter, unique across processes
+    and restarts without asking the kernel for randomness per request (``uuid4`` did: a
+    ``getrandom`` call per request). Correlation ids, not secrets: nothing is granted by one.
+    A forked child (same prefix, same counter) is detected by its pid and takes a new prefix.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._counter = itertools.count(1)
+        return f"{self._prefix}-{next(self._counter):x}"
+
+
+_new_request_id = _RequestIds().next
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def _document_security(app: FastAPI) -> None:

@@ -2,6 +2,8 @@
 text), a failed batch rolled back and written again in full, the writer's connection returned."""
 
 import asyncio
+import os
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from app.api import security
 from app.index import migrate
 from app.index.db import Database
 from app.services import audit as audit_module
@@ -284,3 +287,76 @@ def test_only_real_nuls_are_replaced_and_the_hash_covers_what_is_stored() -> Non
         assert row["prev_hash"] == prev
         assert row["hash"] == audit_module.row_hash(prev, row["seq"], content)
         prev = row["hash"]
+
+
+async def test_deferred_events_are_built_by_the_writer_and_never_lost(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """record_later: the writer builds the event with its batch; one whose builder fails still
+    leaves a row (a failure saying so), and the events around it are written as usual."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    built: list[int] = []
+
+    def build(n: int) -> AuditRecord:
+        built.append(n)
+        return AuditRecord(action="search", outcome="success", request_id=f"later-{n}")
+
+    def broken() -> AuditRecord:
+        raise KeyError("route")
+
+    try:
+        await audit.record_later(lambda: build(1))
+        await audit.record_later(broken)
+        await audit.record_later(lambda: build(2))
+        assert built == []  # nothing built on the caller's path
+        await audit.flush()
+        assert built == [1, 2]
+        items, total = await audit.search(AuditFilter(), limit=10, offset=0)
+        assert total == 3
+        by_seq = sorted(items, key=lambda i: i["seq"])
+        assert [i["request_id"] for i in by_seq] == ["later-1", None, "later-2"]
+        assert (by_seq[1]["action"], by_seq[1]["outcome"]) == ("unknown", "failure")
+        assert "KeyError" in by_seq[1]["detail"]
+        assert "audit event could not be built" in caplog.text
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_a_request_is_audited_at_its_end_time_and_with_its_own_id(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The row's time is when the request ended, not when the writer (a linger later) built it;
+    request ids made by the server are distinct and well-formed."""
+    settings = auth_settings(database_url, tmp_path / "data", audit_linger_seconds=0.5)
+    async with auth_client(settings) as (services, http, tokens):
+        before = datetime.now(UTC)
+        responses = [
+            await http.get("/dicom-web/studies", headers=tokens.headers()) for _ in range(20)
+        ]
+        after = datetime.now(UTC)
+        ids = [r.headers["x-request-id"] for r in responses]
+        assert len(set(ids)) == 20
+        assert all(re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", i) for i in ids), ids
+        await services.audit.flush()
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        mine = [i for i in items if i["request_id"] in set(ids)]
+        assert mine  # searches of one caller in one batch: one row (aggregated), or more
+        for item in mine:
+            when = datetime.fromisoformat(item["time"].replace("Z", "+00:00"))
+            assert before <= when <= after, (before, when, after)
+
+
+def test_request_ids_of_a_forked_process_take_a_new_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = security._RequestIds()
+    first, second = ids.next(), ids.next()
+    assert first.split("-")[0] == second.split("-")[0]
+    assert (first.split("-")[1], second.split("-")[1]) == ("1", "2")
+    pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: pid + 1)  # as in a forked child
+    child = ids.next()
+    assert child.split("-")[0] != first.split("-")[0]
+    assert child.split("-")[1] == "1"
