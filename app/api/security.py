@@ -374,6 +374,11 @@ class AuditMiddleware:
         action = action_for(scope["method"], path)
         if status == 401:
             action = "login-failure"
+        study = extra.get("study_uid") or params.get("study") or query.get("studyUID")
+        patient = extra.get("patient_id")
+        detail = extra.get("detail") or denied or f"{scope['method']} {path}"
+        if action == "search":
+            study, patient, detail = _searched(scope, study, patient, detail, denied is None)
         return AuditRecord(
             action=action,
             outcome=_outcome(status, denied is not None),
@@ -381,13 +386,13 @@ class AuditMiddleware:
             actor=principal.subject if principal is not None else None,
             client_id=principal.client_id if principal is not None else None,
             source=self._source(scope),
-            study_uid=_uid(extra.get("study_uid") or params.get("study") or query.get("studyUID")),
+            study_uid=_uid(study),
             series_uid=_uid(params.get("series") or query.get("seriesUID")),
             instance_uid=_uid(params.get("instance") or query.get("objectUID")),
-            patient_id=extra.get("patient_id"),
+            patient_id=patient,
             count=extra.get("count", total),
             request_id=request_id,
-            detail=extra.get("detail") or denied or f"{scope['method']} {path}",
+            detail=detail,
             time=datetime.fromtimestamp(ended, UTC),
         )
 
@@ -405,6 +410,39 @@ class AuditMiddleware:
                     if hop not in self.trusted_proxies:
                         return hop[:64]
         return address
+
+
+#: the longest query string a search's audit detail keeps
+MAX_AUDITED_QUERY: Final = 1024
+#: QIDO keys naming one patient or one study, by keyword or tag
+_PATIENT_KEYS: Final = ("PatientID", "00100020")
+_STUDY_KEYS: Final = ("StudyInstanceUID", "0020000D")
+
+
+def _searched(
+    scope: Scope, study: Any, patient: Any, detail: str, allowed: bool
+) -> tuple[Any, Any, str]:
+    """What a search looked for, as the audit records it (PS3.15 A.5.3.10 keeps the query).
+
+    The query string joins the detail (bounded; percent-encoded as sent), and a search for one
+    PatientID or one StudyInstanceUID names it, so "who looked for this patient?" finds searches
+    too (a wildcard or a list names nobody). A refused search keeps its refusal as the detail.
+    """
+    raw = scope.get("query_string", b"").decode("latin-1")
+    if not raw:
+        return study, patient, detail
+    if allowed:
+        detail = f"{detail}?{raw[:MAX_AUDITED_QUERY]}"
+    fields = dict(parse_qsl(raw))
+    if patient is None:
+        wanted = next((fields[k] for k in _PATIENT_KEYS if fields.get(k)), None)
+        if wanted is not None and not any(c in wanted for c in "*?\\"):
+            patient = wanted[:64]
+    if study is None:
+        wanted = next((fields[k] for k in _STUDY_KEYS if fields.get(k)), None)
+        if wanted is not None and not any(c in wanted for c in ",\\*?"):
+            study = wanted
+    return study, patient, detail
 
 
 def _query(scope: Scope) -> dict[str, str]:

@@ -92,6 +92,8 @@ async def test_each_transaction_writes_its_row(database_url: str, tmp_path: Path
         assert store["source"] == CLIENT[0]
         search = row("search")
         assert (search["action"], search["count"], search["status"]) == ("search", 1, 200)
+        assert search["patient_id"] == patient  # the patient looked for
+        assert search["detail"].endswith(f"/studies?PatientID={patient}")
         for action in ("retrieve", "metadata", "frames"):
             entry = row(action)
             assert entry["action"] == action
@@ -329,3 +331,64 @@ async def test_audit_switched_off_records_nothing(database_url: str, tmp_path: P
         await services.audit.flush()
         _, after = await services.audit.search(AuditFilter(), limit=1, offset=0)
         assert after == before
+
+
+async def test_a_search_records_what_it_looked_for(database_url: str, tmp_path: Path) -> None:
+    """The query joins the detail; one PatientID or one StudyInstanceUID names the patient or
+    study (PS3.15 A.5.3.10 keeps the query); wildcards and lists name nobody."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    patient = f"PID-{generate_uid()[-8:]}"
+    study = generate_uid()
+    body = multipart([make_instance(StudyInstanceUID=study, PatientID=patient)])
+    async with auth_client(settings) as (services, http, tokens):
+        admin = tokens.headers(subject="clerk")
+        stored = await http.post(
+            f"{ROOT}/studies", content=body, headers={**stow_headers(), **admin}
+        )
+        assert stored.status_code == 200, stored.text
+        searches = {
+            "by_patient": f"{ROOT}/studies?PatientID={patient}&includefield=all",
+            "by_tag": f"{ROOT}/studies?00100020={patient}",
+            "by_study": f"{ROOT}/studies?StudyInstanceUID={study}",
+            "wildcard": f"{ROOT}/studies?PatientID=PID-*",
+            "list": f"{ROOT}/studies?StudyInstanceUID={study},{generate_uid()}",
+            "long": f"{ROOT}/studies?PatientName={'x' * 3000}",
+        }
+        ids = {}
+        for name, url in searches.items():
+            response = await http.get(url, headers=admin)
+            assert response.status_code in (200, 204), (name, response.text)
+            ids[name] = response.headers["x-request-id"]
+        refused = await http.get(
+            f"{ROOT}/studies?PatientID={patient}", headers=tokens.headers(["write"])
+        )
+        assert refused.status_code == 403
+        await services.audit.flush()
+        items, _ = await services.audit.search(AuditFilter(actor="clerk"), limit=100, offset=0)
+
+        def row(name: str) -> dict[str, Any]:
+            return _by_request(items, ids[name])
+
+        assert row("by_patient")["patient_id"] == patient
+        assert row("by_patient")["detail"].endswith(f"?PatientID={patient}&includefield=all")
+        assert row("by_tag")["patient_id"] == patient
+        assert (row("by_study")["study_uid"], row("by_study")["patient_id"]) == (study, patient)
+        assert row("wildcard")["patient_id"] is None
+        assert "PatientID=PID-*" in row("wildcard")["detail"]
+        assert row("list")["study_uid"] is None
+        assert len(row("long")["detail"]) <= len(f"GET {ROOT}/studies?") + 1024
+        denied = _by_request(
+            (await services.audit.search(AuditFilter(action="search"), limit=1000, offset=0))[0],
+            refused.headers["x-request-id"],
+        )
+        assert (denied["outcome"], denied["patient_id"]) == ("denied", patient)
+        assert "PatientID" not in denied["detail"]  # the refusal is the detail
+        # "who looked for this patient?" finds the searches
+        for_patient, _ = await services.audit.search(
+            AuditFilter(patient_id=patient, action="search"), limit=100, offset=0
+        )
+        assert {i["request_id"] for i in for_patient} >= {
+            ids["by_patient"],
+            ids["by_tag"],
+            ids["by_study"],
+        }
