@@ -357,7 +357,13 @@ class AuditMiddleware:
         try:
             await services.audit.record_later(build)
         except Exception:  # the log is closing: say so loudly, never silently
-            log.exception("audit event not recorded: %s", build())
+            log.exception(
+                "audit event not recorded: %s %s, status %s, request %s",
+                scope["method"],
+                scope["path"],
+                status,
+                request_id,
+            )
 
     def _event(
         self, scope: Scope, status: int, total: int | None, request_id: str, ended: float
