@@ -384,7 +384,7 @@ class AuditMiddleware:
         patient = extra.get("patient_id")
         detail = extra.get("detail") or denied or f"{scope['method']} {path}"
         if action == "search":
-            study, patient, detail = _searched(scope, study, patient, detail, denied is None)
+            study, patient, detail = _searched(scope, query, study, patient, detail, denied is None)
         return AuditRecord(
             action=action,
             outcome=_outcome(status, denied is not None),
@@ -426,7 +426,7 @@ _STUDY_KEYS: Final = ("StudyInstanceUID", "0020000D")
 
 
 def _searched(
-    scope: Scope, study: Any, patient: Any, detail: str, allowed: bool
+    scope: Scope, query: dict[str, str], study: Any, patient: Any, detail: str, allowed: bool
 ) -> tuple[Any, Any, str]:
     """What a search looked for, as the audit records it (PS3.15 A.5.3.10 keeps the query).
 
@@ -439,7 +439,7 @@ def _searched(
         return study, patient, detail
     if allowed:
         detail = f"{detail}?{raw[:MAX_AUDITED_QUERY]}"
-    fields = dict(parse_qsl(raw))
+    fields = query or dict(parse_qsl(raw))  # parsed already when it names a UID (:func:`_query`)
     if patient is None:
         wanted = next((fields[k] for k in _PATIENT_KEYS if fields.get(k)), None)
         if wanted is not None and not any(c in wanted for c in "*?\\"):

@@ -7,7 +7,8 @@ is full, ``record`` waits (back-pressure): an event is never dropped silently. A
 be written is retried until it is; if the log is closed while the database is down, the number of
 events lost is logged as an error. With ``aggregate`` (the server's default), the reads of one
 caller on one series that land in the same batch are written as one row that counts them
-(:func:`aggregate`): a viewer paging through a 500-image series leaves one row, not 500.
+(:func:`aggregate`): a viewer paging through a series frame by frame leaves a row per batch,
+not a row per frame.
 
 Rows are append-only and hash-chained: ``hash = sha256(prev_hash || canonical content)``, with
 ``seq`` numbering the chain without gaps, so :meth:`AuditLog.verify` finds an edited, inserted or
@@ -327,6 +328,8 @@ class AuditLog:
             while True:
                 batch = await self._next_batch()
                 events = await _built_in_slices(batch)
+                if self._aggregate:  # once per batch, not again on each retry of its write
+                    events = aggregate(events)
                 delay = 0.05
                 while True:
                     try:
@@ -377,8 +380,6 @@ class AuditLog:
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:
         """Append ``batch`` to the chain in one transaction, PatientIDs filled in from the index."""
-        if self._aggregate:
-            batch = aggregate(batch)
         if self._db.is_sqlite:
             await self._write_sqlite(batch)
         else:
@@ -671,7 +672,7 @@ def _chain(
             payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(prev.encode() + b"\n" + payload).hexdigest()
         row["time"], row["prev_hash"], row["hash"] = time, prev, digest
-        row[_REQUESTS] = event.requests
+        row.setdefault(_REQUESTS, None)  # the column, unhashed when unset
         rows.append(row)
         prev = digest
     return rows
