@@ -76,7 +76,7 @@ def serve(
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=settings.host,
@@ -88,6 +88,16 @@ def serve(
         timeout_keep_alive=30,
         server_header=False,
     )
+    if config.workers <= 1:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE
+        return
+    # several workers: the parent accepts and hands each connection to the least busy worker
+    from app.supervisor import Balancer
+
+    raise typer.Exit(Balancer(config).run())
 
 
 def _first_start_key(settings: Settings) -> None:

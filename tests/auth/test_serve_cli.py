@@ -148,20 +148,28 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_serve_tls(fresh_database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_tls(fresh_database_url: str, tmp_path: Path, workers: int) -> None:
+    """TLS on one worker, and on two (the parent hands over connections before the handshake:
+    each worker makes its own)."""
     cert, key = _self_signed(tmp_path)
     data_dir = tmp_path / "data"
     env = server_env(data_dir, fresh_database_url)
     env.pop("LIGHTBOX_AUTH__ENABLED")
-    args = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    args = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--workers", str(workers)]
     with running_server(env, args=args, tls_ca=cert) as server:
         assert server.url.startswith("https://")
         token = _token(data_dir, fresh_database_url, "--subject", "tls", "--ttl", "5m")
         context = ssl.create_default_context(cafile=str(cert))
-        response = httpx.get(
-            f"{server.dicomweb}/studies",
-            headers={"Authorization": f"Bearer {token}"},
-            verify=context,
-        )
-        assert response.status_code == 204
+        for _ in range(4):  # new connections: both workers, when there are two
+            response = httpx.get(
+                f"{server.dicomweb}/studies",
+                headers={"Authorization": f"Bearer {token}"},
+                verify=context,
+            )
+            assert response.status_code == 204
+        # a client that is not speaking TLS is refused, and the server goes on
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{server.port}/readyz", timeout=5)
+        assert httpx.get(f"{server.url}/readyz", verify=context).status_code == 200
         assert "https://127.0.0.1" in server.log.read_text()

@@ -1,0 +1,158 @@
+"""``lightbox serve --workers N``: the parent accepts and hands each connection to the least busy
+worker (:mod:`app.supervisor`); workers that die are replaced; SIGHUP replaces them all; SIGTERM
+stops everything; a worker that cannot start stops the server with exit code 3."""
+
+import collections
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.server import Server, free_port, running_server, server_env
+
+pytestmark = pytest.mark.slow
+
+
+def _worker_of(conn: http.client.HTTPConnection) -> str:
+    """Which worker serves ``conn``: request ids start with a random prefix per process."""
+    conn.request("GET", "/dicom-web/studies")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 204
+    return str(response.getheader("x-request-id")).split("-")[0]
+
+
+@contextmanager
+def _connections(server: Server, n: int) -> Iterator[list[http.client.HTTPConnection]]:
+    conns = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(n)]
+    try:
+        yield conns
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _workers(server: Server) -> list[psutil.Process]:
+    """The worker processes (multiprocessing's resource tracker is a child too)."""
+    children = psutil.Process(server.process.pid).children()
+    return [p for p in children if "spawn_main" in " ".join(p.cmdline())]
+
+
+def _all_serving(server: Server, n: int = 2) -> set[str]:
+    """Wait until ``n`` workers serve (``/readyz`` answers as soon as one does); their ids."""
+    deadline = time.monotonic() + 60
+    while True:
+        with _connections(server, n) as conns:
+            seen = {_worker_of(c) for c in conns}
+        if len(seen) == n:
+            return seen
+        assert time.monotonic() < deadline, "not every worker started"
+        time.sleep(0.2)
+
+
+def _wait_for(condition: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not callable(condition) or not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_connections_spread_evenly(fresh_database_url: str, tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", fresh_database_url)
+    with running_server(env, args=["--workers", "2"]) as server:
+        assert len(_workers(server)) == 2
+        _all_serving(server)
+        # four keep-alive connections, opened together (a viewer): two per worker, every time
+        for _ in range(3):
+            with _connections(server, 4) as conns:
+                owners = [_worker_of(c) for c in conns]
+                assert sorted(collections.Counter(owners).values()) == [2, 2], owners
+                # a connection stays with its worker
+                assert [_worker_of(c) for c in conns] == owners
+        with _connections(server, 10) as conns:
+            owners = [_worker_of(c) for c in conns]
+            counts = collections.Counter(owners)
+            assert sorted(counts.values()) == [5, 5]
+            # close three of one worker's connections: the next three go to it (least busy)
+            busy = owners[0]
+            closed = [c for c, o in zip(conns, owners, strict=True) if o == busy][:3]
+            for conn in closed:
+                conn.close()
+            time.sleep(0.5)  # the worker notices the close
+            with _connections(server, 3) as more:
+                assert [_worker_of(c) for c in more] == [busy] * 3
+
+
+def test_dead_worker_is_replaced(fresh_database_url: str, tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", fresh_database_url)
+    with running_server(env, args=["--workers", "2"]) as server:
+        before = _all_serving(server)
+        victim = _workers(server)[0]
+        victim.kill()
+        victim.wait(10)
+        _wait_for(lambda: len([p for p in _workers(server) if p.pid != victim.pid]) == 2)
+        # the server answers throughout, and the new worker takes its share once it serves
+        after = _all_serving(server)
+        assert len(after - before) == 1  # one old worker, one new one
+        assert server.process.poll() is None
+
+
+def test_sighup_replaces_every_worker(fresh_database_url: str, tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", fresh_database_url)
+    with running_server(env, args=["--workers", "2"]) as server:
+        old = {p.pid for p in _workers(server)}
+        _all_serving(server)
+        with _connections(server, 1) as [kept]:
+            first = _worker_of(kept)
+            os.kill(server.process.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while True:
+                with _connections(server, 2) as conns:
+                    now = {_worker_of(c) for c in conns}
+                if first not in now and len(now) == 2:
+                    break
+                assert time.monotonic() < deadline, "the workers were not replaced"
+                time.sleep(0.2)
+        _wait_for(lambda: not old & {p.pid for p in _workers(server)})
+        assert len(_workers(server)) == 2
+
+
+def test_sigterm_stops_parent_and_workers(fresh_database_url: str, tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", fresh_database_url)
+    with running_server(env, args=["--workers", "2"]) as server:
+        workers = _workers(server)
+        _all_serving(server)
+        with _connections(server, 2) as conns:
+            assert len({_worker_of(c) for c in conns}) == 2
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(timeout=30) == 0
+        for worker in workers:
+            assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+        with pytest.raises(ConnectionRefusedError):
+            http.client.HTTPConnection("127.0.0.1", server.port, timeout=2).connect()
+        log = server.log.read_text()
+        assert "Traceback" not in log
+        assert "no worker could take" not in log
+
+
+def test_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    env["LIGHTBOX_STORAGE_URL"] = "nosuchscheme://bucket"
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "failed to start" in done.stdout + done.stderr
