@@ -343,8 +343,14 @@ class AuditMiddleware:
             await self._record(scope, status, total, request_id)
 
     async def _record(self, scope: Scope, status: int, total: int | None, request_id: str) -> None:
-        """Queue the request's audit event; the audit writer builds it (:meth:`_event`) with the
-        rest of its batch, off the request path."""
+        """Queue the request's audit event; the audit writer builds it (:func:`_event`) with the
+        rest of its batch, off the request path.
+
+        Only what the event is made of is kept (a few strings, the request's small ``state`` and
+        ``path_params`` dicts), never the scope: a queued event must not hold a finished
+        request's objects (the app's dependency stacks, headers, route objects) alive until its
+        batch, up to ``queue_size`` of them when the database is slow.
+        """
         if not self.audit:
             return
         route = scope.get("route")
@@ -353,7 +359,19 @@ class AuditMiddleware:
         services = getattr(scope["app"].state, "services", None)
         if services is None:
             return
-        build = functools.partial(self._event, scope, status, total, request_id, time.time())
+        build = functools.partial(
+            _event,
+            scope["method"],
+            str(getattr(route, "path", scope["path"])),
+            scope.get("state"),
+            scope.get("path_params"),
+            scope.get("query_string", b""),
+            self._source(scope),
+            status,
+            total,
+            request_id,
+            time.time(),
+        )
         try:
             await services.audit.record_later(build)
         except Exception:  # the log is closing: say so loudly, never silently
@@ -364,43 +382,6 @@ class AuditMiddleware:
                 status,
                 request_id,
             )
-
-    def _event(
-        self, scope: Scope, status: int, total: int | None, request_id: str, ended: float
-    ) -> AuditRecord:
-        """The audit event of a finished request (its scope is no longer changed)."""
-        route = scope["route"]
-        state: dict[str, Any] = scope.get("state") or {}
-        principal: Principal | None = state.get("principal")
-        denied: str | None = state.get("audit_denied")
-        extra: dict[str, Any] = state.get("audit_extra") or {}
-        params: dict[str, Any] = scope.get("path_params") or {}
-        query = _query(scope)
-        path = str(getattr(route, "path", scope["path"]))
-        action = action_for(scope["method"], path)
-        if status == 401:
-            action = "login-failure"
-        study = extra.get("study_uid") or params.get("study") or query.get("studyUID")
-        patient = extra.get("patient_id")
-        detail = extra.get("detail") or denied or f"{scope['method']} {path}"
-        if action == "search":
-            study, patient, detail = _searched(scope, query, study, patient, detail, denied is None)
-        return AuditRecord(
-            action=action,
-            outcome=_outcome(status, denied is not None),
-            status=status,
-            actor=principal.subject if principal is not None else None,
-            client_id=principal.client_id if principal is not None else None,
-            source=self._source(scope),
-            study_uid=_uid(study),
-            series_uid=_uid(params.get("series") or query.get("seriesUID")),
-            instance_uid=_uid(params.get("instance") or query.get("objectUID")),
-            patient_id=patient,
-            count=extra.get("count", total),
-            request_id=request_id,
-            detail=detail,
-            time=datetime.fromtimestamp(ended, UTC),
-        )
 
     def _source(self, scope: Scope) -> str | None:
         """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
@@ -418,6 +399,53 @@ class AuditMiddleware:
         return address
 
 
+def _event(
+    method: str,
+    path: str,
+    state: dict[str, Any] | None,
+    params: dict[str, Any] | None,
+    query_string: bytes,
+    source: str | None,
+    status: int,
+    total: int | None,
+    request_id: str,
+    ended: float,
+) -> AuditRecord:
+    """The audit event of a finished request, from what :meth:`AuditMiddleware._record` kept
+    (``path`` is the route's template)."""
+    state = state or {}
+    principal: Principal | None = state.get("principal")
+    denied: str | None = state.get("audit_denied")
+    extra: dict[str, Any] = state.get("audit_extra") or {}
+    params = params or {}
+    raw = query_string.decode("latin-1")
+    query = dict(parse_qsl(raw)) if "UID=" in raw else {}
+    action = action_for(method, path)
+    if status == 401:
+        action = "login-failure"
+    study = extra.get("study_uid") or params.get("study") or query.get("studyUID")
+    patient = extra.get("patient_id")
+    detail = extra.get("detail") or denied or f"{method} {path}"
+    if action == "search":
+        study, patient, detail = _searched(raw, query, study, patient, detail, denied is None)
+    return AuditRecord(
+        action=action,
+        outcome=_outcome(status, denied is not None),
+        status=status,
+        actor=principal.subject if principal is not None else None,
+        client_id=principal.client_id if principal is not None else None,
+        source=source,
+        study_uid=_uid(study),
+        series_uid=_uid(params.get("series") or query.get("seriesUID")),
+        instance_uid=_uid(params.get("instance") or query.get("objectUID")),
+        patient_id=patient,
+        count=extra.get("count", total),
+        request_id=request_id,
+        detail=detail,
+        time=datetime.fromtimestamp(ended, UTC),
+    )
+
+
 #: the longest query string a search's audit detail keeps
 MAX_AUDITED_QUERY: Final = 1024
 #: QIDO keys naming one patient or one study, by keyword or tag
@@ -426,7 +454,7 @@ _STUDY_KEYS: Final = ("StudyInstanceUID", "0020000D")
 
 
 def _searched(
-    scope: Scope, query: dict[str, str], study: Any, patient: Any, detail: str, allowed: bool
+    raw: str, query: dict[str, str], study: Any, patient: Any, detail: str, allowed: bool
 ) -> tuple[Any, Any, str]:
     """What a search looked for, as the audit records it (PS3.15 A.5.3.10 keeps the query).
 
@@ -434,12 +462,11 @@ def _searched(
     PatientID or one StudyInstanceUID names it, so "who looked for this patient?" finds searches
     too (a wildcard or a list names nobody). A refused search keeps its refusal as the detail.
     """
-    raw = scope.get("query_string", b"").decode("latin-1")
     if not raw:
         return study, patient, detail
     if allowed:
         detail = f"{detail}?{raw[:MAX_AUDITED_QUERY]}"
-    fields = query or dict(parse_qsl(raw))  # parsed already when it names a UID (:func:`_query`)
+    fields = query or dict(parse_qsl(raw))  # parsed already when it names a UID (:func:`_event`)
     if patient is None:
         wanted = next((fields[k] for k in _PATIENT_KEYS if fields.get(k)), None)
         if wanted is not None and not any(c in wanted for c in "*?\\"):
@@ -449,11 +476,6 @@ def _searched(
         if wanted is not None and not any(c in wanted for c in ",\\*?"):
             study = wanted
     return study, patient, detail
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    raw = scope.get("query_string", b"").decode("latin-1")
-    return dict(parse_qsl(raw)) if "UID=" in raw else {}
 
 
 def _uid(value: Any) -> str | None:

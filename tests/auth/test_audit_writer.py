@@ -360,3 +360,33 @@ def test_request_ids_of_a_forked_process_take_a_new_prefix(monkeypatch: pytest.M
     child = ids.next()
     assert child.split("-")[0] != first.split("-")[0]
     assert child.split("-")[1] == "1"
+
+
+async def test_a_queued_event_keeps_nothing_of_its_request(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What waits in the queue is a few values, never the request's scope (which holds the app,
+    the route, the dependency stacks): up to ``queue_size`` finished requests would stay alive."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (services, http, tokens):
+        queued: list[Any] = []
+        real = services.audit.record_later
+
+        async def spy(event: Any) -> None:
+            queued.append(event)
+            await real(event)
+
+        monkeypatch.setattr(services.audit, "record_later", spy)
+        response = await http.get("/dicom-web/studies?PatientID=P-1", headers=tokens.headers())
+        assert response.status_code == 204
+        [pending] = queued
+        reachable = list(pending.args)
+        for value in list(reachable):
+            if isinstance(value, dict):
+                reachable += value.values()
+        assert not any(isinstance(v, dict) and "app" in v for v in reachable)  # no scope
+        assert not any(hasattr(v, "router") or hasattr(v, "endpoint") for v in reachable)
+        event = pending()
+        assert (event.action, event.patient_id, event.status) == ("search", "P-1", 204)
+        assert event.request_id == response.headers["x-request-id"]
+        await services.audit.flush()
