@@ -14,7 +14,7 @@
 #   ORTHANC   DICOMweb URL of Orthanc + PostgreSQL with the same three datasets
 #             (../shared/peer/peer_orthanc.sh start --index postgres ...)
 #
-# Lightbox runs with $WORKERS uvicorn workers, auth + audit on (a token from its own issuer);
+# Lightbox runs with $WORKERS workers, auth + audit on (a token from its own issuer);
 # the overhead section also starts a second Lightbox on the same index with auth and audit off
 # and alternates the two (load.py --rounds). Results: bench/results/*.json plus stdout.
 # Frame latency is also measured with wrk (Debian package wrk; bench/wrk_paths.lua), a client
@@ -46,8 +46,9 @@ FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-synta
 wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round (JSON line)
   # The line also gets the server's and PostgreSQL's CPU per request (bench/proc_cpu.py:
   # "serve --port N" and its workers for a Lightbox, the Orthanc process otherwise) and, for a
-  # Lightbox, how its workers shared the connections ("split", e.g. "2/2" or "4": uvicorn's
-  # workers accept from one socket, and one may take them all).
+  # Lightbox, how its workers shared the connections ("split", e.g. "2/2"; before
+  # app/supervisor.py balanced them, uvicorn's workers accepted from one socket and one could
+  # take them all).
   local base=$1 bearer=$2 c=$3 paths=$4 accept=$5 prefixed port server before split wrk_pid
   prefixed=$WORK/paths.$RANDOM
   sed "s#^#/${base#http://*/}#" "$paths" > "$prefixed"

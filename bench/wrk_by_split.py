@@ -3,9 +3,10 @@
     .venv/bin/python bench/wrk_by_split.py LABEL ROUNDS_FILE
 
 ROUNDS_FILE holds one line per round, ``on {json}`` or ``off {json}``, each JSON carrying wrk's
-figures and ``split`` (how the server's workers shared the connections, e.g. ``2/2``). uvicorn's
-workers accept from one socket, so a round may find all its connections on one worker and serve a
-quarter fewer requests whatever the mode: only rounds of the same split compare. Prints, per
+figures and ``split`` (how the server's workers shared the connections, e.g. ``2/2``). When
+uvicorn's workers accepted from one socket, a round could find all its connections on one worker
+and serve a quarter fewer requests whatever the mode, so only rounds of the same split compare
+(``lightbox serve`` now balances them: every round is 2/2 at four connections). Prints, per
 split that both sides had, the medians of p50, p95 and req/s and the on/off difference.
 """
 
