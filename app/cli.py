@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from pydantic import BaseModel
+from uvicorn.config import STARTUP_FAILURE
 
 from app.config import Settings
 
@@ -92,7 +93,7 @@ def serve(
         server = uvicorn.Server(config)
         server.run()
         if not server.started:
-            raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE
+            raise typer.Exit(STARTUP_FAILURE)
         return
     # several workers: the parent accepts and hands each connection to the least busy worker
     from app.supervisor import Balancer

@@ -72,8 +72,9 @@ def least_busy(open_connections: Iterable[int | None], start: int) -> int | None
 
 class _CountedConnections(set[Any]):
     """uvicorn's set of open connections (``server_state.connections``), counting in shared
-    memory each connection it lets go: every HTTP protocol adds itself on ``connection_made``
-    and discards itself when the connection is lost (sometimes twice: counted once)."""
+    memory each connection it lets go: every uvicorn HTTP protocol adds itself on
+    ``connection_made`` and ``discard``s itself when the connection is lost (sometimes twice:
+    counted once); nothing else removes from the set."""
 
     def __init__(self, finished: Any) -> None:
         super().__init__()
@@ -83,10 +84,6 @@ class _CountedConnections(set[Any]):
         if item in self:
             super().discard(item)
             self._finished.value += 1
-
-    def remove(self, item: Any) -> None:
-        super().remove(item)
-        self._finished.value += 1
 
 
 class _HandedServer(uvicorn.Server):
