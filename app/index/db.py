@@ -1,8 +1,11 @@
 """Engine and transactions for the index: PostgreSQL (asyncpg) or SQLite (aiosqlite), same code.
 
-SQLite is the embedded, single-process default: it runs in WAL mode with a busy timeout, and its
-write transactions are serialised by an in-process lock (SQLite has one writer anyway; the lock
-turns lock-upgrade failures into queueing). PostgreSQL needs no such lock.
+SQLite is the embedded default: it runs in WAL mode with a busy timeout, and its write
+transactions are serialised by an in-process lock (SQLite has one writer anyway; the lock turns
+lock-upgrade failures into queueing). Each one also begins with ``BEGIN IMMEDIATE``, taking the
+database's write lock before its first read: with several server processes on one file, a
+transaction that read (a chain head, an existing instance) and then wrote could otherwise act on
+what another process changed in between. PostgreSQL needs neither.
 
 On PostgreSQL the prebuilt look-ups of the retrieve paths (one statement each, read-only, in
 autocommit) also have a small asyncpg pool of their own (:meth:`Database.driver_connection`):
@@ -50,6 +53,8 @@ class Database:
         """A write transaction: commits on normal exit, rolls back on an exception."""
         if self._write_lock is not None:
             async with self._write_lock, self.engine.begin() as conn:
+                # pysqlite would begin only at the first INSERT, after the transaction's reads
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
         else:
             async with self.engine.begin() as conn:

@@ -3,6 +3,7 @@ detects edits and removals; concurrent writers keep one valid chain; nothing is 
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -235,11 +236,20 @@ async def test_tampering_is_detected(fresh_database_url: str, tmp_path: Path, ta
     assert expected in bad.stdout
 
 
-async def test_concurrent_writers_keep_one_chain(fresh_database_url: str) -> None:
-    """Four writers (as four server processes would have) append at once."""
+async def test_concurrent_writers_keep_one_chain(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four writers (as four server processes would have: a database object, a connection pool
+    and an in-process write lock each) append at once, each batch on the head the others left.
+
+    None of them has to retry: on SQLite a writer takes the database's write lock before it reads
+    the chain head, so no two read the same head (the UNIQUE ``seq`` would refuse the second).
+    """
     url = fresh_database_url
     await migrate.upgrade(url)
-    await asyncio.gather(*(_fill(url, 60) for _ in range(4)))
+    with caplog.at_level(logging.WARNING, logger="app.services.audit"):
+        await asyncio.gather(*(_fill(url, 60) for _ in range(4)))
+    assert [r.getMessage() for r in caplog.records] == []
     db = Database(url)
     audit = AuditLog(db)
     try:
