@@ -97,6 +97,12 @@ class AuthSettings(BaseModel):
     anonymous_read: bool = Field(
         False, description="let callers without a token read (search, retrieve); never write"
     )
+    public_api_docs: bool = Field(
+        False,
+        description="serve the OpenAPI document and its viewers (/openapi.json, /docs, /redoc) "
+        "to anyone; off, only the health checks answer without a token (the document is in "
+        "openapi/, and `lightbox openapi` writes it)",
+    )
     deny_as_not_found: bool = Field(
         False, description="answer 404 instead of 403, so callers cannot probe what exists"
     )

@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         summary="DICOMweb PACS: STOW-RS, QIDO-RS, WADO-RS (DICOM PS3.18)",
         lifespan=lifespan,
-        openapi_url="/openapi.json",
+        # the API's description is served only when asked for: it holds no patient data, but
+        # nothing but the health checks answers without a token unless configured (GEN-06)
+        openapi_url="/openapi.json" if settings.auth.public_api_docs else None,
         # every route of every router is guarded, including routes added later (GEN-06)
         dependencies=[Depends(authorize)],
     )

@@ -21,7 +21,8 @@ from tests.factories import make_instance, multipart, stow_headers
 
 #: the only routes open to anyone: the health checks
 ANONYMOUS = {"/healthz", "/readyz"}
-#: FastAPI's own API documentation (the OpenAPI document and its viewers): no data, no guard
+#: FastAPI's own API documentation (the OpenAPI document and its viewers): no data, no guard,
+#: and served only when ``auth.public_api_docs`` asks for it
 DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 UID = "1.2.826.0.1.3680043.8.498.1"
@@ -70,15 +71,17 @@ def test_routes_are_enumerated(tmp_path: Path) -> None:
     assert len(found) >= 14
 
 
+@pytest.mark.parametrize("public_api_docs", [False, True])
 async def test_every_route_refuses_without_token_and_without_permission(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, public_api_docs: bool
 ) -> None:
-    settings = auth_settings(database_url, tmp_path / "data")
+    settings = auth_settings(database_url, tmp_path / "data", public_api_docs=public_api_docs)
     async with auth_client(settings) as (_services, http, tokens):
         app = http._transport.app  # type: ignore[attr-defined]
         checked = 0
         for route, path, method in routes(app):
             if path in DOCUMENTATION:
+                assert public_api_docs, f"{path} is served without being asked for"
                 assert not isinstance(route, APIRoute)
                 continue
             if path in ANONYMOUS:
@@ -96,6 +99,27 @@ async def test_every_route_refuses_without_token_and_without_permission(
             assert f'scope="{needed}"' in lacking.headers["www-authenticate"], (method, path)
             checked += 1
         assert checked >= 12
+
+
+async def test_api_documentation_is_served_only_when_configured(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Off (the default), the health checks are the only answers without a token (GEN-06)."""
+    closed = auth_settings(database_url, tmp_path / "closed")
+    async with auth_client(closed) as (_services, http, tokens):
+        for path in sorted(DOCUMENTATION):
+            assert (await http.get(path)).status_code == 404, path
+            assert (await http.get(path, headers=tokens.headers())).status_code == 404, path
+    opened = auth_settings(database_url, tmp_path / "open", public_api_docs=True)
+    async with auth_client(opened) as (_services, http, _tokens):
+        document = await http.get("/openapi.json")
+        assert document.status_code == 200
+        assert "/dicom-web/studies" in document.json()["paths"]
+        viewer = await http.get("/docs")
+        assert viewer.status_code == 200
+        assert "/openapi.json" in viewer.text
+        # the document it describes still needs a token for the data
+        assert (await http.get("/dicom-web/studies")).status_code == 401
 
 
 @pytest.mark.parametrize("deny_as_not_found", [False, True])
