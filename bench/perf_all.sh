@@ -36,6 +36,8 @@ WORKERS=${WORKERS:-2}
 RESULTS=${RESULTS:-$HERE/results}
 ROUNDS=${ROUNDS:-3}
 ON_OFF_ROUNDS=${ON_OFF_ROUNDS:-5}  # wrk rounds of each side in the overhead section
+OVERHEAD_WRK=${OVERHEAD_WRK:-qido1 qido4 frames4}  # the overhead section's wrk cases
+OVERHEAD_LOADPY=${OVERHEAD_LOADPY:-1}  # 0: the overhead section runs wrk only
 WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
@@ -187,20 +189,26 @@ if want overhead; then
   start open 8001 "$BENCH_DB" "$BENCH_DIR" "${OFF[@]}"
   OT=(--target on=http://127.0.0.1:8000/dicom-web --bearer "on=@$WORK/token.txt"
       --target off=http://127.0.0.1:8001/dicom-web --results-dir "$RESULTS")
-  for c in 1 4; do
-    "$PY" "$SHARED/bench/load.py" qido "${OT[@]}" --dataset "$DATA/index100k" -c $c \
-        --rounds "$ROUNDS" --label "overhead-qido-c$c"
-  done
-  "$PY" "$SHARED/bench/load.py" wado "${OT[@]}" --dataset "$DATA/wado60" -c 4 --ops frame \
-      --rounds "$ROUNDS" --label overhead-frames-c4
+  if [[ $OVERHEAD_LOADPY == 1 ]]; then
+    for c in 1 4; do
+      "$PY" "$SHARED/bench/load.py" qido "${OT[@]}" --dataset "$DATA/index100k" -c $c \
+          --rounds "$ROUNDS" --label "overhead-qido-c$c"
+    done
+    "$PY" "$SHARED/bench/load.py" wado "${OT[@]}" --dataset "$DATA/wado60" -c 4 --ops frame \
+        --rounds "$ROUNDS" --label overhead-frames-c4
+  fi
   if command -v wrk >/dev/null; then
     TOKEN=$(cat "$WORK/token.txt")
     ON=http://127.0.0.1:8000/dicom-web OFF=http://127.0.0.1:8001/dicom-web
-    for c in 1 4; do
-      wrk_on_off "overhead qido c$c" $c "$(wrk_paths qido)" application/dicom+json \
-          $ON "$TOKEN" $OFF
+    for case in $OVERHEAD_WRK; do
+      case $case in
+        qido1|qido4) wrk_on_off "overhead qido c${case#qido}" "${case#qido}" "$(wrk_paths qido)" \
+            application/dicom+json $ON "$TOKEN" $OFF ;;
+        frames4) wrk_on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" \
+            $ON "$TOKEN" $OFF ;;
+        *) echo "unknown OVERHEAD_WRK case: $case"; exit 2 ;;
+      esac
     done
-    wrk_on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" $ON "$TOKEN" $OFF
   fi
   kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
 fi
