@@ -98,7 +98,7 @@ def serve(
     # several workers: the parent accepts and hands each connection to the least busy worker
     from app.supervisor import Balancer
 
-    raise typer.Exit(Balancer(config).run())
+    raise typer.Exit(Balancer(config, worker_timeout=settings.worker_timeout).run())
 
 
 def _first_start_key(settings: Settings) -> None:

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8080, description="HTTP port")
     workers: int = Field(1, description="uvicorn worker processes (production: one per core)")
+    worker_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="with several workers: a worker whose event loop is stuck this many seconds "
+        "is killed and replaced (0: never)",
+    )
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,
         description="embedded default's data directory (SQLite index, blobs, spool)",

@@ -15,6 +15,11 @@ clients pay the hand-off once per connection (tens of microseconds), not per req
 The parent also restarts a worker that dies, stops when one cannot start (exit code 3, uvicorn's
 STARTUP_FAILURE), replaces the workers one by one on SIGHUP, and on SIGINT/SIGTERM stops
 accepting, then lets the workers finish their requests (uvicorn's graceful shutdown) and exits.
+
+A worker whose event loop stops turning (a deadlock, a request stuck in a loop, a process
+stopped) would keep its connections waiting forever. Each worker's loop writes the time into
+shared memory every second; a worker silent for longer than the timeout (``worker_timeout``,
+30 s by default) is killed and replaced like one that died.
 """
 
 import asyncio
@@ -28,7 +33,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterable
-from ctypes import c_int64
+from ctypes import c_double, c_int64
 from multiprocessing.context import SpawnProcess
 from typing import Any, Final
 
@@ -48,6 +53,8 @@ _MAX_FDS: Final = 16
 #: how long a new worker may take to start serving (migrations are done before the workers)
 _START_TIMEOUT: Final = 120.0
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+#: how often a worker's event loop says it is turning (:class:`_HandedServer`)
+_BEAT_SECONDS: Final = 1.0
 
 
 def least_busy(open_connections: Iterable[int | None], start: int) -> int | None:
@@ -94,11 +101,15 @@ class _HandedServer(uvicorn.Server):
         config: uvicorn.Config,
         channel: socket.socket,
         finished: Any,
+        beat: Any,
     ) -> None:
         super().__init__(config)
         self._channel = channel
         #: a shared ``c_int64``: the connections this worker has finished (the parent reads it)
         self._finished = finished
+        #: a shared ``c_double``: when this worker's event loop last turned (``time.monotonic``,
+        #: one clock for every process of the machine)
+        self._beat = beat
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:  # noqa: ARG002
@@ -116,7 +127,12 @@ class _HandedServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         self._channel.setblocking(False)
         loop.add_reader(self._channel.fileno(), self._receive, loop, protocol)
+        self._heartbeat(loop)
         self._channel.send(_READY)
+
+    def _heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._beat.value = time.monotonic()
+        loop.call_later(_BEAT_SECONDS, self._heartbeat, loop)
 
     def _receive(self, loop: asyncio.AbstractEventLoop, protocol: Any) -> None:
         while True:
@@ -157,11 +173,11 @@ class _HandedServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def _worker_main(config: uvicorn.Config, channel: socket.socket, finished: Any) -> None:
+def _worker_main(config: uvicorn.Config, channel: socket.socket, finished: Any, beat: Any) -> None:
     """A worker process's entry point (spawned: nothing of the parent's state is inherited)."""
     config.configure_logging()
     with contextlib.suppress(KeyboardInterrupt):
-        _HandedServer(config, channel, finished).run()
+        _HandedServer(config, channel, finished, beat).run()
 
 
 class _Worker:
@@ -174,10 +190,18 @@ class _Worker:
         #: connections handed to the worker, and (shared) those it has finished
         self.handed = 0
         self.finished = _spawn.RawValue(c_int64, 0)
+        #: when its event loop last turned (shared; written by the worker once it serves)
+        self.beat = _spawn.RawValue(c_double, 0.0)
+        #: killed by the parent for not answering (said once)
+        self.killed = False
+        #: taking connections now; ``served``: it did once (so an exit is not a failed start)
         self.ready = False
+        self.served = False
         self.started_at = time.monotonic()
         self.process: SpawnProcess = _spawn.Process(
-            target=_worker_main, args=(config, child, self.finished), name=f"lightbox-{slot}"
+            target=_worker_main,
+            args=(config, child, self.finished, self.beat),
+            name=f"lightbox-{slot}",
         )
         self.process.start()
         child.close()
@@ -191,9 +215,11 @@ class _Worker:
 class Balancer:
     """The parent process of a multi-worker server (:mod:`app.supervisor`)."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, *, worker_timeout: float = 30.0) -> None:
         self.config = config
         self.count = max(1, config.workers)
+        #: a serving worker whose event loop is silent this long is killed (0: never)
+        self.worker_timeout = worker_timeout
         self._workers: list[_Worker] = []
         #: SIGHUP: the new worker of each slot, until it serves
         self._replacing: dict[int, _Worker] = {}
@@ -229,6 +255,7 @@ class Balancer:
                 for key, _events in self._selector.select(timeout=1.0):
                     self._dispatch(key, listener, wake_r)
                 self._check_starting()
+                self._check_alive()
         finally:
             self._unregister(listener)
             listener.close()  # new connections are refused from here on
@@ -281,7 +308,7 @@ class Balancer:
         except OSError:
             data = b""
         if data == _READY:
-            worker.ready = True
+            worker.ready = worker.served = True
             if self._replacing.get(worker.slot) is worker:  # SIGHUP: the new one serves
                 del self._replacing[worker.slot]
                 self._retire(self._workers[worker.slot])
@@ -303,7 +330,7 @@ class Balancer:
             del self._replacing[worker.slot]
             log.error("A replacement worker exited (code %s); the old one stays.", code)
         elif self._workers[worker.slot] is worker:
-            if not worker.ready:  # it would fail the same way again: the app, TLS, settings
+            if not worker.served:  # it would fail the same way again: the app, TLS, settings
                 log.error(
                     "Worker [%s] failed to start (code %s); stopping.", worker.process.pid, code
                 )
@@ -326,6 +353,24 @@ class Balancer:
                 else:
                     worker.started_at = now  # do not say it again; it is stopped below
                     worker.stop()
+
+    def _check_alive(self) -> None:
+        """Kill a worker whose event loop has been silent too long (it served, so it beats);
+        its exit is then handled like any other (:meth:`_on_exit`: replaced)."""
+        if self.worker_timeout <= 0:
+            return
+        now = time.monotonic()
+        for worker in [*self._workers, *self._replacing.values(), *self._retired]:
+            silent = now - worker.beat.value
+            if not worker.served or worker.killed or silent <= self.worker_timeout:
+                continue
+            log.error(
+                "Worker [%s] has not answered for %.0f s; killing it.", worker.process.pid, silent
+            )
+            worker.ready = False  # no more connections for it
+            worker.killed = True
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
 
     def _replace_all(self) -> None:
         """SIGHUP: start a new worker per slot; as each one serves, the old one stops taking

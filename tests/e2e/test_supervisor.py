@@ -1,6 +1,7 @@
 """``lightbox serve --workers N``: the parent accepts and hands each connection to the least busy
 worker (:mod:`app.supervisor`); workers that die are replaced; SIGHUP replaces them all; SIGTERM
-stops everything; a worker that cannot start stops the server with exit code 3."""
+stops everything; a worker that cannot start stops the server with exit code 3; a worker
+whose event loop is stuck is killed and replaced."""
 
 import collections
 import http.client
@@ -112,6 +113,29 @@ def test_dead_worker_is_replaced(fresh_database_url: str, tmp_path: Path) -> Non
         after = _all_serving(server)
         assert len(after - before) == 1  # one old worker, one new one
         assert server.process.poll() is None
+
+
+def test_stuck_worker_is_killed_and_replaced(fresh_database_url: str, tmp_path: Path) -> None:
+    """A worker whose event loop stops turning (here: the whole process stopped, SIGSTOP) is
+    killed once it has been silent for ``LIGHTBOX_WORKER_TIMEOUT`` and replaced; the other
+    one serves meanwhile, and a worker that is merely idle is left alone."""
+    env = server_env(tmp_path / "data", fresh_database_url, LIGHTBOX_WORKER_TIMEOUT="2")
+    with running_server(env, args=["--workers", "2"]) as server:
+        before = _all_serving(server)
+        time.sleep(3)  # idle workers, longer than the timeout: both still there
+        assert _all_serving(server) == before
+        victim, survivor = _workers(server)
+        victim.suspend()
+        stopped_at = time.monotonic()
+        _wait_for(lambda: not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE)
+        assert time.monotonic() - stopped_at >= 1.5  # not before the timeout
+        assert survivor.is_running()
+        after = _all_serving(server)
+        assert len(after - before) == 1  # the survivor, and a new worker
+        assert server.process.poll() is None
+        log = server.log.read_text()
+        assert f"Worker [{victim.pid}] has not answered" in log
+        assert "Traceback" not in log
 
 
 def test_sighup_replaces_every_worker(fresh_database_url: str, tmp_path: Path) -> None:
