@@ -2,13 +2,17 @@
 
 import asyncio
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.index import migrate
+from app.index.db import Database
 from app.index.models import Base
+from app.services.audit import GENESIS, AuditLog, AuditRecord, _chain
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -41,3 +45,55 @@ def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
     assert asyncio.run(_inspect(empty_database))[1] == set()
     asyncio.run(migrate.upgrade(empty_database))
     assert asyncio.run(_inspect(empty_database))[0] == []
+
+
+async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> None:
+    """Revision 0007 (``seq`` the key, no ``id``; BRIN on ``time`` in PostgreSQL) keeps every
+    stored row and hash, and the log appends after them; on PostgreSQL the append-only trigger
+    stays."""
+    url = fresh_database_url
+    await migrate.upgrade(url, "0006")
+    rows = _chain(
+        [
+            AuditRecord(
+                action="retrieve", outcome="success", study_uid=f"1.2.{i}", request_id=f"{i}"
+            )
+            for i in range(30)
+        ],
+        {},
+        0,
+        GENESIS,
+    )
+    db = Database(url)
+    try:
+        async with db.write() as conn:  # the 0006 table, with its id column filled by itself
+            columns = ", ".join(rows[0])
+            values = ", ".join(f":{name}" for name in rows[0])
+            await conn.execute(text(f"INSERT INTO audit_event ({columns}) VALUES ({values})"), rows)
+    finally:
+        await db.close()
+    await migrate.upgrade(url)
+    db = Database(url)
+    audit = AuditLog(db)
+    try:
+        report = await audit.verify()
+        assert (report.rows, report.problems) == (30, [])
+        await audit.record(action="search", outcome="success")
+        await audit.flush()
+        report = await audit.verify()
+        assert (report.rows, report.problems) == (31, [])
+        if not db.is_sqlite:
+            with pytest.raises(DBAPIError, match="append-only"):
+                async with db.write() as conn:
+                    await conn.execute(text("DELETE FROM audit_event WHERE seq = 1"))
+            async with db.read() as conn:
+                method = await conn.scalar(
+                    text(
+                        "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                        "JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'ix_audit_event_time'"
+                    )
+                )
+            assert method == "brin"
+    finally:
+        await audit.close()
+        await db.close()
