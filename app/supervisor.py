@@ -53,8 +53,10 @@ _MAX_FDS: Final = 16
 #: how long a new worker may take to start serving (migrations are done before the workers)
 _START_TIMEOUT: Final = 120.0
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
-#: how often a worker's event loop says it is turning (:class:`_HandedServer`)
+#: how often a worker's event loop says it is turning (:class:`_HandedServer`), and how often
+#: the parent looks at starting and silent workers
 _BEAT_SECONDS: Final = 1.0
+_CHECK_SECONDS: Final = 1.0
 
 
 def least_busy(open_connections: Iterable[int | None], start: int) -> int | None:
@@ -250,12 +252,16 @@ class Balancer:
         try:
             self._selector.register(wake_r, selectors.EVENT_READ, "signal")
             self._workers = [self._start(slot) for slot in range(self.count)]
+            next_check = 0.0
             while not self._stopping:
                 self._listen(listener)
-                for key, _events in self._selector.select(timeout=1.0):
+                for key, _events in self._selector.select(timeout=_CHECK_SECONDS):
                     self._dispatch(key, listener, wake_r)
-                self._check_starting()
-                self._check_alive()
+                now = time.monotonic()
+                if now >= next_check:  # not on every accept: once a second is soon enough
+                    next_check = now + _CHECK_SECONDS
+                    self._check_starting(now)
+                    self._check_alive(now)
         finally:
             self._unregister(listener)
             listener.close()  # new connections are refused from here on
@@ -340,8 +346,7 @@ class Balancer:
             log.warning("Worker [%s] exited (code %s); starting another.", worker.process.pid, code)
             self._workers[worker.slot] = self._start(worker.slot)
 
-    def _check_starting(self) -> None:
-        now = time.monotonic()
+    def _check_starting(self, now: float) -> None:
         for worker in [*self._workers, *self._replacing.values()]:
             if not worker.ready and now - worker.started_at > _START_TIMEOUT:
                 log.error(
@@ -354,12 +359,11 @@ class Balancer:
                     worker.started_at = now  # do not say it again; it is stopped below
                     worker.stop()
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, now: float) -> None:
         """Kill a worker whose event loop has been silent too long (it served, so it beats);
         its exit is then handled like any other (:meth:`_on_exit`: replaced)."""
         if self.worker_timeout <= 0:
             return
-        now = time.monotonic()
         for worker in [*self._workers, *self._replacing.values(), *self._retired]:
             silent = now - worker.beat.value
             if not worker.served or worker.killed or silent <= self.worker_timeout:
