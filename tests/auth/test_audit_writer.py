@@ -390,3 +390,67 @@ async def test_a_queued_event_keeps_nothing_of_its_request(
         assert (event.action, event.patient_id, event.status) == ("search", "P-1", 204)
         assert event.request_id == response.headers["x-request-id"]
         await services.audit.flush()
+
+
+async def test_flush_and_close_end_the_linger(fresh_database_url: str) -> None:
+    """A long linger never delays a caller who waits for the log (a deletion flushes it first)."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    linger = 30.0
+    audit = AuditLog(db, linger=linger)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        # flushed before the writer has taken the event: it does not start to linger
+        await audit.record(AuditRecord(action="search", outcome="success", count=1))
+        await audit.flush()  # (wait_for would run it as a task, after the writer's first step)
+        assert loop.time() - started < linger / 3
+        # flushed while the writer lingers for more events: the linger ends
+        await audit.record(AuditRecord(action="search", outcome="success", count=2))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(audit.flush(), 10)
+        _, total = await audit.search(AuditFilter(), limit=10, offset=0)
+        assert total == 2
+        # the linger is back for the next batch, and close() ends it too
+        await audit.record(AuditRecord(action="search", outcome="success", count=3))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(audit.close(), 10)
+        assert loop.time() - started < linger / 3
+        items, total = await audit.search(AuditFilter(), limit=10, offset=0)
+        assert total == 3
+        assert sorted(i["count"] for i in items) == [1, 2, 3]
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_a_large_batch_is_written_whole_and_in_order(fresh_database_url: str) -> None:
+    """A batch of several COPY slices (PostgreSQL feeds the driver a slice at a time) is one
+    transaction: every event, in the order recorded, one unbroken chain."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    events = audit_module._COPY_SLICE * 3 + 5
+    audit = AuditLog(db, linger=5, batch_size=events)
+    sizes: list[int] = []
+    write = audit._write
+
+    async def counted(batch: Any) -> None:
+        sizes.append(len(batch))
+        await write(batch)
+
+    audit._write = counted  # type: ignore[method-assign]
+    try:
+        for n in range(events):
+            await audit.record(
+                AuditRecord(action="store", outcome="success", count=n, request_id=f"r{n}")
+            )
+        await audit.flush()
+        assert sizes == [events]
+        rows = [row async for row in audit.rows()]
+        assert [r["count"] for r in rows] == list(range(events))
+        assert [r["seq"] for r in rows] == list(range(1, events + 1))
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
