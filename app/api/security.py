@@ -419,7 +419,7 @@ def _event(
     extra: dict[str, Any] = state.get("audit_extra") or {}
     params = params or {}
     raw = query_string.decode("latin-1")
-    query = dict(parse_qsl(raw)) if "UID=" in raw else {}
+    query = _query(raw) if "UID=" in raw else {}
     action = action_for(method, path)
     if status == 401:
         action = "login-failure"
@@ -466,16 +466,40 @@ def _searched(
         return study, patient, detail
     if allowed:
         detail = f"{detail}?{raw[:MAX_AUDITED_QUERY]}"
-    fields = query or dict(parse_qsl(raw))  # parsed already when it names a UID (:func:`_event`)
+    fields = query or _query(raw)  # parsed already when it names a UID (:func:`_event`)
     if patient is None:
-        wanted = next((fields[k] for k in _PATIENT_KEYS if fields.get(k)), None)
-        if wanted is not None and not any(c in wanted for c in "*?\\"):
+        wanted = fields.get(_PATIENT_KEYS[0]) or fields.get(_PATIENT_KEYS[1])
+        if wanted and _WILDCARD.search(wanted) is None:
             patient = wanted[:64]
     if study is None:
-        wanted = next((fields[k] for k in _STUDY_KEYS if fields.get(k)), None)
-        if wanted is not None and not any(c in wanted for c in ",\\*?"):
+        wanted = fields.get(_STUDY_KEYS[0]) or fields.get(_STUDY_KEYS[1])
+        if wanted and _LIST_OR_WILDCARD.search(wanted) is None:
             study = wanted
     return study, patient, detail
+
+
+#: a value matching more than one thing: a wildcard (or an escape), or a list of UIDs
+_WILDCARD: Final = re.compile(r"[*?\\]")
+_LIST_OR_WILDCARD: Final = re.compile(r"[,*?\\]")
+
+
+def _query(raw: str) -> dict[str, str]:
+    """``dict(parse_qsl(raw))``, without its decoding work when there is nothing to decode.
+
+    >>> _query("PatientID=P1&limit=&x&StudyInstanceUID=1.2") == dict(parse_qsl(
+    ...     "PatientID=P1&limit=&x&StudyInstanceUID=1.2"))
+    True
+    >>> _query("PatientName=A%5EB+C")
+    {'PatientName': 'A^B C'}
+    """
+    if "%" in raw or "+" in raw:
+        return dict(parse_qsl(raw))
+    out = {}
+    for pair in raw.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value:  # as parse_qsl: no "=", or a blank value, is left out
+            out[name] = value
+    return out
 
 
 def _uid(value: Any) -> str | None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.index import migrate
 from app.index.db import Database
 from app.index.models import Base
-from app.services.audit import GENESIS, AuditLog, AuditRecord, _chain
+from app.services.audit import _COLUMNS, GENESIS, AuditLog, AuditRecord, _chain
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -53,7 +53,7 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
     stays."""
     url = fresh_database_url
     await migrate.upgrade(url, "0006")
-    rows = _chain(
+    chained = _chain(
         [
             AuditRecord(
                 action="retrieve", outcome="success", study_uid=f"1.2.{i}", request_id=f"{i}"
@@ -64,6 +64,7 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
         0,
         GENESIS,
     )
+    rows = [dict(zip(_COLUMNS, row, strict=True)) for row in chained]
     db = Database(url)
     try:
         async with db.write() as conn:  # the 0006 table, with its id column filled by itself
