@@ -161,7 +161,7 @@ class AuthSettings(BaseModel):
     )
     audit_batch_size: int = Field(256, description="audit events written per transaction")
     audit_linger_seconds: float = Field(
-        0.5, ge=0, description="how long the audit writer gathers events into one transaction"
+        0.1, ge=0, description="how long the audit writer gathers events into one transaction"
     )
     audit_aggregate: bool = Field(
         True,

@@ -431,11 +431,11 @@ async def test_flush_and_close_end_the_linger(fresh_database_url: str) -> None:
 
 
 async def test_a_large_batch_is_written_whole_and_in_order(fresh_database_url: str) -> None:
-    """A batch of several COPY slices (PostgreSQL feeds the driver a slice at a time) is one
+    """A batch of several slices (the writer returns to the event loop between them) is one
     transaction: every event, in the order recorded, one unbroken chain."""
     await migrate.upgrade(fresh_database_url)
     db = Database(fresh_database_url)
-    events = audit_module._COPY_SLICE * 3 + 5
+    events = audit_module._SLICE * 12 + 5
     audit = AuditLog(db, linger=5, batch_size=events)
     sizes: list[int] = []
     write = audit._write
