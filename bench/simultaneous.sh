@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Lightbox configurations compared under load at the same time: every server of the run gets its
+# own wrk for the same 10 s, round after round, so a drift of the machine's speed (which moved
+# the alternating rounds of perf_all.sh's overhead section by more than the effects measured)
+# weighs on all of them alike. Each server runs on the bench index with its own settings.
+#
+#   bench/simultaneous.sh qido|frames ROUNDS CONNECTIONS SPEC SPEC ...
+#   SPEC: name[,notoken][:VAR=value[:VAR=value...]]   (the first SPEC is the base)
+#
+#   bench/simultaneous.sh qido 8 4 off,notoken:LIGHTBOX_AUTH__ENABLED=false:LIGHTBOX_AUTH__AUDIT_ENABLED=false on
+#
+# Prints every round, then each server against the base: the median over rounds of the ratio of
+# req/s, p50, p95, p99 and the server's CPU per request (its processes, from /proc; PostgreSQL's
+# CPU cannot be told apart per server here). With N servers at CONNECTIONS each, each one has
+# about 1/N of the machine: use it to compare CPU cost and throughput; the latency of a server
+# alone is what perf_all.sh measures. An A/A run (two identical SPECs) shows the noise.
+# Needs wrk, the bench index (BENCH_DB, BENCH_DIR) and the datasets (DATA), as perf_all.sh.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+PY=$REPO/.venv/bin/python
+LB=$REPO/.venv/bin/lightbox
+DATA=${DATA:-/work/bench-data}
+BENCH_DB=${BENCH_DB:-lb_bench}
+BENCH_DIR=${BENCH_DIR:-$DATA/lb}
+WORKERS=${WORKERS:-2}
+PG=postgresql+asyncpg://postgres@127.0.0.1:5432
+KIND=$1 ROUNDS=$2 C=$3
+shift 3
+WORK=$(mktemp -d /tmp/lightbox-simul.XXXXXX)
+FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
+
+"$PY" - "$KIND" "$DATA" > "$WORK/paths" <<'PYEOF'
+import json, random, sys
+kind, data = sys.argv[1:]
+if kind == "frames":  # frame 1 of 300 of wado60's 512x512 16-bit instances (as perf_all.sh)
+    for n, line in enumerate(open(f"{data}/wado60/instances.jsonl")):
+        if n == 300:
+            break
+        d = json.loads(line)
+        print(f"/dicom-web/studies/{d['study_uid']}/series/{d['series_uid']}"
+              f"/instances/{d['sop_uid']}/frames/1")
+elif kind == "qido":  # perf_all.sh's 400 searches of index100k
+    rows = [json.loads(line) for line in open(f"{data}/index100k/instances.jsonl")]
+    random.Random(5).shuffle(rows)
+    for n, d in enumerate(rows[:400]):
+        print("/dicom-web" + [f"/studies?PatientID={d['patient_id']}",
+               f"/studies?StudyInstanceUID={d['study_uid']}",
+               f"/studies/{d['study_uid']}/series",
+               f"/studies/{d['study_uid']}/series/{d['series_uid']}/instances"][n % 4])
+else:
+    sys.exit(f"unknown kind {kind}: qido or frames")
+PYEOF
+ACCEPT=application/dicom+json
+[[ $KIND == frames ]] && ACCEPT=$FRAME_ACCEPT
+
+PIDS=()
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+trap stop_all EXIT
+
+LIGHTBOX_DATA_DIR=$BENCH_DIR "$LB" token create --subject bench --scope read --ttl 1d |
+    tail -n 1 > "$WORK/token"
+NAMES=() PORTS=() TOKENS=()
+port=8100
+for spec in "$@"; do
+  head=${spec%%:*} settings=()
+  [[ $spec == *:* ]] && IFS=: read -r -a settings <<< "${spec#*:}"
+  name=${head%%,*}
+  token=$(cat "$WORK/token")
+  [[ $head == *,notoken ]] && token=""
+  (cd "$REPO" && exec env LIGHTBOX_DATA_DIR="$BENCH_DIR" LIGHTBOX_DATABASE_URL="$PG/$BENCH_DB" \
+      LIGHTBOX_LOG_LEVEL=warning "${settings[@]}" setsid "$LB" serve --port "$port" \
+      --workers "$WORKERS" > "$WORK/$name.log" 2>&1) &
+  PIDS+=($!)
+  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.2; done
+  NAMES+=("$name") PORTS+=("$port") TOKENS+=("$token")
+  port=$((port + 1))
+done
+
+for r in $(seq "$ROUNDS"); do
+  for i in "${!NAMES[@]}"; do
+    "$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" > "$WORK/cpu0.$i"
+  done
+  waits=()
+  for i in "${!NAMES[@]}"; do
+    (WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
+        -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
+     "$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" > "$WORK/cpu1.$i") &
+    waits+=($!)
+  done
+  wait "${waits[@]}"
+  for i in "${!NAMES[@]}"; do
+    "$PY" - "${NAMES[$i]}" "$r" "$(tail -n 1 "$WORK/wrk.$i")" "$(cat "$WORK/cpu0.$i")" \
+        "$(cat "$WORK/cpu1.$i")" <<'PYEOF' | tee -a "$WORK/rounds"
+import json, sys
+name, r, line, before, after = sys.argv[1:]
+result = json.loads(line)
+result["server_ms_per_req"] = round((float(after) - float(before)) * 1000 / max(result["requests"], 1), 3)
+print(f"round {r} {name} {json.dumps(result)}")
+PYEOF
+  done
+done
+
+"$PY" - "$WORK/rounds" "${NAMES[0]}" <<'PYEOF'
+import collections, json, statistics, sys
+path, base = sys.argv[1:]
+rounds = collections.defaultdict(dict)
+for line in open(path):
+    _, r, name, data = line.split(" ", 3)
+    rounds[r][name] = json.loads(data)
+names = list(next(iter(rounds.values())))
+print(f"median over {len(rounds)} rounds, against {base}:")
+for name in names:
+    if name == base:
+        continue
+    parts = []
+    for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_ms_per_req"):
+        ratios = [x[name][key] / x[base][key] - 1 for x in rounds.values() if x[base][key]]
+        parts.append(f"{key} {100 * statistics.median(ratios):+.1f}%")
+    print(f"  {name}: " + ", ".join(parts))
+PYEOF
