@@ -52,6 +52,12 @@ async def downgrade(url: str, revision: str = "base") -> None:
 async def _run(url: str, action: "_Action") -> None:
     engine = create_async_engine(url)
     try:
+        if engine.dialect.name == "sqlite":
+            # WAL is a property of the file: set here, by the one process migrating, it is never
+            # switched on by servers' first connections at once (a switch does not wait for a
+            # busy database, so all but one of them would fail)
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         async with engine.begin() as conn:
             await conn.run_sync(_with_connection, url, action)
     finally:

@@ -1,6 +1,8 @@
 """The migrations make exactly the models' schema, on PostgreSQL and SQLite, and reverse cleanly."""
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -97,4 +99,22 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
             assert method == "brin"
     finally:
         await audit.close()
+        await db.close()
+
+
+async def test_a_migrated_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
+    """The migration switches a new SQLite file to WAL, so the servers' first connections never
+    switch it themselves: a switch does not wait for a busy database, and several processes
+    connecting at once (two workers, four writers) made all but one fail with "database is
+    locked". Those connections find WAL and leave it as it is."""
+    path = tmp_path / "index.db"
+    await migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.write() as conn:  # a connection of the server's kind: WAL kept
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+        assert mode == "wal"
+    finally:
         await db.close()
