@@ -105,25 +105,7 @@ wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
-  [[ -s $out ]] || "$PY" - "$1" "$DATA" > "$out" <<'PYEOF'
-import json, random, sys
-kind, data = sys.argv[1:]
-if kind == "frames":  # frame 1 of 300 of wado60's 512x512 16-bit instances
-    for n, line in enumerate(open(f"{data}/wado60/instances.jsonl")):
-        if n == 300:
-            break
-        d = json.loads(line)
-        print(f"/studies/{d['study_uid']}/series/{d['series_uid']}"
-              f"/instances/{d['sop_uid']}/frames/1")
-else:  # 400 searches of index100k: by PatientID, by study UID, a study's series, a series' instances
-    rows = [json.loads(line) for line in open(f"{data}/index100k/instances.jsonl")]
-    random.Random(5).shuffle(rows)
-    for n, d in enumerate(rows[:400]):
-        print([f"/studies?PatientID={d['patient_id']}",
-               f"/studies?StudyInstanceUID={d['study_uid']}",
-               f"/studies/{d['study_uid']}/series",
-               f"/studies/{d['study_uid']}/series/{d['series_uid']}/instances"][n % 4])
-PYEOF
+  [[ -s $out ]] || "$PY" "$HERE/wrk_paths.py" "$1" "$DATA" > "$out"
   echo "$out"
 }
 wrk_frames() {  # label base_url bearer concurrency

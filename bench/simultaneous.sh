@@ -30,27 +30,7 @@ shift 3
 WORK=$(mktemp -d /tmp/lightbox-simul.XXXXXX)
 FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
-"$PY" - "$KIND" "$DATA" > "$WORK/paths" <<'PYEOF'
-import json, random, sys
-kind, data = sys.argv[1:]
-if kind == "frames":  # frame 1 of 300 of wado60's 512x512 16-bit instances (as perf_all.sh)
-    for n, line in enumerate(open(f"{data}/wado60/instances.jsonl")):
-        if n == 300:
-            break
-        d = json.loads(line)
-        print(f"/dicom-web/studies/{d['study_uid']}/series/{d['series_uid']}"
-              f"/instances/{d['sop_uid']}/frames/1")
-elif kind == "qido":  # perf_all.sh's 400 searches of index100k
-    rows = [json.loads(line) for line in open(f"{data}/index100k/instances.jsonl")]
-    random.Random(5).shuffle(rows)
-    for n, d in enumerate(rows[:400]):
-        print("/dicom-web" + [f"/studies?PatientID={d['patient_id']}",
-               f"/studies?StudyInstanceUID={d['study_uid']}",
-               f"/studies/{d['study_uid']}/series",
-               f"/studies/{d['study_uid']}/series/{d['series_uid']}/instances"][n % 4])
-else:
-    sys.exit(f"unknown kind {kind}: qido or frames")
-PYEOF
+"$PY" "$HERE/wrk_paths.py" "$KIND" "$DATA" --prefix /dicom-web > "$WORK/paths"
 ACCEPT=application/dicom+json
 [[ $KIND == frames ]] && ACCEPT=$FRAME_ACCEPT
 

@@ -174,6 +174,19 @@ async def test_a_kept_connection_the_server_closed_is_replaced(
         await db.close()
 
 
+def _batch_sizes(audit: AuditLog) -> list[int]:
+    """The sizes of the batches ``audit`` writes from now on, in order (a list it fills)."""
+    sizes: list[int] = []
+    write = audit._write
+
+    async def counted(batch: Any) -> None:
+        sizes.append(len(batch))
+        await write(batch)
+
+    audit._write = counted  # type: ignore[method-assign]
+    return sizes
+
+
 @pytest.mark.parametrize(("queue_size", "batch_size"), [(10000, 4), (2, 100)])
 async def test_a_full_batch_or_queue_ends_the_linger(
     fresh_database_url: str, queue_size: int, batch_size: int
@@ -183,14 +196,7 @@ async def test_a_full_batch_or_queue_ends_the_linger(
     db = Database(fresh_database_url)
     linger = 4.0
     audit = AuditLog(db, linger=linger, batch_size=batch_size, queue_size=queue_size)
-    sizes: list[int] = []
-    write = audit._write
-
-    async def counted(batch: Any) -> None:
-        sizes.append(len(batch))
-        await write(batch)
-
-    audit._write = counted  # type: ignore[method-assign]
+    sizes = _batch_sizes(audit)
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
@@ -437,14 +443,7 @@ async def test_a_large_batch_is_written_whole_and_in_order(fresh_database_url: s
     db = Database(fresh_database_url)
     events = audit_module._SLICE * 12 + 5
     audit = AuditLog(db, linger=5, batch_size=events)
-    sizes: list[int] = []
-    write = audit._write
-
-    async def counted(batch: Any) -> None:
-        sizes.append(len(batch))
-        await write(batch)
-
-    audit._write = counted  # type: ignore[method-assign]
+    sizes = _batch_sizes(audit)
     try:
         for n in range(events):
             await audit.record(
