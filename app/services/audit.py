@@ -160,6 +160,11 @@ _SEQ_AT: Final = _COLUMNS.index("seq")
 _HASH_AT: Final = _COLUMNS.index("hash")
 
 
+def _named(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of :func:`_chain` (values in :data:`_COLUMNS` order) by column name."""
+    return dict(zip(_COLUMNS, row, strict=True))
+
+
 async def _pg_append_and_commit(driver: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append ``rows`` with a binary COPY, then commit the batch's transaction.
 
@@ -451,8 +456,7 @@ class AuditLog:
             ).first()
             seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
             rows = await _chain_in_slices(batch, found, seq, prev)
-            values = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
-            await conn.execute(insert(AuditEvent), values)
+            await conn.execute(insert(AuditEvent), [_named(row) for row in rows])
 
     # --- reading -----------------------------------------------------------------------------
 

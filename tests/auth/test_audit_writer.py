@@ -273,13 +273,8 @@ async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
     sliced = await audit_module._chain_in_slices(batch, patients, 41, "ab" * 32)
     counter.cancel()
     assert sliced == audit_module._chain(batch, patients, 41, "ab" * 32)
-    assert [_named(row)["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
+    assert [audit_module._named(row)["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
     assert switches - before >= 3  # other tasks ran between the four slices
-
-
-def _named(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A row of :func:`audit_module._chain` by column name."""
-    return dict(zip(audit_module._COLUMNS, row, strict=True))
 
 
 def test_only_real_nuls_are_replaced_and_the_hash_covers_what_is_stored() -> None:
@@ -289,7 +284,8 @@ def test_only_real_nuls_are_replaced_and_the_hash_covers_what_is_stored() -> Non
         AuditRecord(action="search", outcome="success", actor="a\x00b", detail="x\x00"),
         AuditRecord(action="search", outcome="success", actor="\\u0000", detail="plain"),
     ]
-    rows = [_named(row) for row in audit_module._chain(batch, {}, 0, audit_module.GENESIS)]
+    chained = audit_module._chain(batch, {}, 0, audit_module.GENESIS)
+    rows = [audit_module._named(row) for row in chained]
     assert (rows[0]["actor"], rows[0]["detail"]) == ("a\ufffdb", "x\ufffd")
     assert (rows[1]["actor"], rows[1]["detail"]) == ("\\u0000", "plain")
     prev = audit_module.GENESIS

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.index import migrate
 from app.index.db import Database
 from app.index.models import Base
-from app.services.audit import _COLUMNS, GENESIS, AuditLog, AuditRecord, _chain
+from app.services.audit import GENESIS, AuditLog, AuditRecord, _chain, _named
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -66,7 +66,7 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
         0,
         GENESIS,
     )
-    rows = [dict(zip(_COLUMNS, row, strict=True)) for row in chained]
+    rows = [_named(row) for row in chained]
     db = Database(url)
     try:
         async with db.write() as conn:  # the 0006 table, with its id column filled by itself
