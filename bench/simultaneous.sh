@@ -14,6 +14,11 @@
 # CPU cannot be told apart per server here). With N servers at CONNECTIONS each, each one has
 # about 1/N of the machine: use it to compare CPU cost and throughput; the latency of a server
 # alone is what perf_all.sh measures. An A/A run (two identical SPECs) shows the noise.
+#
+# SEQUENTIAL=1: the servers take turns instead, one at a time with the machine to itself (the
+# order rotates each round, so a drift weighs on all alike): the latency of each server alone,
+# as perf_all.sh's overhead section measures it for two, for any number of configurations, and
+# PostgreSQL's CPU per request too (only one server is under load at a time).
 # Needs wrk, the bench index (BENCH_DB, BENCH_DIR) and the datasets (DATA), as perf_all.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -61,7 +66,32 @@ for spec in "$@"; do
   port=$((port + 1))
 done
 
+one_alone() {  # index round -> one 10 s wrk round of that server alone (JSON line)
+  local i=$1 r=$2 before after
+  before=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:")
+  WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
+      -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
+  after=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:")
+  "$PY" - "${NAMES[$i]}" "$r" "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" <<'PYEOF'
+import json, sys
+name, r, line, before, after = sys.argv[1:]
+result = json.loads(line)
+used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
+n = max(result["requests"], 1)
+result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
+result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
+print(f"round {r} {name} {json.dumps(result)}")
+PYEOF
+}
+
 for r in $(seq "$ROUNDS"); do
+  if [[ ${SEQUENTIAL:-0} == 1 ]]; then
+    n=${#NAMES[@]}
+    for k in $(seq 0 $((n - 1))); do
+      one_alone $(((k + r) % n)) "$r" | tee -a "$WORK/rounds"
+    done
+    continue
+  fi
   for i in "${!NAMES[@]}"; do
     "$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" > "$WORK/cpu0.$i"
   done
@@ -98,8 +128,10 @@ for name in names:
     if name == base:
         continue
     parts = []
-    for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_ms_per_req"):
-        ratios = [x[name][key] / x[base][key] - 1 for x in rounds.values() if x[base][key]]
+    for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_ms_per_req", "pg_ms_per_req"):
+        ratios = [x[name][key] / x[base][key] - 1 for x in rounds.values() if x[base].get(key)]
+        if not ratios:  # PostgreSQL's share is only measured with SEQUENTIAL=1
+            continue
         parts.append(f"{key} {100 * statistics.median(ratios):+.1f}%")
     print(f"  {name}: " + ", ".join(parts))
 PYEOF
