@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from app.config import Settings
-from app.index.models import Base
+from app.index.models import Base, on_this_dialect
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,6 +23,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=on_this_dialect(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

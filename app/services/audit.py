@@ -31,7 +31,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.db import Database
-from app.index.models import AuditEvent, Study
+from app.index.models import AUDIT_KEY_COLUMNS, AUDIT_KEY_TAGS, AUDIT_KEYS, AuditEvent, Study
 
 __all__ = [
     "AGGREGATED_ACTIONS",
@@ -464,8 +464,11 @@ class AuditLog:
         self, filters: AuditFilter, *, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of events matching ``filters`` (newest first) and the number matching."""
-        query = _filtered(select(AuditEvent), filters)
-        count = _filtered(select(func.count()).select_from(AuditEvent), filters)
+        postgresql = not self._db.is_sqlite
+        query = _filtered(select(AuditEvent), filters, postgresql=postgresql)
+        count = _filtered(
+            select(func.count()).select_from(AuditEvent), filters, postgresql=postgresql
+        )
         async with self._db.read() as conn:
             total = (await conn.execute(count)).scalar_one()
             rows = (
@@ -481,7 +484,7 @@ class AuditLog:
         while True:
             query = select(AuditEvent).where(AuditEvent.seq > last)
             if filters is not None:
-                query = _filtered(query, filters)
+                query = _filtered(query, filters, postgresql=not self._db.is_sqlite)
             async with self._db.read() as conn:
                 chunk = (await conn.execute(query.order_by(AuditEvent.seq).limit(1000))).all()
             if not chunk:
@@ -551,15 +554,19 @@ def _built(batch: Sequence[Pending]) -> list[AuditRecord]:
     return events
 
 
-def _filtered(query: Select[Any], f: AuditFilter) -> Select[Any]:
-    if f.patient_id is not None:
-        query = query.where(AuditEvent.patient_id == f.patient_id)
-    if f.study_uid is not None:
-        query = query.where(AuditEvent.study_uid == f.study_uid)
-    if f.actor is not None:
-        query = query.where(AuditEvent.actor == f.actor)
-    if f.action is not None:
-        query = query.where(AuditEvent.action == f.action)
+def _filtered(query: Select[Any], f: AuditFilter, *, postgresql: bool) -> Select[Any]:
+    """``query`` restricted to the rows ``f`` matches.
+
+    On PostgreSQL the equality filters also go through ``audit_keys(...) @> ARRAY[...]``, the
+    form its GIN index serves (alembic revision 0008); SQLite has a B-tree per column.
+    """
+    wanted = {name: value for name in AUDIT_KEY_COLUMNS if (value := getattr(f, name)) is not None}
+    if postgresql and wanted:
+        query = query.where(
+            AUDIT_KEYS.contains([AUDIT_KEY_TAGS[name] + value for name, value in wanted.items()])
+        )
+    for name, value in wanted.items():
+        query = query.where(getattr(AuditEvent, name) == value)
     if f.since is not None:
         query = query.where(AuditEvent.time >= _utc(f.since))
     if f.until is not None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,22 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.index import migrate
 from app.index.db import Database
-from app.index.models import Base
-from app.services.audit import GENESIS, AuditLog, AuditRecord, _chain, _named
+from app.index.models import Base, on_this_dialect
+from app.services.audit import GENESIS, AuditFilter, AuditLog, AuditRecord, _chain, _named
 
 
 def _diff(conn: Connection) -> list[object]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True})
-    return list(compare_metadata(context, Base.metadata))
+    context = MigrationContext.configure(
+        conn,
+        opts={"compare_type": True, "include_object": on_this_dialect(conn.dialect.name)},
+    )
+    with warnings.catch_warnings():
+        # Alembic warns of an expression index before asking include_object; that one is
+        # PostgreSQL's only (the test below checks it there)
+        warnings.filterwarnings(
+            "ignore", "autogenerate skipping .* 'ix_audit_event_keys'; dialect 'sqlite'"
+        )
+        return list(compare_metadata(context, Base.metadata))
 
 
 def _tables(conn: Connection) -> set[str]:
@@ -81,6 +91,9 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
     try:
         report = await audit.verify()
         assert (report.rows, report.problems) == (30, [])
+        # rows stored before revision 0008 are found through its index as well
+        items, total = await audit.search(AuditFilter(study_uid="1.2.5"), limit=10, offset=0)
+        assert (total, [i["request_id"] for i in items]) == (1, ["5"])
         await audit.record(action="search", outcome="success")
         await audit.flush()
         report = await audit.verify()
