@@ -38,11 +38,16 @@ _BTREES = (
     ("ix_audit_event_action", "action"),
 )
 
+#: the keys of a row; a PatientID or an actor (a token's subject) is indexed by its first 500
+#: characters (at most 2,000 bytes), so that no value can exceed the largest GIN entry (about
+#: 2,700 bytes) and make its batch fail; the filters compare the whole column as well
 AUDIT_KEYS_FUNCTION = """
 CREATE FUNCTION audit_keys(patient_id text, study_uid text, actor text, action text)
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT array_remove(
-        ARRAY['p:' || patient_id, 's:' || study_uid, 'u:' || actor, 'a:' || action], NULL
+        ARRAY['p:' || left(patient_id, 500), 's:' || study_uid, 'u:' || left(actor, 500),
+              'a:' || action],
+        NULL
     )
 $$
 """

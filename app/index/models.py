@@ -183,6 +183,8 @@ AUDIT_KEYS = func.audit_keys(
 )
 #: the tag of each column's values in :data:`AUDIT_KEYS`
 AUDIT_KEY_TAGS = {"patient_id": "p:", "study_uid": "s:", "actor": "u:", "action": "a:"}
+#: the characters of a value :data:`AUDIT_KEYS` keeps (PatientID and actor are unbounded text)
+AUDIT_KEY_CHARS = 500
 
 
 class AuditEvent(Base):

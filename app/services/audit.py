@@ -31,7 +31,14 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.db import Database
-from app.index.models import AUDIT_KEY_COLUMNS, AUDIT_KEY_TAGS, AUDIT_KEYS, AuditEvent, Study
+from app.index.models import (
+    AUDIT_KEY_CHARS,
+    AUDIT_KEY_COLUMNS,
+    AUDIT_KEY_TAGS,
+    AUDIT_KEYS,
+    AuditEvent,
+    Study,
+)
 
 __all__ = [
     "AGGREGATED_ACTIONS",
@@ -563,7 +570,9 @@ def _filtered(query: Select[Any], f: AuditFilter, *, postgresql: bool) -> Select
     wanted = {name: value for name in AUDIT_KEY_COLUMNS if (value := getattr(f, name)) is not None}
     if postgresql and wanted:
         query = query.where(
-            AUDIT_KEYS.contains([AUDIT_KEY_TAGS[name] + value for name, value in wanted.items()])
+            AUDIT_KEYS.contains(
+                [AUDIT_KEY_TAGS[name] + value[:AUDIT_KEY_CHARS] for name, value in wanted.items()]
+            )
         )
     for name, value in wanted.items():
         query = query.where(getattr(AuditEvent, name) == value)

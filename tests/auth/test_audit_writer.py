@@ -3,6 +3,7 @@ text), a failed batch rolled back and written again in full, the writer's connec
 
 import asyncio
 import os
+import random
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -461,12 +462,19 @@ async def test_each_filter_finds_exactly_its_rows_pending_or_merged(
 ) -> None:
     """The admin filters (patient, study, actor, action, and any of them together) find exactly
     the rows with those values, awkward texts and values that look like another column's tag
-    included. On PostgreSQL they go through the GIN index of revision 0008 (checked on the
-    plan), both while the rows sit in its pending list and after the list is merged."""
+    included, and values too long for an index entry. On PostgreSQL they go through the GIN
+    index of revision 0008 (checked on the plan), both while the rows sit in its pending list
+    and after the list is merged."""
     await migrate.upgrade(fresh_database_url)
     db = Database(fresh_database_url)
     audit = AuditLog(db, linger=0.02)
+    # tag look-alikes, and values past the 500 characters the index keeps (larger than a GIN
+    # entry may be, and two that differ only after them)
     values = [*AWKWARD, "p:P1", "s:1.2.3", "u:x", "P1", "1.2.3", "x", ""]
+    # (pseudo-random, so that compression does not make them small)
+    rng = random.Random(7)
+    long = "".join(rng.choice("0123456789abcdef.") for _ in range(3000))
+    values += [long, long + "y", "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1500))]
     recorded = [
         AuditRecord(
             action=("search", "frames", "delete")[i % 3],
