@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.api import security
 from app.index import migrate
 from app.index.db import Database
+from app.index.models import AUDIT_KEY_COLUMNS
 from app.services import audit as audit_module
 from app.services.audit import AuditFilter, AuditLog, AuditRecord
 from tests.auth.helpers import auth_client, auth_settings
@@ -486,7 +487,7 @@ async def test_each_filter_finds_exactly_its_rows_pending_or_merged(
         )
         for i in range(120)
     ]
-    keys = ("patient_id", "study_uid", "actor", "action")
+    keys = AUDIT_KEY_COLUMNS
 
     async def check() -> None:
         for n in range(len(recorded)):  # every key, alone and in pairs, of some row

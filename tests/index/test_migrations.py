@@ -25,7 +25,7 @@ def _diff(conn: Connection) -> list[object]:
     )
     with warnings.catch_warnings():
         # Alembic warns of an expression index before asking include_object; that one is
-        # PostgreSQL's only (the test below checks it there)
+        # PostgreSQL's only, and compared there
         warnings.filterwarnings(
             "ignore", "autogenerate skipping .* 'ix_audit_event_keys'; dialect 'sqlite'"
         )
