@@ -57,7 +57,7 @@ wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round 
   port=${base#http://*:} port=${port%%/*}
   server="serve --port $port"
   [[ $base == "$ORTHANC"* ]] && server="Orthanc "
-  before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")
+  before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")
   WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
       wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" > "$WORK/wrk.out" &
   wrk_pid=$!
@@ -66,14 +66,16 @@ wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round 
       uniq -c | awk '{print $1}' | sort -rn | paste -sd/ -)
   wait "$wrk_pid"
   "$PY" - "$(tail -n 1 "$WORK/wrk.out")" "$before" \
-      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:")" "$split" <<'PYEOF'
-import json, sys
+      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")" "$split" <<'PYEOF'
+import json, os, sys
 line, before, after, split = sys.argv[1:]
 result = json.loads(line)
 used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
 n = max(result["requests"], 1)
 result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
 result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
+# the share of the machine's CPU time its hypervisor gave away during the 10 s (see proc_cpu.py)
+result["steal_pct"] = round(used[2] * 100 / (10 * (os.cpu_count() or 1)), 1)
 result["split"] = split
 print(json.dumps(result))
 PYEOF

@@ -7,6 +7,10 @@ Prints one number per pattern. Descendants count because uvicorn's workers are s
 whose command line does not repeat the server's. Read it before and after a load run and divide
 the difference by the requests served to get CPU per request. A process that exits during the
 run takes its time with it: use it with long-lived servers.
+
+The pattern ``:steal`` stands for the CPU time the hypervisor gave to other machines while this
+one wanted it (all CPUs, from ``/proc/stat``): a run during which it grows was measured on a
+slower machine than its neighbours.
 """
 
 import os
@@ -55,9 +59,21 @@ def cpu_seconds(pattern: str, processes: dict[int, tuple[int, str, float]]) -> f
     return sum(processes[pid][2] for pid in chosen)
 
 
+def steal_seconds() -> float:
+    """CPU seconds stolen from this machine by its hypervisor so far (all CPUs)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
+    return int(fields[8]) / TICKS
+
+
 def main() -> None:
     processes = _processes()
-    print(" ".join(f"{cpu_seconds(p, processes):.2f}" for p in sys.argv[1:]))
+    print(
+        " ".join(
+            f"{steal_seconds() if p == ':steal' else cpu_seconds(p, processes):.2f}"
+            for p in sys.argv[1:]
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -68,18 +68,19 @@ done
 
 one_alone() {  # index round -> one 10 s wrk round of that server alone (JSON line)
   local i=$1 r=$2 before after
-  before=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:")
+  before=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:" ":steal")
   WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
       -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
-  after=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:")
+  after=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:" ":steal")
   "$PY" - "${NAMES[$i]}" "$r" "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" <<'PYEOF'
-import json, sys
+import json, os, sys
 name, r, line, before, after = sys.argv[1:]
 result = json.loads(line)
 used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
 n = max(result["requests"], 1)
 result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
 result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
+result["steal_pct"] = round(used[2] * 100 / (10 * (os.cpu_count() or 1)), 1)  # proc_cpu.py
 print(f"round {r} {name} {json.dumps(result)}")
 PYEOF
 }
@@ -134,4 +135,7 @@ for name in names:
             continue
         parts.append(f"{key} {100 * statistics.median(ratios):+.1f}%")
     print(f"  {name}: " + ", ".join(parts))
+stolen = [x[n]["steal_pct"] for x in rounds.values() for n in x if "steal_pct" in x[n]]
+if stolen:  # SEQUENTIAL=1: a round on a slowed machine shows here (bench/proc_cpu.py)
+    print(f"CPU stolen by the hypervisor: median {statistics.median(stolen):g}%, max {max(stolen):g}%")
 PYEOF

@@ -7,7 +7,8 @@ figures and ``split`` (how the server's workers shared the connections, e.g. ``2
 uvicorn's workers accepted from one socket, a round could find all its connections on one worker
 and serve a quarter fewer requests whatever the mode, so only rounds of the same split compare
 (``lightbox serve`` now balances them: every round is 2/2 at four connections). Prints, per
-split that both sides had, the medians of p50, p95 and req/s and the on/off difference.
+split that both sides had, the medians of p50, p95 and req/s and the on/off difference, and the
+median share of CPU time the hypervisor took from the machine on each side (``steal_pct``).
 """
 
 import json
@@ -35,6 +36,10 @@ def compare(label: str, lines: list[str]) -> list[str]:
             a = statistics.median(r[key] for r in on)
             b = statistics.median(r[key] for r in off)
             cells.append(f"{name} {a:g} vs {b:g} ({a / b - 1:+.0%})")
+        if all("steal_pct" in r for r in on + off):  # a slowed machine shows here
+            a = statistics.median(r["steal_pct"] for r in on)
+            b = statistics.median(r["steal_pct"] for r in off)
+            cells.append(f"CPU stolen {a:g}% vs {b:g}%")
         out.append(f"{label} split {split} ({len(on)} on, {len(off)} off): " + ", ".join(cells))
     return out
 
