@@ -65,20 +65,8 @@ wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round 
   split=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort |
       uniq -c | awk '{print $1}' | sort -rn | paste -sd/ -)
   wait "$wrk_pid"
-  "$PY" - "$(tail -n 1 "$WORK/wrk.out")" "$before" \
-      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")" "$split" <<'PYEOF'
-import json, os, sys
-line, before, after, split = sys.argv[1:]
-result = json.loads(line)
-used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
-n = max(result["requests"], 1)
-result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
-result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
-# the share of the machine's CPU time its hypervisor gave away during the 10 s (see proc_cpu.py)
-result["steal_pct"] = round(used[2] * 100 / (10 * (os.cpu_count() or 1)), 1)
-result["split"] = split
-print(json.dumps(result))
-PYEOF
+  "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.out")" "$before" \
+      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")" --split "$split"
 }
 median_line() {  # rounds < JSON lines of wrk rounds -> the median one by p50 (field 5 after ':')
   sort -t: -k5 -n | sed -n "$(( ($1 + 1) / 2 ))p"

@@ -72,17 +72,8 @@ one_alone() {  # index round -> one 10 s wrk round of that server alone (JSON li
   WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
       -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
   after=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:" ":steal")
-  "$PY" - "${NAMES[$i]}" "$r" "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" <<'PYEOF'
-import json, os, sys
-name, r, line, before, after = sys.argv[1:]
-result = json.loads(line)
-used = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
-n = max(result["requests"], 1)
-result["server_ms_per_req"] = round(used[0] * 1000 / n, 3)
-result["pg_ms_per_req"] = round(used[1] * 1000 / n, 3)
-result["steal_pct"] = round(used[2] * 100 / (10 * (os.cpu_count() or 1)), 1)  # proc_cpu.py
-print(f"round {r} {name} {json.dumps(result)}")
-PYEOF
+  "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" \
+      --prefix "round $r ${NAMES[$i]} "
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -105,14 +96,8 @@ for r in $(seq "$ROUNDS"); do
   done
   wait "${waits[@]}"
   for i in "${!NAMES[@]}"; do
-    "$PY" - "${NAMES[$i]}" "$r" "$(tail -n 1 "$WORK/wrk.$i")" "$(cat "$WORK/cpu0.$i")" \
-        "$(cat "$WORK/cpu1.$i")" <<'PYEOF' | tee -a "$WORK/rounds"
-import json, sys
-name, r, line, before, after = sys.argv[1:]
-result = json.loads(line)
-result["server_ms_per_req"] = round((float(after) - float(before)) * 1000 / max(result["requests"], 1), 3)
-print(f"round {r} {name} {json.dumps(result)}")
-PYEOF
+    "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.$i")" "$(cat "$WORK/cpu0.$i")" \
+        "$(cat "$WORK/cpu1.$i")" --prefix "round $r ${NAMES[$i]} " | tee -a "$WORK/rounds"
   done
 done
 

@@ -174,15 +174,14 @@ class Tombstone(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-#: the audit columns an admin filters by equality, in the order of :data:`AUDIT_KEYS`' arguments
-AUDIT_KEY_COLUMNS = ("patient_id", "study_uid", "actor", "action")
-#: PostgreSQL: the indexed keys of an audit row, each value tagged by its column (``p:`` PatientID,
-#: ``s:`` StudyInstanceUID, ``u:`` actor, ``a:`` action; the SQL function of revision 0008)
+#: the audit columns an admin filters by equality, in the order of :data:`AUDIT_KEYS`' arguments,
+#: and the tag of each one's values among the keys (the SQL function of revision 0008)
+AUDIT_KEY_TAGS = {"patient_id": "p:", "study_uid": "s:", "actor": "u:", "action": "a:"}
+AUDIT_KEY_COLUMNS = tuple(AUDIT_KEY_TAGS)
+#: PostgreSQL: the indexed keys of an audit row, each value tagged by its column
 AUDIT_KEYS = func.audit_keys(
     *(sa_column(name) for name in AUDIT_KEY_COLUMNS), type_=postgresql.ARRAY(Text)
 )
-#: the tag of each column's values in :data:`AUDIT_KEYS`
-AUDIT_KEY_TAGS = {"patient_id": "p:", "study_uid": "s:", "actor": "u:", "action": "a:"}
 #: the characters of a value :data:`AUDIT_KEYS` keeps (PatientID and actor are unbounded text)
 AUDIT_KEY_CHARS = 500
 
