@@ -5,7 +5,10 @@ per request, DIMSE (later) once per association operation with the calling AE ti
 ``record`` only queues the event; one writer task commits queued events in batches. When the queue
 is full, ``record`` waits (back-pressure): an event is never dropped silently. A batch that cannot
 be written is retried until it is; if the log is closed while the database is down, the number of
-events lost is logged as an error. With ``aggregate`` (the server's default), the reads of one
+events lost is logged as an error. One event the database refuses, while it takes others, cannot
+hold the log (and, through back-pressure, every request) up for good: after a few failed attempts
+the batch is narrowed down to it, and a failure row takes its place, the event itself going to the
+error log (:meth:`AuditLog._narrowed`). With ``aggregate`` (the server's default), the reads of one
 caller on one series that land in the same batch are written as one row that counts them
 (:func:`aggregate`): a viewer paging through a series frame by frame leaves a row per batch,
 not a row per frame.
@@ -21,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import operator
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -56,6 +60,11 @@ log = logging.getLogger(__name__)
 GENESIS: Final = "0" * 64
 #: how long the writer keeps its PostgreSQL connection while no event comes
 _HOLD_SECONDS: Final = 1.0
+#: the pauses between failed attempts at a batch: 0.05 s, doubling up to 5 s (the last repeats)
+_RETRY_DELAYS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0)
+#: failed attempts at a batch after which, if the database answers, it is searched for an event
+#: the database refuses (:meth:`AuditLog._narrowed`)
+_NARROW_AFTER: Final = 3
 #: pg_advisory_xact_lock key serialising chain appends across processes ("LBAUDIT")
 _CHAIN_LOCK: Final = 0x4C4241554449540
 
@@ -351,18 +360,7 @@ class AuditLog:
                 events = await _built_in_slices(batch)
                 if self._aggregate:  # once per batch, not again on each retry of its write
                     events = aggregate(events)
-                delay = 0.05
-                while True:
-                    try:
-                        await self._write(events)
-                        break
-                    except asyncio.CancelledError:
-                        log.error("audit writer stopped with %d events not written", len(events))
-                        raise
-                    except Exception as exc:  # the database is down or busy: retry, never drop
-                        log.warning("audit write failed (%s); retrying in %.1fs", exc, delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 5.0)
+                await self._store(events)
                 for _ in batch:
                     self._queue.task_done()
         finally:
@@ -402,6 +400,80 @@ class AuditLog:
         while len(batch) < self._batch_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
+
+    async def _store(self, events: list[AuditRecord]) -> None:
+        """Write ``events``, trying again until they are written: never dropped.
+
+        A database that is down, busy or full is waited for, however long. After
+        :data:`_NARROW_AFTER` failed attempts, if the database answers, the batch is written in
+        ever smaller pieces instead, so that an event it refuses on its own is found and replaced
+        (:meth:`_narrowed`); what cannot be written even so is tried again, whole, later.
+        """
+        failures = 0
+        while True:
+            try:
+                if failures >= _NARROW_AFTER and await self._answers():
+                    events = await self._narrowed(events)
+                    if not events:
+                        return
+                    raise RuntimeError("the database takes no audit row just now")
+                await self._write(events)
+                return
+            except asyncio.CancelledError:
+                log.error("audit writer stopped with %d events not written", len(events))
+                raise
+            except Exception as exc:  # the database is down, busy or full: retry, never drop
+                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("audit write failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _answers(self) -> bool:
+        """Whether the database answers a query (so a failing batch is not its outage)."""
+        try:
+            await self._db.check()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        return True
+
+    async def _narrowed(self, events: Sequence[AuditRecord]) -> list[AuditRecord]:
+        """Write ``events`` whole, else by halves, quarters, ... down to single events; an event
+        the database refuses on its own is replaced by a failure row (:func:`_stand_in`) and
+        logged whole as an error.
+
+        Returns the events still not written, in order: those from the first one for which not
+        even its stand-in could be written (then the database takes no row at all, and nothing
+        is replaced). The chain keeps the events' order, each piece being appended in turn.
+        """
+        try:
+            await self._write(events)
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if len(events) > 1:
+                half = len(events) // 2
+                rest = await self._narrowed(events[:half])
+                if rest:
+                    return [*rest, *events[half:]]
+                return await self._narrowed(events[half:])
+            refused = exc
+        (event,) = events
+        try:
+            await self._write([_stand_in(event, refused)])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return list(events)
+        log.error(
+            "audit event could not be stored (%s: %s); a failure row stands in its place: %r",
+            type(refused).__name__,
+            refused,
+            event,
+        )
+        return []
 
     async def _write(self, batch: Sequence[AuditRecord]) -> None:
         """Append ``batch`` to the chain in one transaction, PatientIDs filled in from the index."""
@@ -537,6 +609,28 @@ async def _built_in_slices(batch: Sequence[Pending]) -> list[AuditRecord]:
             await asyncio.sleep(0)
         events += _built(batch[start : start + _SLICE])
     return events
+
+
+#: an action or request id a stand-in row keeps (what the front ends make, nothing more)
+_PLAIN: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ACTION_CHARS: Final = 32
+
+
+def _stand_in(event: AuditRecord, refused: BaseException) -> AuditRecord:
+    """The row written in place of ``event``, which the database refused on its own: its time,
+    and its action and request id when they are plain names, with the refusal; the event's
+    content, some part of which could not be stored, goes to the error log instead."""
+    action, request_id = event.action, event.request_id
+    return AuditRecord(
+        action=action if len(action) <= _ACTION_CHARS and _PLAIN.fullmatch(action) else "unknown",
+        outcome=Outcome.FAILURE,
+        request_id=request_id
+        if isinstance(request_id, str) and _PLAIN.fullmatch(request_id)
+        else None,
+        detail=f"audit event could not be stored: {type(refused).__name__}; it is in the "
+        "server's error log",
+        time=event.time,
+    )
 
 
 def _built(batch: Sequence[Pending]) -> list[AuditRecord]:
@@ -718,7 +812,14 @@ def _chain(
         }
         if requests is not None:  # hashed only when set
             row[_REQUESTS] = requests
-        payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        try:
+            payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            # text no UTF-8 encoder takes: a surrogate code point, as a token's JSON may spell
+            # one ("\\ud800"), would fail this batch forever; it becomes U+FFFD (anything else
+            # unstorable fails again here, for :meth:`AuditLog._narrowed` to find)
+            row = {name: _no_surrogate(value) for name, value in row.items()}
+            payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         if b"\\u0000" in payload:  # JSON's escape of NUL (or a value spelling it out)
             # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
             # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
@@ -729,6 +830,13 @@ def _chain(
         rows.append(_values_of(row))
         prev = digest
     return rows
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogate(value: Any) -> Any:
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 def _no_nul(value: Any) -> Any:

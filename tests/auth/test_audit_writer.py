@@ -253,6 +253,128 @@ async def test_a_nul_in_a_requested_path_never_stalls_the_log(
         assert (await services.audit.verify()).ok
 
 
+async def test_a_lone_surrogate_in_a_signed_subject_never_stalls_the_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A JSON token may spell a lone UTF-16 surrogate (``"\\ud800"``); decoded, the subject is a
+    ``str`` that no UTF-8 encoder takes, so the writer's hashing failed on it forever and every
+    later event waited behind it. It is kept with U+FFFD instead, in the hash and in the row."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with auth_client(settings) as (services, http, tokens):
+        headers = tokens.headers(subject="dr \ud800 who")
+        for request_id, path in (("surrogate-1", "/studies"), ("surrogate-2", "/series")):
+            response = await http.get(
+                f"/dicom-web{path}", headers={**headers, "X-Request-ID": request_id}
+            )
+            assert response.status_code == 204  # allowed, and nothing stored yet
+        await asyncio.wait_for(services.audit.flush(), 10)
+        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
+        stored = {i["request_id"]: i for i in items}
+        assert stored["surrogate-1"]["actor"] == stored["surrogate-2"]["actor"] == "dr \ufffd who"
+        assert (await services.audit.verify()).ok
+
+
+async def test_an_event_the_database_refuses_is_replaced_by_a_row_saying_so(
+    fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A count beyond any integer column fails its batch on every retry (client-side on both
+    dialects); the writer, finding the database otherwise able to write, narrows the batch down
+    to that event, stores every other event as recorded, and writes in the refused one's place a
+    failure row naming its action, time and request id, with the whole event in the error log.
+    Before, the log stalled for good and, through back-pressure, so did every request."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    when = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    try:
+        for i in range(7):
+            await audit.record(
+                AuditRecord(
+                    action="retrieve",
+                    outcome="success",
+                    status=200,
+                    actor="viewer",
+                    study_uid=f"1.2.{i}",
+                    count=2**70 if i == 4 else i,
+                    request_id=f"r{i}",
+                    time=when + timedelta(seconds=i),
+                )
+            )
+        with caplog.at_level("ERROR", logger="app.services.audit"):
+            await asyncio.wait_for(audit.flush(), 60)
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 7
+        stored = {item["request_id"]: item for item in items}
+        for i in (0, 1, 2, 3, 5, 6):
+            assert (stored[f"r{i}"]["count"], stored[f"r{i}"]["study_uid"]) == (i, f"1.2.{i}")
+        stand_in = stored["r4"]
+        assert (stand_in["action"], stand_in["outcome"], stand_in["count"]) == (
+            "retrieve",
+            "failure",
+            None,
+        )
+        assert stand_in["time"] == "2026-12-05T09:00:04Z"
+        assert stand_in["detail"].startswith("audit event could not be stored:")
+        assert stand_in["study_uid"] is None  # nothing of the refused content is guessed at
+        assert [i["request_id"] for i in sorted(items, key=lambda i: i["seq"])] == [
+            f"r{i}" for i in range(7)
+        ]  # the chain keeps the order they were recorded in
+        (logged,) = [r for r in caplog.records if "could not be stored" in r.getMessage()]
+        assert "1.2.4" in logged.getMessage()
+        assert str(2**70) in logged.getMessage()
+        assert (await audit.verify()).ok
+        # and the writer goes on as before
+        await audit.record(AuditRecord(action="search", outcome="success", request_id="after"))
+        await asyncio.wait_for(audit.flush(), 10)
+        assert (await audit.search(AuditFilter(), limit=1, offset=0))[1] == 8
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_an_unwritable_database_never_costs_an_event(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While no row at all can be written (here: every write fails, as when the disk is full
+    or the database is read-only), nothing is replaced or dropped: the batch waits, whole, and
+    is written as recorded once writes work again."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    real = audit._write
+    attempts = 0
+    healed = asyncio.Event()
+    tried_long = asyncio.Event()  # well past the point where a refused event is looked for
+
+    async def refusing(batch: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 40:
+            tried_long.set()
+        if not healed.is_set():
+            raise OSError("could not extend file: No space left on device")
+        await real(batch)
+
+    monkeypatch.setattr(audit, "_write", refusing)
+    monkeypatch.setattr(audit_module, "_RETRY_DELAYS", (0.0,))  # retry at once, many times
+    try:
+        for i in range(5):
+            await audit.record(AuditRecord(action="search", outcome="success", count=i))
+        flushed = asyncio.ensure_future(audit.flush())
+        await asyncio.wait_for(tried_long.wait(), 30)
+        assert not flushed.done()
+        healed.set()
+        await asyncio.wait_for(flushed, 10)
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 5
+        assert sorted(i["count"] for i in items) == list(range(5))
+        assert all(i["outcome"] == "success" for i in items)
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
 async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
     """The writer returns to the event loop between slices of a batch; the rows (links,
     sequence numbers, hashes, PatientIDs) are those of hashing the batch in one go."""
