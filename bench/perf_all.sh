@@ -38,6 +38,10 @@ ROUNDS=${ROUNDS:-3}
 ON_OFF_ROUNDS=${ON_OFF_ROUNDS:-5}  # wrk rounds of each side in the overhead section
 OVERHEAD_WRK=${OVERHEAD_WRK:-qido1 qido4 frames4}  # the overhead section's wrk cases
 OVERHEAD_LOADPY=${OVERHEAD_LOADPY:-1}  # 0: the overhead section runs wrk only
+# 1: the overhead section's wrk rounds each start their server afresh (alone on the machine,
+# warmed up 3 s), so that the spread between two starts of the same server (a few % of CPU per
+# request, seen here) is sampled round by round instead of weighing on one side for a whole run
+OVERHEAD_FRESH=${OVERHEAD_FRESH:-0}
 WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
 PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
@@ -93,6 +97,30 @@ wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
   done
   "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"  # only rounds of the same split compare
 }
+wrk_on_off_fresh() {  # label concurrency paths accept base_on bearer_on base_off
+  # as wrk_on_off, but each round starts its server (on or off) afresh and stops it after
+  local label=$1 c=$2 paths=$3 accept=$4 on=$5 bearer=$6 off=$7 r which rounds=$WORK/on_off.$RANDOM
+  local base token port
+  for r in $(seq "$ON_OFF_ROUNDS"); do
+    for which in $( ((r % 2)) && echo on off || echo off on); do
+      if [[ $which == on ]]; then base=$on token=$bearer; else base=$off token=""; fi
+      port=${base#http://*:} port=${port%%/*}
+      if [[ $which == on ]]; then start fresh_on "$port" "$BENCH_DB" "$BENCH_DIR"
+      else start fresh_off "$port" "$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"; fi
+      sed "s#^#/${base#http://*/}#" "$paths" > "$WORK/warm.paths"
+      WRK_PATHS=$WORK/warm.paths WRK_ACCEPT=$accept WRK_BEARER=$token \
+          wrk -t1 -c"$c" -d3s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" > /dev/null
+      wrk_round "$base" "$token" "$c" "$paths" "$accept" | sed "s/^/$which /" | tee -a "$rounds" |
+          sed "s/^/  $label round $r /"
+      stop_all
+    done
+  done
+  for which in on off; do
+    grep "^$which " "$rounds" | cut -d' ' -f2- | median_line "$ON_OFF_ROUNDS" |
+        sed "s/^/$label $which  /"
+  done
+  "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"
+}
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
   [[ -s $out ]] || "$PY" "$HERE/wrk_paths.py" "$1" "$DATA" > "$out"
@@ -127,7 +155,7 @@ LIGHTBOX_DATA_DIR=$BENCH_DIR "$LB" token create --subject bench --scope read --s
     --ttl 1d > "$WORK/token.txt"
 cp -r "$BENCH_DIR/auth" "$WORK/qido/auth"
 BEARER=(--bearer "lightbox=@$WORK/token.txt")
-OFF=(LIGHTBOX_AUTH__ENABLED=false LIGHTBOX_AUTH__AUDIT_ENABLED=false)
+OFF_ENV=(LIGHTBOX_AUTH__ENABLED=false LIGHTBOX_AUTH__AUDIT_ENABLED=false)
 
 if want qido1m; then
   echo "=== QIDO-RS, 1,000,000 instances ($QIDO_DB) ==="
@@ -158,7 +186,7 @@ fi
 
 if want overhead; then
   echo "=== auth + audit overhead (same index, on vs off, alternating rounds) ==="
-  start open 8001 "$BENCH_DB" "$BENCH_DIR" "${OFF[@]}"
+  start open 8001 "$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"
   OT=(--target on=http://127.0.0.1:8000/dicom-web --bearer "on=@$WORK/token.txt"
       --target off=http://127.0.0.1:8001/dicom-web --results-dir "$RESULTS")
   if [[ $OVERHEAD_LOADPY == 1 ]]; then
@@ -172,17 +200,21 @@ if want overhead; then
   if command -v wrk >/dev/null; then
     TOKEN=$(cat "$WORK/token.txt")
     ON=http://127.0.0.1:8000/dicom-web OFF=http://127.0.0.1:8001/dicom-web
+    on_off=wrk_on_off
+    if [[ $OVERHEAD_FRESH == 1 ]]; then on_off=wrk_on_off_fresh; stop_all; fi
     for case in $OVERHEAD_WRK; do
       case $case in
-        qido1|qido4) wrk_on_off "overhead qido c${case#qido}" "${case#qido}" "$(wrk_paths qido)" \
+        qido1|qido4) $on_off "overhead qido c${case#qido}" "${case#qido}" "$(wrk_paths qido)" \
             application/dicom+json $ON "$TOKEN" $OFF ;;
-        frames4) wrk_on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" \
+        frames4) $on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" \
             $ON "$TOKEN" $OFF ;;
         *) echo "unknown OVERHEAD_WRK case: $case"; exit 2 ;;
       esac
     done
+    # the sections after this one use the Lightbox on port 8000
+    if [[ $OVERHEAD_FRESH == 1 ]]; then start lightbox 8000 "$BENCH_DB" "$BENCH_DIR"; fi
   fi
-  kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
+  kill -TERM -- "-$(cat "$WORK/open.pid" 2>/dev/null)" 2>/dev/null || true
 fi
 
 if want wado; then
