@@ -82,13 +82,19 @@ wrk_median() {  # label base_url bearer concurrency paths accept -> median of $R
 wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
   # $ON_OFF_ROUNDS rounds of each, alternating on, off, off, on, ... (as load.py --rounds
   # does), so a drift of the machine's speed over minutes weighs on both; every round is
-  # printed, then the median of each side
+  # printed, then the median of each side. OVERHEAD_FRESH=1: each round starts its server
+  # afresh (fresh_server) and stops it after.
   local label=$1 c=$2 paths=$3 accept=$4 on=$5 bearer=$6 off=$7 r which rounds=$WORK/on_off.$RANDOM
+  local base token
   for r in $(seq "$ON_OFF_ROUNDS"); do
     for which in $( ((r % 2)) && echo on off || echo off on); do
-      if [[ $which == on ]]; then wrk_round "$on" "$bearer" "$c" "$paths" "$accept"
-      else wrk_round "$off" "" "$c" "$paths" "$accept"; fi | sed "s/^/$which /" | tee -a "$rounds" |
+      if [[ $which == on ]]; then base=$on token=$bearer; else base=$off token=""; fi
+      if [[ $OVERHEAD_FRESH == 1 ]]; then
+        fresh_server "$which" "$base" "$token" "$c" "$paths" "$accept"
+      fi
+      wrk_round "$base" "$token" "$c" "$paths" "$accept" | sed "s/^/$which /" | tee -a "$rounds" |
           sed "s/^/  $label round $r /"
+      if [[ $OVERHEAD_FRESH == 1 ]]; then stop_all; fi
     done
   done
   for which in on off; do
@@ -97,29 +103,14 @@ wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
   done
   "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"  # only rounds of the same split compare
 }
-wrk_on_off_fresh() {  # label concurrency paths accept base_on bearer_on base_off
-  # as wrk_on_off, but each round starts its server (on or off) afresh and stops it after
-  local label=$1 c=$2 paths=$3 accept=$4 on=$5 bearer=$6 off=$7 r which rounds=$WORK/on_off.$RANDOM
-  local base token port
-  for r in $(seq "$ON_OFF_ROUNDS"); do
-    for which in $( ((r % 2)) && echo on off || echo off on); do
-      if [[ $which == on ]]; then base=$on token=$bearer; else base=$off token=""; fi
-      port=${base#http://*:} port=${port%%/*}
-      if [[ $which == on ]]; then start fresh_on "$port" "$BENCH_DB" "$BENCH_DIR"
-      else start fresh_off "$port" "$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"; fi
-      sed "s#^#/${base#http://*/}#" "$paths" > "$WORK/warm.paths"
-      WRK_PATHS=$WORK/warm.paths WRK_ACCEPT=$accept WRK_BEARER=$token \
-          wrk -t1 -c"$c" -d3s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" > /dev/null
-      wrk_round "$base" "$token" "$c" "$paths" "$accept" | sed "s/^/$which /" | tee -a "$rounds" |
-          sed "s/^/  $label round $r /"
-      stop_all
-    done
-  done
-  for which in on off; do
-    grep "^$which " "$rounds" | cut -d' ' -f2- | median_line "$ON_OFF_ROUNDS" |
-        sed "s/^/$label $which  /"
-  done
-  "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"
+fresh_server() {  # on|off base_url bearer concurrency paths accept -> started alone, warmed up 3 s
+  local port=${2#http://*:}
+  port=${port%%/*}
+  if [[ $1 == on ]]; then start fresh_on "$port" "$BENCH_DB" "$BENCH_DIR"
+  else start fresh_off "$port" "$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"; fi
+  sed "s#^#/${2#http://*/}#" "$5" > "$WORK/warm.paths"
+  WRK_PATHS=$WORK/warm.paths WRK_ACCEPT=$6 WRK_BEARER=$3 \
+      wrk -t1 -c"$4" -d3s -s "$HERE/wrk_paths.lua" "${2%/dicom-web*}" > /dev/null
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
@@ -200,13 +191,12 @@ if want overhead; then
   if command -v wrk >/dev/null; then
     TOKEN=$(cat "$WORK/token.txt")
     ON=http://127.0.0.1:8000/dicom-web OFF=http://127.0.0.1:8001/dicom-web
-    on_off=wrk_on_off
-    if [[ $OVERHEAD_FRESH == 1 ]]; then on_off=wrk_on_off_fresh; stop_all; fi
+    if [[ $OVERHEAD_FRESH == 1 ]]; then stop_all; fi  # each round starts its own server
     for case in $OVERHEAD_WRK; do
       case $case in
-        qido1|qido4) $on_off "overhead qido c${case#qido}" "${case#qido}" "$(wrk_paths qido)" \
+        qido1|qido4) wrk_on_off "overhead qido c${case#qido}" "${case#qido}" "$(wrk_paths qido)" \
             application/dicom+json $ON "$TOKEN" $OFF ;;
-        frames4) $on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" \
+        frames4) wrk_on_off "overhead frames c4" 4 "$(wrk_paths frames)" "$FRAME_ACCEPT" \
             $ON "$TOKEN" $OFF ;;
         *) echo "unknown OVERHEAD_WRK case: $case"; exit 2 ;;
       esac
