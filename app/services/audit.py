@@ -440,8 +440,8 @@ class AuditLog:
 
     async def _narrowed(self, events: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Write ``events`` whole, else by halves, quarters, ... down to single events; an event
-        the database refuses on its own is replaced by a failure row (:func:`_stand_in`) and
-        logged whole as an error.
+        the database refuses on its own, twice, is replaced by a failure row
+        (:func:`_stand_in`) and logged whole as an error.
 
         Returns the events still not written, in order: those from the first one for which not
         even its stand-in could be written (then the database takes no row at all, and nothing
@@ -461,6 +461,13 @@ class AuditLog:
                 return await self._narrowed(events[half:])
             refused = exc
         (event,) = events
+        try:  # once more on its own: a passing failure is no refusal
+            await self._write(events)
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            refused = exc
         try:
             await self._write([_stand_in(event, refused)])
         except asyncio.CancelledError:

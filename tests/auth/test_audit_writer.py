@@ -332,6 +332,44 @@ async def test_an_event_the_database_refuses_is_replaced_by_a_row_saying_so(
         await db.close()
 
 
+async def test_an_event_that_fails_once_on_its_own_is_not_replaced(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Narrowing down tries each single event twice: one that fails once and then goes in (a
+    passing failure, not a refusal) is stored as recorded, never replaced by a failure row."""
+    await migrate.upgrade(fresh_database_url)
+    db = Database(fresh_database_url)
+    audit = AuditLog(db, linger=0.05)
+    real = audit._write
+    tried: set[str | None] = set()
+
+    async def flaky(batch: Any) -> None:
+        if len(batch) > 1:
+            raise OSError("the batch went away")  # every batch of several fails, always
+        if batch[0].request_id not in tried:  # each event fails once on its own
+            tried.add(batch[0].request_id)
+            raise OSError("the event went away")
+        await real(batch)
+
+    monkeypatch.setattr(audit, "_write", flaky)
+    monkeypatch.setattr(audit_module, "_RETRY_DELAYS", (0.0,))
+    try:
+        for i in range(5):
+            await audit.record(
+                AuditRecord(action="search", outcome="success", count=i, request_id=f"r{i}")
+            )
+        await asyncio.wait_for(audit.flush(), 10)
+        items, total = await audit.search(AuditFilter(), limit=100, offset=0)
+        assert total == 5
+        assert sorted((i["request_id"], i["count"], i["outcome"]) for i in items) == [
+            (f"r{i}", i, "success") for i in range(5)
+        ]
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+        await db.close()
+
+
 async def test_an_unwritable_database_never_costs_an_event(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
