@@ -452,14 +452,13 @@ class AuditLog:
             return []
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             if len(events) > 1:
                 half = len(events) // 2
                 rest = await self._narrowed(events[:half])
                 if rest:
                     return [*rest, *events[half:]]
                 return await self._narrowed(events[half:])
-            refused = exc
         (event,) = events
         try:  # once more on its own: a passing failure is no refusal
             await self._write(events)
