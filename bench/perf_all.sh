@@ -204,7 +204,7 @@ if want overhead; then
     # the sections after this one use the Lightbox on port 8000
     if [[ $OVERHEAD_FRESH == 1 ]]; then start lightbox 8000 "$BENCH_DB" "$BENCH_DIR"; fi
   fi
-  kill -TERM -- "-$(cat "$WORK/open.pid" 2>/dev/null)" 2>/dev/null || true
+  kill -TERM -- "-$(cat "$WORK/open.pid")" 2>/dev/null || true
 fi
 
 if want wado; then

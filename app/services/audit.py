@@ -824,12 +824,12 @@ def _chain(
             # text no UTF-8 encoder takes: a surrogate code point, as a token's JSON may spell
             # one ("\\ud800"), would fail this batch forever; it becomes U+FFFD (anything else
             # unstorable fails again here, for :meth:`AuditLog._narrowed` to find)
-            row = {name: _no_surrogate(value) for name, value in row.items()}
+            row = {name: _storable(value) for name, value in row.items()}
             payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         if b"\\u0000" in payload:  # JSON's escape of NUL (or a value spelling it out)
             # PostgreSQL stores no NUL in text: such an event (a %00 in a requested path) would
             # fail its batch forever and stall the whole log, so NUL becomes U+FFFD
-            row = {name: _no_nul(value) for name, value in row.items()}
+            row = {name: _storable(value) for name, value in row.items()}
             payload = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(prev.encode() + b"\n" + payload).hexdigest()
         row["time"], row[_REQUESTS], row["prev_hash"], row["hash"] = time, requests, prev, digest
@@ -838,12 +838,10 @@ def _chain(
     return rows
 
 
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+#: text a row cannot store: NUL (PostgreSQL's text has none) and surrogate code points (no UTF-8)
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
-def _no_surrogate(value: Any) -> Any:
-    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
-
-
-def _no_nul(value: Any) -> Any:
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+def _storable(value: Any) -> Any:
+    """``value`` with each character :data:`_UNSTORABLE` matches replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value) if isinstance(value, str) else value
