@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/parse_speed.py /work/bench-data/ds64 /work/bench-data/ds512b --count 500
+    .venv/bin/python bench/run.py ingest parse /work/bench-data/ds64 /work/bench-data/ds512b \\
+        --count 500
 
 For each data set directory (the ``instances.jsonl`` + files layout of
 ``../shared/bench/gen_dataset.py``) the first ``--count`` files are read into memory, then parsed
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: app
 
 from app.dicom.parse import parse_instance
 

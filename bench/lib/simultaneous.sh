@@ -4,10 +4,10 @@
 # the alternating rounds of perf_all.sh's overhead section by more than the effects measured)
 # weighs on all of them alike. Each server runs on the bench index with its own settings.
 #
-#   bench/simultaneous.sh qido|frames ROUNDS CONNECTIONS SPEC SPEC ...
+#   bench/run.py overhead simultaneous qido|frames ROUNDS CONNECTIONS SPEC SPEC ...
 #   SPEC: name[,notoken][:VAR=value[:VAR=value...]]   (the first SPEC is the base)
 #
-#   bench/simultaneous.sh qido 8 4 off,notoken:LIGHTBOX_AUTH__ENABLED=false:LIGHTBOX_AUTH__AUDIT_ENABLED=false on
+#   bench/run.py overhead simultaneous qido 8 4 off,notoken:LIGHTBOX_AUTH__ENABLED=false:LIGHTBOX_AUTH__AUDIT_ENABLED=false on
 #
 # Prints every round, then each server against the base: the median over rounds of the ratio of
 # req/s, p50, p95, p99 and the server's CPU per request (its processes, from /proc; PostgreSQL's
@@ -21,30 +21,18 @@
 # PostgreSQL's CPU per request too (only one server is under load at a time).
 # Needs wrk, the bench index (BENCH_DB, BENCH_DIR) and the datasets (DATA), as perf_all.sh.
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-PY=$REPO/.venv/bin/python
-LB=$REPO/.venv/bin/lightbox
-DATA=${DATA:-/work/bench-data}
+source "$(dirname "$0")/common.sh"
 BENCH_DB=${BENCH_DB:-lb_bench}
 BENCH_DIR=${BENCH_DIR:-$DATA/lb}
 WORKERS=${WORKERS:-2}
-PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 KIND=$1 ROUNDS=$2 C=$3
 shift 3
 WORK=$(mktemp -d /tmp/lightbox-simul.XXXXXX)
-FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
-"$PY" "$HERE/wrk_paths.py" "$KIND" "$DATA" --prefix /dicom-web > "$WORK/paths"
+"$PY" "$LIB/wrk_rounds.py" paths "$KIND" "$DATA" --prefix /dicom-web > "$WORK/paths"
 ACCEPT=application/dicom+json
 [[ $KIND == frames ]] && ACCEPT=$FRAME_ACCEPT
 
-PIDS=()
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-}
 trap stop_all EXIT
 
 LIGHTBOX_DATA_DIR=$BENCH_DIR "$LB" token create --subject bench --scope read --ttl 1d |
@@ -57,22 +45,18 @@ for spec in "$@"; do
   name=${head%%,*}
   token=$(cat "$WORK/token")
   [[ $head == *,notoken ]] && token=""
-  (cd "$REPO" && exec env LIGHTBOX_DATA_DIR="$BENCH_DIR" LIGHTBOX_DATABASE_URL="$PG/$BENCH_DB" \
-      LIGHTBOX_LOG_LEVEL=warning "${settings[@]}" setsid "$LB" serve --port "$port" \
-      --workers "$WORKERS" > "$WORK/$name.log" 2>&1) &
-  PIDS+=($!)
-  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.2; done
+  lb_serve "$name" "$port" "$PG/$BENCH_DB" "$BENCH_DIR" "${settings[@]}"
   NAMES+=("$name") PORTS+=("$port") TOKENS+=("$token")
   port=$((port + 1))
 done
 
 one_alone() {  # index round -> one 10 s wrk round of that server alone (JSON line)
   local i=$1 r=$2 before after
-  before=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:" ":steal")
+  before=$("$PY" "$LIB/wrk_rounds.py" cpu "serve --port ${PORTS[$i]}" "postgres:" ":steal")
   WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
-      -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
-  after=$("$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" "postgres:" ":steal")
-  "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" \
+      -s "$LIB/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
+  after=$("$PY" "$LIB/wrk_rounds.py" cpu "serve --port ${PORTS[$i]}" "postgres:" ":steal")
+  "$PY" "$LIB/wrk_rounds.py" cost "$(tail -n 1 "$WORK/wrk.$i")" "$before" "$after" \
       --prefix "round $r ${NAMES[$i]} "
 }
 
@@ -85,18 +69,18 @@ for r in $(seq "$ROUNDS"); do
     continue
   fi
   for i in "${!NAMES[@]}"; do
-    "$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" > "$WORK/cpu0.$i"
+    "$PY" "$LIB/wrk_rounds.py" cpu "serve --port ${PORTS[$i]}" > "$WORK/cpu0.$i"
   done
   waits=()
   for i in "${!NAMES[@]}"; do
     (WRK_PATHS=$WORK/paths WRK_ACCEPT=$ACCEPT WRK_BEARER=${TOKENS[$i]} wrk -t1 -c"$C" -d10s \
-        -s "$HERE/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
-     "$PY" "$HERE/proc_cpu.py" "serve --port ${PORTS[$i]}" > "$WORK/cpu1.$i") &
+        -s "$LIB/wrk_paths.lua" "http://127.0.0.1:${PORTS[$i]}" > "$WORK/wrk.$i"
+     "$PY" "$LIB/wrk_rounds.py" cpu "serve --port ${PORTS[$i]}" > "$WORK/cpu1.$i") &
     waits+=($!)
   done
   wait "${waits[@]}"
   for i in "${!NAMES[@]}"; do
-    "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.$i")" "$(cat "$WORK/cpu0.$i")" \
+    "$PY" "$LIB/wrk_rounds.py" cost "$(tail -n 1 "$WORK/wrk.$i")" "$(cat "$WORK/cpu0.$i")" \
         "$(cat "$WORK/cpu1.$i")" --prefix "round $r ${NAMES[$i]} " | tee -a "$WORK/rounds"
   done
 done
@@ -121,6 +105,6 @@ for name in names:
         parts.append(f"{key} {100 * statistics.median(ratios):+.1f}%")
     print(f"  {name}: " + ", ".join(parts))
 stolen = [x[n]["steal_pct"] for x in rounds.values() for n in x if "steal_pct" in x[n]]
-if stolen:  # SEQUENTIAL=1: a round on a slowed machine shows here (bench/proc_cpu.py)
+if stolen:  # SEQUENTIAL=1: a round on a slowed machine shows here (wrk_rounds.py cpu)
     print(f"CPU stolen by the hypervisor: median {statistics.median(stolen):g}%, max {max(stolen):g}%")
 PYEOF

@@ -1,6 +1,6 @@
 """Rendered and thumbnail latency of running DICOMweb servers (issue 5, performance section).
 
-    .venv/bin/python bench/render_vs_orthanc.py \\
+    .venv/bin/python bench/run.py retrieve render \\
         --target lightbox=http://127.0.0.1:8000/dicom-web \\
         --target orthanc=http://127.0.0.1:8042/dicom-web \\
         [--frames 50] [--repeats 200] [--series-size 500] [--thumbs 50] [--time-limit 300]
@@ -190,7 +190,9 @@ def main() -> None:
     parser.add_argument("--thumbs", type=int, default=50, help="series thumbnail requests")
     parser.add_argument("--size", type=int, default=512, help="rows = columns")
     parser.add_argument("--time-limit", type=float, default=600, help="seconds per target")
-    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--results", type=Path, default=Path(__file__).resolve().parents[1] / "results"
+    )
     parser.add_argument(
         "--bearer", action="append", default=[], help="NAME=TOKEN or NAME=@file for a target"
     )

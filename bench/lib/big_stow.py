@@ -5,7 +5,7 @@ generated in chunks; nothing is held whole in memory on the client either), stre
 ``multipart/related`` request, samples the RSS of the server process and its children every
 50 ms, and prints the peak. Example (2 GB):
 
-    python bench/big_stow.py --url http://127.0.0.1:8000/dicom-web --pid $PID \
+    .venv/bin/python bench/run.py memory stow --url http://127.0.0.1:8000/dicom-web --pid $PID \
         --parts 8 --part-mb 256
 """
 

@@ -5,7 +5,7 @@ HTTP client, no sockets) over an existing data directory and reports the process
 request (``time.process_time()``, all threads: the index's and the file reads' too), best of 5
 loops. Access control is off, so it measures the retrieve paths, not auth and audit.
 
-    .venv/bin/python bench/retrieve_cpu.py --data-dir DIR --study S --series SE --instance I
+    .venv/bin/python bench/run.py retrieve cpu --data-dir DIR --study S --series SE --instance I
 
 ``DIR`` is a ``LIGHTBOX_DATA_DIR`` holding the instance (e.g. a 512x512 16-bit native image of
 a 60-instance study STOWed by ``../shared/bench/load.py stow``); run it against a copy of the

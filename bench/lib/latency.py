@@ -4,7 +4,7 @@
 large answers (a 3 MB series ``/metadata``) client-bound. This measures the same request the way
 a viewer's network stack sees it: the body is read and discarded. Bounded in count and time.
 
-    .venv/bin/python bench/latency.py --url URL [--url URL ...] --accept TYPE \\
+    .venv/bin/python bench/run.py retrieve latency --url URL [--url URL ...] --accept TYPE \\
         --requests 200 --concurrency 1 [--bearer @token.txt]
 
 Several ``--url`` values are requested round-robin (e.g. frame 1 of many instances).

@@ -14,7 +14,7 @@ QIDO-RS sees a normal archive.
 
 Usage (PostgreSQL; the database must exist and be migrated, the index empty unless --force)::
 
-    .venv/bin/python bench/qido_index.py \\
+    .venv/bin/python bench/run.py query build-index \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1/lb_qido \\
         --out /work/bench-data/qido1m --studies 20000 --series 5 --instances 10
 """
@@ -41,7 +41,8 @@ from app.index.db import Database
 from app.index.models import Instance, Series, Study
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-DEFAULT_GEN = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_dataset.py"
+#: ../shared/bench/gen_dataset.py beside the repository (bench/lib/ is two levels down)
+DEFAULT_GEN = Path(__file__).resolve().parents[3] / "shared" / "bench" / "gen_dataset.py"
 
 
 def load_generator(path: Path) -> ModuleType:

@@ -2,7 +2,7 @@
 # nginx serving DIR/www as static files on 127.0.0.1:PORT (sendfile on), in the foreground:
 # the ceiling a DICOMweb stream is compared with. Config, pid and logs go in DIR.
 #
-#   bench/nginx_static.sh DIR PORT &
+#   bench/lib/nginx_static.sh DIR PORT &
 set -euo pipefail
 dir=$(cd "$1" && pwd) port=$2
 chmod a+rx "$dir" "$dir/www"

@@ -8,7 +8,7 @@ alternate between the modes, with ``time.process_time()`` around each block. The
 runs on the same event loop and its queue is flushed inside the block, so its share is counted.
 Interleaving the modes in small blocks keeps a noisy neighbour from favouring one of them.
 
-    .venv/bin/python bench/request_overhead.py [--requests 3000] [--block 100] [--mode off on]
+    .venv/bin/python bench/run.py overhead inprocess [--requests 3000] [--block 100] [--mode off on]
 
 Prints CPU microseconds per request per mode and the on/off difference. PostgreSQL's own CPU
 (index queries, audit inserts) is not counted: it is another process.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: app, tests
 
 import httpx
 from asgi_get import asgi_get

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # WADO-RS: Lightbox against Orthanc in the same run (issue 4, Performance).
 #
-#   bench/wado_vs_orthanc.sh [full|tiny]
+#   bench/run.py retrieve vs-orthanc [full|tiny]
 #
 # Prepares three datasets with the shared generator (kept under $DATA between runs):
 #   wado60    studies of 3 series x 20 instances (60 per study), 512x512 16-bit: study /metadata,
@@ -20,14 +20,9 @@
 # having built .venv. Results: bench/results/*-wado-*.json (load.py) and a summary on stdout.
 # Never run it beside a build or a test run (2 cores).
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-SHARED=${SHARED:-$REPO/../shared}
-PY=$REPO/.venv/bin/python
+source "$(dirname "$0")/common.sh"
 SCALE=${1:-full}
-DATA=${DATA:-/work/bench-data}
 WORK=${WORK:-$(mktemp -d /tmp/lightbox-wado-bench.XXXXXX)}
-RESULTS=${RESULTS:-$HERE/results}
 WORKERS=${LIGHTBOX_BENCH_WORKERS:-2}
 TARGETS=${TARGETS:-lightbox,orthanc}
 DBS=${DBS:-postgres sqlite}
@@ -63,52 +58,31 @@ gen "$DS60" 11 "${GEN60[@]}"
 gen "$DS1000" 12 "${GEN1000[@]}"
 gen "$DS100K" 13 "${GEN100K[@]}"
 
-psql_admin() { psql -h 127.0.0.1 -U postgres -d postgres -qAt -c "$1"; }
-postmaster_pid() { head -1 "$(psql_admin 'SHOW data_directory')/postmaster.pid"; }
-
 start_lightbox() {  # db
   rm -rf "$WORK/lightbox"; mkdir -p "$WORK/lightbox"
   export LIGHTBOX_DATA_DIR=$WORK/lightbox LIGHTBOX_LOG_LEVEL=warning
   if [[ $1 == postgres ]]; then
-    psql_admin "DROP DATABASE IF EXISTS lightbox_wado_bench WITH (FORCE)"
-    psql_admin "CREATE DATABASE lightbox_wado_bench"
-    export LIGHTBOX_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/lightbox_wado_bench
+    fresh_pg_db lightbox_wado_bench
+    export LIGHTBOX_DATABASE_URL=$PG/lightbox_wado_bench
   else
     export LIGHTBOX_DATABASE_URL=sqlite+aiosqlite:///$WORK/lightbox/index.db
   fi
-  (cd "$REPO" && .venv/bin/lightbox db upgrade >/dev/null)
+  (cd "$REPO" && "$LB" db upgrade >/dev/null)
   # auth is on by default: the harness sends a token from the embedded issuer
-  (cd "$REPO" && .venv/bin/lightbox token create --subject bench --scope read --scope write \
+  (cd "$REPO" && "$LB" token create --subject bench --scope read --scope write \
       --ttl 1d > "$WORK/token.txt")
-  (cd "$REPO" && exec setsid .venv/bin/lightbox serve --port "$LB_PORT" --workers "$WORKERS" \
+  (cd "$REPO" && exec setsid "$LB" serve --port "$LB_PORT" --workers "$WORKERS" \
       > "$WORK/lightbox.log" 2>&1) &
   echo $! > "$WORK/lightbox.pid"
-  for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:$LB_PORT/readyz && return; sleep 0.2; done
-  echo "lightbox did not start"; cat "$WORK/lightbox.log"; exit 1
+  wait_ready "$LB_PORT" "$WORK/lightbox.log"
 }
-
-stop_lightbox() {
-  local pgid
-  pgid=$(cat "$WORK/lightbox.pid" 2>/dev/null) || return 0
-  kill -TERM -- "-$pgid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 -- "-$pgid" 2>/dev/null || return 0; sleep 0.2; done
-  kill -KILL -- "-$pgid" 2>/dev/null || true
-}
+stop_lightbox() { stop_group "$(cat "$WORK/lightbox.pid" 2>/dev/null)"; }
 
 start_orthanc() {  # db
-  local extra=()
-  if [[ $1 == postgres ]]; then
-    psql_admin "DROP DATABASE IF EXISTS orthanc_wado_bench WITH (FORCE)"
-    psql_admin "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='dwbench') THEN CREATE ROLE dwbench LOGIN PASSWORD 'dwbench'; END IF; END\$\$"
-    psql_admin "CREATE DATABASE orthanc_wado_bench OWNER dwbench"
-    extra=(--index postgres --pg-dsn postgresql://dwbench:dwbench@127.0.0.1:5432/orthanc_wado_bench)
-  fi
-  rm -rf "$WORK/orthanc"
-  "$SHARED/peer/peer_orthanc.sh" start --workdir "$WORK/orthanc" --http-port "$OR_PORT" --no-dicom \
-    "${extra[@]}" | tee "$WORK/orthanc.env" | grep -E '^(BASE_URL|PID)=' >/dev/null
+  if [[ $1 == postgres ]]; then orthanc_start "$WORK/orthanc" "$OR_PORT" orthanc_wado_bench
+  else orthanc_start "$WORK/orthanc" "$OR_PORT"; fi
 }
-
-stop_orthanc() { "$SHARED/peer/peer_orthanc.sh" stop --workdir "$WORK/orthanc" --purge >/dev/null 2>&1 || true; }
+stop_orthanc() { orthanc_stop "$WORK/orthanc"; }
 
 NGINX_PID=
 stop_nginx() { [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null; NGINX_PID=; }
@@ -135,7 +109,7 @@ for db in $DBS; do
     T+=(--bearer "lightbox=@$WORK/token.txt")
   fi
   if want orthanc; then
-    OPIDS=$(grep '^PID=' "$WORK/orthanc.env" | cut -d= -f2)
+    OPIDS=$(orthanc_pid "$WORK/orthanc")
     [[ $db == postgres ]] && OPIDS="$OPIDS,$(postmaster_pid)"
     T+=(--target orthanc=http://127.0.0.1:$OR_PORT/dicom-web --pid "orthanc=$OPIDS")
   fi
@@ -167,7 +141,7 @@ for db in $DBS; do
     mkdir -p "$WORK/nginx/www"
     cp "$WORK/study.body" "$WORK/nginx/www/study"
     chmod a+rx "$WORK"
-    "$HERE/nginx_static.sh" "$WORK/nginx" "$NGINX_PORT" & NGINX_PID=$!
+    "$LIB/nginx_static.sh" "$WORK/nginx" "$NGINX_PORT" & NGINX_PID=$!
     for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$NGINX_PORT/study && break; sleep 0.1; done
     curl_stream "nginx (static file)" http://127.0.0.1:$NGINX_PORT/study /dev/null
     stop_nginx

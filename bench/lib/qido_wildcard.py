@@ -4,7 +4,7 @@ Substrings are three letters taken (seeded) from inside the family names of the 
 every query matches something; the expected count is checked against the manifest like
 ``load.py`` does (case-insensitive on the whole name). Bounded in count and time.
 
-    .venv/bin/python bench/qido_wildcard.py --url http://127.0.0.1:8080/dicom-web \\
+    .venv/bin/python bench/run.py query wildcard --url http://127.0.0.1:8080/dicom-web \\
         --dataset DIR --requests 200 --concurrency 1
 """
 

@@ -10,7 +10,7 @@ first one of its shape (same status, headers and body, the request id aside), an
 ``--answers FILE`` their digests are saved (first run) or compared (later runs), so a faster
 path that changed an answer would show. ``--mode service`` measures ``QueryService.search`` alone.
 
-    .venv/bin/python bench/qido_cpu.py \\
+    .venv/bin/python bench/run.py query cpu \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1/lb_qido_helper --dataset DIR
 """
 

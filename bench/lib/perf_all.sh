@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every latency/throughput target of issues 3-6 in one sitting, against indexes loaded beforehand.
 #
-#   bench/perf_all.sh [section ...]     sections: qido1m qido100k overhead wado latency curl render
-#                                       (default all)
+#   bench/lib/perf_all.sh [section ...]  sections: qido1m qido100k overhead wado latency curl render
+#                                        (default all)
+#   bench/run.py query load | retrieve load | overhead wrk   run the sections of their kind
 #
 # Unlike wado_vs_orthanc.sh (which STOWs fresh datasets into fresh servers each run, an hour for
 # Orthanc + PostgreSQL at 100,000 instances), this script only starts Lightbox on indexes that
 # already hold the data, and measures a running Orthanc that holds the same datasets:
 #
-#   QIDO_DB   PostgreSQL database built by bench/qido_index.py (1,000,000 instances), manifest $QIDO_DS
+#   QIDO_DB   PostgreSQL database built by `run.py query build-index` (1,000,000 instances),
+#             manifest $QIDO_DS
 #   BENCH_DB  PostgreSQL database + blobs in $BENCH_DIR holding wado60, wado1000 and index100k
 #             (the datasets of wado_vs_orthanc.sh, stored with load.py stow), also held by $ORTHANC
 #   ORTHANC   DICOMweb URL of Orthanc + PostgreSQL with the same three datasets
@@ -17,23 +19,17 @@
 # Lightbox runs with $WORKERS workers, auth + audit on (a token from its own issuer);
 # the overhead section also starts a second Lightbox on the same index with auth and audit off
 # and alternates the two (load.py --rounds). Results: bench/results/*.json plus stdout.
-# Frame latency is also measured with wrk (Debian package wrk; bench/wrk_paths.lua), a client
+# Frame latency is also measured with wrk (Debian package wrk; lib/wrk_paths.lua), a client
 # in C, when it is installed.
 # Never run it beside a build or a test run (2 cores).
 set -euo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-SHARED=${SHARED:-$REPO/../shared}
-PY=$REPO/.venv/bin/python
-LB=$REPO/.venv/bin/lightbox
-DATA=${DATA:-/work/bench-data}
+source "$(dirname "$0")/common.sh"
 QIDO_DB=${QIDO_DB:-lb_qido}
 QIDO_DS=${QIDO_DS:-$DATA/qido1m}
 BENCH_DB=${BENCH_DB:-lb_bench}
 BENCH_DIR=${BENCH_DIR:-$DATA/lb}
 ORTHANC=${ORTHANC:-http://127.0.0.1:8042/dicom-web}
 WORKERS=${WORKERS:-2}
-RESULTS=${RESULTS:-$HERE/results}
 ROUNDS=${ROUNDS:-3}
 ON_OFF_ROUNDS=${ON_OFF_ROUNDS:-5}  # wrk rounds of each side in the overhead section
 OVERHEAD_WRK=${OVERHEAD_WRK:-qido1 qido4 frames4}  # the overhead section's wrk cases
@@ -43,14 +39,12 @@ OVERHEAD_LOADPY=${OVERHEAD_LOADPY:-1}  # 0: the overhead section runs wrk only
 # request, seen here) is sampled round by round instead of weighing on one side for a whole run
 OVERHEAD_FRESH=${OVERHEAD_FRESH:-0}
 WORK=$(mktemp -d /tmp/lightbox-perf.XXXXXX)
-PG=postgresql+asyncpg://postgres@127.0.0.1:5432
 SECTIONS=${*:-qido1m qido100k overhead wado latency curl render}
 mkdir -p "$RESULTS"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
-FRAME_ACCEPT='multipart/related; type="application/octet-stream"; transfer-syntax=*'
 wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round (JSON line)
-  # The line also gets the server's and PostgreSQL's CPU per request (bench/proc_cpu.py:
+  # The line also gets the server's and PostgreSQL's CPU per request (wrk_rounds.py cpu:
   # "serve --port N" and its workers for a Lightbox, the Orthanc process otherwise) and, for a
   # Lightbox, how its workers shared the connections ("split", e.g. "2/2"; before
   # app/supervisor.py balanced them, uvicorn's workers accepted from one socket and one could
@@ -61,16 +55,16 @@ wrk_round() {  # base_url bearer concurrency paths accept -> one 10 s wrk round 
   port=${base#http://*:} port=${port%%/*}
   server="serve --port $port"
   [[ $base == "$ORTHANC"* ]] && server="Orthanc "
-  before=$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")
+  before=$("$PY" "$LIB/wrk_rounds.py" cpu "$server" "postgres:" ":steal")
   WRK_PATHS=$prefixed WRK_ACCEPT=$accept WRK_BEARER=$bearer \
-      wrk -t1 -c"$c" -d10s -s "$HERE/wrk_paths.lua" "${base%/dicom-web*}" > "$WORK/wrk.out" &
+      wrk -t1 -c"$c" -d10s -s "$LIB/wrk_paths.lua" "${base%/dicom-web*}" > "$WORK/wrk.out" &
   wrk_pid=$!
   sleep 2
   split=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort |
       uniq -c | awk '{print $1}' | sort -rn | paste -sd/ -)
   wait "$wrk_pid"
-  "$PY" "$HERE/round_cost.py" "$(tail -n 1 "$WORK/wrk.out")" "$before" \
-      "$("$PY" "$HERE/proc_cpu.py" "$server" "postgres:" ":steal")" --split "$split"
+  "$PY" "$LIB/wrk_rounds.py" cost "$(tail -n 1 "$WORK/wrk.out")" "$before" \
+      "$("$PY" "$LIB/wrk_rounds.py" cpu "$server" "postgres:" ":steal")" --split "$split"
 }
 median_line() {  # rounds < JSON lines of wrk rounds -> the median one by p50 (field 5 after ':')
   sort -t: -k5 -n | sed -n "$(( ($1 + 1) / 2 ))p"
@@ -101,42 +95,29 @@ wrk_on_off() {  # label concurrency paths accept base_on bearer_on base_off
     grep "^$which " "$rounds" | cut -d' ' -f2- | median_line "$ON_OFF_ROUNDS" |
         sed "s/^/$label $which  /"
   done
-  "$PY" "$HERE/wrk_by_split.py" "$label" "$rounds"  # only rounds of the same split compare
+  "$PY" "$LIB/wrk_rounds.py" split "$label" "$rounds"  # only rounds of the same split compare
 }
 fresh_server() {  # on|off base_url bearer concurrency paths accept -> started alone, warmed up 3 s
   local port=${2#http://*:}
   port=${port%%/*}
-  if [[ $1 == on ]]; then start fresh_on "$port" "$BENCH_DB" "$BENCH_DIR"
-  else start fresh_off "$port" "$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"; fi
+  if [[ $1 == on ]]; then lb_serve fresh_on "$port" "$PG/$BENCH_DB" "$BENCH_DIR"
+  else lb_serve fresh_off "$port" "$PG/$BENCH_DB" "$BENCH_DIR" "${OFF_ENV[@]}"; fi
   sed "s#^#/${2#http://*/}#" "$5" > "$WORK/warm.paths"
   WRK_PATHS=$WORK/warm.paths WRK_ACCEPT=$6 WRK_BEARER=$3 \
-      wrk -t1 -c"$4" -d3s -s "$HERE/wrk_paths.lua" "${2%/dicom-web*}" > /dev/null
+      wrk -t1 -c"$4" -d3s -s "$LIB/wrk_paths.lua" "${2%/dicom-web*}" > /dev/null
 }
 wrk_paths() {  # kind (frames|qido) -> a file of request paths under the DICOMweb root
   local out=$WORK/$1.paths
-  [[ -s $out ]] || "$PY" "$HERE/wrk_paths.py" "$1" "$DATA" > "$out"
+  [[ -s $out ]] || "$PY" "$LIB/wrk_rounds.py" paths "$1" "$DATA" > "$out"
   echo "$out"
 }
 wrk_frames() {  # label base_url bearer concurrency
   wrk_median "$1" "$2" "$3" "$4" "$(wrk_paths frames)" "$FRAME_ACCEPT"
 }
 
-PIDS=()
-start() {  # name port db data_dir [env...] -> waits for readiness
+start() {  # name port db data_dir [env...] -> a Lightbox on that database of $PG, ready
   local name=$1 port=$2 db=$3 dir=$4; shift 4
-  (cd "$REPO" && exec env LIGHTBOX_DATA_DIR="$dir" LIGHTBOX_DATABASE_URL="$PG/$db" \
-      LIGHTBOX_LOG_LEVEL=warning "$@" setsid "$LB" serve --port "$port" --workers "$WORKERS" \
-      > "$WORK/$name.log" 2>&1) &
-  PIDS+=($!)
-  echo $! > "$WORK/$name.pid"
-  for _ in $(seq 150); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && return; sleep 0.2; done
-  echo "$name did not start"; cat "$WORK/$name.log"; exit 1
-}
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  PIDS=()
+  lb_serve "$name" "$port" "$PG/$db" "$dir" "$@"
 }
 trap stop_all EXIT
 
@@ -156,7 +137,7 @@ if want qido1m; then
     "$PY" "$SHARED/bench/load.py" qido "${T[@]}" --dataset "$QIDO_DS" -c $c --rounds "$ROUNDS" \
         --label "qido1m-c$c"
   done
-  "$PY" "$HERE/qido_wildcard.py" --url http://127.0.0.1:8080/dicom-web --dataset "$QIDO_DS" \
+  "$PY" "$LIB/qido_wildcard.py" --url http://127.0.0.1:8080/dicom-web --dataset "$QIDO_DS" \
       --requests 200 --bearer "@$WORK/token.txt"
   stop_all
 fi
@@ -217,7 +198,7 @@ if want wado; then
 fi
 
 if want latency; then
-  # bench/latency.py reads and discards the body: load.py parses every JSON answer in Python,
+  # latency.py reads and discards the body: load.py parses every JSON answer in Python,
   # which on two cores makes a 3 MB series /metadata answer client-bound
   echo "=== GET latency, body discarded (latency.py), Lightbox vs Orthanc ==="
   urls() {  # dataset kind base -> --url arguments (kind: series-metadata study-metadata frame)
@@ -247,7 +228,7 @@ PYEOF
       [[ $name == lightbox ]] && base=http://127.0.0.1:8000/dicom-web bearer=(--bearer "@$WORK/token.txt")
       mapfile -t U < <(urls "$ds" "$kind" "$base")
       printf '%-34s %-9s ' "$label" "$name"
-      "$PY" "$HERE/latency.py" "${U[@]}" --accept "$accept" --concurrency "$c" \
+      "$PY" "$LIB/latency.py" "${U[@]}" --accept "$accept" --concurrency "$c" \
           --requests "$n" --max-seconds 90 "${bearer[@]}" | tail -n 1
     done
   }
@@ -285,7 +266,7 @@ if want curl; then
     curl -s -o "$WORK/nginx/www/study" "${AUTH[@]}" -H "Accept: $ACCEPT" \
         "http://127.0.0.1:8000/dicom-web/studies/$STUDY"
     chmod a+rx "$WORK"
-    "$HERE/nginx_static.sh" "$WORK/nginx" 8088 & NGINX=$!
+    "$LIB/nginx_static.sh" "$WORK/nginx" 8088 & NGINX=$!
     for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:8088/study && break; sleep 0.1; done
     echo "nginx:    $(speed http://127.0.0.1:8088/study)"
     kill "$NGINX"
@@ -294,7 +275,7 @@ fi
 
 if want render; then
   echo "=== /rendered and thumbnails, Lightbox vs Orthanc ==="
-  "$PY" "$HERE/render_vs_orthanc.py" --target lightbox=http://127.0.0.1:8000/dicom-web \
+  "$PY" "$LIB/render_vs_orthanc.py" --target lightbox=http://127.0.0.1:8000/dicom-web \
       --target "orthanc=$ORTHANC" --bearer "lightbox=@$WORK/token.txt" --results "$RESULTS"
 fi
 echo "results: $RESULTS"

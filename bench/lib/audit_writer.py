@@ -3,7 +3,7 @@ size, on a throwaway PostgreSQL database (or SQLite with ``--sqlite``), ``time.p
 and on PostgreSQL also the CPU of the writer's server process (read from ``/proc``, so the
 server must run on this machine).
 
-    .venv/bin/python bench/audit_writer.py --batch 1 15 100 [--sqlite]
+    .venv/bin/python bench/run.py overhead audit-writer --batch 1 15 100 [--sqlite]
 
 Events are frames retrievals (study, series and instance named, so the PatientID is looked up).
 """
@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: app, tests
 
-from proc_cpu import process_cpu_seconds
 from sqlalchemy.engine import make_url
+from wrk_rounds import process_cpu_seconds
 
 from app.index import migrate
 from app.index.db import Database

@@ -1,7 +1,7 @@
 -- wrk script: GET a list of paths round-robin with fixed headers, and print the latency
--- percentiles as one JSON line (bench/wrk_latency.sh drives it).
+-- percentiles as one JSON line (perf_all.sh and simultaneous.sh drive it).
 --
---   WRK_PATHS=paths.txt WRK_ACCEPT='...' WRK_BEARER=token wrk -t1 -c4 -d10s -s bench/wrk_paths.lua URL
+--   WRK_PATHS=paths.txt WRK_ACCEPT='...' WRK_BEARER=token wrk -t1 -c4 -d10s -s bench/lib/wrk_paths.lua URL
 --
 -- paths.txt holds one request path per line (e.g. /dicom-web/studies/.../frames/1). Each
 -- connection starts at a different offset, so the connections do not ask for the same object.

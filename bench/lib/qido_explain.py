@@ -7,7 +7,7 @@ application's own parser (``app.dicom.query.parse_qido``) and SQL builder
 statement is then run under ``EXPLAIN (ANALYZE, BUFFERS)`` on the given PostgreSQL index. The
 count statement is shown only for shapes whose page comes back full (the only case it runs).
 
-    .venv/bin/python bench/qido_explain.py \\
+    .venv/bin/python bench/run.py query explain \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1/lb_qido --dataset DIR
 """
 
@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from app.dicom.query import Query, Resource, parse_qido
 from app.index.search import count_statement, page_statement
 
-DEFAULT_LOAD = Path(__file__).resolve().parents[2] / "shared" / "bench" / "load.py"
+#: ../shared/bench/load.py beside the repository (bench/lib/ is two levels down)
+DEFAULT_LOAD = Path(__file__).resolve().parents[3] / "shared" / "bench" / "load.py"
 MAX_RESULTS = 1000
 COUNT_LIMIT = 10000  # LIGHTBOX_QIDO_COUNT_LIMIT's default
 
