@@ -81,6 +81,17 @@ class RenderSettings(BaseModel):
     max_source_bytes: int = Field(
         1024**3, description="largest instance that is decoded for rendering (406 beyond)"
     )
+    max_output_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="most pixels of a scaled rendered image (viewport, WADO-URI rows/columns, "
+        "thumbnails): a request for more is 400, and no image is enlarged beyond it",
+    )
+    max_animation_pixels: int = Field(
+        128 * 1024**2,
+        ge=1,
+        description="most pixels of all frames of one animated GIF; later frames are left out",
+    )
     anonymize_salt: SecretStr | None = Field(
         None,
         description="secret from which WADO-URI anonymize=yes derives replacement UIDs; set it "

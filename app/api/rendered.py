@@ -17,9 +17,12 @@ else is 406. Levels (REND-08):
 thumbnail_choice`, 128 px longest edge unless ``viewport=vw,vh`` says otherwise.
 
 Parameters (§8.3.5.1): ``quality``, ``viewport``, ``window``, ``annotation``, ``iccprofile``;
-malformed values are 400 naming the parameter. Responses carry Content-Type, Content-Length, an
-ETag from the instances' content hashes and the normalised parameters, and
-``Cache-Control: private`` (REND-09); ``If-None-Match`` gives 304 without rendering.
+malformed values are 400 naming the parameter, and so is a viewport (of a rendering or a
+thumbnail) of more pixels than ``render.max_output_pixels``. An animated GIF holds the frames
+that fit in ``render.max_animation_pixels`` (and at most :data:`MAX_ANIMATION_FRAMES`).
+Responses carry Content-Type, Content-Length, an ETag from the instances' content hashes and
+the normalised parameters, and ``Cache-Control: private`` (REND-09); ``If-None-Match`` gives
+304 without rendering.
 
 ``annotation=patient`` burns the patient's identity into the pixels (REND-06): it is refused (403)
 to anonymous callers (``LIGHTBOX_AUTH__ANONYMOUS_READ``), who may see images but not burned-in
@@ -165,8 +168,10 @@ def build_params(
     viewport: str | None,
     window: str | None,
     annotation: str | None,
+    max_pixels: int,
 ) -> tuple[RenderParams, tuple[str, ...]]:
-    """The rendering parameters (media type set later) and the ignored annotation keywords."""
+    """The rendering parameters (media type set later) and the ignored annotation keywords;
+    a viewport of more than ``max_pixels`` pixels is refused (400)."""
     try:
         ignored: tuple[str, ...] = ()
         kept: tuple[str, ...] = ()
@@ -174,7 +179,9 @@ def build_params(
             kept, ignored = rendering.parse_annotation(annotation)
         params = RenderParams(
             quality=rendering.parse_quality(quality),
-            viewport=None if viewport is None else rendering.parse_viewport(viewport),
+            viewport=None
+            if viewport is None
+            else rendering.parse_viewport(viewport, max_pixels=max_pixels),
             window=None if window is None else rendering.parse_window(window),
             annotation=kept,
         )
@@ -372,7 +379,11 @@ async def rendered_study(
     iccprofile: IccParam = None,
 ) -> Response:
     params, ignored = build_params(
-        quality=quality, viewport=viewport, window=window, annotation=annotation
+        quality=quality,
+        viewport=viewport,
+        window=window,
+        annotation=annotation,
+        max_pixels=services.render.limits.pixels,
     )
     return await _render_target(
         request, services, settings, accept, params, ignored, iccprofile, _uids(study)
@@ -400,7 +411,11 @@ async def rendered_series(
     iccprofile: IccParam = None,
 ) -> Response:
     params, ignored = build_params(
-        quality=quality, viewport=viewport, window=window, annotation=annotation
+        quality=quality,
+        viewport=viewport,
+        window=window,
+        annotation=annotation,
+        max_pixels=services.render.limits.pixels,
     )
     return await _render_target(
         request, services, settings, accept, params, ignored, iccprofile, _uids(study, series)
@@ -429,7 +444,11 @@ async def rendered_instance(
     iccprofile: IccParam = None,
 ) -> Response:
     params, ignored = build_params(
-        quality=quality, viewport=viewport, window=window, annotation=annotation
+        quality=quality,
+        viewport=viewport,
+        window=window,
+        annotation=annotation,
+        max_pixels=services.render.limits.pixels,
     )
     uids = _uids(study, series, instance)
     return await _render_target(
@@ -462,7 +481,11 @@ async def rendered_frames(
     uids = _uids(study, series, instance)
     numbers = parse_frame_numbers(frames)
     params, ignored = build_params(
-        quality=quality, viewport=viewport, window=window, annotation=annotation
+        quality=quality,
+        viewport=viewport,
+        window=window,
+        annotation=annotation,
+        max_pixels=services.render.limits.pixels,
     )
     _check_patient_annotation(request, params)
     render = services.render
@@ -525,7 +548,13 @@ async def _thumbnail(
     frame: int | None = None,
 ) -> Response:
     try:
-        box = None if viewport is None else rendering.parse_viewport(viewport, source_allowed=False)
+        box = (
+            None
+            if viewport is None
+            else rendering.parse_viewport(
+                viewport, source_allowed=False, max_pixels=services.render.limits.pixels
+            )
+        )
     except RenderParameterError as exc:
         raise BadRequest(str(exc)) from exc
     render = services.render

@@ -15,11 +15,12 @@ Basic Profile with Clean Pixel Data (:mod:`app.dicom.anonymize`) and refuses (40
 cannot clean; the original is never sent then.
 
 Rendered retrieval (§9.5, URI-05): ``frameNumber`` (multi-frame objects only), ``rows`` /
-``columns`` (bounds keeping the aspect ratio, either or both), ``region`` (normalised crop),
-``windowCenter`` + ``windowWidth`` (together), ``imageQuality``, ``annotation`` or
-``imageAnnotation``. ``presentationUID`` / ``presentationSeriesUID`` are checked (400 when
-combined with frameNumber, region or window, §9.5.2.3) but presentation states are not applied:
-406. Every response carries Content-Type and Content-Location (URI-06).
+``columns`` (bounds keeping the aspect ratio, either or both; asking for more pixels than
+``render.max_output_pixels`` is 400, and one alone never enlarges the image beyond them),
+``region`` (normalised crop), ``windowCenter`` + ``windowWidth`` (together), ``imageQuality``,
+``annotation`` or ``imageAnnotation``. ``presentationUID`` / ``presentationSeriesUID`` are
+checked (400 when combined with frameNumber, region or window, §9.5.2.3) but presentation
+states are not applied: 406. Every response carries Content-Type and Content-Location (URI-06).
 """
 
 from dataclasses import replace
@@ -123,8 +124,8 @@ def _positive(request: Request, name: str) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or int(text) <= 0:
-        raise BadRequest(f"invalid {name} {value!r}: expected a positive integer")
+    if not rendering.is_digits(text) or int(text) <= 0:
+        raise BadRequest(f"invalid {name} {value[:24]!r}: expected a positive integer")
     return int(text)
 
 
@@ -238,7 +239,7 @@ async def _wado_uri(request: Request, services: ServicesDep) -> Response:
         raise BadRequest(
             f"invalid {misplaced[0]}: it applies to contentType=application/dicom only"
         )
-    params = _rendered_params(request)
+    params = _rendered_params(request, render.limits.pixels)
     sources = await render.sources(study_uid, series_uid, sop_uid)
     source = sources[0]
     offered = offered_types([kind(source)])
@@ -275,8 +276,9 @@ async def _wado_uri(request: Request, services: ServicesDep) -> Response:
     return Response(data, media_type=chosen, headers={**headers, "ETag": etag})
 
 
-def _rendered_params(request: Request) -> RenderParams:
-    """The §9.5 parameters as :class:`RenderParams` (URI-05), 400 naming the bad one."""
+def _rendered_params(request: Request, max_pixels: int) -> RenderParams:
+    """The §9.5 parameters as :class:`RenderParams` (URI-05), 400 naming the bad one; rows and
+    columns asking for more than ``max_pixels`` pixels are refused."""
     presentation = _one(request, "presentationUID")
     presentation_series = _one(request, "presentationSeriesUID")
     center = _one(request, "windowCenter")
@@ -314,6 +316,9 @@ def _rendered_params(request: Request) -> RenderParams:
     if any(v == "" for v in (_one(request, "annotation"), _one(request, "imageAnnotation"))):
         raise BadRequest("invalid annotation: empty value")
     try:
+        # rows and columns are maxima (URI-05): alone, one still bounds a side of the output
+        bounded = "rows and columns" if rows and columns else "rows" if rows else "columns"
+        rendering.check_output_size(bounded, columns, rows, max_pixels)
         quality = rendering.parse_quality(_one(request, "imageQuality"), "imageQuality")
         region = None if region_text is None else rendering.parse_region(region_text)
         window = None

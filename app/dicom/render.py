@@ -13,13 +13,16 @@ The pipeline (REND-02), in order:
 4. MONOCHROME1 is inverted;
 5. YBR is converted to RGB (by the decoder), PALETTE COLOR through its lookup tables;
 6. crop (``viewport`` sx, sy, sw, sh or the WADO-URI ``region``; negative sw/sh flip), then
-   scale keeping the aspect ratio to the largest size that fits (vw, vh);
+   scale keeping the aspect ratio to the largest size that fits (vw, vh), up or down, but never
+   beyond :class:`OutputLimits` (an image sent at its own size is not scaled);
 7. annotations are burned in last;
 8. encoding: JPEG (baseline 8-bit Huffman, ``quality``), PNG, GIF (animated for several frames).
 
 Parameters are parsed here too (:func:`parse_quality`, :func:`parse_viewport`,
 :func:`parse_window`, :func:`parse_annotation`, :func:`parse_iccprofile`); every malformed value
-raises :class:`RenderParameterError` whose message names the parameter (400).
+raises :class:`RenderParameterError` whose message names the parameter (400). So does an output
+size beyond the limits (:func:`check_output_size`): PS3.18 §8.3.5.1.3 makes the viewport the
+size of the returned image, and asks for 400 when viewport dimensions are not supported.
 """
 
 import html
@@ -43,17 +46,22 @@ __all__ = [
     "GIF",
     "IMAGE_TYPES",
     "JPEG",
+    "MAX_SIDE",
     "PDF",
     "PNG",
     "TEXT_HTML",
     "TEXT_PLAIN",
     "ObjectKind",
+    "OutputLimits",
     "RenderParameterError",
     "RenderParams",
     "Viewport",
     "Window",
+    "check_output_size",
     "encapsulated_pdf",
+    "fitted_size",
     "frame_attributes",
+    "is_digits",
     "kind_of",
     "parse_annotation",
     "parse_iccprofile",
@@ -77,6 +85,11 @@ PDF: Final = "application/pdf"
 IMAGE_TYPES: Final = (JPEG, PNG, GIF)
 
 DEFAULT_QUALITY: Final = 90
+#: the widest or tallest image we make: JPEG and GIF keep each side in 16 bits
+MAX_SIDE: Final = 65535
+#: default bounds of :class:`OutputLimits`: 4096 x 4096 per image, 128 Mi pixels per animation
+MAX_OUTPUT_PIXELS: Final = 4096 * 4096
+MAX_ANIMATION_PIXELS: Final = 128 * 1024 * 1024
 #: VOI LUT Function values (PS3.3 C.11.2.1.3) by their ``window`` parameter names (REND-05)
 VOI_FUNCTIONS: Final = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
 #: annotation keywords of PS3.18 §8.3.5.1.1 we burn in; other valid ones are ignored (REND-06)
@@ -90,6 +103,25 @@ _ENCAPSULATED_PDF: Final = "1.2.840.10008.5.1.4.1.1.104.1"
 
 class RenderParameterError(ValueError):
     """A rendering parameter is malformed; the message names it (the caller answers 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimits:
+    """How large rendered output may be: what bounds a rendering's memory and time.
+
+    ``pixels`` bounds each image the scale step makes (a viewport, WADO-URI rows/columns, a
+    thumbnail box): a request asking for more is refused (:func:`check_output_size`), and an
+    axis left open (WADO-URI ``columns`` without ``rows``) stops at it (:func:`fitted_size`).
+    ``animation_pixels`` bounds the frames of one animated GIF together: the frames beyond it
+    are left out. An image sent at its own size is bounded by what could be decoded, not here.
+    """
+
+    pixels: int = MAX_OUTPUT_PIXELS
+    animation_pixels: int = MAX_ANIMATION_PIXELS
+
+
+#: the limits when none are configured
+DEFAULT_LIMITS: Final = OutputLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,26 +208,42 @@ def parse_quality(value: str | None, name: str = "quality") -> int:
     if value is None:
         return DEFAULT_QUALITY
     text = value.strip()
-    if not text.isdigit() or not 1 <= int(text) <= 100:
+    if not is_digits(text) or not 1 <= int(text) <= 100:
         raise RenderParameterError(f"invalid {name} {value!r}: expected an integer from 1 to 100")
     return int(text)
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is a decimal integer ``int()`` takes: ASCII digits only (``"²"`` is a
+    digit to :meth:`str.isdigit`, not to ``int``), and at most 18 of them (``int`` refuses
+    thousands, and no size or offset needs more).
+
+    >>> is_digits("0512"), is_digits("²"), is_digits("9" * 19), is_digits("")
+    (True, False, False, False)
+    """
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _int(text: str, name: str, *, positive: bool = False) -> int:
     text = text.strip()
     body = text[1:] if text[:1] in "+-" else text
-    if not body.isdigit():
-        raise RenderParameterError(f"invalid viewport: {name} {text!r} is not an integer")
+    if not is_digits(body):
+        raise RenderParameterError(
+            f"invalid viewport: {name} {text[:24]!r} is not an integer of at most 18 digits"
+        )
     number = int(text)
     if positive and number <= 0:
         raise RenderParameterError(f"invalid viewport: {name} must be a positive integer")
     return number
 
 
-def parse_viewport(value: str, *, source_allowed: bool = True) -> Viewport:
+def parse_viewport(
+    value: str, *, source_allowed: bool = True, max_pixels: int = MAX_OUTPUT_PIXELS
+) -> Viewport:
     """``viewport=vw,vh[,sx,sy,sw,sh]`` (REND-04); elided values keep their commas.
 
-    ``source_allowed=False`` (thumbnails, presentation states) refuses anything beyond vw,vh.
+    ``source_allowed=False`` (thumbnails, presentation states) refuses anything beyond vw,vh;
+    vw x vh above ``max_pixels`` is refused too (:func:`check_output_size`).
 
     >>> parse_viewport("512,512,,,256,-256")
     Viewport(vw=512, vh=512, sx=None, sy=None, sw=256, sh=-256)
@@ -213,6 +261,7 @@ def parse_viewport(value: str, *, source_allowed: bool = True) -> Viewport:
         raise RenderParameterError("invalid viewport: only vw,vh may be given for this resource")
     vw = _int(pieces[0], "vw", positive=True)
     vh = _int(pieces[1], "vh", positive=True)
+    check_output_size("viewport", vw, vh, max_pixels)
     rest: list[int | None] = []
     for name, text in zip(("sx", "sy", "sw", "sh"), pieces[2:], strict=False):
         rest.append(None if not text.strip() else _int(text, name))
@@ -222,6 +271,37 @@ def parse_viewport(value: str, *, source_allowed: bool = True) -> Viewport:
     if sw == 0 or sh == 0:
         raise RenderParameterError("invalid viewport: sw and sh must not be zero")
     return Viewport(vw, vh, sx, sy, sw, sh)
+
+
+def check_output_size(
+    parameter: str, width: int | None, height: int | None, max_pixels: int
+) -> None:
+    """Refuse an asked output size (either side may be open) beyond the limits, naming
+    ``parameter``: a side above :data:`MAX_SIDE`, or more than ``max_pixels`` pixels.
+
+    >>> check_output_size("viewport", 4096, 4096, 4096 * 4096)
+    >>> check_output_size("viewport", 65500, 65500, 4096 * 4096)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    app.dicom.render.RenderParameterError: invalid viewport: 65500 x 65500 is 4290250000 pixels, ...
+    >>> check_output_size("columns", 70000, None, 4096 * 4096)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    app.dicom.render.RenderParameterError: invalid columns: 70000 pixels is more than 65535, ...
+    """
+    for side in (width, height):
+        if side is not None and side > MAX_SIDE:
+            raise RenderParameterError(
+                f"invalid {parameter}: {side} pixels is more than {MAX_SIDE}, the largest width "
+                "or height of a rendered image"
+            )
+    pixels = (width or 1) * (height or 1)
+    if pixels > max_pixels:
+        size = " x ".join(str(side) for side in (width, height) if side is not None)
+        raise RenderParameterError(
+            f"invalid {parameter}: {size} is {pixels} pixels, more than this server renders "
+            f"({max_pixels} pixels per image)"
+        )
 
 
 def parse_number(text: str, what: str) -> float:
@@ -589,8 +669,32 @@ def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-def crop_and_scale(image: Image.Image, params: RenderParams) -> Image.Image:
-    """Crop (viewport source rectangle or region; flips), then scale to fit (REND-04, URI-05)."""
+def fitted_size(
+    width: int, height: int, bounds: tuple[float, float], max_pixels: int
+) -> tuple[int, int]:
+    """A ``width`` x ``height`` image's size scaled, keeping its aspect ratio, to the largest
+    size that fits ``bounds`` (REND-04, URI-05), up or down; when that is more than
+    ``max_pixels`` pixels or :data:`MAX_SIDE` on a side (an axis left open), the largest size
+    within those instead.
+
+    >>> fitted_size(8, 8, (512, 256), 4096 * 4096)
+    (256, 256)
+    >>> fitted_size(8, 8, (60000, math.inf), 4096 * 4096)  # columns alone: stops at the cap
+    (4096, 4096)
+    """
+    scale = min(bounds[0] / width, bounds[1] / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size[0] * size[1] <= max_pixels and max(size) <= MAX_SIDE:
+        return size
+    scale = min(math.sqrt(max_pixels / (width * height)), MAX_SIDE / max(width, height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+def crop_and_scale(
+    image: Image.Image, params: RenderParams, max_pixels: int = MAX_OUTPUT_PIXELS
+) -> Image.Image:
+    """Crop (viewport source rectangle or region; flips), then scale to fit (REND-04, URI-05),
+    to no more than ``max_pixels`` pixels (:func:`fitted_size`)."""
     width, height = image.size
     flip_x = flip_y = False
     box: tuple[int, int, int, int] | None = None
@@ -621,9 +725,7 @@ def crop_and_scale(image: Image.Image, params: RenderParams) -> Image.Image:
         columns, rows = params.max_size
         bounds = (math.inf if columns is None else columns, math.inf if rows is None else rows)
     if bounds is not None:
-        w, h = image.size
-        scale = min(bounds[0] / w, bounds[1] / h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        size = fitted_size(*image.size, bounds, max_pixels)
         if size != image.size:
             image = image.resize(size, Image.Resampling.BICUBIC)
     return image
@@ -721,20 +823,31 @@ def encode(images: Sequence[Image.Image], params: RenderParams, *, frame_time: f
     return out.getvalue()
 
 
-def render(raw: bytes, params: RenderParams, ds: Dataset | None = None) -> bytes:
+def render(
+    raw: bytes,
+    params: RenderParams,
+    ds: Dataset | None = None,
+    limits: OutputLimits = DEFAULT_LIMITS,
+) -> bytes:
     """Render the frames ``params.frames`` of a PS3.10 file as ``params.media_type``.
 
-    Several frames make one animated GIF (only ``image/gif`` takes several). Raises
+    Several frames make one animated GIF (only ``image/gif`` takes several); it ends before a
+    frame that would take it beyond ``limits.animation_pixels`` (an instance's frames are all
+    the same size), so frames left out are never decoded. Raises
     :class:`RenderParameterError` for an impossible frame number.
     """
     ds = ds if ds is not None else read_dataset(raw)
     images: list[Image.Image] = []
+    spent = 0
     for number in params.frames:
         image = to_image(ds, number, params.window)
-        image = crop_and_scale(image, params)
+        image = crop_and_scale(image, params, limits.pixels)
         if params.annotation:
             image = _annotate(image, ds, params, number)
         images.append(image)
+        spent += image.size[0] * image.size[1]
+        if spent + image.size[0] * image.size[1] > limits.animation_pixels:
+            break
     first, icc = _icc(ds, images[0], params.iccprofile)
     if icc is not None:
         first.info["icc_profile"] = icc

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from app.config import Settings
+from app.dicom.render import OutputLimits
 from app.index import migrate
 from app.index.db import Database
 from app.services.access import StudyAccess
@@ -120,6 +121,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             concurrency=render.concurrency,
             cache_bytes=render.cache_bytes,
             max_source_bytes=render.max_source_bytes,
+            limits=OutputLimits(render.max_output_pixels, render.max_animation_pixels),
             anonymize_salt=render.anonymize_salt.get_secret_value().encode("utf-8")
             if render.anonymize_salt
             else None,

@@ -28,7 +28,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.dicom import render as rendering
 from app.dicom.anonymize import CannotAnonymize, anonymize
-from app.dicom.render import ObjectKind, RenderParameterError, RenderParams
+from app.dicom.render import ObjectKind, OutputLimits, RenderParameterError, RenderParams
 from app.dicom.transcode import TranscodeError, transcode
 from app.dicom.uids import DEFLATED
 from app.errors import BadRequest, NotAcceptable, NotFound
@@ -122,6 +122,7 @@ class RenderService:
         concurrency: int = 2,
         cache_bytes: int = 64 << 20,
         max_source_bytes: int = 1 << 30,
+        limits: OutputLimits = rendering.DEFAULT_LIMITS,
         anonymize_salt: bytes | None = None,
     ) -> None:
         self._db = db
@@ -130,6 +131,8 @@ class RenderService:
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
         self._cache = ByteCache(cache_bytes)
         self._max_source = max_source_bytes
+        #: how large an output may be; the front ends check requests against it too (400)
+        self.limits = limits
         #: salt of the UID replacement of ``anonymize=yes``: configured, else random per process
         self._salt = anonymize_salt or secrets.token_bytes(32)
 
@@ -183,10 +186,10 @@ class RenderService:
         if len(params.frames) == 1 and frames > 1:
             ranged = await self._read_frame(source, params.frames[0])
         if ranged is not None:
-            data: bytes = await self._run(_render_frame, *ranged, params)
+            data: bytes = await self._run(_render_frame, *ranged, params, self.limits)
         else:
             raw = await self.read(source)
-            data = await self._run(rendering.render, raw, params)
+            data = await self._run(rendering.render, raw, params, None, self.limits)
         self._cache.put(key, data)
         return data
 
@@ -265,10 +268,10 @@ class RenderService:
         return bytes(await self._run(_to_transfer_syntax, raw, target))
 
 
-def _render_frame(header: bytes, frame: bytes, params: RenderParams) -> bytes:
+def _render_frame(header: bytes, frame: bytes, params: RenderParams, limits: OutputLimits) -> bytes:
     """Render one frame from its header and frame bytes (see :meth:`RenderService._read_frame`)."""
     ds = rendering.single_frame_dataset(header, frame, params.frames[0])
-    return rendering.render(b"", replace(params, frames=(1,)), ds)
+    return rendering.render(b"", replace(params, frames=(1,)), ds, limits)
 
 
 def _to_transfer_syntax(raw: bytes, target: str) -> bytes:

@@ -5,6 +5,7 @@ PS3.3 C.11 independently of :mod:`app.dicom.render`: PNG exactly, JPEG within a 
 """
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from app.config import RenderSettings
 from app.services.container import Services
+from tests.conftest import app_client, make_settings
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import parse_multipart
@@ -285,6 +288,10 @@ async def test_viewport(client: httpx.AsyncClient) -> None:
         ({"viewport": "a,b"}, "viewport"),
         ({"viewport": "512,512,1,2,3"}, "viewport"),
         ({"viewport": "512,512,-1,0,10,10"}, "viewport"),
+        ({"viewport": "65500,65500"}, "viewport"),  # more pixels than the limit
+        ({"viewport": "70000,1"}, "viewport"),  # wider than JPEG can be
+        ({"viewport": "²,2"}, "viewport"),
+        ({"quality": "²"}, "quality"),
         ({"window": "40,400"}, "window"),
         ({"window": "40,0,linear"}, "window"),
         ({"window": "40,-1,sigmoid"}, "window"),
@@ -597,3 +604,56 @@ async def test_frames_from_byte_ranges_with_functional_groups(
     ranged = await services.render._read_frame(source, 2)
     assert ranged is not None
     assert ranged[1] == ds.pixel_array[1].tobytes()
+
+
+# --- output size limits (render.max_output_pixels, render.max_animation_pixels) ---
+
+
+async def test_huge_viewport_on_a_tiny_image_is_refused_at_once(client: httpx.AsyncClient) -> None:
+    """A viewport of 65500 x 65500 on an 8 x 8 image used to render a 51 MB JPEG (4.3 GB of
+    memory): it is a 400 naming the viewport and the limit, before any pixel is decoded."""
+    obj = await store(client, to_bytes(make_dataset(rows=8, columns=8)))
+    study = f"{ROOT}/studies/{obj.study}"
+    started = time.monotonic()
+    for url in (
+        f"{obj.url}/rendered",
+        f"{obj.url}/frames/1/rendered",
+        f"{study}/rendered",
+        f"{obj.url}/thumbnail",
+        f"{study}/thumbnail",
+    ):
+        response = await client.get(url, params={"viewport": "65500,65500"})
+        assert response.status_code == 400, url
+        detail = response.json()["detail"]
+        assert "viewport" in detail, url
+        assert "16777216" in detail, url
+    assert time.monotonic() - started < 10  # milliseconds each; generous for a loaded machine
+    # at the limit, the image is enlarged to fit (PS3.18 §8.3.5.1.3) and no further
+    largest = await client.get(f"{obj.url}/rendered", params={"viewport": "4096,4096"})
+    assert largest.status_code == 200
+    assert Image.open(io.BytesIO(largest.content)).size == (4096, 4096)
+
+
+async def test_output_limits_follow_the_settings(database_url: str, tmp_path: Path) -> None:
+    """``render.max_output_pixels`` bounds viewports (400 beyond it, thumbnails too), and
+    ``render.max_animation_pixels`` the frames of an animated GIF."""
+    limits = RenderSettings(max_output_pixels=64 * 64, max_animation_pixels=3 * 64 * 32)
+    settings = make_settings(database_url, tmp_path / "data", render=limits)
+    async with app_client(settings) as (_services, client):
+        obj = await store(client, to_bytes(make_dataset(rows=16, columns=32, frames=4)))
+        fits = await client.get(f"{obj.url}/frames/1/rendered", params={"viewport": "64,64"})
+        assert fits.status_code == 200
+        assert Image.open(io.BytesIO(fits.content)).size == (64, 32)
+        for url in (f"{obj.url}/frames/1/rendered", f"{obj.url}/thumbnail"):
+            refused = await client.get(url, params={"viewport": "65,64"})
+            assert refused.status_code == 400, url
+            assert "viewport: 65 x 64 is 4160 pixels" in refused.json()["detail"]
+        gif = {"Accept": "image/gif"}
+        window = {"window": "1024,2048,linear"}
+        # 4 frames of 16 x 32 fit; enlarged to 64 x 32, only 3 do
+        for viewport, size, frames in ((None, (32, 16), 4), ("64,64", (64, 32), 3)):
+            params = window if viewport is None else {**window, "viewport": viewport}
+            response = await client.get(f"{obj.url}/rendered", params=params, headers=gif)
+            assert response.status_code == 200
+            with Image.open(io.BytesIO(response.content)) as image:
+                assert (image.size, image.n_frames) == (size, frames), viewport

@@ -17,6 +17,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from app.config import RenderSettings
 from app.dicom.anonymize import ACTIONS
 from tests.api.test_rendered import Obj, reference_gray, store
 from tests.conftest import app_client, make_settings
@@ -87,6 +88,11 @@ async def test_default_is_jpeg(client: httpx.AsyncClient, ct: Obj) -> None:
         ({"rows": "0"}, "rows"),
         ({"rows": "-4"}, "rows"),
         ({"columns": "wide"}, "columns"),
+        ({"rows": "²"}, "rows"),
+        ({"rows": "9" * 5000}, "rows"),
+        ({"frameNumber": "9" * 5000}, "frameNumber"),
+        ({"rows": "5000", "columns": "5000"}, "rows and columns"),  # more pixels than the limit
+        ({"columns": "70000"}, "columns"),  # wider than JPEG and GIF can be
         ({"region": "0,0,1"}, "region"),
         ({"region": "0.5,0,0.5,1"}, "region"),
         ({"region": "0,0.6,1,0.4"}, "region"),
@@ -458,3 +464,34 @@ async def test_anonymize_salt_setting_keeps_uids_across_processes(
             assert response.status_code == 200
             new_uids.append(dcmread(io.BytesIO(response.content)).SOPInstanceUID)
     assert new_uids[0] == new_uids[1]
+
+
+async def test_rows_and_columns_never_enlarge_beyond_the_limit(
+    database_url: str, tmp_path: Path
+) -> None:
+    """URI-05 with ``render.max_output_pixels``: rows x columns beyond it is 400 naming them; one
+    of them alone (the other side open), with or without a region, enlarges the image to the
+    largest size within the limit, never beyond."""
+    limits = RenderSettings(max_output_pixels=64 * 64)
+    settings = make_settings(database_url, tmp_path / "data", render=limits)
+    async with app_client(settings) as (_services, client):
+        tiny = await store(client, to_bytes(make_dataset(rows=8, columns=8)))
+        png = {"contentType": "image/png"}
+
+        async def size(**params: str) -> tuple[int, int]:
+            response = await client.get(WADO, params=query(tiny, **png, **params))
+            assert response.status_code == 200, response.text
+            width, height = Image.open(io.BytesIO(response.content)).size
+            return width, height
+
+        assert await size(rows="64", columns="64") == (64, 64)
+        assert await size(columns="4096") == (64, 64)
+        assert await size(rows="4096") == (64, 64)
+        # a region of 4 x 8 pixels, enlarged: within 64 x 64 pixels in all, aspect kept
+        assert await size(columns="4000", region="0,0,0.5,1") == (45, 90)
+        refused = await client.get(WADO, params=query(tiny, **png, rows="65", columns="64"))
+        assert refused.status_code == 400
+        assert "rows and columns: 64 x 65 is 4160 pixels" in refused.json()["detail"]
+        alone = await client.get(WADO, params=query(tiny, **png, columns="4097"))
+        assert alone.status_code == 400
+        assert "invalid columns: 4097" in alone.json()["detail"]

@@ -2,6 +2,7 @@
 REND-02 that the corpus does not exercise, and the crop/flip/scale geometry of REND-04."""
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -9,19 +10,27 @@ from PIL import Image
 from pydicom import Dataset
 
 from app.dicom.render import (
+    GIF,
+    MAX_SIDE,
     PNG,
+    OutputLimits,
     RenderParameterError,
     RenderParams,
     Viewport,
+    Window,
+    check_output_size,
+    fitted_size,
     grayscale,
+    parse_quality,
     parse_viewport,
     render,
 )
 from tests.factories import make_dataset, to_bytes
 
 
-def _png(raw: bytes, params: RenderParams) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(render(raw, params))))
+def _png(raw: bytes, params: RenderParams, limits: OutputLimits | None = None) -> np.ndarray:
+    data = render(raw, params) if limits is None else render(raw, params, None, limits)
+    return np.asarray(Image.open(io.BytesIO(data)))
 
 
 def test_voi_lut_sequence() -> None:
@@ -86,3 +95,88 @@ def test_viewport_geometry() -> None:
 def test_viewport_refusals(value: str) -> None:
     with pytest.raises(RenderParameterError, match="viewport"):
         parse_viewport(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["²,2", "2,٣", "9" * 5000 + ",2", "2,2,,,,²", "2,2," + "9" * 19 + ",0,1,1"]
+)
+def test_viewport_numbers_int_cannot_take_are_refusals(value: str) -> None:
+    """Digits ``str.isdigit`` admits but ``int`` does not (or not quickly) are a 400, never a
+    ValueError that would be a 500."""
+    with pytest.raises(RenderParameterError, match="viewport"):
+        parse_viewport(value)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 5000])
+def test_quality_numbers_int_cannot_take_are_refusals(value: str) -> None:
+    with pytest.raises(RenderParameterError, match="quality"):
+        parse_quality(value)
+
+
+def test_requested_output_sizes_beyond_the_limits_are_refused() -> None:
+    """REND-04 / URI-05: a viewport (or rows x columns) of more pixels than the limit, or a side
+    longer than JPEG and GIF can store, is a 400 naming the parameter and the limit."""
+    assert parse_viewport("4096,4096") == Viewport(4096, 4096)
+    with pytest.raises(RenderParameterError, match=r"viewport: 65500 x 65500 .*16777216"):
+        parse_viewport("65500,65500")
+    with pytest.raises(RenderParameterError, match="viewport: 101 x 100 is 10100 pixels"):
+        parse_viewport("101,100", max_pixels=10_000)
+    assert parse_viewport("100,100", max_pixels=10_000) == Viewport(100, 100)
+    with pytest.raises(RenderParameterError, match=f"viewport: 70000 pixels .* {MAX_SIDE}"):
+        parse_viewport("70000,1")
+    with pytest.raises(RenderParameterError, match="viewport"):
+        parse_viewport("300,300", source_allowed=False, max_pixels=256 * 256)
+    check_output_size("rows and columns", 100, 100, 10_000)
+    with pytest.raises(RenderParameterError, match="rows and columns: 100 x 101"):
+        check_output_size("rows and columns", 100, 101, 10_000)
+    with pytest.raises(RenderParameterError, match="invalid rows: 20000 is 20000 pixels"):
+        check_output_size("rows", None, 20_000, 10_000)
+
+
+def test_scaling_never_goes_beyond_the_limit() -> None:
+    """An 8 x 8 image is enlarged to fit the viewport (PS3.18 §8.3.5.1.3), up to the limit and
+    never beyond it, whatever the bounds: an axis left open (WADO-URI columns alone) or a
+    viewport that was not checked stops at the largest size within the limit."""
+    raw = to_bytes(make_dataset(rows=8, columns=8))
+    limits = OutputLimits(pixels=1000)
+    assert _png(raw, RenderParams(PNG, viewport=Viewport(30, 20)), limits).shape == (20, 20)
+    assert _png(raw, RenderParams(PNG, viewport=Viewport(500, 500)), limits).shape == (31, 31)
+    assert _png(raw, RenderParams(PNG, max_size=(60000, None)), limits).shape == (31, 31)
+    wide = to_bytes(make_dataset(rows=4, columns=16))
+    shape = _png(wide, RenderParams(PNG, max_size=(None, 5000)), limits).shape
+    assert shape == (15, 63)
+    assert shape[0] * shape[1] <= 1000
+    # a region enlarged by rows/columns is bounded the same way
+    region = RenderParams(PNG, region=(0.0, 0.0, 0.5, 1.0), max_size=(None, 60000))
+    assert _png(raw, region, limits).shape == (44, 22)
+    # at its own size an image is not scaled, whatever the limit
+    assert _png(wide, RenderParams(PNG), OutputLimits(pixels=10)).shape == (4, 16)
+
+
+def test_fitted_size_keeps_sides_within_jpeg_and_gif_limits() -> None:
+    assert fitted_size(1, 60000, (2, math.inf), 1 << 40) == (1, MAX_SIDE)
+    assert fitted_size(8, 8, (512, 256), 4096 * 4096) == (256, 256)
+    assert fitted_size(1000, 10, (100, 100), 4096 * 4096) == (100, 1)
+
+
+def test_animation_stops_at_its_pixel_budget() -> None:
+    """Frames x pixels of an animated GIF are bounded: the frames beyond the budget are left
+    out (and never decoded)."""
+    ds = make_dataset(rows=16, columns=32, frames=4)
+    raw = to_bytes(ds)
+    params = RenderParams(GIF, window=Window(1024, 2048), frames=(1, 2, 3, 4))
+    frame = 16 * 32
+
+    def frames(limits: OutputLimits) -> int:
+        with Image.open(io.BytesIO(render(raw, params, None, limits))) as image:
+            return int(getattr(image, "n_frames", 1))
+
+    assert frames(OutputLimits()) == 4
+    assert frames(OutputLimits(animation_pixels=2 * frame + 1)) == 2
+    assert frames(OutputLimits(animation_pixels=1)) == 1  # one frame always goes
+    scaled = RenderParams(
+        GIF, window=Window(1024, 2048), frames=(1, 2, 3, 4), viewport=Viewport(64, 32)
+    )
+    data = render(raw, scaled, None, OutputLimits(animation_pixels=3 * 64 * 32))
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.size, image.n_frames) == ((64, 32), 3)
