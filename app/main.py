@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from app import __version__
 from app.api import audit, capabilities, delete, health, qido, rendered, stow, wado, wado_uri
 from app.api.errors import install_error_handlers
+from app.api.head import HeadMiddleware
 from app.api.methods import MethodsMiddleware
 from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     # added first, so CORS (install_security) wraps it and answers preflights before it
     app.add_middleware(MethodsMiddleware, root=settings.dicomweb_root)
+    # HEAD runs as its GET inside the audit middleware, which still records it as a HEAD
+    app.add_middleware(HeadMiddleware)
     install_security(app, settings)
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)

@@ -357,7 +357,8 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
         "",
         "HTTP statuses per resource are listed in `openapi/openapi.json`. A wrong method on a "
         "known path answers 405 with `Allow`; `OPTIONS` on any known path answers 204 with "
-        "`Allow`.",
+        "`Allow`. `HEAD` is answered wherever `GET` is, with the GET's status and headers and "
+        "no body.",
         "",
         "## 2. Search (QIDO-RS, PS3.18 §10.6.5)",
         "",
@@ -423,6 +424,13 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
     ]
     if rendered:
         lines.append("Offered at " + ", ".join(rendered) + ".")
+        lines += [
+            "",
+            f"Output size: a `viewport` (or WADO-URI `rows` x `columns`) of more than "
+            f"{settings.render.max_output_pixels} pixels is refused (400), and no image is "
+            "enlarged beyond that; an animated GIF holds the frames that fit in "
+            f"{settings.render.max_animation_pixels} pixels.",
+        ]
     else:
         lines.append(
             "Not offered by this build (no `/rendered` or `/thumbnail` resource), so no "

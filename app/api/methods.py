@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["MethodsMiddleware", "allowed_methods", "is_preflight"]
 
 _ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-_PROBE = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_PROBE = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def is_preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -39,7 +39,8 @@ def allowed_methods(app: Any, path: str) -> list[str]:
     """The methods the app's routes accept on ``path`` (with OPTIONS), or [] if none matches.
 
     Asks each route through Starlette's public ``matches`` (so routers included in any way are
-    covered). DELETE is left out when deletion is disabled (``settings.allow_delete``, DEL-02).
+    covered). HEAD goes with GET (:mod:`app.api.head` answers it). DELETE is left out when
+    deletion is disabled (``settings.allow_delete``, DEL-02).
     """
     methods: set[str] = set()
     for method in _PROBE:
@@ -48,6 +49,8 @@ def allowed_methods(app: Any, path: str) -> list[str]:
             methods.add(method)
     if not methods:
         return []
+    if "GET" in methods:
+        methods.add("HEAD")
     settings = getattr(app.state, "settings", None)
     if settings is not None and not settings.allow_delete:
         methods.discard("DELETE")

@@ -12,7 +12,8 @@ searches apply it themselves through :data:`~app.api.deps.RestrictionDep`.
 
 :class:`AuditMiddleware` records one event per request on a route (health checks excepted) after
 the response: actor, source address, action, outcome and status, the UIDs in the path, the count
-and the request id, for refused and failed requests too.
+and the request id, for refused and failed requests too. A HEAD (:mod:`app.api.head`) is
+recorded with the action ``head``: it sends no data, so it is no "Instances Accessed" read.
 """
 
 import functools
@@ -263,10 +264,15 @@ def action_for(method: str, path: str) -> str:
     'render'
     >>> action_for("GET", "/dicom-web/studies/{study}/series")
     'search'
+    >>> action_for("HEAD", "/dicom-web/studies/{study}")
+    'head'
     """
     method = method.upper()
     if path.startswith("/api/audit"):
         return "audit-query"
+    if method == "HEAD":
+        # headers only: what exists, its type, size and ETag (a search's count), no data read
+        return "head"
     if method in ("POST", "PUT", "PATCH"):
         return "store"
     if method == "DELETE":
@@ -426,7 +432,8 @@ def _event(
     study = extra.get("study_uid") or params.get("study") or query.get("studyUID")
     patient = extra.get("patient_id")
     detail = extra.get("detail") or denied or f"{method} {path}"
-    if action == "search":
+    if action == "search" or (action == "head" and action_for("GET", path) == "search"):
+        # a HEAD on a search answers with the number of matches: who asked for whom is kept
         study, patient, detail = _searched(raw, query, study, patient, detail, denied is None)
     return AuditRecord(
         action=action,

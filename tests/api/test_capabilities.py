@@ -21,17 +21,19 @@ NS = {"w": "http://wadl.dev.java.net/2009/02"}
 STUDY = "1.2.3"
 INSTANCE = f"/studies/{STUDY}/series/1.2.4/instances/1.2.5"
 
-#: every resource and the methods it must allow (GEN-04)
+#: every resource and the methods it must allow (GEN-04); HEAD wherever GET (app.api.head)
 RESOURCES = {
-    "/studies": ["GET", "POST", "OPTIONS"],
-    f"/studies/{STUDY}": ["GET", "POST", "DELETE", "OPTIONS"],
-    f"/studies/{STUDY}/metadata": ["GET", "OPTIONS"],
-    f"/studies/{STUDY}/series/1.2.4": ["GET", "DELETE", "OPTIONS"],
-    f"/studies/{STUDY}/series/1.2.4/metadata": ["GET", "OPTIONS"],
-    INSTANCE: ["GET", "DELETE", "OPTIONS"],
-    f"{INSTANCE}/metadata": ["GET", "OPTIONS"],
-    f"{INSTANCE}/frames/1,2": ["GET", "OPTIONS"],
-    f"{INSTANCE}/bulkdata/7FE00010": ["GET", "OPTIONS"],
+    "/studies": ["GET", "HEAD", "POST", "OPTIONS"],
+    f"/studies/{STUDY}": ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+    f"/studies/{STUDY}/metadata": ["GET", "HEAD", "OPTIONS"],
+    f"/studies/{STUDY}/series/1.2.4": ["GET", "HEAD", "DELETE", "OPTIONS"],
+    f"/studies/{STUDY}/series/1.2.4/metadata": ["GET", "HEAD", "OPTIONS"],
+    INSTANCE: ["GET", "HEAD", "DELETE", "OPTIONS"],
+    f"{INSTANCE}/metadata": ["GET", "HEAD", "OPTIONS"],
+    f"{INSTANCE}/frames/1,2": ["GET", "HEAD", "OPTIONS"],
+    f"{INSTANCE}/bulkdata/7FE00010": ["GET", "HEAD", "OPTIONS"],
+    f"{INSTANCE}/rendered": ["GET", "HEAD", "OPTIONS"],
+    "/wado": ["GET", "HEAD", "OPTIONS"],
 }
 
 
@@ -77,10 +79,11 @@ async def test_capabilities_json(
         return
     caps = orjson.loads(response.content)
     paths = {r["path"]: [m["method"] for m in r["methods"]] for r in caps["resources"]}
-    # the description and the router agree on every resource (OPTIONS is the middleware's)
+    # the description and the router agree on every resource (OPTIONS is the middleware's, and
+    # HEAD is every GET's: no operation of its own)
     for path, methods in RESOURCES.items():
         template = next(p for p in paths if _fits(p, path))
-        assert [*paths[template], "OPTIONS"] == methods, path
+        assert [*paths[template], "OPTIONS"] == [m for m in methods if m != "HEAD"], path
     assert caps["query"]["maxResults"] == services.query.max_results
     assert caps["query"]["fuzzyMatching"] is True
     keys = caps["query"]["matchingKeys"]
@@ -114,7 +117,7 @@ async def test_capabilities_follow_the_settings(database_url: str, tmp_path: Pat
         assert caps["store"]["duplicatePolicy"] == "overwrite"
         assert caps["extensions"]["delete"]["enabled"] is False
         options = await client.options(f"{ROOT}/studies/{STUDY}")
-        assert _allow(options) == ["GET", "POST", "OPTIONS"]
+        assert _allow(options) == ["GET", "HEAD", "POST", "OPTIONS"]
 
 
 async def test_capabilities_not_acceptable(client: httpx.AsyncClient) -> None:
@@ -136,8 +139,12 @@ async def test_options_on_other_paths_and_405_with_allow(client: httpx.AsyncClie
             assert response.status_code == 405, (wrong, path)
             assert _allow(response) == methods, (wrong, path)
             assert response.headers["content-type"] == "application/problem+json"
+    # the service root has no GET, so no HEAD either
+    root = await client.head(f"{ROOT}/")
+    assert (root.status_code, _allow(root), root.content) == (405, ["OPTIONS"], b"")
     for unknown in (f"{ROOT}/nothing", f"{ROOT}/studies/1.2.3/frames", "/other"):
         assert (await client.options(unknown)).status_code == 404
+        assert (await client.head(unknown)).status_code == 404
         assert (await client.get(unknown)).status_code == 404
         assert (await client.put(unknown)).status_code == 404
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import fastapi.routing
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -17,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from app.main import create_app
 from tests.auth.helpers import ALL, auth_client, auth_settings
-from tests.factories import make_instance, multipart, stow_headers
+from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
 
 #: the only routes open to anyone: the health checks
 ANONYMOUS = {"/healthz", "/readyz"}
@@ -181,3 +182,69 @@ async def test_patient_annotation_needs_an_authenticated_caller(
             url, params={"annotation": "patient"}, headers={**png, **tokens.headers(["read"])}
         )
         assert signed_in.status_code == 200
+
+
+#: headers that differ between any two requests: the request id, a multipart body's boundary
+_BOUNDARY = re.compile(r"boundary=[^;]+")
+
+
+def _comparable(response: httpx.Response) -> dict[str, str]:
+    headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
+    if "content-type" in headers:
+        headers["content-type"] = _BOUNDARY.sub("boundary=*", headers["content-type"])
+    return headers
+
+
+async def test_head_on_every_get_route_is_the_get_without_body(
+    database_url: str, tmp_path: Path
+) -> None:
+    """RFC 9110 §9.3.2 on every GET route (the same enumeration): HEAD answers with the GET's
+    status and headers (Content-Type, Content-Length, ETag, X-Total-Count ...) and no body;
+    without a token it is 401, without ``read`` 403, as the GET."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    ds = make_dataset(rows=8, columns=8, frames=2)
+    study, series, sop = (
+        str(ds.StudyInstanceUID),
+        str(ds.SeriesInstanceUID),
+        str(ds.SOPInstanceUID),
+    )
+    values = {"study": study, "series": series, "instance": sop, "frames": "1", "path": "7FE00010"}
+    wado = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop}
+    async with auth_client(settings) as (_services, http, tokens):
+        stored = await http.post(
+            "/dicom-web/studies",
+            content=multipart([to_bytes(ds)]),
+            headers={**stow_headers(), **tokens.headers(["write"])},
+        )
+        assert stored.status_code == 200, stored.text
+        app = http._transport.app  # type: ignore[attr-defined]
+        statuses = []
+        for route, template, methods in _contexts(app):
+            if "GET" not in methods or template in DOCUMENTATION:
+                continue
+            path = _PARAM.sub(lambda m: values[m.group(1)], template)
+            params = wado if template.endswith("/wado") else None
+            needed = expected_permission(template, "GET")
+            allowed = tokens.headers([needed])
+            get = await http.get(path, params=params, headers=allowed)
+            head = await http.head(path, params=params, headers=allowed)
+            assert (head.status_code, head.content) == (get.status_code, b""), path
+            if template == "/api/audit":  # the GET itself added rows: count and length moved
+                assert head.headers["content-type"] == get.headers["content-type"]
+            else:
+                assert _comparable(head) == _comparable(get), path
+            statuses.append(get.status_code)
+            if template in ANONYMOUS:
+                continue
+            assert isinstance(route, APIRoute), template
+            no_token = await http.head(path, params=params)
+            assert (no_token.status_code, no_token.content) == (401, b""), path
+            assert no_token.headers["www-authenticate"].startswith("Bearer"), path
+            lacking = await http.head(
+                path, params=params, headers=tokens.headers([s for s in ALL if s != needed])
+            )
+            assert lacking.status_code == 403, path
+            assert f'scope="{needed}"' in lacking.headers["www-authenticate"], path
+        # the enumeration is complete, and every GET found what it asked for
+        assert len(statuses) >= 30
+        assert set(statuses) == {200}, statuses
