@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 import uvicorn
@@ -77,6 +77,9 @@ def serve(
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
+    from app.connections import ConnectionGuard, ConnectionLimits
+
+    limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)
     config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
@@ -86,7 +89,13 @@ def serve(
         log_level=settings.log_level,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-        timeout_keep_alive=30,
+        # the request head deadline and the connection cap, in front of uvicorn's protocol:
+        # uvicorn calls the guard as it would call a protocol class (app.connections)
+        http=cast("type[asyncio.Protocol]", ConnectionGuard(limits)),
+        # no WebSocket routes: an upgrade would hand the connection to another protocol,
+        # out of the guard's sight
+        ws="none",
+        timeout_keep_alive=settings.server.keep_alive_timeout,
         server_header=False,
     )
     if config.workers <= 1:

@@ -71,6 +71,33 @@ class Limits(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    """Connections (``LIGHTBOX_SERVER__<NAME>``): deadlines for clients that connect and do not
+    send (slowloris), and a cap on open connections."""
+
+    header_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a request head may take to arrive, counted from the connection's "
+        "start or from the first byte of a later request; then 408 and the connection is closed",
+    )
+    body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a request body may stall (nothing arrives while the server waits "
+        "for it); then 408, the connection is closed and nothing of the request is stored",
+    )
+    keep_alive_timeout: int = Field(
+        30, ge=1, description="seconds an idle connection is kept open between requests"
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open connections per worker process (keep it under the file descriptor "
+        "limit, ulimit -n); a connection beyond is answered 503 and closed at once",
+    )
+
+
 class RenderSettings(BaseModel):
     """Rendered resources, thumbnails and WADO-URI (REND, THUMB, URI)."""
 
@@ -268,6 +295,7 @@ class Settings(BaseSettings):
         description="how long a deleted study/series/instance answers 410 Gone instead of 404 "
         "(DEL-04); 0 keeps no tombstones",
     )
+    server: ServerSettings = Field(default_factory=ServerSettings)
     limits: Limits = Field(default_factory=Limits)
     render: RenderSettings = Field(default_factory=RenderSettings)
     qido_max_results: int = Field(

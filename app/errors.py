@@ -68,6 +68,12 @@ class PayloadTooLarge(LightboxError):
     http_status, dimse_status = 413, Status.OUT_OF_RESOURCES
 
 
+class RequestTimeout(LightboxError):
+    """The client stopped sending its request: the body stalled (``server.body_timeout``)."""
+
+    http_status, dimse_status = 408, Status.PROCESSING_FAILURE
+
+
 class Unavailable(LightboxError):
     """A back end (index or object store) cannot be reached."""
 

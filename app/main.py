@@ -18,6 +18,7 @@ from app.api.head import HeadMiddleware
 from app.api.methods import MethodsMiddleware
 from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
+from app.connections import RequestDeadlines
 from app.services.container import Services, open_services
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # HEAD runs as its GET inside the audit middleware, which still records it as a HEAD
     app.add_middleware(HeadMiddleware)
     install_security(app, settings)
+    # outermost: the connection's head deadline ends as the request starts (app.connections)
+    app.add_middleware(RequestDeadlines, body_timeout=settings.server.body_timeout)
     app.include_router(health.router)
     app.include_router(stow.router, prefix=settings.dicomweb_root)
     app.include_router(wado.router, prefix=settings.dicomweb_root)
