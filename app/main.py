@@ -1,7 +1,9 @@
 """The HTTP application: ``create_app(settings)`` builds it (DESIGN.md §1).
 
-Run it with ``lightbox serve`` or ``uvicorn --factory app.main:create_app``. The lifespan opens
-the services once per process; routes reach them through ``app.api.deps``.
+Run it with ``lightbox serve`` or ``uvicorn --factory app.main:create_app`` (the app's own body
+deadline applies either way; the request head deadline and the connection cap come with
+``lightbox serve``, see ``app.connections``). The lifespan opens the services once per process;
+routes reach them through ``app.api.deps``.
 """
 
 import gc

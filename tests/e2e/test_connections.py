@@ -167,8 +167,10 @@ def test_trickled_head_of_a_later_request_is_closed_too(single: Server) -> None:
     assert HEADER_TIMEOUT * 0.9 <= elapsed < HEADER_TIMEOUT + SLACK
 
 
-def test_keep_alive_still_closes_idle_connections(single: Server) -> None:
-    with socket.create_connection(("127.0.0.1", single.port), timeout=KEEP_ALIVE + SLACK) as sock:
+def test_keep_alive_still_closes_idle_connections(server: Server) -> None:
+    """Also shows that the guard sees the request start (with either process manager): else
+    the head deadline, running since the connection opened, would close it first."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=KEEP_ALIVE + SLACK) as sock:
         assert _exchange(sock, GET_STUDIES).startswith(b"HTTP/1.1 204 ")
         answered = time.monotonic()
         assert _until_closed(sock) == b""
