@@ -4,7 +4,8 @@
 * :func:`normalize_tm` turns any valid TM value (PS3.5 Table 6.2-1, including the ACR-NEMA
   ``HH:MM:SS`` form) into fixed-width ``HHMMSS.ffffff`` text that sorts and range-compares as
   text (PS3.4 §C.2.2.2.5);
-* :func:`parse_da` reads a DA value (also the ACR-NEMA ``YYYY.MM.DD`` form) as a ``date``.
+* :func:`parse_da` reads a DA value (also the ACR-NEMA ``YYYY.MM.DD`` form) as a ``date``;
+* :func:`storable` replaces what no database row can hold as text (NUL, surrogate code points).
 
 Invalid values give ``None``: ingest keeps the original text in the DICOM JSON and indexes
 nothing for the attribute.
@@ -15,13 +16,15 @@ import unicodedata
 from datetime import date
 from typing import Final
 
-__all__ = ["normalize_pn", "normalize_tm", "normalize_tm_upper", "parse_da"]
+__all__ = ["normalize_pn", "normalize_tm", "normalize_tm_upper", "parse_da", "storable"]
 
 # PS3.5 Table 6.2-1 TM: HH[MM[SS[.F{1,6}]]]; ACR-NEMA (PS3.5 2004 and earlier) HH:MM:SS.frac
 _TM_RE: Final = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?", re.ASCII)
 _TM_ACR_NEMA_RE: Final = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?", re.ASCII)
 _DA_RE: Final = re.compile(r"(\d{4})(\d{2})(\d{2})", re.ASCII)
 _DA_ACR_NEMA_RE: Final = re.compile(r"(\d{4})\.(\d{2})\.(\d{2})", re.ASCII)
+#: text a row cannot store: NUL (PostgreSQL's text has none) and surrogate code points (no UTF-8)
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 def normalize_pn(value: str) -> str:
@@ -111,3 +114,15 @@ def parse_da(value: str) -> date | None:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         return None
+
+
+def storable(text: str) -> str:
+    """``text`` with each NUL and surrogate code point replaced by U+FFFD.
+
+    PostgreSQL refuses both in a text column while SQLite keeps them, so every database gets
+    this form of a value (the stored DICOM JSON keeps the original).
+
+    >>> storable("Doe\\x00^Jane") == "Doe\\ufffd^Jane", storable("ok")
+    (True, 'ok')
+    """
+    return _UNSTORABLE.sub("\ufffd", text)

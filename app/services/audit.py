@@ -34,6 +34,7 @@ import orjson
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.dicom.text import storable
 from app.index.db import Database
 from app.index.models import (
     AUDIT_KEY_CHARS,
@@ -838,10 +839,6 @@ def _chain(
     return rows
 
 
-#: text a row cannot store: NUL (PostgreSQL's text has none) and surrogate code points (no UTF-8)
-_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
-
-
 def _storable(value: Any) -> Any:
-    """``value`` with each character :data:`_UNSTORABLE` matches replaced by U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", value) if isinstance(value, str) else value
+    """``value`` as a row can store it (text through :func:`~app.dicom.text.storable`)."""
+    return storable(value) if isinstance(value, str) else value
