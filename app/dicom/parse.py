@@ -5,7 +5,9 @@ reads the data set once with pydicom (long values deferred, so pixel data is nev
 derives from that single pass:
 
 * the index fields of the study, series and instance (:mod:`app.dicom.instance`), text decoded per
-  (0008,0005) (CS-01), dates and times normalised (:mod:`app.dicom.text`);
+  (0008,0005) (CS-01), dates and times normalised (:mod:`app.dicom.text`), as every index database
+  holds them: text without NUL or surrogates, integers within 64 bits (the DICOM JSON keeps the
+  values as they are);
 * the DICOM JSON of the whole data set (META-02..04) and of each query level (QIDO-21..23);
 * the frame index (FRM-03/04, :mod:`app.dicom.frames`).
 
@@ -24,6 +26,7 @@ exception escapes, and messages never contain attribute values (no PHI).
 """
 
 import io
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -44,7 +47,7 @@ from app.dicom.instance import (
     SeriesFields,
     StudyFields,
 )
-from app.dicom.text import normalize_tm, parse_da
+from app.dicom.text import normalize_tm, parse_da, storable
 from app.dicom.uids import (
     DEFLATED,
     EXPLICIT_VR_BIG_ENDIAN,
@@ -543,19 +546,42 @@ def _str(obj: dicomjson.JsonObject, key: str) -> str | None:
     return str(first)
 
 
+#: the integers an index column holds (BIGINT)
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**63 - 1
+
+
+def _text(obj: dicomjson.JsonObject, key: str) -> str | None:
+    """:func:`_str` as an index column holds it (:func:`~app.dicom.text.storable`)."""
+    text = _str(obj, key)
+    return storable(text) if text is not None else None
+
+
 def _int(obj: dicomjson.JsonObject, key: str) -> int | None:
+    """The first value as an integer an index column holds (64 bits: IS reaches 12 digits, and
+    an explicit VR may make any integer attribute UL or SV), else ``None``."""
     values = _values(obj, key)
     first = values[0] if values else None
-    if isinstance(first, int) and not isinstance(first, bool):
-        return first
     if isinstance(first, float) and first.is_integer():
-        return int(first)
-    return None  # absent, or junk text kept as a string in the JSON
+        first = int(first)  # a float VR (FD) given to an integer attribute
+    if isinstance(first, int) and not isinstance(first, bool) and _INT_MIN <= first <= _INT_MAX:
+        return first
+    return None  # absent, beyond 64 bits, or junk text kept as a string in the JSON
 
 
 def _all(obj: dicomjson.JsonObject, key: str) -> str | None:
     values = _values(obj, key)
-    return "\\".join(v or "" for v in values) if values else None
+    return storable("\\".join(v or "" for v in values)) if values else None
+
+
+_TIMEZONE_RE: Final = re.compile(r"[+-][0-9]{4}", re.ASCII)
+
+
+def _timezone_offset(obj: dicomjson.JsonObject) -> str | None:
+    """TimezoneOffsetFromUTC (0008,0201) when it is ``&ZZXX`` (PS3.3 C.12.1.1.8), else ``None``
+    (its column is SH-sized; the DICOM JSON keeps any other value)."""
+    text = _str(obj, "00080201")
+    return text if text is not None and _TIMEZONE_RE.fullmatch(text) else None
 
 
 def _study_fields(obj: dicomjson.JsonObject, study_uid: str) -> StudyFields:
@@ -564,18 +590,18 @@ def _study_fields(obj: dicomjson.JsonObject, study_uid: str) -> StudyFields:
     birth_date = _str(obj, "00100030")
     return StudyFields(
         study_uid=study_uid,
-        patient_id=_str(obj, "00100020"),
-        patient_name=_str(obj, "00100010"),
-        issuer_of_patient_id=_str(obj, "00100021"),
+        patient_id=_text(obj, "00100020"),
+        patient_name=_text(obj, "00100010"),
+        issuer_of_patient_id=_text(obj, "00100021"),
         patient_birth_date=parse_da(birth_date) if birth_date else None,
-        patient_sex=_str(obj, "00100040"),
+        patient_sex=_text(obj, "00100040"),
         study_date=parse_da(study_date) if study_date else None,
         study_time=normalize_tm(study_time) if study_time else None,
-        accession_number=_str(obj, "00080050"),
-        referring_physician_name=_str(obj, "00080090"),
-        study_id=_str(obj, "00200010"),
-        study_description=_str(obj, "00081030"),
-        timezone_offset=_str(obj, "00080201"),
+        accession_number=_text(obj, "00080050"),
+        referring_physician_name=_text(obj, "00080090"),
+        study_id=_text(obj, "00200010"),
+        study_description=_text(obj, "00081030"),
+        timezone_offset=_timezone_offset(obj),
         specific_character_set=_all(obj, "00080005"),
     )
 
@@ -589,20 +615,20 @@ def _series_fields(obj: dicomjson.JsonObject, series_uid: str) -> SeriesFields:
     rp_ids: list[str] = []
     for item in _values(obj, "00400275"):  # RequestAttributesSequence
         if isinstance(item, dict):
-            sps = _str(item, "00400009")  # ScheduledProcedureStepID
-            rp = _str(item, "00401001")  # RequestedProcedureID
+            sps = _text(item, "00400009")  # ScheduledProcedureStepID
+            rp = _text(item, "00401001")  # RequestedProcedureID
             if sps:
                 sps_ids.append(sps)
             if rp:
                 rp_ids.append(rp)
     return SeriesFields(
         series_uid=series_uid,
-        modality=_str(obj, "00080060"),
+        modality=_text(obj, "00080060"),
         series_number=_int(obj, "00200011"),
-        series_description=_str(obj, "0008103E"),
+        series_description=_text(obj, "0008103E"),
         series_date=parse_da(series_date) if series_date else None,
         series_time=normalize_tm(series_time) if series_time else None,
-        body_part_examined=_str(obj, "00180015"),
+        body_part_examined=_text(obj, "00180015"),
         pps_start_date=parse_da(pps_date) if pps_date else None,
         pps_start_time=normalize_tm(pps_time) if pps_time else None,
         scheduled_procedure_step_ids=tuple(sps_ids),

@@ -479,7 +479,8 @@ def _matcher(key: Key, value: str, *, fuzzy: bool) -> Matcher:
         return parse_time_range(value, name, ordered=False)
     if key.vr in ("IS", "US"):
         text = value.strip()
-        if not re.fullmatch(r"[+-]?[0-9]{1,10}", text, re.ASCII):
+        # IS has up to 12 characters (PS3.5 Table 6.2-1): -99999999999 to 999999999999
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", text, re.ASCII):
             raise BadRequest(f"{name}: invalid integer {value[:64]!r}")
         return Number(int(text))
     if name == "ModalitiesInStudy":
