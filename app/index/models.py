@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    literal_column,
 )
 from sqlalchemy import (
     column as sa_column,
@@ -39,9 +40,20 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# BIGINT ids on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY
-Id = BigInteger().with_variant(Integer(), "sqlite")
+# BIGINT on PostgreSQL; SQLite's INTEGER holds 64 bits already (and only an INTEGER PRIMARY KEY
+# auto-increments)
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
+Id = Int64
 UID = String(64)
+#: the characters of a DICOM text column its B-tree indexes on PostgreSQL (revision 0009), which
+#: refuses an index entry beyond about 2,700 bytes while an LO value in a non-conformant file can
+#: be any length; 500 characters (at most 2,000 bytes of UTF-8) hold every conformant value whole
+INDEX_PREFIX_CHARS = 500
+
+
+def index_prefix(column: Any) -> Any:
+    """The indexed prefix of a text column on PostgreSQL (the same prefix on SQLite, too)."""
+    return func.substr(column, literal_column("1"), literal_column(str(INDEX_PREFIX_CHARS)))
 
 
 class Base(DeclarativeBase):
@@ -75,19 +87,19 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     study_uid: Mapped[str] = mapped_column(UID, unique=True)
-    patient_id: Mapped[str | None] = mapped_column(Text, index=True)
+    patient_id: Mapped[str | None] = mapped_column(Text)
     patient_name: Mapped[str | None] = mapped_column(Text)
-    patient_name_norm: Mapped[str | None] = mapped_column(Text, index=True)
-    issuer_of_patient_id: Mapped[str | None] = mapped_column(Text, index=True)
+    patient_name_norm: Mapped[str | None] = mapped_column(Text)
+    issuer_of_patient_id: Mapped[str | None] = mapped_column(Text)
     patient_birth_date: Mapped[date | None] = mapped_column(Date, index=True)
-    patient_sex: Mapped[str | None] = mapped_column(Text, index=True)
+    patient_sex: Mapped[str | None] = mapped_column(Text)
     study_date: Mapped[date | None] = mapped_column(Date, index=True)
     study_time: Mapped[str | None] = mapped_column(String(13), index=True)
-    accession_number: Mapped[str | None] = mapped_column(Text, index=True)
+    accession_number: Mapped[str | None] = mapped_column(Text)
     referring_physician_name: Mapped[str | None] = mapped_column(Text)
-    referring_physician_name_norm: Mapped[str | None] = mapped_column(Text, index=True)
-    study_id: Mapped[str | None] = mapped_column(Text, index=True)
-    study_description: Mapped[str | None] = mapped_column(Text, index=True)
+    referring_physician_name_norm: Mapped[str | None] = mapped_column(Text)
+    study_id: Mapped[str | None] = mapped_column(Text)
+    study_description: Mapped[str | None] = mapped_column(Text)
     timezone_offset: Mapped[str | None] = mapped_column(String(16))
     specific_character_set: Mapped[str | None] = mapped_column(Text)
     num_series: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -106,20 +118,45 @@ class Series(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     series_uid: Mapped[str] = mapped_column(UID, unique=True)
     study_id: Mapped[int] = mapped_column(Id, ForeignKey("study.id", ondelete="CASCADE"))
-    modality: Mapped[str | None] = mapped_column(Text, index=True)
-    series_number: Mapped[int | None] = mapped_column(Integer, index=True)
-    series_description: Mapped[str | None] = mapped_column(Text, index=True)
+    modality: Mapped[str | None] = mapped_column(Text)
+    series_number: Mapped[int | None] = mapped_column(Int64, index=True)
+    series_description: Mapped[str | None] = mapped_column(Text)
     series_date: Mapped[date | None] = mapped_column(Date, index=True)
     series_time: Mapped[str | None] = mapped_column(String(13))
-    body_part_examined: Mapped[str | None] = mapped_column(Text, index=True)
+    body_part_examined: Mapped[str | None] = mapped_column(Text)
     pps_start_date: Mapped[date | None] = mapped_column(Date, index=True)
     pps_start_time: Mapped[str | None] = mapped_column(String(13), index=True)
     # RequestAttributesSequence values, backslash-joined (multi-valued match keys, QIDO-13)
-    scheduled_procedure_step_ids: Mapped[str | None] = mapped_column(Text, index=True)
-    requested_procedure_ids: Mapped[str | None] = mapped_column(Text, index=True)
+    scheduled_procedure_step_ids: Mapped[str | None] = mapped_column(Text)
+    requested_procedure_ids: Mapped[str | None] = mapped_column(Text)
     num_instances: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     attrs_json: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+#: the DICOM text columns that are match keys. On PostgreSQL each one's B-tree holds its prefix
+#: (revision 0009; ``..._prefix``, replacing the whole-column one) and a match compares the prefix,
+#: which finds the index, and the whole value (``app.index.search``); SQLite, which has no entry
+#: limit, keeps its whole-column B-trees
+PREFIX_INDEXED: tuple[Any, ...] = (
+    Study.patient_id,
+    Study.patient_name_norm,
+    Study.issuer_of_patient_id,
+    Study.patient_sex,
+    Study.accession_number,
+    Study.referring_physician_name_norm,
+    Study.study_id,
+    Study.study_description,
+    Series.modality,
+    Series.series_description,
+    Series.body_part_examined,
+    Series.scheduled_procedure_step_ids,
+    Series.requested_procedure_ids,
+)
+for _column in PREFIX_INDEXED:
+    _name = f"ix_{_column.table.name}_{_column.key}"
+    Index(_name, _column).ddl_if(dialect="sqlite")
+    Index(f"{_name}_prefix", index_prefix(_column)).ddl_if(dialect="postgresql")
 
 
 class Instance(Base):
@@ -135,11 +172,11 @@ class Instance(Base):
         Id, ForeignKey("study.id", ondelete="CASCADE"), index=True
     )
     sop_class_uid: Mapped[str] = mapped_column(UID, index=True)
-    instance_number: Mapped[int | None] = mapped_column(Integer, index=True)
-    rows: Mapped[int | None] = mapped_column(Integer)
-    columns: Mapped[int | None] = mapped_column(Integer)
-    bits_allocated: Mapped[int | None] = mapped_column(Integer)
-    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    instance_number: Mapped[int | None] = mapped_column(Int64, index=True)
+    rows: Mapped[int | None] = mapped_column(Int64)
+    columns: Mapped[int | None] = mapped_column(Int64)
+    bits_allocated: Mapped[int | None] = mapped_column(Int64)
+    number_of_frames: Mapped[int | None] = mapped_column(Int64)
     transfer_syntax_uid: Mapped[str] = mapped_column(UID)
     blob_key: Mapped[str] = mapped_column(Text, index=True)
     size: Mapped[int] = mapped_column(BigInteger)

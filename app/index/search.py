@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Result,
     Select,
@@ -61,7 +62,7 @@ from app.dicom.query import (
     Wildcard,
 )
 from app.dicom.text import normalize_pn
-from app.index.models import Instance, Series, Study
+from app.index.models import PREFIX_INDEXED, Instance, Series, Study, index_prefix
 
 __all__ = [
     "STATEMENTS",
@@ -115,6 +116,11 @@ COLUMNS: dict[str, Any] = {
     "NumberOfFrames": Instance.number_of_frames,
 }
 _PN_KEYS = frozenset({"PatientName", "ReferringPhysicianName"})
+#: keys whose column PostgreSQL indexes by its prefix only: an equality there compares the prefix
+#: as well, the one condition that index can serve (the whole value decides the match)
+_PREFIXED_KEYS = frozenset(
+    key for key, column in COLUMNS.items() if any(column is c for c in PREFIX_INDEXED)
+)
 #: aliases of ``series`` for the ModalitiesInStudy subqueries (built once: aliasing is costly)
 _STUDY_SERIES: Any = Series.__table__.alias("study_series")
 _MODS: Any = Series.__table__.alias("mods")
@@ -206,7 +212,10 @@ class _Param:
         self.value = value
 
     def sql(self) -> Any:
-        """The bound parameter, typed from its value (as SQLAlchemy types a plain value)."""
+        """The bound parameter, typed from its value (as SQLAlchemy types a plain value; an
+        integer as BIGINT, the type of the DICOM integer columns: IS goes beyond 32 bits)."""
+        if type(self.value) is int:
+            return bindparam(self.name, self.value, type_=BigInteger())
         return bindparam(self.name, self.value)
 
 
@@ -316,13 +325,20 @@ def _date_time_range(b: _Binder, column: Any, matcher: DateTimeRange) -> Lazy:
     return between
 
 
-def _equal(b: _Binder, column: Any, value: Any) -> Lazy:
+def _equal(b: _Binder, column: Any, value: Any, *, prefixed: bool = False) -> Lazy:
     p = b(value, "eq")
+    if prefixed and not b.sqlite:
+        return lambda: and_(index_prefix(column) == index_prefix(p.sql()), column == p.sql())
     return lambda: column == p.sql()
 
 
-def _among(b: _Binder, column: Any, values: Sequence[str]) -> Lazy:
+def _among(b: _Binder, column: Any, values: Sequence[str], *, prefixed: bool = False) -> Lazy:
     items = [b(v, "in") for v in values]
+    if prefixed and not b.sqlite:
+        return lambda: and_(
+            index_prefix(column).in_([index_prefix(p.sql()) for p in items]),
+            column.in_([p.sql() for p in items]),
+        )
     return lambda: column.in_([p.sql() for p in items])
 
 
@@ -333,8 +349,10 @@ def _condition(b: _Binder, key: str, matcher: Matcher) -> Lazy | None:
         return None
     if key in _MULTI_KEYS:
         return _multi(b, column, matcher)
+    prefixed = key in _PREFIXED_KEYS
     if isinstance(matcher, Single):
-        return _equal(b, column, normalize_pn(matcher.value) if pn else matcher.value)
+        value = normalize_pn(matcher.value) if pn else matcher.value
+        return _equal(b, column, value, prefixed=prefixed)
     if isinstance(matcher, Number):
         return _equal(b, column, matcher.value)
     if isinstance(matcher, Wildcard):
@@ -342,7 +360,7 @@ def _condition(b: _Binder, key: str, matcher: Matcher) -> Lazy | None:
     if isinstance(matcher, FuzzyName):
         return _fuzzy(b, column, matcher.words)
     if isinstance(matcher, ValueList):
-        return _among(b, column, matcher.values)
+        return _among(b, column, matcher.values, prefixed=prefixed)
     if isinstance(matcher, DateRange | TimeRange):
         return _range(b, column, matcher.low, matcher.high)
     if isinstance(matcher, DateTimeRange):
@@ -356,11 +374,11 @@ def _modalities_condition(b: _Binder, matcher: Matcher) -> Lazy | None:
     other = _STUDY_SERIES
     column = other.c.modality
     if isinstance(matcher, ValueList):
-        among = _among(b, column, matcher.values)
+        among = _among(b, column, matcher.values, prefixed=True)
     elif isinstance(matcher, Wildcard):
         among = _wildcard(b, column, matcher.pattern)
     elif isinstance(matcher, Single):
-        among = _equal(b, column, matcher.value)
+        among = _equal(b, column, matcher.value, prefixed=True)
     else:
         return None
     return lambda: exists().where(other.c.study_id == Study.id, among()).correlate(Study)
@@ -375,7 +393,7 @@ def _restriction(b: _Binder, restrict: StudyRestriction | None) -> list[Lazy]:
     if restrict.study_uids is not None:
         out.append(_among(b, Study.study_uid, sorted(restrict.study_uids)))
     if restrict.patient_ids is not None:
-        out.append(_among(b, Study.patient_id, sorted(restrict.patient_ids)))
+        out.append(_among(b, Study.patient_id, sorted(restrict.patient_ids), prefixed=True))
     return out
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.dicom.query import parse_qido
 from app.index import migrate
 from app.index.db import Database
-from app.index.models import Base, on_this_dialect
+from app.index.models import Base, Study, on_this_dialect
+from app.index.search import conditions
 from app.services.audit import GENESIS, AuditFilter, AuditLog, AuditRecord, _chain, _named
 
 
@@ -24,10 +26,11 @@ def _diff(conn: Connection) -> list[object]:
         opts={"compare_type": True, "include_object": on_this_dialect(conn.dialect.name)},
     )
     with warnings.catch_warnings():
-        # Alembic warns of an expression index before asking include_object; that one is
-        # PostgreSQL's only, and compared there
+        # Alembic warns of an expression index before asking include_object; those are
+        # PostgreSQL's only (the audit keys, the text prefixes of revision 0009), compared there
         warnings.filterwarnings(
-            "ignore", "autogenerate skipping .* 'ix_audit_event_keys'; dialect 'sqlite'"
+            "ignore",
+            "autogenerate skipping .* '(ix_audit_event_keys|ix_[a-z_]+_prefix)'; dialect 'sqlite'",
         )
         return list(compare_metadata(context, Base.metadata))
 
@@ -129,5 +132,67 @@ async def test_a_migrated_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
         async with db.write() as conn:  # a connection of the server's kind: WAL kept
             mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
         assert mode == "wal"
+    finally:
+        await db.close()
+
+
+async def test_revision_0009_keeps_the_rows_and_takes_any_value(fresh_database_url: str) -> None:
+    """Revision 0009 (DICOM integers BIGINT, text B-trees on a prefix on PostgreSQL) keeps the
+    stored rows; afterwards a 12-digit IS and a text beyond a B-tree entry are stored, and an
+    equality search on PostgreSQL finds its row through the prefix index."""
+    url = fresh_database_url
+    await migrate.upgrade(url, "0008")
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO study (id, study_uid, patient_id, attrs_json) "
+                    "VALUES (1, '1.1', 'PID', '')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO series (id, series_uid, study_id, series_number, attrs_json) "
+                    "VALUES (1, '1.1.1', 1, 2147483647, '')"
+                )
+            )
+    finally:
+        await db.close()
+    await migrate.upgrade(url)
+    long = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(3000))  # 9,000 bytes
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            assert (await conn.execute(text("SELECT series_number FROM series"))).scalar() == (
+                2147483647
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO study (id, study_uid, patient_id, study_description, attrs_json) "
+                    "VALUES (2, '1.2', :long, :long, '')"
+                ),
+                {"long": long},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO series (id, series_uid, study_id, series_number, attrs_json) "
+                    "VALUES (2, '1.2.1', 2, 999999999999, '')"
+                )
+            )
+        query = parse_qido([("PatientID", long)])
+        where = conditions(query, sqlite=db.is_sqlite)
+        async with db.read() as conn:
+            found = (await conn.execute(select(Study.id).where(*where))).scalars().all()
+            assert found == [2]
+            if not db.is_sqlite:
+                await conn.execute(text("SET enable_seqscan = off"))
+                sql = (
+                    select(Study.id)
+                    .where(*where)
+                    .compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                )
+                plan = await conn.exec_driver_sql(f"EXPLAIN {sql}")
+                assert "ix_study_patient_id_prefix" in "\n".join(row[0] for row in plan)
     finally:
         await db.close()
