@@ -133,3 +133,10 @@ class OutOfResources(InstanceRejected):
     """Storage or a size limit refused the instance (STOW-08, 0xA700)."""
 
     dimse_status = Status.OUT_OF_RESOURCES
+
+
+class UnindexableInstance(InstanceRejected):
+    """The index database refused a value of the instance (0xC000): the data, not a lack of
+    resources. Ingest makes every value storable beforehand (issue 19), so this is a defect."""
+
+    dimse_status = Status.CANNOT_UNDERSTAND

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -105,6 +106,34 @@ class Database:
             except TimeoutError:  # a connection still checked out: do not wait for it
                 pool.terminate()
         await self.engine.dispose()
+
+
+#: PostgreSQL SQLSTATE classes of errors caused by the values written: 22 data exception (a value
+#: out of range, too long, NUL in text), 23 integrity constraint violation, 54 program limit
+#: exceeded (an index entry too large)
+_DATA_STATES = ("22", "23", "54")
+#: integrity violations that are races, not data: a unique key or a parent another transaction
+#: took or removed (SQLSTATE, SQLite extended result code)
+_RACES = ("23505", "23503", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_FOREIGNKEY")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether a failed write was refused for the values it wrote (the data, not the database's
+    resources or availability; a unique or foreign key race is not a data error).
+
+    sqlite3 raises a bare ``OverflowError`` for an integer beyond 64 bits.
+    """
+    if isinstance(exc, OverflowError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)  # asyncpg
+    if isinstance(state, str):
+        return state[:2] in _DATA_STATES and state not in _RACES
+    if isinstance(exc, DataError):  # sqlite3: a string or blob too big
+        return True
+    code = getattr(exc.orig, "sqlite_errorname", None)
+    return isinstance(exc, IntegrityError) and code not in _RACES
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import anyio
 import orjson
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from app.config import DuplicatePolicy, PatientConflictPolicy
 from app.dicom.instance import ParsedInstance
@@ -39,8 +39,9 @@ from app.errors import (
     OutOfResources,
     SopClassNotSupported,
     StudyMismatch,
+    UnindexableInstance,
 )
-from app.index.db import Database
+from app.index.db import Database, is_data_error
 from app.index.deletion import clear_tombstones
 from app.index.repository import InstanceIndex, NewInstance, StoredRef
 from app.services.spool import Spool, SpooledPart
@@ -310,18 +311,7 @@ async def _commit_batch(
         return
 
     # 4. the index, in one transaction (retried on deadlock / lock time-outs)
-    for attempt in range(4):
-        try:
-            orphans = await _index_batch(svc, written, replacing, outcomes)
-            break
-        except (OperationalError, DBAPIError) as exc:
-            if attempt == 3 or not _retryable(exc):
-                log.error("index write failed: %s", exc)
-                _fail_all(written, outcomes, OutOfResources("the index could not be updated"))
-                orphans = [p.key for p in written]
-                break
-            log.warning("retrying index batch after %s", type(exc).__name__)
-            await asyncio.sleep(0.05 * (attempt + 1))
+    orphans = await _index_retried(svc, written, replacing, outcomes)
 
     # 5. after the commit: blobs no row references any more
     for key in orphans:
@@ -329,6 +319,36 @@ async def _commit_batch(
             await svc.store.delete(key)
         except StorageError:
             log.warning("could not remove unreferenced blob %s; gc will", key)
+
+
+async def _index_retried(
+    svc: IngestService,
+    batch: Sequence[_Pending],
+    replacing: dict[str, StoredRef],
+    outcomes: list[InstanceOutcome],
+) -> list[str]:
+    """:func:`_index_batch`, retried on deadlock / lock time-outs; returns blob keys to delete."""
+    for attempt in range(4):
+        try:
+            return await _index_batch(svc, batch, replacing, outcomes)
+        except (DBAPIError, OverflowError) as exc:
+            if is_data_error(exc):
+                if len(batch) > 1:  # one instance's value: each alone, so only it is refused
+                    orphans: list[str] = []
+                    for pending in batch:
+                        orphans += await _index_retried(svc, [pending], replacing, outcomes)
+                    return orphans
+                # no values in the log (PHI): the driver's error class says what was refused
+                log.error("index refused an instance: %s", type(getattr(exc, "orig", exc)))
+                _fail_all(batch, outcomes, UnindexableInstance("the index refused a value"))
+                return [p.key for p in batch]
+            if attempt == 3 or not isinstance(exc, DBAPIError) or not _retryable(exc):
+                log.error("index write failed: %s", exc)
+                _fail_all(batch, outcomes, OutOfResources("the index could not be updated"))
+                return [p.key for p in batch]
+            log.warning("retrying index batch after %s", type(exc).__name__)
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
 
 async def _write_blobs(
