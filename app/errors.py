@@ -136,7 +136,9 @@ class OutOfResources(InstanceRejected):
 
 
 class UnindexableInstance(InstanceRejected):
-    """The index database refused a value of the instance (0xC000): the data, not a lack of
-    resources. Ingest makes every value storable beforehand (issue 19), so this is a defect."""
+    """The index database refused a value of the instance (the data, not its resources).
+
+    Ingest makes every value storable beforehand (issue 19), so this one is a defect.
+    """
 
     dimse_status = Status.CANNOT_UNDERSTAND
