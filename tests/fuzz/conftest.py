@@ -1,9 +1,9 @@
 """Hypothesis profiles of the property-based tests (tests/fuzz).
 
 ``ci`` (the default) is bounded and derandomized: the same examples on every run, so a CI
-failure reproduces locally and the suite's time stays predictable. ``long`` (``LIGHTBOX_FUZZ=long``,
-what ``bench/fuzz.py`` runs) draws many more, random examples for manual runs; its budget per
-test is ``LIGHTBOX_FUZZ_EXAMPLES`` (default 5000).
+failure reproduces locally and the suite's time stays predictable. ``long``
+(``LIGHTBOX_FUZZ=long``, what ``bench/run.py robustness fuzz`` runs) draws many more, random
+examples for manual runs; its budget per test is ``LIGHTBOX_FUZZ_EXAMPLES`` (default 5000).
 """
 
 import os

@@ -1,4 +1,5 @@
-"""Hypothesis strategies of DICOM data sets whose values are valid for their VRs.
+"""Hypothesis strategies shared by the property tests: header text, and DICOM data sets whose
+values are valid for their VRs.
 
 Each drawn data set is UTF-8 (ISO_IR 192), carries the four UIDs an instance needs, and a few
 attributes of the VRs DICOM JSON treats differently (strings, split strings, person names,
@@ -11,6 +12,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
+
+#: Accept-like text: mostly the characters media ranges are made of, sometimes anything
+accept_text = st.text(alphabet='abcdijlmnoprstuy*/;=,." \\q0123456789.-+') | st.text()
+#: Range-like text: mostly the characters a Range header is made of, sometimes anything
+range_text = st.text(alphabet="bytes=-,0123456789 \t") | st.text()
 
 #: (keyword, VR) of single-valued attributes, a few per VR
 SCALARS: tuple[tuple[str, str], ...] = (

@@ -27,8 +27,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from app.main import create_app
 from tests.auth.helpers import Tokens, auth_settings
 from tests.factories import make_instance, multipart, stow_headers
-from tests.fuzz.test_negotiation import accept_text
-from tests.fuzz.test_ranges import range_text
+from tests.fuzz.strategies import accept_text, range_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = schemathesis.openapi.from_path(ROOT / "openapi" / "openapi.json")
@@ -44,10 +43,10 @@ schemathesis.serializer.alias(
     "application/octet-stream",
 )
 BOUNDARY = "fuzz-boundary"
-#: per operation: the suite's share of the time budget (bench/fuzz.py runs more)
+#: per operation: the suite's share of the time budget (``bench/run.py robustness fuzz``: more)
 EXAMPLES = int(os.environ.get("LIGHTBOX_FUZZ_API_EXAMPLES", "10"))
 #: the index back ends the test runs on: SQLite only in the suite (PostgreSQL doubles the time;
-#: the index tests compare the two), both in bench/fuzz.py --databases sqlite,postgresql
+#: the index tests compare the two), both with ``bench/run.py robustness fuzz --databases ...``
 DATABASES = os.environ.get("LIGHTBOX_FUZZ_API_DATABASES", "sqlite").split(",")
 
 

@@ -16,9 +16,8 @@ from app.api.negotiation import (
 from app.api.xml import wants_xml
 from app.errors import NotAcceptable
 from tests.fuzz.outcome import outcome
+from tests.fuzz.strategies import accept_text
 
-#: Accept-like text: mostly the characters media ranges are made of, sometimes anything
-accept_text = st.text(alphabet='abcdijlmnoprstuy*/;=,." \\q0123456789.-+') | st.text()
 token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-+.", min_size=1, max_size=12)
 #: parameter values, quoted when they are not tokens (RFC 9110 §5.6.6)
 param_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)

@@ -7,10 +7,9 @@ from hypothesis import strategies as st
 
 from app.api.ranges import ByteRange, Unsatisfiable, parse_range
 from tests.fuzz.outcome import outcome
+from tests.fuzz.strategies import range_text
 
 sizes = st.integers(min_value=0, max_value=1 << 40)
-#: header-like text: mostly the characters a Range header is made of
-range_text = st.text(alphabet="bytes=-,0123456789 \t") | st.text()
 digits = st.text(alphabet="0123456789", min_size=1, max_size=24) | st.integers(4200, 6000).map(
     lambda n: "9" * n
 )

@@ -2,11 +2,11 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/fuzz.py                        # 5000 examples per property, 200 per
-                                                          # API operation, SQLite, at most 30 min
-    .venv/bin/python bench/fuzz.py --examples 20000 --api-examples 500 \\
+    bench/run.py robustness fuzz                  # 5000 examples per property, 200 per API
+                                                  # operation, SQLite, at most 30 minutes
+    bench/run.py robustness fuzz --examples 20000 --api-examples 500 \\
         --databases sqlite,postgresql --budget 7200 --seed 1234
-    .venv/bin/python bench/fuzz.py -- -k multipart        # anything after -- goes to pytest
+    bench/run.py robustness fuzz -- -k multipart  # anything after -- goes to pytest
 
 The suite runs the same tests derandomized with about 100 examples each (the ``ci`` profile of
 ``tests/fuzz/conftest.py``); here the ``long`` profile draws fresh random examples, from
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
