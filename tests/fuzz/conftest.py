@@ -15,7 +15,7 @@ settings.register_profile(
     max_examples=100,
     deadline=None,  # the machine is shared: wall time per example is noise
     derandomize=True,
-    database=None,  # nothing written into the work tree
+    database=None,  # no example database (.hypothesis/ keeps only caches, ignored by git)
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
