@@ -21,6 +21,7 @@ from app.api.methods import MethodsMiddleware
 from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
 from app.connections import RequestDeadlines
+from app.logs import quiet_codec_logs
 from app.services.container import Services, open_services
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    quiet_codec_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,12 +86,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.settings = settings
     if services is not None:
         app.state.services = services
-    install_error_handlers(app)
     # added first, so CORS (install_security) wraps it and answers preflights before it
     app.add_middleware(MethodsMiddleware, root=settings.dicomweb_root)
     # HEAD runs as its GET inside the audit middleware, which still records it as a HEAD
     app.add_middleware(HeadMiddleware)
     install_security(app, settings)
+    # its error boundary wraps all the middleware above (install_error_handlers)
+    install_error_handlers(app)
     # outermost: the connection's head deadline ends as the request starts (app.connections)
     app.add_middleware(RequestDeadlines, body_timeout=settings.server.body_timeout)
     app.include_router(health.router)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lightbox's benchmarks, by kind: ingest, query, retrieve, overhead, memory.
+"""Lightbox's benchmarks, by kind: ingest, query, retrieve, overhead, memory, robustness.
 
     bench/run.py KIND ACTION [ARGS ...]
     bench/run.py KIND --help                   the actions of a kind
@@ -120,6 +120,17 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
         {
             "stow": Action(
                 "big_stow.py", "one STOW-RS request of N large parts; peak RSS of the server tree"
+            ),
+        },
+    ),
+    "robustness": (
+        "malformed input: the property tests of tests/fuzz with a long budget",
+        {
+            "fuzz": Action(
+                "fuzz.py",
+                "[--examples N] [--api-examples N] [--databases D,D] [--budget S] [--seed N] "
+                "[-- PYTEST_ARGS]: parsers, round trips and schemathesis over openapi.json, "
+                "random examples, stopped after --budget seconds",
             ),
         },
     ),

@@ -1,4 +1,13 @@
-"""Error responses (PS3.18 §8.6.3, GEN-05): a short problem report, never a dataset, never PHI."""
+"""Error responses (PS3.18 §8.6.3, GEN-05): a short problem report, never a dataset, never PHI.
+
+What is logged follows who is at fault. A refusal (a :class:`~app.errors.LightboxError` with a
+4xx status: the request was wrong, and the answer says why) is one INFO line without a
+traceback: the client made the mistake, the code did what it should. A server-side failure (a
+5xx :class:`~app.errors.LightboxError`, or any exception nothing mapped) is logged once, at
+ERROR, with its traceback. :class:`ErrorBoundary` answers the unexpected ones itself instead of
+leaving them to Starlette's ``ServerErrorMiddleware``, which re-raises every exception after its
+handler ran, so that the server would log the same traceback a second time.
+"""
 
 import logging
 
@@ -7,8 +16,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import LightboxError
+
+__all__ = ["PROBLEM_JSON", "ErrorBoundary", "install_error_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +33,25 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def log_lightbox_error(method: str, path: str, exc: LightboxError) -> None:
+    """A refusal in one line (INFO); a server-side LightboxError with its traceback (ERROR).
+
+    The path is logged, never the query string: search parameters may hold patient data.
+    """
+    if exc.http_status >= 500:
+        log.error("%s %s failed (%d): %s", method, path, exc.http_status, exc.message, exc_info=exc)
+    else:
+        log.info("%s %s refused (%d): %s", method, path, exc.http_status, exc.message)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Translate LightboxError, validation and framework errors into problem responses."""
+    """Translate LightboxError, validation and framework errors into problem responses, and
+    put the :class:`ErrorBoundary` around everything (call this after adding the other
+    middleware: the last one added is the outermost)."""
 
     @app.exception_handler(LightboxError)
-    async def _lightbox(_request: Request, exc: LightboxError) -> Response:
+    async def _lightbox(request: Request, exc: LightboxError) -> Response:
+        log_lightbox_error(request.method, request.url.path, exc)
         return problem(exc.http_status, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -38,7 +64,44 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
         return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "internal error")
+    app.add_middleware(ErrorBoundary)
+
+
+class ErrorBoundary:
+    """The last resort: an exception no handler took becomes a 500 problem, logged once.
+
+    Outside every other middleware (the audit middleware records the 500 it saw pass), inside
+    Starlette's ``ServerErrorMiddleware``, which then never sees the exception. A
+    :class:`~app.errors.LightboxError` raised outside the routes (by a middleware) is answered
+    with its own status. Once the response has started its status cannot change: the
+    exception is re-raised so that the server cuts the connection (and logs it, once).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except Exception as exc:
+            if started:
+                raise
+            method, path = scope["method"], scope["path"]
+            if isinstance(exc, LightboxError):
+                log_lightbox_error(method, path, exc)
+                response = problem(exc.http_status, exc.message)
+            else:
+                log.error("unhandled error in %s %s", method, path, exc_info=exc)
+                response = problem(500, "internal error")
+            await response(scope, receive, send)

@@ -9,6 +9,7 @@ that arrived intact and report the rest (STOW-05).
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.errors import BadRequest, InstanceRejected, PayloadTooLarge
@@ -27,7 +28,8 @@ class MediaType:
         """Parse a Content-Type header value (quoted and unquoted parameters alike, NEG-01)."""
         if not value:
             return cls("")
-        essence, params = parse_options_header(value)
+        # header values are ISO 8859-1 (as Starlette decodes them); other text never parses
+        essence, params = parse_options_header(value.encode("latin-1", "replace"))
         return cls(
             essence.decode("latin-1").strip().lower(),
             {
@@ -65,6 +67,10 @@ class FramingError:
 
 
 Event = Part | PartFailed | FramingError
+
+#: the longest boundary read (python-multipart's own limit; RFC 2046 §5.1.1 allows 70 characters,
+#: longer ones are accepted as python-multipart accepts them)
+MAX_BOUNDARY_LENGTH = 256
 
 
 class _Collector:
@@ -146,7 +152,7 @@ async def read_multipart(
     (framing broken before the first part).
     """
     collector = _Collector(new_spool)
-    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    parser = _parser(boundary, collector)
     received = 0
     try:
         async for chunk in chunks:
@@ -176,6 +182,19 @@ async def read_multipart(
             yield FramingError("the multipart body ends before its closing boundary", 0)
     finally:
         collector.discard_current()
+
+
+def _parser(boundary: str, collector: _Collector) -> MultipartParser:
+    """The parser for ``boundary``, or :class:`BadRequest` saying what is wrong with it."""
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise BadRequest(
+            f"the multipart boundary is {len(boundary)} characters long; at most "
+            f"{MAX_BOUNDARY_LENGTH} are accepted (RFC 2046 §5.1.1 allows 70)"
+        )
+    try:
+        return MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    except (FormParserError, ValueError, UnicodeError) as exc:  # limits the check above misses
+        raise BadRequest(f"unusable multipart boundary: {exc}") from None
 
 
 def _drain(collector: _Collector) -> list[Event]:

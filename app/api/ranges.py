@@ -9,8 +9,11 @@ value: bulk data responses carry no validator to compare it with.
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 _SPEC = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*")
+#: beyond every value's size: a position with more digits than this is read as this
+_BEYOND: Final = 10**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +62,24 @@ def parse_range(header: str | None, size: int, *, if_range: str | None = None) -
     match = _SPEC.fullmatch(header)
     if match is None:
         return None  # several ranges, another unit or malformed: send it all
-    first, last = match.groups()
+    first, last = (digits.lstrip("0") or ("0" if digits else "") for digits in match.groups())
     if not first:
         if not last:
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise Unsatisfiable(size)
         return ByteRange(max(0, size - suffix), size - 1, size)
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None  # invalid: ignored (RFC 9110 §14.1.1)
+    if last and (len(last), last) < (len(first), first):
+        return None  # invalid: ignored (RFC 9110 §14.1.1); compared as text, of any length
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if start >= size:
         raise Unsatisfiable(size)
     return ByteRange(start, min(end, size - 1), size)
+
+
+def _position(digits: str) -> int:
+    """A byte position without leading zeros; very long ones (which ``int()`` refuses past 4300
+    digits) are :data:`_BEYOND`, as far past the end of any value as they are."""
+    return int(digits) if len(digits) <= 20 else _BEYOND

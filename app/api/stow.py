@@ -108,7 +108,7 @@ async def _store(
     content_type = MediaType.parse(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     limit = settings.limits.max_request_bytes
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if _declares_more(declared, limit):
         raise PayloadTooLarge(f"request body larger than {limit} bytes")
     session = services.ingest.session(study_uid=study_uid)
     too_large: PayloadTooLarge | None = None
@@ -138,6 +138,17 @@ async def _store(
     )
     base = service_base(request, settings)
     return _response(result, base, too_large)
+
+
+def _declares_more(content_length: str | None, limit: int) -> bool:
+    """Whether a Content-Length says more than ``limit`` bytes (a malformed one says nothing:
+    the body is counted as it arrives). Only ASCII digits are a length (``"²".isdigit()``), and
+    a number too long for ``int()`` is more than any limit.
+    """
+    if content_length is None or not content_length.isascii() or not content_length.isdigit():
+        return False
+    digits = content_length.lstrip("0")
+    return len(digits) > 18 or int(digits or "0") > limit
 
 
 async def _read_multipart(

@@ -13,6 +13,7 @@ attributes set from the picture. Everything else is Explicit VR Little Endian.
 """
 
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,7 +23,10 @@ from PIL import Image
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+from pydicom.valuerep import VR
 
 from app.dicom.uids import ENCAPSULATED, EXPLICIT_VR_LITTLE_ENDIAN, VIDEO, is_valid_uid
 
@@ -43,10 +47,20 @@ ENCAPSULATED_TYPES: Final = {
 #: Table 10.5.2-1: media types decoded and stored losslessly as native pixel data
 LOSSLESS_TYPES: Final = frozenset({"image/gif", "image/png"})
 _NATIVE_TYPES: Final = frozenset({"", "application/octet-stream"})
+#: PS3.18 §F.2.2: an attribute's key is its tag, 8 hexadecimal digits
+_TAG_KEY: Final = re.compile(r"[0-9A-Fa-f]{8}")
+#: the VRs of PS3.5 Table 6.2-1 (pydicom's ambiguous "US or SS" and the like are not VRs)
+_VRS: Final = frozenset(vr.value for vr in VR if " or " not in vr.value)
+#: the most of a client's text (a key, a VR, a URI) an error message repeats
+_ECHO: Final = 64
 
 
 class StowJsonError(ValueError):
-    """A metadata object or a bulk part that cannot make a valid instance (STOW-02)."""
+    """A metadata object or a bulk part that cannot make a valid instance (STOW-02).
+
+    The message names the attribute (tag and VR) and what is wrong with it, never its value:
+    it is logged, and values may be patient data.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +123,9 @@ def build_instance(obj: Mapping[str, Any], bulk: Mapping[str, BulkPart]) -> byte
     def resolve(tag: str, _vr: str, uri: str) -> bytes:
         part = bulk.get(uri)
         if part is None:
-            raise StowJsonError(f"BulkDataURI {uri} of ({tag[:4]},{tag[4:]}) matches no part")
+            raise StowJsonError(
+                f"BulkDataURI {uri[:_ECHO]} of ({tag[:4]},{tag[4:]}) matches no part"
+            )
         used[uri] = part
         if tag.upper() == PIXEL_DATA:
             pixel_part.append(part)
@@ -121,12 +137,13 @@ def build_instance(obj: Mapping[str, Any], bulk: Mapping[str, BulkPart]) -> byte
             )
         return part.data
 
+    _check_attributes(obj)
     try:
         ds = Dataset.from_json(dict(obj), bulk_data_uri_handler=resolve)
     except StowJsonError:
         raise
-    except Exception as exc:  # pydicom reports malformed JSON in many ways
-        raise StowJsonError(f"invalid DICOM JSON: {exc}") from None
+    except Exception:  # pydicom reports malformed JSON in many ways, quoting the values
+        raise StowJsonError(f"invalid DICOM JSON: {_unreadable(obj)}") from None
     sop_class = _uid(ds, "SOPClassUID")
     sop_uid = _uid(ds, "SOPInstanceUID")
     _uid(ds, "StudyInstanceUID")
@@ -143,9 +160,64 @@ def build_instance(obj: Mapping[str, Any], bulk: Mapping[str, BulkPart]) -> byte
     out = io.BytesIO()
     try:
         ds.save_as(out, enforce_file_format=True)
-    except Exception as exc:
-        raise StowJsonError(f"the instance cannot be encoded: {exc}") from None
+    except Exception as exc:  # pydicom's message holds the value and a traceback
+        raise StowJsonError(f"the instance cannot be encoded: {_unencodable(ds, exc)}") from None
     return out.getvalue()
+
+
+def _where(key: str) -> str:
+    return f"({key[:4]},{key[4:]})".upper()
+
+
+def _check_attributes(obj: Mapping[str, Any], within: str = "") -> None:
+    """Refuse the keys and VRs that pydicom would misread or fail on obscurely (§F.2.2)."""
+    for key, attr in obj.items():
+        if not _TAG_KEY.fullmatch(key):
+            raise StowJsonError(
+                f"{within}attribute key {key[:_ECHO]!r} is not a tag of 8 hexadecimal "
+                "digits (PS3.18 §F.2.2)"
+            )
+        where = within + _where(key)
+        if not isinstance(attr, Mapping):
+            raise StowJsonError(f"{where}: an attribute is a JSON object (PS3.18 §F.2.2)")
+        vr = attr.get("vr")
+        if not isinstance(vr, str) or vr not in _VRS:
+            raise StowJsonError(f"{where}: vr {str(vr)[:_ECHO]!r} is not a VR of PS3.5 Table 6.2-1")
+        if not within and key.startswith("0002"):
+            raise StowJsonError(f"{where}: File Meta Information is not part of the metadata")
+        items = attr.get("Value")
+        if vr == "SQ" and isinstance(items, list):
+            for number, item in enumerate(items, 1):
+                if isinstance(item, Mapping):
+                    _check_attributes(item, f"{where} item {number} ")
+
+
+def _unreadable(obj: Mapping[str, Any]) -> str:
+    """Which attribute pydicom could not read, and its VR (checked by _check_attributes)."""
+    for key, attr in obj.items():
+        try:
+            Dataset.from_json({key: attr}, bulk_data_uri_handler=lambda *_: b"")
+        except Exception as exc:
+            return (
+                f"{_where(key)} {attr['vr']}: the attribute is not valid for its VR "
+                f"(PS3.18 Table F.2.3-1; {type(exc).__name__})"
+            )
+    return "the metadata object cannot be read"  # pragma: no cover - one attribute failed
+
+
+def _unencodable(ds: Dataset, exc: Exception) -> str:
+    """Which element pydicom could not encode (the innermost one), and its VR."""
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            continue  # its items' elements are visited too: the culprit is one of them
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        try:
+            write_data_element(fp, elem)
+        except Exception:
+            tag = elem.tag
+            return f"({tag.group:04X},{tag.element:04X}) {elem.VR}: a value does not fit the VR"
+    return type(exc).__name__
 
 
 def _set_pixel_data(ds: Dataset, part: BulkPart) -> str:

@@ -693,7 +693,10 @@ def parse_frame_numbers(text: str) -> list[int]:
     """
     if not _FRAME_LIST.fullmatch(text) or len(text) > 10_000:
         raise BadRequest("invalid frame list: expected positive integers separated by commas")
-    numbers = [int(piece) for piece in text.split(",")]
+    pieces = [piece.lstrip("0") or "0" for piece in text.split(",")]
+    if any(len(piece) > 10 for piece in pieces):  # int() refuses more than 4300 digits
+        raise BadRequest("invalid frame list: a frame number has more than 10 digits (IS)")
+    numbers = [int(piece) for piece in pieces]
     seen: set[int] = set()
     for n in numbers:
         if n == 0:
