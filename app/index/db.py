@@ -36,13 +36,16 @@ class Database:
         self._driver_pool_lock = asyncio.Lock()
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(
-                self.url, echo=echo, connect_args={"timeout": 30}
+                self.url, echo=echo, hide_parameters=True, connect_args={"timeout": 30}
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
                 self.url,
                 echo=echo,
+                # a failed statement's message (logged by ingest) must not carry its values:
+                # patient names, IDs and whole DICOM JSON documents
+                hide_parameters=True,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=False,

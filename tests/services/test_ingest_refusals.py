@@ -6,9 +6,12 @@ understand", and the rest of its batch is stored. The refused value here is a Ro
 bits, which the parse never hands over: the service below stands for a defect in that.
 """
 
+import logging
 from dataclasses import replace
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.dicom.instance import ParsedInstance
 from app.dicom.status import Status
@@ -29,13 +32,16 @@ class _LeakyIngest(IngestService):
         return parsed
 
 
-async def test_a_refused_value_fails_its_instance_alone(services: Services) -> None:
+async def test_a_refused_value_fails_its_instance_alone(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     real = services.ingest
     ingest = _LeakyIngest(real.db, real.store, real.policy, real.spool_dir)
     session = ingest.session()
     for patient in ("P1", "LEAK", "P2"):
         spool = ingest.spool()
-        spool.write(make_instance(PatientID=patient))
+        spool.write(make_instance(PatientID=patient, PatientName="Secret^Name"))
         await session.add(spool.finish())
     result = await session.finish()
 
@@ -47,3 +53,18 @@ async def test_a_refused_value_fails_its_instance_alone(services: Services) -> N
         count = (await conn.execute(select(func.count()).select_from(Instance))).scalar_one()
     assert count == 2
     assert len([key async for key in services.store.list("dicom/")]) == 2  # its blob went
+    # the failed statement is logged without its values (patient data)
+    assert caplog.records, "the refusal is logged"
+    assert "Secret" not in caplog.text
+    assert "LEAK" not in caplog.text
+
+
+async def test_a_failed_index_write_logs_no_values(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index error's message names the statement, never its values (patient data)."""
+    caplog.set_level(logging.INFO)
+    with pytest.raises(DBAPIError) as failed:
+        async with services.db.write() as conn:
+            await conn.execute(text("INSERT INTO no_such_table VALUES (:n)"), {"n": "Secret^Name"})
+    assert "Secret" not in str(failed.value)
