@@ -80,9 +80,10 @@ async def test_a_content_length_of_other_digits_is_not_a_length(client: httpx.As
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.usefixtures("instance")
 @pytest.mark.parametrize("resource", ["studies", "series", "instances"])
 async def test_an_offset_beyond_any_count_is_an_empty_page(
-    client: httpx.AsyncClient, instance: str, resource: str
+    client: httpx.AsyncClient, resource: str
 ) -> None:
     """An 18-digit offset (the most parse_unsigned takes) is past every row on both databases:
     no match, not a 500 (PostgreSQL once bound it as a 32-bit integer)."""
