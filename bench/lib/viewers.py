@@ -32,6 +32,7 @@ does not bound what is measured (watch the client's CPU on a small machine all t
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import random
 import statistics
@@ -83,7 +84,7 @@ def percentile(values: list[float], pct: float) -> float:
     (3.0, 5.0)
     """
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))]
 
 
 def summary(values: list[float]) -> dict[str, float | int]:
