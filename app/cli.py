@@ -80,34 +80,52 @@ def serve(
     from app.connections import ConnectionGuard, ConnectionLimits
 
     limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)
-    config = uvicorn.Config(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    # uvicorn's settings, the same for one process and for each of several workers
+    options: dict[str, Any] = {
+        "log_level": settings.log_level,
+        "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
         # the request head deadline and the connection cap, in front of uvicorn's protocol:
         # uvicorn calls the guard as it would call a protocol class (app.connections)
-        http=cast("type[asyncio.Protocol]", ConnectionGuard(limits)),
+        "http": cast("type[asyncio.Protocol]", ConnectionGuard(limits)),
         # no WebSocket routes: an upgrade would hand the connection to another protocol,
         # out of the guard's sight
-        ws="none",
-        timeout_keep_alive=settings.server.keep_alive_timeout,
-        server_header=False,
-    )
-    if config.workers <= 1:
+        "ws": "none",
+        "timeout_keep_alive": settings.server.keep_alive_timeout,
+        "server_header": False,
+        # uvicorn's default (FORWARDED_ALLOW_IPS, else 127.0.0.1), also under gunicorn, which
+        # would pass its own
+        "forwarded_allow_ips": None,
+    }
+    if settings.workers <= 1:
+        config = uvicorn.Config(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            **options,
+        )
         server = uvicorn.Server(config)
         server.run()
         if not server.started:
             raise typer.Exit(STARTUP_FAILURE)
         return
-    # several workers: the parent accepts and hands each connection to the least busy worker
-    from app.supervisor import Balancer
+    # several workers: gunicorn's arbiter manages them (app.supervisor)
+    from app.supervisor import gunicorn_options, serve_workers
 
-    raise typer.Exit(Balancer(config, worker_timeout=settings.worker_timeout).run())
+    status = serve_workers(
+        gunicorn_options(
+            settings.host,
+            settings.port,
+            settings.workers,
+            settings.worker_timeout,
+            settings.log_level,
+        ),
+        options,
+    )
+    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
+        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
+    raise typer.Exit(status)
 
 
 def _first_start_key(settings: Settings) -> None:

@@ -242,7 +242,7 @@ class Settings(BaseSettings):
         30.0,
         ge=0,
         description="with several workers: a worker whose event loop is stuck this many seconds "
-        "is killed and replaced (0: never)",
+        "(gunicorn's timeout: whole seconds, at least 2) is killed and replaced (0: never)",
     )
     data_dir: Path = Field(
         DEFAULT_DATA_DIR,

@@ -148,8 +148,8 @@ class _GuardedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        # uvicorn's protocol sees every connection, refused ones too, so that its count of
-        # open connections (graceful shutdown, the supervisor's balancing) stays right
+        # uvicorn's protocol sees every connection, refused ones too, so that its record of
+        # open connections (graceful shutdown closes them) stays right
         self._inner.connection_made(transport)
         limits = self._guard.limits
         if self._guard.open >= limits.max_connections:

@@ -84,6 +84,11 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
                 sections=("wado", "latency", "curl", "render"),
             ),
             "latency": Action("latency.py", "p50/p95 of GETs with the body read and discarded"),
+            "viewers": Action(
+                "viewers.py",
+                "simulated OHIF viewers (a keep-alive pool each) opening studies: per-request "
+                "p50/p95, study-open and first-image times; compares process managers",
+            ),
             "render": Action(
                 "render_vs_orthanc.py", "/rendered uncached and cached, series thumbnails"
             ),

@@ -92,7 +92,8 @@ async def test_no_deadline_once_the_body_is_complete() -> None:
 
 
 def test_guard_pickles_for_the_worker_processes() -> None:
-    """The supervisor and uvicorn's own workers send the configuration to spawned processes."""
+    """uvicorn's own workers send the configuration to spawned processes (gunicorn forks, and
+    needs no copy): the guard goes with it."""
     guard = ConnectionGuard(ConnectionLimits(header_timeout=5, max_connections=10))
     copy = pickle.loads(pickle.dumps(guard))
     assert copy.limits == guard.limits

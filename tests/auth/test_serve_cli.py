@@ -150,8 +150,8 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_tls(fresh_database_url: str, tmp_path: Path, workers: int) -> None:
-    """TLS on one worker, and on two (the parent hands over connections before the handshake:
-    each worker makes its own)."""
+    """TLS on one worker, and on two (gunicorn's workers: each makes its own handshakes with
+    the uvicorn settings a single process has)."""
     cert, key = _self_signed(tmp_path)
     data_dir = tmp_path / "data"
     env = server_env(data_dir, fresh_database_url)

@@ -1,11 +1,13 @@
 """Connection deadlines and the connection cap on a real server (:mod:`app.connections`), with
-one worker and with two (the supervisor hands connections to workers): a request head must
+one worker and with two (gunicorn's uvicorn workers, app.supervisor): a request head must
 arrive in time however it trickles, a stalled body ends with 408 and stores nothing, a steady
-slow upload is not cut, connections beyond the cap get 503 at once, and keep-alive still
+slow upload is not cut, connections beyond a worker's cap get 503 at once, and keep-alive still
 closes idle connections."""
 
+import collections
 import contextlib
 import json
+import re
 import select
 import socket
 import time
@@ -58,7 +60,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int]
 
 @pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
 def server(request: pytest.FixtureRequest, servers: Callable[[int], Server]) -> Server:
-    """The head deadline and the cap are the protocol's: shown with and without the supervisor."""
+    """The head deadline and the cap are the protocol's: shown with one process and under
+    gunicorn."""
     return servers(request.param)
 
 
@@ -178,21 +181,43 @@ def test_keep_alive_still_closes_idle_connections(server: Server) -> None:
     assert KEEP_ALIVE * 0.9 <= idle < KEEP_ALIVE + SLACK
 
 
+def _worker_of(head: bytes) -> str:
+    """Which worker answered: request ids start with a random prefix per process."""
+    found = re.search(rb"\r\nx-request-id: ([0-9a-f]+)-", head)
+    assert found, head
+    return found.group(1).decode()
+
+
 def test_connections_beyond_the_cap_get_503_at_once(server: Server, workers: int) -> None:
+    """Each worker holds at most ``MAX_CONNECTIONS``. The kernel picks a new connection's worker,
+    so connections are opened one by one, each answered once and then idle in keep-alive, until
+    one is refused: at once, and only by a worker that holds its cap (by the count, at the
+    latest the connection after ``MAX_CONNECTIONS * workers``)."""
     _settle(server)  # earlier tests' connections are closed, also in the workers' counts
-    cap = MAX_CONNECTIONS * workers
-    idle = [_connect(server) for _ in range(cap)]
+    held: list[socket.socket] = []
+    owners: list[str] = []
+    refused = b""
+    elapsed = 0.0
     try:
-        time.sleep(0.3)  # the server (and each worker) has taken them
-        with _connect(server) as extra:
+        for _ in range(MAX_CONNECTIONS * workers + 1):
+            sock = _connect(server)
             started = time.monotonic()
-            data = _until_closed(extra)
-            elapsed = time.monotonic() - started
-        assert data.startswith(b"HTTP/1.1 503 "), data
-        assert b"retry-after: 1" in data
+            head = _exchange(sock, GET_STUDIES)
+            if not head.startswith(b"HTTP/1.1 204 "):
+                refused = head + _until_closed(sock)
+                elapsed = time.monotonic() - started
+                sock.close()
+                break
+            held.append(sock)
+            owners.append(_worker_of(head))
+        assert refused.startswith(b"HTTP/1.1 503 "), (refused, owners)
+        assert b"retry-after: 1" in refused
         assert elapsed < HEADER_TIMEOUT * 0.9  # answered at once, not at a deadline
+        counts = collections.Counter(owners)
+        assert len(counts) <= workers
+        assert max(counts.values()) == MAX_CONNECTIONS, counts  # the refusing worker was full
     finally:
-        for sock in idle:
+        for sock in held:
             sock.close()
     # they are gone: the server answers again
     with _connect(server) as sock:

@@ -1,9 +1,7 @@
-"""``lightbox serve --workers N``: the parent accepts and hands each connection to the least busy
-worker (:mod:`app.supervisor`); workers that die are replaced; SIGHUP replaces them all; SIGTERM
-stops everything; a worker that cannot start stops the server with exit code 3; a worker
-whose event loop is stuck is killed and replaced."""
+"""``lightbox serve --workers N`` under gunicorn (:mod:`app.supervisor`): workers that die are
+replaced; SIGHUP replaces them all; SIGTERM stops everything; a worker that cannot start stops
+the server with exit code 3; a worker whose event loop is stuck is killed and replaced."""
 
-import collections
 import http.client
 import os
 import signal
@@ -42,13 +40,13 @@ def _connections(server: Server, n: int) -> Iterator[list[http.client.HTTPConnec
 
 
 def _workers(server: Server) -> list[psutil.Process]:
-    """The worker processes (multiprocessing's resource tracker is a child too)."""
+    """The worker processes: gunicorn's children, once the migrations' process has ended."""
     workers = []
     for child in psutil.Process(server.process.pid).children():
         try:
-            if "spawn_main" in " ".join(child.cmdline()):
+            if child.status() != psutil.STATUS_ZOMBIE:
                 workers.append(child)
-        except psutil.Error:  # exited (a zombie until the parent reaps it): not a worker
+        except psutil.Error:  # exited: not a worker
             continue
     return workers
 
@@ -72,35 +70,6 @@ def _wait_for(condition: object, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_connections_spread_evenly(fresh_database_url: str, tmp_path: Path) -> None:
-    env = server_env(tmp_path / "data", fresh_database_url)
-    with running_server(env, args=["--workers", "2"]) as server:
-        assert len(_workers(server)) == 2
-        _all_serving(server)
-        # four keep-alive connections, opened together (a viewer): two per worker, every time
-        for _ in range(3):
-            # the balancer counts open connections: let the workers see the last ones close
-            time.sleep(0.3)
-            with _connections(server, 4) as conns:
-                owners = [_worker_of(c) for c in conns]
-                assert sorted(collections.Counter(owners).values()) == [2, 2], owners
-                # a connection stays with its worker
-                assert [_worker_of(c) for c in conns] == owners
-        time.sleep(0.3)
-        with _connections(server, 10) as conns:
-            owners = [_worker_of(c) for c in conns]
-            counts = collections.Counter(owners)
-            assert sorted(counts.values()) == [5, 5]
-            # close three of one worker's connections: the next three go to it (least busy)
-            busy = owners[0]
-            closed = [c for c, o in zip(conns, owners, strict=True) if o == busy][:3]
-            for conn in closed:
-                conn.close()
-            time.sleep(0.5)  # the worker notices the close
-            with _connections(server, 3) as more:
-                assert [_worker_of(c) for c in more] == [busy] * 3
-
-
 def test_dead_worker_is_replaced(fresh_database_url: str, tmp_path: Path) -> None:
     env = server_env(tmp_path / "data", fresh_database_url)
     with running_server(env, args=["--workers", "2"]) as server:
@@ -118,23 +87,24 @@ def test_dead_worker_is_replaced(fresh_database_url: str, tmp_path: Path) -> Non
 def test_stuck_worker_is_killed_and_replaced(fresh_database_url: str, tmp_path: Path) -> None:
     """A worker whose event loop stops turning (here: the whole process stopped, SIGSTOP) is
     killed once it has been silent for ``LIGHTBOX_WORKER_TIMEOUT`` and replaced; the other
-    one serves meanwhile, and a worker that is merely idle is left alone."""
-    env = server_env(tmp_path / "data", fresh_database_url, LIGHTBOX_WORKER_TIMEOUT="2")
+    one serves meanwhile, and a worker that is merely idle is left alone. (The timeout is 3 s:
+    uvicorn's loop beats once a second at best, gunicorn looks once a second.)"""
+    env = server_env(tmp_path / "data", fresh_database_url, LIGHTBOX_WORKER_TIMEOUT="3")
     with running_server(env, args=["--workers", "2"]) as server:
         before = _all_serving(server)
-        time.sleep(3)  # idle workers, longer than the timeout: both still there
+        time.sleep(4)  # idle workers, longer than the timeout: both still there
         assert _all_serving(server) == before
         victim, survivor = _workers(server)
         victim.suspend()
         stopped_at = time.monotonic()
         _wait_for(lambda: not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE)
-        assert time.monotonic() - stopped_at >= 1.5  # not before the timeout
+        assert time.monotonic() - stopped_at >= 2.5  # not before the timeout
         assert survivor.is_running()
         after = _all_serving(server)
         assert len(after - before) == 1  # the survivor, and a new worker
         assert server.process.poll() is None
         log = server.log.read_text()
-        assert f"Worker [{victim.pid}] has not answered" in log
+        assert f"WORKER TIMEOUT (pid:{victim.pid})" in log
         assert "Traceback" not in log
 
 
@@ -171,9 +141,7 @@ def test_sigterm_stops_parent_and_workers(fresh_database_url: str, tmp_path: Pat
             assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
         with pytest.raises(ConnectionRefusedError):
             http.client.HTTPConnection("127.0.0.1", server.port, timeout=2).connect()
-        log = server.log.read_text()
-        assert "Traceback" not in log
-        assert "no worker could take" not in log
+        assert "Traceback" not in server.log.read_text()
 
 
 def test_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
