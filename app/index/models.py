@@ -288,3 +288,34 @@ def on_this_dialect(dialect: str) -> Callable[..., bool]:
         return wanted is None or wanted.dialect in (None, dialect)
 
     return include
+
+
+class AuditJournal(Base):
+    """An audit event committed in the transaction of the write it describes, not chained yet.
+
+    A store or a delete adds its row here inside its own index transaction, so the row is exactly
+    as durable as the write (``app.services.audit`` says why not straight into the chain). The
+    audit writer deletes it in the transaction that appends its content, or the row of the
+    request that stands for it, to :class:`AuditEvent`: at every moment a committed write has its
+    row here or in the chain. A row lives about one writer linger; after a crash, until the next
+    start. The columns are unbounded text: nothing in a row can make the write it rides with
+    fail (the chain's bounds apply when it is chained). On PostgreSQL a trigger refuses UPDATE.
+    """
+
+    __tablename__ = "audit_journal"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str | None] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)
+    study_uid: Mapped[str | None] = mapped_column(Text)
+    series_uid: Mapped[str | None] = mapped_column(Text)
+    instance_uid: Mapped[str | None] = mapped_column(Text)
+    patient_id: Mapped[str | None] = mapped_column(Text)
+    count: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -55,7 +55,7 @@ def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
     asyncio.run(migrate.upgrade(empty_database))
     diff, tables = asyncio.run(_inspect(empty_database))
     assert diff == []
-    assert tables == {"study", "series", "instance", "tombstone", "audit_event"}
+    assert tables == {"study", "series", "instance", "tombstone", "audit_event", "audit_journal"}
     asyncio.run(migrate.downgrade(empty_database, "base"))
     assert asyncio.run(_inspect(empty_database))[1] == set()
     asyncio.run(migrate.upgrade(empty_database))
