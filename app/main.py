@@ -66,6 +66,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             )
         async with open_services(settings) as opened:
             app.state.services = opened
+            # the audit rows a previous run committed with its writes but did not chain (it
+            # died in between) are chained now, by the writer, in the background
+            await opened.audit.recover()
             _freeze_startup_objects()
             try:
                 yield

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.methods import allowed_methods
-from app.api.security import note
+from app.api.security import note, write_audit
 from app.dicom.uids import validate_uid
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ async def _delete(
         study_uid,
         None if series is None else validate_uid(series, "SeriesInstanceUID"),
         None if instance is None else validate_uid(instance, "SOPInstanceUID"),
+        audit=write_audit(request, services.audit),
     )
     note(request, patient_id=patient_id, count=outcome.instances)
     log.info(

@@ -37,7 +37,7 @@ from app.auth.keys import LocalSigningKey, OidcKeys
 from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
 from app.auth.verify import InvalidToken, TokenVerifier
 from app.config import AuthSettings, Settings
-from app.services.audit import AuditRecord, Outcome
+from app.services.audit import AuditLog, AuditRecord, Outcome, WriteAudit
 
 __all__ = [
     "ANONYMOUS_ROUTE",
@@ -49,6 +49,7 @@ __all__ = [
     "note",
     "permission_for",
     "requires",
+    "write_audit",
 ]
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,31 @@ async def _check_grant(request: Request, principal: Principal, needed: Permissio
             raise _deny(request, 403, "the token does not grant this study", challenge=challenge)
 
 
+#: ``scope["state"]`` keys: the request's id (set by :class:`AuditMiddleware`), and its
+#: :class:`~app.services.audit.WriteAudit` (set by :func:`write_audit`)
+_REQUEST_ID_STATE: Final = "audit_request_id"
+_WRITE_STATE: Final = "audit_write"
+
+
+def write_audit(request: Request, audit: AuditLog) -> WriteAudit | None:
+    """The audit side of a write request (STOW, DELETE), for the service to commit the rows of
+    its transactions with them; the request's own row, when it is written, stands for them
+    (``app.services.audit``). None when the audit trail is off."""
+    settings: Settings = request.app.state.settings
+    state = request.scope.get("state")
+    if not settings.auth.audit_enabled or state is None:
+        return None
+    principal: Principal | None = state.get("principal")
+    write = audit.for_write(
+        actor=principal.subject if principal is not None else None,
+        client_id=principal.client_id if principal is not None else None,
+        source=_client_source(request.scope, frozenset(settings.trusted_proxies)),
+        request_id=state.get(_REQUEST_ID_STATE),
+    )
+    state[_WRITE_STATE] = write
+    return write
+
+
 def note(request: Request, **fields: Any) -> None:
     """Add to this request's audit record (``count``, ``patient_id``, ``study_uid``, ``detail``)."""
     extra: dict[str, Any] | None = getattr(request.state, "audit_extra", None)
@@ -322,6 +348,8 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
+        if self.audit:  # for the rows a write commits with itself (:func:`write_audit`)
+            scope.setdefault("state", {})[_REQUEST_ID_STATE] = request_id
         status = 500
         total: int | None = None
         retrieved = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.root)
@@ -390,19 +418,23 @@ class AuditMiddleware:
             )
 
     def _source(self, scope: Scope) -> str | None:
-        """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
-        client = scope.get("client")
-        address: str | None = client[0] if client else None
-        if address is None or address not in self.trusted_proxies:
-            return address
-        for name, value in scope.get("headers", []):
-            if name == b"x-forwarded-for":
-                header: str = value.decode("latin-1")
-                hops = [h.strip() for h in header.split(",") if h.strip()]
-                for hop in reversed(hops):
-                    if hop not in self.trusted_proxies:
-                        return hop[:64]
+        return _client_source(scope, self.trusted_proxies)
+
+
+def _client_source(scope: Scope, trusted_proxies: frozenset[str]) -> str | None:
+    """The client address; behind a trusted proxy, the last untrusted X-Forwarded-For hop."""
+    client = scope.get("client")
+    address: str | None = client[0] if client else None
+    if address is None or address not in trusted_proxies:
         return address
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            header: str = value.decode("latin-1")
+            hops = [h.strip() for h in header.split(",") if h.strip()]
+            for hop in reversed(hops):
+                if hop not in trusted_proxies:
+                    return hop[:64]
+    return address
 
 
 def _event(
@@ -420,6 +452,9 @@ def _event(
     """The audit event of a finished request, from what :meth:`AuditMiddleware._record` kept
     (``path`` is the route's template)."""
     state = state or {}
+    write: WriteAudit | None = state.get(_WRITE_STATE)
+    # first: should the rest fail, the journal rows are left for a sweep to chain on their own
+    supersedes = write.release() if write is not None else ()
     principal: Principal | None = state.get("principal")
     denied: str | None = state.get("audit_denied")
     extra: dict[str, Any] = state.get("audit_extra") or {}
@@ -450,6 +485,7 @@ def _event(
         request_id=request_id,
         detail=detail,
         time=datetime.fromtimestamp(ended, UTC),
+        supersedes=supersedes,
     )
 
 

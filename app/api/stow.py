@@ -17,7 +17,7 @@ from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.multipart import FramingError, MediaType, Part, PartFailed, read_multipart
 from app.api.negotiation import parse_accept
-from app.api.security import note
+from app.api.security import note, write_audit
 from app.api.stow_json import read_dicom_json_parts
 from app.api.urls import instance_url, service_base, study_url
 from app.dicom.status import Status
@@ -110,7 +110,9 @@ async def _store(
     limit = settings.limits.max_request_bytes
     if _declares_more(declared, limit):
         raise PayloadTooLarge(f"request body larger than {limit} bytes")
-    session = services.ingest.session(study_uid=study_uid)
+    session = services.ingest.session(
+        study_uid=study_uid, audit=write_audit(request, services.audit)
+    )
     too_large: PayloadTooLarge | None = None
     try:
         if content_type.essence == "multipart/related":

@@ -52,6 +52,7 @@ class DeletedRows:
     study_removed: bool = False
     blob_keys: list[str] = field(default_factory=list)
     sop_uids: list[str] = field(default_factory=list)
+    patient_id: str | None = None  # the study's, read before its rows went (DEL-03's audit)
 
 
 def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -71,7 +72,9 @@ async def delete_target(
 ) -> DeletedRows | None:
     """Delete a study, series or instance; None when it does not exist (under that parent)."""
     study = (
-        await conn.execute(select(Study.id).where(Study.study_uid == study_uid).with_for_update())
+        await conn.execute(
+            select(Study.id, Study.patient_id).where(Study.study_uid == study_uid).with_for_update()
+        )
     ).first()
     if study is None:
         return None
@@ -107,6 +110,7 @@ async def delete_target(
         instances=len(rows),
         blob_keys=[r.blob_key for r in rows],
         sop_uids=[r.sop_uid for r in rows],
+        patient_id=study.patient_id,
     )
     removed_per_series: dict[int, int] = {}
     for r in rows:

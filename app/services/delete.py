@@ -4,8 +4,9 @@ Deletion runs the write protocol backwards:
 
 1. one index transaction removes the rows, moves the series and study counts by the numbers
    removed (a series or study left empty goes too; ModalitiesInStudy is computed from the series
-   that remain), and writes tombstones (DEL-04) so a later retrieve answers 410 for
-   ``tombstone_ttl`` instead of 404;
+   that remain), writes tombstones (DEL-04) so a later retrieve answers 410 for
+   ``tombstone_ttl`` instead of 404, and adds the delete's audit row (DEL-03; as durable as the
+   delete, ``app.services.audit``);
 2. only after the commit are the blobs removed from the object store.
 
 A crash between 1 and 2 leaves blobs no row references, which ``lightbox gc`` sweeps; an index
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from app.errors import NotFound, Unavailable
 from app.index.db import Database
 from app.index.deletion import DeletedRows, delete_target, live_tombstone, referenced_blobs
+from app.services.audit import AuditRecord, Outcome, WriteAudit
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = ["DeleteOutcome", "DeleteService", "tombstoned"]
@@ -65,10 +67,17 @@ class DeleteService:
         self._blob_concurrency = blob_concurrency
 
     async def delete(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        audit: WriteAudit | None = None,
     ) -> DeleteOutcome:
-        """Delete the target; :class:`NotFound` if it does not exist (or is already deleted)."""
-        rows = await self._delete_rows(study_uid, series_uid, sop_uid)
+        """Delete the target; :class:`NotFound` if it does not exist (or is already deleted).
+
+        With ``audit``, the delete's audit row commits in its transaction."""
+        rows = await self._delete_rows(study_uid, series_uid, sop_uid, audit)
         if rows is None:
             level = "instance" if sop_uid else "series" if series_uid else "study"
             raise NotFound(f"no such {level}")
@@ -85,16 +94,36 @@ class DeleteService:
         )
 
     async def _delete_rows(
-        self, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self,
+        study_uid: str,
+        series_uid: str | None,
+        sop_uid: str | None,
+        audit: WriteAudit | None,
     ) -> DeletedRows | None:
         for attempt in range(_ATTEMPTS):
             now = datetime.now(UTC)
             until = now + self._ttl if self._ttl is not None else None
             try:
                 async with self._db.write() as conn:
-                    return await delete_target(
+                    rows = await delete_target(
                         conn, study_uid, series_uid, sop_uid, now=now, tombstone_until=until
                     )
+                    if rows is not None and audit is not None:
+                        await audit.journal(
+                            conn,
+                            AuditRecord(
+                                action="delete",
+                                outcome=Outcome.SUCCESS,
+                                study_uid=study_uid,
+                                series_uid=series_uid,
+                                instance_uid=sop_uid,
+                                patient_id=rows.patient_id,
+                                count=rows.instances,
+                                detail=f"{rows.instances} deleted (the row committed with the "
+                                "write)",
+                            ),
+                        )
+                    return rows
             except DBAPIError as exc:
                 text = str(exc.orig) if exc.orig is not None else str(exc)
                 if attempt + 1 < _ATTEMPTS and any(m in text for m in _RETRY_MARKERS):

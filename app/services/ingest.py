@@ -8,7 +8,8 @@ The write protocol (DESIGN.md §4), per batch of instances of one request:
    re-sends and conflicts are settled before any byte is written (STOW-09/10);
 3. the blobs are written under their final keys and are durable when ``put`` returns;
 4. the index rows of the whole batch commit in one transaction (one failing instance never rolls
-   back the others: conflicts are settled per instance inside it);
+   back the others: conflicts are settled per instance inside it), with the transaction's audit
+   row (``app.services.audit``: as durable as the write);
 5. only then is the batch's outcome reported, and blobs that no row references any more (replaced
    objects, losers of a race) are removed.
 
@@ -44,6 +45,7 @@ from app.errors import (
 from app.index.db import Database, is_data_error
 from app.index.deletion import clear_tombstones
 from app.index.repository import InstanceIndex, NewInstance, StoredRef
+from app.services.audit import AuditRecord, Outcome, WriteAudit
 from app.services.spool import Spool, SpooledPart
 from app.storage.base import ObjectStore, StorageError, object_key
 
@@ -129,9 +131,12 @@ class IngestService:
             zero_preamble=self.policy.zero_preamble,
         )
 
-    def session(self, *, study_uid: str | None = None) -> "IngestSession":
-        """A new ingest session; ``study_uid`` is the STOW target study (STOW-07)."""
-        return IngestSession(self, study_uid)
+    def session(
+        self, *, study_uid: str | None = None, audit: WriteAudit | None = None
+    ) -> "IngestSession":
+        """A new ingest session; ``study_uid`` is the STOW target study (STOW-07); each index
+        transaction that stores adds its audit row to ``audit`` (when given) as it commits."""
+        return IngestSession(self, study_uid, audit)
 
     async def parse(self, part: SpooledPart) -> ParsedInstance:
         """Parse one spooled part off the event loop."""
@@ -155,9 +160,12 @@ class IngestSession:
     bounded by the parse limiter. ``finish()`` waits for everything and returns the result.
     """
 
-    def __init__(self, service: IngestService, study_uid: str | None) -> None:
+    def __init__(
+        self, service: IngestService, study_uid: str | None, audit: WriteAudit | None = None
+    ) -> None:
         self._svc = service
         self._study_uid = study_uid
+        self._audit = audit
         self._result = IngestResult()
         self._pending: list[_Pending] = []
         self._pending_memory = 0
@@ -245,7 +253,7 @@ class IngestSession:
         async with self._flush_lock:
             batch, self._pending, self._pending_memory = self._pending, [], 0
             if batch:
-                await _commit_batch(self._svc, batch, self._result.outcomes)
+                await _commit_batch(self._svc, batch, self._result.outcomes, self._audit)
 
 
 def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> InstanceOutcome:
@@ -257,7 +265,10 @@ def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> In
 
 
 async def _commit_batch(
-    svc: IngestService, batch: list[_Pending], outcomes: list[InstanceOutcome]
+    svc: IngestService,
+    batch: list[_Pending],
+    outcomes: list[InstanceOutcome],
+    audit: WriteAudit | None,
 ) -> None:
     """Steps 2-5 of the write protocol for one batch."""
     policy = svc.policy
@@ -311,7 +322,7 @@ async def _commit_batch(
         return
 
     # 4. the index, in one transaction (retried on deadlock / lock time-outs)
-    orphans = await _index_retried(svc, written, replacing, outcomes)
+    orphans = await _index_retried(svc, written, replacing, outcomes, audit)
 
     # 5. after the commit: blobs no row references any more
     for key in orphans:
@@ -326,17 +337,18 @@ async def _index_retried(
     batch: Sequence[_Pending],
     replacing: dict[str, StoredRef],
     outcomes: list[InstanceOutcome],
+    audit: WriteAudit | None,
 ) -> list[str]:
     """:func:`_index_batch`, retried on deadlock / lock time-outs; returns blob keys to delete."""
     for attempt in range(4):
         try:
-            return await _index_batch(svc, batch, replacing, outcomes)
+            return await _index_batch(svc, batch, replacing, outcomes, audit)
         except (DBAPIError, OverflowError) as exc:
             if is_data_error(exc):
                 if len(batch) > 1:  # one instance's value: each alone, so only it is refused
                     orphans: list[str] = []
                     for pending in batch:
-                        orphans += await _index_retried(svc, [pending], replacing, outcomes)
+                        orphans += await _index_retried(svc, [pending], replacing, outcomes, audit)
                     return orphans
                 # no values in the log (PHI): the driver's error class says what was refused
                 log.error("index refused an instance: %s", type(getattr(exc, "orig", exc)))
@@ -384,8 +396,10 @@ async def _index_batch(
     batch: Sequence[_Pending],
     replacing: dict[str, StoredRef],
     outcomes: list[InstanceOutcome],
+    audit: WriteAudit | None,
 ) -> list[str]:
-    """Write the batch's rows; returns blob keys to delete after the commit."""
+    """Write the batch's rows, and its audit row to ``audit``'s journal; returns blob keys to
+    delete after the commit."""
     policy = svc.policy
     orphans: list[str] = []
     for pending in batch:  # a retried attempt starts from a clean slate
@@ -421,6 +435,7 @@ async def _index_batch(
         series = {uid: (r.id, r.study_id, r.created) for uid, r in series_rows.items()}
 
         inserts: list[tuple[NewInstance, int, int]] = []
+        replaced: list[ParsedInstance] = []
         by_sop: dict[str, _Pending] = {}
         series_added: dict[int, int] = {}
         studies_added: dict[int, tuple[int, int]] = {}
@@ -453,6 +468,7 @@ async def _index_batch(
                     orphans.append(pending.key)
                     continue
                 await index.replace_instance(old, new)
+                replaced.append(parsed)
                 outcome.stored = True
                 outcome.warning = Status.COERCION_OF_DATA_ELEMENTS
                 if old.blob_key != pending.key:
@@ -506,7 +522,33 @@ async def _index_batch(
             await clear_tombstones(
                 conn, [uid for p in stored for uid in (p.sop_uid, p.series_uid, p.study_uid)]
             )
+        written = replaced + [by_sop[sop].parsed for sop in sorted(inserted)]
+        if audit is not None and written:
+            await audit.journal(conn, _stored_event(written, studies))
     return orphans
+
+
+def _stored_event(
+    written: Sequence[ParsedInstance], studies: dict[str, tuple[int, str | None, bool]]
+) -> AuditRecord:
+    """The audit row of one transaction that stored ``written``: the study, series and
+    instance when there is one of each, and the study's PatientID as the index holds it."""
+    study = _only({p.study_uid for p in written})
+    return AuditRecord(
+        action="store",
+        outcome=Outcome.SUCCESS,
+        study_uid=study,
+        series_uid=_only({p.series_uid for p in written}),
+        instance_uid=_only({p.sop_uid for p in written}),
+        patient_id=studies[study][1] if study is not None else None,
+        count=len(written),
+        detail=f"{len(written)} stored (the row committed with the write)",
+    )
+
+
+def _only(values: set[str]) -> str | None:
+    """The one value of ``values``, or None when there are several."""
+    return next(iter(values)) if len(values) == 1 else None
 
 
 def _fail_all(
