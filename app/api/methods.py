@@ -72,8 +72,11 @@ class MethodsMiddleware:
         path: str = scope["path"]
         if scope["method"] == "OPTIONS" and not is_preflight(scope["headers"]):
             if path in (self.root, self.root + "/"):
-                # the capabilities resource (CAP-01) is a route at "{root}/"
-                await self.app({**scope, "path": self.root + "/"}, receive, send)
+                # the capabilities resource (CAP-01) is a route at "{root}/"; the scope is
+                # changed in place, not copied, so that the middleware around (the audit's)
+                # sees the route the router sets in it
+                scope["path"] = self.root + "/"
+                await self.app(scope, receive, send)
                 return
             allow = allowed_methods(scope["app"], path)
             if allow:
