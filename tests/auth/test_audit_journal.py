@@ -37,7 +37,9 @@ async def _chained(audit: AuditLog, request_id: str) -> list[dict[str, Any]]:
 
 
 async def _journal_write(db: Database, write: WriteAudit, **fields: Any) -> None:
-    """What a write service does: its audit row in its own (committed) transaction."""
+    """What a write service does: its audit row in its own (committed) transaction (here its
+    first statement: on PostgreSQL the insert then goes through SQLAlchemy, which begins the
+    transaction; after the ingest's or delete's own statements it goes straight to asyncpg)."""
     async with db.write() as conn:
         await write.journal(conn, AuditRecord(action="store", outcome=Outcome.SUCCESS, **fields))
 
