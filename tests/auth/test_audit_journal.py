@@ -1,6 +1,6 @@
-"""A write's audit row is as durable as the write (issue 19, class 6): it commits in the write's
-own transaction (the audit journal), the request's row stands for it when written, and what a
-dead process left is chained by the next start or by a sweep, once and only once."""
+"""A write's audit row is as durable as the write (GEN-10, DEL-03; issue 19, class 6): it commits
+in the write's own transaction (the audit journal), the request's row stands for it when written,
+and what a dead process left is chained by the next start or by a sweep, once and only once."""
 
 import asyncio
 from datetime import UTC, datetime
@@ -323,10 +323,10 @@ async def test_a_journal_row_never_fails_its_write_and_a_refused_one_is_replaced
 async def test_options_on_the_root_is_audited_and_a_preflight_is_not(
     database_url: str, tmp_path: Path
 ) -> None:
-    """OPTIONS on the DICOMweb root is the capabilities route: a 401 there leaves a
+    """OPTIONS on the DICOMweb root is the capabilities route (CAP-01): a 401 there leaves a
     ``login-failure`` row like any other route, an answer a ``capabilities`` row. A CORS
-    preflight carries no credentials by design, is answered before authentication, and is no
-    access attempt: it leaves no row."""
+    preflight (GEN-09) carries no credentials by design, is answered before authentication, and
+    is no access attempt: it leaves no row."""
     viewer = "http://viewer.example:3000"
     settings = auth_settings(database_url, tmp_path / "data", cors={"allow_origins": [viewer]})
     async with auth_client(settings) as (services, http, tokens):

@@ -1,5 +1,5 @@
-"""Audit durability (issue 19, class 6): SIGKILL right after the answers loses no audit row of an
-acknowledged store or delete.
+"""Audit durability (GEN-10, issue 19 class 6): SIGKILL right after the answers loses no audit
+row of an acknowledged store or delete.
 
 The server lingers 30 s before writing a batch of audit rows, so every request's own row is still
 in its queue when the server is killed: what survives is what was committed with the writes.
