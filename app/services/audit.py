@@ -43,7 +43,8 @@ a write's row is committed with the write:
    lock, so never twice. This process's rows whose request is still running are never swept by
    age; another process's may be, when its request runs longer than the grace, or when a server
    starts while another replica is in the middle of a request: that request then leaves two rows
-   (its journal row and its own), never none.
+   (its journal row and its own), never none. A row chained late keeps the time of its commit,
+   a little out of order in the chain (``seq`` orders the chain, not ``time``).
 
 Why not straight into the chain in the write's transaction: each row hashes the one before, so
 appending holds the chain head's lock until the commit. Held across the write's commit, it
