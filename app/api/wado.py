@@ -665,6 +665,9 @@ def _negotiate_frames(
     *,
     single_part: bool = False,
 ) -> FrameRepresentation:
+    if frame_set.refusal is not None and not (frame_set.as_stored or frame_set.decodable):
+        # a deflated data set too large to inflate: no representation of its frames at all
+        raise NotAcceptable(f"the frames of this instance cannot be read: {frame_set.refusal}")
     return negotiate_frames(
         accept or [],
         _accept_header(request),
