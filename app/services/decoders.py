@@ -18,10 +18,15 @@ runaway allocation fails inside the worker instead of taking the host's memory.
 ``processes=0`` runs the functions in a thread of the server process instead. The pool is shared
 by the services of a process (:func:`shared_pool`): workers hold no state between calls.
 
+Only work that runs a native codec on compressed pixel data is isolated
+(:meth:`DecoderPool.needed`): native frames read from the frame index are not decoded at all, and
+renderings of native pixels or of an inflated data set (numpy, zlib and Pillow on bounded input)
+stay in the server's threads.
+
 Cost (rough, on a loaded 2-core machine): a worker starts in ~0.7 s plus ~0.5 s of imports on its
-first call; a call adds ~1-2 ms and ~2.5 ms per MiB sent or received to the decode itself (a
-512 x 512 JPEG 2000 frame: ~6 ms in a thread, ~7 ms through the pool). Native frames read from
-the frame index are not decoded, so they never come here.
+first call; a call adds ~1-3 ms, and ~2.5 ms per MiB sent or received, to the decode itself
+(a 512 x 512 16-bit JPEG 2000 frame decoded to native: ~47 ms in a thread, ~50 ms through a
+worker).
 """
 
 import atexit
@@ -38,6 +43,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 
+from app.dicom.uids import ENCAPSULATED
 from app.errors import DecoderFailed
 
 __all__ = ["CALL_TIMEOUT", "DecoderPool", "shared_pool"]
@@ -166,12 +172,28 @@ class DecoderPool:
         self._closed = False
 
     async def run(
-        self, func: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
+        self,
+        func: Callable[..., T],
+        *args: Any,
+        limiter: anyio.CapacityLimiter | None = None,
+        isolate: bool = True,
     ) -> T:
-        """``func(*args)`` in a worker (waited for in a thread, under ``limiter``)."""
-        if self.processes == 0:
+        """``func(*args)`` in a worker (waited for in a thread, under ``limiter``); in the thread
+        itself when ``isolate`` is false (no native codec runs: native pixels, an inflate)."""
+        if self.processes == 0 or not isolate:
             return await anyio.to_thread.run_sync(func, *args, limiter=limiter)
         return await anyio.to_thread.run_sync(self.call, func, *args, limiter=limiter)
+
+    @staticmethod
+    def needed(transfer_syntax: str) -> bool:
+        """Whether decoding pixel data stored in ``transfer_syntax`` runs a native codec (the
+        encapsulated syntaxes), so it is isolated; native pixels and deflated data sets are
+        read by numpy and zlib, which fail with exceptions, and stay in the server's threads.
+
+        >>> DecoderPool.needed("1.2.840.10008.1.2.5"), DecoderPool.needed("1.2.840.10008.1.2.1")
+        (True, False)
+        """
+        return transfer_syntax in ENCAPSULATED
 
     def call(self, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in a worker, blocking the calling thread until it answers."""

@@ -3,8 +3,9 @@
 Targets are resolved through the index (:mod:`app.index.rendering`, on the joins of
 :mod:`app.index.retrieval`), blobs are read through :class:`RetrieveService` (same size checks,
 same PS3.10 prefix handling), and the CPU work (decode, window, scale, encode;
-:mod:`app.dicom.render`) runs in worker threads behind an :class:`anyio.CapacityLimiter`, so the
-event loop never blocks and at most ``concurrency`` renderings run at once.
+:mod:`app.dicom.render`) runs in worker threads behind an :class:`anyio.CapacityLimiter` (in a
+decoder process for compressed pixel data), so the event loop never blocks and at most
+``concurrency`` renderings run at once.
 
 Results are cached in a bounded in-memory LRU (:class:`~app.services.cache.ByteCache`) keyed by
 the instance's content hash (sha256), the frames and the normalised parameters: a hit skips the
@@ -26,7 +27,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import numpy as np
 from pydicom import Dataset, dcmwrite
 from pydicom.pixels.utils import pixel_array
@@ -48,6 +48,7 @@ from app.errors import (
 from app.index.db import Database
 from app.index.rendering import RenderSource, locate_render_sources
 from app.services.cache import ByteCache
+from app.services.decoders import DecoderPool
 from app.services.retrieve import RetrieveService, decode_refusal, index_shape
 from app.storage.base import ObjectStore, StorageError
 
@@ -168,13 +169,15 @@ class RenderService:
         chunks = [chunk async for chunk in payload.chunks]
         return b"".join(chunks)
 
-    async def _run(self, func: Any, *args: Any, decodes: bool = True) -> Any:
+    async def _run(self, func: Any, *args: Any, syntax: str | None = None) -> Any:
         """``func(*args)`` under the rendering limiter: in a decoder process when it decodes
-        pixel data (``func`` then is a module-level function), else in a thread."""
+        pixel data stored in ``syntax`` with a native codec (``func`` then is a module-level
+        function), else in a thread."""
         try:
-            if decodes:
-                return await self._retrieve.decoders.run(func, *args, limiter=self._limiter)
-            return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+            isolate = syntax is not None and DecoderPool.needed(syntax)
+            return await self._retrieve.decoders.run(
+                func, *args, limiter=self._limiter, isolate=isolate
+            )
         except RenderParameterError as exc:
             raise BadRequest(str(exc)) from exc
         except CannotAnonymize as exc:
@@ -213,14 +216,19 @@ class RenderService:
             return cached
         self._check(source)
         limits = self._retrieve.decode_limits
+        syntax = source.ref.transfer_syntax_uid
         ranged = None
         if len(params.frames) == 1 and frames > 1:
             ranged = await self._read_frame(source, params.frames[0])
         if ranged is not None:
-            data: bytes = await self._run(_render_frame, *ranged, params, self.limits, limits)
+            data: bytes = await self._run(
+                _render_frame, *ranged, params, self.limits, limits, syntax=syntax
+            )
         else:
             raw = await self.read(source)
-            data = await self._run(rendering.render, raw, params, None, self.limits, limits)
+            data = await self._run(
+                rendering.render, raw, params, None, self.limits, limits, syntax=syntax
+            )
         self._cache.put(key, data)
         return data
 
@@ -275,7 +283,7 @@ class RenderService:
                 return rendering.encapsulated_pdf(ds)
             return rendering.render_text(ds, media_type)
 
-        data: bytes = await self._run(produce, decodes=False)
+        data: bytes = await self._run(produce)
         self._cache.put(key, data)
         return data
 
@@ -311,8 +319,10 @@ class RenderService:
             raw = await self.read(source)
             if anonymized:
                 salt = self._salt
-                return bytes(await self._run(_anonymized, raw, salt, target, stored, limits))
-            return bytes(await self._run(_to_transfer_syntax, raw, target, limits))
+                return bytes(
+                    await self._run(_anonymized, raw, salt, target, stored, limits, syntax=stored)
+                )
+            return bytes(await self._run(_to_transfer_syntax, raw, target, limits, syntax=stored))
         except DecodedSizeTooLarge as exc:  # the stored transfer syntax is the way out
             raise NotAcceptable(
                 f"{exc.message}; it can be retrieved in its stored transfer syntax {stored}"

@@ -435,7 +435,12 @@ class RetrieveService:
             for start in range(0, len(frames.numbers), per_batch):
                 batch = list(frames.numbers[start : start + per_batch])
                 decoded = await self.decoders.run(
-                    decode_frames, raw, batch, limits, limiter=self._decoding
+                    decode_frames,
+                    raw,
+                    batch,
+                    limits,
+                    limiter=self._decoding,
+                    isolate=DecoderPool.needed(frames.source.transfer_syntax_uid),
                 )
                 for data in decoded:
                     yield data
@@ -631,7 +636,12 @@ class RetrieveService:
         raw = await self._read_all(ref.blob_key, ref.size)
         try:
             return await self.decoders.run(
-                transcode, raw, transfer_syntax, self.decode_limits, limiter=self._decoding
+                transcode,
+                raw,
+                transfer_syntax,
+                self.decode_limits,
+                limiter=self._decoding,
+                isolate=DecoderPool.needed(ref.transfer_syntax_uid),
             )
         except DecodedSizeTooLarge as exc:
             raise _stored_instead(exc, "it") from None
