@@ -68,9 +68,9 @@ async def test_a_crashed_worker_fails_its_call_only(pool: DecoderPool) -> None:
 
 
 async def test_a_native_codec_abort_is_contained(pool: DecoderPool) -> None:
-    """The issue's RLE bomb with the size checks off: pylibjpeg-rle (Rust) cannot allocate the
-    3.2 GB its header claims within the worker's 1 GiB and aborts the worker process."""
-    raw = bombs.rle_bomb(40000, 40000)
+    """An RLE bomb with the size checks off: pylibjpeg-rle (Rust) cannot allocate the
+    1.15 GB its header claims within the worker's 1 GiB and aborts the worker process."""
+    raw = bombs.rle_bomb(24000, 24000)  # 1.15 GB decoded, 18 MB stored
     with pytest.raises(DecoderFailed):
         await pool.run(transcode, raw, "1.2.840.10008.1.2.1", UNCHECKED)
     assert await pool.run(echo, b"", "alive") == (0, "alive")
