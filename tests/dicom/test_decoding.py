@@ -113,7 +113,7 @@ def test_rle_is_sized_from_its_header() -> None:
     with pytest.raises(DecodedSizeTooLarge):
         transcode(raw, limits=SMALL)
     with pytest.raises(DecodedSizeTooLarge):
-        render(raw, RenderParams(PNG), limits=SMALL)
+        render(raw, RenderParams(PNG), decode=SMALL)
     assert len(transcode(raw)) > 2 << 20  # within the default limits it decodes
 
 
@@ -130,5 +130,5 @@ def test_deflated_frames_decoded_together_are_bounded() -> None:
 def test_native_render_is_bounded_by_pixels() -> None:
     raw = bombs.native_image(800)  # 640 kpixels
     with pytest.raises(DecodedSizeTooLarge, match="800 x 800 pixels"):
-        render(raw, RenderParams(PNG), limits=SMALL)
+        render(raw, RenderParams(PNG), decode=SMALL)
     assert render(raw, RenderParams(PNG)).startswith(b"\x89PNG")
