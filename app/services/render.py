@@ -15,8 +15,9 @@ from the same key whether or not the bytes are cached.
 Decoding is bounded (issue 19): a frame is rendered only when its decoded size, first from the
 index's values, then from the file's attributes and codestream headers, is within the decode
 limits (:class:`~app.errors.DecodedSizeTooLarge`, 413, beyond; WADO-URI ``application/dicom``
-answers 406 instead, the stored syntax being the way out). Decoding and rendering run in the
-decoder processes of :mod:`app.services.decoders`, so a codec crash fails one request (422).
+answers 406 instead, the stored syntax being the way out). Compressed pixel data is decoded and
+rendered in the decoder processes of :mod:`app.services.decoders`, so a codec crash fails one
+request (422).
 """
 
 import hashlib

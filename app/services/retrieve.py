@@ -30,8 +30,8 @@ Decoding (issue 19): what a decode would allocate is bounded before any decoder 
 instances indexed before the ingest checks too), then, in the decoding function itself, from the
 file's own attributes and codestream headers. An instance too large to decode is sent as stored
 by default and left out when another syntax is asked for (406 with the reason); its frames are
-sent as stored, or refused with 406 (or 413 when no stored form exists: a deflated data set).
-Decoders run in worker processes (:mod:`app.services.decoders`).
+sent as stored, or refused with 406 and the reason (a deflated data set has no stored frames).
+Native codecs run in worker processes (:mod:`app.services.decoders`).
 
 Metadata (META-01..05): spliced from stored JSON; documents are cached per process by entity tag
 (the tag is a hash of the instances' content hashes and the base URL, so an entry is never stale),
