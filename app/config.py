@@ -69,6 +69,38 @@ class Limits(BaseModel):
         64 * 1024**2,
         description="WADO-RS metadata documents kept per process, by ETag (0: no cache)",
     )
+    # decoding (issue 19): checked from Rows x Columns x SamplesPerPixel x BitsAllocated (and the
+    # codestream headers) before any decoder runs; beyond, 413, or 406 where the stored transfer
+    # syntax can be sent instead
+    max_decoded_frame_bytes: int = Field(
+        512 * 1024**2,
+        gt=0,
+        description="largest decoded frame produced: frames and pixel data decoded, rendered, "
+        "thumbnail, WADO-URI",
+    )
+    max_decoded_instance_bytes: int = Field(
+        1024**3,
+        gt=0,
+        description="largest pixel data decoded at once: an instance transcoded (WADO-RS, "
+        "WADO-URI transferSyntax or anonymize), the frames of a deflated data set",
+    )
+    max_rendered_pixels: int = Field(
+        64 * 1024**2,
+        gt=0,
+        description="largest frame (Rows x Columns) rendered (rendering takes ~13 bytes a pixel)",
+    )
+    decode_processes: int = Field(
+        2,
+        ge=0,
+        description="worker processes running the decoders and renderers, started on first use, "
+        "so a codec that crashes or cannot allocate stops a worker, not the server (0: threads "
+        "of the server process)",
+    )
+    decode_process_memory_bytes: int = Field(
+        4 * 1024**3,
+        ge=0,
+        description="address space of each decoder process (RLIMIT_AS; 0: unlimited)",
+    )
 
 
 class ServerSettings(BaseModel):

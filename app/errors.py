@@ -74,6 +74,27 @@ class RequestTimeout(LightboxError):
     http_status, dimse_status = 408, Status.PROCESSING_FAILURE
 
 
+class DecodedSizeTooLarge(LightboxError):
+    """Decoding the pixel data would allocate more than the configured limit (issue 19).
+
+    Raised from the Image Pixel attributes (or a codestream header) before any decoder runs. A
+    route with another representation to offer (the stored transfer syntax) answers 406 instead,
+    with the same reason.
+    """
+
+    http_status, dimse_status = 413, Status.OUT_OF_RESOURCES
+
+
+class DecoderFailed(LightboxError):
+    """The decoder process stopped while decoding (a codec crash, or memory it could not get).
+
+    The pixel data looked decodable but could not be decoded: 422 names the content, not the
+    server, and the server itself keeps running (decoders run in worker processes).
+    """
+
+    http_status, dimse_status = 422, Status.PROCESSING_FAILURE
+
+
 class Unavailable(LightboxError):
     """A back end (index or object store) cannot be reached."""
 

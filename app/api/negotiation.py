@@ -479,6 +479,7 @@ def negotiate_frames(
     decodable: bool = False,
     single_part: bool = False,
     strict: bool = False,
+    refusal: str | None = None,
 ) -> FrameRepresentation:
     """Select the representation of a frame or pixel data retrieve (FRM-05), or 406.
 
@@ -487,7 +488,8 @@ def negotiate_frames(
     ``decode``-d from compressed ones when ``decodable``. ``single_part`` allows a bare media type
     (one frame, NEG-11). ``query`` (the ``accept`` parameter, no wildcards) comes before
     ``header`` (None: ``*/*``, or nothing when ``strict``, NEG-04). The highest ``q`` wins; on
-    equal ``q``, a representation without decoding (NEG-02).
+    equal ``q``, a representation without decoding (NEG-02). ``refusal`` says why the frames
+    cannot be decoded (the decode limits); the 406 gives it.
 
     >>> negotiate_frames([], "multipart/related; type=application/octet-stream; transfer-syntax=*",
     ...                  "1.2.840.10008.1.2.4.90", native=False).part_type
@@ -519,6 +521,8 @@ def negotiate_frames(
     if stored_rep is not None:
         acceptable.append('multipart/related; type="application/octet-stream"; transfer-syntax=*')
     why = "" if decoded_rep else f" (frames in {stored} cannot be decoded here)"
+    if refusal is not None:
+        why = f" ({refusal})"
     raise NotAcceptable("acceptable: " + ", ".join(acceptable) + why)
 
 

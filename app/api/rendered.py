@@ -58,7 +58,14 @@ from app.dicom.render import (
     RenderParams,
 )
 from app.dicom.uids import validate_uid
-from app.errors import BadRequest, Forbidden, NotAcceptable, NotFound
+from app.errors import (
+    BadRequest,
+    DecodedSizeTooLarge,
+    DecoderFailed,
+    Forbidden,
+    NotAcceptable,
+    NotFound,
+)
 from app.services.render import RenderService, RenderSource, kind, render_etag, thumbnail_choice
 from app.services.retrieve import parse_frame_numbers
 
@@ -354,7 +361,7 @@ async def _instance_parts(
         else:
             try:
                 data = await render.render(source, p)
-            except NotAcceptable:
+            except (NotAcceptable, DecodedSizeTooLarge, DecoderFailed):
                 continue  # an undecodable instance is left out; the others still go
         yield _part(data, p.media_type, f"{_location(base, source)}/rendered")
 

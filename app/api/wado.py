@@ -85,7 +85,6 @@ from app.services.retrieve import (
     metadata_document,
     metadata_etag,
     parse_frame_numbers,
-    select,
     stored_length,
 )
 
@@ -219,9 +218,11 @@ def _accept_header(request: Request) -> str | None:
     return ", ".join(request.headers.getlist("accept")) or None
 
 
-def _counts(refs: Sequence[InstanceRef], syntax: str | None) -> tuple[int, int]:
+def _counts(
+    retrieve: RetrieveService, refs: Sequence[InstanceRef], syntax: str | None
+) -> tuple[int, int]:
     """(instances sendable, of which transcoded) for a transfer syntax request (NEG-02)."""
-    items = select(refs, syntax).items
+    items = retrieve.select(refs, syntax).items
     return len(items), sum(1 for item in items if item.transcoded)
 
 
@@ -234,15 +235,21 @@ async def _retrieve(
     *,
     single_part: bool = False,
 ) -> Response:
-    chosen = negotiate_dicom(
-        accept or [],
-        _accept_header(request),
-        single_part=single_part,
-        producible=lambda syntax: _counts(refs, syntax),
-        strict=settings.strict_accept,
-    )
-    selection = select(refs, chosen.transfer_syntax)
     retrieve = services.retrieve
+    try:
+        chosen = negotiate_dicom(
+            accept or [],
+            _accept_header(request),
+            single_part=single_part,
+            producible=lambda syntax: _counts(retrieve, refs, syntax),
+            strict=settings.strict_accept,
+        )
+    except NotAcceptable as exc:
+        refusal = retrieve.decode_refusal(refs)
+        if refusal is None:
+            raise
+        raise NotAcceptable(f"{exc.message} ({refusal})") from None
+    selection = retrieve.select(refs, chosen.transfer_syntax)
     base = service_base(request, settings)
     first_item = selection.items[0]
     first = await retrieve.open(first_item.ref, first_item.transfer_syntax)
@@ -658,6 +665,9 @@ def _negotiate_frames(
     *,
     single_part: bool = False,
 ) -> FrameRepresentation:
+    if frame_set.refusal is not None and not (frame_set.as_stored or frame_set.decodable):
+        # a deflated data set too large to inflate: no representation of its frames at all
+        raise NotAcceptable(f"the frames of this instance cannot be read: {frame_set.refusal}")
     return negotiate_frames(
         accept or [],
         _accept_header(request),
@@ -667,6 +677,7 @@ def _negotiate_frames(
         decodable=frame_set.decodable,
         single_part=single_part,
         strict=settings.strict_accept,
+        refusal=frame_set.refusal,
     )
 
 

@@ -51,6 +51,7 @@ from app.dicom.text import normalize_tm, parse_da, storable
 from app.dicom.uids import (
     DEFLATED,
     EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
     is_known_transfer_syntax,
     is_valid_uid,
@@ -179,7 +180,12 @@ def _parse(
     has_pixels = any(tag in ds for tag in _PIXEL_TAGS)
 
     def frames() -> FrameIndex | None:
-        if not has_pixels or deflated:
+        if not has_pixels:
+            return None
+        if deflated:
+            # the counts are checked on the inflated data set (Explicit VR Little Endian, PS3.5
+            # §A.5), whose offsets are not the stored file's: no index
+            _frame_index(ds, metadata, source, 0, EXPLICIT_VR_LITTLE_ENDIAN, notes)
             return None
         return _frame_index(ds, metadata, fp, start, transfer_syntax, notes)
 
@@ -336,9 +342,6 @@ def _parse_direct(
             found = read.pixels.get(tag)
             if found is not None:
                 pixels = _pixel_description(metadata, tag, key, bits, found[0], found[1], None)
-                if pixels is None:
-                    notes.append("frame index: pixel data without usable image attributes")
-                    return None
                 return build_frame_index(pixels, transfer_syntax, read_bytes, notes=notes)
         return None  # pragma: no cover - read.pixels holds only _PIXEL_ELEMENTS tags
 
@@ -422,18 +425,35 @@ def _frame_index(
 ) -> FrameIndex | None:
     pixels = _describe_pixels(ds, metadata, start)
     if pixels is None:
-        notes.append("frame index: pixel data without usable image attributes")
+        notes.append("frame index: pixel data built in memory, without file offsets")
         return None
 
     def read(offset: int, length: int) -> bytes:
         fp.seek(start + offset)
         return fp.read(length)
 
-    extended: list[int] | None = None
-    if 0x7FE00001 in ds and ds[0x7FE00001].value:
-        table = bytes(ds[0x7FE00001].value)
-        extended = list(struct.unpack(f"<{len(table) // 8}Q", table[: len(table) // 8 * 8]))
-    return build_frame_index(pixels, transfer_syntax, read, extended_offsets=extended, notes=notes)
+    return build_frame_index(
+        pixels,
+        transfer_syntax,
+        read,
+        extended_offsets=_table(ds, 0x7FE00001, "Extended Offset Table", pixels.number_of_frames),
+        extended_lengths=_table(
+            ds, 0x7FE00002, "Extended Offset Table Lengths", pixels.number_of_frames
+        ),
+        notes=notes,
+    )
+
+
+def _table(ds: Dataset, tag: int, name: str, frames: int) -> list[int] | None:
+    """A 64-bit table of ``ds`` (Extended Offset Table or its lengths), None when absent;
+    InvalidInstance when it is not one entry per frame (checked before it is unpacked: its
+    length comes from the file)."""
+    if tag not in ds or not ds[tag].value:
+        return None
+    table = bytes(ds[tag].value)
+    if len(table) != 8 * frames:
+        raise InvalidInstance(f"the {name} has {len(table) / 8:g} entries for {frames} frames")
+    return list(struct.unpack(f"<{frames}Q", table))
 
 
 def _describe_pixels(
@@ -461,22 +481,22 @@ def _pixel_description(
     value_offset: int,
     length: int,
     vr: str | None,
-) -> PixelDescription | None:
+) -> PixelDescription:
     rows, columns = _int(metadata, "00280010"), _int(metadata, "00280011")
     allocated = bits if bits is not None else _int(metadata, "00280100")
     if rows is None or columns is None or allocated is None:
-        return None
-    frames = _int(metadata, "00280008")
-    samples = _int(metadata, "00280002")
+        raise InvalidInstance("pixel data without Rows, Columns or BitsAllocated")
+    frames = _count(metadata, "00280008", "NumberOfFrames")
+    samples = _count(metadata, "00280002", "SamplesPerPixel")
     return PixelDescription(
         tag=tag,
         vr=metadata[key]["vr"] if key in metadata else vr,
         value_offset=value_offset,
         length=length,
-        number_of_frames=frames if frames is not None and frames > 0 else 1,
+        number_of_frames=frames if frames is not None else 1,
         rows=rows,
         columns=columns,
-        samples_per_pixel=samples if samples is not None and samples > 0 else 1,
+        samples_per_pixel=samples if samples is not None else 1,
         bits_allocated=allocated,
         photometric_interpretation=(_str(metadata, "00280004") or "").strip(),
     )
@@ -567,6 +587,18 @@ def _int(obj: dicomjson.JsonObject, key: str) -> int | None:
     if isinstance(first, int) and not isinstance(first, bool) and _INT_MIN <= first <= _INT_MAX:
         return first
     return None  # absent, beyond 64 bits, or junk text kept as a string in the JSON
+
+
+def _count(obj: dicomjson.JsonObject, key: str, keyword: str) -> int | None:
+    """A count (NumberOfFrames, SamplesPerPixel): None when absent or empty, InvalidInstance when
+    not an integer (a value that cannot be trusted must not be taken as 1, issue 19)."""
+    values = _values(obj, key)
+    if not values or values[0] is None:
+        return None
+    number = _int(obj, key)
+    if number is None:
+        raise InvalidInstance(f"{keyword} is not an integer")
+    return number
 
 
 def _all(obj: dicomjson.JsonObject, key: str) -> str | None:

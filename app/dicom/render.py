@@ -4,7 +4,8 @@ Pure and synchronous (numpy + Pillow); callers run :func:`render` off the event 
 
 The pipeline (REND-02), in order:
 
-1. decode the frame (pydicom; compressed syntaxes through pylibjpeg / pyjpegls);
+1. decode the frame (pydicom; compressed syntaxes through pylibjpeg / pyjpegls), once its decoded
+   size is known to be within :class:`~app.dicom.decoding.DecodeLimits` (issue 19);
 2. Modality LUT: RescaleSlope/RescaleIntercept or the Modality LUT Sequence (PS3.3 C.11.1);
 3. VOI: the ``window`` parameter, else the first WindowCenter/WindowWidth with VOILUTFunction,
    else the VOI LUT Sequence, else the pixel min/max; the three VOI functions LINEAR,
@@ -42,6 +43,9 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from app.dicom.decoding import DEFAULT_LIMITS as DEFAULT_DECODE_LIMITS
+from app.dicom.decoding import DecodeLimits, PixelShape
+
 __all__ = [
     "GIF",
     "IMAGE_TYPES",
@@ -58,6 +62,7 @@ __all__ = [
     "Viewport",
     "Window",
     "check_output_size",
+    "check_renderable",
     "encapsulated_pdf",
     "fitted_size",
     "frame_attributes",
@@ -828,15 +833,18 @@ def render(
     params: RenderParams,
     ds: Dataset | None = None,
     limits: OutputLimits = DEFAULT_LIMITS,
+    decode: DecodeLimits = DEFAULT_DECODE_LIMITS,
 ) -> bytes:
     """Render the frames ``params.frames`` of a PS3.10 file as ``params.media_type``.
 
     Several frames make one animated GIF (only ``image/gif`` takes several); it ends before a
     frame that would take it beyond ``limits.animation_pixels`` (an instance's frames are all
     the same size), so frames left out are never decoded. Raises
-    :class:`RenderParameterError` for an impossible frame number.
+    :class:`RenderParameterError` for an impossible frame number, and
+    :class:`~app.errors.DecodedSizeTooLarge` before decoding a frame beyond ``decode``.
     """
     ds = ds if ds is not None else read_dataset(raw)
+    check_renderable(ds, decode)
     images: list[Image.Image] = []
     spent = 0
     for number in params.frames:
@@ -854,6 +862,17 @@ def render(
     images[0] = first
     frame_time = float(ds.get("FrameTime", 100) or 100)
     return encode(images, params, frame_time=frame_time)
+
+
+def check_renderable(ds: Dataset, limits: DecodeLimits) -> None:
+    """A frame of ``ds`` decoded and rendered stays within ``limits`` (issue 19): its Image Pixel
+    attributes, and the codestream each fragment of encapsulated pixel data starts."""
+    shape = PixelShape.of_dataset(ds)
+    if shape is None:
+        return
+    limits.check_render(shape)
+    if UID(ds.file_meta.TransferSyntaxUID).is_encapsulated and "PixelData" in ds:
+        limits.check_fragments(ds.PixelData)
 
 
 def number_of_frames(ds: Dataset) -> int:

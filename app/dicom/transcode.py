@@ -19,6 +19,10 @@ PhotometricInterpretation; a decoded frame is labelled only by its transfer synt
 reading the stored metadata should expect RGB for a decoded YBR frame, as with Orthanc and
 dcm4chee), BitsAllocated 1 bit-packed.
 
+Decoding is bounded (issue 19): before a codec runs, the decoded size the Image Pixel attributes
+and the codestream headers declare is checked against :class:`~app.dicom.decoding.DecodeLimits`
+(:class:`~app.errors.DecodedSizeTooLarge` beyond).
+
 Default syntax (NEG-07): Explicit VR Little Endian, except for syntaxes that may hold lossy pixel
 data (:data:`LOSSY`): what is held is the lossy stream, so it is sent as stored unless the client
 names Explicit VR Little Endian; and pixel data too large for Explicit VR Little Endian (a value
@@ -38,6 +42,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import UID
 
+from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits, PixelShape
 from app.dicom.frames import swap_byte_order
 from app.dicom.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -57,6 +62,7 @@ __all__ = [
     "PixelModule",
     "TranscodeError",
     "can_decode",
+    "check_decodable",
     "decode_frame",
     "decode_frames",
     "output_syntax",
@@ -130,6 +136,7 @@ def output_syntax(
     *,
     has_pixels: bool = True,
     native_pixel_bytes: int | None = None,
+    within_limits: bool = True,
 ) -> str | None:
     """The syntax an instance stored in ``stored`` is sent in when ``requested`` is asked for.
 
@@ -137,6 +144,9 @@ def output_syntax(
     choice: as stored, NEG-06) or a Transfer Syntax UID. None means it cannot be produced (406 or
     left out, WADO-03). ``native_pixel_bytes`` is the size the decoded pixel data would have, when
     known; ``has_pixels=False`` (no pixel data) makes every encapsulated syntax convertible.
+    ``within_limits=False`` (decoding it would exceed the decode limits, issue 19) leaves the
+    stored syntax only: the default then sends it as stored, like pixel data too large for
+    Explicit VR Little Endian.
 
     >>> output_syntax("1.2.840.10008.1.2", "*")  # NEG-08
     '1.2.840.10008.1.2.1'
@@ -151,7 +161,7 @@ def output_syntax(
         return EXPLICIT_VR_LITTLE_ENDIAN if stored in NOT_FOR_THE_WEB else stored
     if requested == stored:
         return None if stored in NOT_FOR_THE_WEB else stored
-    decodable = can_decode(stored) or (not has_pixels and stored not in VIDEO)
+    decodable = (can_decode(stored) and within_limits) or (not has_pixels and stored not in VIDEO)
     if requested is None:
         if stored == EXPLICIT_VR_LITTLE_ENDIAN:
             return stored
@@ -160,20 +170,25 @@ def output_syntax(
         too_large = native_pixel_bytes is not None and native_pixel_bytes > _MAX_NATIVE_PIXEL_BYTES
         if stored in ENCAPSULATED and too_large:
             return stored  # NEG-07: would not fit in Explicit VR Little Endian
+        if has_pixels and not within_limits and stored not in NOT_FOR_THE_WEB:
+            return stored
         return EXPLICIT_VR_LITTLE_ENDIAN if decodable else None
     if requested == EXPLICIT_VR_LITTLE_ENDIAN and decodable:
         return EXPLICIT_VR_LITTLE_ENDIAN
     return None
 
 
-def transcode(raw: bytes, target: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
+def transcode(
+    raw: bytes, target: str = EXPLICIT_VR_LITTLE_ENDIAN, limits: DecodeLimits = DEFAULT_LIMITS
+) -> bytes:
     """``raw`` (a PS3.10 file in any syntax pydicom reads) re-encoded in ``target``.
 
     Only Explicit VR Little Endian is produced; :class:`TranscodeError` for any other target and
     for pixel data that cannot be decoded. The File Meta group is regenerated (WADO-04): a zero
     preamble, ``DICM``, Media Storage SOP Class/Instance UIDs from the data set, the new Transfer
     Syntax UID and Lightbox's Implementation Class UID and Version Name. Everything else, SOP
-    Instance UID included, is kept.
+    Instance UID included, is kept. Decoded whole, the pixel data must stay within ``limits``
+    (:class:`~app.errors.DecodedSizeTooLarge`, checked before any codec runs).
     """
     if target != EXPLICIT_VR_LITTLE_ENDIAN:
         raise TranscodeError(f"cannot encode transfer syntax {target}")
@@ -185,6 +200,9 @@ def transcode(raw: bytes, target: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
     else:
         for _ in ds.iterall():  # decode every element: some files mix in implicit VR ones
             pass
+    if source in ENCAPSULATED | {DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN}:
+        # (a deflated data set is inflated by now: the service checked it from the index first)
+        check_decodable(ds, limits)
     if source in ENCAPSULATED and "PixelData" in ds:
         _decompress(ds, source)
     elif source not in _REENCODED and source not in ENCAPSULATED:
@@ -195,6 +213,20 @@ def transcode(raw: bytes, target: str = EXPLICIT_VR_LITTLE_ENDIAN) -> bytes:
     # dcmwrite, not save_as: save_as refuses a big -> little endian change (values swapped above)
     dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
+
+
+def check_decodable(ds: Dataset, limits: DecodeLimits, frames: int | None = None) -> None:
+    """``frames`` frames of ``ds`` (None: all of them) decoded at once stay within ``limits``:
+    the Image Pixel attributes, and for encapsulated pixel data the codestream each fragment
+    starts (the codecs size their buffers from those)."""
+    shape = PixelShape.of_dataset(ds)
+    if shape is None:
+        return
+    limits.check_frames(shape, shape.number_of_frames if frames is None else frames)
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax in ENCAPSULATED and "PixelData" in ds:
+        limits.check_fragments(ds.PixelData)
 
 
 def _decompress(ds: Dataset, source: str) -> None:
@@ -297,14 +329,28 @@ class PixelModule:
             planar_configuration=planar if planar in (0, 1) else 0,
         )
 
+    @property
+    def shape(self) -> PixelShape:
+        """The decoded size of one frame (issue 19)."""
+        return PixelShape(self.rows, self.columns, self.samples_per_pixel, self.bits_allocated)
 
-def decode_frame(frame: bytes, transfer_syntax: str, pixels: PixelModule) -> bytes:
+
+def decode_frame(
+    frame: bytes,
+    transfer_syntax: str,
+    pixels: PixelModule,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> bytes:
     """One encapsulated frame (its fragments joined) decoded to native little-endian pixels.
 
-    :class:`TranscodeError` when the syntax cannot be decoded here or the codec fails.
+    :class:`TranscodeError` when the syntax cannot be decoded here or the codec fails;
+    :class:`~app.errors.DecodedSizeTooLarge` when the frame, by ``pixels`` or by its codestream
+    header, decodes beyond ``limits`` (checked before the codec runs).
     """
+    limits.check_frame(pixels.shape)
     if transfer_syntax == ENCAPSULATED_UNCOMPRESSED:
         return frame
+    limits.check_codestream(frame)
     if not can_decode(transfer_syntax) or transfer_syntax in _REENCODED:
         raise TranscodeError(f"frames in transfer syntax {transfer_syntax} cannot be decoded")
     decoder: Any = get_decoder(transfer_syntax)  # its options are typed loosely
@@ -329,15 +375,22 @@ def decode_frame(frame: bytes, transfer_syntax: str, pixels: PixelModule) -> byt
     return _native_bytes(arr, pixels.bits_allocated)
 
 
-def decode_frames(raw: bytes, numbers: Sequence[int]) -> list[bytes]:
+def decode_frames(
+    raw: bytes, numbers: Sequence[int], limits: DecodeLimits = DEFAULT_LIMITS
+) -> list[bytes]:
     """Frames ``numbers`` (1-based) of the PS3.10 file ``raw`` as native little-endian pixels.
 
     For files whose frames are not byte ranges of the stored file (deflated data sets, fragments
     that cannot be mapped to frames); the file is parsed once, only the frames asked decoded.
+    The frames asked must fit ``limits`` together (they are returned together).
     """
     out: list[bytes] = []
     try:
         ds = dcmread(io.BytesIO(raw), force=True)  # a deflated data set is inflated here
+    except Exception as exc:
+        raise TranscodeError("the frames of this instance could not be decoded") from exc
+    check_decodable(ds, limits, len(numbers))
+    try:
         bits = int(ds.get("BitsAllocated", 8) or 8)
         for number in numbers:
             arr = pixel_array(ds, index=number - 1, as_rgb=True)

@@ -86,6 +86,7 @@ class FrameSource:
     frame_index: bytes | None  # FrameIndex.to_json() as orjson bytes
     rows: int | None
     columns: int | None
+    bits_allocated: int | None = None
 
 
 def _target(stmt: Select[*_Ts], series: bool, instance: bool) -> Select[*_Ts]:
@@ -184,6 +185,7 @@ _FRAME_SOURCES: Final = TargetQuery(
     Instance.frame_index,
     Instance.rows,
     Instance.columns,
+    Instance.bits_allocated,
 )
 _INSTANCE_METADATA: Final = TargetQuery(Instance.metadata_json)
 

@@ -10,11 +10,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from app.config import Settings
+from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
 from app.index import migrate
 from app.index.db import Database
 from app.services.access import StudyAccess
 from app.services.audit import AuditLog
+from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
@@ -94,11 +96,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # spool each part straight into the store's temp dir: the blob write is then a rename
         spool_dir = store.local_tmp_dir()
         policy = replace(policy, spool_memory_bytes=0)
+    limits = settings.limits
     retrieve = RetrieveService(
         db,
         store,
-        transcode_concurrency=settings.limits.transcode_concurrency,
-        metadata_cache_bytes=settings.limits.metadata_cache_bytes,
+        transcode_concurrency=limits.transcode_concurrency,
+        metadata_cache_bytes=limits.metadata_cache_bytes,
+        decode_limits=DecodeLimits(
+            frame_bytes=limits.max_decoded_frame_bytes,
+            instance_bytes=limits.max_decoded_instance_bytes,
+            render_pixels=limits.max_rendered_pixels,
+        ),
+        # one pool per process, whatever the number of Services (workers keep no state)
+        decoders=shared_pool(limits.decode_processes, limits.decode_process_memory_bytes),
     )
     render = settings.render
     services = Services(

@@ -3,13 +3,21 @@
 Targets are resolved through the index (:mod:`app.index.rendering`, on the joins of
 :mod:`app.index.retrieval`), blobs are read through :class:`RetrieveService` (same size checks,
 same PS3.10 prefix handling), and the CPU work (decode, window, scale, encode;
-:mod:`app.dicom.render`) runs in worker threads behind an :class:`anyio.CapacityLimiter`, so the
-event loop never blocks and at most ``concurrency`` renderings run at once.
+:mod:`app.dicom.render`) runs in worker threads behind an :class:`anyio.CapacityLimiter` (in a
+decoder process for compressed pixel data), so the event loop never blocks and at most
+``concurrency`` renderings run at once.
 
 Results are cached in a bounded in-memory LRU (:class:`~app.services.cache.ByteCache`) keyed by
 the instance's content hash (sha256), the frames and the normalised parameters: a hit skips the
 blob read and the rendering. The cache is an optimisation only; the ETag (REND-09) is computed
 from the same key whether or not the bytes are cached.
+
+Decoding is bounded (issue 19): a frame is rendered only when its decoded size, first from the
+index's values, then from the file's attributes and codestream headers, is within the decode
+limits (:class:`~app.errors.DecodedSizeTooLarge`, 413, beyond; WADO-URI ``application/dicom``
+answers 406 instead, the stored syntax being the way out). Compressed pixel data is decoded and
+rendered in the decoder processes of :mod:`app.services.decoders`, so a codec crash fails one
+request (422).
 """
 
 import hashlib
@@ -20,7 +28,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import numpy as np
 from pydicom import Dataset, dcmwrite
 from pydicom.pixels.utils import pixel_array
@@ -28,14 +35,22 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.dicom import render as rendering
 from app.dicom.anonymize import CannotAnonymize, anonymize
+from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits
 from app.dicom.render import ObjectKind, OutputLimits, RenderParameterError, RenderParams
-from app.dicom.transcode import TranscodeError, transcode
+from app.dicom.transcode import TranscodeError, check_decodable, transcode
 from app.dicom.uids import DEFLATED
-from app.errors import BadRequest, NotAcceptable, NotFound
+from app.errors import (
+    BadRequest,
+    DecodedSizeTooLarge,
+    DecoderFailed,
+    NotAcceptable,
+    NotFound,
+)
 from app.index.db import Database
 from app.index.rendering import RenderSource, locate_render_sources
 from app.services.cache import ByteCache
-from app.services.retrieve import RetrieveService
+from app.services.decoders import DecoderPool
+from app.services.retrieve import RetrieveService, decode_refusal, index_shape
 from app.storage.base import ObjectStore, StorageError
 
 __all__ = [
@@ -155,14 +170,27 @@ class RenderService:
         chunks = [chunk async for chunk in payload.chunks]
         return b"".join(chunks)
 
-    async def _run(self, func: Any, *args: Any) -> Any:
+    async def _run(self, func: Any, *args: Any, syntax: str | None = None) -> Any:
+        """``func(*args)`` under the rendering limiter: in a decoder process when it decodes
+        pixel data stored in ``syntax`` with a native codec (``func`` then is a module-level
+        function), else in a thread."""
         try:
-            return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+            isolate = syntax is not None and DecoderPool.needed(syntax)
+            return await self._retrieve.decoders.run(
+                func, *args, limiter=self._limiter, isolate=isolate
+            )
         except RenderParameterError as exc:
             raise BadRequest(str(exc)) from exc
         except CannotAnonymize as exc:
             raise NotAcceptable(f"cannot anonymise this object: {exc}") from exc
-        except (StorageError, BadRequest, NotAcceptable, NotFound):
+        except (
+            StorageError,
+            BadRequest,
+            NotAcceptable,
+            NotFound,
+            DecodedSizeTooLarge,
+            DecoderFailed,
+        ):
             raise
         except Exception as exc:  # a decoder failing on this object's pixel data
             raise NotAcceptable(
@@ -175,6 +203,11 @@ class RenderService:
         if kind(source) != ObjectKind.IMAGE:
             raise NotAcceptable(f"the instance has no pixel data, so no {params.media_type}")
         frames = source.number_of_frames or 1
+        if frames < 1:  # indexed before ingest refused such counts
+            raise NotAcceptable(
+                f"the instance's NumberOfFrames ({frames}) is not a positive integer: it cannot "
+                "be rendered"
+            )
         beyond = [n for n in params.frames if n > frames]
         if beyond:
             raise NotFound(f"frame {beyond[0]} does not exist: the instance has {frames} frame(s)")
@@ -182,16 +215,34 @@ class RenderService:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        self._check(source)
+        limits = self._retrieve.decode_limits
+        syntax = source.ref.transfer_syntax_uid
         ranged = None
         if len(params.frames) == 1 and frames > 1:
             ranged = await self._read_frame(source, params.frames[0])
         if ranged is not None:
-            data: bytes = await self._run(_render_frame, *ranged, params, self.limits)
+            data: bytes = await self._run(
+                _render_frame, *ranged, params, self.limits, limits, syntax=syntax
+            )
         else:
             raw = await self.read(source)
-            data = await self._run(rendering.render, raw, params, None, self.limits)
+            data = await self._run(
+                rendering.render, raw, params, None, self.limits, limits, syntax=syntax
+            )
         self._cache.put(key, data)
         return data
+
+    def _check(self, source: RenderSource) -> None:
+        """The decode limits from the index's values, before the blob is read (issue 19)."""
+        ref = source.ref
+        shape = index_shape(ref.rows, ref.columns, ref.bits_allocated, source.number_of_frames)
+        if shape is None:
+            return
+        limits = self._retrieve.decode_limits
+        limits.check_render(shape)
+        if ref.transfer_syntax_uid in DEFLATED:
+            limits.check_instance(shape)  # the whole data set is inflated to read a frame
 
     async def _read_frame(self, source: RenderSource, number: int) -> tuple[bytes, bytes] | None:
         """(header bytes, frame bytes) of one frame of a multi-frame instance, read as byte
@@ -261,20 +312,37 @@ class RenderService:
             raise NotAcceptable(
                 f"transfer syntax {target} cannot be produced from {stored} (no transcoder for it)"
             )
-        raw = await self.read(source)
-        if anonymized:
-            salt = self._salt
-            return bytes(await self._run(_anonymized, raw, salt, target, stored))
-        return bytes(await self._run(_to_transfer_syntax, raw, target))
+        limits = self._retrieve.decode_limits
+        refusal = decode_refusal(source.ref, limits)
+        try:
+            if refusal is not None:
+                raise DecodedSizeTooLarge(refusal)
+            raw = await self.read(source)
+            if anonymized:
+                salt = self._salt
+                return bytes(
+                    await self._run(_anonymized, raw, salt, target, stored, limits, syntax=stored)
+                )
+            return bytes(await self._run(_to_transfer_syntax, raw, target, limits, syntax=stored))
+        except DecodedSizeTooLarge as exc:  # the stored transfer syntax is the way out
+            raise NotAcceptable(
+                f"{exc.message}; it can be retrieved in its stored transfer syntax {stored}"
+            ) from None
 
 
-def _render_frame(header: bytes, frame: bytes, params: RenderParams, limits: OutputLimits) -> bytes:
+def _render_frame(
+    header: bytes,
+    frame: bytes,
+    params: RenderParams,
+    limits: OutputLimits,
+    decode: DecodeLimits = DEFAULT_LIMITS,
+) -> bytes:
     """Render one frame from its header and frame bytes (see :meth:`RenderService._read_frame`)."""
     ds = rendering.single_frame_dataset(header, frame, params.frames[0])
-    return rendering.render(b"", replace(params, frames=(1,)), ds, limits)
+    return rendering.render(b"", replace(params, frames=(1,)), ds, limits, decode)
 
 
-def _to_transfer_syntax(raw: bytes, target: str) -> bytes:
+def _to_transfer_syntax(raw: bytes, target: str, limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
     """``raw`` re-encoded in ``target`` (a native syntax): pixel data decoded if compressed.
 
     Explicit VR Little Endian goes through WADO-RS's transcoder (:mod:`app.dicom.transcode`,
@@ -282,16 +350,17 @@ def _to_transfer_syntax(raw: bytes, target: str) -> bytes:
     """
     if target == str(ExplicitVRLittleEndian):
         try:
-            return transcode(raw, target)
+            return transcode(raw, target, limits)
         except TranscodeError as exc:
             raise NotAcceptable(f"cannot convert to {target}: {exc}") from None
     ds = rendering.read_dataset(raw)
-    return _write(ds, target)
+    return _write(ds, target, limits)
 
 
-def _write(ds: Dataset, target: str) -> bytes:
+def _write(ds: Dataset, target: str, limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
     stored = UID(ds.file_meta.TransferSyntaxUID)
     if stored.is_compressed and "PixelData" in ds:
+        check_decodable(ds, limits)
         ds.decompress()  # native pixels, Explicit VR Little Endian
     big_endian = not stored.is_compressed and not stored.is_little_endian
     if big_endian:
@@ -321,8 +390,12 @@ def _write(ds: Dataset, target: str) -> bytes:
     return out.getvalue()
 
 
-def _anonymized(raw: bytes, salt: bytes, target: str, stored: str) -> bytes:
+def _anonymized(
+    raw: bytes, salt: bytes, target: str, stored: str, limits: DecodeLimits = DEFAULT_LIMITS
+) -> bytes:
     ds = rendering.read_dataset(raw)
+    if UID(stored).is_compressed and "PixelData" in ds:
+        check_decodable(ds, limits)  # burned-in text is cleaned from decoded pixels
     ds, cleaned = anonymize(ds, salt, _decode_all)
     if cleaned:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # pixels are native now
@@ -332,4 +405,4 @@ def _anonymized(raw: bytes, salt: bytes, target: str, stored: str) -> bytes:
             out = io.BytesIO()
             ds.save_as(out, enforce_file_format=True)
             return out.getvalue()
-    return _write(ds, target)
+    return _write(ds, target, limits)

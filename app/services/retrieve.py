@@ -25,6 +25,14 @@ clients (dicomweb-client among them) send the File Meta group without the 128-by
 blob and, when the prefix is missing, sends ``bytes(128) + b"DICM"`` before the stored bytes, so
 every instance we send is a complete PS3.10 file; its length grows by 132 accordingly.
 
+Decoding (issue 19): what a decode would allocate is bounded before any decoder runs
+(:mod:`app.dicom.decoding`), first from the values the index keeps (:func:`index_shape`, for
+instances indexed before the ingest checks too), then, in the decoding function itself, from the
+file's own attributes and codestream headers. An instance too large to decode is sent as stored
+by default and left out when another syntax is asked for (406 with the reason); its frames are
+sent as stored, or refused with 406 and the reason (a deflated data set has no stored frames).
+Native codecs run in worker processes (:mod:`app.services.decoders`).
+
 Metadata (META-01..05): spliced from stored JSON; documents are cached per process by entity tag
 (the tag is a hash of the instances' content hashes and the base URL, so an entry is never stale),
 plain and gzipped, which makes a repeated series ``/metadata`` one small index query.
@@ -43,6 +51,7 @@ import anyio.to_thread
 import orjson
 
 from app.dicom.bulk import BulkValue, bulk_paths, parse_bulk_path, read_bulk_values
+from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits, PixelShape
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
 from app.dicom.parse import PART10_PREAMBLE, PART10_PREFIX_LENGTH, has_part10_prefix
@@ -55,8 +64,8 @@ from app.dicom.transcode import (
     output_syntax,
     transcode,
 )
-from app.dicom.uids import DEFLATED, NATIVE, VIDEO
-from app.errors import BadRequest, Gone, NotAcceptable, NotFound
+from app.dicom.uids import DEFLATED, ENCAPSULATED, NATIVE, VIDEO
+from app.errors import BadRequest, DecodedSizeTooLarge, Gone, NotAcceptable, NotFound
 from app.index.db import Database
 from app.index.retrieval import (
     FrameSource,
@@ -70,6 +79,7 @@ from app.index.retrieval import (
     locate_with_metadata,
 )
 from app.services.cache import ByteCache, SizedCache
+from app.services.decoders import DecoderPool
 from app.services.delete import tombstoned
 from app.storage.base import ObjectStore, StorageError
 
@@ -102,6 +112,41 @@ PS310_PREFIX = bytes(PART10_PREAMBLE) + b"DICM"
 _BULK_SPOOL_MEMORY = 16 << 20
 
 
+def index_shape(
+    rows: int | None,
+    columns: int | None,
+    bits_allocated: int | None,
+    number_of_frames: int | None,
+) -> PixelShape | None:
+    """The decoded size of an instance from the index's values, or None when unknown.
+
+    A lower bound: the index keeps no SamplesPerPixel (one is assumed); the exact check runs
+    where the attributes are read. NumberOfFrames below 1 (indexed before ingest checked it)
+    counts as 1.
+
+    >>> index_shape(40000, 40000, 16, 1).frame_bytes
+    3200000000
+    """
+    if not (rows and columns and bits_allocated) or min(rows, columns, bits_allocated) < 1:
+        return None
+    return PixelShape(rows, columns, 1, bits_allocated, max(1, number_of_frames or 1))
+
+
+def decode_refusal(ref: InstanceRef, limits: DecodeLimits) -> str | None:
+    """Why transcoding ``ref`` whole would exceed ``limits`` (None: it would not, or nothing of
+    it is decoded: native syntaxes are re-encoded, not decoded)."""
+    if ref.number_of_frames is None or ref.transfer_syntax_uid not in ENCAPSULATED | DEFLATED:
+        return None
+    shape = index_shape(ref.rows, ref.columns, ref.bits_allocated, ref.number_of_frames)
+    if shape is None:
+        return None
+    try:
+        limits.check_instance(shape)
+    except DecodedSizeTooLarge as exc:
+        return exc.message
+    return None
+
+
 def native_pixel_bytes(ref: InstanceRef) -> int | None:
     """A lower bound of the instance's decoded pixel data size (one sample per pixel)."""
     if None in (ref.rows, ref.columns, ref.bits_allocated, ref.number_of_frames):
@@ -127,16 +172,18 @@ def stored_length(ref: InstanceRef) -> int | None:
     return ref.size + (0 if ref.part10_prefix else PART10_PREFIX_LENGTH)
 
 
-def plan(ref: InstanceRef, requested: str | None) -> str | None:
+def plan(ref: InstanceRef, requested: str | None, limits: DecodeLimits | None = None) -> str | None:
     """The syntax ``ref`` goes out in when ``requested`` is asked for; None if not producible.
 
-    ``requested`` is None (the default, NEG-07), ``"*"`` (as stored, NEG-06) or a UID.
+    ``requested`` is None (the default, NEG-07), ``"*"`` (as stored, NEG-06) or a UID;
+    ``limits`` bound what decoding it may take (:func:`decode_refusal`).
     """
     return output_syntax(
         ref.transfer_syntax_uid,
         requested,
         has_pixels=ref.number_of_frames is not None,
         native_pixel_bytes=native_pixel_bytes(ref),
+        within_limits=limits is None or decode_refusal(ref, limits) is None,
     )
 
 
@@ -181,11 +228,13 @@ class Selection:
         return syntaxes.pop() if len(syntaxes) == 1 else None
 
 
-def select(refs: Sequence[InstanceRef], requested: str | None) -> Selection:
+def select(
+    refs: Sequence[InstanceRef], requested: str | None, limits: DecodeLimits | None = None
+) -> Selection:
     """Plan the instances that can be sent for ``requested`` (WADO-03), in their order."""
     items: list[Planned] = []
     for ref in refs:
-        syntax = plan(ref, requested)
+        syntax = plan(ref, requested, limits)
         if syntax is not None:
             items.append(Planned(ref, syntax))
     return Selection(items, len(refs) - len(items))
@@ -243,12 +292,25 @@ class RetrieveService:
         chunk_size: int = 1 << 20,
         transcode_concurrency: int = 2,
         metadata_cache_bytes: int = 64 << 20,
+        decode_limits: DecodeLimits = DEFAULT_LIMITS,
+        decoders: DecoderPool | None = None,
     ) -> None:
         self._db = db
         self._store = store
         self._chunk_size = chunk_size
         self._decoding = anyio.CapacityLimiter(max(1, transcode_concurrency))
         self._metadata_cache = ByteCache(metadata_cache_bytes)
+        self.decode_limits = decode_limits
+        self.decoders = decoders or DecoderPool(0)
+
+    def select(self, refs: Sequence[InstanceRef], requested: str | None) -> Selection:
+        """:func:`select` under this service's decode limits."""
+        return select(refs, requested, self.decode_limits)
+
+    def decode_refusal(self, refs: Sequence[InstanceRef]) -> str | None:
+        """Why some of ``refs`` cannot be transcoded (the decode limits), for a 406's reason."""
+        reasons = (decode_refusal(ref, self.decode_limits) for ref in refs)
+        return next((reason for reason in reasons if reason), None)
 
     async def resolve(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -292,6 +354,11 @@ class RetrieveService:
         source = sources[0]
         if source.number_of_frames is None:
             raise NotFound("the instance has no pixel data, so no frames")
+        if source.number_of_frames < 1:  # indexed before ingest refused such counts
+            raise NotAcceptable(
+                f"the instance's NumberOfFrames ({source.number_of_frames}) is not a positive "
+                "integer: its frames cannot be read"
+            )
         beyond = [n for n in numbers if n > source.number_of_frames]
         if beyond:
             raise NotFound(
@@ -303,7 +370,7 @@ class RetrieveService:
                 f"transfer syntax {source.transfer_syntax_uid} is a video stream: its frames "
                 "cannot be retrieved one by one (FRM-06)"
             )
-        frame_set = _frame_set(source, tuple(numbers))
+        frame_set = _frame_set(source, tuple(numbers), self.decode_limits)
         if frame_set is None:
             raise NotAcceptable(
                 f"the frames of this instance (transfer syntax {source.transfer_syntax_uid}) "
@@ -328,13 +395,21 @@ class RetrieveService:
             raise NotFound("no pixel data: none of the instances has any")
         sets: list[FrameSet] = []
         for source in with_pixels:
-            frame_set = _frame_set(source, tuple(range(1, (source.number_of_frames or 0) + 1)))
-            if frame_set is not None and source.transfer_syntax_uid not in VIDEO:
+            if source.transfer_syntax_uid in VIDEO or (source.number_of_frames or 0) < 1:
+                continue
+            # a range, not a tuple: NumberOfFrames indexed before ingest checked it may be huge
+            numbers = range(1, (source.number_of_frames or 0) + 1)
+            frame_set = _frame_set(source, numbers, self.decode_limits)
+            if frame_set is not None:
                 sets.append(frame_set)
         return sets, len(with_pixels) - len(sets)
 
     async def prepare_decoding(self, frames: "FrameSet") -> "FrameSet":
-        """``frames`` with the Image Pixel attributes a codec needs (FRM-05), from the index."""
+        """``frames`` with the Image Pixel attributes a codec needs (FRM-05), from the index.
+
+        :class:`NotAcceptable` when one decoded frame would exceed the decode limits (its
+        SamplesPerPixel known now): the stored frames are the way out.
+        """
         if frames.pixels is not None or frames.index is None or not frames.index.encapsulated:
             return frames
         source = frames.source
@@ -342,20 +417,33 @@ class RetrieveService:
         pixels = PixelModule.from_dicom_json(orjson.loads(raw)) if raw else None
         if pixels is None:
             raise TranscodeError("the instance lacks the Image Pixel attributes to decode it")
+        try:
+            self.decode_limits.check_frame(pixels.shape)
+        except DecodedSizeTooLarge as exc:
+            raise _stored_instead(exc) from None
         return replace(frames, pixels=pixels)
 
     async def iter_frames(self, frames: "FrameSet", *, decode: bool) -> AsyncIterator[bytes]:
         """The frames of ``frames.numbers`` in that order (call :meth:`prepare_decoding` first
         when ``decode``): as stored (FRM-03/04), or decoded to native pixels (FRM-05)."""
+        limits = self.decode_limits
         if frames.index is None:
-            # not byte ranges of the blob (deflated, unmappable fragments): decode the file
+            # not byte ranges of the blob (deflated, unmappable fragments): decode the file, in
+            # batches whose decoded frames stay within the limit of what is decoded at once
             raw = await self._read_all(frames.source.blob_key, None)
-            decoded = await anyio.to_thread.run_sync(
-                decode_frames, raw, frames.numbers, limiter=self._decoding
-            )
-            del raw
-            for data in decoded:
-                yield data
+            per_batch = max(1, limits.instance_bytes // max(1, frames.frame_bytes or 1))
+            for start in range(0, len(frames.numbers), per_batch):
+                batch = list(frames.numbers[start : start + per_batch])
+                decoded = await self.decoders.run(
+                    decode_frames,
+                    raw,
+                    batch,
+                    limits,
+                    limiter=self._decoding,
+                    isolate=DecoderPool.needed(frames.source.transfer_syntax_uid),
+                )
+                for data in decoded:
+                    yield data
             return
         for number in frames.numbers:
             data = await self.read_frame(frames, number)
@@ -363,13 +451,17 @@ class RetrieveService:
                 pixels = frames.pixels
                 if pixels is None:
                     raise TranscodeError("the frames cannot be decoded: call prepare_decoding")
-                data = await anyio.to_thread.run_sync(
-                    decode_frame,
-                    data,
-                    frames.source.transfer_syntax_uid,
-                    pixels,
-                    limiter=self._decoding,
-                )
+                try:
+                    data = await self.decoders.run(
+                        decode_frame,
+                        data,
+                        frames.source.transfer_syntax_uid,
+                        pixels,
+                        limits,
+                        limiter=self._decoding,
+                    )
+                except DecodedSizeTooLarge as exc:  # the codestream said more than the header
+                    raise _stored_instead(exc) from None
             yield data
 
     async def read_frame(self, frames: "FrameSet", number: int) -> bytes:
@@ -538,10 +630,21 @@ class RetrieveService:
         ``transcode_concurrency`` at once). :class:`~app.dicom.transcode.TranscodeError` (406)
         when it cannot be produced. For WADO-RS and WADO-URI alike.
         """
+        refusal = decode_refusal(ref, self.decode_limits)
+        if refusal is not None:
+            raise NotAcceptable(f"{refusal}; it can be retrieved as stored (transfer-syntax=*)")
         raw = await self._read_all(ref.blob_key, ref.size)
-        return await anyio.to_thread.run_sync(
-            transcode, raw, transfer_syntax, limiter=self._decoding
-        )
+        try:
+            return await self.decoders.run(
+                transcode,
+                raw,
+                transfer_syntax,
+                self.decode_limits,
+                limiter=self._decoding,
+                isolate=DecoderPool.needed(ref.transfer_syntax_uid),
+            )
+        except DecodedSizeTooLarge as exc:
+            raise _stored_instead(exc, "it") from None
 
     async def open(self, ref: InstanceRef, transfer_syntax: str | None = None) -> Payload:
         """``ref`` as a PS3.10 file (see the module docstring): its length, then its bytes.
@@ -631,8 +734,10 @@ class FrameSet:
 
     source: FrameSource
     index: FrameIndex | None
-    numbers: tuple[int, ...]
+    numbers: Sequence[int]
     pixels: PixelModule | None = field(default=None)
+    #: why decoding these frames is refused (the decode limits, by the index's values), if it is
+    refusal: str | None = None
 
     @property
     def native(self) -> bool:
@@ -644,12 +749,23 @@ class FrameSet:
     @property
     def as_stored(self) -> bool:
         """Whether the frames can be sent as stored (native ones: little endian, FRM-03)."""
-        return self.index is not None or self.native
+        if self.index is None:  # inflated or decoded from the whole file: a decode
+            return self.native and self.refusal is None
+        return True
 
     @property
     def decodable(self) -> bool:
         """Whether the frames can be decoded to native pixels (FRM-05)."""
+        if self.refusal is not None:
+            return False
         return self.native or can_decode(self.source.transfer_syntax_uid)
+
+    @property
+    def frame_bytes(self) -> int | None:
+        """A lower bound of one decoded frame's size, from the index (None: unknown)."""
+        source = self.source
+        shape = index_shape(source.rows, source.columns, source.bits_allocated, 1)
+        return None if shape is None else shape.frame_bytes
 
 
 #: parsed frame indexes keyed by their stored JSON (so never stale), bounded by the JSON kept
@@ -667,15 +783,40 @@ def _frame_index(raw: bytes) -> FrameIndex:
     return index
 
 
-def _frame_set(source: FrameSource, numbers: tuple[int, ...]) -> FrameSet | None:
-    """The frames of ``source`` if they can be read at all (else None)."""
+def _frame_set(
+    source: FrameSource, numbers: Sequence[int], limits: DecodeLimits
+) -> FrameSet | None:
+    """The frames of ``source`` if they can be read at all (else None), with the reason their
+    decoding is refused if it is (:attr:`FrameSet.refusal`)."""
+    count = source.number_of_frames or 0
     if source.frame_index is not None:
-        return FrameSet(source, _frame_index(source.frame_index), numbers)
-    frame_set = FrameSet(source, None, numbers)
-    syntax = source.transfer_syntax_uid
-    if syntax in VIDEO or not (frame_set.native or can_decode(syntax)):
-        return None
+        index = _frame_index(source.frame_index)
+        if len(index.ranges) != count:  # indexed before ingest checked NumberOfFrames
+            return None
+        frame_set = FrameSet(source, index, numbers)
+    else:
+        frame_set = FrameSet(source, None, numbers)
+        syntax = source.transfer_syntax_uid
+        if syntax in VIDEO or not (frame_set.native or can_decode(syntax)):
+            return None
+    if frame_set.index is not None and frame_set.native:
+        return frame_set  # byte ranges of native pixels: nothing is decoded
+    shape = index_shape(source.rows, source.columns, source.bits_allocated, count)
+    if shape is None:
+        return frame_set
+    try:
+        if source.transfer_syntax_uid in DEFLATED:
+            limits.check_instance(shape)  # the whole data set is inflated to read a frame
+        else:
+            limits.check_frame(shape)
+    except DecodedSizeTooLarge as exc:
+        return replace(frame_set, refusal=exc.message)
     return frame_set
+
+
+def _stored_instead(exc: DecodedSizeTooLarge, what: str = "its frames") -> NotAcceptable:
+    """406 for a decode refused by the limits where the stored form can be sent instead."""
+    return NotAcceptable(f"{exc.message}; {what} can be retrieved as stored (transfer-syntax=*)")
 
 
 _FRAME_LIST = re.compile(r"[0-9]+(?:,[0-9]+)*")

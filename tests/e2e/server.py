@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +64,13 @@ def running_server(
     port: int | None = None,
     args: Sequence[str] = (),
     tls_ca: Path | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[Server]:
     """Start the server, wait until /readyz answers 200, stop it afterwards.
 
     ``args`` go to ``lightbox serve``; with ``tls_ca`` the server is reached over https and its
-    certificate checked against that CA file.
+    certificate checked against that CA file. ``preexec_fn`` runs in the child before the server
+    starts (resource limits).
     """
     port = port or free_port()
     log = Path(env["LIGHTBOX_DATA_DIR"]).parent / f"server-{port}.log"
@@ -83,6 +85,7 @@ def running_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     server = Server(process, port, log, "https" if tls_ca else "http")
     verify: ssl.SSLContext | bool = (
