@@ -67,6 +67,10 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
             "cpu": Action(
                 "qido_cpu.py", "in-process CPU per search, per shape; answers digested and compared"
             ),
+            "statements": Action(
+                "qido_statements.py",
+                "in-process CPU per search: the statement cache against SQLAlchemy's own cache",
+            ),
         },
     ),
     "retrieve": (

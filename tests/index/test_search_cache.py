@@ -1,4 +1,5 @@
-"""The QIDO-RS statement cache (issue 3): one compiled statement per query shape, values bound.
+"""The QIDO-RS statement cache (issue 3, ``app.index.search.statements``): one compiled statement
+per query shape, values bound.
 
 On PostgreSQL and SQLite: a second query of a cached shape with other values finds its own
 matches; list arity and range ends are part of the shape; hostile values stay literal (never
@@ -14,8 +15,8 @@ from pydicom.uid import generate_uid
 from sqlalchemy.dialects.sqlite import aiosqlite
 
 from app.dicom.query import Resource, StudyRestriction, parse_qido
-from app.index import search as search_module
 from app.index.search import STATEMENTS, StatementCache
+from app.index.search.plan import page_plan
 from app.services.container import Services
 from tests.factories import make_instance, multipart, stow_headers
 
@@ -151,7 +152,7 @@ def test_cache_is_bounded() -> None:
 
     def plan(params: list[tuple[str, str]]) -> Any:
         query = parse_qido(params, resource=Resource.STUDIES)
-        return search_module._page_plan(query, limit=10, offset=0, sqlite=True, restrict=None)
+        return page_plan(query, limit=10, offset=0, sqlite=True, restrict=None)
 
     for params in shapes[:3]:
         assert cache.template(dialect, *plan(params)) is not None
