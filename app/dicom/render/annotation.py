@@ -1,7 +1,7 @@
 """Annotations burned into a rendered image: step 7 of the pipeline (REND-06, PS3.18
 §8.3.5.1.1), the last before encoding."""
 
-from typing import Any
+from typing import Any, Final
 
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
@@ -9,9 +9,12 @@ from pydicom import Dataset
 from app.dicom.render.parameters import RenderParams
 from app.dicom.render.pixels import dataset_window
 
+_LINE_HEIGHT: Final = 11
+
 
 def annotate(image: Image.Image, ds: Dataset, params: RenderParams, number: int) -> Image.Image:
-    """Burn the asked annotations into the image (REND-06), last in the pipeline."""
+    """Burn the asked annotations into the image (REND-06), last in the pipeline: patient
+    lines at the top, technique lines at the bottom."""
     lines_top: list[str] = []
     lines_bottom: list[str] = []
     if "patient" in params.annotation:
@@ -35,17 +38,25 @@ def annotate(image: Image.Image, ds: Dataset, params: RenderParams, number: int)
     image = image.copy()
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    white: Any = 255 if image.mode == "L" else (255, 255, 255)
-    black: Any = 0 if image.mode == "L" else (0, 0, 0)
-    line_height = 11
-    y = 2
-    for text in lines_top:
-        draw.text((3, y + 1), text, fill=black, font=font)
-        draw.text((2, y), text, fill=white, font=font)
-        y += line_height
-    y = image.size[1] - 2 - line_height * len(lines_bottom)
-    for text in lines_bottom:
-        draw.text((3, y + 1), text, fill=black, font=font)
-        draw.text((2, y), text, fill=white, font=font)
-        y += line_height
+    _draw_lines(draw, font, image.mode, lines_top, 2)
+    _draw_lines(
+        draw, font, image.mode, lines_bottom, image.size[1] - 2 - _LINE_HEIGHT * len(lines_bottom)
+    )
     return image
+
+
+def _draw_lines(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont | ImageFont.TransposedFont,
+    mode: str,
+    lines: list[str],
+    y: int,
+) -> None:
+    """White ``lines`` from ``y`` down, each with a black shadow one pixel down and right, so
+    they read on any image."""
+    white: Any = 255 if mode == "L" else (255, 255, 255)
+    black: Any = 0 if mode == "L" else (0, 0, 0)
+    for text in lines:
+        draw.text((3, y + 1), text, fill=black, font=font)
+        draw.text((2, y), text, fill=white, font=font)
+        y += _LINE_HEIGHT

@@ -9,12 +9,18 @@ from pydicom import Dataset
 from app.dicom.render.parameters import TEXT_PLAIN
 
 
+def _concept_name(item: Dataset) -> str:
+    """The Code Meaning of an SR item's (or the document's) Concept Name, "" when it has none."""
+    if "ConceptNameCodeSequence" in item and len(item.ConceptNameCodeSequence) > 0:
+        return str(item.ConceptNameCodeSequence[0].get("CodeMeaning", ""))
+    return ""
+
+
 def _content_lines(items: Any, depth: int) -> list[tuple[int, str, str]]:
+    """(depth, concept name, value) of each item of a Content Sequence, depth first."""
     lines: list[tuple[int, str, str]] = []
     for item in items:
-        name = ""
-        if "ConceptNameCodeSequence" in item and len(item.ConceptNameCodeSequence) > 0:
-            name = str(item.ConceptNameCodeSequence[0].get("CodeMeaning", ""))
+        name = _concept_name(item)
         value_type = str(item.get("ValueType", ""))
         value = ""
         if value_type == "TEXT":
@@ -44,9 +50,7 @@ def _content_lines(items: Any, depth: int) -> list[tuple[int, str, str]]:
 
 def render_text(ds: Dataset, media_type: str) -> bytes:
     """A structured report's content tree as ``text/plain`` or ``text/html`` (UTF-8)."""
-    title = ""
-    if "ConceptNameCodeSequence" in ds and len(ds.ConceptNameCodeSequence) > 0:
-        title = str(ds.ConceptNameCodeSequence[0].get("CodeMeaning", ""))
+    title = _concept_name(ds)
     lines = _content_lines(ds.get("ContentSequence", []), 0)
     if media_type == TEXT_PLAIN:
         text = [title] if title else []

@@ -36,16 +36,13 @@ def encode(images: Sequence[Image.Image], params: RenderParams, *, frame_time: f
     out = io.BytesIO()
     first = images[0]
     icc = first.info.get("icc_profile")
+    profile: dict[str, Any] = {"icc_profile": icc} if icc else {}
     if params.media_type == JPEG:
-        options: dict[str, Any] = {"quality": params.quality, "optimize": False}
-        if icc:
-            options["icc_profile"] = icc
-        first.save(out, format="JPEG", progressive=False, **options)
+        first.save(
+            out, format="JPEG", progressive=False, quality=params.quality, optimize=False, **profile
+        )
     elif params.media_type == PNG:
-        png_options: dict[str, Any] = {"compress_level": 3}
-        if icc:
-            png_options["icc_profile"] = icc
-        first.save(out, format="PNG", **png_options)
+        first.save(out, format="PNG", compress_level=3, **profile)
     elif params.media_type == GIF:
         if len(images) > 1:
             first.save(

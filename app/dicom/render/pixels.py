@@ -15,7 +15,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 from pydicom.pixels.utils import pixel_array
 
 from app.dicom.render.dataset import frame_attributes
-from app.dicom.render.parameters import VOI_FUNCTIONS, RenderParameterError, Window
+from app.dicom.render.parameters import VOI_FUNCTIONS, RenderParameterError, Window, make_window
 
 Array = npt.NDArray[Any]
 
@@ -44,16 +44,15 @@ def dataset_window(ds: Dataset) -> Window | None:
     width = ds.get("WindowWidth")
     if center is None or width is None or center == "" or width == "":
         return None
-    try:
-        c, w = _first(center), _first(width)
-    except (TypeError, ValueError, IndexError):
-        return None
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
     if function not in VOI_FUNCTIONS.values():
         function = "LINEAR"
-    if w <= 0 or (function == "LINEAR" and w < 1):
+    try:
+        # a stored window obeys the width rule of an asked one; a RenderParameterError (a
+        # ValueError) here means the dataset's window is not usable
+        return make_window(_first(center), _first(width), function, "window")
+    except (TypeError, ValueError, IndexError):
         return None
-    return Window(c, w, function)
 
 
 def apply_window(values: Array, window: Window) -> Array:
