@@ -121,6 +121,11 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
             "audit-writer": Action(
                 "audit_writer.py", "CPU per audit event of the batching writer, per batch size"
             ),
+            "revisions": Action(
+                "revisions.sh",
+                "REV [REV ...]: git revisions side by side with Orthanc in one run (STOW, QIDO, "
+                "study metadata, series and study retrieve, instance, frames; PostgreSQL)",
+            ),
         },
     ),
     "memory": (

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Two or more revisions of Lightbox against each other and Orthanc, in the same run.
+#
+#   bench/run.py overhead revisions REV [REV ...]
+#
+# Each revision is checked out (git worktree, detached) under $WORK and served from the project's
+# .venv with that tree first on PYTHONPATH: its own code, today's installed dependencies. Every
+# revision gets a fresh PostgreSQL database, filesystem blobs and $WORKERS workers; Orthanc gets
+# a PostgreSQL index too ($TARGETS without orthanc leaves it out). Then, with every server
+# started and idle but the one measured (load.py measures targets one after the other):
+#   STOW   load.py stow of $DATASET (batch 10, $CLIENTS clients)
+#   QIDO   load.py qido (-n 600, $ROUNDS rounds)
+#   WADO   load.py wado: study metadata, series and study retrieve, instance, /frames/1 ($ROUNDS)
+# Results: $RESULTS/*-revisions-*.json (load.py report them) and the tables on stdout.
+#
+# Settings: DATASET ($DATA/wado60: 20 studies of 3 x 20 instances, 512x512; made if missing),
+# CLIENTS (4), ROUNDS (3), WORKERS (2), TARGETS (orthanc), BASE_PORT (8100). Never run it beside
+# a build or a test run (2 cores).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+[[ $# -ge 1 ]] || { sed -n '2,19p' "$0"; exit 2; }
+WORK=${WORK:-$(mktemp -d /tmp/lightbox-revisions.XXXXXX)}
+DATASET=${DATASET:-$DATA/wado60}
+CLIENTS=${CLIENTS:-4}
+ROUNDS=${ROUNDS:-3}
+TARGETS=${TARGETS:-orthanc}
+BASE_PORT=${BASE_PORT:-8100}
+OR_PORT=${OR_PORT:-8042}
+mkdir -p "$RESULTS" "$DATA"
+[[ -f $DATASET/manifest.json ]] ||
+  "$PY" "$SHARED/bench/gen_dataset.py" --out "$DATASET" --seed 11 --studies 20 --series 3 \
+    --instances 20 --size 512 >/dev/null
+
+TREES=()
+cleanup() {
+  stop_all
+  [[ $TARGETS == *orthanc* ]] && orthanc_stop "$WORK/orthanc"
+  for tree in "${TREES[@]}"; do git -C "$REPO" worktree remove --force "$tree" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+T=(--results-dir "$RESULTS" --label revisions)
+i=0
+for rev in "$@"; do
+  sha=$(git -C "$REPO" rev-parse --short "$rev")
+  name="r$i-$sha" port=$((BASE_PORT + i)) tree="$WORK/tree-$sha" dir="$WORK/data-$sha"
+  git -C "$REPO" worktree add --detach --force "$tree" "$sha" >/dev/null
+  TREES+=("$tree")
+  mkdir -p "$dir"
+  fresh_pg_db "lb_rev_$i"
+  url="$PG/lb_rev_$i"
+  run_rev() { (cd "$tree" && env PYTHONPATH="$tree" LIGHTBOX_DATA_DIR="$dir" \
+      LIGHTBOX_DATABASE_URL="$url" LIGHTBOX_LOG_LEVEL=warning "$@"); }
+  run_rev "$PY" -m app db upgrade >/dev/null
+  run_rev "$PY" -m app token create --subject bench --scope read --scope write --ttl 1d \
+    > "$WORK/$name.token"
+  (cd "$tree" && exec env PYTHONPATH="$tree" LIGHTBOX_DATA_DIR="$dir" LIGHTBOX_DATABASE_URL="$url" \
+      LIGHTBOX_LOG_LEVEL=warning setsid "$PY" -m app serve --port "$port" \
+      --workers "${WORKERS:-2}" > "$WORK/$name.log" 2>&1) &
+  PIDS+=($!)
+  wait_ready "$port" "$WORK/$name.log"
+  T+=(--target "$name=http://127.0.0.1:$port/dicom-web" --bearer "$name=@$WORK/$name.token")
+  T+=(--pid "$name=$!,$(postmaster_pid)")
+  i=$((i + 1))
+done
+if [[ $TARGETS == *orthanc* ]]; then
+  orthanc_start "$WORK/orthanc" "$OR_PORT" orthanc_rev_bench
+  T+=(--target "orthanc=http://127.0.0.1:$OR_PORT/dicom-web")
+  T+=(--pid "orthanc=$(orthanc_pid "$WORK/orthanc"),$(postmaster_pid)")
+fi
+
+"$PY" "$SHARED/bench/load.py" stow "${T[@]}" --dataset "$DATASET" --batch 10 -c "$CLIENTS"
+"$PY" "$SHARED/bench/load.py" qido "${T[@]}" --dataset "$DATASET" -n 600 -c "$CLIENTS" \
+  --rounds "$ROUNDS"
+"$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DATASET" -c "$CLIENTS" \
+  --ops study_metadata,series,study,instance,frame --rounds "$ROUNDS"
+echo "results: $RESULTS (load.py report $RESULTS/*revisions*.json)"
