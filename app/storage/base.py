@@ -2,16 +2,20 @@
 
 Adapters: ``filesystem.FilesystemStore`` (embedded default), ``s3.S3Store`` (obstore; any
 S3-compatible store), ``memory.MemoryStore`` (tests). Keys come from :func:`object_key`, which
-hashes UIDs, so no client string ever becomes part of a path.
+hashes UIDs, so no client string ever becomes part of a path. The adapters share
+:class:`ObjectStoreBase`: the argument checks and error translation of the contract live there
+once, each adapter supplies only its I/O.
 """
 
+import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9/._-]{0,511}$")
 
@@ -78,6 +82,16 @@ def check_range(start: int, end: int | None, chunk_size: int) -> None:
         raise ValueError(f"chunk_size must be positive, not {chunk_size}")
 
 
+def range_stop(end: int | None, size: int) -> int:
+    """Where a read of ``[start, end)`` stops in an object of ``size`` bytes: ranges are clamped
+    to the object's end like a slice (``end=None``: to the end).
+
+    >>> range_stop(None, 10), range_stop(4, 10), range_stop(50, 10)
+    (10, 4, 10)
+    """
+    return size if end is None else min(end, size)
+
+
 class ObjectStore(Protocol):
     """Blob storage. Every method is safe to call concurrently from one event loop."""
 
@@ -126,3 +140,106 @@ class ObjectStore(Protocol):
     async def close(self) -> None:
         """Release clients and connections."""
         ...
+
+
+class ObjectStoreBase(ABC):
+    """What every adapter shares: the contract's argument checks and error translation.
+
+    The public methods of :class:`ObjectStore` refuse bad keys and ranges (``ValueError``, at
+    call time for the streams) and translate failures: a missing object is
+    :class:`ObjectNotFound`, any other failure :class:`StorageError`. An adapter implements the
+    I/O as the ``_``-prefixed methods of the same names, which receive checked arguments and
+    may raise ``FileNotFoundError``, ``OSError`` or one of its :attr:`_failures`. Streams are
+    the adapter's own generators (no wrapper on the read path), so ``_stream`` translates its
+    errors itself, with :meth:`_errors`.
+    """
+
+    #: what the adapter's client raises when the store fails (besides ``FileNotFoundError``,
+    #: which means "no such object")
+    _failures: ClassVar[tuple[type[Exception], ...]] = (OSError,)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate failures of the block: ``FileNotFoundError`` -> :class:`ObjectNotFound`,
+        the adapter's :attr:`_failures` -> :class:`StorageError`, both naming ``what``."""
+        try:
+            yield
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(what) from exc
+        except self._failures as exc:
+            raise StorageError(f"{what}: {exc}") from exc
+
+    # --- the contract ----------------------------------------------------------------------------
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; durable when this returns (replaces an existing object)."""
+        check_key(key)
+        with self._errors(key):
+            await self._put_bytes(key, data)
+
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        """Store the file at ``path`` under ``key`` (with ``move=True``, consuming it)."""
+        check_key(key)
+        try:
+            await self._put_file(key, Path(path), move)
+        except self._failures as exc:
+            # Even a FileNotFoundError: a missing *source* is the caller's bug, and a missing
+            # key cannot make a write fail, so this is never ObjectNotFound.
+            raise StorageError(f"{key}: {exc}") from exc
+
+    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the whole object in chunks of at most ``chunk_size``."""
+        return self.open_range(key, 0, None, chunk_size=chunk_size)
+
+    def open_range(
+        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)``, clamped to the object's end (checked before the
+        first chunk is asked for)."""
+        check_key(key)
+        check_range(start, end, chunk_size)
+        return self._stream(key, start, end, chunk_size)
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)`` in one piece, clamped to the object's end."""
+        check_key(key)
+        check_range(start, start + length, 1)
+        with self._errors(key):
+            return await self._get_range(key, start, length)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Size and modification time, or None if the key does not exist."""
+        check_key(key)
+        with contextlib.suppress(ObjectNotFound), self._errors(key):
+            return await self._stat(key)
+        return None
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+        check_key(key)
+        with contextlib.suppress(ObjectNotFound), self._errors(key):
+            await self._delete(key)
+
+    # --- what an adapter implements ------------------------------------------------------------
+
+    @abstractmethod
+    async def _put_bytes(self, key: str, data: bytes, /) -> None: ...
+
+    @abstractmethod
+    async def _put_file(self, key: str, source: Path, move: bool, /) -> None: ...
+
+    @abstractmethod
+    def _stream(
+        self, key: str, start: int, end: int | None, chunk_size: int, /
+    ) -> AsyncIterator[bytes]:
+        """The chunks of ``[start, end)``; raises ObjectNotFound / StorageError itself."""
+
+    @abstractmethod
+    async def _get_range(self, key: str, start: int, length: int, /) -> bytes: ...
+
+    @abstractmethod
+    async def _stat(self, key: str, /) -> ObjectInfo | None:
+        """The object's info; None or ``FileNotFoundError`` if it does not exist."""
+
+    @abstractmethod
+    async def _delete(self, key: str, /) -> None: ...

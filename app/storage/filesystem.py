@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
@@ -31,11 +31,10 @@ import anyio.to_thread
 
 from app.storage.base import (
     ObjectInfo,
-    ObjectNotFound,
+    ObjectStoreBase,
     StorageError,
-    check_key,
     check_prefix,
-    check_range,
+    range_stop,
 )
 
 TMP_DIR = ".tmp"
@@ -60,23 +59,16 @@ async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _
     return await anyio.to_thread.run_sync(call, limiter=_io_slots)
 
 
-@contextlib.contextmanager
-def _storage_errors(key: str) -> Iterator[None]:
-    """Translate OS errors: a missing file is ObjectNotFound, anything else StorageError."""
-    try:
-        yield
-    except FileNotFoundError as exc:
-        raise ObjectNotFound(key) from exc
-    except OSError as exc:
-        raise StorageError(f"{key}: {exc}") from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _fsync(path: Path, flags: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync(path, getattr(os, "O_DIRECTORY", 0))
 
 
 class _DirectorySync:
@@ -113,14 +105,6 @@ class _DirectorySync:
                     self._dir_locks.pop(directory, None)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_parents(path: Path, root: Path) -> None:
     """``mkdir -p`` the parents of ``path``, fsyncing the parent of each directory created."""
     missing: list[Path] = []
@@ -138,7 +122,7 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
 
 
-class FilesystemStore:
+class FilesystemStore(ObjectStoreBase):
     """:class:`~app.storage.base.ObjectStore` on a local (or mounted) directory."""
 
     def __init__(self, root: Path) -> None:
@@ -159,12 +143,8 @@ class FilesystemStore:
         """A spool directory on the store's filesystem, so ``put_file(move=True)`` is a rename."""
         return self._tmp
 
-    def _path(self, key: str) -> Path:
-        return Path(self._file(key))
-
     def _file(self, key: str) -> str:
-        """The file of ``key`` (string operations only: this runs on every read)."""
-        check_key(key)
+        """The file of a checked ``key`` (string operations only: this runs on every read)."""
         root = self._root_str
         path = os.path.normpath(os.path.join(root, key))
         if not path.startswith(self._root_prefix):
@@ -201,16 +181,16 @@ class FilesystemStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _put_bytes(self, target: Path, data: bytes) -> None:
+    def _write_bytes(self, target: Path, data: bytes) -> None:
         def fill(f: IO[bytes]) -> None:
             f.write(data)
 
         self._put_via_tmp(target, fill)
 
-    def _put_file(self, target: Path, source: Path, move: bool) -> None:
+    def _write_file(self, target: Path, source: Path, move: bool) -> None:
         if move:
             try:
-                _fsync_file(source)
+                _fsync(source)
                 self._install(source, target)
                 return
             except OSError as exc:
@@ -226,34 +206,15 @@ class FilesystemStore:
         if move:
             source.unlink(missing_ok=True)
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
+    async def _put_bytes(self, key: str, data: bytes) -> None:
         """Durably store ``data`` under ``key`` (temp file, fsync, rename, fsync dir)."""
-        target = self._path(key)
-        with _storage_errors(key):
-            await _run(self._put_bytes, target, data)
+        await _run(self._write_bytes, Path(self._file(key)), data)
 
-    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+    async def _put_file(self, key: str, source: Path, move: bool) -> None:
         """Durably store a file; ``move=True`` renames it into place when on this filesystem."""
-        target = self._path(key)
-        try:
-            await _run(self._put_file, target, Path(path), move)
-        except OSError as exc:
-            # A missing *source* is the caller's bug, not a missing object.
-            raise StorageError(f"{key}: {exc}") from exc
+        await _run(self._write_file, Path(self._file(key)), source, move)
 
     # --- reading -------------------------------------------------------------------------------
-
-    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Stream the whole object in chunks of at most ``chunk_size``."""
-        return self.open_range(key, 0, None, chunk_size=chunk_size)
-
-    def open_range(
-        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
-    ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)``, clamped to the object's end."""
-        path = self._file(key)
-        check_range(start, end, chunk_size)
-        return self._stream(key, path, start, end, chunk_size)
 
     @staticmethod
     def _open_first(
@@ -263,8 +224,7 @@ class FilesystemStore:
         only when more is left to read (a blob of one chunk costs one hop in all)."""
         f = open(path, "rb")  # noqa: SIM115 (closed here, or by the caller once read)
         try:
-            size = os.fstat(f.fileno()).st_size
-            stop = size if end is None else min(end, size)
+            stop = range_stop(end, os.fstat(f.fileno()).st_size)
             if start:
                 f.seek(start)
             wanted = min(chunk_size, stop - start)
@@ -285,9 +245,7 @@ class FilesystemStore:
             return None
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = os.fstat(fd).st_size
-            stop = size if end is None else min(end, size)
-            wanted = stop - start
+            wanted = range_stop(end, os.fstat(fd).st_size) - start
             if wanted <= 0:
                 return b""
             if wanted > min(limit, _INLINE_LIMIT):
@@ -307,15 +265,17 @@ class FilesystemStore:
             os.close(fd)
 
     async def _stream(
-        self, key: str, path: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
-        with _storage_errors(key):
+        """From the page cache on the event loop if it can, else one chunk per thread hop."""
+        path = self._file(key)
+        with self._errors(key):
             cached = self._read_cached(path, start, end, chunk_size)
         if cached is not None:
             if cached:
                 yield cached
             return
-        with _storage_errors(key):
+        with self._errors(key):
             f, chunk = await _run(self._open_first, path, start, end, chunk_size)
         try:
             if chunk:
@@ -325,7 +285,7 @@ class FilesystemStore:
             position = start + len(chunk)
             while end is None or position < end:
                 size = chunk_size if end is None else min(chunk_size, end - position)
-                with _storage_errors(key):
+                with self._errors(key):
                     chunk = await _run(f.read, size)
                 if not chunk:
                     break
@@ -343,33 +303,22 @@ class FilesystemStore:
                 f.seek(start)
             return f.read(length)
 
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        """Bytes ``[start, start + length)``, clamped to the object's end."""
+    async def _get_range(self, key: str, start: int, length: int) -> bytes:
+        """From the page cache on the event loop if it can, else in one thread hop."""
         path = self._file(key)
-        check_range(start, start + length, 1)
-        with _storage_errors(key):
-            cached = self._read_cached(path, start, start + length, length)
-            if cached is not None:
-                return cached
-            return await _run(self._read_range, path, start, length)
+        cached = self._read_cached(path, start, start + length, length)
+        if cached is not None:
+            return cached
+        return await _run(self._read_range, path, start, length)
 
-    async def stat(self, key: str) -> ObjectInfo | None:
-        """Size and mtime of the file, or None."""
-        path = self._path(key)
-        try:
-            st = await _run(path.stat)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StorageError(f"{key}: {exc}") from exc
-        return _info(key, st)
+    async def _stat(self, key: str) -> ObjectInfo:
+        """Size and mtime of the file."""
+        return _info(key, await _run(os.stat, self._file(key)))
 
-    async def delete(self, key: str) -> None:
-        """Unlink the file (no error if absent); empty directories are left for reuse."""
+    async def _delete(self, key: str) -> None:
+        """Unlink the file; empty directories are left for reuse."""
         # Removing now-empty parents would race with a concurrent put into the same directory.
-        path = self._path(key)
-        with _storage_errors(key):
-            await _run(path.unlink, missing_ok=True)
+        await _run(Path(self._file(key)).unlink, missing_ok=True)
 
     # --- listing and health --------------------------------------------------------------------
 

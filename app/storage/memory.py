@@ -14,36 +14,29 @@ import anyio.lowlevel
 from app.storage.base import (
     ObjectInfo,
     ObjectNotFound,
-    StorageError,
-    check_key,
+    ObjectStoreBase,
     check_prefix,
-    check_range,
+    range_stop,
 )
 
 
-class MemoryStore:
+class MemoryStore(ObjectStoreBase):
     """Dict-backed :class:`~app.storage.base.ObjectStore`."""
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, datetime]] = {}
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
+    async def _put_bytes(self, key: str, data: bytes) -> None:
         """Store a copy of ``data`` under ``key``."""
-        check_key(key)
         self._objects[key] = (bytes(data), datetime.now(UTC))
         await anyio.lowlevel.checkpoint()
 
-    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+    async def _put_file(self, key: str, source: Path, move: bool) -> None:
         """Read the file into memory; with ``move=True`` remove it afterwards."""
-        check_key(key)
-        source = anyio.Path(path)
-        try:
-            data = await source.read_bytes()
-            self._objects[key] = (data, datetime.now(UTC))
-            if move:
-                await source.unlink()
-        except OSError as exc:  # the source is unreadable: the caller's problem, not a 404
-            raise StorageError(f"{key}: {exc}") from exc
+        path = anyio.Path(source)
+        self._objects[key] = (await path.read_bytes(), datetime.now(UTC))
+        if move:
+            await path.unlink()
 
     def _get(self, key: str) -> bytes:
         try:
@@ -51,46 +44,29 @@ class MemoryStore:
         except KeyError:
             raise ObjectNotFound(key) from None
 
-    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Stream the whole object in chunks of at most ``chunk_size``."""
-        return self.open_range(key, 0, None, chunk_size=chunk_size)
-
-    def open_range(
-        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
-    ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)``, clamped to the object's end."""
-        check_key(key)
-        check_range(start, end, chunk_size)
-        return self._stream(key, start, end, chunk_size)
-
     async def _stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
         data = self._get(key)
-        stop = len(data) if end is None else min(end, len(data))
+        stop = range_stop(end, len(data))
         for offset in range(start, stop, chunk_size):
             await anyio.lowlevel.checkpoint()
             yield data[offset : min(offset + chunk_size, stop)]
 
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        """Bytes ``[start, start + length)``, clamped to the object's end."""
-        check_key(key)
-        check_range(start, start + length, 1)
+    async def _get_range(self, key: str, start: int, length: int) -> bytes:
         await anyio.lowlevel.checkpoint()
         return self._get(key)[start : start + length]
 
-    async def stat(self, key: str) -> ObjectInfo | None:
+    async def _stat(self, key: str) -> ObjectInfo | None:
         """Size and time of the last put, or None."""
-        check_key(key)
         await anyio.lowlevel.checkpoint()
         entry = self._objects.get(key)
         if entry is None:
             return None
         return ObjectInfo(key=key, size=len(entry[0]), modified=entry[1])
 
-    async def delete(self, key: str) -> None:
+    async def _delete(self, key: str) -> None:
         """Forget the object (no error if absent)."""
-        check_key(key)
         self._objects.pop(key, None)
         await anyio.lowlevel.checkpoint()
 

@@ -11,23 +11,16 @@ an ``obstore.exceptions.BaseError``. Both are translated to this package's error
 """
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store as _S3
 
-from app.storage.base import (
-    ObjectInfo,
-    ObjectNotFound,
-    StorageError,
-    check_key,
-    check_prefix,
-    check_range,
-)
+from app.storage.base import ObjectInfo, ObjectStoreBase, StorageError, check_prefix
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
@@ -35,16 +28,6 @@ if TYPE_CHECKING:
 
 # obstore's own default part size; files above it go up as multipart uploads.
 _PART_SIZE = 5 * 1024 * 1024
-
-
-@contextlib.contextmanager
-def _storage_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError as exc:
-        raise ObjectNotFound(what) from exc
-    except (ObstoreError, OSError) as exc:
-        raise StorageError(f"{what}: {exc}") from exc
 
 
 async def _rechunk(stream: AsyncIterator[bytes], chunk_size: int) -> AsyncIterator[bytes]:
@@ -62,8 +45,10 @@ async def _rechunk(stream: AsyncIterator[bytes], chunk_size: int) -> AsyncIterat
         yield bytes(buf)
 
 
-class S3Store:
+class S3Store(ObjectStoreBase):
     """:class:`~app.storage.base.ObjectStore` on an S3 bucket; keys live under ``prefix/``."""
+
+    _failures: ClassVar[tuple[type[Exception], ...]] = (ObstoreError, OSError)
 
     def __init__(
         self,
@@ -96,39 +81,17 @@ class S3Store:
 
     # --- writing -------------------------------------------------------------------------------
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
+    async def _put_bytes(self, key: str, data: bytes) -> None:
         """One PUT (multipart above 5 MiB); visible atomically once it returns."""
-        check_key(key)
-        with _storage_errors(key):
-            await obstore.put_async(self._store, key, data)
+        await obstore.put_async(self._store, key, data)
 
-    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+    async def _put_file(self, key: str, source: Path, move: bool) -> None:
         """Stream the file up (multipart above 5 MiB); with ``move=True`` remove it after."""
-        check_key(key)
-        source = Path(path)
-        try:
-            await obstore.put_async(self._store, key, source, chunk_size=_PART_SIZE)
-        except FileNotFoundError as exc:
-            # The *source* is missing (a missing key cannot make a PUT fail): caller's bug.
-            raise StorageError(f"{key}: {exc}") from exc
-        except (ObstoreError, OSError) as exc:
-            raise StorageError(f"{key}: {exc}") from exc
+        await obstore.put_async(self._store, key, source, chunk_size=_PART_SIZE)
         if move:
             await anyio.Path(source).unlink(missing_ok=True)
 
     # --- reading -------------------------------------------------------------------------------
-
-    def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Stream the whole object in chunks of at most ``chunk_size``."""
-        return self.open_range(key, 0, None, chunk_size=chunk_size)
-
-    def open_range(
-        self, key: str, start: int, end: int | None = None, *, chunk_size: int = 1 << 20
-    ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` with one ranged GET, clamped to the object's end."""
-        check_key(key)
-        check_range(start, end, chunk_size)
-        return self._stream(key, start, end, chunk_size)
 
     async def _empty_range(self, key: str, start: int, error: Exception | None) -> None:
         """A range GET failed or was empty: fine if the object exists and ends before ``start``.
@@ -136,7 +99,7 @@ class S3Store:
         S3 answers 416 for a range starting at or after the end; we clamp like a slice instead.
         The HEAD costs a round trip only on this rare path.
         """
-        with _storage_errors(key):
+        with self._errors(key):
             meta = await obstore.head_async(self._store, key)
         if start < meta["size"] and error is not None:
             raise StorageError(f"{key}: {error}") from error
@@ -144,64 +107,51 @@ class S3Store:
     async def _stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
+        """One ranged GET, clamped to the object's end."""
         if end == start:
             await self._empty_range(key, start, None)
             return
         options: obstore.GetOptions = {
             "range": {"offset": start} if end is None else (start, end),
         }
-        try:
-            result = await obstore.get_async(self._store, key, options=options)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(key) from exc
-        except ObstoreError as exc:
-            await self._empty_range(key, start, exc)
-            return
+        with self._errors(key):
+            try:
+                result = await obstore.get_async(self._store, key, options=options)
+            except ObstoreError as exc:
+                await self._empty_range(key, start, exc)
+                return
         first, stop = result.range
         if stop - first <= chunk_size:
             # one chunk in all (most instances): collected in one call, no re-chunking copies
-            with _storage_errors(key):
+            with self._errors(key):
                 data = (await result.bytes_async()).to_bytes()
             if data:
                 yield data
             return
-        with _storage_errors(key):
+        with self._errors(key):
             # min_chunk_size makes obstore coalesce network reads; _rechunk caps them.
             async for chunk in _rechunk(result.stream(min_chunk_size=chunk_size), chunk_size):
                 yield chunk
 
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        """Bytes ``[start, start + length)`` in one ranged GET, clamped to the object's end."""
-        check_key(key)
-        check_range(start, start + length, 1)
+    async def _get_range(self, key: str, start: int, length: int) -> bytes:
+        """One ranged GET."""
         if length == 0:
             await self._empty_range(key, start, None)
             return b""
         try:
             data = await obstore.get_range_async(self._store, key, start=start, length=length)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(key) from exc
         except ObstoreError as exc:
             await self._empty_range(key, start, exc)
             return b""
         return data.to_bytes()
 
-    async def stat(self, key: str) -> ObjectInfo | None:
-        """One HEAD request; None if the key does not exist."""
-        check_key(key)
-        try:
-            meta = await obstore.head_async(self._store, key)
-        except FileNotFoundError:
-            return None
-        except ObstoreError as exc:
-            raise StorageError(f"{key}: {exc}") from exc
-        return _info(meta)
+    async def _stat(self, key: str) -> ObjectInfo:
+        """One HEAD request."""
+        return _info(await obstore.head_async(self._store, key))
 
-    async def delete(self, key: str) -> None:
+    async def _delete(self, key: str) -> None:
         """One DELETE; S3 does not mind a missing key."""
-        check_key(key)
-        with contextlib.suppress(ObjectNotFound), _storage_errors(key):
-            await obstore.delete_async(self._store, key)
+        await obstore.delete_async(self._store, key)
 
     # --- listing and health --------------------------------------------------------------------
 
@@ -211,7 +161,7 @@ class S3Store:
         # obstore matches prefixes by whole path segments; list the enclosing "directory" and
         # filter, so that "dicom/ab" finds "dicom/abc/..." as a plain string prefix would.
         base = prefix.rpartition("/")[0] or None
-        with _storage_errors(f"listing {prefix or '/'}"):
+        with self._errors(f"listing {prefix or '/'}"):
             async for page in obstore.list(self._store, base, chunk_size=1000):
                 for meta in page:
                     if meta["path"].startswith(prefix):
@@ -219,7 +169,7 @@ class S3Store:
 
     async def check(self) -> None:
         """One LIST request for at most one key: the bucket exists and our credentials work."""
-        with _storage_errors(f"bucket {self.bucket}"):
+        with self._errors(f"bucket {self.bucket}"):
             stream = obstore.list(self._store, None, chunk_size=1)
             with contextlib.suppress(StopAsyncIteration):
                 await anext(stream)
