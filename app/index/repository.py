@@ -8,13 +8,15 @@ short and two transactions never wait on each other in a cycle. The repository n
 service that owns the transaction does.
 """
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.dicom.instance import ParsedInstance, SeriesFields, StudyFields
 from app.dicom.text import normalize_pn
@@ -61,6 +63,13 @@ class SeriesRow:
     id: int
     study_id: int
     created: bool
+
+
+_Known = TypeVar("_Known")
+_Row = TypeVar("_Row")
+#: per UID: the read-back column's value a created row gets, and its insert values (built only
+#: for a row really missing)
+_Wanted = dict[str, tuple[_Known, Callable[[], dict[str, Any]]]]
 
 
 def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -126,32 +135,15 @@ class InstanceIndex:
     ) -> dict[str, StudyRow]:
         """The rows of the given studies (keyed by UID), creating the missing ones.
 
-        One look-up, one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` in UID order, and a
-        second look-up only for rows another transaction created meanwhile.
+        A returned ``patient_id`` that differs from the one asked for means the study is
+        already held under another PatientID (STOW-10).
         """
-        wanted: dict[str, tuple[StudyFields, bytes]] = {}
+        wanted: _Wanted[str | None] = {}
         for fields, attrs_json in items:
-            wanted.setdefault(fields.study_uid, (fields, attrs_json))
-        query = select(Study.study_uid, Study.id, Study.patient_id)
-        rows = {
-            r.study_uid: StudyRow(r.id, r.patient_id, False)
-            for r in await self._conn.execute(query.where(Study.study_uid.in_(sorted(wanted))))
-        }
-        missing = sorted(uid for uid in wanted if uid not in rows)
-        if missing:
-            stmt = (
-                _insert(self._conn, Study)
-                .on_conflict_do_nothing(index_elements=["study_uid"])
-                .returning(Study.study_uid, Study.id)
-            )
-            values = [_study_values(*wanted[uid]) for uid in missing]
-            for new in await self._conn.execute(stmt, values):
-                rows[new.study_uid] = StudyRow(new.id, wanted[new.study_uid][0].patient_id, True)
-            raced = [uid for uid in missing if uid not in rows]
-            if raced:
-                for r in await self._conn.execute(query.where(Study.study_uid.in_(raced))):
-                    rows[r.study_uid] = StudyRow(r.id, r.patient_id, False)
-        return rows
+            if fields.study_uid not in wanted:
+                values = partial(_study_values, fields, attrs_json)
+                wanted[fields.study_uid] = (fields.patient_id, values)
+        return await self._get_or_insert(Study, Study.study_uid, Study.patient_id, wanted, StudyRow)
 
     async def ensure_series(
         self, items: Iterable[tuple[SeriesFields, int, bytes]]
@@ -161,28 +153,48 @@ class InstanceIndex:
         A returned ``study_id`` that differs from the one asked for means the series is already
         filed under another study (STOW-10).
         """
-        wanted: dict[str, tuple[SeriesFields, int, bytes]] = {}
+        wanted: _Wanted[int] = {}
         for fields, study_id, attrs_json in items:
-            wanted.setdefault(fields.series_uid, (fields, study_id, attrs_json))
-        query = select(Series.series_uid, Series.id, Series.study_id)
+            if fields.series_uid not in wanted:
+                values = partial(_series_values, fields, study_id, attrs_json)
+                wanted[fields.series_uid] = (study_id, values)
+        return await self._get_or_insert(
+            Series, Series.series_uid, Series.study_id, wanted, SeriesRow
+        )
+
+    async def _get_or_insert(
+        self,
+        model: type[Study] | type[Series],
+        uid: InstrumentedAttribute[str],
+        known: InstrumentedAttribute[_Known],
+        wanted: _Wanted[_Known],
+        row: Callable[[int, _Known, bool], _Row],
+    ) -> dict[str, _Row]:
+        """``row(id, known, created)`` for each UID of ``wanted``, inserting the missing rows.
+
+        One look-up, one multi-row ``INSERT ... ON CONFLICT DO NOTHING`` in UID order, and a
+        second look-up only for rows another transaction created meanwhile; ``known`` is the
+        column read back with the id (a created row's is the one it was created with).
+        """
+        query = select(uid, model.id, known)
         rows = {
-            r.series_uid: SeriesRow(r.id, r.study_id, False)
-            for r in await self._conn.execute(query.where(Series.series_uid.in_(sorted(wanted))))
+            r[0]: row(r[1], r[2], False)
+            for r in await self._conn.execute(query.where(uid.in_(sorted(wanted))))
         }
-        missing = sorted(uid for uid in wanted if uid not in rows)
+        missing = sorted(key for key in wanted if key not in rows)
         if missing:
             stmt = (
-                _insert(self._conn, Series)
-                .on_conflict_do_nothing(index_elements=["series_uid"])
-                .returning(Series.series_uid, Series.id)
+                _insert(self._conn, model)
+                .on_conflict_do_nothing(index_elements=[uid.key])
+                .returning(uid, model.id)
             )
-            values = [_series_values(*wanted[uid]) for uid in missing]
-            for new in await self._conn.execute(stmt, values):
-                rows[new.series_uid] = SeriesRow(new.id, wanted[new.series_uid][1], True)
-            raced = [uid for uid in missing if uid not in rows]
+            values = [wanted[key][1]() for key in missing]
+            for new_uid, new_id in await self._conn.execute(stmt, values):
+                rows[new_uid] = row(new_id, wanted[new_uid][0], True)
+            raced = [key for key in missing if key not in rows]
             if raced:
-                for r in await self._conn.execute(query.where(Series.series_uid.in_(raced))):
-                    rows[r.series_uid] = SeriesRow(r.id, r.study_id, False)
+                for r in await self._conn.execute(query.where(uid.in_(raced))):
+                    rows[r[0]] = row(r[1], r[2], False)
         return rows
 
     async def insert_instances(self, rows: Sequence[tuple[NewInstance, int, int]]) -> set[str]:
