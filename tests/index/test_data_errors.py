@@ -1,25 +1,10 @@
 """Which database errors a written value causes (``app.index.db.is_data_error``), on both."""
 
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 from sqlalchemy import text
 
 from app.index.db import Database, is_data_error
-from tests.conftest import truncate
 
 _STUDY = "INSERT INTO study (study_uid, {column}, attrs_json) VALUES (:uid, :value, '')"
-
-
-@pytest_asyncio.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await truncate(database)
-    try:
-        yield database
-    finally:
-        await truncate(database)
-        await database.close()
 
 
 async def _error(db: Database, sql: str, **values: object) -> BaseException | None:

@@ -4,26 +4,12 @@ meanwhile is read back rather than duplicated or refused."""
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from sqlalchemy import text
 
 from app.dicom.instance import SeriesFields, StudyFields
 from app.index.db import Database
 from app.index.repository import InstanceIndex, SeriesRow, StudyRow
-from tests.conftest import truncate
-
-
-@pytest_asyncio.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await truncate(database)
-    try:
-        yield database
-    finally:
-        await truncate(database)
-        await database.close()
 
 
 async def test_rows_are_created_once_then_read_back(db: Database) -> None:
