@@ -39,6 +39,29 @@ def _connections(server: Server, n: int) -> Iterator[list[http.client.HTTPConnec
             conn.close()
 
 
+@contextmanager
+def _one_per_worker(server: Server, n: int = 2) -> Iterator[list[http.client.HTTPConnection]]:
+    """An open keep-alive connection on each of ``n`` workers: the kernel, not us, picks a new
+    connection's worker, so connections are opened (at most 40) until every worker holds one."""
+    held: dict[str, http.client.HTTPConnection] = {}
+    spare: list[http.client.HTTPConnection] = []
+    try:
+        for _ in range(40):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            worker = _worker_of(conn)
+            if worker in held:
+                spare.append(conn)
+            else:
+                held[worker] = conn
+            if len(held) == n:
+                break
+        assert len(held) == n, f"40 connections reached {len(held)} of {n} workers"
+        yield list(held.values())
+    finally:
+        for conn in [*held.values(), *spare]:
+            conn.close()
+
+
 def _workers(server: Server) -> list[psutil.Process]:
     """The worker processes: gunicorn's children, once the migrations' process has ended."""
     workers = []
@@ -133,7 +156,7 @@ def test_sigterm_stops_parent_and_workers(fresh_database_url: str, tmp_path: Pat
     with running_server(env, args=["--workers", "2"]) as server:
         workers = _workers(server)
         _all_serving(server)
-        with _connections(server, 2) as conns:
+        with _one_per_worker(server) as conns:
             assert len({_worker_of(c) for c in conns}) == 2
             server.process.send_signal(signal.SIGTERM)
             assert server.process.wait(timeout=30) == 0
