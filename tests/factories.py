@@ -1,4 +1,8 @@
-"""Test data: valid DICOM instances built with pydicom, and multipart bodies."""
+"""Test data: valid DICOM data sets and PS3.10 files built with pydicom, and STOW-RS bodies.
+
+The one place tests build DICOM instances by hand: the pure ``app.dicom`` tests and the HTTP
+tests alike.
+"""
 
 import io
 from collections.abc import Sequence
@@ -9,14 +13,24 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     generate_uid,
 )
 
 
-def make_dataset(*, rows: int = 8, columns: int = 8, frames: int = 1, **overrides: Any) -> Dataset:
-    """A small valid CT image (EVRLE) with fresh UIDs; keywords in ``overrides`` replace values."""
+def make_dataset(
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    *,
+    rows: int = 8,
+    columns: int = 8,
+    frames: int = 1,
+    **overrides: Any,
+) -> Dataset:
+    """A small valid CT image with File Meta and fresh UIDs, its File Meta naming
+    ``transfer_syntax`` (the pixels are native: a test of an encapsulated syntax sets its own
+    Pixel Data). Keywords in ``overrides`` replace values; ``None`` deletes the element."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = CTImageStorage
@@ -49,17 +63,22 @@ def make_dataset(*, rows: int = 8, columns: int = 8, frames: int = 1, **override
     )
     ds.PixelData = pixels.tobytes()
     for keyword, value in overrides.items():
-        setattr(ds, keyword, value)
+        if value is not None:
+            setattr(ds, keyword, value)
+        elif keyword in ds:
+            delattr(ds, keyword)
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # File Meta needs both UIDs even when a test has deleted them from the data set
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", CTImageStorage)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", generate_uid())
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return ds
 
 
 def to_bytes(ds: Dataset) -> bytes:
-    """The PS3.10 file (preamble, DICM, file meta, dataset) of ``ds``."""
+    """The PS3.10 file (preamble, DICM, File Meta, data set) of ``ds``, in its File Meta's
+    transfer syntax."""
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -15,8 +15,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.dicom.parse import parse_instance
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources, TransferSyntaxNotSupported
-from tests.corpus import corpus
-from tests.dicom.factories import corpus_path, make_dataset, to_bytes
+from tests.corpus import corpus, corpus_path
+from tests.factories import make_dataset, to_bytes
 
 CORPUS = [str(f) for f in corpus()]
 
@@ -46,6 +46,9 @@ def test_fields_and_level_json() -> None:
     item.ScheduledProcedureStepID = "SPS1"
     item.RequestedProcedureID = "RP1"
     ds = make_dataset(
+        rows=2,
+        columns=2,
+        InstanceNumber="7",
         SpecificCharacterSet=["", "ISO 2022 IR 87"],
         PatientName="Yamada^Tarou",
         PatientBirthDate="19700101",
@@ -203,7 +206,7 @@ def test_implicit_vr_file() -> None:
 
 
 def test_file_object_at_offset() -> None:
-    data = to_bytes(make_dataset())
+    data = to_bytes(make_dataset(rows=2, columns=2, PixelData=bytes(range(8))))
     fp = io.BytesIO(b"JUNK" + data)
     fp.seek(4)
     parsed = parse_instance(fp)
