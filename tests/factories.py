@@ -15,6 +15,7 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
     CTImageStorage,
+    EncapsulatedPDFStorage,
     ExplicitVRLittleEndian,
     generate_uid,
 )
@@ -58,10 +59,11 @@ def make_dataset(
     ds.PixelRepresentation = 0
     if frames > 1:
         ds.NumberOfFrames = frames
-    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) % 4096).reshape(
-        (frames, rows, columns) if frames > 1 else (rows, columns)
-    )
-    ds.PixelData = pixels.tobytes()
+    if "PixelData" not in overrides:  # a test's own (or none) may stand for gigabytes of pixels
+        pixels = (np.arange(rows * columns * frames, dtype=np.uint16) % 4096).reshape(
+            (frames, rows, columns) if frames > 1 else (rows, columns)
+        )
+        ds.PixelData = pixels.tobytes()
     for keyword, value in overrides.items():
         if value is not None:
             setattr(ds, keyword, value)
@@ -74,6 +76,44 @@ def make_dataset(
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return ds
+
+
+#: what an image has and a document does not
+IMAGE_KEYWORDS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PixelData",
+)
+
+
+def make_pdf_dataset(document: bytes, **overrides: Any) -> Dataset:
+    """An Encapsulated PDF instance of ``document`` (pydicom pads an odd length on writing), with
+    no image attributes; ``overrides`` as in :func:`make_dataset`."""
+    no_image: dict[str, Any] = dict.fromkeys(IMAGE_KEYWORDS)  # None deletes
+    values: dict[str, Any] = {
+        **no_image,
+        "SOPClassUID": EncapsulatedPDFStorage,
+        "Modality": "DOC",
+        "MIMETypeOfEncapsulatedDocument": "application/pdf",
+        "EncapsulatedDocument": document,
+        **overrides,
+    }
+    return make_dataset(**values)
+
+
+def streamed_head(length: int, **overrides: Any) -> bytes:
+    """``make_dataset(**overrides)`` as a PS3.10 file without its Pixel Data, followed by the
+    header of a Pixel Data element of ``length`` bytes (OW, Explicit VR Little Endian): what a
+    test sends before the pixels it generates on the fly, never holding an instance whole."""
+    head = to_bytes(make_dataset(PixelData=None, **overrides))
+    # (7FE0,0010) OW: tag, VR, 2 reserved bytes, 4-byte length
+    return head + b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little")
 
 
 def to_bytes(ds: Dataset) -> bytes:

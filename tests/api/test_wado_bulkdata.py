@@ -6,10 +6,17 @@ from pathlib import Path
 import httpx
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from tests.corpus import corpus_path
-from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
+from tests.factories import (
+    make_dataset,
+    make_instance,
+    make_pdf_dataset,
+    multipart,
+    stow_headers,
+    to_bytes,
+)
 from tests.multipart import parse_multipart
 
 ROOT = "/dicom-web"
@@ -121,24 +128,7 @@ async def test_encapsulated_pixel_data(client: httpx.AsyncClient) -> None:
 
 
 def _pdf_instance() -> bytes:
-    ds = make_dataset(SOPClassUID=EncapsulatedPDFStorage, Modality="DOC")
-    for keyword in (
-        "Rows",
-        "Columns",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelRepresentation",
-        "PixelData",
-    ):
-        delattr(ds, keyword)
-    ds.file_meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.DocumentTitle = "report"
-    ds.EncapsulatedDocument = PDF + b"\0" * (len(PDF) % 2)
-    return to_bytes(ds)
+    return to_bytes(make_pdf_dataset(PDF, DocumentTitle="report"))
 
 
 async def test_encapsulated_document(client: httpx.AsyncClient) -> None:

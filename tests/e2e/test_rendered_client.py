@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmread
 
-from tests.api.test_rendered import reference_gray
 from tests.corpus import corpus_path
 from tests.e2e.server import DicomwebServer
+from tests.reference_render import reference_gray
 
 
 def test_rendered_with_dicomweb_client(dicomweb_server: DicomwebServer) -> None:
