@@ -1,4 +1,8 @@
-"""Test data: valid DICOM instances built with pydicom, and multipart bodies."""
+"""Test data: valid DICOM data sets and PS3.10 files built with pydicom, and STOW-RS bodies.
+
+The one place tests build DICOM instances by hand: the pure ``app.dicom`` tests and the HTTP
+tests alike.
+"""
 
 import io
 from collections.abc import Sequence
@@ -9,14 +13,25 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
+    EncapsulatedPDFStorage,
     ExplicitVRLittleEndian,
     generate_uid,
 )
 
 
-def make_dataset(*, rows: int = 8, columns: int = 8, frames: int = 1, **overrides: Any) -> Dataset:
-    """A small valid CT image (EVRLE) with fresh UIDs; keywords in ``overrides`` replace values."""
+def make_dataset(
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    *,
+    rows: int = 8,
+    columns: int = 8,
+    frames: int = 1,
+    **overrides: Any,
+) -> Dataset:
+    """A small valid CT image with File Meta and fresh UIDs, its File Meta naming
+    ``transfer_syntax`` (the pixels are native: a test of an encapsulated syntax sets its own
+    Pixel Data). Keywords in ``overrides`` replace values; ``None`` deletes the element."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = CTImageStorage
@@ -44,22 +59,66 @@ def make_dataset(*, rows: int = 8, columns: int = 8, frames: int = 1, **override
     ds.PixelRepresentation = 0
     if frames > 1:
         ds.NumberOfFrames = frames
-    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) % 4096).reshape(
-        (frames, rows, columns) if frames > 1 else (rows, columns)
-    )
-    ds.PixelData = pixels.tobytes()
+    if "PixelData" not in overrides:  # a test's own (or none) may stand for gigabytes of pixels
+        pixels = (np.arange(rows * columns * frames, dtype=np.uint16) % 4096).reshape(
+            (frames, rows, columns) if frames > 1 else (rows, columns)
+        )
+        ds.PixelData = pixels.tobytes()
     for keyword, value in overrides.items():
-        setattr(ds, keyword, value)
+        if value is not None:
+            setattr(ds, keyword, value)
+        elif keyword in ds:
+            delattr(ds, keyword)
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    # File Meta needs both UIDs even when a test has deleted them from the data set
+    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", CTImageStorage)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", generate_uid())
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return ds
 
 
+#: what an image has and a document does not
+IMAGE_KEYWORDS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PixelData",
+)
+
+
+def make_pdf_dataset(document: bytes, **overrides: Any) -> Dataset:
+    """An Encapsulated PDF instance of ``document`` (pydicom pads an odd length on writing), with
+    no image attributes; ``overrides`` as in :func:`make_dataset`."""
+    no_image: dict[str, Any] = dict.fromkeys(IMAGE_KEYWORDS)  # None deletes
+    values: dict[str, Any] = {
+        **no_image,
+        "SOPClassUID": EncapsulatedPDFStorage,
+        "Modality": "DOC",
+        "MIMETypeOfEncapsulatedDocument": "application/pdf",
+        "EncapsulatedDocument": document,
+        **overrides,
+    }
+    return make_dataset(**values)
+
+
+def streamed_head(length: int, **overrides: Any) -> bytes:
+    """``make_dataset(**overrides)`` as a PS3.10 file without its Pixel Data, followed by the
+    header of a Pixel Data element of ``length`` bytes (OW, Explicit VR Little Endian): what a
+    test sends before the pixels it generates on the fly, never holding an instance whole."""
+    head = to_bytes(make_dataset(PixelData=None, **overrides))
+    # (7FE0,0010) OW: tag, VR, 2 reserved bytes, 4-byte length
+    return head + b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little")
+
+
 def to_bytes(ds: Dataset) -> bytes:
-    """The PS3.10 file (preamble, DICM, file meta, dataset) of ``ds``."""
+    """The PS3.10 file (preamble, DICM, File Meta, data set) of ``ds``, in its File Meta's
+    transfer syntax."""
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -11,7 +11,6 @@ generated in chunks; nothing is held whole in memory on the client either), stre
 
 import argparse
 import contextlib
-import io
 import threading
 import time
 import uuid
@@ -20,9 +19,9 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import psutil
-from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
+
+from tests.factories import streamed_head
 
 BOUNDARY = f"big-{uuid.uuid4().hex}"
 CHUNK = 1 << 20
@@ -32,25 +31,22 @@ def header(study: str, series: str, pixel_bytes: int, index: int) -> tuple[bytes
     """The PS3.10 header of one instance, up to and including the PixelData element header."""
     side = int((pixel_bytes // 2) ** 0.5)
     frames = pixel_bytes // (side * side * 2)
-    ds = Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientID, ds.PatientName, ds.Modality = "BIG-1", "Big^Study", "CT"
-    ds.InstanceNumber, ds.SeriesNumber = index + 1, 1
-    ds.Rows = ds.Columns = side
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
     length = frames * side * side * 2
-    # (7FE0,0010) OW, explicit VR little endian: tag, VR, 2 reserved bytes, 4-byte length
-    element = b"\xe0\x7f\x10\x00OW\x00\x00" + length.to_bytes(4, "little")
-    return buffer.getvalue() + element, length
+    head = streamed_head(
+        length,
+        rows=side,
+        columns=side,
+        frames=frames,
+        StudyInstanceUID=study,
+        SeriesInstanceUID=series,
+        PatientID="BIG-1",
+        PatientName="Big^Study",
+        SeriesNumber=1,
+        InstanceNumber=index + 1,
+        BitsStored=16,
+        HighBit=15,
+    )
+    return head, length
 
 
 def body(parts: int, part_bytes: int) -> Iterator[bytes]:

@@ -18,7 +18,7 @@ from app.config import Limits
 from app.index.models import Instance
 from app.services.container import Services
 from tests import bombs
-from tests.api.test_rendered import Obj, store
+from tests.api.stored import Obj, store, wado_uri_query
 from tests.conftest import app_client, make_settings
 from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
 
@@ -42,16 +42,6 @@ async def app(database_url: str, tmp_path: object) -> AsyncIterator[Client]:
     settings = make_settings(database_url, tmp_path / "data", limits=LIMITS)  # type: ignore[operator]
     async with app_client(settings) as pair:
         yield pair
-
-
-def _wado_uri(obj: Obj, **extra: str) -> dict[str, str]:
-    return {
-        "requestType": "WADO",
-        "studyUID": obj.study,
-        "seriesUID": obj.series,
-        "objectUID": str(obj.ds.SOPInstanceUID),
-        **extra,
-    }
 
 
 def _refused(response: httpx.Response, status: int, *words: str) -> None:
@@ -83,8 +73,8 @@ async def test_compressed_bombs_are_refused_on_every_decoding_route(app: Client,
     _refused(await http.get(f"{url}/rendered"), 413)
     _refused(await http.get(f"{url}/thumbnail"), 413)
     wado = "/dicom-web/wado"
-    _refused(await http.get(wado, params=_wado_uri(obj, contentType="image/jpeg")), 413)
-    params = _wado_uri(obj, contentType="application/dicom", transferSyntax=EVRLE)
+    _refused(await http.get(wado, params=wado_uri_query(obj, contentType="image/jpeg")), 413)
+    params = wado_uri_query(obj, contentType="application/dicom", transferSyntax=EVRLE)
     _refused(await http.get(wado, params=params), 406, "stored transfer syntax")
     _refused(await http.get(url, headers={"Accept": TRANSCODED}), 406)
 

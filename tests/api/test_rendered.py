@@ -6,59 +6,25 @@ PS3.3 C.11 independently of :mod:`app.dicom.render`: PNG exactly, JPEG within a 
 
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 import pytest
 from PIL import GifImagePlugin, Image
 from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
-from pydicom.multival import MultiValue
-from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
+from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from app.config import RenderSettings
 from app.services.container import Services
+from tests.api.stored import ROOT, store
 from tests.conftest import app_client, make_settings
 from tests.corpus import corpus_path
-from tests.factories import make_dataset, multipart, stow_headers, to_bytes
+from tests.factories import make_dataset, make_pdf_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import parse_multipart
-
-ROOT = "/dicom-web"
-Array = npt.NDArray[Any]
-
-
-@dataclass
-class Obj:
-    """A stored instance: its URL (without /rendered) and its dataset."""
-
-    url: str
-    ds: Dataset
-
-    @property
-    def study(self) -> str:
-        return str(self.ds.StudyInstanceUID)
-
-    @property
-    def series(self) -> str:
-        return str(self.ds.SeriesInstanceUID)
-
-
-async def store(client: httpx.AsyncClient, raw: bytes) -> Obj:
-    response = await client.post(
-        f"{ROOT}/studies", content=multipart([raw]), headers=stow_headers()
-    )
-    assert response.status_code == 200, response.text
-    ds = dcmread(io.BytesIO(raw))
-    url = (
-        f"{ROOT}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-        f"/instances/{ds.SOPInstanceUID}"
-    )
-    return Obj(url, ds)
+from tests.reference_render import assert_jpeg, assert_png, decoded, reference_gray, voi
 
 
 def with_meta(path: Path) -> bytes:
@@ -72,64 +38,6 @@ def with_meta(path: Path) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
-
-
-# --- the reference rendering (PS3.3 C.11.1, C.11.2.1.2.1, C.11.2.1.3.1-2) ---
-
-
-def voi(x: Array, center: float, width: float, function: str) -> Array:
-    if function == "linear":
-        y = ((x - (center - 0.5)) / (width - 1) + 0.5) * 255
-        y[x <= center - 0.5 - (width - 1) / 2] = 0
-        y[x > center - 0.5 + (width - 1) / 2] = 255
-    elif function == "linear-exact":
-        y = ((x - center) / width + 0.5) * 255
-        y[x <= center - width / 2] = 0
-        y[x > center + width / 2] = 255
-    else:
-        y = 255 / (1 + np.exp(-4 * (x - center) / width))
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
-
-
-def reference_gray(
-    ds: Dataset, frame: int = 0, window: tuple[float, float, str] | None = None
-) -> Array:
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    pixels = ds.pixel_array[frame] if frames > 1 else ds.pixel_array
-    x = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-    if window is None and "WindowCenter" in ds:
-        center, width = ds.WindowCenter, ds.WindowWidth
-        c = float(center[0] if isinstance(center, MultiValue) else center)
-        w = float(width[0] if isinstance(width, MultiValue) else width)
-        window = (c, w, str(ds.get("VOILUTFunction", "LINEAR")).lower().replace("_", "-"))
-    if window is not None:
-        out = voi(x, *window)
-    else:
-        out = np.clip(np.rint((x - x.min()) / (x.max() - x.min()) * 255), 0, 255).astype(np.uint8)
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        out = 255 - out
-    return out
-
-
-def decoded(response: httpx.Response) -> Array:
-    return np.asarray(Image.open(io.BytesIO(response.content)))
-
-
-def assert_png(response: httpx.Response, expected: Array) -> None:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    image = decoded(response)
-    assert image.shape == expected.shape
-    assert np.array_equal(image, expected)
-
-
-def assert_jpeg(response: httpx.Response, expected: Array, tolerance: float = 4.0) -> None:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/jpeg"
-    assert response.content[:2] == b"\xff\xd8"
-    image = decoded(response)
-    assert image.shape == expected.shape
-    assert float(np.abs(image.astype(float) - expected.astype(float)).mean()) < tolerance
 
 
 PNG = {"Accept": "image/png"}
@@ -399,27 +307,8 @@ def sr_bytes() -> bytes:
 
 
 def pdf_dataset() -> Dataset:
-    ds = make_dataset()
-    for keyword in (
-        "Rows",
-        "Columns",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelRepresentation",
-        "PixelData",
-    ):
-        delattr(ds, keyword)
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.Modality = "DOC"
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     document = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF"
-    ds.EncapsulatedDocument = document + b"\0"
-    ds.EncapsulatedDocumentLength = len(document)
-    return ds
+    return make_pdf_dataset(document + b"\0", EncapsulatedDocumentLength=len(document))
 
 
 async def test_sr_and_pdf(client: httpx.AsyncClient) -> None:

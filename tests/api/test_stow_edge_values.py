@@ -10,7 +10,6 @@ import httpx
 import orjson
 import pytest
 
-from app.dicom.parse import parse_instance
 from tests.corpus_edge import EDGES, TWIN_A, Edge
 from tests.factories import make_instance, multipart, stow_headers, to_bytes
 
@@ -87,17 +86,3 @@ async def test_searches_near_the_edges_find_nothing_else(client: httpx.AsyncClie
     assert len(await _found(client, "/instances", {"InstanceNumber": "2147483647"})) == 1
     assert len(await _found(client, "/series", {"SeriesNumber": "-2147483648"})) == 1
     assert len(await _found(client, "/instances", {"InstanceNumber": "999999999999"})) == 0
-
-
-def test_the_index_fields_of_the_edges() -> None:
-    """What the index is given: text without NUL, integers within 64 bits, dates parsed."""
-    fields = {edge.name: parse_instance(to_bytes(edge.build())) for edge in EDGES}
-    assert fields["NUL in PatientName"].study.patient_name == "Nul\ufffd^Jane"
-    assert fields["NUL in PatientID"].study.patient_id == "P\ufffdID"
-    assert fields["IS given as FD beyond 64 bits"].instance.instance_number is None
-    assert fields["US made UL by its explicit VR"].instance.rows == 4_000_000_000
-    assert fields["long TimezoneOffsetFromUTC"].study.timezone_offset is None
-    assert fields["StudyDate that is no date"].study.study_date is None
-    assert str(fields["ACR-NEMA StudyDate, year 1 and year 9999"].study.patient_birth_date) == (
-        "0001-01-01"
-    )

@@ -28,11 +28,15 @@ CLIENT_BASE = "https://client.example/instances/1"
 JSON_TYPE = f'multipart/related; type="application/dicom+json"; boundary={BOUNDARY}'
 
 
-def _body(metadata: Sequence[Any], bulk: Sequence[tuple[str, str, bytes]]) -> bytes:
-    """The JSON part first, then one part per ``(content type, location, bytes)``."""
+Bulk = Sequence[tuple[str, str, bytes]]  # (content type, location, bytes) of each bulk part
+
+
+def _related(metadata_type: str, documents: Sequence[bytes], bulk: Bulk) -> bytes:
+    """One ``metadata_type`` part per document, then the bulk parts with their locations."""
     out = bytearray()
-    out += f"--{BOUNDARY}\r\nContent-Type: application/dicom+json\r\n\r\n".encode()
-    out += orjson.dumps(list(metadata)) + b"\r\n"
+    for document in documents:
+        out += f"--{BOUNDARY}\r\nContent-Type: {metadata_type}\r\n\r\n".encode()
+        out += document + b"\r\n"
     for content_type, location, data in bulk:
         out += (
             f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Location: {location}\r\n\r\n"
@@ -40,6 +44,11 @@ def _body(metadata: Sequence[Any], bulk: Sequence[tuple[str, str, bytes]]) -> by
         out += data + b"\r\n"
     out += f"--{BOUNDARY}--\r\n".encode()
     return bytes(out)
+
+
+def _body(metadata: Sequence[Any], bulk: Bulk) -> bytes:
+    """The JSON part first, then one part per ``(content type, location, bytes)``."""
+    return _related("application/dicom+json", [orjson.dumps(list(metadata))], bulk)
 
 
 def _metadata(ds: Dataset, base: str = CLIENT_BASE) -> dict[str, Any]:
@@ -227,19 +236,9 @@ async def test_malformed_requests(client: httpx.AsyncClient) -> None:
 XML_TYPE = f'multipart/related; type="application/dicom+xml"; boundary={BOUNDARY}'
 
 
-def _xml_body(documents: Sequence[bytes], bulk: Sequence[tuple[str, str, bytes]]) -> bytes:
+def _xml_body(documents: Sequence[bytes], bulk: Bulk) -> bytes:
     """One metadata part per document, then the bulk parts."""
-    out = bytearray()
-    for document in documents:
-        out += f"--{BOUNDARY}\r\nContent-Type: application/dicom+xml\r\n\r\n".encode()
-        out += document + b"\r\n"
-    for content_type, location, data in bulk:
-        out += (
-            f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Location: {location}\r\n\r\n"
-        ).encode()
-        out += data + b"\r\n"
-    out += f"--{BOUNDARY}--\r\n".encode()
-    return bytes(out)
+    return _related("application/dicom+xml", documents, bulk)
 
 
 async def test_xml_form(client: httpx.AsyncClient) -> None:

@@ -4,14 +4,19 @@ import io
 from pathlib import Path
 
 import httpx
-from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from tests.corpus import corpus_path
-from tests.e2e.server import free_port, running_server, server_env
-from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
+from tests.factories import (
+    make_dataset,
+    make_instance,
+    make_pdf_dataset,
+    multipart,
+    stow_headers,
+    to_bytes,
+)
 from tests.multipart import parse_multipart
 
 ROOT = "/dicom-web"
@@ -123,24 +128,7 @@ async def test_encapsulated_pixel_data(client: httpx.AsyncClient) -> None:
 
 
 def _pdf_instance() -> bytes:
-    ds = make_dataset(SOPClassUID=EncapsulatedPDFStorage, Modality="DOC")
-    for keyword in (
-        "Rows",
-        "Columns",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelRepresentation",
-        "PixelData",
-    ):
-        delattr(ds, keyword)
-    ds.file_meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.DocumentTitle = "report"
-    ds.EncapsulatedDocument = PDF + b"\0" * (len(PDF) % 2)
-    return to_bytes(ds)
+    return to_bytes(make_pdf_dataset(PDF, DocumentTitle="report"))
 
 
 async def test_encapsulated_document(client: httpx.AsyncClient) -> None:
@@ -196,21 +184,3 @@ async def test_errors(client: httpx.AsyncClient) -> None:
     ):
         response = await client.get(f"{instance}/bulkdata/7FE00010", headers={"Accept": accept})
         assert response.status_code == 406, accept
-
-
-def test_retrieve_bulkdata_with_dicomweb_client(fresh_database_url: str, tmp_path: Path) -> None:
-    """dicomweb-client's ``retrieve_bulkdata`` on a BulkDataURI of a real server process."""
-    port = free_port()
-    # dicomweb-client sends "Host: 127.0.0.1" without the port, so say where we are reached
-    env = server_env(
-        tmp_path / "data",
-        fresh_database_url,
-        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
-    )
-    ds = make_dataset(rows=16, columns=16)
-    with running_server(env, port=port) as server:
-        client = DICOMwebClient(server.dicomweb)
-        client.store_instances([ds])
-        uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
-        metadata = client.retrieve_instance_metadata(*uids)
-        assert client.retrieve_bulkdata(metadata["7FE00010"]["BulkDataURI"]) == [ds.PixelData]

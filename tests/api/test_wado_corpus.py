@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import pack_bits, pixel_array
 
+from tests.api.stored import store
 from tests.corpus import corpus
 from tests.factories import multipart, stow_headers
 from tests.multipart import parse_multipart
@@ -148,16 +149,8 @@ MULTI_FRAME = [
 async def test_multi_frame_frames_equal_pydicom(client: httpx.AsyncClient, name: str) -> None:
     """FRM-03/04/05: each frame, decoded, equals pydicom's decoding of that frame."""
     [path] = [p for p in corpus() if p.name == name]
-    raw = path.read_bytes()
-    response = await client.post(
-        f"{ROOT}/studies", content=multipart([raw]), headers=stow_headers()
-    )
-    assert response.status_code == 200, response.text
-    ds = dcmread(io.BytesIO(raw))
-    url = (
-        f"{ROOT}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-        f"/instances/{ds.SOPInstanceUID}"
-    )
+    stored = await store(client, path.read_bytes())
+    ds, url = stored.ds, stored.url
     count = int(ds.NumberOfFrames)
     # every frame, in reverse order; of the 120-frame ultrasound a sample (decoding is slow)
     asked = list(range(count, 0, -1)) if count <= 10 else [count, count // 2 + 1, 1]

@@ -19,22 +19,13 @@ from pydicom.uid import (
 
 from app.config import RenderSettings
 from app.dicom.anonymize import ACTIONS
-from tests.api.test_rendered import Obj, reference_gray, store
+from tests.api.stored import Obj, store, wado_uri_query
 from tests.conftest import app_client, make_settings
 from tests.corpus import corpus_path
 from tests.factories import make_dataset, to_bytes
+from tests.reference_render import reference_gray
 
 WADO = "/dicom-web/wado"
-
-
-def query(obj: Obj, **extra: str) -> dict[str, str]:
-    return {
-        "requestType": "WADO",
-        "studyUID": obj.study,
-        "seriesUID": obj.series,
-        "objectUID": str(obj.ds.SOPInstanceUID),
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -51,18 +42,18 @@ async def multiframe(client: httpx.AsyncClient) -> Obj:
 
 
 async def test_default_is_jpeg(client: httpx.AsyncClient, ct: Obj) -> None:
-    response = await client.get(WADO, params=query(ct))
+    response = await client.get(WADO, params=wado_uri_query(ct))
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
     assert response.headers["content-location"] == str(response.request.url)
-    star = await client.get(WADO, params=query(ct), headers={"Accept": "*/*"})
+    star = await client.get(WADO, params=wado_uri_query(ct), headers={"Accept": "*/*"})
     assert star.headers["content-type"] == "image/jpeg"
-    alias = await client.get(WADO, params=query(ct, contentType="image/jpg"))
+    alias = await client.get(WADO, params=wado_uri_query(ct, contentType="image/jpg"))
     assert alias.headers["content-type"] == "image/jpeg"
-    png = await client.get(WADO, params=query(ct, contentType="image/png"))
+    png = await client.get(WADO, params=wado_uri_query(ct, contentType="image/png"))
     assert_png = np.asarray(Image.open(io.BytesIO(png.content)))
     assert np.array_equal(assert_png, reference_gray(ct.ds))
-    ordered = await client.get(WADO, params=query(ct, contentType="image/jp2,image/gif"))
+    ordered = await client.get(WADO, params=wado_uri_query(ct, contentType="image/jp2,image/gif"))
     assert ordered.headers["content-type"] == "image/gif"
 
 
@@ -151,7 +142,7 @@ async def test_default_is_jpeg(client: httpx.AsyncClient, ct: Obj) -> None:
 async def test_bad_requests(
     client: httpx.AsyncClient, ct: Obj, change: dict[str, str | None], named: str
 ) -> None:
-    params: dict[str, Any] = query(ct)
+    params: dict[str, Any] = wado_uri_query(ct)
     for key, value in change.items():
         if value is None:
             params.pop(key)
@@ -166,7 +157,7 @@ async def test_bad_requests(
 
 async def test_repeated_parameters_are_400(client: httpx.AsyncClient, ct: Obj) -> None:
     params: list[tuple[str, str | int | float | bool | None]] = [
-        *query(ct).items(),
+        *wado_uri_query(ct).items(),
         ("transferSyntax", str(ExplicitVRLittleEndian)),
     ]
     params += [
@@ -176,29 +167,31 @@ async def test_repeated_parameters_are_400(client: httpx.AsyncClient, ct: Obj) -
     response = await client.get(WADO, params=params)
     assert response.status_code == 400
     assert "transferSyntax" in response.json()["detail"]
-    twice = await client.get(WADO, params=[*query(ct).items(), ("objectUID", "1.2.3")])
+    twice = await client.get(WADO, params=[*wado_uri_query(ct).items(), ("objectUID", "1.2.3")])
     assert twice.status_code == 400
     assert "objectUID" in twice.json()["detail"]
 
 
 async def test_hierarchy_and_406(client: httpx.AsyncClient, ct: Obj) -> None:
-    wrong_series = await client.get(WADO, params=query(ct, seriesUID=str(generate_uid())))
+    wrong_series = await client.get(WADO, params=wado_uri_query(ct, seriesUID=str(generate_uid())))
     assert wrong_series.status_code == 404
     assert wrong_series.headers["content-location"] == str(wrong_series.request.url)
-    wrong_study = await client.get(WADO, params=query(ct, studyUID=str(generate_uid())))
+    wrong_study = await client.get(WADO, params=wado_uri_query(ct, studyUID=str(generate_uid())))
     assert wrong_study.status_code == 404
-    jp2 = await client.get(WADO, params=query(ct, contentType="image/jp2"))
+    jp2 = await client.get(WADO, params=wado_uri_query(ct, contentType="image/jp2"))
     assert jp2.status_code == 406
     # application/dicom asked of the rendered transaction: Accept excludes the contentType
     clash = await client.get(
-        WADO, params=query(ct, contentType="image/jpeg"), headers={"Accept": "application/dicom"}
+        WADO,
+        params=wado_uri_query(ct, contentType="image/jpeg"),
+        headers={"Accept": "application/dicom"},
     )
     assert clash.status_code == 406
     presentation = await client.get(
-        WADO, params=query(ct, presentationUID="1.2.3", presentationSeriesUID="1.2.4")
+        WADO, params=wado_uri_query(ct, presentationUID="1.2.3", presentationSeriesUID="1.2.4")
     )
     assert presentation.status_code == 406
-    frames = await client.get(WADO, params=query(ct, contentType="text/plain"))
+    frames = await client.get(WADO, params=wado_uri_query(ct, contentType="text/plain"))
     assert frames.status_code == 406
 
 
@@ -208,12 +201,13 @@ async def test_hierarchy_and_406(client: httpx.AsyncClient, ct: Obj) -> None:
 async def test_rendered_parameters(client: httpx.AsyncClient, ct: Obj, multiframe: Obj) -> None:
     full = reference_gray(ct.ds, window=(40, 400, "linear"))
     windowed = await client.get(
-        WADO, params=query(ct, contentType="image/png", windowCenter="40", windowWidth="400")
+        WADO,
+        params=wado_uri_query(ct, contentType="image/png", windowCenter="40", windowWidth="400"),
     )
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(windowed.content))), full)
     region = await client.get(
         WADO,
-        params=query(
+        params=wado_uri_query(
             ct,
             contentType="image/png",
             windowCenter="40",
@@ -228,15 +222,15 @@ async def test_rendered_parameters(client: httpx.AsyncClient, ct: Obj, multifram
         ({"rows": "100", "columns": "50"}, (50, 50)),
         ({"rows": "40", "region": "0,0,1,0.5"}, (40, 80)),
     ):
-        sized = await client.get(WADO, params=query(ct, contentType="image/png", **params))
+        sized = await client.get(WADO, params=wado_uri_query(ct, contentType="image/png", **params))
         assert sized.status_code == 200, sized.text
         assert np.asarray(Image.open(io.BytesIO(sized.content))).shape == shape
-    low = await client.get(WADO, params=query(ct, imageQuality="5"))
-    high = await client.get(WADO, params=query(ct, imageQuality="95"))
+    low = await client.get(WADO, params=wado_uri_query(ct, imageQuality="5"))
+    high = await client.get(WADO, params=wado_uri_query(ct, imageQuality="95"))
     assert len(low.content) < len(high.content)
     for name in ("annotation", "imageAnnotation"):
         burned = await client.get(
-            WADO, params=query(ct, contentType="image/png", **{name: "patient"})
+            WADO, params=wado_uri_query(ct, contentType="image/png", **{name: "patient"})
         )
         assert burned.status_code == 200
         assert not np.array_equal(
@@ -245,13 +239,13 @@ async def test_rendered_parameters(client: httpx.AsyncClient, ct: Obj, multifram
     # frameNumber on a multi-frame object
     for n in (1, 4):
         frame = await client.get(
-            WADO, params=query(multiframe, contentType="image/png", frameNumber=str(n))
+            WADO, params=wado_uri_query(multiframe, contentType="image/png", frameNumber=str(n))
         )
         assert np.array_equal(
             np.asarray(Image.open(io.BytesIO(frame.content))),
             reference_gray(multiframe.ds, frame=n - 1),
         )
-    beyond = await client.get(WADO, params=query(multiframe, frameNumber="5"))
+    beyond = await client.get(WADO, params=wado_uri_query(multiframe, frameNumber="5"))
     assert beyond.status_code == 400
     assert "frameNumber" in beyond.json()["detail"]
 
@@ -261,21 +255,21 @@ async def test_rendered_parameters(client: httpx.AsyncClient, ct: Obj, multifram
 
 async def test_dicom_default_and_transfer_syntax(client: httpx.AsyncClient, ct: Obj) -> None:
     raw = corpus_path("CT_small.dcm").read_bytes()
-    stored = await client.get(WADO, params=query(ct, contentType="application/dicom"))
+    stored = await client.get(WADO, params=wado_uri_query(ct, contentType="application/dicom"))
     assert stored.status_code == 200
     assert stored.headers["content-type"] == "application/dicom"
     assert stored.content == raw  # stored as Explicit VR Little Endian: sent unchanged
     assert stored.headers["content-location"] == str(stored.request.url)
     same = await client.get(
         WADO,
-        params=query(
+        params=wado_uri_query(
             ct, contentType="application/dicom", transferSyntax=str(ExplicitVRLittleEndian)
         ),
     )
     assert same.content == raw
     implicit = await client.get(
         WADO,
-        params=query(
+        params=wado_uri_query(
             ct, contentType="application/dicom", transferSyntax=str(ImplicitVRLittleEndian)
         ),
     )
@@ -284,28 +278,33 @@ async def test_dicom_default_and_transfer_syntax(client: httpx.AsyncClient, ct: 
     assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert np.array_equal(ds.pixel_array, ct.ds.pixel_array)
     unsupported = await client.get(
-        WADO, params=query(ct, contentType="application/dicom", transferSyntax=str(JPEGLSLossless))
+        WADO,
+        params=wado_uri_query(
+            ct, contentType="application/dicom", transferSyntax=str(JPEGLSLossless)
+        ),
     )
     assert unsupported.status_code == 406
     unknown = await client.get(
-        WADO, params=query(ct, contentType="application/dicom", transferSyntax="1.2.3.4")
+        WADO, params=wado_uri_query(ct, contentType="application/dicom", transferSyntax="1.2.3.4")
     )
     assert unknown.status_code == 406
     # Accept: application/dicom without contentType is the DICOM transaction too
-    accepted = await client.get(WADO, params=query(ct), headers={"Accept": "application/dicom"})
+    accepted = await client.get(
+        WADO, params=wado_uri_query(ct), headers={"Accept": "application/dicom"}
+    )
     assert accepted.headers["content-type"] == "application/dicom"
 
 
 async def test_dicom_compressed_is_decoded_to_the_default(client: httpx.AsyncClient) -> None:
     obj = await store(client, corpus_path("SC_rgb_jpeg_gdcm.dcm").read_bytes())
-    response = await client.get(WADO, params=query(obj, contentType="application/dicom"))
+    response = await client.get(WADO, params=wado_uri_query(obj, contentType="application/dicom"))
     assert response.status_code == 200
     ds = dcmread(io.BytesIO(response.content))
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert np.array_equal(ds.pixel_array, obj.ds.pixel_array)
     as_stored = await client.get(
         WADO,
-        params=query(
+        params=wado_uri_query(
             obj,
             contentType="application/dicom",
             transferSyntax=str(obj.ds.file_meta.TransferSyntaxUID),
@@ -354,7 +353,7 @@ async def test_anonymize(client: httpx.AsyncClient) -> None:
     original = identified()
     obj = await store(client, to_bytes(original))
     response = await client.get(
-        WADO, params=query(obj, contentType="application/dicom", anonymize="yes")
+        WADO, params=wado_uri_query(obj, contentType="application/dicom", anonymize="yes")
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/dicom"
@@ -383,7 +382,8 @@ async def test_anonymize(client: httpx.AsyncClient) -> None:
         io.BytesIO(
             (
                 await client.get(
-                    WADO, params=query(obj, contentType="application/dicom", anonymize="yes")
+                    WADO,
+                    params=wado_uri_query(obj, contentType="application/dicom", anonymize="yes"),
                 )
             ).content
         )
@@ -397,7 +397,7 @@ async def test_anonymize_cleans_or_refuses_burned_in_text(client: httpx.AsyncCli
     # burned-in annotation with no known location: refused, the original is never sent
     burned = await store(client, to_bytes(make_dataset(BurnedInAnnotation="YES")))
     refused = await client.get(
-        WADO, params=query(burned, contentType="application/dicom", anonymize="yes")
+        WADO, params=wado_uri_query(burned, contentType="application/dicom", anonymize="yes")
     )
     assert refused.status_code == 406
     assert b"Doe^Jane" not in refused.content
@@ -412,7 +412,7 @@ async def test_anonymize_cleans_or_refuses_burned_in_text(client: httpx.AsyncCli
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     obj = await store(client, to_bytes(ds))
     response = await client.get(
-        WADO, params=query(obj, contentType="application/dicom", anonymize="yes")
+        WADO, params=wado_uri_query(obj, contentType="application/dicom", anonymize="yes")
     )
     assert response.status_code == 200, response.text
     out = dcmread(io.BytesIO(response.content))
@@ -427,18 +427,20 @@ async def test_anonymize_cleans_or_refuses_burned_in_text(client: httpx.AsyncCli
 
 async def test_sr_as_text(client: httpx.AsyncClient) -> None:
     sr = await store(client, corpus_path("test-SR.dcm").read_bytes())
-    default = await client.get(WADO, params=query(sr))
+    default = await client.get(WADO, params=wado_uri_query(sr))
     assert default.status_code == 200
     assert default.headers["content-type"].startswith("text/html")
-    plain = await client.get(WADO, params=query(sr, contentType="text/plain"))
+    plain = await client.get(WADO, params=wado_uri_query(sr, contentType="text/plain"))
     assert plain.headers["content-type"].startswith("text/plain")
-    assert (await client.get(WADO, params=query(sr, contentType="image/jpeg"))).status_code == 406
+    assert (
+        await client.get(WADO, params=wado_uri_query(sr, contentType="image/jpeg"))
+    ).status_code == 406
 
 
 async def test_dicom_big_endian_is_re_encoded(client: httpx.AsyncClient) -> None:
     raw = corpus_path("MR_small_bigendian.dcm").read_bytes()
     obj = await store(client, raw)
-    response = await client.get(WADO, params=query(obj, contentType="application/dicom"))
+    response = await client.get(WADO, params=wado_uri_query(obj, contentType="application/dicom"))
     assert response.status_code == 200, response.text
     ds = dcmread(io.BytesIO(response.content))
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
@@ -459,7 +461,7 @@ async def test_anonymize_salt_setting_keeps_uids_across_processes(
         async with app_client(settings) as (_, http):
             obj = await store(http, raw)
             response = await http.get(
-                WADO, params=query(obj, contentType="application/dicom", anonymize="yes")
+                WADO, params=wado_uri_query(obj, contentType="application/dicom", anonymize="yes")
             )
             assert response.status_code == 200
             new_uids.append(dcmread(io.BytesIO(response.content)).SOPInstanceUID)
@@ -479,7 +481,7 @@ async def test_rows_and_columns_never_enlarge_beyond_the_limit(
         png = {"contentType": "image/png"}
 
         async def size(**params: str) -> tuple[int, int]:
-            response = await client.get(WADO, params=query(tiny, **png, **params))
+            response = await client.get(WADO, params=wado_uri_query(tiny, **png, **params))
             assert response.status_code == 200, response.text
             width, height = Image.open(io.BytesIO(response.content)).size
             return width, height
@@ -489,9 +491,11 @@ async def test_rows_and_columns_never_enlarge_beyond_the_limit(
         assert await size(rows="4096") == (64, 64)
         # a region of 4 x 8 pixels, enlarged: within 64 x 64 pixels in all, aspect kept
         assert await size(columns="4000", region="0,0,0.5,1") == (45, 90)
-        refused = await client.get(WADO, params=query(tiny, **png, rows="65", columns="64"))
+        refused = await client.get(
+            WADO, params=wado_uri_query(tiny, **png, rows="65", columns="64")
+        )
         assert refused.status_code == 400
         assert "rows and columns: 64 x 65 is 4160 pixels" in refused.json()["detail"]
-        alone = await client.get(WADO, params=query(tiny, **png, columns="4097"))
+        alone = await client.get(WADO, params=wado_uri_query(tiny, **png, columns="4097"))
         assert alone.status_code == 400
         assert "invalid columns: 4097" in alone.json()["detail"]

@@ -19,7 +19,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from app.dicom.dicomjson import dataset_to_dict, dataset_to_json, select
 from tests.corpus import charset_files
-from tests.dicom.factories import make_dataset, to_bytes
+from tests.factories import make_dataset, to_bytes
 
 BASE = "/studies/1/series/2/instances/3"
 Convert = Callable[..., dict[str, Any]]
@@ -205,7 +205,7 @@ def test_bulk_data_and_inline_binary(convert: Convert) -> None:  # META-03/04, J
 
 
 def test_inline_binary_is_little_endian_for_big_endian_files() -> None:  # JSON-09
-    ds = make_dataset(ExplicitVRBigEndian)
+    ds = make_dataset(ExplicitVRBigEndian, rows=2, columns=2)
     ds.add_new(0x00283006, "OW", struct.pack(">3H", 1, 2, 3))
     out = _from_file(ds, inline_binary_max=1024)
     assert base64.b64decode(out["00283006"]["InlineBinary"]) == struct.pack("<3H", 1, 2, 3)

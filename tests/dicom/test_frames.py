@@ -13,15 +13,15 @@ from app.dicom.frames import PixelDescription, build_frame_index
 from app.dicom.instance import FrameIndex
 from app.dicom.parse import parse_instance
 from app.errors import InstanceRejected
-from tests.corpus import corpus
-from tests.dicom.factories import corpus_path, make_dataset, to_bytes
+from tests.corpus import corpus, corpus_path
+from tests.factories import make_dataset, to_bytes
 
 
 def _frame(data: bytes, index: FrameIndex, n: int) -> bytes:
     return b"".join(data[o : o + length] for o, length in index.ranges[n])
 
 
-def _parsed(path: str) -> tuple[bytes, FrameIndex | None]:
+def _parsed(path: str | Path) -> tuple[bytes, FrameIndex | None]:
     data = Path(path).read_bytes()
     try:
         return data, parse_instance(data).frames

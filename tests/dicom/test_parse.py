@@ -15,8 +15,9 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.dicom.parse import parse_instance
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources, TransferSyntaxNotSupported
-from tests.corpus import corpus
-from tests.dicom.factories import corpus_path, make_dataset, to_bytes
+from tests.corpus import corpus, corpus_path
+from tests.corpus_edge import EDGES
+from tests.factories import make_dataset, to_bytes
 
 CORPUS = [str(f) for f in corpus()]
 
@@ -46,6 +47,9 @@ def test_fields_and_level_json() -> None:
     item.ScheduledProcedureStepID = "SPS1"
     item.RequestedProcedureID = "RP1"
     ds = make_dataset(
+        rows=2,
+        columns=2,
+        InstanceNumber="7",
         SpecificCharacterSet=["", "ISO 2022 IR 87"],
         PatientName="Yamada^Tarou",
         PatientBirthDate="19700101",
@@ -203,7 +207,7 @@ def test_implicit_vr_file() -> None:
 
 
 def test_file_object_at_offset() -> None:
-    data = to_bytes(make_dataset())
+    data = to_bytes(make_dataset(rows=2, columns=2, PixelData=bytes(range(8))))
     fp = io.BytesIO(b"JUNK" + data)
     fp.seek(4)
     parsed = parse_instance(fp)
@@ -222,3 +226,17 @@ def test_file_meta_without_preamble_is_accepted() -> None:
     assert frames is not None
     [[(offset, length)]] = frames.ranges
     assert raw[132:][offset : offset + length] == make_dataset().PixelData
+
+
+def test_the_index_fields_of_the_edges() -> None:
+    """What the index is given: text without NUL, integers within 64 bits, dates parsed."""
+    fields = {edge.name: parse_instance(to_bytes(edge.build())) for edge in EDGES}
+    assert fields["NUL in PatientName"].study.patient_name == "Nul\ufffd^Jane"
+    assert fields["NUL in PatientID"].study.patient_id == "P\ufffdID"
+    assert fields["IS given as FD beyond 64 bits"].instance.instance_number is None
+    assert fields["US made UL by its explicit VR"].instance.rows == 4_000_000_000
+    assert fields["long TimezoneOffsetFromUTC"].study.timezone_offset is None
+    assert fields["StudyDate that is no date"].study.study_date is None
+    assert str(fields["ACR-NEMA StudyDate, year 1 and year 9999"].study.patient_birth_date) == (
+        "0001-01-01"
+    )

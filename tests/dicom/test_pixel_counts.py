@@ -22,14 +22,14 @@ from app.dicom.parse import parse_instance
 from app.dicom.status import Status
 from app.errors import InvalidInstance
 from tests import bombs
-from tests.dicom.factories import make_dataset, to_bytes
+from tests.factories import make_dataset, to_bytes
 
 SYNTAXES = [ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
 
 
 def _native(syntax: str = ExplicitVRLittleEndian, **overrides: Any) -> bytes:
     """A 2 x 2 x 16-bit image (8 bytes a frame) with ``overrides``."""
-    return to_bytes(make_dataset(syntax, **overrides))
+    return to_bytes(make_dataset(syntax, rows=2, columns=2, **overrides))
 
 
 def _refused(raw: bytes, reason: str) -> None:

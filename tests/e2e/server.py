@@ -1,4 +1,8 @@
-"""Run ``lightbox serve`` as a real process on 127.0.0.1 for end-to-end tests."""
+"""Run ``lightbox serve`` as a real process on 127.0.0.1 for end-to-end tests.
+
+:func:`running_server` starts one on any settings; :func:`dicomweb_server` starts one as a
+DICOMweb client meets it (access control on) and gives a dicomweb-client with a token.
+"""
 
 import os
 import signal
@@ -13,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from dicomweb_client.api import DICOMwebClient
+
+from tests.auth.helpers import Tokens, auth_settings
 
 
 def free_port() -> int:
@@ -42,6 +49,17 @@ class Server:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def stop(self) -> None:
+        """SIGTERM the process group and wait for a clean shutdown (SIGKILL after 15 s)."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
 
 def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
@@ -50,7 +68,8 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         LIGHTBOX_DATABASE_URL=database_url,
         LIGHTBOX_AUTO_MIGRATE="true",
         LIGHTBOX_LOG_LEVEL="warning",
-        # the DICOMweb end-to-end tests run without tokens; tests/auth runs servers with them
+        # off for the tests of other things (crashes, deadlines, memory); dicomweb_server and
+        # tests/auth run servers with it on
         LIGHTBOX_AUTH__ENABLED="false",
     )
     env.update(extra)
@@ -107,10 +126,53 @@ def running_server(
             time.sleep(0.1)
         yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        server.stop()
+
+
+@dataclass
+class DicomwebServer:
+    """A running server with access control on, a token with every scope, and a
+    dicomweb-client that sends it."""
+
+    server: Server
+    database_url: str
+    data_dir: Path
+    token: str
+    client: DICOMwebClient
+
+    @property
+    def dicomweb(self) -> str:
+        """The DICOMweb base URL."""
+        return self.server.dicomweb
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def http(self) -> httpx.Client:
+        """An httpx client sending the token (for what dicomweb-client has no method for)."""
+        return httpx.Client(headers=self.headers, timeout=30)
+
+
+@contextmanager
+def dicomweb_server(database_url: str, data_dir: Path, **env: str) -> Iterator[DicomwebServer]:
+    """A server on ``database_url`` with ``env`` added to its settings, as
+    :class:`DicomwebServer`; stopped afterwards."""
+    port = free_port()
+    settings = server_env(
+        data_dir,
+        database_url,
+        # dicomweb-client sends "Host: 127.0.0.1" without the port, so say where we are reached
+        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
+        **env,
+    )
+    settings.pop("LIGHTBOX_AUTH__ENABLED")  # the production default: on
+    with running_server(settings, port=port) as server:
+        # signed with the key the server created on its first start, as `lightbox token create`
+        token = Tokens(auth_settings(database_url, data_dir)).make(subject="e2e", ttl=3600)
+        client = DICOMwebClient(server.dicomweb, headers={"Authorization": f"Bearer {token}"})
+        yield DicomwebServer(server, database_url, data_dir, token, client)

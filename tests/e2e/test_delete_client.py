@@ -2,14 +2,12 @@
 server process (DEL-01/02/04), and the 405 a server with deletion disabled answers."""
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import requests
-from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-from tests.e2e.server import free_port, running_server, server_env
+from tests.e2e.server import DicomwebServer
 from tests.factories import make_dataset
 
 
@@ -21,52 +19,36 @@ def _status(call: Callable[[], object]) -> int:
     return int(response.status_code)
 
 
-def test_delete_with_dicomweb_client(fresh_database_url: str, tmp_path: Path) -> None:
-    port = free_port()
-    env = server_env(
-        tmp_path / "data",
-        fresh_database_url,
-        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
-    )
-    with running_server(env, port=port) as server:
-        client = DICOMwebClient(server.dicomweb)
-        study, series_a, series_b = (str(generate_uid()) for _ in range(3))
-        datasets = [
-            make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=i)
-            for series in (series_a, series_a, series_b, series_b)
-            for i in range(1)
-        ]
-        client.store_instances(datasets)
-        first = datasets[0]
+def test_delete_with_dicomweb_client(dicomweb_server: DicomwebServer) -> None:
+    client = dicomweb_server.client
+    study, series_a, series_b = (str(generate_uid()) for _ in range(3))
+    datasets = [
+        make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=i)
+        for series in (series_a, series_a, series_b, series_b)
+        for i in range(1)
+    ]
+    client.store_instances(datasets)
+    first = datasets[0]
 
-        client.delete_instance(study, series_a, first.SOPInstanceUID)
-        assert (
-            _status(lambda: client.retrieve_instance(study, series_a, first.SOPInstanceUID)) == 410
-        )
-        left = client.search_for_studies(search_filters={"StudyInstanceUID": study})
-        assert left[0]["00201208"]["Value"] == [3]
+    client.delete_instance(study, series_a, first.SOPInstanceUID)
+    assert _status(lambda: client.retrieve_instance(study, series_a, first.SOPInstanceUID)) == 410
+    left = client.search_for_studies(search_filters={"StudyInstanceUID": study})
+    assert left[0]["00201208"]["Value"] == [3]
 
-        client.delete_series(study, series_b)
-        assert _status(lambda: client.retrieve_series(study, series_b)) == 410
-        assert len(client.retrieve_series(study, series_a)) == 1
+    client.delete_series(study, series_b)
+    assert _status(lambda: client.retrieve_series(study, series_b)) == 410
+    assert len(client.retrieve_series(study, series_a)) == 1
 
-        client.delete_study(study)
-        assert _status(lambda: client.retrieve_study_metadata(study)) == 410
-        assert client.search_for_studies(search_filters={"StudyInstanceUID": study}) == []
-        assert _status(lambda: client.delete_study(study)) == 404
+    client.delete_study(study)
+    assert _status(lambda: client.retrieve_study_metadata(study)) == 410
+    assert client.search_for_studies(search_filters={"StudyInstanceUID": study}) == []
+    assert _status(lambda: client.delete_study(study)) == 404
 
 
-def test_delete_disabled_with_dicomweb_client(fresh_database_url: str, tmp_path: Path) -> None:
-    port = free_port()
-    env = server_env(
-        tmp_path / "data",
-        fresh_database_url,
-        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
-        LIGHTBOX_ALLOW_DELETE="false",
-    )
-    with running_server(env, port=port) as server:
-        client = DICOMwebClient(server.dicomweb)
-        dataset = make_dataset()
-        client.store_instances([dataset])
-        assert _status(lambda: client.delete_study(dataset.StudyInstanceUID)) == 405
-        assert len(client.retrieve_study(dataset.StudyInstanceUID)) == 1
+@pytest.mark.server_env(LIGHTBOX_ALLOW_DELETE="false")
+def test_delete_disabled_with_dicomweb_client(dicomweb_server: DicomwebServer) -> None:
+    client = dicomweb_server.client
+    dataset = make_dataset()
+    client.store_instances([dataset])
+    assert _status(lambda: client.delete_study(dataset.StudyInstanceUID)) == 405
+    assert len(client.retrieve_study(dataset.StudyInstanceUID)) == 1

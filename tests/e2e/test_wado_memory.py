@@ -7,7 +7,6 @@ the whole study retrieved as stored while the RSS of the server process tree is 
 """
 
 import contextlib
-import io
 import shutil
 import sys
 import threading
@@ -21,11 +20,10 @@ import psutil
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
-from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from tests.e2e.server import running_server, server_env
+from tests.factories import streamed_head
 from tests.s3server import S3Server
 
 PARTS = 8
@@ -37,23 +35,21 @@ CHUNK = 4 << 20
 
 def _header(study: str, series: str, index: int) -> bytes:
     """The PS3.10 file up to and including the Pixel Data element header (OW, 256 MiB)."""
-    side, frames = 4096, PART_BYTES // (4096 * 4096 * 2)
-    ds = Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientID, ds.PatientName, ds.Modality = "BIG-4", "Big^Retrieve", "CT"
-    ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
-    ds.Rows = ds.Columns = side
-    ds.NumberOfFrames = frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue() + b"\xe0\x7f\x10\x00OW\x00\x00" + PART_BYTES.to_bytes(4, "little")
+    side = 4096
+    return streamed_head(
+        PART_BYTES,
+        rows=side,
+        columns=side,
+        frames=PART_BYTES // (side * side * 2),
+        StudyInstanceUID=study,
+        SeriesInstanceUID=series,
+        PatientID="BIG-4",
+        PatientName="Big^Retrieve",
+        SeriesNumber=1,
+        InstanceNumber=index + 1,
+        BitsStored=16,
+        HighBit=15,
+    )
 
 
 def _body(study: str) -> Iterator[bytes]:

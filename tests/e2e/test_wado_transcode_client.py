@@ -7,14 +7,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
 from tests.corpus import corpus_path
-from tests.e2e.server import free_port, running_server, server_env
+from tests.e2e.server import DicomwebServer
 
 EVRLE = "1.2.840.10008.1.2.1"
 
@@ -29,13 +28,7 @@ def _corpus(name: str, study: str, series: str, number: int) -> Dataset:
     return ds
 
 
-def test_dicomweb_client_transcoding_frames_bulk(fresh_database_url: str, tmp_path: Path) -> None:
-    port = free_port()
-    env = server_env(
-        tmp_path / "data",
-        fresh_database_url,
-        LIGHTBOX_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}/dicom-web",
-    )
+def test_dicomweb_client_transcoding_frames_bulk(dicomweb_server: DicomwebServer) -> None:
     study, series = str(generate_uid()), str(generate_uid())
     datasets = [
         _corpus("emri_small_jpeg_2k_lossless.dcm", study, series, 1),
@@ -44,85 +37,87 @@ def test_dicomweb_client_transcoding_frames_bulk(fresh_database_url: str, tmp_pa
         _corpus("emri_small_jpeg_ls_lossless.dcm", study, series, 4),
     ]
     originals = [ds.pixel_array for ds in datasets]
-    with running_server(env, port=port) as server:
-        client = DICOMwebClient(server.dicomweb)
-        client.store_instances(datasets)
+    client = dicomweb_server.client
+    client.store_instances(datasets)
 
-        # retrieve_study with its default Accept: everything decoded to EVRLE (NEG-07/08)
-        retrieved = client.retrieve_study(study)
-        assert [ds.SOPInstanceUID for ds in retrieved] == [ds.SOPInstanceUID for ds in datasets]
-        for ds, pixels in zip(retrieved, originals, strict=True):
-            assert ds.file_meta.TransferSyntaxUID == EVRLE
-            assert np.array_equal(ds.pixel_array, pixels)
+    # retrieve_study with its default Accept: everything decoded to EVRLE (NEG-07/08)
+    retrieved = client.retrieve_study(study)
+    assert [ds.SOPInstanceUID for ds in retrieved] == [ds.SOPInstanceUID for ds in datasets]
+    for ds, pixels in zip(retrieved, originals, strict=True):
+        assert ds.file_meta.TransferSyntaxUID == EVRLE
+        assert np.array_equal(ds.pixel_array, pixels)
 
-        # series as stored, except big endian which never goes out (NEG-08)
-        stored = client.retrieve_series(study, series, media_types=(("application/dicom", "*"),))
-        assert [str(ds.file_meta.TransferSyntaxUID) for ds in stored] == [
-            str(datasets[0].file_meta.TransferSyntaxUID),
-            str(datasets[1].file_meta.TransferSyntaxUID),
-            EVRLE,
-            str(datasets[3].file_meta.TransferSyntaxUID),
-        ]
-        assert stored[0].PixelData == datasets[0].PixelData
+    # series as stored, except big endian which never goes out (NEG-08)
+    stored = client.retrieve_series(study, series, media_types=(("application/dicom", "*"),))
+    assert [str(ds.file_meta.TransferSyntaxUID) for ds in stored] == [
+        str(datasets[0].file_meta.TransferSyntaxUID),
+        str(datasets[1].file_meta.TransferSyntaxUID),
+        EVRLE,
+        str(datasets[3].file_meta.TransferSyntaxUID),
+    ]
+    assert stored[0].PixelData == datasets[0].PixelData
 
-        rle = datasets[1]
-        uids = (study, series, rle.SOPInstanceUID)
-        instance = client.retrieve_instance(*uids, media_types=(("application/dicom", EVRLE),))
-        assert np.array_equal(instance.pixel_array, originals[1])
+    rle = datasets[1]
+    uids = (study, series, rle.SOPInstanceUID)
+    instance = client.retrieve_instance(*uids, media_types=(("application/dicom", EVRLE),))
+    assert np.array_equal(instance.pixel_array, originals[1])
 
-        [metadata] = client.retrieve_series_metadata(study, series)[1:2]
-        assert metadata["00080018"]["Value"] == [rle.SOPInstanceUID]
-        assert client.retrieve_study_metadata(study)[1] == metadata
-        assert client.retrieve_instance_metadata(*uids) == metadata
+    [metadata] = client.retrieve_series_metadata(study, series)[1:2]
+    assert metadata["00080018"]["Value"] == [rle.SOPInstanceUID]
+    assert client.retrieve_study_metadata(study)[1] == metadata
+    assert client.retrieve_instance_metadata(*uids) == metadata
 
-        # frames: decoded octet-stream (FRM-05), as stored with type="*/*" (the default)
-        frames = client.retrieve_instance_frames(
-            *uids, frame_numbers=[2, 1], media_types=(("application/octet-stream", EVRLE),)
-        )
-        assert frames == [originals[1][1].tobytes(), originals[1][0].tobytes()]
-        frames = client.retrieve_instance_frames(*uids, frame_numbers=[2])
-        assert frames == [list(generate_frames(rle.PixelData, number_of_frames=2))[1]]
-        jls = datasets[3]
-        frames = client.retrieve_instance_frames(
-            study,
-            series,
-            jls.SOPInstanceUID,
-            frame_numbers=[7],
-            media_types=(("image/jls", "1.2.840.10008.1.2.4.80"),),
-        )
-        assert frames == [list(generate_frames(jls.PixelData, number_of_frames=10))[6]]
+    # frames: decoded octet-stream (FRM-05), as stored with type="*/*" (the default)
+    frames = client.retrieve_instance_frames(
+        *uids, frame_numbers=[2, 1], media_types=(("application/octet-stream", EVRLE),)
+    )
+    assert frames == [originals[1][1].tobytes(), originals[1][0].tobytes()]
+    frames = client.retrieve_instance_frames(*uids, frame_numbers=[2])
+    assert frames == [list(generate_frames(rle.PixelData, number_of_frames=2))[1]]
+    jls = datasets[3]
+    frames = client.retrieve_instance_frames(
+        study,
+        series,
+        jls.SOPInstanceUID,
+        frame_numbers=[7],
+        media_types=(("image/jls", "1.2.840.10008.1.2.4.80"),),
+    )
+    assert frames == [list(generate_frames(jls.PixelData, number_of_frames=10))[6]]
 
-        # bulk data by BulkDataURI, whole and a byte range (BULK-01/04)
-        uri = metadata["7FE00010"]["BulkDataURI"]
-        assert uri.startswith(server.dicomweb)
-        assert client.retrieve_bulkdata(uri) == [rle.PixelData]
-        assert client.retrieve_bulkdata(uri, byte_range=(8, 23)) == [rle.PixelData[8:24]]
+    # bulk data by BulkDataURI, whole and a byte range (BULK-01/04)
+    uri = metadata["7FE00010"]["BulkDataURI"]
+    assert uri.startswith(dicomweb_server.dicomweb)
+    assert client.retrieve_bulkdata(uri) == [rle.PixelData]
+    assert client.retrieve_bulkdata(uri, byte_range=(8, 23)) == [rle.PixelData[8:24]]
 
-        # raw wire: top-level type and transfer-syntax, delimiters, part headers (NEG-10)
-        response = httpx.get(
-            f"{server.dicomweb}/studies/{study}/series/{series}/instances/{rle.SOPInstanceUID}"
-            "/frames/1,2",
-            headers={"Accept": 'multipart/related; type="application/octet-stream"'},
-        )
-        content_type = response.headers["content-type"]
-        match = re.fullmatch(
-            r'multipart/related; type="application/octet-stream"; '
-            r"transfer-syntax=1\.2\.840\.10008\.1\.2\.1; boundary=(\w+)",
-            content_type,
-        )
-        assert match, content_type
-        boundary = match[1].encode()
-        frame = originals[1][0].tobytes()
-        location = f"{server.dicomweb}/studies/{study}/series/{series}/instances/"
-        head = (
-            b"--"
-            + boundary
-            + b"\r\nContent-Type: application/octet-stream; transfer-syntax="
-            + EVRLE.encode()
-            + b"\r\nContent-Location: "
-            + f"{location}{rle.SOPInstanceUID}/frames/1".encode()
-            + f"\r\nContent-Length: {len(frame)}\r\n\r\n".encode()
-        )
-        assert response.content.startswith(head + frame + b"\r\n--" + boundary + b"\r\n")
-        assert response.content.endswith(b"\r\n--" + boundary + b"--\r\n")
-        assert response.content.count(b"--" + boundary) == 3
+    # raw wire: top-level type and transfer-syntax, delimiters, part headers (NEG-10)
+    response = httpx.get(
+        f"{dicomweb_server.dicomweb}/studies/{study}/series/{series}/instances/{rle.SOPInstanceUID}"
+        "/frames/1,2",
+        headers={
+            **dicomweb_server.headers,
+            "Accept": 'multipart/related; type="application/octet-stream"',
+        },
+    )
+    content_type = response.headers["content-type"]
+    match = re.fullmatch(
+        r'multipart/related; type="application/octet-stream"; '
+        r"transfer-syntax=1\.2\.840\.10008\.1\.2\.1; boundary=(\w+)",
+        content_type,
+    )
+    assert match, content_type
+    boundary = match[1].encode()
+    frame = originals[1][0].tobytes()
+    location = f"{dicomweb_server.dicomweb}/studies/{study}/series/{series}/instances/"
+    head = (
+        b"--"
+        + boundary
+        + b"\r\nContent-Type: application/octet-stream; transfer-syntax="
+        + EVRLE.encode()
+        + b"\r\nContent-Location: "
+        + f"{location}{rle.SOPInstanceUID}/frames/1".encode()
+        + f"\r\nContent-Length: {len(frame)}\r\n\r\n".encode()
+    )
+    assert response.content.startswith(head + frame + b"\r\n--" + boundary + b"\r\n")
+    assert response.content.endswith(b"\r\n--" + boundary + b"--\r\n")
+    assert response.content.count(b"--" + boundary) == 3
