@@ -280,7 +280,7 @@ def audit_export(
     from datetime import datetime
 
     from app.services.audit import AuditFilter
-    from app.services.audit_xml import audit_message
+    from app.services.audit.messages import audit_message
 
     if fmt not in ("jsonl", "dicom"):
         raise typer.BadParameter("--format is jsonl or dicom")

@@ -15,13 +15,20 @@ checking a connection out of SQLAlchemy's pool and back costs more CPU than the 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+#: the connection of a unit of work (:meth:`Database.write`, :meth:`Database.read`), as the
+#: services pass it from the transaction they own to the repository functions they call
+Connection: TypeAlias = AsyncConnection
+#: what the database or its driver raised (connection lost, deadlock, a value refused), for the
+#: services to catch without knowing the library that wraps the driver
+DriverError: TypeAlias = DBAPIError
 
 
 class Database:
@@ -65,9 +72,16 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work (rolled back at the end)."""
+    async def read(self, *, autocommit: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work (rolled back at the end).
+
+        With ``autocommit``, PostgreSQL runs its statements without a transaction: READ
+        COMMITTED gives each statement its own snapshot inside one too, so this only saves the
+        BEGIN and ROLLBACK round trips. SQLite keeps its transaction (one snapshot for all).
+        """
         async with self.engine.connect() as conn:
+            if autocommit and not self.is_sqlite:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @asynccontextmanager
@@ -137,6 +151,23 @@ def is_data_error(exc: BaseException) -> bool:
         return True
     code = getattr(exc.orig, "sqlite_errorname", None)
     return isinstance(exc, IntegrityError) and code not in _RACES
+
+
+#: failures a transaction may not meet when run again: a deadlock, a serialization failure
+#: (SQLSTATE 40P01, 40001), SQLite's busy database
+_CONTENTION = ("deadlock", "could not serialize", "database is locked", "40P01", "40001")
+#: a parent row (a study, a series) a concurrent DELETE removed: a retry looks it up again and
+#: recreates it (SQLSTATE 23503, SQLite's FOREIGN KEY constraint)
+_LOST_PARENT = ("foreign key", "FOREIGN KEY", "23503")
+
+
+def is_retryable(exc: DriverError, *, lost_parent: bool = False) -> bool:
+    """Whether a failed transaction may succeed when run again: it met another transaction
+    (a deadlock, a serialization failure, a locked database) or, with ``lost_parent``, a parent
+    row another transaction deleted meanwhile."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    markers = _CONTENTION + _LOST_PARENT if lost_parent else _CONTENTION
+    return any(marker in text for marker in markers)
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

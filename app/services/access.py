@@ -1,9 +1,7 @@
 """Lookups the access checks need (scoped grants by PatientID), one indexed query each."""
 
-from sqlalchemy import select
-
 from app.index.db import Database
-from app.index.models import Study
+from app.index.patients import patient_id
 
 __all__ = ["StudyAccess"]
 
@@ -17,6 +15,4 @@ class StudyAccess:
     async def patient_id(self, study_uid: str) -> str | None:
         """The PatientID a study is filed under (``None`` when the study is not held)."""
         async with self._db.read() as conn:
-            return (
-                await conn.execute(select(Study.patient_id).where(Study.study_uid == study_uid))
-            ).scalar_one_or_none()
+            return await patient_id(conn, study_uid)

@@ -45,11 +45,7 @@ def event() -> AuditRecord:
 
 async def _backend_pid(audit: AuditLog) -> int | None:
     """The PostgreSQL server process of the writer's kept connection (None on SQLite)."""
-    held = getattr(audit, "_held", None)
-    if held is None:
-        return None
-    driver = (await held.get_raw_connection()).driver_connection
-    return int(driver.get_server_pid())
+    return await audit._chain.backend_pid()
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -84,9 +80,7 @@ async def measure(url: str, sizes: list[int], batches: int) -> None:
         print(f"chain verified: {report.ok} ({report.rows} rows)")
     finally:
         await audit.close()
-        release = getattr(audit, "_release", None)  # the writer's kept connection, if any
-        if release is not None:
-            await release()
+        await audit._release()  # the writer's kept connection, if any
         await db.close()
 
 

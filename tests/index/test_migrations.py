@@ -17,7 +17,8 @@ from app.index import migrate
 from app.index.db import Database
 from app.index.models import Base, Study, on_this_dialect
 from app.index.search import conditions
-from app.services.audit import GENESIS, AuditFilter, AuditLog, AuditRecord, _chain, _named
+from app.services.audit import GENESIS, AuditFilter, AuditLog, AuditRecord
+from app.services.audit.chain import chain_rows, named
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -68,7 +69,7 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
     stays."""
     url = fresh_database_url
     await migrate.upgrade(url, "0006")
-    chained = _chain(
+    chained = chain_rows(
         [
             AuditRecord(
                 action="retrieve", outcome="success", study_uid=f"1.2.{i}", request_id=f"{i}"
@@ -79,7 +80,7 @@ async def test_leaner_audit_indexes_keep_the_chain(fresh_database_url: str) -> N
         0,
         GENESIS,
     )
-    rows = [_named(row) for row in chained]
+    rows = [named(row) for row in chained]
     db = Database(url)
     try:
         async with db.write() as conn:  # the 0006 table, with its id column filled by itself

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from app.index import audit_journal, migrate
+from app.index import migrate
+from app.index.audit import journal as audit_journal
 from app.index.db import Database
 from app.services.audit import AuditFilter, AuditLog, AuditRecord, Outcome, WriteAudit
 from tests import pg

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.api import security
+from app.api.security import request_ids
 from app.index import migrate
+from app.index.audit import chain as chain_table
 from app.index.db import Database
 from app.index.models import AUDIT_KEY_COLUMNS
-from app.services import audit as audit_module
 from app.services.audit import AuditFilter, AuditLog, AuditRecord
+from app.services.audit import chain as audit_chain
+from app.services.audit import writer as audit_writer
 from tests.auth.helpers import auth_client, auth_settings
 
 AWKWARD = [
@@ -84,7 +86,7 @@ async def test_a_failed_batch_is_written_again_in_full(
     audit = AuditLog(db, linger=0.05)
     failures = 0
     if db.is_sqlite:
-        real = audit._write_sqlite
+        real = audit._write
 
         async def failing(batch: Any) -> None:
             nonlocal failures
@@ -93,9 +95,9 @@ async def test_a_failed_batch_is_written_again_in_full(
                 raise OSError("the database went away")
             await real(batch)
 
-        monkeypatch.setattr(audit, "_write_sqlite", failing)
+        monkeypatch.setattr(audit, "_write", failing)
     else:
-        append = audit_module._pg_append_and_commit
+        append = chain_table._pg_append_and_commit
 
         async def broken(driver: Any, rows: Any) -> None:
             nonlocal failures
@@ -104,12 +106,12 @@ async def test_a_failed_batch_is_written_again_in_full(
                 await driver.copy_records_to_table(
                     "audit_event",
                     records=rows,
-                    columns=audit_module._COLUMNS,
+                    columns=chain_table.COLUMNS,
                 )
                 await driver.execute("SELECT * FROM audit_event_missing")  # then the commit fails
             await append(driver, rows)
 
-        monkeypatch.setattr(audit_module, "_pg_append_and_commit", broken)
+        monkeypatch.setattr(chain_table, "_pg_append_and_commit", broken)
     try:
         for i in range(5):
             await audit.record(AuditRecord(action="search", outcome="success", count=i))
@@ -132,14 +134,14 @@ async def test_the_writer_gives_its_connection_back(fresh_database_url: str) -> 
         await audit.record(AuditRecord(action="search", outcome="success"))
         await audit.flush()
         if not db.is_sqlite:
-            assert audit._held is not None  # kept for the next batch...
-            await asyncio.sleep(audit_module._HOLD_SECONDS + 0.3)
-            assert audit._held is None  # ...and returned when no event came
+            assert audit._chain.holding  # kept for the next batch...
+            await asyncio.sleep(audit_writer._HOLD_SECONDS + 0.3)
+            assert not audit._chain.holding  # ...and returned when no event came
         await audit.record(AuditRecord(action="search", outcome="success"))
         await audit.flush()
     finally:
         await audit.close()
-    assert audit._held is None
+    assert not audit._chain.holding
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     _, total = await AuditLog(db).search(AuditFilter(), limit=1, offset=0)
     assert total == 2
@@ -156,14 +158,12 @@ async def test_a_kept_connection_the_server_closed_is_replaced(
         await audit.record(AuditRecord(action="search", outcome="success"))
         await audit.flush()
         if db.is_sqlite:  # SQLite's writer keeps no connection: nothing to close under it
-            assert audit._held is None
+            assert not audit._chain.holding
         else:
-            assert audit._held is not None
-            driver: Any = (await audit._held.get_raw_connection()).driver_connection
+            assert audit._chain.holding
+            pid = await audit._chain.backend_pid()
             async with db.engine.connect() as other:
-                await other.execute(
-                    text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
-                )
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             await asyncio.sleep(0.3)
         await audit.record(AuditRecord(action="search", outcome="success"))
         await asyncio.wait_for(audit.flush(), 10)
@@ -231,7 +231,7 @@ async def test_a_full_batch_or_queue_ends_the_linger(
 def test_the_hashed_time_is_the_text_rows_were_always_hashed_with(when: datetime) -> None:
     """Rows written before keep verifying: the stamp is the old strftime text exactly."""
     aware = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    assert audit_module._stamp(when) == aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert audit_chain.stamp(when) == aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def test_a_nul_in_a_requested_path_never_stalls_the_log(
@@ -352,7 +352,7 @@ async def test_an_event_that_fails_once_on_its_own_is_not_replaced(
         await real(batch)
 
     monkeypatch.setattr(audit, "_write", flaky)
-    monkeypatch.setattr(audit_module, "_RETRY_DELAYS", (0.0,))
+    monkeypatch.setattr(audit_writer, "_RETRY_DELAYS", (0.0,))
     try:
         for i in range(5):
             await audit.record(
@@ -394,7 +394,7 @@ async def test_an_unwritable_database_never_costs_an_event(
         await real(batch)
 
     monkeypatch.setattr(audit, "_write", refusing)
-    monkeypatch.setattr(audit_module, "_RETRY_DELAYS", (0.0,))  # retry at once, many times
+    monkeypatch.setattr(audit_writer, "_RETRY_DELAYS", (0.0,))  # retry at once, many times
     try:
         for i in range(5):
             await audit.record(AuditRecord(action="search", outcome="success", count=i))
@@ -418,7 +418,7 @@ async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
     sequence numbers, hashes, PatientIDs) are those of hashing the batch in one go."""
     batch = [
         AuditRecord(action="retrieve", outcome="success", count=i, study_uid=f"1.2.{i % 3}")
-        for i in range(3 * audit_module._SLICE + 5)
+        for i in range(3 * audit_chain.SLICE + 5)
     ]
     patients = {"1.2.0": "P0", "1.2.2": "P2"}
     switches = 0
@@ -432,10 +432,10 @@ async def test_a_batch_is_hashed_in_slices_with_the_same_chain() -> None:
     counter = asyncio.create_task(count_switches())
     await asyncio.sleep(0)
     before = switches
-    sliced = await audit_module._chain_in_slices(batch, patients, 41, "ab" * 32)
+    sliced = await audit_chain.chain_rows_in_slices(batch, patients, 41, "ab" * 32)
     counter.cancel()
-    assert sliced == audit_module._chain(batch, patients, 41, "ab" * 32)
-    assert [audit_module._named(row)["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
+    assert sliced == audit_chain.chain_rows(batch, patients, 41, "ab" * 32)
+    assert [audit_chain.named(row)["seq"] for row in sliced] == list(range(42, 42 + len(batch)))
     assert switches - before >= 3  # other tasks ran between the four slices
 
 
@@ -446,15 +446,15 @@ def test_only_real_nuls_are_replaced_and_the_hash_covers_what_is_stored() -> Non
         AuditRecord(action="search", outcome="success", actor="a\x00b", detail="x\x00"),
         AuditRecord(action="search", outcome="success", actor="\\u0000", detail="plain"),
     ]
-    chained = audit_module._chain(batch, {}, 0, audit_module.GENESIS)
-    rows = [audit_module._named(row) for row in chained]
+    chained = audit_chain.chain_rows(batch, {}, 0, audit_chain.GENESIS)
+    rows = [audit_chain.named(row) for row in chained]
     assert (rows[0]["actor"], rows[0]["detail"]) == ("a\ufffdb", "x\ufffd")
     assert (rows[1]["actor"], rows[1]["detail"]) == ("\\u0000", "plain")
-    prev = audit_module.GENESIS
+    prev = audit_chain.GENESIS
     for row in rows:
-        content = {name: row[name] for name in audit_module._CONTENT_FIELDS}
+        content = {name: row[name] for name in audit_chain.CONTENT_FIELDS}
         assert row["prev_hash"] == prev
-        assert row["hash"] == audit_module.row_hash(prev, row["seq"], content)
+        assert row["hash"] == audit_chain.row_hash(prev, row["seq"], content)
         prev = row["hash"]
 
 
@@ -520,7 +520,7 @@ async def test_a_request_is_audited_at_its_end_time_and_with_its_own_id(
 
 
 def test_request_ids_of_a_forked_process_take_a_new_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = security._RequestIds()
+    ids = request_ids.RequestIds()
     first, second = ids.next(), ids.next()
     assert first.split("-")[0] == second.split("-")[0]
     assert (first.split("-")[1], second.split("-")[1]) == ("1", "2")
@@ -599,7 +599,7 @@ async def test_a_large_batch_is_written_whole_and_in_order(fresh_database_url: s
     transaction: every event, in the order recorded, one unbroken chain."""
     await migrate.upgrade(fresh_database_url)
     db = Database(fresh_database_url)
-    events = audit_module._SLICE * 12 + 5
+    events = audit_chain.SLICE * 12 + 5
     audit = AuditLog(db, linger=5, batch_size=events)
     sizes = _batch_sizes(audit)
     try:

@@ -1,0 +1,45 @@
+"""Access control on every route, CORS, and one audit record per request (GEN-06/09/10).
+
+:func:`authorize` is an application-wide dependency (``FastAPI(dependencies=...)``), so every
+route of every router gets it, including routes added later. The permission a route needs is its
+own declaration (``openapi_extra=requires(...)``) when present, else derived from the HTTP method:
+GET/HEAD/OPTIONS read, POST write, DELETE delete. Only routes declared ``anonymous`` (the health
+checks) are open; with ``auth.anonymous_read`` callers without a token may also read.
+
+A scoped grant (a token restricted to some studies or patients) is checked here for every route
+that names a study, in its path (``{study}``) or in a WADO-URI ``studyUID`` query parameter;
+searches apply it themselves through :data:`~app.api.deps.RestrictionDep`.
+
+:class:`AuditMiddleware` records one event per request on a route (health checks excepted) after
+the response: actor, source address, action, outcome and status, the UIDs in the path, the count
+and the request id, for refused and failed requests too. A HEAD (:mod:`app.api.head`) is
+recorded with the action ``head``: it sends no data, so it is no "Instances Accessed" read.
+
+The modules: :mod:`.access` the access checks, :mod:`.middleware` the audit middleware,
+:mod:`.audit_events` a finished request as its audit event, :mod:`.request_ids` request ids,
+:mod:`.install` the middleware stack and the bearer scheme in the OpenAPI document.
+"""
+
+from app.api.security.access import (
+    ANONYMOUS_ROUTE,
+    authorize,
+    build_verifier,
+    permission_for,
+    requires,
+)
+from app.api.security.audit_events import action_for
+from app.api.security.install import install_security
+from app.api.security.middleware import AuditMiddleware, note, write_audit
+
+__all__ = [
+    "ANONYMOUS_ROUTE",
+    "AuditMiddleware",
+    "action_for",
+    "authorize",
+    "build_verifier",
+    "install_security",
+    "note",
+    "permission_for",
+    "requires",
+    "write_audit",
+]
