@@ -20,10 +20,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import DBAPIError
-
 from app.errors import NotFound, Unavailable
-from app.index.db import Database
+from app.index.db import Database, DriverError, is_retryable
 from app.index.deletion import DeletedRows, delete_target, live_tombstone, referenced_blobs
 from app.services.audit import AuditRecord, Outcome, WriteAudit
 from app.storage.base import ObjectStore, StorageError
@@ -33,7 +31,6 @@ __all__ = ["DeleteOutcome", "DeleteService", "tombstoned"]
 log = logging.getLogger(__name__)
 
 _ATTEMPTS = 5
-_RETRY_MARKERS = ("deadlock", "could not serialize", "database is locked", "40P01", "40001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +121,8 @@ class DeleteService:
                             ),
                         )
                     return rows
-            except DBAPIError as exc:
-                text = str(exc.orig) if exc.orig is not None else str(exc)
-                if attempt + 1 < _ATTEMPTS and any(m in text for m in _RETRY_MARKERS):
+            except DriverError as exc:
+                if attempt + 1 < _ATTEMPTS and is_retryable(exc):
                     log.warning("retrying delete after %s", type(exc).__name__)
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue

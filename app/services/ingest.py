@@ -26,7 +26,6 @@ from pathlib import Path
 
 import anyio
 import orjson
-from sqlalchemy.exc import DBAPIError
 
 from app.config import DuplicatePolicy, PatientConflictPolicy
 from app.dicom.instance import ParsedInstance
@@ -42,7 +41,7 @@ from app.errors import (
     StudyMismatch,
     UnindexableInstance,
 )
-from app.index.db import Database, is_data_error
+from app.index.db import Database, DriverError, is_data_error, is_retryable
 from app.index.deletion import clear_tombstones
 from app.index.repository import InstanceIndex, NewInstance, StoredRef
 from app.services.audit import AuditRecord, Outcome, WriteAudit
@@ -275,7 +274,7 @@ async def _commit_batch(
     try:
         async with svc.db.read() as conn:
             existing = await InstanceIndex(conn).find_instances(p.parsed.sop_uid for p in batch)
-    except (DBAPIError, OSError) as exc:
+    except (DriverError, OSError) as exc:
         log.error("index unavailable during ingest: %s", exc)
         _fail_all(batch, outcomes, OutOfResources("the index is unavailable"))
         return
@@ -343,7 +342,7 @@ async def _index_retried(
     for attempt in range(4):
         try:
             return await _index_batch(svc, batch, replacing, outcomes, audit)
-        except (DBAPIError, OverflowError) as exc:
+        except (DriverError, OverflowError) as exc:
             if is_data_error(exc):
                 if len(batch) > 1:  # one instance's value: each alone, so only it is refused
                     orphans: list[str] = []
@@ -354,7 +353,8 @@ async def _index_retried(
                 log.error("index refused an instance: %s", type(getattr(exc, "orig", exc)))
                 _fail_all(batch, outcomes, UnindexableInstance("the index refused a value"))
                 return [p.key for p in batch]
-            if attempt == 3 or not isinstance(exc, DBAPIError) or not _retryable(exc):
+            retryable = isinstance(exc, DriverError) and is_retryable(exc, lost_parent=True)
+            if attempt == 3 or not retryable:
                 log.error("index write failed: %s", exc)
                 _fail_all(batch, outcomes, OutOfResources("the index could not be updated"))
                 return [p.key for p in batch]
@@ -558,22 +558,3 @@ def _fail_all(
         _outcome_from_error(outcomes[pending.index], error)
         outcomes[pending.index].stored = False
         pending.part.discard()
-
-
-def _retryable(exc: DBAPIError) -> bool:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    return any(
-        marker in text
-        for marker in (
-            "deadlock",
-            "could not serialize",
-            "database is locked",
-            "40P01",
-            "40001",
-            # a concurrent DELETE removed the study or series this batch was filing under: the
-            # retry looks them up again and recreates them
-            "foreign key",
-            "FOREIGN KEY",
-            "23503",
-        )
-    )

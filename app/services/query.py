@@ -136,12 +136,10 @@ class QueryService:
         """The page of results matching ``query`` (QIDO-17/18), and how many match in all."""
         cap = self.page_cap(query.level)
         limit = min(query.limit if query.limit is not None else cap, cap)
-        async with self._db.read() as conn:
-            if not self._db.is_sqlite:
-                # PostgreSQL's READ COMMITTED gives each statement its own snapshot inside a
-                # transaction too: without one, the search saves the BEGIN and ROLLBACK round
-                # trips (SQLite keeps its transaction: one snapshot for the page and the count)
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL's READ COMMITTED gives each statement its own snapshot inside a transaction
+        # too: without one, the search saves the BEGIN and ROLLBACK round trips (SQLite keeps its
+        # transaction: one snapshot for the page and the count)
+        async with self._db.read(autocommit=True) as conn:
             hits, total, exact = await search(
                 conn,
                 query,
