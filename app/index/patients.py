@@ -25,4 +25,4 @@ async def patient_ids(conn: AsyncConnection, study_uids: Collection[str]) -> dic
     rows = await conn.execute(
         select(Study.study_uid, Study.patient_id).where(Study.study_uid.in_(study_uids))
     )
-    return {uid: patient for uid, patient in rows}
+    return dict(rows.all())

@@ -20,6 +20,7 @@ batch; the statements are fixed, so they go straight to asyncpg.
 import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
@@ -104,29 +105,6 @@ class ChainAppend(Protocol):
         ...
 
 
-class _PgAppend:
-    """A batch's transaction on a bare asyncpg connection (its transaction begun)."""
-
-    __slots__ = ("driver", "rows")
-
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
-        self.rows: Sequence[tuple[Any, ...]] = ()
-
-    async def claim(self, ids: Sequence[int]) -> set[int]:
-        return await journal.claim_driver(self.driver, ids)
-
-    async def head(self, study_uids: Collection[str]) -> ChainHead:
-        # PostgreSQL text holds no NUL: a UID with one is held by no study (and would fail the
-        # query); sorted, so equal sets are equal arrays
-        wanted = sorted(uid for uid in study_uids if "\x00" not in uid)
-        seq, prev, found = await self.driver.fetchrow(_PG_HEAD_AND_PATIENTS, wanted)
-        return ChainHead(seq or 0, prev, orjson.loads(found or "{}"))
-
-    def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.rows = rows
-
-
 class _SqliteAppend:
     """A batch's transaction on SQLite (a write transaction: SQLite's one writer)."""
 
@@ -200,7 +178,7 @@ class ChainStore:
     def transaction(self) -> contextlib.AbstractAsyncContextManager[ChainAppend]:
         """One batch's transaction: commits at the end of the ``async with`` (rows appended
         just before), rolls back on an exception."""
-        return self._sqlite() if self._db.is_sqlite else self._postgresql()
+        return self._sqlite() if self._db.is_sqlite else _PgTransaction(self)
 
     async def release(self) -> None:
         """Give the kept connection back (the writer has no event for now, or stops)."""
@@ -209,8 +187,9 @@ class ChainStore:
             with contextlib.suppress(Exception):  # a dead connection is discarded by the pool
                 await held.close()
 
-    @asynccontextmanager
-    async def _postgresql(self) -> AsyncIterator[ChainAppend]:
+    async def _connection(self) -> tuple[AsyncConnection, Any]:
+        """The kept connection and its driver's (a new one when none is kept, or the server
+        closed it while it was kept)."""
         if self._held is None:
             self._held = await self._db.engine.connect()
         conn = self._held
@@ -222,22 +201,16 @@ class ChainStore:
                 await conn.close()
             conn = self._held = await self._db.engine.connect()
             driver = (await conn.get_raw_connection()).driver_connection
+        return conn, driver
+
+    async def _drop(self, conn: AsyncConnection, driver: Any) -> None:
+        """After a failure: roll back, or discard the connection, and keep none."""
+        self._held = None
         try:
-            await driver.execute(_PG_BEGIN_AND_LOCK)
-            tx = _PgAppend(driver)
-            yield tx
-            if tx.rows:
-                await _pg_append_and_commit(driver, tx.rows)
-            else:  # every journal row of the batch was another writer's to chain
-                await driver.execute("COMMIT")
-        except BaseException:
-            self._held = None
-            try:
-                await _abandon(conn, driver)
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-            raise
+            await _abandon(conn, driver)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     @asynccontextmanager
     async def _sqlite(self) -> AsyncIterator[ChainAppend]:
@@ -248,3 +221,59 @@ class ChainStore:
                 await conn.execute(
                     insert(AuditEvent), [dict(zip(COLUMNS, row, strict=True)) for row in tx.rows]
                 )
+
+
+class _PgTransaction:
+    """A batch's transaction on the kept asyncpg connection: begin + lock on entry, COPY and
+    commit on a normal exit, rollback (or the connection discarded) on an exception.
+
+    A class rather than an ``asynccontextmanager``: the generator's machinery (its hooks, a weak
+    reference set) was a third of this path's Python calls.
+    """
+
+    __slots__ = ("_conn", "_driver", "_store", "rows")
+
+    def __init__(self, store: ChainStore) -> None:
+        self._store = store
+        self.rows: Sequence[tuple[Any, ...]] = ()
+
+    async def __aenter__(self) -> ChainAppend:
+        self._conn, self._driver = await self._store._connection()
+        try:
+            await self._driver.execute(_PG_BEGIN_AND_LOCK)
+        except BaseException:
+            await self._store._drop(self._conn, self._driver)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            await self._store._drop(self._conn, self._driver)
+            return
+        try:
+            if self.rows:
+                await _pg_append_and_commit(self._driver, self.rows)
+            else:  # every journal row of the batch was another writer's to chain
+                await self._driver.execute("COMMIT")
+        except BaseException:
+            await self._store._drop(self._conn, self._driver)
+            raise
+
+    async def claim(self, ids: Sequence[int]) -> set[int]:
+        return await journal.claim_driver(self._driver, ids)
+
+    async def head(self, study_uids: Collection[str]) -> ChainHead:
+        # PostgreSQL text holds no NUL: a UID with one is held by no study (and would fail the
+        # query); sorted, so equal sets are equal arrays
+        wanted = [uid for uid in study_uids if "\x00" not in uid]
+        wanted.sort()
+        seq, prev, found = await self._driver.fetchrow(_PG_HEAD_AND_PATIENTS, wanted)
+        return ChainHead(seq or 0, prev, orjson.loads(found or "{}"))
+
+    def append(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.rows = rows
