@@ -871,7 +871,7 @@ GROUPS: list[tuple[str, list[Requirement]]] = [
                 "DIMSE-14",
                 "AE/IP allow-list as access control; every association audited",
                 "PS3.15 (audit)",
-                note="the audit trail (app/services/audit.py) is meant to take these events",
+                note="the audit trail (app/services/audit/) is meant to take these events",
             ),
         ],
     ),

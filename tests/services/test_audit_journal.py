@@ -321,52 +321,6 @@ async def test_a_journal_row_never_fails_its_write_and_a_refused_one_is_replaced
         await db.close()
 
 
-async def test_options_on_the_root_is_audited_and_a_preflight_is_not(
-    database_url: str, tmp_path: Path
-) -> None:
-    """OPTIONS on the DICOMweb root is the capabilities route (CAP-01): a 401 there leaves a
-    ``login-failure`` row like any other route, an answer a ``capabilities`` row. A CORS
-    preflight (GEN-09) carries no credentials by design, is answered before authentication, and
-    is no access attempt: it leaves no row."""
-    viewer = "http://viewer.example:3000"
-    settings = auth_settings(database_url, tmp_path / "data", cors={"allow_origins": [viewer]})
-    async with auth_client(settings) as (services, http, tokens):
-        calls = {}
-        for path in (f"{ROOT}/", ROOT):
-            calls[f"anonymous {path}"] = await http.options(path)
-            calls[f"token {path}"] = await http.options(
-                path, headers={**tokens.headers(["read"]), "Accept": "application/json"}
-            )
-        assert calls[f"anonymous {ROOT}/"].status_code == 401
-        assert calls[f"token {ROOT}/"].status_code == 200
-        await services.audit.flush()
-        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
-        for path in (f"{ROOT}/", ROOT):
-            mine = calls[f"anonymous {path}"].headers["x-request-id"]
-            [failure] = [i for i in items if i["request_id"] == mine]
-            assert (failure["action"], failure["outcome"], failure["status"]) == (
-                "login-failure",
-                "denied",
-                401,
-            )
-        # the two answers: one row each, or one that counts both (reads of one caller merge)
-        answered_ids = {calls[f"token {p}"].headers["x-request-id"] for p in (f"{ROOT}/", ROOT)}
-        answered = [i for i in items if i["request_id"] in answered_ids]
-        assert {(i["action"], i["status"]) for i in answered} == {("capabilities", 200)}
-        assert sum(i["requests"] for i in answered) == 2
-
-        _, before = await services.audit.search(AuditFilter(), limit=1, offset=0)
-        preflight = await http.options(
-            f"{ROOT}/",
-            headers={"Origin": viewer, "Access-Control-Request-Method": "GET"},
-        )
-        assert preflight.status_code == 200
-        assert preflight.headers["access-control-allow-origin"] == viewer
-        await services.audit.flush()
-        _, after = await services.audit.search(AuditFilter(), limit=1, offset=0)
-        assert after == before
-
-
 def test_the_journal_is_only_deleted_from(pg_server: str) -> None:
     """PostgreSQL refuses to change a journal row (a trigger), as it refuses to change the
     chain: a row is only ever added, then claimed."""

@@ -2,9 +2,7 @@
 text), a failed batch rolled back and written again in full, the writer's connection returned."""
 
 import asyncio
-import os
 import random
-import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.api.security import request_ids
 from app.index import migrate
 from app.index.audit import chain as chain_table
 from app.index.db import Database
@@ -493,72 +490,6 @@ async def test_deferred_events_are_built_by_the_writer_and_never_lost(
     finally:
         await audit.close()
         await db.close()
-
-
-async def test_a_request_is_audited_at_its_end_time_and_with_its_own_id(
-    database_url: str, tmp_path: Path
-) -> None:
-    """The row's time is when the request ended, not when the writer (a linger later) built it;
-    request ids made by the server are distinct and well-formed."""
-    settings = auth_settings(database_url, tmp_path / "data", audit_linger_seconds=0.5)
-    async with auth_client(settings) as (services, http, tokens):
-        before = datetime.now(UTC)
-        responses = [
-            await http.get("/dicom-web/studies", headers=tokens.headers()) for _ in range(20)
-        ]
-        after = datetime.now(UTC)
-        ids = [r.headers["x-request-id"] for r in responses]
-        assert len(set(ids)) == 20
-        assert all(re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", i) for i in ids), ids
-        await services.audit.flush()
-        items, _ = await services.audit.search(AuditFilter(), limit=1000, offset=0)
-        mine = [i for i in items if i["request_id"] in set(ids)]
-        assert mine  # searches of one caller in one batch: one row (aggregated), or more
-        for item in mine:
-            when = datetime.fromisoformat(item["time"].replace("Z", "+00:00"))
-            assert before <= when <= after, (before, when, after)
-
-
-def test_request_ids_of_a_forked_process_take_a_new_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = request_ids.RequestIds()
-    first, second = ids.next(), ids.next()
-    assert first.split("-")[0] == second.split("-")[0]
-    assert (first.split("-")[1], second.split("-")[1]) == ("1", "2")
-    pid = os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: pid + 1)  # as in a forked child
-    child = ids.next()
-    assert child.split("-")[0] != first.split("-")[0]
-    assert child.split("-")[1] == "1"
-
-
-async def test_a_queued_event_keeps_nothing_of_its_request(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What waits in the queue is a few values, never the request's scope (which holds the app,
-    the route, the dependency stacks): up to ``queue_size`` finished requests would stay alive."""
-    settings = auth_settings(database_url, tmp_path / "data")
-    async with auth_client(settings) as (services, http, tokens):
-        queued: list[Any] = []
-        real = services.audit.record_later
-
-        async def spy(event: Any) -> None:
-            queued.append(event)
-            await real(event)
-
-        monkeypatch.setattr(services.audit, "record_later", spy)
-        response = await http.get("/dicom-web/studies?PatientID=P-1", headers=tokens.headers())
-        assert response.status_code == 204
-        [pending] = queued
-        reachable = list(pending.args)
-        for value in list(reachable):
-            if isinstance(value, dict):
-                reachable += value.values()
-        assert not any(isinstance(v, dict) and "app" in v for v in reachable)  # no scope
-        assert not any(hasattr(v, "router") or hasattr(v, "endpoint") for v in reachable)
-        event = pending()
-        assert (event.action, event.patient_id, event.status) == ("search", "P-1", 204)
-        assert event.request_id == response.headers["x-request-id"]
-        await services.audit.flush()
 
 
 async def test_flush_and_close_end_the_linger(fresh_database_url: str) -> None:
