@@ -22,7 +22,7 @@ class WriteAudit:
     A front end makes one with :meth:`AuditLog.for_write` and hands it to the service, which
     calls :meth:`journal` inside each transaction that writes; the front end's own row for the
     request then names the journal rows (``AuditRecord(supersedes=write.release())``), which it
-    stands for (see the module's docstring).
+    stands for (see the package's docstring).
     """
 
     __slots__ = ("_open", "actor", "client_id", "journaled", "request_id", "source")

@@ -48,7 +48,7 @@ class AuditLog:
     ) -> None:
         self._db = db
         #: journal rows older than this (seconds) are chained on their own by a sweep, unless
-        #: their request is still running in this process (see the module's docstring)
+        #: their request is still running in this process (see the package's docstring)
         self._grace = max(0.0, journal_grace)
         #: this process's journal rows whose request row is still to come (:class:`WriteAudit`)
         self._open: set[int] = set()
