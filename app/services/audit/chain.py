@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from app.index.audit import journal as journal_table
 from app.index.audit.chain import COLUMNS
 from app.services.audit.records import AuditRecord, storable
 
@@ -37,22 +38,8 @@ __all__ = [
 
 GENESIS: Final = "0" * 64
 
-CONTENT_FIELDS: Final = (
-    "time",
-    "actor",
-    "client_id",
-    "source",
-    "action",
-    "outcome",
-    "status",
-    "study_uid",
-    "series_uid",
-    "instance_uid",
-    "patient_id",
-    "count",
-    "request_id",
-    "detail",
-)
+#: what a row's hash covers: an audit event's content, the columns the journal holds as well
+CONTENT_FIELDS: Final = journal_table.FIELDS
 #: hashed only when set (rows written before it existed hold NULL, and their hashes stay valid)
 _REQUESTS: Final = "requests"
 #: a written row's values in :data:`~app.index.audit.chain.COLUMNS` order (:func:`chain_rows`'
