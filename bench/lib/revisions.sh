@@ -11,14 +11,17 @@
 #   STOW   load.py stow of $DATASET (batch 10, $CLIENTS clients)
 #   QIDO   load.py qido (-n 600, $ROUNDS rounds)
 #   WADO   load.py wado: study metadata, series and study retrieve, instance, /frames/1 ($ROUNDS)
+#   VIEWERS (optional, VIEWERS=K): K simulated OHIF viewers (viewers.py, a keep-alive pool
+#          each) opening studies, against each revision in turn, $ROUNDS rounds alternating
 # Results: $RESULTS/*-revisions-*.json (load.py report them) and the tables on stdout.
 #
 # Settings: DATASET ($DATA/wado60: 20 studies of 3 x 20 instances, 512x512; made if missing),
-# CLIENTS (4), ROUNDS (3), WORKERS (2), TARGETS (orthanc), BASE_PORT (8100). Never run it beside
+# CLIENTS (4), ROUNDS (3), WORKERS (2), TARGETS (orthanc), BASE_PORT (8100), VIEWERS (0),
+# VIEWER_SECONDS (20). Never run it beside
 # a build or a test run (2 cores).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-[[ $# -ge 1 ]] || { sed -n '2,19p' "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n '2,22p' "$0"; exit 2; }
 WORK=${WORK:-$(mktemp -d /tmp/lightbox-revisions.XXXXXX)}
 DATASET=${DATASET:-$DATA/wado60}
 CLIENTS=${CLIENTS:-4}
@@ -31,7 +34,10 @@ mkdir -p "$RESULTS" "$DATA"
   "$PY" "$SHARED/bench/gen_dataset.py" --out "$DATASET" --seed 11 --studies 20 --series 3 \
     --instances 20 --size 512 >/dev/null
 
+VIEWERS=${VIEWERS:-0}
+VIEWER_SECONDS=${VIEWER_SECONDS:-20}
 TREES=()
+NAMES=()
 cleanup() {
   stop_all
   [[ $TARGETS == *orthanc* ]] && orthanc_stop "$WORK/orthanc"
@@ -60,6 +66,7 @@ for rev in "$@"; do
   PIDS+=($!)
   wait_ready "$port" "$WORK/$name.log"
   T+=(--target "$name=http://127.0.0.1:$port/dicom-web" --bearer "$name=@$WORK/$name.token")
+  NAMES+=("$name=$port")
   T+=(--pid "$name=$!,$(postmaster_pid)")
   i=$((i + 1))
 done
@@ -74,4 +81,15 @@ fi
   --rounds "$ROUNDS"
 "$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DATASET" -c "$CLIENTS" \
   --ops study_metadata,series,study,instance,frame --rounds "$ROUNDS"
+if [[ $VIEWERS -gt 0 ]]; then
+  out="$RESULTS/$(date +%Y%m%dT%H%M%S)-revisions-viewers.jsonl"
+  for round in $(seq "$ROUNDS"); do
+    for entry in "${NAMES[@]}"; do
+      name=${entry%=*} port=${entry#*=}
+      "$PY" "$LIB/viewers.py" --url "http://127.0.0.1:$port/dicom-web" --viewers "$VIEWERS" \
+        --seconds "$VIEWER_SECONDS" --bearer "@$WORK/$name.token" --label "$name-round$round" \
+        --processes 2 --out "$out"
+    done
+  done
+fi
 echo "results: $RESULTS (load.py report $RESULTS/*revisions*.json)"
