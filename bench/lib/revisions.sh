@@ -15,6 +15,7 @@
 #          each) opening studies, against each revision in turn, $ROUNDS rounds alternating
 # Results: $RESULTS/*-revisions-*.json (load.py report them) and the tables on stdout.
 #
+# LOADPY_TUNABLES (glibc tunables of the load generator; empty: glibc defaults).
 # Settings: DATASET ($DATA/wado60: 20 studies of 3 x 20 instances, 512x512; made if missing),
 # CLIENTS (4), ROUNDS (3), WORKERS (2), TARGETS (orthanc), BASE_PORT (8100), VIEWERS (0),
 # VIEWER_SECONDS (20). Never run it beside
@@ -76,10 +77,15 @@ if [[ $TARGETS == *orthanc* ]]; then
   T+=(--pid "orthanc=$(orthanc_pid "$WORK/orthanc"),$(postmaster_pid)")
 fi
 
-"$PY" "$SHARED/bench/load.py" stow "${T[@]}" --dataset "$DATASET" --batch 10 -c "$CLIENTS"
-"$PY" "$SHARED/bench/load.py" qido "${T[@]}" --dataset "$DATASET" -n 600 -c "$CLIENTS" \
+# load.py alone (never a server) keeps its large buffers: with glibc's default trim and mmap
+# thresholds it pays 30-50% more CPU per byte for a 31 MB multipart body than for 10 MB (page
+# faults as glibc hands its buffers back after each response) and, at 100% of a core, becomes
+# what a study retrieve measures (bench/results/2026-12-06-structure.md)
+LOADPY=(env GLIBC_TUNABLES=${LOADPY_TUNABLES-glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=67108864} "$PY" "$SHARED/bench/load.py")
+"${LOADPY[@]}" stow "${T[@]}" --dataset "$DATASET" --batch 10 -c "$CLIENTS"
+"${LOADPY[@]}" qido "${T[@]}" --dataset "$DATASET" -n 600 -c "$CLIENTS" \
   --rounds "$ROUNDS"
-"$PY" "$SHARED/bench/load.py" wado "${T[@]}" --dataset "$DATASET" -c "$CLIENTS" \
+"${LOADPY[@]}" wado "${T[@]}" --dataset "$DATASET" -c "$CLIENTS" \
   --ops study_metadata,series,study,instance,frame --rounds "$ROUNDS"
 if [[ $VIEWERS -gt 0 ]]; then
   out="$RESULTS/$(date +%Y%m%dT%H%M%S)-revisions-viewers.jsonl"
