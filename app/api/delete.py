@@ -17,7 +17,7 @@ from app.api.deps import ServicesDep, SettingsDep
 from app.api.errors import problem
 from app.api.methods import allowed_methods
 from app.api.security import note, write_audit
-from app.dicom.uids import validate_uid
+from app.dicom.target import Target
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["delete"])
@@ -90,17 +90,12 @@ async def _delete(
             m for m in allowed_methods(request.app, request.url.path) if m != "DELETE"
         )
         return problem(405, "deletion is disabled on this server", {"Allow": allow})
-    study_uid = validate_uid(study, "StudyInstanceUID")
+    target = Target.from_path(study, series, instance)
     # the audit row names the patient (DEL-03): read it before the study row may be gone, and
     # let events already queued about this study resolve their PatientID while it still exists
-    patient_id = await services.access.patient_id(study_uid)
+    patient_id = await services.access.patient_id(target.study_uid)
     await services.audit.flush()
-    outcome = await services.delete.delete(
-        study_uid,
-        None if series is None else validate_uid(series, "SeriesInstanceUID"),
-        None if instance is None else validate_uid(instance, "SOPInstanceUID"),
-        audit=write_audit(request, services.audit),
-    )
+    outcome = await services.delete.delete(target, audit=write_audit(request, services.audit))
     note(request, patient_id=patient_id, count=outcome.instances)
     log.info(
         "deleted %d instance(s), %d series%s; %d blob(s) removed, %d left for gc",

@@ -57,7 +57,7 @@ from app.dicom.render import (
     RenderParameterError,
     RenderParams,
 )
-from app.dicom.uids import validate_uid
+from app.dicom.target import Level, Target
 from app.errors import (
     BadRequest,
     DecodedSizeTooLarge,
@@ -67,7 +67,6 @@ from app.errors import (
     NotFound,
 )
 from app.services.render import RenderService, RenderSource, kind, render_etag, thumbnail_choice
-from app.services.retrieve import parse_frame_numbers
 
 router = APIRouter(tags=["rendered"])
 
@@ -157,16 +156,6 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         return False
     tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
     return "*" in tags or etag in tags
-
-
-def _uids(
-    study: str, series: str | None = None, instance: str | None = None
-) -> tuple[str, str | None, str | None]:
-    return (
-        validate_uid(study, "StudyInstanceUID"),
-        None if series is None else validate_uid(series, "SeriesInstanceUID"),
-        None if instance is None else validate_uid(instance, "SOPInstanceUID"),
-    )
 
 
 def build_params(
@@ -300,11 +289,11 @@ async def _render_target(
     params: RenderParams,
     ignored: tuple[str, ...],
     iccprofile: str | None,
-    uids: tuple[str, str | None, str | None],
+    target: Target,
 ) -> Response:
     _check_patient_annotation(request, params)
     render = services.render
-    sources = await render.sources(*uids)
+    sources = await render.sources(target)
     base = service_base(request, settings)
     extra: dict[str, str] = {}
     if ignored:
@@ -312,7 +301,7 @@ async def _render_target(
             f'299 {request.url.netloc} "The following annotation values are not supported: '
             f'{",".join(ignored)}"'
         )
-    single_instance = uids[2] is not None
+    single_instance = target.level is Level.INSTANCE
     kinds = [kind(s) for s in sources]
     offered = offered_types(kinds if single_instance else [k for k in kinds if k == "image"])
     if not offered:
@@ -393,7 +382,7 @@ async def rendered_study(
         max_pixels=services.render.limits.pixels,
     )
     return await _render_target(
-        request, services, settings, accept, params, ignored, iccprofile, _uids(study)
+        request, services, settings, accept, params, ignored, iccprofile, Target.from_path(study)
     )
 
 
@@ -425,7 +414,14 @@ async def rendered_series(
         max_pixels=services.render.limits.pixels,
     )
     return await _render_target(
-        request, services, settings, accept, params, ignored, iccprofile, _uids(study, series)
+        request,
+        services,
+        settings,
+        accept,
+        params,
+        ignored,
+        iccprofile,
+        Target.from_path(study, series),
     )
 
 
@@ -457,9 +453,9 @@ async def rendered_instance(
         annotation=annotation,
         max_pixels=services.render.limits.pixels,
     )
-    uids = _uids(study, series, instance)
+    target = Target.from_path(study, series, instance)
     return await _render_target(
-        request, services, settings, accept, params, ignored, iccprofile, uids
+        request, services, settings, accept, params, ignored, iccprofile, target
     )
 
 
@@ -485,8 +481,8 @@ async def rendered_frames(
     annotation: AnnotationParam = None,
     iccprofile: IccParam = None,
 ) -> Response:
-    uids = _uids(study, series, instance)
-    numbers = parse_frame_numbers(frames)
+    target = Target.from_path(study, series, instance, frames)
+    numbers = target.frames or ()
     params, ignored = build_params(
         quality=quality,
         viewport=viewport,
@@ -496,7 +492,7 @@ async def rendered_frames(
     )
     _check_patient_annotation(request, params)
     render = services.render
-    source = (await render.sources(*uids))[0]
+    source = (await render.sources(target))[0]
     if kind(source) != ObjectKind.IMAGE:
         raise NotFound("the instance has no pixel data, so no frames")
     choice = negotiate_rendered(accept or [], _header(request), IMAGE_TYPES)
@@ -551,8 +547,7 @@ async def _thumbnail(
     services: ServicesDep,
     accept: list[str] | None,
     viewport: str | None,
-    uids: tuple[str, str | None, str | None],
-    frame: int | None = None,
+    target: Target,
 ) -> Response:
     try:
         box = (
@@ -565,11 +560,12 @@ async def _thumbnail(
     except RenderParameterError as exc:
         raise BadRequest(str(exc)) from exc
     render = services.render
-    sources = await render.sources(*uids)
+    sources = await render.sources(target)
     chosen = thumbnail_choice(sources)
     if chosen is None:
         raise NotAcceptable("the target holds no image to make a thumbnail of")
     source, middle = chosen
+    frame = None if target.frames is None else target.frames[0]
     if frame is not None:
         frames = source.number_of_frames or 1
         if frame > frames:
@@ -599,7 +595,7 @@ async def thumbnail_study(
     accept: AcceptParam = None,
     viewport: ThumbViewport = None,
 ) -> Response:
-    return await _thumbnail(request, services, accept, viewport, _uids(study))
+    return await _thumbnail(request, services, accept, viewport, Target.from_path(study))
 
 
 @router.get(
@@ -617,7 +613,7 @@ async def thumbnail_series(
     accept: AcceptParam = None,
     viewport: ThumbViewport = None,
 ) -> Response:
-    return await _thumbnail(request, services, accept, viewport, _uids(study, series))
+    return await _thumbnail(request, services, accept, viewport, Target.from_path(study, series))
 
 
 @router.get(
@@ -636,8 +632,8 @@ async def thumbnail_instance(
     accept: AcceptParam = None,
     viewport: ThumbViewport = None,
 ) -> Response:
-    uids = _uids(study, series, instance)
-    return await _thumbnail(request, services, accept, viewport, uids)
+    target = Target.from_path(study, series, instance)
+    return await _thumbnail(request, services, accept, viewport, target)
 
 
 @router.get(
@@ -657,6 +653,5 @@ async def thumbnail_frames(
     accept: AcceptParam = None,
     viewport: ThumbViewport = None,
 ) -> Response:
-    uids = _uids(study, series, instance)
-    numbers = parse_frame_numbers(frames)
-    return await _thumbnail(request, services, accept, viewport, uids, numbers[0])
+    target = Target.from_path(study, series, instance, frames)
+    return await _thumbnail(request, services, accept, viewport, target)

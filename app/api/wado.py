@@ -72,7 +72,8 @@ from app.api.ranges import Unsatisfiable, parse_range
 from app.api.urls import instance_url, service_base
 from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.config import Settings
-from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, validate_uid
+from app.dicom.target import Target
+from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from app.errors import NotAcceptable, NotFound
 from app.services.retrieve import (
     BulkItem,
@@ -84,7 +85,6 @@ from app.services.retrieve import (
     gzip_etag,
     metadata_document,
     metadata_etag,
-    parse_frame_numbers,
     stored_length,
 )
 
@@ -136,26 +136,6 @@ AcceptParam = Annotated[
 ]
 
 
-def _target(
-    study: str, series: str | None = None, instance: str | None = None
-) -> tuple[str, str | None, str | None]:
-    """The validated UIDs of a study, series or instance path (GEN-02: 400 when malformed)."""
-    return (
-        validate_uid(study, "StudyInstanceUID"),
-        None if series is None else validate_uid(series, "SeriesInstanceUID"),
-        None if instance is None else validate_uid(instance, "SOPInstanceUID"),
-    )
-
-
-def _instance_uids(study: str, series: str, instance: str) -> tuple[str, str, str]:
-    """The validated UIDs of an instance path."""
-    return (
-        validate_uid(study, "StudyInstanceUID"),
-        validate_uid(series, "SeriesInstanceUID"),
-        validate_uid(instance, "SOPInstanceUID"),
-    )
-
-
 @router.get(
     "/studies/{study}",
     operation_id="wado-retrieve_study",
@@ -170,7 +150,7 @@ async def retrieve_study(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(*_target(study))
+    refs = await services.retrieve.resolve(Target.from_path(study))
     return await _retrieve(request, services, settings, refs, accept)
 
 
@@ -189,7 +169,7 @@ async def retrieve_series(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(*_target(study, series))
+    refs = await services.retrieve.resolve(Target.from_path(study, series))
     return await _retrieve(request, services, settings, refs, accept)
 
 
@@ -209,7 +189,7 @@ async def retrieve_instance(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    refs = await services.retrieve.resolve(*_target(study, series, instance))
+    refs = await services.retrieve.resolve(Target.from_path(study, series, instance))
     return await _retrieve(request, services, settings, refs, accept, single_part=True)
 
 
@@ -436,7 +416,7 @@ async def _metadata(
     series: str | None = None,
     instance: str | None = None,
 ) -> Response:
-    study_uid, series_uid, sop_uid = _target(study, series, instance)
+    target = Target.from_path(study, series, instance)
     header = _accept_header(request)
     xml = wants_xml(header, accept or [])  # QIDO-20 / PS3.19: the XML form when preferred
     media_type = (
@@ -445,20 +425,18 @@ async def _metadata(
     retrieve = services.retrieve
     base = service_base(request, settings)
     if xml:
-        rows = await retrieve.metadata(study_uid, series_uid, sop_uid)
+        rows = await retrieve.metadata(target)
         etag = metadata_etag(rows, base)[:-1] + '-xml"'
         if _matches(request.headers.get("if-none-match"), (etag,)):
             return Response(status_code=304, headers={"ETag": etag})
         return xml_response(orjson.loads(metadata_document(rows, base)), headers={"ETag": etag})
     gzipped = _accepts_gzip(request.headers.get("accept-encoding"))
-    etag = await retrieve.metadata_tag(base, study_uid, series_uid, sop_uid)
+    etag = await retrieve.metadata_tag(base, target)
     headers = {"Vary": "Accept-Encoding"}
     if _matches(request.headers.get("if-none-match"), (etag, gzip_etag(etag))):
         headers["ETag"] = gzip_etag(etag) if gzipped else etag
         return Response(status_code=304, headers=headers)
-    document = await retrieve.metadata_document(
-        base, study_uid, series_uid, sop_uid, etag=etag, gzipped=gzipped
-    )
+    document = await retrieve.metadata_document(base, target, etag=etag, gzipped=gzipped)
     headers["ETag"] = document.etag
     if gzipped:
         headers["Content-Encoding"] = "gzip"
@@ -549,9 +527,9 @@ async def retrieve_frames(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
-    numbers = parse_frame_numbers(frames)
-    frame_set = await services.retrieve.frames(study_uid, series_uid, sop_uid, numbers)
+    target = Target.from_path(study, series, instance, frames)
+    numbers = target.frames or ()
+    frame_set = await services.retrieve.frames(target)
     chosen = _negotiate_frames(request, settings, accept, frame_set, single_part=len(numbers) == 1)
     base = service_base(request, settings)
     return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
@@ -573,8 +551,9 @@ async def retrieve_instance_pixeldata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
-    sets, unreadable = await services.retrieve.pixel_sources(study_uid, series_uid, sop_uid)
+    sets, unreadable = await services.retrieve.pixel_sources(
+        Target.from_path(study, series, instance)
+    )
     if unreadable:
         raise NotAcceptable(
             "the pixel data of this instance cannot be sent frame by frame (video or "
@@ -603,7 +582,9 @@ async def retrieve_series_pixeldata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    return await _many_pixeldata(request, services, settings, accept, *_target(study, series)[:2])
+    return await _many_pixeldata(
+        request, services, settings, accept, Target.from_path(study, series)
+    )
 
 
 @router.get(
@@ -620,7 +601,7 @@ async def retrieve_study_pixeldata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    return await _many_pixeldata(request, services, settings, accept, _target(study)[0])
+    return await _many_pixeldata(request, services, settings, accept, Target.from_path(study))
 
 
 async def _many_pixeldata(
@@ -628,10 +609,9 @@ async def _many_pixeldata(
     services: ServicesDep,
     settings: Settings,
     accept: list[str] | None,
-    study_uid: str,
-    series_uid: str | None = None,
+    target: Target,
 ) -> Response:
-    sets, unreadable = await services.retrieve.pixel_sources(study_uid, series_uid)
+    sets, unreadable = await services.retrieve.pixel_sources(target)
     omitted = unreadable
     plans: list[tuple[FrameSet, FrameRepresentation]] = []
     refusal: NotAcceptable | None = None
@@ -801,18 +781,15 @@ async def retrieve_bulkdata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    study_uid, series_uid, sop_uid = _instance_uids(study, series, instance)
-    value = await services.retrieve.bulk(study_uid, series_uid, sop_uid, path)
+    target = Target.from_path(study, series, instance)
+    value = await services.retrieve.bulk(target, path)
     chosen = negotiate_bulk(
         accept or [],
         _accept_header(request),
         value.media_type or OCTET_STREAM,
         strict=settings.strict_accept,
     )
-    location = (
-        f"{instance_url(service_base(request, settings), study_uid, series_uid, sop_uid)}"
-        f"/bulkdata/{path}"
-    )
+    location = f"{service_base(request, settings)}/{target}/bulkdata/{path}"
     data = value.data
     try:
         wanted = parse_range(
@@ -873,7 +850,7 @@ async def retrieve_study_bulkdata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    return await _all_bulk(request, services, settings, accept, *_target(study))
+    return await _all_bulk(request, services, settings, accept, Target.from_path(study))
 
 
 @router.get(
@@ -891,7 +868,7 @@ async def retrieve_series_bulkdata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    return await _all_bulk(request, services, settings, accept, *_target(study, series))
+    return await _all_bulk(request, services, settings, accept, Target.from_path(study, series))
 
 
 @router.get(
@@ -910,7 +887,9 @@ async def retrieve_instance_bulkdata(
     settings: SettingsDep,
     accept: AcceptParam = None,
 ) -> Response:
-    return await _all_bulk(request, services, settings, accept, *_target(study, series, instance))
+    return await _all_bulk(
+        request, services, settings, accept, Target.from_path(study, series, instance)
+    )
 
 
 async def _all_bulk(
@@ -918,12 +897,10 @@ async def _all_bulk(
     services: ServicesDep,
     settings: Settings,
     accept: list[str] | None,
-    study_uid: str,
-    series_uid: str | None,
-    sop_uid: str | None,
+    target: Target,
 ) -> Response:
     retrieve = services.retrieve
-    targets = await retrieve.bulk_targets(study_uid, series_uid, sop_uid)
+    targets = await retrieve.bulk_targets(target)
     query, header = accept or [], _accept_header(request)
     chosen = negotiate_bulk(query, header, strict=settings.strict_accept)
     if chosen.packaging is Packaging.SINGLE:

@@ -37,6 +37,7 @@ from app.dicom import render as rendering
 from app.dicom.anonymize import CannotAnonymize, anonymize
 from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits
 from app.dicom.render import ObjectKind, OutputLimits, RenderParameterError, RenderParams
+from app.dicom.target import Target
 from app.dicom.transcode import TranscodeError, check_decodable, transcode
 from app.dicom.uids import DEFLATED
 from app.errors import (
@@ -151,13 +152,11 @@ class RenderService:
         #: salt of the UID replacement of ``anonymize=yes``: configured, else random per process
         self._salt = anonymize_salt or secrets.token_bytes(32)
 
-    async def sources(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[RenderSource]:
+    async def sources(self, target: Target) -> list[RenderSource]:
         """The target's instances in WADO-01 order; :class:`NotFound` if it does not exist."""
-        found = await locate_render_sources(self._db, study_uid, series_uid, sop_uid)
+        found = await locate_render_sources(self._db, target)
         if not found:
-            raise await self._retrieve.absent(study_uid, series_uid, sop_uid)  # 404, or 410
+            raise await self._retrieve.absent(target)  # 404, or 410
         return found
 
     async def read(self, source: RenderSource) -> bytes:
@@ -253,7 +252,7 @@ class RenderService:
             return None
         try:
             frame_set = await self._retrieve.frames(
-                ref.study_uid, ref.series_uid, ref.sop_uid, [number]
+                Target(ref.study_uid, ref.series_uid, ref.sop_uid, (number,))
             )
         except (NotAcceptable, NotFound):
             return None

@@ -40,7 +40,6 @@ plain and gzipped, which makes a repeated series ``/metadata`` one small index q
 
 import gzip
 import hashlib
-import re
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -55,6 +54,7 @@ from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits, PixelShape
 from app.dicom.frames import repack_bits, swap_byte_order
 from app.dicom.instance import FrameIndex
 from app.dicom.parse import PART10_PREAMBLE, PART10_PREFIX_LENGTH, has_part10_prefix
+from app.dicom.target import Target
 from app.dicom.transcode import (
     PixelModule,
     TranscodeError,
@@ -99,7 +99,6 @@ __all__ = [
     "gzip_etag",
     "metadata_document",
     "metadata_etag",
-    "parse_frame_numbers",
     "producible",
     "select",
     "stored_length",
@@ -259,11 +258,6 @@ class Payload:
             await _close(self.source)
 
 
-def _not_found(series_uid: str | None, sop_uid: str | None) -> NotFound:
-    level = "instance" if sop_uid else "series" if series_uid else "study"
-    return NotFound(f"no such {level}")
-
-
 @dataclass(frozen=True, slots=True)
 class MetadataDocument:
     """A metadata response body and its entity tag (strong; a gzip body has its own tag)."""
@@ -312,45 +306,37 @@ class RetrieveService:
         reasons = (decode_refusal(ref, self.decode_limits) for ref in refs)
         return next((reason for reason in reasons if reason), None)
 
-    async def resolve(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[InstanceRef]:
+    async def resolve(self, target: Target) -> list[InstanceRef]:
         """The target's instances in WADO-01 order; :class:`NotFound` if it does not exist."""
-        refs = await locate(self._db, study_uid, series_uid, sop_uid)
+        refs = await locate(self._db, target)
         if not refs:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         return refs
 
-    async def absent(
-        self, study_uid: str, series_uid: str | None, sop_uid: str | None
-    ) -> NotFound | Gone:
+    async def absent(self, target: Target) -> NotFound | Gone:
         """The error for a target not in the index: 410 while a tombstone lives (DEL-04)."""
-        if await tombstoned(self._db, study_uid, series_uid, sop_uid):
-            level = "instance" if sop_uid else "series" if series_uid else "study"
-            return Gone(f"the {level} was deleted")
-        return _not_found(series_uid, sop_uid)
+        if await tombstoned(self._db, target):
+            return Gone(f"the {target.noun} was deleted")
+        return NotFound(f"no such {target.noun}")
 
-    async def metadata(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[MetadataRow]:
+    async def metadata(self, target: Target) -> list[MetadataRow]:
         """The target's stored metadata in WADO-01 order; :class:`NotFound` if it does not exist."""
-        rows = await locate_metadata(self._db, study_uid, series_uid, sop_uid)
+        rows = await locate_metadata(self._db, target)
         if not rows:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         return rows
 
-    async def frames(
-        self, study_uid: str, series_uid: str, sop_uid: str, numbers: Sequence[int]
-    ) -> "FrameSet":
+    async def frames(self, target: Target) -> "FrameSet":
         """Check that frames ``numbers`` of an instance exist and can be read (FRM-01/06).
 
         :class:`NotFound` for an unknown instance, one without pixel data, or a frame number
         above NumberOfFrames; :class:`NotAcceptable` when the frames are not byte ranges of the
         stored file (video, deflated data set, unmappable fragments).
         """
-        sources = await locate_frame_sources(self._db, study_uid, series_uid, sop_uid)
+        numbers = target.frames or ()
+        sources = await locate_frame_sources(self._db, target)
         if not sources:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         source = sources[0]
         if source.number_of_frames is None:
             raise NotFound("the instance has no pixel data, so no frames")
@@ -378,18 +364,16 @@ class RetrieveService:
             )
         return frame_set
 
-    async def pixel_sources(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> tuple[list["FrameSet"], int]:
+    async def pixel_sources(self, target: Target) -> tuple[list["FrameSet"], int]:
         """Every frame of the target's instances that have pixel data (RES-08, FRM-07).
 
         Returns the frame sets in WADO-01 order and how many instances with pixel data cannot be
         read frame by frame (video, FRM-06; undecodable data). :class:`NotFound` when the target
         does not exist or none of its instances has pixel data.
         """
-        sources = await locate_frame_sources(self._db, study_uid, series_uid, sop_uid)
+        sources = await locate_frame_sources(self._db, target)
         if not sources:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         with_pixels = [s for s in sources if s.number_of_frames is not None]
         if not with_pixels:
             raise NotFound("no pixel data: none of the instances has any")
@@ -413,7 +397,9 @@ class RetrieveService:
         if frames.pixels is not None or frames.index is None or not frames.index.encapsulated:
             return frames
         source = frames.source
-        raw = await instance_metadata(self._db, source.study_uid, source.series_uid, source.sop_uid)
+        raw = await instance_metadata(
+            self._db, Target(source.study_uid, source.series_uid, source.sop_uid)
+        )
         pixels = PixelModule.from_dicom_json(orjson.loads(raw)) if raw else None
         if pixels is None:
             raise TranscodeError("the instance lacks the Image Pixel attributes to decode it")
@@ -491,7 +477,7 @@ class RetrieveService:
             data = repack_bits(data, index.bit_offsets[number - 1], bits)
         return data
 
-    async def bulk(self, study_uid: str, series_uid: str, sop_uid: str, path: str) -> BulkValue:
+    async def bulk(self, target: Target, path: str) -> BulkValue:
         """The value a BulkDataURI ``.../bulkdata/{path}`` names (BULK-01/02, META-04).
 
         :class:`BadRequest` for a malformed ``path``, :class:`NotFound` for an unknown instance
@@ -506,23 +492,21 @@ class RetrieveService:
                 "invalid bulk data path: expected GGGGEEEE, optionally preceded by "
                 "GGGGEEEE/item/ pairs for a value inside a sequence item"
             )
-        refs = await self.resolve(study_uid, series_uid, sop_uid)
+        refs = await self.resolve(target)
         ref = refs[0]
         [value] = await self._bulk_values(ref, [steps])
         if value is None:
             raise NotFound(f"the instance has no bulk data value at {path}")
         return value
 
-    async def bulk_targets(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[tuple[InstanceRef, list[str]]]:
+    async def bulk_targets(self, target: Target) -> list[tuple[InstanceRef, list[str]]]:
         """The target's instances with the bulk data paths of their metadata (BULK-03).
 
         :class:`NotFound` when the target does not exist or has no bulk data at all.
         """
-        rows = await locate_with_metadata(self._db, study_uid, series_uid, sop_uid)
+        rows = await locate_with_metadata(self._db, target)
         if not rows:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         targets = [(ref, bulk_paths(raw)) for ref, raw in rows]
         targets = [(ref, paths) for ref, paths in targets if paths]
         if not targets:
@@ -559,21 +543,17 @@ class RetrieveService:
 
     # --- metadata (META-01..05) ---
 
-    async def metadata_tag(
-        self, base: str, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> str:
+    async def metadata_tag(self, base: str, target: Target) -> str:
         """The entity tag of the target's metadata (one small query); :class:`NotFound`."""
-        hashes = await locate_hashes(self._db, study_uid, series_uid, sop_uid)
+        hashes = await locate_hashes(self._db, target)
         if not hashes:
-            raise await self.absent(study_uid, series_uid, sop_uid)
+            raise await self.absent(target)
         return _etag(hashes, base)
 
     async def metadata_document(
         self,
         base: str,
-        study_uid: str,
-        series_uid: str | None = None,
-        sop_uid: str | None = None,
+        target: Target,
         *,
         etag: str | None = None,
         gzipped: bool = False,
@@ -587,7 +567,7 @@ class RetrieveService:
             cached = self._metadata_cache.get((etag, gzipped))
             if cached is not None:
                 return MetadataDocument(_variant(etag, gzipped), cached)
-        rows = await self.metadata(study_uid, series_uid, sop_uid)
+        rows = await self.metadata(target)
         tag = metadata_etag(rows, base)
         plain = self._metadata_cache.get((tag, False))
         if plain is None:
@@ -817,35 +797,6 @@ def _frame_set(
 def _stored_instead(exc: DecodedSizeTooLarge, what: str = "its frames") -> NotAcceptable:
     """406 for a decode refused by the limits where the stored form can be sent instead."""
     return NotAcceptable(f"{exc.message}; {what} can be retrieved as stored (transfer-syntax=*)")
-
-
-_FRAME_LIST = re.compile(r"[0-9]+(?:,[0-9]+)*")
-
-
-def parse_frame_numbers(text: str) -> list[int]:
-    """The frame numbers of a ``{frames}`` path segment (FRM-01), or :class:`BadRequest`.
-
-    >>> parse_frame_numbers("3,1,2")
-    [3, 1, 2]
-    >>> parse_frame_numbers("1,1")
-    Traceback (most recent call last):
-    ...
-    app.errors.BadRequest: invalid frame list: frame 1 is listed twice
-    """
-    if not _FRAME_LIST.fullmatch(text) or len(text) > 10_000:
-        raise BadRequest("invalid frame list: expected positive integers separated by commas")
-    pieces = [piece.lstrip("0") or "0" for piece in text.split(",")]
-    if any(len(piece) > 10 for piece in pieces):  # int() refuses more than 4300 digits
-        raise BadRequest("invalid frame list: a frame number has more than 10 digits (IS)")
-    numbers = [int(piece) for piece in pieces]
-    seen: set[int] = set()
-    for n in numbers:
-        if n == 0:
-            raise BadRequest("invalid frame list: frame numbers start at 1")
-        if n in seen:
-            raise BadRequest(f"invalid frame list: frame {n} is listed twice")
-        seen.add(n)
-    return numbers
 
 
 _BULK_DATA_URI = b'"BulkDataURI":"'

@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from app.api.multipart_writer import COALESCE_BYTES, OutgoingPart, write_multipart
 from app.api.wado import _parts
 from app.config import DuplicatePolicy
+from app.dicom.target import Target
 from app.services.container import Services
 from app.services.retrieve import RetrieveService, select
 from tests.conftest import app_client, make_settings
@@ -148,7 +149,7 @@ async def test_open_reads_a_small_blob_as_one_chunk(client: httpx.AsyncClient) -
     )
     assert response.status_code == 200
     retrieve = RetrieveService(services.db, services.store, chunk_size=1 << 20)
-    refs = await retrieve.resolve(study)
+    refs = await retrieve.resolve(Target(study))
     payload = await retrieve.open(refs[0])
     assert [chunk async for chunk in payload.chunks] == [small]
     payload = await retrieve.open(refs[1])
@@ -227,7 +228,7 @@ async def test_frames_after_delete_and_restore(database_url: str, tmp_path: Path
         assert response.content == third
 
 
-@pytest.mark.parametrize("level", ["study", "series", "instance", "study+instance"])
+@pytest.mark.parametrize("level", ["study", "series", "instance", "frames"])
 async def test_target_query_driver_path_matches_sqlalchemy(
     client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch, level: str
 ) -> None:
@@ -240,11 +241,11 @@ async def test_target_query_driver_path_matches_sqlalchemy(
     response = await client.post(f"{ROOT}/studies", content=multipart(raws), headers=stow_headers())
     assert response.status_code == 200
     sop = _sop(raws[0])
-    uids = {
-        "study": (study, None, None),
-        "series": (study, series, None),
-        "instance": (study, series, sop),
-        "study+instance": (study, None, sop),
+    target = {
+        "study": Target(study),
+        "series": Target(study, series),
+        "instance": Target(study, series, sop),
+        "frames": Target(study, series, sop, (1,)),  # the frames' instance
     }[level]
     lookups = (
         retrieval.locate,
@@ -253,11 +254,11 @@ async def test_target_query_driver_path_matches_sqlalchemy(
         retrieval.locate_metadata,
         retrieval.locate_frame_sources,
     )
-    direct = [await lookup(services.db, *uids) for lookup in lookups]
+    direct = [await lookup(services.db, target) for lookup in lookups]
     monkeypatch.setattr(retrieval, "_DIRECT_DRIVERS", frozenset())
-    through_sqlalchemy = [await lookup(services.db, *uids) for lookup in lookups]
+    through_sqlalchemy = [await lookup(services.db, target) for lookup in lookups]
     assert direct == through_sqlalchemy
-    assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "study+instance": 1}[level]
+    assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "frames": 1}[level]
 
 
 def _open_files_under(root: Path) -> int:
@@ -286,7 +287,7 @@ async def test_next_part_opened_ahead_is_released_when_the_client_goes(
         assert stored.status_code == 200, stored.text
         # chunks smaller than a blob: an opened blob keeps its file open until read to the end
         retrieve = RetrieveService(services.db, services.store, chunk_size=64 << 10)
-        planned = select(await retrieve.resolve(study), None).items
+        planned = select(await retrieve.resolve(Target(study)), None).items
         first = await retrieve.open(planned[0].ref, planned[0].transfer_syntax)
         parts = _parts(retrieve, "http://test/dicom-web", first, planned[1:])
         part = await anext(parts)
