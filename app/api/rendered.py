@@ -29,11 +29,11 @@ to anonymous callers (``LIGHTBOX_AUTH__ANONYMOUS_READ``), who may see images but
 PHI; an authenticated caller with read permission may ask for it.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from app.api.deps import ServicesDep, SettingsDep
@@ -44,6 +44,7 @@ from app.api.multipart_writer import (
     write_multipart,
 )
 from app.api.negotiation import MULTIPART_RELATED, parse_accept, parse_media_range
+from app.api.targets import LevelRoute, add_level_routes, targets
 from app.api.urls import instance_url, service_base
 from app.auth.principal import ANONYMOUS
 from app.dicom import render as rendering
@@ -355,25 +356,23 @@ async def _instance_parts(
         yield _part(data, p.media_type, f"{_location(base, source)}/rendered")
 
 
-@router.get(
-    "/studies/{study}/rendered",
-    operation_id="rendered-study",
-    summary="Render a study's images (multipart/related, one per instance)",
-    responses=_RENDERED_RESPONSES,
-    response_class=Response,
-)
-async def rendered_study(
-    study: str,
-    request: Request,
+@dataclass(frozen=True, slots=True)
+class RenderQuery:
+    """The rendering parameters of a request (§8.3.5.1), checked (400 naming a bad one)."""
+
+    params: RenderParams
+    ignored: tuple[str, ...]  # annotation keywords not supported (a Warning says so)
+    iccprofile: str | None  # checked against the media type once it is chosen
+
+
+async def render_query(
     services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
     quality: QualityParam = None,
     viewport: ViewportParam = None,
     window: WindowParam = None,
     annotation: AnnotationParam = None,
     iccprofile: IccParam = None,
-) -> Response:
+) -> RenderQuery:
     params, ignored = build_params(
         quality=quality,
         viewport=viewport,
@@ -381,82 +380,56 @@ async def rendered_study(
         annotation=annotation,
         max_pixels=services.render.limits.pixels,
     )
-    return await _render_target(
-        request, services, settings, accept, params, ignored, iccprofile, Target.from_path(study)
-    )
+    return RenderQuery(params, ignored, iccprofile)
 
 
-@router.get(
-    "/studies/{study}/series/{series}/rendered",
-    operation_id="rendered-series",
-    summary="Render a series' images (multipart/related, one per instance)",
+def _rendered_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def rendered(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        # the parameters are checked before the UIDs (as their order in the URL has it)
+        query: RenderQuery = Depends(render_query),
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        return await _render_target(
+            request,
+            services,
+            settings,
+            accept,
+            query.params,
+            query.ignored,
+            query.iccprofile,
+            target,
+        )
+
+    return rendered
+
+
+add_level_routes(
+    router,
+    "/rendered",
+    [
+        LevelRoute(
+            Level.STUDY,
+            "rendered-study",
+            "Render a study's images (multipart/related, one per instance)",
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "rendered-series",
+            "Render a series' images (multipart/related, one per instance)",
+        ),
+        LevelRoute(
+            Level.INSTANCE,
+            "rendered-instance",
+            "Render an instance (image, animated GIF, SR text or PDF)",
+        ),
+    ],
+    _rendered_endpoint,
     responses=_RENDERED_RESPONSES,
-    response_class=Response,
 )
-async def rendered_series(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-    quality: QualityParam = None,
-    viewport: ViewportParam = None,
-    window: WindowParam = None,
-    annotation: AnnotationParam = None,
-    iccprofile: IccParam = None,
-) -> Response:
-    params, ignored = build_params(
-        quality=quality,
-        viewport=viewport,
-        window=window,
-        annotation=annotation,
-        max_pixels=services.render.limits.pixels,
-    )
-    return await _render_target(
-        request,
-        services,
-        settings,
-        accept,
-        params,
-        ignored,
-        iccprofile,
-        Target.from_path(study, series),
-    )
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/rendered",
-    operation_id="rendered-instance",
-    summary="Render an instance (image, animated GIF, SR text or PDF)",
-    responses=_RENDERED_RESPONSES,
-    response_class=Response,
-)
-async def rendered_instance(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-    quality: QualityParam = None,
-    viewport: ViewportParam = None,
-    window: WindowParam = None,
-    annotation: AnnotationParam = None,
-    iccprofile: IccParam = None,
-) -> Response:
-    params, ignored = build_params(
-        quality=quality,
-        viewport=viewport,
-        window=window,
-        annotation=annotation,
-        max_pixels=services.render.limits.pixels,
-    )
-    target = Target.from_path(study, series, instance)
-    return await _render_target(
-        request, services, settings, accept, params, ignored, iccprofile, target
-    )
 
 
 @router.get(
@@ -467,29 +440,15 @@ async def rendered_instance(
     response_class=Response,
 )
 async def rendered_frames(
-    study: str,
-    series: str,
-    instance: str,
-    frames: str,
     request: Request,
     services: ServicesDep,
     settings: SettingsDep,
+    target: Target = targets[Level.FRAMES],
+    query: RenderQuery = Depends(render_query),
     accept: AcceptParam = None,
-    quality: QualityParam = None,
-    viewport: ViewportParam = None,
-    window: WindowParam = None,
-    annotation: AnnotationParam = None,
-    iccprofile: IccParam = None,
 ) -> Response:
-    target = Target.from_path(study, series, instance, frames)
     numbers = target.frames or ()
-    params, ignored = build_params(
-        quality=quality,
-        viewport=viewport,
-        window=window,
-        annotation=annotation,
-        max_pixels=services.render.limits.pixels,
-    )
+    params, ignored, iccprofile = query.params, query.ignored, query.iccprofile
     _check_patient_annotation(request, params)
     render = services.render
     source = (await render.sources(target))[0]
@@ -511,7 +470,8 @@ async def rendered_frames(
         if _matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=_headers(etag, extra))
         data = await render.render(source, params)
-        extra["Content-Location"] = f"{base}/{frames}/rendered"
+        # the frame list as the client wrote it
+        extra["Content-Location"] = f"{base}/{request.path_params['frames']}/rendered"
         return Response(data, media_type=choice.media_type, headers=_headers(etag, extra))
     per_frame = [replace(params, frames=(n,)) for n in numbers]
     etag = render_etag([source], "|".join(p.key() for p in per_frame) + "|multipart")
@@ -581,77 +541,38 @@ async def _thumbnail(
     return Response(data, media_type=choice.media_type, headers=_headers(etag, {}))
 
 
-@router.get(
-    "/studies/{study}/thumbnail",
-    operation_id="thumbnail-study",
-    summary="A thumbnail of a study (first series, middle image)",
+def _thumbnail_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def thumbnail(
+        request: Request,
+        services: ServicesDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+        viewport: ThumbViewport = None,
+    ) -> Response:
+        return await _thumbnail(request, services, accept, viewport, target)
+
+    return thumbnail
+
+
+add_level_routes(
+    router,
+    "/thumbnail",
+    [
+        LevelRoute(
+            Level.STUDY, "thumbnail-study", "A thumbnail of a study (first series, middle image)"
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "thumbnail-series",
+            "A thumbnail of a series (middle image by InstanceNumber)",
+        ),
+        LevelRoute(
+            Level.INSTANCE, "thumbnail-instance", "A thumbnail of an instance (middle frame)"
+        ),
+        LevelRoute(
+            Level.FRAMES, "thumbnail-frames", "A thumbnail of a frame (the first one listed)"
+        ),
+    ],
+    _thumbnail_endpoint,
     responses=_THUMB_RESPONSES,
-    response_class=Response,
 )
-async def thumbnail_study(
-    study: str,
-    request: Request,
-    services: ServicesDep,
-    accept: AcceptParam = None,
-    viewport: ThumbViewport = None,
-) -> Response:
-    return await _thumbnail(request, services, accept, viewport, Target.from_path(study))
-
-
-@router.get(
-    "/studies/{study}/series/{series}/thumbnail",
-    operation_id="thumbnail-series",
-    summary="A thumbnail of a series (middle image by InstanceNumber)",
-    responses=_THUMB_RESPONSES,
-    response_class=Response,
-)
-async def thumbnail_series(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    accept: AcceptParam = None,
-    viewport: ThumbViewport = None,
-) -> Response:
-    return await _thumbnail(request, services, accept, viewport, Target.from_path(study, series))
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/thumbnail",
-    operation_id="thumbnail-instance",
-    summary="A thumbnail of an instance (middle frame)",
-    responses=_THUMB_RESPONSES,
-    response_class=Response,
-)
-async def thumbnail_instance(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    accept: AcceptParam = None,
-    viewport: ThumbViewport = None,
-) -> Response:
-    target = Target.from_path(study, series, instance)
-    return await _thumbnail(request, services, accept, viewport, target)
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail",
-    operation_id="thumbnail-frames",
-    summary="A thumbnail of a frame (the first one listed)",
-    responses=_THUMB_RESPONSES,
-    response_class=Response,
-)
-async def thumbnail_frames(
-    study: str,
-    series: str,
-    instance: str,
-    frames: str,
-    request: Request,
-    services: ServicesDep,
-    accept: AcceptParam = None,
-    viewport: ThumbViewport = None,
-) -> Response:
-    target = Target.from_path(study, series, instance, frames)
-    return await _thumbnail(request, services, accept, viewport, target)

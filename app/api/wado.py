@@ -38,11 +38,11 @@ BulkDataURI (BULK-03).
 """
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from app.api.deps import ServicesDep, SettingsDep
@@ -69,10 +69,11 @@ from app.api.negotiation import (
     negotiate_json,
 )
 from app.api.ranges import Unsatisfiable, parse_range
+from app.api.targets import LevelRoute, add_level_routes, targets
 from app.api.urls import instance_url, service_base
 from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.config import Settings
-from app.dicom.target import Target
+from app.dicom.target import Level, Target
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN
 from app.errors import NotAcceptable, NotFound
 from app.services.retrieve import (
@@ -136,61 +137,46 @@ AcceptParam = Annotated[
 ]
 
 
-@router.get(
-    "/studies/{study}",
-    operation_id="wado-retrieve_study",
-    summary="Retrieve a study's instances (WADO-RS)",
-    responses=_responses(single=False),
-    response_class=Response,
+def _retrieve_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def retrieve(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        refs = await services.retrieve.resolve(target)
+        single = target.level is Level.INSTANCE
+        return await _retrieve(request, services, settings, refs, accept, single_part=single)
+
+    return retrieve
+
+
+add_level_routes(
+    router,
+    "",
+    [
+        LevelRoute(
+            Level.STUDY,
+            "wado-retrieve_study",
+            "Retrieve a study's instances (WADO-RS)",
+            _responses(single=False),
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "wado-retrieve_series",
+            "Retrieve a series' instances (WADO-RS)",
+            _responses(single=False),
+        ),
+        LevelRoute(
+            Level.INSTANCE,
+            "wado-retrieve_instance",
+            "Retrieve one instance (WADO-RS)",
+            _responses(single=True),
+        ),
+    ],
+    _retrieve_endpoint,
 )
-async def retrieve_study(
-    study: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    refs = await services.retrieve.resolve(Target.from_path(study))
-    return await _retrieve(request, services, settings, refs, accept)
-
-
-@router.get(
-    "/studies/{study}/series/{series}",
-    operation_id="wado-retrieve_series",
-    summary="Retrieve a series' instances (WADO-RS)",
-    responses=_responses(single=False),
-    response_class=Response,
-)
-async def retrieve_series(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    refs = await services.retrieve.resolve(Target.from_path(study, series))
-    return await _retrieve(request, services, settings, refs, accept)
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}",
-    operation_id="wado-retrieve_instance",
-    summary="Retrieve one instance (WADO-RS)",
-    responses=_responses(single=True),
-    response_class=Response,
-)
-async def retrieve_instance(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    refs = await services.retrieve.resolve(Target.from_path(study, series, instance))
-    return await _retrieve(request, services, settings, refs, accept, single_part=True)
 
 
 def _accept_header(request: Request) -> str | None:
@@ -353,58 +339,17 @@ _METADATA_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/studies/{study}/metadata",
-    operation_id="wado-retrieve_study_metadata",
-    summary="Retrieve a study's metadata (WADO-RS)",
-    responses=_METADATA_RESPONSES,
-    response_class=Response,
-)
-async def retrieve_study_metadata(
-    study: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _metadata(request, services, settings, accept, study)
+def _metadata_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def retrieve_metadata(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        return await _metadata(request, services, settings, accept, target)
 
-
-@router.get(
-    "/studies/{study}/series/{series}/metadata",
-    operation_id="wado-retrieve_series_metadata",
-    summary="Retrieve a series' metadata (WADO-RS)",
-    responses=_METADATA_RESPONSES,
-    response_class=Response,
-)
-async def retrieve_series_metadata(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _metadata(request, services, settings, accept, study, series)
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/metadata",
-    operation_id="wado-retrieve_instance_metadata",
-    summary="Retrieve one instance's metadata (WADO-RS)",
-    responses=_METADATA_RESPONSES,
-    response_class=Response,
-)
-async def retrieve_instance_metadata(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _metadata(request, services, settings, accept, study, series, instance)
+    return retrieve_metadata
 
 
 async def _metadata(
@@ -412,11 +357,8 @@ async def _metadata(
     services: ServicesDep,
     settings: SettingsDep,
     accept: list[str] | None,
-    study: str,
-    series: str | None = None,
-    instance: str | None = None,
+    target: Target,
 ) -> Response:
-    target = Target.from_path(study, series, instance)
     header = _accept_header(request)
     xml = wants_xml(header, accept or [])  # QIDO-20 / PS3.19: the XML form when preferred
     media_type = (
@@ -441,6 +383,29 @@ async def _metadata(
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     return Response(document.body, media_type=media_type, headers=headers)
+
+
+add_level_routes(
+    router,
+    "/metadata",
+    [
+        LevelRoute(
+            Level.STUDY, "wado-retrieve_study_metadata", "Retrieve a study's metadata (WADO-RS)"
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "wado-retrieve_series_metadata",
+            "Retrieve a series' metadata (WADO-RS)",
+        ),
+        LevelRoute(
+            Level.INSTANCE,
+            "wado-retrieve_instance_metadata",
+            "Retrieve one instance's metadata (WADO-RS)",
+        ),
+    ],
+    _metadata_endpoint,
+    responses=_METADATA_RESPONSES,
+)
 
 
 def _matches(if_none_match: str | None, etags: Sequence[str]) -> bool:
@@ -506,54 +471,47 @@ def _pixel_responses(what: str, *, partial: bool) -> dict[int | str, dict[str, A
     return out
 
 
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-    operation_id="wado-retrieve_frames",
-    summary="Retrieve frames of an instance (WADO-RS)",
-    responses=_pixel_responses(
-        "one part per frame, in the order asked, each with its transfer-syntax (FRM-02); "
-        "one frame asked for as a bare type: a single-part body",
-        partial=False,
-    ),
-    response_class=Response,
-)
-async def retrieve_frames(
-    study: str,
-    series: str,
-    instance: str,
-    frames: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    target = Target.from_path(study, series, instance, frames)
-    numbers = target.frames or ()
-    frame_set = await services.retrieve.frames(target)
-    chosen = _negotiate_frames(request, settings, accept, frame_set, single_part=len(numbers) == 1)
-    base = service_base(request, settings)
-    return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
+def _frames_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def retrieve_frames(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        numbers = target.frames or ()
+        frame_set = await services.retrieve.frames(target)
+        single = len(numbers) == 1
+        chosen = _negotiate_frames(request, settings, accept, frame_set, single_part=single)
+        base = service_base(request, settings)
+        return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
+
+    return retrieve_frames
 
 
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/pixeldata",
-    operation_id="wado-retrieve_instance_pixeldata",
-    summary="Retrieve the pixel data of an instance, frame by frame (WADO-RS)",
-    responses=_pixel_responses("one part per frame (FRM-07)", partial=False),
-    response_class=Response,
-)
-async def retrieve_instance_pixeldata(
-    study: str,
-    series: str,
-    instance: str,
+def _pixeldata_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def retrieve_pixeldata(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        if target.level is Level.INSTANCE:
+            return await _instance_pixeldata(request, services, settings, accept, target)
+        return await _many_pixeldata(request, services, settings, accept, target)
+
+    return retrieve_pixeldata
+
+
+async def _instance_pixeldata(
     request: Request,
     services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
+    settings: Settings,
+    accept: list[str] | None,
+    target: Target,
 ) -> Response:
-    sets, unreadable = await services.retrieve.pixel_sources(
-        Target.from_path(study, series, instance)
-    )
+    sets, unreadable = await services.retrieve.pixel_sources(target)
     if unreadable:
         raise NotAcceptable(
             "the pixel data of this instance cannot be sent frame by frame (video or "
@@ -567,41 +525,49 @@ async def retrieve_instance_pixeldata(
     return await _pixel_response(services.retrieve, base, [(frame_set, chosen)])
 
 
-@router.get(
-    "/studies/{study}/series/{series}/pixeldata",
-    operation_id="wado-retrieve_series_pixeldata",
-    summary="Retrieve the pixel data of a series' instances (WADO-RS)",
-    responses=_pixel_responses("every frame of every instance, WADO-01 order", partial=True),
-    response_class=Response,
+_EVERY_FRAME = _pixel_responses("every frame of every instance, WADO-01 order", partial=True)
+add_level_routes(
+    router,
+    "",
+    [
+        LevelRoute(
+            Level.FRAMES,
+            "wado-retrieve_frames",
+            "Retrieve frames of an instance (WADO-RS)",
+            _pixel_responses(
+                "one part per frame, in the order asked, each with its transfer-syntax "
+                "(FRM-02); one frame asked for as a bare type: a single-part body",
+                partial=False,
+            ),
+        )
+    ],
+    _frames_endpoint,
 )
-async def retrieve_series_pixeldata(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _many_pixeldata(
-        request, services, settings, accept, Target.from_path(study, series)
-    )
-
-
-@router.get(
-    "/studies/{study}/pixeldata",
-    operation_id="wado-retrieve_study_pixeldata",
-    summary="Retrieve the pixel data of a study's instances (WADO-RS)",
-    responses=_pixel_responses("every frame of every instance, WADO-01 order", partial=True),
-    response_class=Response,
+add_level_routes(
+    router,
+    "/pixeldata",
+    [
+        LevelRoute(
+            Level.INSTANCE,
+            "wado-retrieve_instance_pixeldata",
+            "Retrieve the pixel data of an instance, frame by frame (WADO-RS)",
+            _pixel_responses("one part per frame (FRM-07)", partial=False),
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "wado-retrieve_series_pixeldata",
+            "Retrieve the pixel data of a series' instances (WADO-RS)",
+            _EVERY_FRAME,
+        ),
+        LevelRoute(
+            Level.STUDY,
+            "wado-retrieve_study_pixeldata",
+            "Retrieve the pixel data of a study's instances (WADO-RS)",
+            _EVERY_FRAME,
+        ),
+    ],
+    _pixeldata_endpoint,
 )
-async def retrieve_study_pixeldata(
-    study: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _many_pixeldata(request, services, settings, accept, Target.from_path(study))
 
 
 async def _many_pixeldata(
@@ -743,6 +709,11 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 # --- bulk data (BULK-01..04, META-04) ---
 
 
+async def _value_path(path: str) -> str:
+    """The ``{path}`` of a BulkDataURI, after the instance's UIDs (checked by the service)."""
+    return path
+
+
 @router.get(
     "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path:path}",
     operation_id="wado-retrieve_bulkdata",
@@ -772,16 +743,13 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     response_class=Response,
 )
 async def retrieve_bulkdata(
-    study: str,
-    series: str,
-    instance: str,
-    path: str,
     request: Request,
     services: ServicesDep,
     settings: SettingsDep,
+    target: Target = targets[Level.INSTANCE],
+    path: str = Depends(_value_path),
     accept: AcceptParam = None,
 ) -> Response:
-    target = Target.from_path(study, series, instance)
     value = await services.retrieve.bulk(target, path)
     chosen = negotiate_bulk(
         accept or [],
@@ -836,60 +804,42 @@ _BULK_ALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/studies/{study}/bulkdata",
-    operation_id="wado-retrieve_study_bulkdata",
-    summary="Retrieve every bulk data value of a study (WADO-RS)",
+def _bulk_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def retrieve_all_bulkdata(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        return await _all_bulk(request, services, settings, accept, target)
+
+    return retrieve_all_bulkdata
+
+
+add_level_routes(
+    router,
+    "/bulkdata",
+    [
+        LevelRoute(
+            Level.STUDY,
+            "wado-retrieve_study_bulkdata",
+            "Retrieve every bulk data value of a study (WADO-RS)",
+        ),
+        LevelRoute(
+            Level.SERIES,
+            "wado-retrieve_series_bulkdata",
+            "Retrieve every bulk data value of a series (WADO-RS)",
+        ),
+        LevelRoute(
+            Level.INSTANCE,
+            "wado-retrieve_instance_bulkdata",
+            "Retrieve every bulk data value of an instance (WADO-RS)",
+        ),
+    ],
+    _bulk_endpoint,
     responses=_BULK_ALL_RESPONSES,
-    response_class=Response,
 )
-async def retrieve_study_bulkdata(
-    study: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _all_bulk(request, services, settings, accept, Target.from_path(study))
-
-
-@router.get(
-    "/studies/{study}/series/{series}/bulkdata",
-    operation_id="wado-retrieve_series_bulkdata",
-    summary="Retrieve every bulk data value of a series (WADO-RS)",
-    responses=_BULK_ALL_RESPONSES,
-    response_class=Response,
-)
-async def retrieve_series_bulkdata(
-    study: str,
-    series: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _all_bulk(request, services, settings, accept, Target.from_path(study, series))
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances/{instance}/bulkdata",
-    operation_id="wado-retrieve_instance_bulkdata",
-    summary="Retrieve every bulk data value of an instance (WADO-RS)",
-    responses=_BULK_ALL_RESPONSES,
-    response_class=Response,
-)
-async def retrieve_instance_bulkdata(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    accept: AcceptParam = None,
-) -> Response:
-    return await _all_bulk(
-        request, services, settings, accept, Target.from_path(study, series, instance)
-    )
 
 
 async def _all_bulk(
