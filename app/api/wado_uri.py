@@ -32,19 +32,13 @@ from starlette.responses import Response, StreamingResponse
 from app.api.deps import ServicesDep
 from app.api.errors import problem
 from app.api.negotiation import DICOM, parse_accept, parse_media_range
-from app.api.rendered import (
-    ALIASES,
-    Choice,
-    instance_frames,
-    negotiate_rendered,
-    offered_types,
-)
+from app.api.rendered import ALIASES, negotiate_rendered
 from app.dicom import render as rendering
 from app.dicom.render import IMAGE_TYPES, ObjectKind, RenderParameterError, RenderParams
 from app.dicom.target import Target
 from app.dicom.uids import is_valid_uid
 from app.errors import BadRequest, LightboxError, NotAcceptable
-from app.services.render import kind, render_etag
+from app.services.render import Choice, instance_frames, kind, offered_types, render_etag
 
 router = APIRouter(tags=["wado-uri"])
 
