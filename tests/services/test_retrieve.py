@@ -4,14 +4,19 @@ the next blob, frames, metadata and bulk data, as a DIMSE front end would call t
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pydicom.uid import generate_uid
+from sqlalchemy import event
 
 from app.dicom.target import Target
 from app.errors import NotAcceptable, NotFound
+from app.index import retrieval
 from app.services.container import Services
 from app.services.retrieve import (
     Acceptable,
@@ -223,3 +228,61 @@ async def test_metadata_current_copy_and_bulk(services: Services) -> None:
     parts = [p async for p in answer.parts]
     assert [p.head.location for p in parts] == ["/bulkdata/7FE00010"]
     assert parts[0].head.instance == Target(study, series, _sop(raw))
+
+
+@contextmanager
+def _index_statements(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement the index runs meanwhile: the retrieve look-ups, which go to the driver
+    connection directly (:class:`~app.index.retrieval.TargetQuery`), and any other through
+    SQLAlchemy."""
+    seen: list[str] = []
+    rows = retrieval.TargetQuery.rows
+
+    async def counted(self: retrieval.TargetQuery, db: Any, target: Target) -> Any:
+        seen.append(f"look-up of a {target.level.value}")
+        return await rows(self, db, target)
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    monkeypatch.setattr(retrieval.TargetQuery, "rows", counted)
+    engine = services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+
+
+async def test_a_study_is_one_index_query_like_a_series(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 point 8: a study streams as its series do. One look-up finds every instance of
+    the study (no query per series or per instance), and the parts come in WADO-01 order
+    across its series, each blob opened ahead of its turn."""
+    study = str(generate_uid())
+    series = [str(generate_uid()) for _ in range(3)]
+    raws = {se: [_image(study, se, n, 8, 8) for n in (1, 2)] for se in series}
+    for number, se in enumerate(series, 1):
+        for raw in raws[se]:
+            await _ingest(services, _renumbered(raw, number))
+    for target in (Target(study), Target(study, series[1])):
+        with _index_statements(services, monkeypatch) as statements:
+            answer = await services.retrieve.instances(InstancesRequest(target, AS_STORED))
+            parts = [(p.head.instance, [c async for c in p.chunks]) async for p in answer.parts]
+        assert statements == [f"look-up of a {target.level.value}"]
+        wanted = series if target.series_uid is None else [target.series_uid]
+        assert [instance.series_uid for instance, _ in parts] == [
+            se for se in wanted for _ in (1, 2)
+        ]
+
+
+def _renumbered(raw: bytes, series_number: int) -> bytes:
+    """``raw`` with its SeriesNumber set (WADO-01 orders series by it)."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(raw))
+    ds.SeriesNumber = series_number
+    return to_bytes(ds)
