@@ -199,7 +199,7 @@ class RenderService:
         if ref.transfer_syntax_uid in DEFLATED:
             return None
         try:
-            frame_set = await self._retrieve.frames.frames(
+            frame_set = await self._retrieve.frame_reader.frames(
                 Target(ref.study_uid, ref.series_uid, ref.sop_uid, (number,))
             )
         except (NotAcceptable, NotFound):
@@ -214,7 +214,7 @@ class RenderService:
             return None
         start = min(ranges[0][0] for ranges in index.ranges if ranges)
         header = await self._store.get_range(ref.blob_key, 0, start)
-        frame = await self._retrieve.frames.read_frame(frame_set, number)
+        frame = await self._retrieve.frame_reader.read_frame(frame_set, number)
         return header, frame
 
     async def text(self, source: RenderSource, media_type: str) -> bytes:

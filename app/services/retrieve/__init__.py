@@ -113,8 +113,8 @@ class RetrieveService:
         self._instances = InstanceRetrieval(self.context)
         self._metadata = MetadataRetrieval(self.context, cache_bytes=metadata_cache_bytes)
         #: frames of the index as byte ranges of the blobs (rendering reads them too)
-        self.frames = FrameReader(self.context)
-        self._pixels = PixelRetrieval(self.frames)
+        self.frame_reader = FrameReader(self.context)
+        self._pixels = PixelRetrieval(self.frame_reader)
         self._bulk = BulkRetrieval(self.context)
 
     @property
