@@ -180,7 +180,7 @@ GROUPS: list[tuple[str, list[Requirement]]] = [
                 "RES-07",
                 "An opaque BulkDataURI per value, and /bulkdata of study, series and instance",
                 "§10.4.1.1.5",
-                modules=("app/api/wado.py",),
+                modules=("app/api/wado/bulk.py",),
                 tests=(
                     "tests/api/test_wado_bulkdata.py::test_pixel_data_by_bulk_data_uri",
                     "tests/api/test_wado_bulkdata.py::test_nested_bulk_value",
@@ -830,7 +830,7 @@ GROUPS: list[tuple[str, list[Requirement]]] = [
                 "CS-06",
                 "application/dicom output keeps the stored bytes; text never re-encoded",
                 "none",
-                modules=("app/services/retrieve.py",),
+                modules=("app/services/retrieve/context.py",),
                 tests=(
                     "tests/api/test_wado_stream.py::test_study_body_is_the_stored_files_byte_for_byte",
                 ),

@@ -8,16 +8,17 @@ After a delete, retrieving the resource answers 410 while its tombstone lives (D
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep, SettingsDep
-from app.api.errors import problem
 from app.api.methods import allowed_methods
 from app.api.security import note, write_audit
-from app.dicom.uids import validate_uid
+from app.api.targets import LevelRoute, add_level_routes
+from app.dicom.target import Level, Target
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["delete"])
@@ -30,84 +31,51 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.delete(
-    "/studies/{study}",
-    operation_id="delete-delete_study",
-    summary="Delete a study (extension, DEL-01)",
-    status_code=204,
-    responses=_RESPONSES,
-    response_class=Response,
-)
-async def delete_study(
-    study: str, request: Request, services: ServicesDep, settings: SettingsDep
-) -> Response:
-    return await _delete(request, services, settings, study)
-
-
-@router.delete(
-    "/studies/{study}/series/{series}",
-    operation_id="delete-delete_series",
-    summary="Delete a series (extension, DEL-01)",
-    status_code=204,
-    responses=_RESPONSES,
-    response_class=Response,
-)
-async def delete_series(
-    study: str, series: str, request: Request, services: ServicesDep, settings: SettingsDep
-) -> Response:
-    return await _delete(request, services, settings, study, series)
-
-
-@router.delete(
-    "/studies/{study}/series/{series}/instances/{instance}",
-    operation_id="delete-delete_instance",
-    summary="Delete an instance (extension, DEL-01)",
-    status_code=204,
-    responses=_RESPONSES,
-    response_class=Response,
-)
-async def delete_instance(
-    study: str,
-    series: str,
-    instance: str,
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-) -> Response:
-    return await _delete(request, services, settings, study, series, instance)
-
-
-async def _delete(
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    study: str,
-    series: str | None = None,
-    instance: str | None = None,
-) -> Response:
+async def deletion_allowed(request: Request, settings: SettingsDep) -> None:
+    """405 with ``Allow`` when deletion is switched off (DEL-02), before the UIDs are read."""
     if not settings.allow_delete:
         allow = ", ".join(
             m for m in allowed_methods(request.app, request.url.path) if m != "DELETE"
         )
-        return problem(405, "deletion is disabled on this server", {"Allow": allow})
-    study_uid = validate_uid(study, "StudyInstanceUID")
-    # the audit row names the patient (DEL-03): read it before the study row may be gone, and
-    # let events already queued about this study resolve their PatientID while it still exists
-    patient_id = await services.access.patient_id(study_uid)
-    await services.audit.flush()
-    outcome = await services.delete.delete(
-        study_uid,
-        None if series is None else validate_uid(series, "SeriesInstanceUID"),
-        None if instance is None else validate_uid(instance, "SOPInstanceUID"),
-        audit=write_audit(request, services.audit),
-    )
-    note(request, patient_id=patient_id, count=outcome.instances)
-    log.info(
-        "deleted %d instance(s), %d series%s; %d blob(s) removed, %d left for gc",
-        outcome.instances,
-        outcome.series_removed,
-        ", and the study" if outcome.study_removed else "",
-        outcome.blobs_removed,
-        outcome.blobs_left,
-    )
-    return Response(status_code=204)
+        raise HTTPException(405, "deletion is disabled on this server", {"Allow": allow})
+
+
+def _delete_endpoint(target_dependency: Any) -> Callable[..., Any]:
+    async def delete(
+        request: Request, services: ServicesDep, target: Target = target_dependency
+    ) -> Response:
+        # the audit row names the patient (DEL-03): read it before the study row may be gone,
+        # and let events already queued about this study resolve their PatientID meanwhile
+        patient_id = await services.access.patient_id(target.study_uid)
+        await services.audit.flush()
+        outcome = await services.delete.delete(target, audit=write_audit(request, services.audit))
+        note(request, patient_id=patient_id, count=outcome.instances)
+        log.info(
+            "deleted %d instance(s), %d series%s; %d blob(s) removed, %d left for gc",
+            outcome.instances,
+            outcome.series_removed,
+            ", and the study" if outcome.study_removed else "",
+            outcome.blobs_removed,
+            outcome.blobs_left,
+        )
+        return Response(status_code=204)
+
+    return delete
+
+
+add_level_routes(
+    router,
+    "",
+    [
+        LevelRoute(Level.STUDY, "delete-delete_study", "Delete a study (extension, DEL-01)"),
+        LevelRoute(Level.SERIES, "delete-delete_series", "Delete a series (extension, DEL-01)"),
+        LevelRoute(
+            Level.INSTANCE, "delete-delete_instance", "Delete an instance (extension, DEL-01)"
+        ),
+    ],
+    _delete_endpoint,
+    method="DELETE",
+    responses=_RESPONSES,
+    status_code=204,
+    dependencies=[Depends(deletion_allowed)],
+)

@@ -1,4 +1,4 @@
-"""Content negotiation: Accept -> representation + transfer syntax, or 406 (PS3.18 §8.7).
+"""Content negotiation: Accept -> what the client accepts, as a typed request (PS3.18 §8.7).
 
 Two parts:
 
@@ -7,13 +7,18 @@ Two parts:
   parameter names, optional whitespace, and quoted and unquoted parameter values alike (NEG-01):
   OHIF sends ``multipart/related; type=application/dicom; transfer-syntax=*`` unquoted,
   dicomweb-client sends ``multipart/related; type="application/dicom"`` quoted.
-* :func:`negotiate_dicom` selects the representation of the "DICOM instance" resource category
-  (PS3.18 §8.7.8.1, NEG-02/03/05/06/10/11): the ``accept`` query parameter first (no wildcards
-  in it, NEG-05), then the Accept header, ``*/*`` and ``multipart/*`` standing for the category
-  default ``multipart/related; type="application/dicom"`` (NEG-03), and plain
-  ``application/dicom`` only for a single instance (NEG-11). A missing Accept header counts as
-  ``*/*`` unless ``strict_accept`` is set (NEG-04: then 406, as PS3.18 §8.7.5 says). Ranges we
-  cannot serve are dropped; if nothing is left the answer is 406.
+* :func:`dicom_accepted`, :func:`frames_accepted` and :func:`bulk_accepted` read the media
+  ranges of a retrieve into :class:`~app.services.retrieve.Accepted`, the typed request the
+  retrieve service chooses from once it knows the instances
+  (:mod:`app.services.retrieve.choice`; a DIMSE front end gives its presentation contexts the
+  same way). For the "DICOM instance" resource category (PS3.18 §8.7.8.1,
+  NEG-02/03/05/06/10/11): the ``accept`` query parameter first (no wildcards in it, NEG-05), then
+  the Accept header, ``*/*`` and ``multipart/*`` standing for the category default
+  ``multipart/related; type="application/dicom"`` (NEG-03), and plain ``application/dicom``
+  only for a single instance (NEG-11). A missing Accept header counts as ``*/*`` unless
+  ``strict_accept`` is set (NEG-04: then 406, as PS3.18 §8.7.5 says). Ranges we cannot serve
+  are dropped; if nothing is left the answer is 406. :func:`negotiate_dicom`,
+  :func:`negotiate_frames` and :func:`negotiate_bulk` do both steps at once.
 
 The legacy names ``image/x-dicom-rle`` and ``image/x-jls`` are read as ``image/dicom-rle`` and
 ``image/jls`` (NEG-13); responses always use the current names.
@@ -23,11 +28,47 @@ Little Endian, NEG-07), ``"*"`` means "as stored", anything else is a UID.
 """
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
+from app.dicom.uids import is_valid_uid
 from app.errors import NotAcceptable
+from app.services.retrieve.choice import (
+    FRAME_MEDIA_TYPES,
+    OCTET_STREAM,
+    BulkRepresentation,
+    FrameRepresentation,
+    choose_bulk,
+    choose_frames,
+    choose_syntax,
+)
+from app.services.retrieve.requests import Acceptable, Accepted
+
+__all__ = [
+    "ANY_TRANSFER_SYNTAX",
+    "DICOM",
+    "DICOM_JSON",
+    "FRAME_MEDIA_TYPES",
+    "LEGACY_NAMES",
+    "MULTIPART_RELATED",
+    "OCTET_STREAM",
+    "BulkRepresentation",
+    "DicomRepresentation",
+    "FrameRepresentation",
+    "MediaRange",
+    "Packaging",
+    "accept_stages",
+    "acceptable_dicom",
+    "bulk_accepted",
+    "dicom_accepted",
+    "frames_accepted",
+    "negotiate_bulk",
+    "negotiate_dicom",
+    "negotiate_frames",
+    "negotiate_json",
+    "parse_accept",
+    "parse_media_range",
+]
 
 DICOM = "application/dicom"
 MULTIPART_RELATED = "multipart/related"
@@ -186,9 +227,28 @@ def accept_stages(
 def _missing_accept(query: Sequence[str], header: str | None, strict: bool) -> None:
     """NEG-04: with ``strict_accept``, a request naming no media type at all is 406."""
     if strict and header is None and not query:
-        raise NotAcceptable(
-            "no Accept header: name the media types you accept (PS3.18 §8.7.5, strict_accept)"
-        )
+        raise NotAcceptable(_NO_ACCEPT)
+
+
+_NO_ACCEPT = "no Accept header: name the media types you accept (PS3.18 §8.7.5, strict_accept)"
+
+
+def _accepted(
+    query: Sequence[str],
+    header: str | None,
+    strict: bool,
+    acceptable: Callable[[MediaRange], Acceptable | None],
+) -> Accepted:
+    """The typed request of one resource category: each stage's ranges, as ``acceptable``
+    reads them (a range it cannot read is left out; an empty stage stays, NEG-02)."""
+    groups = tuple(
+        tuple(a for r in stage if r.q > 0 and (a := acceptable(r)) is not None)
+        for stage in accept_stages(query, header, strict=strict)
+    )
+    return Accepted(groups, _NO_ACCEPT)
+
+
+# --- the DICOM instance category (PS3.18 §8.7.8.1; NEG-02/03/05/06/10/11) ---
 
 
 class Packaging(enum.Enum):
@@ -258,16 +318,34 @@ def acceptable_dicom(
     []
     """
     ranges = [r for r in parse_accept(accept or "") if wildcards or not r.is_wildcard]
-    return _acceptable(ranges, single_part=single_part)
-
-
-def _acceptable(ranges: Iterable[MediaRange], *, single_part: bool) -> list[DicomRepresentation]:
-    reps: list[DicomRepresentation] = []
-    for r in ranges:
-        rep = _dicom_representation(r, single_part=single_part)
-        if rep is not None:
-            reps.append(rep)
+    reps = [rep for r in ranges if (rep := _dicom_representation(r, single_part=single_part))]
     return sorted(reps, key=lambda rep: -rep.q)
+
+
+def _dicom_acceptable(r: MediaRange) -> Acceptable | None:
+    rep = _dicom_representation(r, single_part=True)  # the service knows whether it is one
+    if rep is None:
+        return None
+    return Acceptable(DICOM, rep.transfer_syntax, rep.q, rep.packaging is Packaging.SINGLE)
+
+
+def dicom_accepted(query: Sequence[str], header: str | None, *, strict: bool = False) -> Accepted:
+    """What the client accepts of the DICOM instance category (PS3.18 §8.7.8.1).
+
+    ``query`` holds the values of the ``accept`` query parameter (it takes precedence, NEG-05),
+    ``header`` the Accept header (None when absent: ``*/*``, or nothing when ``strict``,
+    NEG-04). ``*/*`` and ``multipart/*`` stand for the category default (NEG-03); a bare
+    ``application/dicom`` asks for a single instance alone (NEG-11). The retrieve service
+    chooses among them (:func:`app.services.retrieve.choice.choose_syntax`).
+
+    >>> [a.transfer_syntax for a in dicom_accepted([], OHIF_ACCEPT).groups[0]]
+    ['*']
+    """
+    return _accepted(query, header, strict, _dicom_acceptable)
+
+
+#: what OHIF asks for (unquoted parameters)
+OHIF_ACCEPT = "multipart/related; type=application/dicom; transfer-syntax=*"
 
 
 def negotiate_dicom(
@@ -277,51 +355,15 @@ def negotiate_dicom(
     single_part: bool,
     producible: Callable[[str | None], tuple[int, int]],
     strict: bool = False,
-) -> DicomRepresentation:
-    """Select the representation of a retrieve in the DICOM instance category (PS3.18 §8.7.8.1).
+) -> Acceptable:
+    """:func:`dicom_accepted` and the service's choice among them in one step (NEG-02).
 
-    ``query`` holds the values of the ``accept`` query parameter (it takes precedence, NEG-05),
-    ``header`` the Accept header (None when absent: ``*/*``, or 406 when ``strict``, NEG-04).
-    ``single_part`` allows plain ``application/dicom`` (a single instance, NEG-11).
-    ``producible(transfer_syntax)`` says how many of the target's instances can be sent for that
-    request and how many of those need transcoding; a range yielding none is not supported and
-    dropped. Among the rest the highest ``q`` wins; on equal ``q`` the one that sends the most
-    instances, then the one that transcodes the fewest (NEG-02). Raises
-    :class:`NotAcceptable` (406) when nothing is left.
+    ``single_part`` allows plain ``application/dicom``; ``producible(transfer_syntax)`` says
+    how many instances can be sent for that syntax and how many of those are transcoded.
     """
-    _missing_accept(query, header, strict)
-    unproducible: list[str] = []
-    for ranges in accept_stages(query, header, strict=strict):
-        best = _best(_acceptable(ranges, single_part=single_part), producible, unproducible)
-        if best is not None:
-            return best
-    if unproducible:
-        asked = ", ".join(dict.fromkeys(unproducible))
-        raise NotAcceptable(
-            f"no instance can be returned in transfer syntax {asked}: Lightbox sends the stored "
-            f"syntax (transfer-syntax=*) or decodes to {EXPLICIT_VR_LITTLE_ENDIAN}"
-        )
-    raise NotAcceptable(
-        'acceptable: multipart/related; type="application/dicom"[; transfer-syntax=UID|*]'
-        + (", application/dicom[; transfer-syntax=UID|*]" if single_part else "")
+    return choose_syntax(
+        dicom_accepted(query, header, strict=strict), whole=single_part, producible=producible
     )
-
-
-def _best(
-    reps: Iterable[DicomRepresentation],
-    producible: Callable[[str | None], tuple[int, int]],
-    unproducible: list[str],
-) -> DicomRepresentation | None:
-    best: tuple[tuple[float, int, int], DicomRepresentation] | None = None
-    for rep in reps:
-        count, transcoded = producible(rep.transfer_syntax)
-        if count == 0:
-            unproducible.append(rep.transfer_syntax or f"{EXPLICIT_VR_LITTLE_ENDIAN} (the default)")
-            continue
-        rank = (rep.q, count, -transcoded)
-        if best is None or rank > best[0]:
-            best = (rank, rep)
-    return None if best is None else best[1]
 
 
 # --- metadata (PS3.18 §8.7.5, META-01) ---
@@ -352,121 +394,30 @@ def negotiate_json(query: Sequence[str], header: str | None, *, strict: bool = F
 
 # --- frames (PS3.18 §8.7.3.3, Table 8.7.3-5; FRM-02/05, NEG-12) ---
 
-OCTET_STREAM = "application/octet-stream"
 
-#: Table 8.7.3-5: the media type of a frame in each compressed transfer syntax
-FRAME_MEDIA_TYPES: dict[str, str] = {
-    **dict.fromkeys(
-        ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57"),
-        "image/jpeg",
-    ),
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx",
-    "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-    "1.2.840.10008.1.2.4.201": "image/jphc",
-    "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc",
-}
-#: NEG-12: the transfer syntax an image media type means when none is given
-_DEFAULT_SYNTAX: dict[str, str] = {
-    "image/jpeg": "1.2.840.10008.1.2.4.70",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jpx": "1.2.840.10008.1.2.4.92",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRepresentation:
-    """How frames are sent: the media type, the transfer syntax they are in, whether they are
-    decoded from the stored (compressed) frames, and single-part or multipart (NEG-11)."""
-
-    media_type: str
-    transfer_syntax: str
-    decode: bool = False
-    packaging: Packaging = Packaging.MULTIPART
-
-    @property
-    def part_type(self) -> str:
-        return f"{self.media_type}; transfer-syntax={self.transfer_syntax}"
-
-
-def stored_frames(stored: str, *, native: bool) -> FrameRepresentation:
-    """Frames as stored: native ones always go out little endian, bit 0 aligned (FRM-03).
-
-    >>> stored_frames("1.2.840.10008.1.2.5", native=False).part_type
-    'image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5'
-    >>> stored_frames("1.2.840.10008.1.2.2", native=True).part_type
-    'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1'
-    """
-    if native:
-        return FrameRepresentation(OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN)
-    return FrameRepresentation(FRAME_MEDIA_TYPES.get(stored, OCTET_STREAM), stored)
-
-
-def _frame_match(
-    essence: str,
-    syntax: str | None,
-    stored: FrameRepresentation | None,
-    decoded: FrameRepresentation | None,
-) -> FrameRepresentation | None:
-    """The representation a part type ``essence`` with ``transfer-syntax`` ``syntax`` means."""
-    if essence in ("*/*", "application/*", "image/*"):
-        if syntax in (None, ANY_TRANSFER_SYNTAX):
-            return stored or decoded  # the server's choice: as stored (NEG-02, no transcoding)
-        if stored is not None and syntax == stored.transfer_syntax:
-            return stored
-        return decoded if syntax == EXPLICIT_VR_LITTLE_ENDIAN else None
-    if essence == OCTET_STREAM:
-        if syntax == ANY_TRANSFER_SYNTAX:
-            return stored or decoded
-        if syntax in (None, EXPLICIT_VR_LITTLE_ENDIAN):
-            return decoded  # uncompressed (FRM-05), decoded when stored compressed
-        # a compressed syntax named with octet-stream: the stored frame, labelled (FRM-05)
-        return stored if stored is not None and syntax == stored.transfer_syntax else None
-    if stored is None or essence != stored.media_type or stored.media_type == OCTET_STREAM:
-        return None  # an image type we would have to encode into
-    if syntax in (ANY_TRANSFER_SYNTAX, stored.transfer_syntax):
-        return stored
-    if syntax is None and _DEFAULT_SYNTAX.get(essence) == stored.transfer_syntax:
-        return stored  # the type alone means its NEG-12 default syntax
-    return None
-
-
-def _frame_representation(
-    r: MediaRange,
-    stored: FrameRepresentation | None,
-    decoded: FrameRepresentation | None,
-    *,
-    single_part: bool,
-) -> FrameRepresentation | None:
-    """What ``r`` asks for, if we can send it."""
-    if r.q <= 0:
-        return None
+def _frame_acceptable(r: MediaRange) -> Acceptable | None:
+    """What ``r`` asks for of frames: a part type with its transfer syntax, in a multipart body
+    or (a bare, non-wildcard type) alone."""
     if r.essence in ("*/*", "multipart/*"):
-        return stored or decoded
+        return Acceptable("*/*", None, r.q)
     if r.essence == MULTIPART_RELATED:
         inner = parse_media_range(r.params.get("type", OCTET_STREAM))
-        packaging = Packaging.MULTIPART
-    elif single_part and not r.is_wildcard:
-        inner, packaging = r, Packaging.SINGLE
+        whole = False
+    elif not r.is_wildcard:
+        inner, whole = r, True
     else:
         return None
     if inner is None:
         return None
     params = r.params if "transfer-syntax" in r.params else inner.params
     valid, syntax = _transfer_syntax(params)
-    if not valid:
-        return None
-    rep = _frame_match(inner.essence, syntax, stored, decoded)
-    return None if rep is None else replace(rep, packaging=packaging)
+    return Acceptable(inner.essence, syntax, r.q, whole) if valid else None
+
+
+def frames_accepted(query: Sequence[str], header: str | None, *, strict: bool = False) -> Accepted:
+    """What the client accepts of frames and pixel data (FRM-02/05, NEG-11/12); the retrieve
+    service chooses per instance (:func:`app.services.retrieve.choice.choose_frames`)."""
+    return _accepted(query, header, strict, _frame_acceptable)
 
 
 def negotiate_frames(
@@ -481,15 +432,7 @@ def negotiate_frames(
     strict: bool = False,
     refusal: str | None = None,
 ) -> FrameRepresentation:
-    """Select the representation of a frame or pixel data retrieve (FRM-05), or 406.
-
-    The stored frames (native ones little endian, FRM-03; compressed ones labelled with their
-    Table 8.7.3-5 media type) when ``as_stored``; native Explicit VR Little Endian frames,
-    ``decode``-d from compressed ones when ``decodable``. ``single_part`` allows a bare media type
-    (one frame, NEG-11). ``query`` (the ``accept`` parameter, no wildcards) comes before
-    ``header`` (None: ``*/*``, or nothing when ``strict``, NEG-04). The highest ``q`` wins; on
-    equal ``q``, a representation without decoding (NEG-02). ``refusal`` says why the frames
-    cannot be decoded (the decode limits); the 406 gives it.
+    """:func:`frames_accepted` and the service's choice for frames stored in ``stored``.
 
     >>> negotiate_frames([], "multipart/related; type=application/octet-stream; transfer-syntax=*",
     ...                  "1.2.840.10008.1.2.4.90", native=False).part_type
@@ -498,105 +441,53 @@ def negotiate_frames(
     ...                  "1.2.840.10008.1.2.4.90", native=False, decodable=True).decode
     True
     """
-    _missing_accept(query, header, strict)
-    stored_rep = stored_frames(stored, native=native) if as_stored else None
-    decoded_rep: FrameRepresentation | None = None
-    if native and stored_rep is not None:
-        decoded_rep = stored_rep
-    elif native or decodable:
-        decoded_rep = FrameRepresentation(OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN, decode=True)
-    for ranges in accept_stages(query, header, strict=strict):
-        best: tuple[tuple[float, bool], FrameRepresentation] | None = None
-        for r in ranges:
-            rep = _frame_representation(r, stored_rep, decoded_rep, single_part=single_part)
-            if rep is not None and (best is None or (r.q, not rep.decode) > best[0]):
-                best = ((r.q, not rep.decode), rep)
-        if best is not None:
-            return best[1]
-    acceptable = ['multipart/related; type="application/octet-stream"'] if decoded_rep else []
-    if stored_rep is not None and stored_rep.media_type != OCTET_STREAM:
-        acceptable.append(
-            f'multipart/related; type="{stored_rep.media_type}"; transfer-syntax={stored}'
-        )
-    if stored_rep is not None:
-        acceptable.append('multipart/related; type="application/octet-stream"; transfer-syntax=*')
-    why = "" if decoded_rep else f" (frames in {stored} cannot be decoded here)"
-    if refusal is not None:
-        why = f" ({refusal})"
-    raise NotAcceptable("acceptable: " + ", ".join(acceptable) + why)
+    return choose_frames(
+        frames_accepted(query, header, strict=strict),
+        stored,
+        native=native,
+        as_stored=as_stored,
+        decodable=decodable,
+        whole=single_part,
+        refusal=refusal,
+    )
 
 
 # --- bulk data (PS3.18 §8.7.3.3, Table 8.7.3-4; BULK-01/02, NEG-11) ---
 
 
-@dataclass(frozen=True, slots=True)
-class BulkRepresentation:
-    """How a bulk data value is sent: multipart/related (one part) or single-part, and its type."""
-
-    packaging: Packaging
-    media_type: str
-
-
-def _bulk_representation(r: MediaRange, natural: str) -> BulkRepresentation | None:
-    """What ``r`` asks for of a value whose own type is ``natural``; None if not served.
-
-    The value can be labelled ``application/octet-stream`` (always) or ``natural`` (the MIME type
-    of an Encapsulated Document, BULK-02); wildcards mean ``natural``.
-    """
-    if r.q <= 0:
-        return None
+def _bulk_acceptable(r: MediaRange) -> Acceptable | None:
+    """What ``r`` asks for of a bulk data value: a type (wildcards: the value's own), in a
+    multipart body or (a bare, non-wildcard type) alone."""
     if r.essence in ("*/*", "multipart/*"):
-        return BulkRepresentation(Packaging.MULTIPART, natural)
+        return Acceptable("*/*", None, r.q)
     if r.essence == MULTIPART_RELATED:
-        inner = parse_media_range(r.params.get("type", natural))
-        if inner is None:
-            return None
-        media = _bulk_media_type(inner, natural)
-        return None if media is None else BulkRepresentation(Packaging.MULTIPART, media)
+        part_type = r.params.get("type")
+        if part_type is None:
+            return Acceptable("*/*", None, r.q)  # the value's own type
+        inner = parse_media_range(part_type)
+        return None if inner is None else Acceptable(inner.essence, None, r.q)
     if r.is_wildcard:
         return None
-    media = _bulk_media_type(r, natural)
-    return None if media is None else BulkRepresentation(Packaging.SINGLE, media)
+    return Acceptable(r.essence, None, r.q, whole=True)
 
 
-def _bulk_media_type(r: MediaRange, natural: str) -> str | None:
-    if r.essence in (OCTET_STREAM, natural):
-        return r.essence
-    if r.essence == "*/*" or (r.subtype == "*" and natural.startswith(f"{r.type}/")):
-        return natural
-    return None
+def bulk_accepted(query: Sequence[str], header: str | None, *, strict: bool = False) -> Accepted:
+    """What the client accepts of bulk data (BULK-01/02); the retrieve service chooses per
+    value (:func:`app.services.retrieve.choice.choose_bulk`)."""
+    return _accepted(query, header, strict, _bulk_acceptable)
 
 
 def negotiate_bulk(
     query: Sequence[str], header: str | None, natural: str = OCTET_STREAM, *, strict: bool = False
 ) -> BulkRepresentation:
-    """Select the representation of a BulkDataURI retrieve, or :class:`NotAcceptable`.
+    """:func:`bulk_accepted` and the service's choice for a value whose type is ``natural``.
 
     The default is ``multipart/related; type="<natural>"`` with one part (BULK-01); a plain
     ``application/octet-stream`` (or ``natural``) asks for a single-part body (NEG-11).
-    ``natural`` is ``application/octet-stream``, or the MIME Type of Encapsulated Document for
-    an Encapsulated Document (BULK-02). ``query`` (the ``accept`` parameter, no wildcards) comes
-    before ``header`` (None: ``*/*``, NEG-04); the highest ``q`` wins, ties in the client's order.
 
     >>> negotiate_bulk([], None)
-    BulkRepresentation(packaging=<Packaging.MULTIPART: 'multipart'>, \
-media_type='application/octet-stream')
-    >>> negotiate_bulk(["application/pdf"], "*/*", "application/pdf").packaging
-    <Packaging.SINGLE: 'single'>
+    BulkRepresentation(media_type='application/octet-stream', whole=False)
+    >>> negotiate_bulk(["application/pdf"], "*/*", "application/pdf").whole
+    True
     """
-    _missing_accept(query, header, strict)
-    for ranges in accept_stages(query, header, strict=strict):
-        best: tuple[float, BulkRepresentation] | None = None
-        for r in ranges:
-            rep = _bulk_representation(r, natural)
-            if rep is not None and (best is None or r.q > best[0]):
-                best = (r.q, rep)
-        if best is not None:
-            return best[1]
-    types = dict.fromkeys((OCTET_STREAM, natural))
-    raise NotAcceptable(
-        "acceptable: "
-        + ", ".join(f'multipart/related; type="{t}"' for t in types)
-        + ", "
-        + ", ".join(types)
-    )
+    return choose_bulk(bulk_accepted(query, header, strict=strict), natural)

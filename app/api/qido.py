@@ -24,28 +24,28 @@ UTF-8 are a 400 naming the parameter (Starlette's own parser would read raw UTF-
 replace invalid sequences silently).
 """
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from app.api.deps import RestrictionDep, ServicesDep, SettingsDep
 from app.api.negotiation import parse_accept
+from app.api.targets import PATHS, described_targets
 from app.api.urls import service_base
 from app.api.xml import MULTIPART_XML, wants_xml, xml_response
 from app.dicom.query import Resource, StudyRestriction, parse_qido
-from app.dicom.uids import validate_uid
+from app.dicom.target import Level, Target
 from app.errors import BadRequest, NotAcceptable
 
 router = APIRouter(tags=["qido"])
 
 DICOM_JSON = "application/dicom+json"
 _ACCEPTED = {DICOM_JSON, "application/json", "application/*", "*/*"}
-
-StudyUID = Annotated[str, Path(description="Study Instance UID")]
-SeriesUID = Annotated[str, Path(description="Series Instance UID")]
 
 
 def _responses(what: str) -> dict[int | str, dict[str, Any]]:
@@ -97,23 +97,29 @@ def _check_accept(value: str | None) -> None:
         )
 
 
+async def _representation(request: Request) -> bool:
+    """Whether the XML form is asked for (QIDO-20), or 406 when neither form is acceptable;
+    checked before the path's UIDs."""
+    xml = wants_xml(request.headers.get("accept"))  # QIDO-20: the XML form when preferred
+    if not xml:
+        _check_accept(request.headers.get("accept"))
+    return xml
+
+
 async def _search(
     request: Request,
     services: ServicesDep,
     settings: SettingsDep,
     restrict: StudyRestriction | None,
     resource: Resource,
-    study: str | None = None,
-    series: str | None = None,
+    xml: bool,
+    target: Target | None,
 ) -> Response:
-    xml = wants_xml(request.headers.get("accept"))  # QIDO-20: the XML form when preferred
-    if not xml:
-        _check_accept(request.headers.get("accept"))
     query = parse_qido(
         query_items(request.scope.get("query_string", b"")),
         resource=resource,
-        study_uid=None if study is None else validate_uid(study, "StudyInstanceUID"),
-        series_uid=None if series is None else validate_uid(series, "SeriesInstanceUID"),
+        study_uid=None if target is None else target.study_uid,
+        series_uid=None if target is None else target.series_uid,
     )
     base = service_base(request, settings)
     items, total, exact = await services.query.search(query, base, restrict=restrict)
@@ -137,94 +143,83 @@ async def _search(
     return response
 
 
-@router.get(
-    "/studies",
-    operation_id="qido-search_studies",
-    summary="Search for studies (QIDO-RS)",
-    responses=_responses("studies"),
-    response_class=Response,
+def _search_endpoint(resource: Resource, level: Level | None) -> Callable[..., Any]:
+    if level is None:
+
+        async def search(
+            request: Request,
+            services: ServicesDep,
+            settings: SettingsDep,
+            restrict: RestrictionDep,
+            xml: bool = Depends(_representation),
+        ) -> Response:
+            return await _search(request, services, settings, restrict, resource, xml, None)
+
+        return search
+
+    async def search_under(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        restrict: RestrictionDep,
+        xml: bool = Depends(_representation),
+        target: Target = described_targets[level],
+    ) -> Response:
+        return await _search(request, services, settings, restrict, resource, xml, target)
+
+    return search_under
+
+
+@dataclass(frozen=True, slots=True)
+class _Search:
+    resource: Resource
+    level: Level | None  # of the target the path names; None: the service root
+    suffix: str  # the path below the target
+    operation_id: str
+    summary: str
+    what: str  # what is searched for, in the documented responses
+
+
+#: the six resources of Table 10.6.1-2, in the order they are matched
+_SEARCHES: Final = (
+    _Search(Resource.STUDIES, None, "/studies", "studies", "Search for studies", "studies"),
+    _Search(
+        Resource.STUDY_SERIES,
+        Level.STUDY,
+        "/series",
+        "study_series",
+        "Search for the series of a study",
+        "series",
+    ),
+    _Search(Resource.SERIES, None, "/series", "series", "Search for series", "series"),
+    _Search(
+        Resource.STUDY_INSTANCES,
+        Level.STUDY,
+        "/instances",
+        "study_instances",
+        "Search for the instances of a study",
+        "instances",
+    ),
+    _Search(
+        Resource.SERIES_INSTANCES,
+        Level.SERIES,
+        "/instances",
+        "series_instances",
+        "Search for the instances of a series",
+        "instances",
+    ),
+    _Search(
+        Resource.INSTANCES, None, "/instances", "instances", "Search for instances", "instances"
+    ),
 )
-async def search_studies(
-    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
-) -> Response:
-    return await _search(request, services, settings, restrict, Resource.STUDIES)
 
-
-@router.get(
-    "/studies/{study}/series",
-    operation_id="qido-search_study_series",
-    summary="Search for the series of a study (QIDO-RS)",
-    responses=_responses("series"),
-    response_class=Response,
-)
-async def search_study_series(
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    restrict: RestrictionDep,
-    study: StudyUID,
-) -> Response:
-    return await _search(request, services, settings, restrict, Resource.STUDY_SERIES, study)
-
-
-@router.get(
-    "/series",
-    operation_id="qido-search_series",
-    summary="Search for series (QIDO-RS)",
-    responses=_responses("series"),
-    response_class=Response,
-)
-async def search_series(
-    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
-) -> Response:
-    return await _search(request, services, settings, restrict, Resource.SERIES)
-
-
-@router.get(
-    "/studies/{study}/instances",
-    operation_id="qido-search_study_instances",
-    summary="Search for the instances of a study (QIDO-RS)",
-    responses=_responses("instances"),
-    response_class=Response,
-)
-async def search_study_instances(
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    restrict: RestrictionDep,
-    study: StudyUID,
-) -> Response:
-    return await _search(request, services, settings, restrict, Resource.STUDY_INSTANCES, study)
-
-
-@router.get(
-    "/studies/{study}/series/{series}/instances",
-    operation_id="qido-search_series_instances",
-    summary="Search for the instances of a series (QIDO-RS)",
-    responses=_responses("instances"),
-    response_class=Response,
-)
-async def search_series_instances(
-    request: Request,
-    services: ServicesDep,
-    settings: SettingsDep,
-    restrict: RestrictionDep,
-    study: StudyUID,
-    series: SeriesUID,
-) -> Response:
-    return await _search(
-        request, services, settings, restrict, Resource.SERIES_INSTANCES, study, series
+for _row in _SEARCHES:
+    router.add_api_route(
+        _row.suffix if _row.level is None else PATHS[_row.level] + _row.suffix,
+        _search_endpoint(_row.resource, _row.level),
+        methods=["GET"],
+        operation_id=f"qido-search_{_row.operation_id}",
+        summary=f"{_row.summary} (QIDO-RS)",
+        responses=_responses(_row.what),
+        response_class=Response,
     )
-
-
-@router.get(
-    "/instances",
-    operation_id="qido-search_instances",
-    summary="Search for instances (QIDO-RS)",
-    responses=_responses("instances"),
-    response_class=Response,
-)
-async def search_instances(
-    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
-) -> Response:
-    return await _search(request, services, settings, restrict, Resource.INSTANCES)

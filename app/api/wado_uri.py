@@ -32,18 +32,13 @@ from starlette.responses import Response, StreamingResponse
 from app.api.deps import ServicesDep
 from app.api.errors import problem
 from app.api.negotiation import DICOM, parse_accept, parse_media_range
-from app.api.rendered import (
-    ALIASES,
-    Choice,
-    instance_frames,
-    negotiate_rendered,
-    offered_types,
-)
+from app.api.rendered import ALIASES, negotiate_rendered
 from app.dicom import render as rendering
 from app.dicom.render import IMAGE_TYPES, ObjectKind, RenderParameterError, RenderParams
+from app.dicom.target import Target
 from app.dicom.uids import is_valid_uid
 from app.errors import BadRequest, LightboxError, NotAcceptable
-from app.services.render import kind, render_etag
+from app.services.render import Choice, instance_frames, kind, offered_types, render_etag
 
 router = APIRouter(tags=["wado-uri"])
 
@@ -240,7 +235,7 @@ async def _wado_uri(request: Request, services: ServicesDep) -> Response:
             f"invalid {misplaced[0]}: it applies to contentType=application/dicom only"
         )
     params = _rendered_params(request, render.limits.pixels)
-    sources = await render.sources(study_uid, series_uid, sop_uid)
+    sources = await render.sources(Target(study_uid, series_uid, sop_uid))
     source = sources[0]
     offered = offered_types([kind(source)])
     if not offered:
@@ -360,7 +355,7 @@ async def _dicom(
     if anonymize is not None and anonymize != "yes":
         raise BadRequest(f"invalid anonymize {anonymize!r}: the only value allowed is yes")
     render = services.render
-    source = (await render.sources(study_uid, series_uid, sop_uid))[0]
+    source = (await render.sources(Target(study_uid, series_uid, sop_uid)))[0]
     headers = {"Content-Location": location}
     data = await render.dicom(
         source, None if syntax is None else syntax.strip(), anonymized=anonymize == "yes"

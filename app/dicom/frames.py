@@ -31,6 +31,7 @@ fragments per frame, no end markers; video) are stored without a frame index.
 
 import itertools
 import math
+import re
 import struct
 from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
@@ -41,14 +42,16 @@ from pydicom.dataset import Dataset
 
 from app.dicom.instance import FrameIndex
 from app.dicom.uids import ENCAPSULATED, EXPLICIT_VR_BIG_ENDIAN, NATIVE, VIDEO
-from app.errors import InvalidInstance
+from app.errors import BadRequest, InvalidInstance
 
 __all__ = [
     "PixelDescription",
     "build_frame_index",
+    "check_frame_numbers",
     "check_image_attributes",
     "describe_pixels",
     "native_length",
+    "parse_frame_numbers",
     "repack_bits",
     "swap_byte_order",
 ]
@@ -510,3 +513,47 @@ def swap_byte_order(data: bytes, width: int) -> bytes:
     for k in range(width):
         out[k:whole:width] = data[width - 1 - k : whole : width]
     return bytes(out)
+
+
+# --- frame lists of WADO-RS URLs (PS3.18 §10.4.1.1.4, FRM-01) ---
+
+_FRAME_LIST = re.compile(r"[0-9]+(?:,[0-9]+)*")
+
+
+def parse_frame_numbers(text: str) -> list[int]:
+    """The frame numbers of a ``{frames}`` path segment (FRM-01), or :class:`BadRequest`.
+
+    >>> parse_frame_numbers("3,1,2")
+    [3, 1, 2]
+    >>> parse_frame_numbers("1,1")
+    Traceback (most recent call last):
+    ...
+    app.errors.BadRequest: invalid frame list: frame 1 is listed twice
+    """
+    if not _FRAME_LIST.fullmatch(text) or len(text) > 10_000:
+        raise BadRequest("invalid frame list: expected positive integers separated by commas")
+    pieces = [piece.lstrip("0") or "0" for piece in text.split(",")]
+    if any(len(piece) > 10 for piece in pieces):  # int() refuses more than 4300 digits
+        raise BadRequest("invalid frame list: a frame number has more than 10 digits (IS)")
+    numbers = [int(piece) for piece in pieces]
+    check_frame_numbers(numbers)
+    return numbers
+
+
+def check_frame_numbers(numbers: Sequence[int]) -> None:
+    """FRM-01: at least one frame, each a positive number listed once (:class:`BadRequest`).
+
+    >>> check_frame_numbers([2, 0])
+    Traceback (most recent call last):
+    ...
+    app.errors.BadRequest: invalid frame list: frame numbers start at 1
+    """
+    if not numbers:
+        raise BadRequest("invalid frame list: no frame number")
+    seen: set[int] = set()
+    for n in numbers:
+        if n < 1:
+            raise BadRequest("invalid frame list: frame numbers start at 1")
+        if n in seen:
+            raise BadRequest(f"invalid frame list: frame {n} is listed twice")
+        seen.add(n)

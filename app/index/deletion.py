@@ -21,6 +21,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.dicom.target import Target
 from app.index.models import Instance, Series, Study, Tombstone
 
 __all__ = [
@@ -63,14 +64,13 @@ def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Ins
 
 async def delete_target(
     conn: AsyncConnection,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
     *,
     now: datetime,
     tombstone_until: datetime | None,
 ) -> DeletedRows | None:
     """Delete a study, series or instance; None when it does not exist (under that parent)."""
+    study_uid, series_uid, sop_uid = target.study_uid, target.series_uid, target.sop_uid
     study = (
         await conn.execute(
             select(Study.id, Study.patient_id).where(Study.study_uid == study_uid).with_for_update()
@@ -247,15 +247,10 @@ async def clear_tombstones(conn: AsyncConnection, uids: Iterable[str]) -> None:
         )
 
 
-async def live_tombstone(
-    conn: AsyncConnection,
-    study_uid: str,
-    series_uid: str | None,
-    sop_uid: str | None,
-    *,
-    now: datetime,
-) -> bool:
-    """Whether the most specific UID asked for has an unexpired tombstone under its parents."""
+async def live_tombstone(conn: AsyncConnection, target: Target, *, now: datetime) -> bool:
+    """Whether the target (frames: their instance) has an unexpired tombstone under its
+    parents."""
+    study_uid, series_uid, sop_uid = target.study_uid, target.series_uid, target.sop_uid
     if sop_uid is not None:
         where = and_(
             Tombstone.uid == sop_uid,

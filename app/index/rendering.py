@@ -8,6 +8,7 @@ class (image, SR, PDF) and the frame count, plus SeriesNumber/InstanceNumber for
 from dataclasses import dataclass
 from typing import Final
 
+from app.dicom.target import Target
 from app.index.db import Database
 from app.index.models import Instance, Series
 from app.index.retrieval import REF_COLUMNS, InstanceRef, TargetQuery, instance_ref
@@ -35,13 +36,8 @@ _RENDER_SOURCES: Final = TargetQuery(
 )
 
 
-async def locate_render_sources(
-    db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-) -> list[RenderSource]:
+async def locate_render_sources(db: Database, target: Target) -> list[RenderSource]:
     """The target's instances in WADO-01 order (empty if unknown)."""
-    rows = await _RENDER_SOURCES.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _RENDER_SOURCES.rows(db, target)
     tail = slice(len(REF_COLUMNS), None)
     return [RenderSource(instance_ref(row), *row[tail]) for row in rows]

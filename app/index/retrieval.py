@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVarTuple
 
 from sqlalchemy import Select, bindparam, select
 
+from app.dicom.target import Target
 from app.index.db import Database
 from app.index.models import Instance, Series, Study
 
@@ -127,22 +128,17 @@ class TargetQuery:
     __slots__ = ("_compiled", "_statements")
 
     def __init__(self, *columns: Any) -> None:
-        #: one statement per combination of the UIDs given: (series given, instance given)
+        #: one statement per level: the UIDs given are (series given, instance given)
         self._statements = {
             (series, instance): _target(select(*columns), series, instance)
-            for series in (False, True)
-            for instance in (False, True)
+            for series, instance in ((False, False), (True, False), (True, True))
         }
         self._compiled: dict[tuple[bool, bool, str], tuple[str, tuple[str, ...]]] = {}
 
-    async def rows(
-        self,
-        db: Database,
-        study_uid: str,
-        series_uid: str | None = None,
-        sop_uid: str | None = None,
-    ) -> list[Sequence[Any]]:
-        """The rows of the target, in WADO-01 order (empty if unknown)."""
+    async def rows(self, db: Database, target: Target) -> list[Sequence[Any]]:
+        """The rows of the target (frames: of their instance), in WADO-01 order (empty if
+        unknown)."""
+        study_uid, series_uid, sop_uid = target.study_uid, target.series_uid, target.sop_uid
         level = (series_uid is not None, sop_uid is not None)
         params = {"study_uid": study_uid, "series_uid": series_uid, "sop_uid": sop_uid}
         dialect = db.engine.dialect
@@ -192,62 +188,50 @@ _INSTANCE_METADATA: Final = TargetQuery(Instance.metadata_json)
 
 async def locate(
     db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
 ) -> list[InstanceRef]:
     """The instances of a study, series or single instance, in WADO-01 order (empty if unknown)."""
-    rows = await _LOCATE.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _LOCATE.rows(db, target)
     return [InstanceRef(*row) for row in rows]
 
 
 async def locate_with_metadata(
     db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
 ) -> list[tuple[InstanceRef, bytes]]:
     """The instances of a target with their stored metadata (BULK-03), in WADO-01 order."""
-    rows = await _LOCATE_WITH_METADATA.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _LOCATE_WITH_METADATA.rows(db, target)
     return [(instance_ref(row), bytes(row[-1])) for row in rows]
 
 
 async def locate_hashes(
     db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
 ) -> list[str]:
     """The content hashes of a target's instances in WADO-01 order (a metadata ETag's input)."""
-    rows = await _HASHES.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _HASHES.rows(db, target)
     return [row[0] for row in rows]
 
 
 async def locate_metadata(
     db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
 ) -> list[MetadataRow]:
     """The stored metadata of a study, series or instance, in WADO-01 order (empty if unknown)."""
-    rows = await _METADATA.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _METADATA.rows(db, target)
     return [MetadataRow(row[0], bytes(row[1])) for row in rows]
 
 
 async def locate_frame_sources(
     db: Database,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
+    target: Target,
 ) -> list[FrameSource]:
     """Blob, syntax and frame index of a target's instances, in WADO-01 order (RES-08)."""
-    rows = await _FRAME_SOURCES.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _FRAME_SOURCES.rows(db, target)
     return [FrameSource(*row) for row in rows]
 
 
-async def instance_metadata(
-    db: Database, study_uid: str, series_uid: str, sop_uid: str
-) -> bytes | None:
+async def instance_metadata(db: Database, target: Target) -> bytes | None:
     """One instance's stored metadata JSON (None if unknown)."""
-    rows = await _INSTANCE_METADATA.rows(db, study_uid, series_uid, sop_uid)
+    rows = await _INSTANCE_METADATA.rows(db, target)
     return bytes(rows[0][0]) if rows else None

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from app.dicom.target import Target
 from app.errors import NotFound, Unavailable
 from app.index.db import Database, DriverError, is_retryable
 from app.index.deletion import DeletedRows, delete_target, live_tombstone, referenced_blobs
@@ -37,9 +38,7 @@ _ATTEMPTS = 5
 class DeleteOutcome:
     """What a delete removed (for the audit trail and the caller's log)."""
 
-    study_uid: str
-    series_uid: str | None
-    sop_uid: str | None
+    target: Target
     instances: int
     series_removed: int
     study_removed: bool
@@ -63,26 +62,16 @@ class DeleteService:
         self._ttl = tombstone_ttl if tombstone_ttl and tombstone_ttl > timedelta(0) else None
         self._blob_concurrency = blob_concurrency
 
-    async def delete(
-        self,
-        study_uid: str,
-        series_uid: str | None = None,
-        sop_uid: str | None = None,
-        *,
-        audit: WriteAudit | None = None,
-    ) -> DeleteOutcome:
+    async def delete(self, target: Target, *, audit: WriteAudit | None = None) -> DeleteOutcome:
         """Delete the target; :class:`NotFound` if it does not exist (or is already deleted).
 
         With ``audit``, the delete's audit row commits in its transaction."""
-        rows = await self._delete_rows(study_uid, series_uid, sop_uid, audit)
+        rows = await self._delete_rows(target, audit)
         if rows is None:
-            level = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no such {level}")
+            raise NotFound(f"no such {target.noun}")
         removed, left = await self._remove_blobs(rows.blob_keys)
         return DeleteOutcome(
-            study_uid,
-            series_uid,
-            sop_uid,
+            target,
             rows.instances,
             len(rows.series),
             rows.study_removed,
@@ -90,30 +79,22 @@ class DeleteService:
             left,
         )
 
-    async def _delete_rows(
-        self,
-        study_uid: str,
-        series_uid: str | None,
-        sop_uid: str | None,
-        audit: WriteAudit | None,
-    ) -> DeletedRows | None:
+    async def _delete_rows(self, target: Target, audit: WriteAudit | None) -> DeletedRows | None:
         for attempt in range(_ATTEMPTS):
             now = datetime.now(UTC)
             until = now + self._ttl if self._ttl is not None else None
             try:
                 async with self._db.write() as conn:
-                    rows = await delete_target(
-                        conn, study_uid, series_uid, sop_uid, now=now, tombstone_until=until
-                    )
+                    rows = await delete_target(conn, target, now=now, tombstone_until=until)
                     if rows is not None and audit is not None:
                         await audit.journal(
                             conn,
                             AuditRecord(
                                 action="delete",
                                 outcome=Outcome.SUCCESS,
-                                study_uid=study_uid,
-                                series_uid=series_uid,
-                                instance_uid=sop_uid,
+                                study_uid=target.study_uid,
+                                series_uid=target.series_uid,
+                                instance_uid=target.sop_uid,
                                 patient_id=rows.patient_id,
                                 count=rows.instances,
                                 detail=f"{rows.instances} deleted (the row committed with the "
@@ -151,9 +132,7 @@ class DeleteService:
         return removed, len(results) - removed
 
 
-async def tombstoned(
-    db: Database, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-) -> bool:
+async def tombstoned(db: Database, target: Target) -> bool:
     """Whether the resource was deleted and its tombstone is still alive (DEL-04)."""
     async with db.read() as conn:
-        return await live_tombstone(conn, study_uid, series_uid, sop_uid, now=datetime.now(UTC))
+        return await live_tombstone(conn, target, now=datetime.now(UTC))

@@ -18,6 +18,7 @@ from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from app.config import RenderSettings
+from app.dicom.target import Target
 from app.services.container import Services
 from tests.api.stored import ROOT, store
 from tests.conftest import app_client, make_settings
@@ -441,7 +442,9 @@ async def test_multiframe_thumbnail_is_the_middle_frame(
 ) -> None:
     obj = await store(client, corpus_path("examples_ybr_color.dcm").read_bytes())
     # JPEG frames are read as byte ranges (header + one frame), not as the whole blob
-    source = (await services.render.sources(obj.study, obj.series, str(obj.ds.SOPInstanceUID)))[0]
+    source = (await services.render.sources(Target(obj.study, obj.series, obj.ds.SOPInstanceUID)))[
+        0
+    ]
     ranged = await services.render._read_frame(source, 15)
     assert ranged is not None
     assert ranged[1].startswith(b"\xff\xd8")
@@ -489,7 +492,7 @@ async def test_frames_from_byte_ranges_with_functional_groups(
         expected = voi(modality, center, width, "linear")
         response = await client.get(f"{obj.url}/frames/{n}/rendered", headers=PNG)
         assert_png(response, expected)
-    source = (await services.render.sources(obj.study, obj.series, str(ds.SOPInstanceUID)))[0]
+    source = (await services.render.sources(Target(obj.study, obj.series, ds.SOPInstanceUID)))[0]
     ranged = await services.render._read_frame(source, 2)
     assert ranged is not None
     assert ranged[1] == ds.pixel_array[1].tobytes()

@@ -12,6 +12,7 @@ from pydicom.uid import MPEG4HP41, UID, ImplicitVRLittleEndian, JPEGBaseline8Bit
 from sqlalchemy import select, update
 
 from app.api.negotiation import Packaging, acceptable_dicom, parse_accept
+from app.dicom.target import Target
 from app.index.models import Instance
 from app.services.container import Services
 from app.services.retrieve import RetrieveService
@@ -483,7 +484,7 @@ async def test_blob_without_preamble_gets_one(
     retrieve = RetrieveService(services.db, services.store, chunk_size=50)
     for instance, expected in ((ds, bytes(128) + b"DICM" + bare), (other, other_raw)):
         [ref] = await retrieve.resolve(
-            instance.StudyInstanceUID, instance.SeriesInstanceUID, instance.SOPInstanceUID
+            Target(instance.StudyInstanceUID, instance.SeriesInstanceUID, instance.SOPInstanceUID)
         )
         payload = await retrieve.open(ref)
         chunks = [chunk async for chunk in payload.chunks]
@@ -530,7 +531,7 @@ async def test_study_sent_with_content_length_when_every_part_length_is_known(
     # a row that says "prefixed" for a blob without the prefix: the blob is not sent as such
     async with services.db.write() as conn:
         await conn.execute(update(Instance).values(part10_prefix=True))
-    [ref] = await services.retrieve.resolve(study, series, str(datasets[1].SOPInstanceUID))
+    [ref] = await services.retrieve.resolve(Target(study, series, str(datasets[1].SOPInstanceUID)))
     with pytest.raises(StorageError, match="does not begin"):
         await services.retrieve.open(ref)
     async with services.db.write() as conn:

@@ -297,7 +297,7 @@ async def test_small_frame_responses_whole_large_ones_streamed(
 ) -> None:
     """A few small frames go out whole with a Content-Length; past the limit the same parts
     are streamed (no Content-Length), whichever part crosses it."""
-    from app.api import wado
+    from app.api.wado import pixels as wado
 
     url, ds = await _store_file(client, _corpus("emri_small.dcm"))
     expected = _native_frames(ds)  # 10 frames of 8 KiB

@@ -7,8 +7,6 @@ after a DELETE and after a re-store of the same SOP instance with other content 
 index as it is now, whatever was served (and cached) before.
 """
 
-import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +16,9 @@ import pytest
 from pydicom.uid import generate_uid
 
 from app.api.multipart_writer import COALESCE_BYTES, OutgoingPart, write_multipart
-from app.api.wado import _parts
 from app.config import DuplicatePolicy
+from app.dicom.target import Target
 from app.services.container import Services
-from app.services.retrieve import RetrieveService, select
 from tests.conftest import app_client, make_settings
 from tests.factories import make_dataset, multipart, stow_headers, to_bytes
 from tests.multipart import parse_multipart
@@ -68,7 +65,7 @@ async def test_study_body_is_the_stored_files_byte_for_byte(
     """Small, one-chunk and several-chunk instances: the body is exactly the wire form."""
     settings = make_settings(database_url, tmp_path / "data")
     async with app_client(settings) as (services, client):
-        services.retrieve._chunk_size = chunk_size  # as configured for a deployment
+        services.retrieve.context.chunk_size = chunk_size  # as configured for a deployment
         study, series = str(generate_uid()), str(generate_uid())
         # 8x8 (tiny), 512x512 (0.5 MB: one read), 1100x1100x3 frames (~7 MB: several reads)
         shapes = [(8, 8, 1), (512, 512, 1), (1100, 1100, 3), (16, 16, 1)]
@@ -135,26 +132,6 @@ async def test_multipart_writer_coalesces_small_pieces_only() -> None:
     assert sum(1 for chunk in out if chunk is big) == 2  # sent as they are, not copied
     # 4 parts of headers and small payloads in a handful of chunks, not one per piece
     assert len(out) <= 8
-
-
-async def test_open_reads_a_small_blob_as_one_chunk(client: httpx.AsyncClient) -> None:
-    """A blob under the chunk size comes out in one piece; a larger one in bounded chunks."""
-    services: Services = client._transport.app.state.services  # type: ignore[attr-defined]
-    study, series = str(generate_uid()), str(generate_uid())
-    small = _image(study, series, 1, 64, 64)
-    large = _image(study, series, 2, 1024, 1024, 2)
-    response = await client.post(
-        f"{ROOT}/studies", content=multipart([small, large]), headers=stow_headers()
-    )
-    assert response.status_code == 200
-    retrieve = RetrieveService(services.db, services.store, chunk_size=1 << 20)
-    refs = await retrieve.resolve(study)
-    payload = await retrieve.open(refs[0])
-    assert [chunk async for chunk in payload.chunks] == [small]
-    payload = await retrieve.open(refs[1])
-    chunks = [chunk async for chunk in payload.chunks]
-    assert b"".join(chunks) == large
-    assert all(0 < len(c) <= 1 << 20 for c in chunks)
 
 
 async def _frames(client: httpx.AsyncClient, url: str) -> tuple[int, list[bytes]]:
@@ -227,7 +204,7 @@ async def test_frames_after_delete_and_restore(database_url: str, tmp_path: Path
         assert response.content == third
 
 
-@pytest.mark.parametrize("level", ["study", "series", "instance", "study+instance"])
+@pytest.mark.parametrize("level", ["study", "series", "instance", "frames"])
 async def test_target_query_driver_path_matches_sqlalchemy(
     client: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch, level: str
 ) -> None:
@@ -240,11 +217,11 @@ async def test_target_query_driver_path_matches_sqlalchemy(
     response = await client.post(f"{ROOT}/studies", content=multipart(raws), headers=stow_headers())
     assert response.status_code == 200
     sop = _sop(raws[0])
-    uids = {
-        "study": (study, None, None),
-        "series": (study, series, None),
-        "instance": (study, series, sop),
-        "study+instance": (study, None, sop),
+    target = {
+        "study": Target(study),
+        "series": Target(study, series),
+        "instance": Target(study, series, sop),
+        "frames": Target(study, series, sop, (1,)),  # the frames' instance
     }[level]
     lookups = (
         retrieval.locate,
@@ -253,55 +230,8 @@ async def test_target_query_driver_path_matches_sqlalchemy(
         retrieval.locate_metadata,
         retrieval.locate_frame_sources,
     )
-    direct = [await lookup(services.db, *uids) for lookup in lookups]
+    direct = [await lookup(services.db, target) for lookup in lookups]
     monkeypatch.setattr(retrieval, "_DIRECT_DRIVERS", frozenset())
-    through_sqlalchemy = [await lookup(services.db, *uids) for lookup in lookups]
+    through_sqlalchemy = [await lookup(services.db, target) for lookup in lookups]
     assert direct == through_sqlalchemy
-    assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "study+instance": 1}[level]
-
-
-def _open_files_under(root: Path) -> int:
-    """How many of this process's file descriptors point below ``root``."""
-    count = 0
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:  # closed between listing and reading
-            continue
-        count += target.startswith(str(root))
-    return count
-
-
-async def test_next_part_opened_ahead_is_released_when_the_client_goes(
-    database_url: str, tmp_path: Path
-) -> None:
-    """Part N+1 is opened while part N is sent; a stream abandoned after part 1 closes both."""
-    settings = make_settings(database_url, tmp_path / "data")
-    async with app_client(settings) as (services, client):
-        study, series = str(generate_uid()), str(generate_uid())
-        raws = [_image(study, series, n, 512, 512) for n in (1, 2, 3)]
-        stored = await client.post(
-            f"{ROOT}/studies", content=multipart(raws), headers=stow_headers()
-        )
-        assert stored.status_code == 200, stored.text
-        # chunks smaller than a blob: an opened blob keeps its file open until read to the end
-        retrieve = RetrieveService(services.db, services.store, chunk_size=64 << 10)
-        planned = select(await retrieve.resolve(study), None).items
-        first = await retrieve.open(planned[0].ref, planned[0].transfer_syntax)
-        parts = _parts(retrieve, "http://test/dicom-web", first, planned[1:])
-        part = await anext(parts)
-        await asyncio.sleep(0.1)  # the read-ahead of part 2 runs meanwhile
-        blobs = tmp_path / "data" / "blobs"
-        assert _open_files_under(blobs) == 2  # part 1 being sent, part 2 opened ahead
-        assert b"".join([c async for c in part.chunks]) == raws[0]
-        await parts.aclose()
-        assert _open_files_under(blobs) == 0
-
-        # read to the end, the parts come in order with their bytes
-        first = await retrieve.open(planned[0].ref, planned[0].transfer_syntax)
-        bodies = [
-            b"".join([c async for c in p.chunks])
-            async for p in _parts(retrieve, "http://test/dicom-web", first, planned[1:])
-        ]
-        assert bodies == raws
-        assert _open_files_under(blobs) == 0
+    assert len(direct[0]) == {"study": 4, "series": 3, "instance": 1, "frames": 1}[level]

@@ -7,6 +7,7 @@ from pydicom import dcmread
 
 from app.dicom.decoding import DecodeLimits
 from app.dicom.status import Status
+from app.dicom.target import Target
 from app.services.container import Services
 from app.services.retrieve import decode_refusal, index_shape, select
 from tests import bombs
@@ -45,7 +46,7 @@ async def test_consistent_bombs_are_stored_and_planned_as_stored(services: Servi
     raw = bombs.rle_bomb(1024, 1024)  # 2 MiB decoded
     [(stored, _, _)] = await _ingest(services, raw)
     assert stored
-    [ref] = await services.retrieve.resolve(*_uids(raw))
+    [ref] = await services.retrieve.resolve(Target(*_uids(raw)))
     small = DecodeLimits(frame_bytes=1 << 20, instance_bytes=1 << 20)
     refusal = decode_refusal(ref, small)
     assert refusal is not None

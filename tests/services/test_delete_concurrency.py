@@ -13,6 +13,7 @@ from datetime import timedelta
 import httpx
 from pydicom.uid import generate_uid
 
+from app.dicom.target import Target
 from app.services.container import Services
 from tests.consistency import count_drift
 from tests.factories import make_instance, multipart, stow_headers
@@ -80,7 +81,7 @@ async def test_delete_series_during_stow_and_retrieve(
         found = await client.get(f"{ROOT}/studies", params={"StudyInstanceUID": study})
         assert found.status_code == 200
         (item,) = found.json()
-        refs = await services.retrieve.resolve(study)
+        refs = await services.retrieve.resolve(Target(study))
         assert item["00201208"]["Value"] == [len(refs)]
         assert item["00201206"]["Value"] == [len({ref.series_uid for ref in refs})]
 

@@ -20,24 +20,17 @@ rendered in the decoder processes of :mod:`app.services.decoders`, so a codec cr
 request (422).
 """
 
-import hashlib
-import io
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
-import numpy as np
-from pydicom import Dataset, dcmwrite
-from pydicom.pixels.utils import pixel_array
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian
 
 from app.dicom import render as rendering
-from app.dicom.anonymize import CannotAnonymize, anonymize
-from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits
+from app.dicom.anonymize import CannotAnonymize
 from app.dicom.render import ObjectKind, OutputLimits, RenderParameterError, RenderParams
-from app.dicom.transcode import TranscodeError, check_decodable, transcode
+from app.dicom.target import Target
 from app.dicom.uids import DEFLATED
 from app.errors import (
     BadRequest,
@@ -50,79 +43,27 @@ from app.index.db import Database
 from app.index.rendering import RenderSource, locate_render_sources
 from app.services.cache import ByteCache
 from app.services.decoders import DecoderPool
+from app.services.render.convert import (
+    NATIVE_SYNTAXES,
+    anonymize_instance,
+    render_frame,
+    to_transfer_syntax,
+)
+from app.services.render.renderings import (
+    Rendering,
+    RenderRequest,
+    ThumbnailRequest,
+    rendered,
+    thumbnail,
+)
+from app.services.render.sources import kind
 from app.services.retrieve import RetrieveService, decode_refusal, index_shape
 from app.storage.base import ObjectStore, StorageError
 
-__all__ = [
-    "NATIVE_SYNTAXES",
-    "RenderService",
-    "RenderSource",
-    "Rendered",
-    "kind",
-    "render_etag",
-    "thumbnail_choice",
-]
+__all__ = ["THUMBNAIL_SIZE", "RenderService"]
 
-#: the syntaxes WADO-URI can produce by decoding and re-encoding (no transcoder here yet)
-NATIVE_SYNTAXES = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
 #: default thumbnail box (THUMB-02: longest edge 128 px)
 THUMBNAIL_SIZE = 128
-
-
-def kind(source: RenderSource) -> str:
-    """The :class:`~app.dicom.render.ObjectKind` of an indexed instance."""
-    return rendering.kind_of(source.sop_class_uid, source.number_of_frames is not None)
-
-
-def render_etag(sources: Sequence[RenderSource], key: str) -> str:
-    """A strong ETag from the instances' content hashes and the normalised parameters.
-
-    >>> from app.index.retrieval import InstanceRef
-    >>> s = RenderSource(InstanceRef("1", "2", "3", "k", 1, "1.2"), "ab", "1.2", 1, 1, 1)
-    >>> render_etag([s], "p") == render_etag([s], "p") != render_etag([s], "q")
-    True
-    """
-    digest = hashlib.sha256(key.encode("utf-8"))
-    for source in sources:
-        digest.update(b"\0" + source.sha256.encode("ascii"))
-    return f'"{digest.hexdigest()[:32]}"'
-
-
-def thumbnail_choice(sources: Sequence[RenderSource]) -> tuple[RenderSource, int] | None:
-    """THUMB-02: the representative instance and frame of a study, series or instance.
-
-    ``sources`` come in WADO-01 order (SeriesNumber, InstanceNumber). The first series holding
-    images is taken, then its middle image by InstanceNumber, then that image's middle frame.
-    None when there is no image.
-
-    >>> from app.index.retrieval import InstanceRef
-    >>> def s(series, n, frames=1):
-    ...     return RenderSource(InstanceRef("1", series, f"{series}.{n}", "k", 1, "1.2"), "h",
-    ...                         "1.2.840.10008.5.1.4.1.1.2", frames, int(series), n)
-    >>> src, frame = thumbnail_choice([s("1", 1), s("1", 2, 9), s("1", 3), s("2", 1)])
-    >>> (src.ref.sop_uid, frame)
-    ('1.2', 5)
-    """
-    images = [s for s in sources if kind(s) == ObjectKind.IMAGE]
-    if not images:
-        return None
-    series = images[0].ref.series_uid
-    in_series = [s for s in images if s.ref.series_uid == series]
-    chosen = in_series[(len(in_series) - 1) // 2]
-    frames = chosen.number_of_frames or 1
-    return chosen, (frames + 1) // 2
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """Rendered bytes and their media type."""
-
-    data: bytes
-    media_type: str
-
-
-def _decode_all(ds: Dataset) -> np.ndarray:
-    return np.asarray(pixel_array(ds))
 
 
 class RenderService:
@@ -151,13 +92,19 @@ class RenderService:
         #: salt of the UID replacement of ``anonymize=yes``: configured, else random per process
         self._salt = anonymize_salt or secrets.token_bytes(32)
 
-    async def sources(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[RenderSource]:
+    async def rendered(self, request: RenderRequest) -> Rendering:
+        """A study, series, instance or frames rendered (REND-01..10; see :mod:`.renderings`)."""
+        return await rendered(self, request)
+
+    async def thumbnail(self, request: ThumbnailRequest) -> Rendering:
+        """A thumbnail of a study, series, instance or frame (THUMB-01/02)."""
+        return await thumbnail(self, request)
+
+    async def sources(self, target: Target) -> list[RenderSource]:
         """The target's instances in WADO-01 order; :class:`NotFound` if it does not exist."""
-        found = await locate_render_sources(self._db, study_uid, series_uid, sop_uid)
+        found = await locate_render_sources(self._db, target)
         if not found:
-            raise await self._retrieve.absent(study_uid, series_uid, sop_uid)  # 404, or 410
+            raise await self._retrieve.absent(target)  # 404, or 410
         return found
 
     async def read(self, source: RenderSource) -> bytes:
@@ -223,7 +170,7 @@ class RenderService:
             ranged = await self._read_frame(source, params.frames[0])
         if ranged is not None:
             data: bytes = await self._run(
-                _render_frame, *ranged, params, self.limits, limits, syntax=syntax
+                render_frame, *ranged, params, self.limits, limits, syntax=syntax
             )
         else:
             raw = await self.read(source)
@@ -252,8 +199,8 @@ class RenderService:
         if ref.transfer_syntax_uid in DEFLATED:
             return None
         try:
-            frame_set = await self._retrieve.frames(
-                ref.study_uid, ref.series_uid, ref.sop_uid, [number]
+            frame_set = await self._retrieve.frame_reader.frames(
+                Target(ref.study_uid, ref.series_uid, ref.sop_uid, (number,))
             )
         except (NotAcceptable, NotFound):
             return None
@@ -267,7 +214,7 @@ class RenderService:
             return None
         start = min(ranges[0][0] for ranges in index.ranges if ranges)
         header = await self._store.get_range(ref.blob_key, 0, start)
-        frame = await self._retrieve.read_frame(frame_set, number)
+        frame = await self._retrieve.frame_reader.read_frame(frame_set, number)
         return header, frame
 
     async def text(self, source: RenderSource, media_type: str) -> bytes:
@@ -321,88 +268,12 @@ class RenderService:
             if anonymized:
                 salt = self._salt
                 return bytes(
-                    await self._run(_anonymized, raw, salt, target, stored, limits, syntax=stored)
+                    await self._run(
+                        anonymize_instance, raw, salt, target, stored, limits, syntax=stored
+                    )
                 )
-            return bytes(await self._run(_to_transfer_syntax, raw, target, limits, syntax=stored))
+            return bytes(await self._run(to_transfer_syntax, raw, target, limits, syntax=stored))
         except DecodedSizeTooLarge as exc:  # the stored transfer syntax is the way out
             raise NotAcceptable(
                 f"{exc.message}; it can be retrieved in its stored transfer syntax {stored}"
             ) from None
-
-
-def _render_frame(
-    header: bytes,
-    frame: bytes,
-    params: RenderParams,
-    limits: OutputLimits,
-    decode: DecodeLimits = DEFAULT_LIMITS,
-) -> bytes:
-    """Render one frame from its header and frame bytes (see :meth:`RenderService._read_frame`)."""
-    ds = rendering.single_frame_dataset(header, frame, params.frames[0])
-    return rendering.render(b"", replace(params, frames=(1,)), ds, limits, decode)
-
-
-def _to_transfer_syntax(raw: bytes, target: str, limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
-    """``raw`` re-encoded in ``target`` (a native syntax): pixel data decoded if compressed.
-
-    Explicit VR Little Endian goes through WADO-RS's transcoder (:mod:`app.dicom.transcode`,
-    File Meta regenerated); only an explicitly requested Implicit VR Little Endian is written here.
-    """
-    if target == str(ExplicitVRLittleEndian):
-        try:
-            return transcode(raw, target, limits)
-        except TranscodeError as exc:
-            raise NotAcceptable(f"cannot convert to {target}: {exc}") from None
-    ds = rendering.read_dataset(raw)
-    return _write(ds, target, limits)
-
-
-def _write(ds: Dataset, target: str, limits: DecodeLimits = DEFAULT_LIMITS) -> bytes:
-    stored = UID(ds.file_meta.TransferSyntaxUID)
-    if stored.is_compressed and "PixelData" in ds:
-        check_decodable(ds, limits)
-        ds.decompress()  # native pixels, Explicit VR Little Endian
-    big_endian = not stored.is_compressed and not stored.is_little_endian
-    if big_endian:
-        # only the pixel data is swapped here: other OB/OW values would need it too
-        words = [e.keyword for e in ds.iterall() if e.VR in ("OW", "OF", "OD", "OL", "OV")]
-        if any(keyword != "PixelData" for keyword in words):
-            raise NotAcceptable(
-                "a big endian object with binary values other than its pixel data cannot be "
-                "re-encoded yet"
-            )
-        if "PixelData" in ds:
-            pixels = np.asarray(pixel_array(ds, raw=True))  # no colour conversion
-            ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-            if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
-                ds.PlanarConfiguration = 0  # the array is colour-by-pixel
-    ds.file_meta.TransferSyntaxUID = UID(target)
-    out = io.BytesIO()
-    implicit = target == str(ImplicitVRLittleEndian)
-    dcmwrite(
-        out,
-        ds,
-        enforce_file_format=not big_endian,  # pydicom: not together with force_encoding
-        implicit_vr=implicit,
-        little_endian=True,
-        force_encoding=big_endian,
-    )
-    return out.getvalue()
-
-
-def _anonymized(
-    raw: bytes, salt: bytes, target: str, stored: str, limits: DecodeLimits = DEFAULT_LIMITS
-) -> bytes:
-    ds = rendering.read_dataset(raw)
-    if UID(stored).is_compressed and "PixelData" in ds:
-        check_decodable(ds, limits)  # burned-in text is cleaned from decoded pixels
-    ds, cleaned = anonymize(ds, salt, _decode_all)
-    if cleaned:
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # pixels are native now
-    elif target == stored:
-        out_syntax = UID(stored)
-        if out_syntax.is_compressed or str(out_syntax) not in NATIVE_SYNTAXES:
-            out = io.BytesIO()
-            ds.save_as(out, enforce_file_format=True)
-            return out.getvalue()
-    return _write(ds, target, limits)
