@@ -18,7 +18,7 @@
 # LOADPY_TUNABLES (glibc tunables of the load generator; empty: glibc defaults).
 # Settings: DATASET ($DATA/wado60: 20 studies of 3 x 20 instances, 512x512; made if missing),
 # CLIENTS (4), ROUNDS (3), WORKERS (2), TARGETS (orthanc), BASE_PORT (8100), VIEWERS (0),
-# VIEWER_SECONDS (20). Never run it beside
+# VIEWER_SECONDS (20), WADO_OPS (the five above). Never run it beside
 # a build or a test run (2 cores).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -86,7 +86,7 @@ LOADPY=(env GLIBC_TUNABLES=${LOADPY_TUNABLES-glibc.malloc.trim_threshold=1073741
 "${LOADPY[@]}" qido "${T[@]}" --dataset "$DATASET" -n 600 -c "$CLIENTS" \
   --rounds "$ROUNDS"
 "${LOADPY[@]}" wado "${T[@]}" --dataset "$DATASET" -c "$CLIENTS" \
-  --ops study_metadata,series,study,instance,frame --rounds "$ROUNDS"
+  --ops "${WADO_OPS:-study_metadata,series,study,instance,frame}" --rounds "$ROUNDS"
 if [[ $VIEWERS -gt 0 ]]; then
   out="$RESULTS/$(date +%Y%m%dT%H%M%S)-revisions-viewers.jsonl"
   for round in $(seq "$ROUNDS"); do
