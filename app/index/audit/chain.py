@@ -36,26 +36,7 @@ __all__ = ["COLUMNS", "ChainAppend", "ChainHead", "ChainStore"]
 
 #: the columns a written row fills, in the order of the values of :meth:`ChainAppend.append`'s
 #: rows: the hashed content, ``requests``, then the chain's own
-COLUMNS: Final = (
-    "time",
-    "actor",
-    "client_id",
-    "source",
-    "action",
-    "outcome",
-    "status",
-    "study_uid",
-    "series_uid",
-    "instance_uid",
-    "patient_id",
-    "count",
-    "request_id",
-    "detail",
-    "requests",
-    "seq",
-    "prev_hash",
-    "hash",
-)
+COLUMNS: Final = (*journal.FIELDS, "requests", "seq", "prev_hash", "hash")
 
 #: pg_advisory_xact_lock key serialising chain appends across processes ("LBAUDIT")
 _CHAIN_LOCK: Final = 0x4C4241554449540
