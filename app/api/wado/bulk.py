@@ -8,8 +8,7 @@ value, BULK-04). ``/bulkdata`` on a study, series or instance returns every bulk
 part's Content-Location its BulkDataURI (BULK-03).
 """
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import Depends, Request
 from starlette.responses import Response, StreamingResponse
@@ -33,10 +32,12 @@ from app.api.wado.common import (
     accept_header,
     location,
     outgoing_parts,
+    retrieve_endpoint,
     router,
 )
 from app.dicom.target import Level, Target
-from app.services.retrieve import OCTET_STREAM, BulkRequest
+from app.services.container import Services
+from app.services.retrieve import OCTET_STREAM, Accepted, Answer, BulkRequest
 
 _MULTIPART_OCTETS = f'multipart/related; type="{OCTET_STREAM}"'
 
@@ -120,25 +121,17 @@ async def _single(part: OutgoingPart) -> AsyncIterator[OutgoingPart]:
     yield part
 
 
-def _endpoint(target_dependency: Any) -> Callable[..., Any]:
-    async def retrieve_all_bulkdata(
-        request: Request,
-        services: ServicesDep,
-        settings: SettingsDep,
-        target: Target = target_dependency,
-        accept: AcceptParam = None,
-    ) -> Response:
-        accepted = bulk_accepted(
-            accept or [], accept_header(request), strict=settings.strict_accept
-        )
-        answer = await services.retrieve.bulk(BulkRequest(target, accepted))
-        boundary = new_boundary()
-        return StreamingResponse(
-            write_multipart(outgoing_parts(answer, service_base(request, settings)), boundary),
-            media_type=multipart_content_type(answer.media_type, boundary, transfer_syntax=None),
-        )
+async def _write_all(answer: Answer, base: str) -> Response:
+    """Every bulk value of ``answer``, one part each, streamed (BULK-03)."""
+    boundary = new_boundary()
+    return StreamingResponse(
+        write_multipart(outgoing_parts(answer, base), boundary),
+        media_type=multipart_content_type(answer.media_type, boundary, transfer_syntax=None),
+    )
 
-    return retrieve_all_bulkdata
+
+async def _all_bulk(services: Services, target: Target, accepted: Accepted) -> Answer:
+    return await services.retrieve.bulk(BulkRequest(target, accepted))
 
 
 add_level_routes(
@@ -161,7 +154,7 @@ add_level_routes(
             "Retrieve every bulk data value of an instance (WADO-RS)",
         ),
     ],
-    _endpoint,
+    retrieve_endpoint("retrieve_all_bulkdata", bulk_accepted, _all_bulk, _write_all),
     responses={
         200: {
             "description": "every bulk data value, one part each, Content-Location its "

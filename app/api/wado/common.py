@@ -7,13 +7,18 @@ is the URL of the instance it comes from (GEN-01), and an answer that omitted in
 with a ``Warning`` saying which (WADO-03).
 """
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
 
+from app.api.deps import ServicesDep, SettingsDep
 from app.api.multipart_writer import OutgoingPart
-from app.services.retrieve import Answer, Part, PartHead
+from app.api.urls import service_base
+from app.dicom.target import Target
+from app.services.container import Services
+from app.services.retrieve import Accepted, Answer, Part, PartHead
 
 __all__ = [
     "BINARY",
@@ -23,6 +28,7 @@ __all__ = [
     "location",
     "outgoing",
     "outgoing_parts",
+    "retrieve_endpoint",
     "router",
     "warning",
 ]
@@ -79,3 +85,38 @@ async def outgoing_parts(answer: Answer, base: str) -> AsyncGenerator[OutgoingPa
 def warning(answer: Answer) -> dict[str, str]:
     """A ``Warning`` about what the answer left out (WADO-03), if it left anything out."""
     return {} if answer.omission is None else {"Warning": f'299 lightbox "{answer.omission}"'}
+
+
+#: an Accept parser of :mod:`app.api.negotiation` (``dicom_accepted``, ``frames_accepted`` ...)
+Negotiate = Callable[..., Accepted]
+#: one retrieve use case: the service's answer for a target and what the client accepts
+UseCase = Callable[[Services, Target, Accepted], Awaitable[Answer]]
+#: how an answer is written: the answer and the service base URL
+Write = Callable[[Answer, str], Awaitable[Response]]
+
+
+def retrieve_endpoint(
+    name: str, negotiate: Negotiate, use_case: UseCase, write: Write
+) -> Callable[[Any], Callable[..., Any]]:
+    """The endpoint factory of a per-level retrieve route (for
+    :func:`~app.api.targets.add_level_routes`): parse Accept, make the one service call, write.
+    """
+
+    def endpoint(target_dependency: Any) -> Callable[..., Any]:
+        async def retrieve(
+            request: Request,
+            services: ServicesDep,
+            settings: SettingsDep,
+            target: Target = target_dependency,
+            accept: AcceptParam = None,
+        ) -> Response:
+            accepted = negotiate(
+                accept or [], accept_header(request), strict=settings.strict_accept
+            )
+            answer = await use_case(services, target, accepted)
+            return await write(answer, service_base(request, settings))
+
+        retrieve.__name__ = retrieve.__qualname__ = name
+        return retrieve
+
+    return endpoint

@@ -15,13 +15,11 @@ and the ``bytes(128) + b"DICM"`` prefix added to blobs stored without one are de
 :mod:`app.services.retrieve`.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
-from app.api.deps import ServicesDep, SettingsDep
 from app.api.multipart_writer import (
     closing_delimiter,
     multipart_content_type,
@@ -31,19 +29,18 @@ from app.api.multipart_writer import (
 )
 from app.api.negotiation import DICOM, dicom_accepted
 from app.api.targets import LevelRoute, add_level_routes
-from app.api.urls import service_base
 from app.api.wado.common import (
     BINARY,
     ERRORS,
-    AcceptParam,
-    accept_header,
     location,
     outgoing_parts,
+    retrieve_endpoint,
     router,
     warning,
 )
 from app.dicom.target import Level, Target
-from app.services.retrieve import Answer, InstancesRequest, PartHead
+from app.services.container import Services
+from app.services.retrieve import Accepted, Answer, InstancesRequest, PartHead
 
 MULTIPART_DICOM = f'multipart/related; type="{DICOM}"'
 
@@ -71,21 +68,8 @@ def _responses(*, single: bool) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _endpoint(target_dependency: Any) -> Callable[..., Any]:
-    async def retrieve(
-        request: Request,
-        services: ServicesDep,
-        settings: SettingsDep,
-        target: Target = target_dependency,
-        accept: AcceptParam = None,
-    ) -> Response:
-        accepted = dicom_accepted(
-            accept or [], accept_header(request), strict=settings.strict_accept
-        )
-        answer = await services.retrieve.instances(InstancesRequest(target, accepted))
-        return await write_instances(answer, service_base(request, settings))
-
-    return retrieve
+async def _instances(services: Services, target: Target, accepted: Accepted) -> Answer:
+    return await services.retrieve.instances(InstancesRequest(target, accepted))
 
 
 async def write_instances(answer: Answer, base: str) -> Response:
@@ -153,5 +137,5 @@ add_level_routes(
             _responses(single=True),
         ),
     ],
-    _endpoint,
+    retrieve_endpoint("retrieve", dicom_accepted, _instances, write_instances),
 )

@@ -11,13 +11,11 @@ or study, every frame of every instance with pixel data, in WADO-01 order; insta
 cannot be sent as asked are left out (206 with a ``Warning``, WADO-03).
 """
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
-from app.api.deps import ServicesDep, SettingsDep
 from app.api.multipart_writer import (
     OutgoingPart,
     multipart_body,
@@ -27,17 +25,16 @@ from app.api.multipart_writer import (
 )
 from app.api.negotiation import frames_accepted
 from app.api.targets import LevelRoute, add_level_routes
-from app.api.urls import service_base
 from app.api.wado.common import (
     BINARY,
-    AcceptParam,
-    accept_header,
     outgoing_parts,
+    retrieve_endpoint,
     router,
     warning,
 )
 from app.dicom.target import Level, Target
-from app.services.retrieve import FRAME_MEDIA_TYPES, OCTET_STREAM, Answer, PixelsRequest
+from app.services.container import Services
+from app.services.retrieve import FRAME_MEDIA_TYPES, OCTET_STREAM, Accepted, Answer, PixelsRequest
 
 #: frame responses up to about this size are sent whole, with a Content-Length (the parts held
 #: in memory, plus the one that crossed the line); larger ones are streamed part by part
@@ -71,21 +68,8 @@ def _responses(what: str, *, partial: bool) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _endpoint(target_dependency: Any) -> Callable[..., Any]:
-    async def retrieve_pixels(
-        request: Request,
-        services: ServicesDep,
-        settings: SettingsDep,
-        target: Target = target_dependency,
-        accept: AcceptParam = None,
-    ) -> Response:
-        accepted = frames_accepted(
-            accept or [], accept_header(request), strict=settings.strict_accept
-        )
-        answer = await services.retrieve.pixels(PixelsRequest(target, accepted))
-        return await write_frames(answer, service_base(request, settings))
-
-    return retrieve_pixels
+async def _pixels(services: Services, target: Target, accepted: Accepted) -> Answer:
+    return await services.retrieve.pixels(PixelsRequest(target, accepted))
 
 
 async def write_frames(answer: Answer, base: str) -> Response:
@@ -135,6 +119,8 @@ async def _chain(
 
 
 _EVERY_FRAME = _responses("every frame of every instance, WADO-01 order", partial=True)
+_ENDPOINT = retrieve_endpoint("retrieve_pixels", frames_accepted, _pixels, write_frames)
+
 add_level_routes(
     router,
     "",
@@ -150,7 +136,7 @@ add_level_routes(
             ),
         )
     ],
-    _endpoint,
+    _ENDPOINT,
 )
 add_level_routes(
     router,
@@ -175,5 +161,5 @@ add_level_routes(
             _EVERY_FRAME,
         ),
     ],
-    _endpoint,
+    _ENDPOINT,
 )
