@@ -1,0 +1,29 @@
+"""The ``lightbox`` command: serve, db, token, audit, fsck, gc, openapi, conformance.
+
+Heavy modules (the services, the migrations) are imported inside the commands that use them, so
+the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
+module of this package; importing it registers its commands on ``cli``.
+"""
+
+from app.cli import audit, db, documents, maintenance, serve, tokens
+from app.cli.documents import conformance_text, openapi_text
+from app.cli.root import cli
+from app.cli.tokens import parse_ttl
+
+__all__ = [
+    "audit",
+    "cli",
+    "conformance_text",
+    "db",
+    "documents",
+    "main",
+    "maintenance",
+    "openapi_text",
+    "parse_ttl",
+    "serve",
+    "tokens",
+]
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,148 @@
+"""``lightbox serve``: the HTTP server (one process, or gunicorn workers)."""
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+import uvicorn
+from pydantic import BaseModel
+from uvicorn.config import STARTUP_FAILURE
+
+from app.cli.root import cli
+from app.config import Settings
+
+
+def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
+    lines = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += _settings_help(annotation, f"{prefix}{name.upper()}__")
+            continue
+        default = info.default if info.default_factory is None else "(see docs)"
+        default = str(default) if isinstance(default, Path) else default
+        lines.append(f"{prefix}{name.upper()} (default {default!r}): {info.description or ''}")
+    return lines
+
+
+SERVE_EPILOG = "Settings (environment variables):\n\n" + "\n\n".join(_settings_help())
+
+
+@cli.command(epilog=SERVE_EPILOG)
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address (LIGHTBOX_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (LIGHTBOX_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="embedded default's data dir")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+) -> None:
+    """Run the DICOMweb server (embedded default: SQLite + files under ./lightbox-data)."""
+    for env, value in (
+        ("LIGHTBOX_HOST", host),
+        ("LIGHTBOX_PORT", port),
+        ("LIGHTBOX_WORKERS", workers),
+        ("LIGHTBOX_DATA_DIR", data_dir),
+    ):
+        if value is not None:
+            os.environ[env] = str(value)
+    settings = Settings()
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
+        _migrate_in_subprocess(settings.resolved_database_url())
+    # the workers read the same settings; the schema is already current
+    os.environ["LIGHTBOX_AUTO_MIGRATE"] = "false"
+    _first_start_key(settings)
+    scheme = "https" if ssl_certfile else "http"
+    print(
+        f"Lightbox: DICOMweb at {scheme}://{settings.host}:{settings.port}{settings.dicomweb_root}"
+        f" (index {'SQLite' if settings.is_sqlite else 'PostgreSQL'},"
+        f" storage {settings.resolved_storage_url().split('://')[0]})",
+        flush=True,
+    )
+    from app.connections import ConnectionGuard, ConnectionLimits
+
+    limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)
+    # uvicorn's settings, the same for one process and for each of several workers
+    options: dict[str, Any] = {
+        "log_level": settings.log_level,
+        "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
+        # the request head deadline and the connection cap, in front of uvicorn's protocol:
+        # uvicorn calls the guard as it would call a protocol class (app.connections)
+        "http": cast("type[asyncio.Protocol]", ConnectionGuard(limits)),
+        # no WebSocket routes: an upgrade would hand the connection to another protocol,
+        # out of the guard's sight
+        "ws": "none",
+        "timeout_keep_alive": settings.server.keep_alive_timeout,
+        "server_header": False,
+        # uvicorn's default (FORWARDED_ALLOW_IPS, else 127.0.0.1), also under gunicorn, which
+        # would pass its own
+        "forwarded_allow_ips": None,
+    }
+    if settings.workers <= 1:
+        config = uvicorn.Config(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            **options,
+        )
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise typer.Exit(STARTUP_FAILURE)
+        return
+    # several workers: gunicorn's arbiter manages them (app.supervisor)
+    from app.supervisor import gunicorn_options, serve_workers
+
+    status = serve_workers(
+        gunicorn_options(
+            settings.host,
+            settings.port,
+            settings.workers,
+            settings.worker_timeout,
+            settings.log_level,
+        ),
+        options,
+    )
+    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
+        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+def _first_start_key(settings: Settings) -> None:
+    """Create the embedded signing key before the workers start; say how to get a token."""
+    auth = settings.auth
+    if not auth.enabled:
+        print("WARNING: access control is OFF (LIGHTBOX_AUTH__ENABLED=false)", flush=True)
+        return
+    if not auth.local_key:
+        return
+    from app.auth.keys import LocalSigningKey
+
+    path = LocalSigningKey.path_in(settings.data_dir)
+    _key, created = LocalSigningKey.load_or_create(settings.data_dir)
+    if created:
+        command = sys.argv[0] if Path(sys.argv[0]).name == "lightbox" else "lightbox"
+        print(
+            f"Lightbox: created the token signing key {path}.\n"
+            "  Every route needs a bearer token. Get an admin token with:\n"
+            f"    {command} token create --subject admin"
+            " --scope read --scope write --scope delete --scope admin --ttl 1d\n"
+            "  (run it with the same LIGHTBOX_DATA_DIR), then send"
+            " 'Authorization: Bearer <token>'.",
+            flush=True,
+        )
+
+
+def _migrate_in_subprocess(url: str) -> None:
+    """Apply migrations in a child process: the server's supervisor never loads SQLAlchemy."""
+    import subprocess
+
+    env = {**os.environ, "LIGHTBOX_DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], env=env, check=True)
