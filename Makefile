@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check app tests bench alembic
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest --doctest-modules app/dicom app/index app/storage app/api app/services app/auth app/cli tests
+	$(BIN)/pytest --doctest-modules app/dicom app/index app/storage app/api app/services app/auth app/cli app/dimse tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix app tests bench alembic
