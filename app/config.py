@@ -7,9 +7,9 @@ Nested fields use ``__``: ``LIGHTBOX_S3__ENDPOINT=http://127.0.0.1:9000``.
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("lightbox-data")
@@ -260,6 +260,46 @@ class CorsSettings(BaseModel):
     )
 
 
+# PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash, no control characters
+AE_TITLE_PATTERN = r"^[ -\[\]-~]{1,16}$"
+
+
+def _ae_title(value: str) -> str:
+    """Leading and trailing spaces are not significant in an AE title (PS3.5 AE VR)."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("an AE title cannot be blank")
+    return stripped
+
+
+AeTitle = Annotated[str, Field(pattern=AE_TITLE_PATTERN), AfterValidator(_ae_title)]
+
+
+class RemoteAeSettings(BaseModel):
+    """A DICOM peer known by its AE title: a C-MOVE destination, a source to pull from, the
+    address a Storage Commitment report goes back to."""
+
+    ae_title: AeTitle = Field(description="the peer's AE title")
+    host: str = Field(description="host name or address")
+    port: int = Field(description="DIMSE port", ge=1, le=65535)
+    tls: bool = Field(False, description="open associations to it over TLS")
+    description: str = Field("", description="free text shown to administrators")
+
+
+class DimseSettings(BaseModel):
+    """The DIMSE service (DICOM networking: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)."""
+
+    enabled: bool = Field(True, description="start the DIMSE listener with `lightbox serve`")
+    ae_title: AeTitle = Field("LIGHTBOX", description="our AE title")
+    host: str = Field("127.0.0.1", description="address the DIMSE listener binds")
+    port: int = Field(11112, description="DIMSE port", ge=1, le=65535)
+    remote_aes: list[RemoteAeSettings] = Field(
+        default_factory=list,
+        description="peers known from the settings (JSON list of {ae_title, host, port, tls}); "
+        "those added with `lightbox ae add` live in the index",
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -352,6 +392,7 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="debug | info | warning | error")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    dimse: DimseSettings = Field(default_factory=DimseSettings)
 
     @field_validator("dicomweb_root")
     @classmethod

@@ -15,6 +15,7 @@ from app.dicom.render import OutputLimits
 from app.index import migrate
 from app.index.db import Database
 from app.services.access import StudyAccess
+from app.services.aes import RemoteAeService
 from app.services.audit import AuditLog
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
@@ -42,6 +43,7 @@ class Services:
     render: RenderService
     audit: AuditLog
     access: StudyAccess
+    aes: RemoteAeService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -144,6 +146,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             aggregate=settings.auth.audit_aggregate,
         ),
         access=StudyAccess(db),
+        aes=RemoteAeService(settings.dimse.remote_aes),
     )
     try:
         yield services
