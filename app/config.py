@@ -5,12 +5,15 @@ Only entry points (``app.cli``, ``app.main``) and the composition root
 Nested fields use ``__``: ``LIGHTBOX_S3__ENDPOINT=http://127.0.0.1:9000``.
 """
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.dicom.uids import is_valid_uid
 
 DEFAULT_DATA_DIR = Path("lightbox-data")
 
@@ -286,13 +289,97 @@ class RemoteAeSettings(BaseModel):
     description: str = Field("", description="free text shown to administrators")
 
 
+class AllowedPeer(BaseModel):
+    """One entry of the DIMSE allow-list (DIMSE-01, DIMSE-14): a calling AE title, an address
+    (or network), or both; a caller is let in when it matches every field an entry sets."""
+
+    ae_title: AeTitle | None = Field(None, description="the calling AE title (exact match)")
+    address: str | None = Field(
+        None, description="the caller's IP address or network (10.1.2.3, 10.1.2.0/24, ::1)"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_network(value.strip(), strict=False)  # ValueError names a bad one
+            return value.strip()
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "AllowedPeer":
+        if self.ae_title is None and self.address is None:
+            raise ValueError("an allow-list entry needs an ae_title, an address, or both")
+        return self
+
+
+def _uid_list(values: list[str]) -> list[str]:
+    for value in values:
+        if not is_valid_uid(value):
+            raise ValueError(f"not a UID: {value!r}")
+    return values
+
+
 class DimseSettings(BaseModel):
-    """The DIMSE service (DICOM networking: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)."""
+    """The DIMSE service (DICOM networking: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET):
+    ``LIGHTBOX_DIMSE__<NAME>`` (DIMSE-01)."""
 
     enabled: bool = Field(True, description="start the DIMSE listener with `lightbox serve`")
     ae_title: AeTitle = Field("LIGHTBOX", description="our AE title")
     host: str = Field("127.0.0.1", description="address the DIMSE listener binds")
     port: int = Field(11112, description="DIMSE port", ge=1, le=65535)
+    max_pdu: int = Field(
+        262144,
+        ge=0,
+        description="largest PDU we receive, in bytes (0: no limit); large PDUs make C-STORE "
+        "cheaper for us, very large ones trouble some old modalities",
+    )
+    acse_timeout: float = Field(
+        30.0, gt=0, description="seconds to wait for an association request or release answer"
+    )
+    dimse_timeout: float = Field(
+        60.0, gt=0, description="seconds to wait for a DIMSE message (a response, a C-CANCEL)"
+    )
+    network_timeout: float = Field(
+        60.0, gt=0, description="seconds an association may stay silent before it is aborted"
+    )
+    max_associations: int = Field(
+        32, ge=1, description="concurrent associations; more are rejected (local limit exceeded)"
+    )
+    allowed_peers: list[AllowedPeer] = Field(
+        default_factory=list,
+        description="callers let in, as a JSON list of {ae_title, address} (either or both; "
+        "address may be a network); empty: any caller (then `serve` warns when DIMSE listens "
+        "beyond loopback without TLS); others are rejected and audited (DIMSE-14)",
+    )
+    tls_cert: Path | None = Field(
+        None, description="TLS certificate chain (PEM): DIMSE over TLS only (PS3.15 B.1)"
+    )
+    tls_key: Path | None = Field(None, description="the TLS certificate's private key (PEM)")
+    tls_ca: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that callers' certificates must chain to: set, "
+        "every caller needs a client certificate; also checks peers we call over TLS",
+    )
+    private_sop_classes: Annotated[list[str], AfterValidator(_uid_list)] = Field(
+        default_factory=list,
+        description="private storage SOP Class UIDs accepted by C-STORE besides the standard "
+        "ones (DIMSE-03)",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> "DimseSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("dimse.tls_cert and dimse.tls_key are set together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("dimse.tls_ca needs dimse.tls_cert and dimse.tls_key (TLS on)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the listener speaks TLS."""
+        return self.tls_cert is not None
+
     remote_aes: list[RemoteAeSettings] = Field(
         default_factory=list,
         description="peers known from the settings (JSON list of {ae_title, host, port, tls}); "

@@ -1,11 +1,11 @@
-"""The ``lightbox`` command: serve, db, token, audit, fsck, gc, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
 module of this package; importing it registers its commands on ``cli``.
 """
 
-from app.cli import audit, db, documents, maintenance, serve, tokens
+from app.cli import audit, db, dimse, documents, maintenance, serve, tokens
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
 from app.cli.tokens import parse_ttl
@@ -15,6 +15,7 @@ __all__ = [
     "cli",
     "conformance_text",
     "db",
+    "dimse",
     "documents",
     "main",
     "maintenance",

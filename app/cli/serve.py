@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import BaseModel
 from uvicorn.config import STARTUP_FAILURE
 
+from app.cli.dimse import start_child
 from app.cli.root import cli
 from app.config import Settings
 
@@ -40,7 +41,8 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
 ) -> None:
-    """Run the DICOMweb server (embedded default: SQLite + files under ./lightbox-data)."""
+    """Run the DICOMweb server, and the DIMSE listener beside it (embedded default: SQLite +
+    files under ./lightbox-data)."""
     for env, value in (
         ("LIGHTBOX_HOST", host),
         ("LIGHTBOX_PORT", port),
@@ -64,6 +66,17 @@ def serve(
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
+    # the DIMSE listener: one child process, whatever the number of HTTP workers
+    dimse = start_child(settings)
+    try:
+        _serve_http(settings, ssl_certfile, ssl_keyfile)
+    finally:
+        if dimse is not None:
+            dimse.stop()
+
+
+def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
+    """Run uvicorn (one process) or gunicorn's workers until stopped."""
     from app.connections import ConnectionGuard, ConnectionLimits
 
     limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)

@@ -43,6 +43,7 @@ from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import UID
 
 from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits, PixelShape
+from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.dicom.frames import swap_byte_order
 from app.dicom.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -70,9 +71,6 @@ __all__ = [
 ]
 
 ANY_TRANSFER_SYNTAX: Final = "*"
-#: Lightbox's Implementation Class UID (PS3.7 §D.3.3.2), a UUID-derived UID (PS3.5 §B.2)
-IMPLEMENTATION_CLASS_UID: Final = "2.25.255338157301484437611208009458839604315"
-IMPLEMENTATION_VERSION_NAME: Final = "LIGHTBOX_01"
 ENCAPSULATED_UNCOMPRESSED: Final = "1.2.840.10008.1.2.1.98"
 
 #: NEG-08: never sent over the web; data stored so is converted to Explicit VR Little Endian

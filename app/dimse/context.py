@@ -25,7 +25,10 @@ class Peer:
     def of(cls, event: Any) -> "Peer":
         """The requestor of a pynetdicom event's association (its public ``requestor`` info)."""
         requestor = event.assoc.requestor
-        title = requestor.ae_title
+        # before negotiation (EVT_REQUESTED: the allow-list check) pynetdicom has not copied the
+        # calling AE title from the A-ASSOCIATE-RQ yet; its primitive holds it
+        request = requestor.primitive
+        title = request.calling_ae_title if request is not None else requestor.ae_title
         if isinstance(title, bytes):  # pynetdicom < 2 gave bytes; 2+ gives str
             title = title.decode("ascii", "replace")
         return cls(str(title).strip(), str(requestor.address), int(requestor.port))

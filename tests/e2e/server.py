@@ -71,6 +71,9 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         # off for the tests of other things (crashes, deadlines, memory); dicomweb_server and
         # tests/auth run servers with it on
         LIGHTBOX_AUTH__ENABLED="false",
+        # the DIMSE listener would bind 11112 in every test server; tests of DIMSE with serve
+        # turn it on with a port of their own
+        LIGHTBOX_DIMSE__ENABLED="false",
     )
     env.update(extra)
     return env

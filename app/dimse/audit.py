@@ -1,0 +1,73 @@
+"""The DIMSE side of the audit trail (DIMSE-14): associations and operations, with the calling
+AE title as the actor and the peer's address as the source, in the same table and hash chain as
+REST (``app.services.audit``).
+
+Each operation's row carries a request id ``<association>:<message id>``: the association part
+is the same for every operation of one association and its ``association`` row, so the trail
+can be read per association.
+"""
+
+import itertools
+import logging
+import threading
+import uuid
+import weakref
+from typing import Any
+
+from app.dimse.context import DimseContext, Peer
+from app.services.audit import AuditRecord, WriteAudit
+
+__all__ = ["association_id", "record", "request_id", "write_audit"]
+
+log = logging.getLogger(__name__)
+
+_ids: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_ids_lock = threading.Lock()
+_prefix = uuid.uuid4().hex[:8]
+_counter = itertools.count(1)
+
+
+def association_id(assoc: Any) -> str:
+    """A short id for ``assoc``, the same for its whole life, unique within this process run."""
+    with _ids_lock:
+        found = _ids.get(assoc)
+        if found is None:
+            found = _ids[assoc] = f"dimse-{_prefix}-{next(_counter)}"
+        return found
+
+
+def request_id(event: Any) -> str:
+    """The audit request id of one DIMSE operation: association id and message id."""
+    message_id = getattr(getattr(event, "request", None), "MessageID", None)
+    base = association_id(event.assoc)
+    return base if message_id is None else f"{base}:{message_id}"
+
+
+def record(ctx: DimseContext, event: Any, action: str, outcome: str, **fields: Any) -> None:
+    """Queue one audit row for ``event`` (actor, source and request id from its association).
+
+    Never raises: a handler's answer must not depend on the audit queue (the row of a write is
+    committed with the write itself, see :func:`write_audit`).
+    """
+    if not ctx.settings.auth.audit_enabled:
+        return
+    try:
+        peer = Peer.of(event)
+        fields.setdefault("request_id", request_id(event))
+        row = AuditRecord(
+            action=action, outcome=outcome, actor=peer.actor, source=peer.address, **fields
+        )
+        ctx.bridge.run(ctx.services.audit.record(row))
+    except Exception:
+        log.exception("could not queue the audit row of a DIMSE %s", action)
+
+
+def write_audit(ctx: DimseContext, event: Any) -> WriteAudit | None:
+    """The audit side of one write operation (a C-STORE), for the service to commit its row
+    with the write; None when the audit trail is off."""
+    if not ctx.settings.auth.audit_enabled:
+        return None
+    peer = Peer.of(event)
+    return ctx.services.audit.for_write(
+        actor=peer.actor, source=peer.address, request_id=request_id(event)
+    )

@@ -1,0 +1,162 @@
+"""The DIMSE listener: one pynetdicom application entity, its presentation contexts, its event
+handlers, started and stopped with the services it calls (DIMSE-01).
+
+Threads and the services loop
+-----------------------------
+pynetdicom accepts connections in a thread of its own and runs each association in another; it
+calls our handlers synchronously in the association's thread. The services are asynchronous and
+live on one event loop in one thread (:class:`~app.dimse.bridge.Bridge`), opened once for the
+process (``bridge.entered(open_services(settings))``). A handler makes its service call through
+the bridge and blocks its association thread, never the loop, until the answer is there. So:
+
+- there is no event loop per association, and one database pool, one audit writer, one ingest
+  group commit (:class:`~app.services.group_commit.GroupCommit`) serve every association: the
+  C-STOREs of concurrent associations meet in the loop and share index transactions;
+- the HTTP workers never carry DIMSE work: ``lightbox serve`` runs this listener in a child
+  process of its own (one listener whatever the number of HTTP workers), ``lightbox dimse``
+  runs it alone;
+- a slow service call blocks only its association, as DIMSE expects (one operation at a time
+  per association; pynetdicom offers no asynchronous operations window).
+
+Handlers
+--------
+:func:`event_handlers` is the one list of what the listener does: pairs of a pynetdicom event
+and a function called as ``handler(ctx, event)`` (bound with :func:`functools.partial`), each in
+the module of its service (``echo``, ``store``, ``commitment``, ``associations``; the
+query/retrieve handlers join the list the same way). The presentation contexts are in
+:mod:`app.dimse.contexts`.
+
+Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
+event handlers, ``Association``'s documented attributes and ``acse.send_reject`` (the way
+pynetdicom documents for refusing an association from ``EVT_REQUESTED``).
+"""
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pynetdicom import AE, evt
+from pynetdicom.events import EventHandlerType, EventType
+from pynetdicom.transport import ThreadedAssociationServer
+
+from app.config import DimseSettings, Settings
+from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from app.dimse import associations, echo
+from app.dimse.bridge import Bridge
+from app.dimse.context import DimseContext
+from app.dimse.contexts import supported_contexts
+from app.dimse.tls import server_context
+from app.services.container import open_services
+
+__all__ = ["DimseServer", "build_ae", "event_handlers", "listening"]
+
+log = logging.getLogger(__name__)
+
+#: what a handler of ours is: ``handler(ctx, event)``
+Handler = Callable[[DimseContext, Any], Any]
+
+#: seconds ``stop`` lets running associations finish before it aborts them
+STOP_GRACE = 10.0
+
+
+def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
+    """Every handler the listener binds, as ``(event, handler)`` pairs; each handler is a
+    function of its service's module called as ``handler(ctx, event)``."""
+    handlers: list[tuple[EventType, Handler]] = [
+        # associations: the allow-list, and the audit of each (DIMSE-01, DIMSE-14)
+        (evt.EVT_REQUESTED, associations.on_requested),
+        (evt.EVT_REJECTED, associations.on_rejected),
+        (evt.EVT_ESTABLISHED, associations.on_established),
+        (evt.EVT_ABORTED, associations.on_aborted),
+        # services
+        (evt.EVT_C_ECHO, echo.handle_echo),
+    ]
+    return [(event, _bound(handler, ctx)) for event, handler in handlers]
+
+
+def _bound(handler: Handler, ctx: DimseContext) -> Callable[[Any], Any]:
+    """``handler`` with ``ctx`` bound, keeping its name (pynetdicom names it in its logs)."""
+    return functools.update_wrapper(functools.partial(handler, ctx), handler)
+
+
+def build_ae(settings: DimseSettings) -> AE:
+    """Our application entity: title, PDU size, timeouts, association limit, contexts."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.maximum_pdu_size = settings.max_pdu
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.network_timeout = settings.network_timeout
+    ae.maximum_associations = settings.max_associations
+    for context in supported_contexts(tuple(settings.private_sop_classes)):
+        roles = True if context.accept_roles else None
+        ae.add_supported_context(
+            context.abstract_syntax,
+            list(context.transfer_syntaxes),
+            scu_role=roles,
+            scp_role=roles,
+        )
+    return ae
+
+
+class DimseServer:
+    """The listener: started on the services of ``ctx``; :meth:`stop` ends it."""
+
+    def __init__(self, ctx: DimseContext) -> None:
+        self.ctx = ctx
+        self.ae = build_ae(ctx.settings.dimse)
+        self._server: ThreadedAssociationServer | None = None
+
+    def start(self) -> None:
+        """Bind and listen (in pynetdicom's threads); returns at once."""
+        settings = self.ctx.settings.dimse
+        self._server = self.ae.start_server(
+            (settings.host, settings.port),
+            block=False,
+            ssl_context=server_context(settings),
+            evt_handlers=event_handlers(self.ctx),
+        )
+        log.info("DIMSE: %s listening on %s:%d", settings.ae_title, settings.host, self.port)
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the configured one, or the one picked for port 0)."""
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop listening, let running associations finish for ``grace`` seconds, then abort
+        those still open (an operation in progress is then not acknowledged)."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()
+        deadline = time.monotonic() + grace
+        for assoc in self.ae.active_associations:
+            assoc.join(max(0.0, deadline - time.monotonic()))
+        self.ae.shutdown()
+
+
+@contextmanager
+def listening(settings: Settings, bridge: Bridge | None = None) -> Iterator[DimseServer]:
+    """Open the services on a bridge (``bridge``, else one of its own), start the listener, and
+    stop both on exit."""
+    own = bridge is None
+    if bridge is None:
+        bridge = Bridge()
+        bridge.start()
+    try:
+        with bridge.entered(open_services(settings)) as services:
+            server = DimseServer(DimseContext(services, bridge, settings))
+            server.start()
+            try:
+                yield server
+            finally:
+                server.stop()
+    finally:
+        if own:
+            bridge.stop()

@@ -1,0 +1,134 @@
+"""DIMSE test fixtures: a listener running in this process on each index database, peers
+(DCMTK's command-line tools, pynetdicom as SCU), and the audit rows an actor left."""
+
+import socket
+import subprocess
+import uuid
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import cycle
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from app.config import DimseSettings, Settings
+from app.dimse.bridge import Bridge
+from app.dimse.server import DimseServer, listening
+from app.services.audit import AuditFilter
+from app.services.container import Services
+from tests.conftest import make_settings, truncate
+
+T = TypeVar("T")
+
+#: the DIMSE ports these tests may use (and, for HTTP servers, 18100-18199)
+_DIMSE_PORTS = cycle(range(11100, 11200))
+_HTTP_PORTS = cycle(range(18100, 18200))
+
+
+def _next_free(ports: "cycle[int]") -> int:
+    for _ in range(100):
+        port = next(ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in the range")
+
+
+def dimse_port() -> int:
+    return _next_free(_DIMSE_PORTS)
+
+
+def http_port() -> int:
+    return _next_free(_HTTP_PORTS)
+
+
+def calling_ae() -> str:
+    """A calling AE title of its own for one test (its audit rows are found by it)."""
+    return "T" + uuid.uuid4().hex[:10].upper()
+
+
+@dataclass
+class Running:
+    """A listener in this process and the bridge into its services' loop."""
+
+    server: DimseServer
+    bridge: Bridge
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def services(self) -> Services:
+        return self.server.ctx.services
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.bridge.run(coro)
+
+    def audit_rows(self, ae_title: str, action: str | None = None) -> list[dict[str, Any]]:
+        """The audit rows of calling AE ``ae_title`` (oldest first), once the queue is written."""
+
+        async def rows() -> list[dict[str, Any]]:
+            await self.services.audit.flush()
+            found = [
+                row
+                async for row in self.services.audit.rows(
+                    AuditFilter(actor=f"dimse:{ae_title}", action=action)
+                )
+            ]
+            return found
+
+        return self.run(rows())
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[Running]:
+    """A DIMSE listener on ``settings`` (index emptied first)."""
+    bridge = Bridge()
+    bridge.start()
+    try:
+        with listening(settings, bridge) as server:
+            bridge.run(truncate(server.ctx.services.db))
+            yield Running(server, bridge, settings)
+    finally:
+        bridge.stop()
+
+
+def dimse_settings(database_url: str, data_dir: Path, **dimse: Any) -> Settings:
+    values: dict[str, Any] = {"port": dimse_port(), "ae_title": "LIGHTBOX"}
+    values.update(dimse)
+    return make_settings(database_url, data_dir, dimse=DimseSettings(**values))
+
+
+@pytest.fixture(scope="module")
+def module_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One listener per test module and index database, shared by its tests."""
+    settings = dimse_settings(database_url, tmp_path_factory.mktemp("dimse") / "data")
+    with running(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def dimse(module_server: Running) -> Running:
+    """The module's listener, its index emptied."""
+    module_server.run(truncate(module_server.services.db))
+    return module_server
+
+
+def dcmtk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK tool; its output (stdout and stderr) in ``.stdout``."""
+    return subprocess.run(
+        list(args),
+        capture_output=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
