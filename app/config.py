@@ -229,6 +229,35 @@ class AuthSettings(BaseModel):
     patient_claim: str = Field(
         "lightbox_patients", description="claim restricting a token to these PatientIDs"
     )
+    session_idle_seconds: int = Field(
+        1800,
+        ge=60,
+        description="a browser session ends after this long without a request (the web pages, "
+        "or the DICOMweb calls of its viewer)",
+    )
+    session_absolute_seconds: int = Field(
+        43200,
+        ge=60,
+        description="a browser session ends this long after its sign-in, whatever its use",
+    )
+    login_max_failures_per_user: int = Field(
+        5,
+        ge=1,
+        description="failed sign-ins of one user name within the window that lock it for "
+        "login_lockout_seconds",
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="failed sign-ins from one client address within the window that lock the "
+        "address for login_lockout_seconds",
+    )
+    login_failure_window_seconds: int = Field(
+        900, ge=1, description="the window in which failed sign-ins are counted"
+    )
+    login_lockout_seconds: int = Field(
+        900, ge=1, description="how long a locked user name or address is refused"
+    )
     audit_queue_size: int = Field(
         10000, description="audit events buffered before requests wait (back-pressure)"
     )

@@ -23,6 +23,7 @@ from app.config import Settings
 from app.connections import RequestDeadlines
 from app.logs import quiet_codec_logs
 from app.services.container import Services, open_services
+from app.web import add_page_headers, install_web
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # HEAD runs as its GET inside the audit middleware, which still records it as a HEAD
     app.add_middleware(HeadMiddleware)
     install_security(app, settings)
+    add_page_headers(app, settings)
     # its error boundary wraps all the middleware above (install_error_handlers)
     install_error_handlers(app)
+    # the pages' error handlers wrap the API's: installed after them
+    install_web(app, settings)
     # outermost: the connection's head deadline ends as the request starts (app.connections)
     app.add_middleware(RequestDeadlines, body_timeout=settings.server.body_timeout)
     app.include_router(health.router)

@@ -9,7 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from app.config import Settings
+from app.auth.keys import LocalSigningKey
+from app.auth.principal import ClaimMapping, Permission
+from app.auth.sessions import SessionPolicy
+from app.config import AuthSettings, Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
 from app.index import migrate
@@ -24,6 +27,7 @@ from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
+from app.services.sessions import SessionService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
@@ -44,6 +48,7 @@ class Services:
     audit: AuditLog
     access: StudyAccess
     aes: RemoteAeService
+    sessions: SessionService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -63,6 +68,37 @@ def build_store(settings: Settings) -> ObjectStore:
         if s3.secret_access_key
         else None,
         s3_allow_http=s3.allow_http,
+    )
+
+
+def claim_mapping(auth: AuthSettings) -> ClaimMapping:
+    """How tokens' claims become permissions, as the settings configure it."""
+    values: dict[str, Permission] = {}
+    for permission, names in (
+        (Permission.READ, auth.read_values),
+        (Permission.WRITE, auth.write_values),
+        (Permission.DELETE, auth.delete_values),
+        (Permission.ADMIN, auth.admin_values),
+    ):
+        values.update(dict.fromkeys(names, permission))
+    return ClaimMapping(
+        permission_claims=tuple(auth.permission_claims),
+        values=values,
+        study_claim=auth.study_claim,
+        patient_claim=auth.patient_claim,
+    )
+
+
+def session_service(settings: Settings, audit: AuditLog) -> SessionService:
+    """Browser sessions, signed by the embedded key of ``data_dir`` (created on first use)."""
+    auth = settings.auth
+    return SessionService(
+        lambda: LocalSigningKey.load_or_create(settings.data_dir)[0],
+        audit,
+        issuer=auth.local_issuer,
+        audience=auth.audience,
+        mapping=claim_mapping(auth),
+        policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
     )
 
 
@@ -113,6 +149,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         decoders=shared_pool(limits.decode_processes, limits.decode_process_memory_bytes),
     )
     render = settings.render
+    audit = AuditLog(
+        db,
+        queue_size=settings.auth.audit_queue_size,
+        batch_size=settings.auth.audit_batch_size,
+        linger=settings.auth.audit_linger_seconds,
+        aggregate=settings.auth.audit_aggregate,
+    )
     services = Services(
         db=db,
         store=store,
@@ -138,15 +181,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             if render.anonymize_salt
             else None,
         ),
-        audit=AuditLog(
-            db,
-            queue_size=settings.auth.audit_queue_size,
-            batch_size=settings.auth.audit_batch_size,
-            linger=settings.auth.audit_linger_seconds,
-            aggregate=settings.auth.audit_aggregate,
-        ),
+        audit=audit,
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
+        sessions=session_service(settings, audit),
     )
     try:
         yield services

@@ -1,11 +1,13 @@
 """Every route of the app answers 401 without a token and 403 without the permission (GEN-06).
 
 The routes are enumerated from the app itself, so a route added later by any router is covered
-the day it is added: it cannot ship unprotected.
+the day it is added: it cannot ship unprotected. Web pages (issue 22) send a browser without a
+session to the sign-in page instead of answering 401; the static files of the pages are the one
+mount, open to anyone.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fastapi.routing
@@ -14,8 +16,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydicom.uid import generate_uid
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
+from app.api.security import ANONYMOUS_ROUTE, AUTHENTICATED_ROUTE, is_page
+from app.api.security.access import declared
 from app.main import create_app
 from tests.auth.helpers import ALL, auth_client, auth_settings
 from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
@@ -25,6 +29,8 @@ ANONYMOUS = {"/healthz", "/readyz"}
 #: FastAPI's own API documentation (the OpenAPI document and its viewers): no data, no guard,
 #: and served only when ``auth.public_api_docs`` asks for it
 DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+#: the pages' static files (CSS, scripts): no data, open to anyone (the sign-in page needs them)
+STATIC = {"/static"}
 
 UID = "1.2.826.0.1.3680043.8.498.1"
 _SAMPLES = {"frames": "1", "path": "00280010", "frame": "1"}
@@ -89,7 +95,14 @@ async def test_every_route_refuses_without_token_and_without_permission(
                 response = await http.request(method, path)
                 assert response.status_code in (200, 503), (method, path)
                 continue
+            if path in STATIC:
+                assert isinstance(route, Mount), path
+                continue
             assert isinstance(route, APIRoute), f"{path} is not a guarded FastAPI route"
+            if is_page(route):
+                await _check_page(http, tokens.headers, route, path, method)
+                checked += 1
+                continue
             needed = expected_permission(path, method)
             no_token = await http.request(method, path)
             assert no_token.status_code == 401, (method, path, no_token.text)
@@ -100,6 +113,34 @@ async def test_every_route_refuses_without_token_and_without_permission(
             assert f'scope="{needed}"' in lacking.headers["www-authenticate"], (method, path)
             checked += 1
         assert checked >= 12
+
+
+async def _check_page(
+    http: httpx.AsyncClient,
+    headers: Callable[..., dict[str, str]],
+    route: APIRoute,
+    path: str,
+    method: str,
+) -> None:
+    """A page: open when declared so; else without credentials the way to the sign-in page, and
+    without the permission it declares 403."""
+    declaration = declared(route)
+    no_session = await http.request(method, path)
+    if declaration == ANONYMOUS_ROUTE:
+        assert no_session.status_code < 500, (method, path, no_session.text)
+        return
+    assert no_session.status_code == 303, (method, path, no_session.text)
+    assert no_session.headers["location"].startswith("/login?next="), (method, path)
+    htmx = await http.request(method, path, headers={"HX-Request": "true"})
+    assert htmx.status_code == 401, (method, path)
+    assert htmx.headers["hx-redirect"].startswith("/login?next="), (method, path)
+    if declaration == AUTHENTICATED_ROUTE:
+        nothing = await http.request(method, path, headers=headers([]))
+        assert nothing.status_code not in (401, 403), (method, path, nothing.text)
+        return
+    needed = declaration or expected_permission(path, method)
+    lacking = await http.request(method, path, headers=headers([s for s in ALL if s != needed]))
+    assert lacking.status_code == 403, (method, path, lacking.text)
 
 
 async def test_api_documentation_is_served_only_when_configured(
@@ -135,8 +176,12 @@ async def test_anonymous_read_never_writes_and_404_mode(
     )
     async with auth_client(settings) as (_services, http, tokens):
         app = http._transport.app  # type: ignore[attr-defined]
-        for _route, path, method in routes(app):
-            if path in DOCUMENTATION | ANONYMOUS:
+        for route, path, method in routes(app):
+            if path in DOCUMENTATION | ANONYMOUS | STATIC:
+                continue
+            if is_page(route):  # pages take signed-in users only: no anonymous readers
+                if declared(route) != ANONYMOUS_ROUTE:
+                    assert (await http.request(method, path)).status_code == 303, path
                 continue
             needed = expected_permission(path, method)
             response = await http.request(method, path)
@@ -189,7 +234,8 @@ _BOUNDARY = re.compile(r"boundary=[^;]+")
 
 
 def _comparable(response: httpx.Response) -> dict[str, str]:
-    headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
+    # a page's Set-Cookie holds a fresh random value each time (the sign-in form's nonce)
+    headers = {k: v for k, v in response.headers.items() if k not in ("x-request-id", "set-cookie")}
     if "content-type" in headers:
         headers["content-type"] = _BOUNDARY.sub("boundary=*", headers["content-type"])
     return headers
@@ -220,7 +266,7 @@ async def test_head_on_every_get_route_is_the_get_without_body(
         app = http._transport.app  # type: ignore[attr-defined]
         statuses = []
         for route, template, methods in _contexts(app):
-            if "GET" not in methods or template in DOCUMENTATION:
+            if "GET" not in methods or template in DOCUMENTATION | STATIC:
                 continue
             path = _PARAM.sub(lambda m: values[m.group(1)], template)
             params = wado if template.endswith("/wado") else None
@@ -234,10 +280,13 @@ async def test_head_on_every_get_route_is_the_get_without_body(
             else:
                 assert _comparable(head) == _comparable(get), path
             statuses.append(get.status_code)
-            if template in ANONYMOUS:
+            if template in ANONYMOUS or declared(route) == ANONYMOUS_ROUTE:
                 continue
             assert isinstance(route, APIRoute), template
             no_token = await http.head(path, params=params)
+            if is_page(route):  # a browser without a session goes to the sign-in page
+                assert (no_token.status_code, no_token.content) == (303, b""), path
+                continue
             assert (no_token.status_code, no_token.content) == (401, b""), path
             assert no_token.headers["www-authenticate"].startswith("Bearer"), path
             lacking = await http.head(

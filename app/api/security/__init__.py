@@ -17,13 +17,18 @@ recorded with the action ``head``: it sends no data, so it is no "Instances Acce
 
 The modules: :mod:`.access` the access checks, :mod:`.middleware` the audit middleware,
 :mod:`.audit_events` a finished request as its audit event, :mod:`.request_ids` request ids,
-:mod:`.install` the middleware stack and the bearer scheme in the OpenAPI document.
+:mod:`.install` the middleware stack and the bearer scheme in the OpenAPI document,
+:mod:`.sessions` the browser's session cookie and its CSRF check.
 """
 
 from app.api.security.access import (
     ANONYMOUS_ROUTE,
+    AUTHENTICATED_ROUTE,
+    LOGIN_PATH,
     authorize,
     build_verifier,
+    is_page,
+    page,
     permission_for,
     requires,
 )
@@ -33,12 +38,16 @@ from app.api.security.middleware import AuditMiddleware, note, write_audit
 
 __all__ = [
     "ANONYMOUS_ROUTE",
+    "AUTHENTICATED_ROUTE",
+    "LOGIN_PATH",
     "AuditMiddleware",
     "action_for",
     "authorize",
     "build_verifier",
     "install_security",
+    "is_page",
     "note",
+    "page",
     "permission_for",
     "requires",
     "write_audit",

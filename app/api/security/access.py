@@ -5,7 +5,14 @@ reading), whether the route's permission is granted, and a scoped grant's studie
 route of every router gets it, including routes added later. The permission a route needs is its
 own declaration (``openapi_extra=requires(...)``) when present, else derived from the HTTP method:
 GET/HEAD/OPTIONS read, POST write, DELETE delete. Only routes declared ``anonymous`` (the health
-checks) are open; with ``auth.anonymous_read`` callers without a token may also read.
+checks, the sign-in page) are open; with ``auth.anonymous_read`` callers without a token may also
+read.
+
+The caller is the bearer token of the ``Authorization`` header or, without one, the browser's
+session cookie (:mod:`.sessions`): the same verifier checks both. A request the cookie
+authenticates must carry the session's CSRF token unless its method is safe, and its session is
+renewed when due. Web pages (routes declared with :func:`page`) send a browser that is not signed
+in to the sign-in page instead of answering 401, and take no anonymous readers.
 
 A scoped grant (a token restricted to some studies or patients) is checked here for every route
 that names a study, in its path (``{study}``) or in a WADO-URI ``studyUID`` query parameter;
@@ -13,29 +20,55 @@ searches apply it themselves through :data:`~app.api.deps.RestrictionDep`.
 """
 
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from starlette.routing import BaseRoute
 
 from app.api.deps import restriction_of
+from app.api.security.sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    RENEWAL_STATE,
+    SAFE_METHODS,
+    SESSION_STATE,
+    is_secure,
+    session_cookie,
+    session_cookie_header,
+)
 from app.auth.keys import LocalSigningKey, OidcKeys
 from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
+from app.auth.sessions import NotASession, SessionClaims
 from app.auth.verify import InvalidToken, TokenVerifier
 from app.config import AuthSettings, Settings
+from app.services.container import claim_mapping
+from app.services.sessions import SessionEnded
 
 __all__ = [
     "ANONYMOUS_ROUTE",
+    "AUTHENTICATED_ROUTE",
+    "LOGIN_PATH",
+    "PAGE_KEY",
     "PERMISSION_KEY",
+    "audited",
     "authorize",
     "build_mapping",
     "build_verifier",
     "declared",
+    "is_page",
+    "page",
     "permission_for",
     "requires",
 ]
 
 PERMISSION_KEY: Final = "x-lightbox-permission"
+#: routes marked as web pages (:func:`page`), and those not audited when they succeed
+PAGE_KEY: Final = "x-lightbox-page"
+AUDIT_KEY: Final = "x-lightbox-audit"
 ANONYMOUS_ROUTE: Final = "anonymous"
+#: any signed-in caller, whatever its permissions (a page every user has, such as the home page)
+AUTHENTICATED_ROUTE: Final = "authenticated"
+LOGIN_PATH: Final = "/login"
 _METHOD_PERMISSION: Final = {
     "GET": Permission.READ,
     "HEAD": Permission.READ,
@@ -53,6 +86,30 @@ def requires(permission: Permission | str) -> dict[str, Any]:
     return {PERMISSION_KEY: str(permission)}
 
 
+def page(
+    permission: Permission | str = AUTHENTICATED_ROUTE, *, audited: bool = False
+) -> dict[str, Any]:
+    """A web page's declaration: what it needs (any signed-in user by default, or
+    ``ANONYMOUS_ROUTE``), and whether its successful requests are audited (a page that shows a
+    study should be; a home page need not). Refused requests are always audited."""
+    return {PERMISSION_KEY: str(permission), PAGE_KEY: True, AUDIT_KEY: audited}
+
+
+def _extra(route: BaseRoute | None) -> dict[str, Any]:
+    extra = getattr(route, "openapi_extra", None)
+    return extra if isinstance(extra, dict) else {}
+
+
+def is_page(route: BaseRoute | None) -> bool:
+    """Whether the route is a web page (HTML, the sign-in redirect)."""
+    return _extra(route).get(PAGE_KEY) is True
+
+
+def audited(route: BaseRoute | None) -> bool:
+    """Whether the route's successful requests are audited (all but pages that say not)."""
+    return _extra(route).get(AUDIT_KEY) is not False
+
+
 def declared(route: BaseRoute | None) -> str | None:
     """The permission a route declares (:func:`requires`), if it does."""
     extra = getattr(route, "openapi_extra", None)
@@ -61,12 +118,13 @@ def declared(route: BaseRoute | None) -> str | None:
 
 
 def permission_for(route: BaseRoute | None, method: str) -> Permission | None:
-    """What a request needs: the route's declaration, else by method; ``None`` is anonymous.
+    """What a request needs: the route's declaration, else by method; ``None`` is anonymous
+    (or, for ``AUTHENTICATED_ROUTE``, no permission in particular).
 
     An undeclared method needs admin (fail closed).
     """
     permission = declared(route)
-    if permission == ANONYMOUS_ROUTE:
+    if permission in (ANONYMOUS_ROUTE, AUTHENTICATED_ROUTE):
         return None
     if permission is not None:
         return Permission(permission)
@@ -74,20 +132,8 @@ def permission_for(route: BaseRoute | None, method: str) -> Permission | None:
 
 
 def build_mapping(auth: AuthSettings) -> ClaimMapping:
-    values: dict[str, Permission] = {}
-    for permission, names in (
-        (Permission.READ, auth.read_values),
-        (Permission.WRITE, auth.write_values),
-        (Permission.DELETE, auth.delete_values),
-        (Permission.ADMIN, auth.admin_values),
-    ):
-        values.update(dict.fromkeys(names, permission))
-    return ClaimMapping(
-        permission_claims=tuple(auth.permission_claims),
-        values=values,
-        study_claim=auth.study_claim,
-        patient_claim=auth.patient_claim,
-    )
+    """How tokens' claims become permissions (the sessions' signer uses the same mapping)."""
+    return claim_mapping(auth)
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -146,29 +192,37 @@ def _bearer(request: Request) -> str | None:
 
 async def authorize(request: Request) -> None:
     """The application-wide guard: authenticate, check the permission and the scoped grant."""
-    needed = permission_for(request.scope.get("route"), request.method)
-    if needed is None:
+    route = request.scope.get("route")
+    declaration = declared(route)
+    if declaration == ANONYMOUS_ROUTE:
         return
+    needed = permission_for(route, request.method)
     settings: Settings = request.app.state.settings
     if not settings.auth.enabled:
         request.state.principal = SYSTEM
         return
     try:
         token = _bearer(request)
-        if token is None:
-            if settings.auth.anonymous_read and needed is Permission.READ:
+        if token is not None:
+            principal = await _verifier(request).verify(token)
+        else:
+            cookie = session_cookie(request, settings)
+            if cookie is not None:
+                principal = await _session(request, cookie)
+            elif settings.auth.anonymous_read and needed is Permission.READ and not is_page(route):
                 principal = ANONYMOUS
             else:
                 request.state.audit_denied = "no bearer token"
-                raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": _REALM})
-        else:
-            principal = await _verifier(request).verify(token)
+                raise _unauthenticated(request, "a bearer token is required", _REALM)
     except InvalidToken as exc:
         request.state.audit_denied = str(exc)
         challenge = f'{_REALM}, error="invalid_token", error_description="{exc}"'
-        raise HTTPException(401, str(exc), {"WWW-Authenticate": challenge}) from None
+        raise _unauthenticated(request, str(exc), challenge) from None
     request.state.principal = principal
-    if not principal.allows(needed):
+    claims: SessionClaims | None = getattr(request.state, SESSION_STATE, None)
+    if claims is not None and request.method.upper() not in SAFE_METHODS:
+        await _check_csrf(request, claims)
+    if needed is not None and not principal.allows(needed):
         raise _deny(
             request,
             403,
@@ -176,7 +230,58 @@ async def authorize(request: Request) -> None:
             challenge=f'{_REALM}, error="insufficient_scope", scope="{needed.value}"',
         )
     if principal.restricted:
-        await _check_grant(request, principal, needed)
+        await _check_grant(request, principal, needed or Permission.READ)
+
+
+async def _session(request: Request, token: str) -> Principal:
+    """The caller of a session cookie (verified as any bearer token), its session kept in the
+    request's state, and a renewed token for the response when one is due."""
+    principal = await _verifier(request).verify(token)
+    sessions = request.app.state.services.sessions
+    try:
+        claims = sessions.read(token, principal.permissions)
+        renewed = await sessions.renew(claims)
+    except (NotASession, SessionEnded) as exc:
+        raise InvalidToken(str(exc)) from None
+    if renewed is not None:
+        max_age = renewed.claims.expires_at - renewed.claims.issued_at
+        secure = is_secure(request, request.app.state.settings)
+        header = session_cookie_header(renewed.token, max_age, secure=secure)
+        setattr(request.state, RENEWAL_STATE, header)
+        claims = renewed.claims
+    setattr(request.state, SESSION_STATE, claims)
+    return principal
+
+
+async def _check_csrf(request: Request, claims: SessionClaims) -> None:
+    """A state-changing request made with the session cookie carries the session's CSRF token
+    (a header, or a page's form field): a cross-site page can send the cookie, never the token."""
+    presented = request.headers.get(CSRF_HEADER)
+    if presented is None and is_page(request.scope.get("route")):
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            field = (await request.form()).get(CSRF_FIELD)
+            presented = field if isinstance(field, str) else None
+    if not request.app.state.services.sessions.csrf_valid(claims, presented):
+        detail = "the CSRF token is missing or wrong"
+        request.state.audit_denied = detail
+        raise HTTPException(403, detail)
+
+
+def _unauthenticated(request: Request, detail: str, challenge: str) -> HTTPException:
+    """401 with the bearer challenge; on a web page, the way to the sign-in page instead (a
+    redirect, or for htmx an ``HX-Redirect``), dropping a session cookie that did not pass."""
+    if not is_page(request.scope.get("route")):
+        return HTTPException(401, detail, {"WWW-Authenticate": challenge})
+    # the path only: a query string may hold what was searched for (patient names)
+    login = f"{LOGIN_PATH}?next={quote(request.url.path, safe='/')}"
+    headers = {"Cache-Control": "no-store"}
+    if session_cookie(request, request.app.state.settings) is not None:
+        secure = is_secure(request, request.app.state.settings)
+        headers["Set-Cookie"] = session_cookie_header("", 0, secure=secure)
+    if request.headers.get("hx-request") == "true":
+        return HTTPException(401, detail, {**headers, "HX-Redirect": login})
+    return HTTPException(303, detail, {**headers, "Location": login})
 
 
 def _applies_restriction(route: BaseRoute | None) -> bool:

@@ -8,6 +8,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.api.security.access import ANONYMOUS_ROUTE, PERMISSION_KEY
 from app.api.security.middleware import AuditMiddleware
+from app.api.security.sessions import SessionRenewal
 from app.config import Settings
 
 __all__ = ["EXPOSED_HEADERS", "install_security"]
@@ -44,7 +45,8 @@ def _document_security(app: FastAPI) -> None:
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """Audit middleware inside, CORS outermost (a preflight is answered before anything else)."""
+    """Audit middleware inside, the session cookie's renewal around it, CORS outermost (a
+    preflight is answered before anything else)."""
     _document_security(app)
     app.add_middleware(
         AuditMiddleware,
@@ -53,6 +55,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         trusted_proxies=frozenset(settings.trusted_proxies),
         audit=settings.auth.audit_enabled,
     )
+    app.add_middleware(SessionRenewal)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors.allow_origins,

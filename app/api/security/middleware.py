@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.security.access import ANONYMOUS_ROUTE, declared
+from app.api.security.access import ANONYMOUS_ROUTE, audited, declared
 from app.api.security.audit_events import REQUEST_ID_STATE, WRITE_STATE, request_event
 from app.api.security.request_ids import request_id as request_id_of
 from app.auth.principal import Principal
@@ -118,6 +118,8 @@ class AuditMiddleware:
             return
         route = scope.get("route")
         if route is None or declared(route) == ANONYMOUS_ROUTE:
+            return
+        if status < 400 and not audited(route):  # a page that shows nothing to account for
             return
         services = getattr(scope["app"].state, "services", None)
         if services is None:

@@ -1,0 +1,90 @@
+"""Signing in and out: the sign-in page, its form, and logout (issue 22, point 1).
+
+The form is protected against login CSRF (a forged sign-in into the attacker's account): it
+carries a token bound to a random pre-login cookie (``SameSite=Lax``, so a cross-site POST does
+not carry it). Errors are one generic message whatever went wrong (an unknown user, a wrong
+password, a disabled or locked account): the page never says which names exist.
+"""
+
+import secrets
+from typing import Final
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.deps import ServicesDep, SettingsDep
+from app.api.security import ANONYMOUS_ROUTE, LOGIN_PATH, page
+from app.api.security.middleware import client_source
+from app.api.security.sessions import clear_session_cookie, is_secure, request_session
+from app.config import Settings
+from app.web.navigation import local_path
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+#: the pre-login cookie the sign-in form's CSRF token is bound to
+LOGIN_COOKIE: Final = "lightbox-login"
+LOGIN_COOKIE_SECONDS: Final = 3600
+
+
+def _login_cookie(nonce: str, *, secure: bool, max_age: int = LOGIN_COOKIE_SECONDS) -> str:
+    attributes = [
+        f"{LOGIN_COOKIE}={nonce}",
+        f"Path={LOGIN_PATH}",
+        f"Max-Age={max_age}",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
+    if secure:
+        attributes.append("Secure")
+    return "; ".join(attributes)
+
+
+def login_page(
+    request: Request,
+    services: ServicesDep,
+    settings: Settings,
+    *,
+    next_path: str = "/",
+    username: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The sign-in page, with a fresh pre-login cookie and the form's CSRF token for it."""
+    auth = settings.auth
+    password_login = auth.enabled and auth.local_key
+    context = {
+        "auth_enabled": auth.enabled,
+        "password_login": password_login,
+        "oidc_login": False,
+        "oidc_label": "",
+        "next": local_path(next_path),
+        "username": username,
+        "error": error,
+        "login_csrf": "",
+    }
+    headers: dict[str, str] = {}
+    if password_login:
+        nonce = secrets.token_urlsafe(24)
+        context["login_csrf"] = services.sessions.signer.login_csrf_token(nonce)
+        headers["set-cookie"] = _login_cookie(nonce, secure=is_secure(request, settings))
+    return render(request, "login.html", context, status_code=status_code, headers=headers)
+
+
+@router.get(LOGIN_PATH, response_class=HTMLResponse, openapi_extra=page(ANONYMOUS_ROUTE))
+async def login_form(
+    request: Request, services: ServicesDep, settings: SettingsDep, next: str = "/"
+) -> Response:
+    return login_page(request, services, settings, next_path=next)
+
+
+@router.post("/logout", openapi_extra=page())
+async def logout(request: Request, services: ServicesDep, settings: SettingsDep) -> Response:
+    """End the session (its CSRF token was checked by the guard) and go to the sign-in page."""
+    claims = request_session(request)
+    if claims is not None:
+        source = client_source(request.scope, frozenset(settings.trusted_proxies))
+        await services.sessions.end(claims, source=source)
+    response = RedirectResponse(LOGIN_PATH, status_code=303)
+    clear_session_cookie(response, request, settings)
+    return response
