@@ -1,0 +1,140 @@
+"""C-FIND latency at study level, Lightbox beside Orthanc in one run (issue 21's C-FIND target).
+
+    bench/run.py dimse find --dataset DIR --target lightbox=AET@127.0.0.1:11112 \
+        [--target orthanc=ORTHANC@127.0.0.1:4242] [--requests 200] [--seed 7]
+
+The queries are the study-level shapes of the shared harness's QIDO mix (``load.py``'s
+``build_qido_queries``: patient ID, patient name prefix, 30-day date range, modality + 90-day
+range, accession, study UID), each turned into a Study Root STUDY-level identifier asking for the
+usual study-list keys. One association per target, queries one after another (the target is
+latency at one association), every answer's count checked against the dataset's manifest.
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+STUDY_SHAPES = {
+    "study_by_patient_id",
+    "study_by_patient_name_wildcard",
+    "study_by_date_range_30d",
+    "study_by_modality_and_date_90d",
+    "study_by_accession",
+    "study_by_uid",
+}
+KEYWORDS = {
+    "PatientID": "PatientID",
+    "PatientName": "PatientName",
+    "StudyDate": "StudyDate",
+    "ModalitiesInStudy": "ModalitiesInStudy",
+    "AccessionNumber": "AccessionNumber",
+    "StudyInstanceUID": "StudyInstanceUID",
+}
+RETURN_KEYS = ("StudyDescription", "StudyTime", "NumberOfStudyRelatedInstances", "PatientBirthDate")
+
+
+def load_harness() -> Any:
+    spec = importlib.util.spec_from_file_location("load", SHARED / "bench" / "load.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["load"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def identifier(params: list[tuple[str, str]]) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "AccessionNumber"):
+        setattr(ds, keyword, "")
+    ds.ModalitiesInStudy = ""
+    for keyword in RETURN_KEYS:
+        setattr(ds, keyword, "")
+    for key, value in params:
+        setattr(ds, KEYWORDS[key], value)
+    return ds
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_target(
+    name: str, address: str, queries: list[tuple[str, list[tuple[str, str]], int]]
+) -> dict[str, Any]:
+    title, _, hostport = address.partition("@")
+    host, _, port = hostport.rpartition(":")
+    ae = AE(ae_title="BENCHFIND")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.dimse_timeout = ae.network_timeout = 120
+    assoc = ae.associate(host, int(port), ae_title=title, max_pdu=0)
+    if not assoc.is_established:
+        raise SystemExit(f"{name}: association to {address} not established")
+    latencies: dict[str, list[float]] = {}
+    wrong = 0
+    try:
+        for shape, params, expected in queries:
+            started = time.perf_counter()
+            matches = 0
+            for status, _identifier in assoc.send_c_find(
+                identifier(params), StudyRootQueryRetrieveInformationModelFind
+            ):
+                if status and status.Status in (0xFF00, 0xFF01):
+                    matches += 1
+            latencies.setdefault(shape, []).append((time.perf_counter() - started) * 1000)
+            wrong += matches != expected
+    finally:
+        assoc.release()
+    every = [v for values in latencies.values() for v in values]
+    return {
+        "requests": len(every),
+        "wrong_counts": wrong,
+        "p50_ms": round(percentile(every, 0.5), 2),
+        "p95_ms": round(percentile(every, 0.95), 2),
+        "mean_ms": round(statistics.fmean(every), 2),
+        "by_shape_p95_ms": {k: round(percentile(v, 0.95), 2) for k, v in sorted(latencies.items())},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--target", action="append", required=True, help="NAME=AET@HOST:PORT")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    harness = load_harness()
+    dataset = harness.DatasetIndex(args.dataset)
+    queries = [
+        (shape, params, expected)
+        for shape, _path, params, expected, _required in harness.build_qido_queries(
+            dataset, args.requests * 4, args.seed
+        )
+        if shape in STUDY_SHAPES
+    ][: args.requests]
+    results = {}
+    for spec in args.target:
+        name, _, address = spec.partition("=")
+        run_target(name, address, queries[:10])  # warm-up: caches, statement preparation
+        results[name] = run_target(name, address, queries)
+        print(name, json.dumps(results[name]), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
