@@ -33,6 +33,8 @@ class Action:
     summary: str
     #: the ``perf_all.sh`` sections the action may run (all of them unless some are named)
     sections: tuple[str, ...] = ()
+    #: arguments the script gets before the user's (a script serving several actions)
+    leading: tuple[str, ...] = ()
 
 
 KINDS: dict[str, tuple[str, dict[str, Action]]] = {
@@ -128,6 +130,29 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
             ),
         },
     ),
+    "dimse": (
+        "DIMSE against Orthanc: C-STORE ingest, C-FIND latency, C-MOVE throughput",
+        {
+            "store": Action(
+                "dimse_vs_orthanc.sh",
+                "DATASET [CLIENTS] [ROUNDS] [MAX]: storescu over CLIENTS associations into a fresh "
+                "Lightbox, Orthanc + PostgreSQL, Orthanc + SQLite; Lightbox's STOW-RS rate on the "
+                "same data; load.py verify; peak RSS",
+                leading=("store",),
+            ),
+            "find": Action(
+                "dimse_find.py",
+                "--dataset DIR --target NAME=AET@HOST:PORT ...: study-level C-FIND latency at one "
+                "association, counts checked",
+            ),
+            "move": Action(
+                "dimse_vs_orthanc.sh",
+                "DATASET [ROUNDS]: movescu of a 1,000-instance series to a local storescp, "
+                "Lightbox and Orthanc + PostgreSQL, MB/s",
+                leading=("move",),
+            ),
+        },
+    ),
     "memory": (
         "server memory while a large request streams (a 2 GB retrieve is a test: "
         "tests/e2e/test_wado_memory.py)",
@@ -161,6 +186,7 @@ def command(action: Action, args: list[str]) -> list[str]:
                 f"unknown section {' '.join(unknown)}: choose from {' '.join(action.sections)}"
             )
         return ["bash", str(path), *(args or action.sections)]
+    args = [*action.leading, *args]
     if path.suffix == ".sh":
         return ["bash", str(path), *args]
     python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
