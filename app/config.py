@@ -201,6 +201,13 @@ class AuthSettings(BaseModel):
         30, description="at most one JWKS fetch per this interval when a token names an unknown kid"
     )
     leeway_seconds: float = Field(30, description="clock skew allowed on exp and nbf")
+    revocation_refresh_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often each process re-reads the revoked tokens from the index: a "
+        "token revoked on one replica is refused by all within this many seconds (0: read on "
+        "every request)",
+    )
     max_token_bytes: int = Field(8192, description="longer bearer tokens are refused")
     permission_claims: list[str] = Field(
         default_factory=lambda: ["scope", "scp", "roles"],

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from app.auth.factory import build_issuer, build_mapping
 from app.config import Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
@@ -24,6 +25,7 @@ from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
+from app.services.tokens import TokenService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
@@ -44,6 +46,7 @@ class Services:
     audit: AuditLog
     access: StudyAccess
     aes: RemoteAeService
+    tokens: TokenService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -113,6 +116,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         decoders=shared_pool(limits.decode_processes, limits.decode_process_memory_bytes),
     )
     render = settings.render
+    audit = AuditLog(
+        db,
+        queue_size=settings.auth.audit_queue_size,
+        batch_size=settings.auth.audit_batch_size,
+        linger=settings.auth.audit_linger_seconds,
+        aggregate=settings.auth.audit_aggregate,
+    )
     services = Services(
         db=db,
         store=store,
@@ -138,15 +148,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             if render.anonymize_salt
             else None,
         ),
-        audit=AuditLog(
-            db,
-            queue_size=settings.auth.audit_queue_size,
-            batch_size=settings.auth.audit_batch_size,
-            linger=settings.auth.audit_linger_seconds,
-            aggregate=settings.auth.audit_aggregate,
-        ),
+        audit=audit,
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
+        tokens=TokenService(
+            db,
+            audit,
+            # the key is read (or made) when the first token is issued, not on every start
+            signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
+            mapping=build_mapping(settings.auth),
+            refresh_seconds=settings.auth.revocation_refresh_seconds,
+        ),
     )
     try:
         yield services

@@ -18,10 +18,10 @@ from fastapi import HTTPException, Request
 from starlette.routing import BaseRoute
 
 from app.api.deps import restriction_of
-from app.auth.keys import LocalSigningKey, OidcKeys
-from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
+from app.auth.factory import build_mapping, build_verifier
+from app.auth.principal import ANONYMOUS, SYSTEM, Permission, Principal
 from app.auth.verify import InvalidToken, TokenVerifier
-from app.config import AuthSettings, Settings
+from app.config import Settings
 
 __all__ = [
     "ANONYMOUS_ROUTE",
@@ -73,56 +73,13 @@ def permission_for(route: BaseRoute | None, method: str) -> Permission | None:
     return _METHOD_PERMISSION.get(method.upper(), Permission.ADMIN)
 
 
-def build_mapping(auth: AuthSettings) -> ClaimMapping:
-    values: dict[str, Permission] = {}
-    for permission, names in (
-        (Permission.READ, auth.read_values),
-        (Permission.WRITE, auth.write_values),
-        (Permission.DELETE, auth.delete_values),
-        (Permission.ADMIN, auth.admin_values),
-    ):
-        values.update(dict.fromkeys(names, permission))
-    return ClaimMapping(
-        permission_claims=tuple(auth.permission_claims),
-        values=values,
-        study_claim=auth.study_claim,
-        patient_claim=auth.patient_claim,
-    )
-
-
-def build_verifier(settings: Settings) -> TokenVerifier:
-    """The verifier the settings describe (creates the embedded key on first use)."""
-    auth = settings.auth
-    local = LocalSigningKey.load_or_create(settings.data_dir)[0] if auth.local_key else None
-    oidc = (
-        OidcKeys(
-            auth.oidc_issuer,
-            jwks_uri=auth.oidc_jwks_uri,
-            allow_http=auth.oidc_allow_http,
-            cache_seconds=auth.jwks_cache_seconds,
-            min_refresh_seconds=auth.jwks_min_refresh_seconds,
-        )
-        if auth.oidc_issuer
-        else None
-    )
-    return TokenVerifier(
-        audience=auth.audience,
-        mapping=build_mapping(auth),
-        local_key=local,
-        local_issuer=auth.local_issuer,
-        oidc=oidc,
-        oidc_audience=auth.oidc_audience,
-        oidc_algorithms=auth.oidc_algorithms,
-        leeway_seconds=auth.leeway_seconds,
-        max_token_bytes=auth.max_token_bytes,
-    )
-
-
 def _verifier(request: Request) -> TokenVerifier:
     state = request.app.state
     verifier: TokenVerifier | None = getattr(state, "verifier", None)
-    if verifier is None:
-        verifier = state.verifier = build_verifier(state.settings)
+    if verifier is None:  # an app given open services (tests): built on first use
+        verifier = state.verifier = build_verifier(
+            state.settings, revocations=state.services.tokens.revocations
+        )
     return verifier
 
 
