@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from pydantic import SecretStr
+
 from app.auth.factory import build_issuer, build_mapping
 from app.config import Settings
 from app.dicom.decoding import DecodeLimits
@@ -54,18 +56,34 @@ class Services:
         await self.db.close()
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def build_store(settings: Settings) -> ObjectStore:
     """The object store named by the settings."""
-    s3 = settings.s3
+    s3, gcs, azure = settings.s3, settings.gcs, settings.azure
     return open_store(
         settings.resolved_storage_url(),
         s3_endpoint=s3.endpoint,
         s3_region=s3.region,
         s3_access_key_id=s3.access_key_id,
-        s3_secret_access_key=s3.secret_access_key.get_secret_value()
-        if s3.secret_access_key
-        else None,
+        s3_secret_access_key=_secret(s3.secret_access_key),
         s3_allow_http=s3.allow_http,
+        s3_server_side_encryption=s3.server_side_encryption,
+        s3_sse_kms_key_id=s3.sse_kms_key_id,
+        s3_sse_bucket_key_enabled=s3.sse_bucket_key_enabled,
+        # obstore's own configuration keys (GCSConfig, AzureConfig); unset ones are left out
+        gcs_config={
+            "service_account": gcs.service_account_path,
+            "service_account_key": _secret(gcs.service_account_key),
+        },
+        azure_config={
+            "account_name": azure.account_name,
+            "account_key": _secret(azure.account_key),
+            "sas_key": _secret(azure.sas_token),
+            "use_emulator": azure.use_emulator or None,
+        },
     )
 
 
