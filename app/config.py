@@ -34,6 +34,17 @@ class PatientConflictPolicy(StrEnum):
     ACCEPT = "accept"
 
 
+class S3Encryption(StrEnum):
+    """Server-side encryption of the objects Lightbox writes (``x-amz-server-side-encryption``)."""
+
+    #: SSE-S3: keys managed by S3
+    AES256 = "AES256"
+    #: SSE-KMS: a KMS key (``sse_kms_key_id``, else the account's ``aws/s3`` key)
+    KMS = "aws:kms"
+    #: DSSE-KMS: two layers of encryption with a KMS key
+    DSSE_KMS = "aws:kms:dsse"
+
+
 class S3Settings(BaseModel):
     """Connection settings for an ``s3://bucket/prefix`` storage URL."""
 
@@ -44,6 +55,54 @@ class S3Settings(BaseModel):
     access_key_id: str | None = Field(None, description="access key id (else the AWS defaults)")
     secret_access_key: SecretStr | None = Field(None, description="secret access key")
     allow_http: bool = Field(False, description="allow a plain-http endpoint (tests, local MinIO)")
+    server_side_encryption: S3Encryption | None = Field(
+        None,
+        description="encryption at rest requested on every PUT: AES256 (SSE-S3), aws:kms "
+        "(SSE-KMS) or aws:kms:dsse (DSSE-KMS); unset: the bucket's default encryption",
+    )
+    sse_kms_key_id: str | None = Field(
+        None,
+        description="KMS key id or ARN for aws:kms / aws:kms:dsse (unset: the account's aws/s3 "
+        "key)",
+    )
+    sse_bucket_key_enabled: bool | None = Field(
+        None, description="use an S3 Bucket Key with SSE-KMS (unset: the bucket's setting)"
+    )
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> "S3Settings":
+        if self.sse_kms_key_id and self.server_side_encryption not in (
+            S3Encryption.KMS,
+            S3Encryption.DSSE_KMS,
+        ):
+            raise ValueError("sse_kms_key_id needs server_side_encryption aws:kms or aws:kms:dsse")
+        return self
+
+
+class GcsSettings(BaseModel):
+    """Credentials for a ``gs://bucket/prefix`` storage URL (``LIGHTBOX_GCS__<NAME>``); unset,
+    obstore reads ``GOOGLE_SERVICE_ACCOUNT`` / ``GOOGLE_APPLICATION_CREDENTIALS`` or the
+    metadata server."""
+
+    service_account_path: str | None = Field(
+        None, description="path of a service account JSON key file"
+    )
+    service_account_key: SecretStr | None = Field(
+        None, description="the service account JSON key itself"
+    )
+
+
+class AzureSettings(BaseModel):
+    """Credentials for an Azure storage URL (``az://container/prefix``, ``abfss://...``,
+    ``https://account.blob.core.windows.net/container``): ``LIGHTBOX_AZURE__<NAME>``; unset,
+    obstore reads ``AZURE_STORAGE_*`` or a managed identity."""
+
+    account_name: str | None = Field(
+        None, description="storage account (needed by az:// URLs, which do not name it)"
+    )
+    account_key: SecretStr | None = Field(None, description="storage account access key")
+    sas_token: SecretStr | None = Field(None, description="shared access signature")
+    use_emulator: bool = Field(False, description="talk to a local Azurite emulator")
 
 
 class Limits(BaseModel):
@@ -204,6 +263,13 @@ class AuthSettings(BaseModel):
         30, description="at most one JWKS fetch per this interval when a token names an unknown kid"
     )
     leeway_seconds: float = Field(30, description="clock skew allowed on exp and nbf")
+    revocation_refresh_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often each process re-reads the revoked tokens from the index: a "
+        "token revoked on one replica is refused by all within this many seconds (0: read on "
+        "every request)",
+    )
     max_token_bytes: int = Field(8192, description="longer bearer tokens are refused")
     permission_claims: list[str] = Field(
         default_factory=lambda: ["scope", "scp", "roles"],
@@ -442,9 +508,14 @@ class Settings(BaseSettings):
         "(default: SQLite in data_dir)",
     )
     storage_url: str | None = Field(
-        None, description="file:///path, s3://bucket/prefix or memory:// (default: data_dir/blobs)"
+        None,
+        description="file:///path, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix "
+        "(or abfss://, https://account.blob.core.windows.net/container) or memory:// "
+        "(default: data_dir/blobs)",
     )
     s3: S3Settings = Field(default_factory=S3Settings)
+    gcs: GcsSettings = Field(default_factory=GcsSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
     dicomweb_root: str = Field("/dicom-web", description="path of the DICOMweb service root")
     public_base_url: str | None = Field(
         None,

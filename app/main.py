@@ -8,13 +8,25 @@ routes reach them through ``app.api.deps``.
 
 import gc
 import logging
+import shlex
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
 from app import __version__
-from app.api import audit, capabilities, delete, health, qido, rendered, stow, wado, wado_uri
+from app.api import (
+    audit,
+    capabilities,
+    delete,
+    health,
+    qido,
+    rendered,
+    stow,
+    tokens,
+    wado,
+    wado_uri,
+)
 from app.api.errors import install_error_handlers
 from app.api.head import HeadMiddleware
 from app.api.methods import MethodsMiddleware
@@ -41,6 +53,28 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+async def token_hint(settings: Settings, services: Services) -> None:
+    """Say how to get an admin token, on every start while none is active (a new install, or
+    every admin token expired or revoked): without one, nothing but the health checks answers."""
+    if not settings.auth.local_key:
+        return
+    try:
+        if await services.tokens.admin_exists():
+            return
+    except Exception as exc:  # the index is checked by /readyz; this is only advice
+        log.warning("cannot tell whether an admin token exists: %s", exc)
+        return
+    data_dir = shlex.quote(str(settings.data_dir.resolve()))
+    log.warning(
+        "no admin token is active. Every route needs a bearer token; get an admin token with\n"
+        "    lightbox token create --data-dir %s --subject admin"
+        " --scope read --scope write --scope delete --scope admin --ttl 1d\n"
+        "  (with this server's other LIGHTBOX_* settings, such as LIGHTBOX_DATABASE_URL), then"
+        " send 'Authorization: Bearer <token>'. `lightbox token list` shows the tokens issued.",
+        data_dir,
+    )
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The Lightbox ASGI app; ``services`` lets tests inject already-open services."""
     settings = settings if settings is not None else Settings()
@@ -55,9 +89,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             app.state.services = services
             yield
             return
-        if settings.auth.enabled:
-            app.state.verifier = build_verifier(settings)  # a bad key setup fails the start
-        else:
+        if not settings.auth.enabled:
             log.warning(
                 "access control is OFF (LIGHTBOX_AUTH__ENABLED=false): anyone can do anything"
             )
@@ -66,6 +98,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 "the audit trail is OFF (LIGHTBOX_AUTH__AUDIT_ENABLED=false): measurement only"
             )
         async with open_services(settings) as opened:
+            if settings.auth.enabled:
+                # a bad key setup fails the start; revoked tokens are refused (the deny list)
+                app.state.verifier = build_verifier(settings, revocations=opened.tokens.revocations)
+                await token_hint(settings, opened)
             app.state.services = opened
             # the audit rows a previous run committed with its writes but did not chain (it
             # died in between) are chained now, by the writer, in the background
@@ -111,4 +147,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(wado_uri.router, prefix=settings.dicomweb_root)
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.include_router(audit.router)
+    app.include_router(tokens.router)
     return app

@@ -52,11 +52,14 @@ async def truncate(db: Database) -> None:
     """Empty the index between tests."""
     async with db.write() as conn:
         if db.is_sqlite:
-            for table in ("instance", "series", "study", "tombstone"):
+            for table in ("instance", "series", "study", "tombstone", "issued_token"):
                 await conn.execute(text(f"DELETE FROM {table}"))
         else:
             await conn.execute(
-                text("TRUNCATE instance, series, study, tombstone RESTART IDENTITY CASCADE")
+                text(
+                    "TRUNCATE instance, series, study, tombstone, issued_token"
+                    " RESTART IDENTITY CASCADE"
+                )
             )
 
 

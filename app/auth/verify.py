@@ -5,13 +5,17 @@ The accepted algorithms are fixed per key source by configuration, never taken f
 header's ``alg`` must be one of them and match the key's type. Tokens are bounded in size before
 anything is parsed. Every failure is an :class:`InvalidToken` whose message is safe to send back
 in ``WWW-Authenticate``.
+
+Revocation: a verifier given a :class:`RevocationCheck` (the services' deny list, kept in the
+index so that every worker and replica sees it) refuses a token whose ``jti`` is on it, also
+when the token's verification is cached.
 """
 
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from jwt import PyJWK
@@ -19,7 +23,7 @@ from jwt import PyJWK
 from app.auth.keys import LOCAL_ALGORITHM, KeyUnavailable, LocalSigningKey, OidcKeys, UnknownKey
 from app.auth.principal import ClaimMapping, Principal
 
-__all__ = ["InvalidToken", "TokenIssuer", "TokenVerifier"]
+__all__ = ["InvalidToken", "RevocationCheck", "TokenIssuer", "TokenVerifier"]
 
 CACHE_SIZE = 4096
 #: key type -> algorithm prefixes that may be used with it
@@ -27,7 +31,17 @@ _FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",), "OKP": ("Ed",)}
 
 
 class InvalidToken(Exception):
-    """The bearer token is missing, malformed, forged, expired or not for us (HTTP 401)."""
+    """The bearer token is missing, malformed, forged, expired, revoked or not for us (401)."""
+
+
+class RevocationCheck(Protocol):
+    """The deny list: why the token ``jti`` names may no longer be used, or None.
+
+    Called for every request that carries a token with a ``jti``: it must answer from memory
+    (``app.services.tokens`` keeps the revoked set cached and refreshes it every few seconds).
+    """
+
+    async def revoked(self, jti: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +62,9 @@ class TokenIssuer:
         patient_ids: Sequence[str] = (),
         mapping: ClaimMapping | None = None,
         now: float | None = None,
+        jti: str | None = None,
     ) -> str:
+        """A signed token; ``jti`` and ``now`` let the token registry record what it signs."""
         mapping = mapping or ClaimMapping()
         issued = int(now if now is not None else time.time())
         claims: dict[str, Any] = {
@@ -58,7 +74,7 @@ class TokenIssuer:
             "iat": issued,
             "nbf": issued,
             "exp": issued + ttl_seconds,
-            "jti": uuid.uuid4().hex,
+            "jti": jti or uuid.uuid4().hex,
             "scope": " ".join(scopes),
         }
         if study_uids:
@@ -86,6 +102,7 @@ class TokenVerifier:
         leeway_seconds: float = 30,
         max_token_bytes: int = 8192,
         cache_size: int = CACHE_SIZE,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         if local_key is None and oidc is None:
             raise ValueError("a token verifier needs a key source")
@@ -98,6 +115,7 @@ class TokenVerifier:
         self._oidc_algorithms = [a for a in oidc_algorithms if not a.upper().startswith("HS")]
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
+        self._revocations = revocations
         # token -> (caller, valid until, key-set generation): a repeated token skips the
         # signature check; an entry dies with the token's exp, after 5 minutes, or on rotation
         self._cache: dict[str, tuple[Principal, float, int]] = {}
@@ -108,6 +126,15 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The caller the token describes; :class:`InvalidToken` unless every check passes."""
+        principal = await self._verified(token)
+        if self._revocations is not None and principal.token_id is not None:
+            # after the cache, not inside it: a revocation applies to tokens verified before
+            reason = await self._revocations.revoked(principal.token_id)
+            if reason is not None:
+                raise InvalidToken(reason)
+        return principal
+
+    async def _verified(self, token: str) -> Principal:
         if len(token) > self._max_bytes:
             raise InvalidToken("the token is too large")
         now = time.time()

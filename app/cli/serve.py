@@ -141,14 +141,11 @@ def _first_start_key(settings: Settings) -> None:
     path = LocalSigningKey.path_in(settings.data_dir)
     _key, created = LocalSigningKey.load_or_create(settings.data_dir)
     if created:
-        command = sys.argv[0] if Path(sys.argv[0]).name == "lightbox" else "lightbox"
+        # how to get a token is said by the server itself, on every start while no admin
+        # token is active (app.main.token_hint)
         print(
-            f"Lightbox: created the token signing key {path}.\n"
-            "  Every route needs a bearer token. Get an admin token with:\n"
-            f"    {command} token create --subject admin"
-            " --scope read --scope write --scope delete --scope admin --ttl 1d\n"
-            "  (run it with the same LIGHTBOX_DATA_DIR), then send"
-            " 'Authorization: Bearer <token>'.",
+            f"Lightbox: created the token signing key {path.resolve()}: it signs every token"
+            " (back it up with the index, see docs/operations.md).",
             flush=True,
         )
 

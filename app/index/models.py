@@ -319,3 +319,33 @@ class AuditJournal(Base):
     count: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class IssuedToken(Base):
+    """A bearer token the embedded issuer signed: the registry ``lightbox token list`` shows and
+    the deny list the verifier checks (a revoked row whose token has not expired yet).
+
+    The token itself is never stored (it is a secret), only its ``jti`` and what it grants.
+    ``scopes`` is space-separated (the OAuth ``scope`` claim's form); ``study_uids`` and
+    ``patient_ids`` are JSON arrays, NULL when the token is not restricted.
+    """
+
+    __tablename__ = "issued_token"
+    __table_args__ = (
+        # the verifiers' refresh reads the revoked tokens still alive (app.index.tokens.revoked)
+        Index("ix_issued_token_revoked", "revoked_at", "expires_at"),
+    )
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: who asked for it: "cli", "session" (a web login), "share" (a share link)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text, index=True)
+    scopes: Mapped[str] = mapped_column(Text)
+    study_uids: Mapped[str | None] = mapped_column(Text)
+    patient_ids: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(Text)
+    revoke_reason: Mapped[str | None] = mapped_column(Text)

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from pydantic import SecretStr
+
+from app.auth.factory import build_issuer, build_mapping
 from app.auth.keys import LocalSigningKey
-from app.auth.principal import ClaimMapping, Permission
 from app.auth.sessions import SessionPolicy
-from app.config import AuthSettings, Settings
+from app.config import Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
 from app.index import migrate
@@ -28,6 +30,7 @@ from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
+from app.services.tokens import TokenService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
@@ -49,6 +52,7 @@ class Services:
     access: StudyAccess
     aes: RemoteAeService
     sessions: SessionService
+    tokens: TokenService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -56,36 +60,34 @@ class Services:
         await self.db.close()
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def build_store(settings: Settings) -> ObjectStore:
     """The object store named by the settings."""
-    s3 = settings.s3
+    s3, gcs, azure = settings.s3, settings.gcs, settings.azure
     return open_store(
         settings.resolved_storage_url(),
         s3_endpoint=s3.endpoint,
         s3_region=s3.region,
         s3_access_key_id=s3.access_key_id,
-        s3_secret_access_key=s3.secret_access_key.get_secret_value()
-        if s3.secret_access_key
-        else None,
+        s3_secret_access_key=_secret(s3.secret_access_key),
         s3_allow_http=s3.allow_http,
-    )
-
-
-def claim_mapping(auth: AuthSettings) -> ClaimMapping:
-    """How tokens' claims become permissions, as the settings configure it."""
-    values: dict[str, Permission] = {}
-    for permission, names in (
-        (Permission.READ, auth.read_values),
-        (Permission.WRITE, auth.write_values),
-        (Permission.DELETE, auth.delete_values),
-        (Permission.ADMIN, auth.admin_values),
-    ):
-        values.update(dict.fromkeys(names, permission))
-    return ClaimMapping(
-        permission_claims=tuple(auth.permission_claims),
-        values=values,
-        study_claim=auth.study_claim,
-        patient_claim=auth.patient_claim,
+        s3_server_side_encryption=s3.server_side_encryption,
+        s3_sse_kms_key_id=s3.sse_kms_key_id,
+        s3_sse_bucket_key_enabled=s3.sse_bucket_key_enabled,
+        # obstore's own configuration keys (GCSConfig, AzureConfig); unset ones are left out
+        gcs_config={
+            "service_account": gcs.service_account_path,
+            "service_account_key": _secret(gcs.service_account_key),
+        },
+        azure_config={
+            "account_name": azure.account_name,
+            "account_key": _secret(azure.account_key),
+            "sas_key": _secret(azure.sas_token),
+            "use_emulator": azure.use_emulator or None,
+        },
     )
 
 
@@ -97,7 +99,7 @@ def session_service(settings: Settings, audit: AuditLog) -> SessionService:
         audit,
         issuer=auth.local_issuer,
         audience=auth.audience,
-        mapping=claim_mapping(auth),
+        mapping=build_mapping(auth),
         policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
     )
 
@@ -185,6 +187,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
         sessions=session_service(settings, audit),
+        tokens=TokenService(
+            db,
+            audit,
+            # the key is read (or made) when the first token is issued, not on every start
+            signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
+            mapping=build_mapping(settings.auth),
+            refresh_seconds=settings.auth.revocation_refresh_seconds,
+        ),
     )
     try:
         yield services

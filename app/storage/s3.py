@@ -1,4 +1,10 @@
-"""S3 object store through obstore (DESIGN.md §4): AWS S3, MinIO, Ceph RGW, R2, ...
+"""Object stores through obstore (DESIGN.md §4): S3 (AWS S3, MinIO, Ceph RGW, R2, ...), and
+through :mod:`app.storage.cloud` Google Cloud Storage and Azure Blob Storage.
+
+:class:`ObstoreStore` is the adapter for any obstore store; :class:`S3Store` builds one on an S3
+bucket, with server-side encryption when configured (SSE-S3, SSE-KMS with a key id, DSSE-KMS:
+obstore sends ``x-amz-server-side-encryption`` and the key id on every PUT, multipart uploads
+included).
 
 Every object is one PUT from the point of view of readers: obstore uploads files larger than
 its part size (5 MiB) as a multipart upload, which S3 makes visible atomically on completion.
@@ -25,6 +31,11 @@ from app.storage.base import ObjectInfo, ObjectStoreBase, StorageError, check_pr
 if TYPE_CHECKING:
     from obstore import ObjectMeta
     from obstore.store import ClientConfig, S3Config
+    from obstore.store import ObjectStore as ObjectStoreType
+
+#: ``x-amz-server-side-encryption`` values obstore sends (SSE-C needs a key on every request
+#: and is not offered)
+SERVER_SIDE_ENCRYPTION = ("AES256", "aws:kms", "aws:kms:dsse")
 
 # obstore's own default part size; files above it go up as multipart uploads.
 _PART_SIZE = 5 * 1024 * 1024
@@ -45,39 +56,19 @@ async def _rechunk(stream: AsyncIterator[bytes], chunk_size: int) -> AsyncIterat
         yield bytes(buf)
 
 
-class S3Store(ObjectStoreBase):
-    """:class:`~app.storage.base.ObjectStore` on an S3 bucket; keys live under ``prefix/``."""
+class ObstoreStore(ObjectStoreBase):
+    """:class:`~app.storage.base.ObjectStore` on any obstore store (S3, GCS, Azure); keys live
+    under ``prefix/`` of the bucket (container)."""
 
     _failures: ClassVar[tuple[type[Exception], ...]] = (ObstoreError, OSError)
 
-    def __init__(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        endpoint: str | None = None,
-        region: str | None = None,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        allow_http: bool = False,
-    ) -> None:
-        config: S3Config = {}
-        if endpoint:
-            config["endpoint"] = endpoint
-        if region:
-            config["region"] = region
-        if access_key_id:
-            config["access_key_id"] = access_key_id
-        if secret_access_key:
-            config["secret_access_key"] = secret_access_key
-        client: ClientConfig = {"allow_http": allow_http}
+    def __init__(self, store: "ObjectStoreType", *, bucket: str, prefix: str = "") -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        # Unset values fall back to the usual AWS_* environment variables and instance roles.
-        self._store = _S3(bucket, prefix=self.prefix or None, config=config, client_options=client)
+        self._store = store
 
     def __repr__(self) -> str:
-        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
+        return f"{type(self).__name__}(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -176,6 +167,55 @@ class S3Store(ObjectStoreBase):
 
     async def close(self) -> None:
         """obstore pools connections inside the store object; dropping it releases them."""
+
+
+class S3Store(ObstoreStore):
+    """An S3 bucket (or a prefix of one); unset values fall back to the usual ``AWS_*``
+    environment variables and instance roles."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        allow_http: bool = False,
+        server_side_encryption: str | None = None,
+        sse_kms_key_id: str | None = None,
+        sse_bucket_key_enabled: bool | None = None,
+    ) -> None:
+        config: S3Config = {}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if region:
+            config["region"] = region
+        if access_key_id:
+            config["access_key_id"] = access_key_id
+        if secret_access_key:
+            config["secret_access_key"] = secret_access_key
+        if server_side_encryption:
+            if server_side_encryption not in SERVER_SIDE_ENCRYPTION:
+                raise ValueError(
+                    f"unknown S3 server-side encryption {server_side_encryption!r}"
+                    f" (one of {', '.join(SERVER_SIDE_ENCRYPTION)})"
+                )
+            config["server_side_encryption"] = server_side_encryption
+        if sse_kms_key_id:
+            if not (server_side_encryption or "").startswith("aws:kms"):
+                raise ValueError("an SSE-KMS key id needs server-side encryption aws:kms")
+            config["sse_kms_key_id"] = sse_kms_key_id
+        if sse_bucket_key_enabled is not None:
+            config["sse_bucket_key_enabled"] = sse_bucket_key_enabled
+        client: ClientConfig = {"allow_http": allow_http}
+        prefix = prefix.strip("/")
+        super().__init__(
+            _S3(bucket, prefix=prefix or None, config=config, client_options=client),
+            bucket=bucket,
+            prefix=prefix,
+        )
 
 
 def _info(meta: "ObjectMeta") -> ObjectInfo:

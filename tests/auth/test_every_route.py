@@ -256,13 +256,15 @@ async def test_head_on_every_get_route_is_the_get_without_body(
     )
     values = {"study": study, "series": series, "instance": sop, "frames": "1", "path": "7FE00010"}
     wado = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop}
-    async with auth_client(settings) as (_services, http, tokens):
+    async with auth_client(settings) as (services, http, tokens):
         stored = await http.post(
             "/dicom-web/studies",
             content=multipart([to_bytes(ds)]),
             headers={**stow_headers(), **tokens.headers(["write"])},
         )
         assert stored.status_code == 200, stored.text
+        issued = await services.tokens.issue("cli", "someone", ["read"], 600)
+        values["jti"] = issued.record.jti
         app = http._transport.app  # type: ignore[attr-defined]
         statuses = []
         for route, template, methods in _contexts(app):

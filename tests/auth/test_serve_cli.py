@@ -23,18 +23,27 @@ from tests.e2e.server import free_port, running_server, server_env
 from tests.factories import make_dataset
 
 
-def _token(data_dir: Path, database_url: str, *args: str) -> str:
+def _token(data_dir: Path, database_url: str, *args: str, flag: bool = False) -> str:
+    """``lightbox token create``: the data directory from the environment, or with ``flag``
+    from ``--data-dir`` only (run from another directory, as an operator would)."""
     env = server_env(data_dir, database_url)
     env.pop("LIGHTBOX_AUTH__ENABLED")
+    if flag:
+        env.pop("LIGHTBOX_DATA_DIR")
+        args = ("--data-dir", str(data_dir), *args)
     done = subprocess.run(
         [sys.executable, "-m", "app", "token", "create", *args],
-        env=env,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=data_dir.parent if flag else None,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+HINT = "lightbox token create --data-dir"
 
 
 def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) -> None:
@@ -46,23 +55,26 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
     env.pop("LIGHTBOX_AUTH__ENABLED")  # the production default: on
     with running_server(env, port=port) as server:
         log = server.log.read_text()
-        assert "lightbox token create --subject admin" in log
+        assert "created the token signing key" in log
+        # how to get a token, with the server's own data directory
+        assert f"{HINT} {data_dir.resolve()} --subject admin" in log
         assert (data_dir / "auth" / "signing-key.pem").stat().st_mode & 0o077 == 0
         assert httpx.get(f"{server.dicomweb}/studies").status_code == 401
 
-        admin = _token(
+        writer = _token(
             data_dir,
             fresh_database_url,
             "--subject",
-            "admin",
+            "writer",
             "--scope",
             "read",
             "--scope",
             "write",
             "--ttl",
             "10m",
+            flag=True,
         )
-        client = DICOMwebClient(server.dicomweb, headers={"Authorization": f"Bearer {admin}"})
+        client = DICOMwebClient(server.dicomweb, headers={"Authorization": f"Bearer {writer}"})
         a, b = generate_uid(), generate_uid()
         client.store_instances([make_dataset(StudyInstanceUID=a), make_dataset(StudyInstanceUID=b)])
         assert {s["0020000D"]["Value"][0] for s in client.search_for_studies()} == {a, b}
@@ -76,10 +88,16 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
             shared.retrieve_study_metadata(b)
         assert len(shared.retrieve_study_metadata(a)) == 1
 
-    # a second start finds the key and says nothing about it
+    # a second start finds the key; no admin token yet, so it says again how to get one
     with running_server(env, port=free_port()) as again:
         assert again.log != server.log
-        assert "created the token signing key" not in again.log.read_text()
+        log = again.log.read_text()
+        assert "created the token signing key" not in log
+        assert HINT in log
+    _token(data_dir, fresh_database_url, "--subject", "root", "--scope", "read,admin", flag=True)
+    # an admin token is active: the hint is no longer printed
+    with running_server(env, port=free_port()) as third:
+        assert HINT not in third.log.read_text()
 
 
 def test_token_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +116,7 @@ def test_token_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert good.exit_code == 0, good.output
     import jwt
 
-    token = good.output.strip().splitlines()[-1]
+    token = good.stdout.strip().splitlines()[-1]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["scope"] == "read admin"
     assert claims["lightbox_patients"] == ["P1"]

@@ -56,7 +56,15 @@ def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
     asyncio.run(migrate.upgrade(empty_database))
     diff, tables = asyncio.run(_inspect(empty_database))
     assert diff == []
-    assert tables == {"study", "series", "instance", "tombstone", "audit_event", "audit_journal"}
+    assert tables == {
+        "study",
+        "series",
+        "instance",
+        "tombstone",
+        "audit_event",
+        "audit_journal",
+        "issued_token",
+    }
     asyncio.run(migrate.downgrade(empty_database, "base"))
     assert asyncio.run(_inspect(empty_database))[1] == set()
     asyncio.run(migrate.upgrade(empty_database))

@@ -36,12 +36,11 @@ from app.api.security.sessions import (
     session_cookie,
     session_cookie_header,
 )
-from app.auth.keys import LocalSigningKey, OidcKeys
-from app.auth.principal import ANONYMOUS, SYSTEM, ClaimMapping, Permission, Principal
+from app.auth.factory import build_mapping, build_verifier
+from app.auth.principal import ANONYMOUS, SYSTEM, Permission, Principal
 from app.auth.sessions import NotASession, SessionClaims
 from app.auth.verify import InvalidToken, TokenVerifier
-from app.config import AuthSettings, Settings
-from app.services.container import claim_mapping
+from app.config import Settings
 from app.services.sessions import SessionEnded
 
 __all__ = [
@@ -131,44 +130,13 @@ def permission_for(route: BaseRoute | None, method: str) -> Permission | None:
     return _METHOD_PERMISSION.get(method.upper(), Permission.ADMIN)
 
 
-def build_mapping(auth: AuthSettings) -> ClaimMapping:
-    """How tokens' claims become permissions (the sessions' signer uses the same mapping)."""
-    return claim_mapping(auth)
-
-
-def build_verifier(settings: Settings) -> TokenVerifier:
-    """The verifier the settings describe (creates the embedded key on first use)."""
-    auth = settings.auth
-    local = LocalSigningKey.load_or_create(settings.data_dir)[0] if auth.local_key else None
-    oidc = (
-        OidcKeys(
-            auth.oidc_issuer,
-            jwks_uri=auth.oidc_jwks_uri,
-            allow_http=auth.oidc_allow_http,
-            cache_seconds=auth.jwks_cache_seconds,
-            min_refresh_seconds=auth.jwks_min_refresh_seconds,
-        )
-        if auth.oidc_issuer
-        else None
-    )
-    return TokenVerifier(
-        audience=auth.audience,
-        mapping=build_mapping(auth),
-        local_key=local,
-        local_issuer=auth.local_issuer,
-        oidc=oidc,
-        oidc_audience=auth.oidc_audience,
-        oidc_algorithms=auth.oidc_algorithms,
-        leeway_seconds=auth.leeway_seconds,
-        max_token_bytes=auth.max_token_bytes,
-    )
-
-
 def _verifier(request: Request) -> TokenVerifier:
     state = request.app.state
     verifier: TokenVerifier | None = getattr(state, "verifier", None)
-    if verifier is None:
-        verifier = state.verifier = build_verifier(state.settings)
+    if verifier is None:  # an app given open services (tests): built on first use
+        verifier = state.verifier = build_verifier(
+            state.settings, revocations=state.services.tokens.revocations
+        )
     return verifier
 
 

@@ -35,10 +35,14 @@ def action_for(method: str, path: str) -> str:
     'search'
     >>> action_for("HEAD", "/dicom-web/studies/{study}")
     'head'
+    >>> action_for("DELETE", "/api/tokens/{jti}")
+    'token-revoked'
     """
     method = method.upper()
     if path.startswith("/api/audit"):
         return "audit-query"
+    if path.startswith("/api/tokens"):
+        return {"DELETE": "token-revoked", "POST": "token-issued"}.get(method, "token-query")
     if method == "HEAD":
         # headers only: what exists, its type, size and ETag (a search's count), no data read
         return "head"
