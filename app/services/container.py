@@ -24,6 +24,7 @@ from app.services.aes import RemoteAeService
 from app.services.audit import AuditLog
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
+from app.services.export import ExportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
@@ -53,6 +54,7 @@ class Services:
     aes: RemoteAeService
     sessions: SessionService
     tokens: TokenService
+    export: ExportService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -195,6 +197,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             mapping=build_mapping(settings.auth),
             refresh_seconds=settings.auth.revocation_refresh_seconds,
         ),
+        export=ExportService(retrieve, audit),
     )
     try:
         yield services
