@@ -6,7 +6,7 @@ the ``serve`` supervisor process of a multi-worker server stays small. Each comm
 module of this package; importing it registers its commands on ``cli``.
 """
 
-from app.cli import audit, db, dimse, documents, export, maintenance, serve, tokens
+from app.cli import audit, db, dimse, documents, export, imports, maintenance, serve, tokens
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
 from app.cli.tokens import parse_ttl
@@ -19,6 +19,7 @@ __all__ = [
     "dimse",
     "documents",
     "export",
+    "imports",
     "main",
     "maintenance",
     "openapi_text",
