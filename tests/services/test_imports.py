@@ -102,7 +102,8 @@ async def test_a_tree_of_files_and_archives(services: Services, tmp_path: Path) 
     (tree / "more.tar.gz").write_bytes(buffer.getvalue())
 
     dry, _ = await _import(services, [tree], tmp_path, dry_run=True)
-    assert dry.candidates == 14 and await _count(services) == 0  # cut files look like DICOM
+    assert dry.candidates == 14
+    assert await _count(services) == 0
 
     journal = ImportJournal(tmp_path / "journal.sqlite", "test")
     progress, rows = await _import(services, [tree], tmp_path, journal=journal)
@@ -113,10 +114,12 @@ async def test_a_tree_of_files_and_archives(services: Services, tmp_path: Path) 
     assert reasons["notes.txt"].startswith("not a DICOM file")
     assert reasons["empty.dcm"] == "empty file"
     assert reasons["some.zip!"].startswith("not a DICOM file")  # its README
-    assert "header-cut.dcm" in reasons and "pixels-cut.dcm" in reasons
+    assert "header-cut.dcm" in reasons
+    assert "pixels-cut.dcm" in reasons
     statuses = {Path(r["source"]).name: r["status"] for r in rows}
     assert statuses["pixels-cut.dcm"].startswith("0xC")  # refused by ingest, with its status
-    assert progress.refused == 2 and progress.not_dicom == 3
+    assert progress.refused == 2
+    assert progress.not_dicom == 3
 
     # a re-run skips what is done unread: the files, and both archives (every member stored,
     # or no DICOM: a README does not keep its archive from being done); the refused are read
@@ -125,7 +128,9 @@ async def test_a_tree_of_files_and_archives(services: Services, tmp_path: Path) 
     journal.close()
     assert (again.stored, again.existing) == (0, 0)
     assert again.skipped == 6 + 2
-    assert again.refused == 2 and again.not_dicom == 2 and len(rows) == 4
+    assert again.refused == 2
+    assert again.not_dicom == 2
+    assert len(rows) == 4
     assert await _count(services) == 12
 
 
@@ -152,7 +157,8 @@ async def test_a_zip_bomb_is_refused_unread(services: Services, tmp_path: Path) 
     reasons = {r["source"].rsplit("/", 1)[-1]: r["reason"] for r in rows}
     assert "zip bomb" in reasons["bomb.zip!huge.dcm"]
     assert reasons["liar.zip!huge.dcm"]  # truncated to 1000 bytes: a bad CRC, or not DICOM
-    assert progress.stored == 1 and progress.existing == 1  # fine.dcm twice
+    assert progress.stored == 1
+    assert progress.existing == 1
     assert await _count(services) == 1
 
 
@@ -174,7 +180,8 @@ async def test_links_fifos_sockets_and_missing_paths(services: Services, tmp_pat
     assert reasons["fifo"].startswith("a FIFO")
     assert reasons["sock"].startswith("a socket")
     assert reasons["absent"] == "no such file or directory"
-    assert progress.stored == 1 and await _count(services) == 1
+    assert progress.stored == 1
+    assert await _count(services) == 1
 
 
 async def test_duplicates_and_conflicting_patients(services: Services, tmp_path: Path) -> None:
@@ -202,10 +209,12 @@ async def test_duplicates_and_conflicting_patients(services: Services, tmp_path:
     reasons = {Path(r["source"]).name: r["reason"] for r in rows}
     assert "SOP Instance UID" in reasons["other.dcm"]
     assert "PatientID" in reasons["conflict.dcm"]
-    assert second.existing == 2 and second.refused == 2
+    assert second.existing == 2
+    assert second.refused == 2
     async with services.db.read() as conn:
         patients = (await conn.execute(select(Study.patient_id))).scalars().all()
-    assert patients == ["P1"] and await _count(services) == 1
+    assert patients == ["P1"]
+    assert await _count(services) == 1
 
 
 async def test_dicomdir_media_and_the_audit(services: Services, tmp_path: Path) -> None:
@@ -229,13 +238,15 @@ async def test_dicomdir_media_and_the_audit(services: Services, tmp_path: Path) 
     (media / "AUTORUN.INF").write_text("[autorun]")  # not referenced: not read
 
     progress, rows = await _import(services, [media / "DICOMDIR"], tmp_path)
-    assert progress.stored == 2 and progress.media_directories == 1
+    assert progress.stored == 2
+    assert progress.media_directories == 1
     assert [r["reason"] for r in rows] == ["listed in the DICOMDIR but missing"]
     assert dcmread(media / "DICOMDIR").FileSetID == "LIGHTBOX"
 
     # the whole media walked: the DICOMDIR itself is no instance and no refusal
     walked, rows = await _import(services, [media], tmp_path / "walk")
-    assert walked.media_directories == 1 and walked.existing == 2
+    assert walked.media_directories == 1
+    assert walked.existing == 2
     assert [Path(r["source"]).name for r in rows] == ["AUTORUN.INF"]
 
     await services.audit.flush()

@@ -44,7 +44,7 @@ from app.services.imports.reading import (
     Skipped,
 )
 from app.services.imports.report import RefusalReport
-from app.services.imports.sources import FileFound, MediaDirectory, Problem, walk
+from app.services.imports.sources import FileFound, MediaDirectory, walk
 from app.services.ingest import IngestService, IngestSession, InstanceOutcome
 from app.services.spool import Spool
 

@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Final
+from typing import IO, Final, Literal
 
 from app.errors import OutOfResources
 from app.index.imports import ImportJournal
@@ -61,7 +61,13 @@ class Kind(enum.Enum):
         return self not in (Kind.DICOM, Kind.OTHER)
 
 
-_TAR_MODES: Final = {Kind.TAR: "r|", Kind.GZIP: "r|gz", Kind.BZIP2: "r|bz2", Kind.XZ: "r|xz"}
+_TarMode = Literal["r|", "r|gz", "r|bz2", "r|xz"]
+_TAR_MODES: Final[dict[Kind, _TarMode]] = {
+    Kind.TAR: "r|",
+    Kind.GZIP: "r|gz",
+    Kind.BZIP2: "r|bz2",
+    Kind.XZ: "r|xz",
+}
 
 
 def sniff(head: bytes) -> Kind:
@@ -315,7 +321,7 @@ class Reader:
         state = ArchiveState(found.path, found.size, found.mtime_ns)
         position = 0
         try:
-            archive = tarfile.open(fileobj=fp, mode=_TAR_MODES[kind])  # noqa: SIM115
+            archive = tarfile.open(None, _TAR_MODES[kind], fileobj=fp)  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             self.bytes_read.add(found.size)
             what = "a tar archive" if kind is Kind.TAR else f"{kind.value} of a tar archive"
@@ -330,7 +336,7 @@ class Reader:
                     state.ok = False
                     break
                 # streamed: tarfile keeps every member it has read; nothing here goes back
-                archive.members.clear()
+                archive.members.clear()  # type: ignore[attr-defined]
                 now = fp.tell()
                 self.bytes_read.add(now - position)
                 position = now

@@ -22,7 +22,8 @@ import orjson
 from pydicom import dcmread
 
 from app.dicom.status import Status
-from app.services.imports import Candidate, Settle, Settled
+from app.services.imports import Settle, Settled
+from app.services.imports.reading import Candidate
 from app.services.spool import SpooledPart
 
 __all__ = ["RemoteRefused", "StowSink"]
