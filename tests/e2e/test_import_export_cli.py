@@ -203,14 +203,15 @@ def test_a_zip_bomb_and_large_files_in_bounded_memory(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
     head = make_instance()
-    with zipfile.ZipFile(tree / "bomb.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as bomb:
-        with bomb.open("huge.dcm", "w", force_zip64=True) as member:
-            member.write(head)
-            zeros = bytes(8 << 20)
-            for _ in range(64):
-                member.write(zeros)
-    raw = bytearray((tree / "bomb.zip").read_bytes())
-    assert len(raw) < 4 << 20
+    with (
+        zipfile.ZipFile(tree / "bomb.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as bomb,
+        bomb.open("huge.dcm", "w", force_zip64=True) as member,
+    ):
+        member.write(head)
+        zeros = bytes(8 << 20)
+        for _ in range(64):
+            member.write(zeros)
+    assert (tree / "bomb.zip").stat().st_size < 4 << 20
     for index in (0, 1):
         _big_instance(tree / f"big{index}.dcm", 48 << 20)
     report = tmp_path / "report.csv"
