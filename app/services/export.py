@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio.to_thread
+
 from app.dicom.target import Target
 from app.errors import LightboxError
 from app.services.audit import AuditLog, AuditRecord, Outcome
 from app.services.retrieve import MediaPlan, RetrieveService
+from app.services.retrieve.archive import check_directory
 
 __all__ = ["ExportResult", "ExportService"]
 
@@ -42,6 +45,8 @@ class ExportService:
         archives = self._retrieve.archives
         as_zip = out.suffix.lower() == ".zip"
         detail = f"export as {'a ZIP file' if as_zip else 'a directory'}"
+        if not as_zip:  # before anything is read: a mistyped --out is no retrieve
+            await anyio.to_thread.run_sync(check_directory, out)
         try:
             plan = await archives.plan(targets)
         except LightboxError as exc:

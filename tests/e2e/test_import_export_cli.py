@@ -250,10 +250,34 @@ def test_export_as_zip_and_directory(fresh_database_url: str, tmp_path: Path) ->
     assert again.returncode == 1
     assert "not an empty directory" in again.stderr
 
-    unknown = _cli(env, "export", "--study", generate_uid(), "--out", str(tmp_path / "u.zip"))
+    missing = generate_uid()
+    unknown = _cli(env, "export", "--study", missing, "--out", str(tmp_path / "u.zip"))
     assert unknown.returncode == 1
     assert "(404)" in unknown.stderr
     assert not (tmp_path / "u.zip").exists()
+
+    # audited as retrieves by the operating-system user
+    rows = asyncio.run(_retrieves(fresh_database_url, tmp_path / "data", [study, missing]))
+    assert [(r["outcome"], r["status"], r["count"]) for r in rows[study]] == [
+        ("success", 200, 5)
+    ] * 2
+    assert [(r["outcome"], r["status"]) for r in rows[missing]] == [("failure", 404)]
+    assert all(r["actor"].startswith("cli:") for r in rows[study] + rows[missing])
+
+
+async def _retrieves(
+    database_url: str, data_dir: Path, studies: list[str]
+) -> dict[str, list[dict[str, object]]]:
+    from app.index.audit.events import AuditFilter
+
+    found: dict[str, list[dict[str, object]]] = {}
+    async with open_services(make_settings(database_url, data_dir)) as services:
+        for study in studies:
+            rows, _ = await services.audit.search(
+                AuditFilter(study_uid=study, action="retrieve"), limit=10, offset=0
+            )
+            found[study] = rows
+    return found
 
 
 def test_export_of_a_deleted_study(tmp_path: Path) -> None:

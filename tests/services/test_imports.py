@@ -156,7 +156,8 @@ async def test_a_zip_bomb_is_refused_unread(services: Services, tmp_path: Path) 
     progress, rows = await _import(services, [bomb, liar], tmp_path)
     reasons = {r["source"].rsplit("/", 1)[-1]: r["reason"] for r in rows}
     assert "zip bomb" in reasons["bomb.zip!huge.dcm"]
-    assert reasons["liar.zip!huge.dcm"]  # truncated to 1000 bytes: a bad CRC, or not DICOM
+    # zipfile inflates no more than the declared size: the member ends there, its CRC fails
+    assert reasons["liar.zip!huge.dcm"].startswith("corrupt ZIP member")
     assert progress.stored == 1
     assert progress.existing == 1
     assert await _count(services) == 1

@@ -45,7 +45,15 @@ from app.services.retrieve.plan import Planned, stored_length
 from app.services.retrieve.requests import Part
 from app.storage.base import StorageError
 
-__all__ = ["ZIP", "Archive", "ArchiveRetrieval", "MediaFile", "MediaPlan", "zip_chunks"]
+__all__ = [
+    "ZIP",
+    "Archive",
+    "ArchiveRetrieval",
+    "MediaFile",
+    "MediaPlan",
+    "check_directory",
+    "zip_chunks",
+]
 
 ZIP: Final = "application/zip"
 
@@ -170,9 +178,14 @@ class ArchiveRetrieval:
         return written + len(plan.dicomdir)
 
 
-def _prepare_root(root: Path) -> None:
+def check_directory(root: Path) -> None:
+    """Refuse a directory export to ``root`` unless it is new or empty (FileExistsError)."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(f"{root} exists and is not an empty directory")
+
+
+def _prepare_root(root: Path) -> None:
+    check_directory(root)
     root.mkdir(parents=True, exist_ok=True)
 
 
