@@ -262,7 +262,7 @@ def test_export_as_zip_and_directory(fresh_database_url: str, tmp_path: Path) ->
         ("success", 200, 5)
     ] * 2
     assert [(r["outcome"], r["status"]) for r in rows[missing]] == [("failure", 404)]
-    assert all(r["actor"].startswith("cli:") for r in rows[study] + rows[missing])
+    assert all(str(r["actor"]).startswith("cli:") for r in rows[study] + rows[missing])
 
 
 async def _retrieves(
