@@ -49,6 +49,7 @@ from app.services.ingest import IngestService, IngestSession, InstanceOutcome
 from app.services.spool import Spool
 
 __all__ = [
+    "ImportAborted",
     "ImportOptions",
     "ImportProgress",
     "ImportService",
@@ -109,6 +110,10 @@ class Settled:
     existing: bool = False
     reason: str = ""
     status: int | None = None
+
+
+class ImportAborted(Exception):
+    """The import cannot go on (the destination refuses every instance)."""
 
 
 class Sink(Protocol):
@@ -219,8 +224,14 @@ class _Run:
 
         async def worker() -> None:
             while (file := await found.get()) is not None:
-                async for item in _stepped(self.reader.read(file), limiter):
-                    await self.take(item, sink)
+                try:
+                    async for item in _stepped(self.reader.read(file), limiter):
+                        await self.take(item, sink)
+                except ImportAborted:
+                    raise
+                except Exception as exc:  # whatever a file holds, the import goes on
+                    log.warning("import: %s while reading a file", type(exc).__name__)
+                    self.refuse(Refused(file.path, f"could not be read: {type(exc).__name__}"))
                 self.flush_journal()
 
         tasks = [asyncio.create_task(walker())] + [

@@ -22,7 +22,7 @@ import orjson
 from pydicom import dcmread
 
 from app.dicom.status import Status
-from app.services.imports import Settle, Settled
+from app.services.imports import ImportAborted, Settle, Settled
 from app.services.imports.reading import Candidate
 from app.services.spool import SpooledPart
 
@@ -39,7 +39,7 @@ _REASON: Final = "00081197"
 _COMMENT: Final = "00000902"
 
 
-class RemoteRefused(Exception):
+class RemoteRefused(ImportAborted):
     """The remote server refused the credentials (the import cannot go on)."""
 
 
