@@ -91,53 +91,15 @@ async def _run(
     options: Any,
     show: bool,
 ) -> None:
+    if to is not None:
+        await _run_remote(settings, paths, to, token, journal, report, counters, options, show)
+        return
     from app.services.container import open_services
     from app.services.imports import ImportService
-    from app.services.imports.remote import RemoteRefused, StowSink
 
+    actor = os_actor()
     async with open_services(settings) as services:
         imports: ImportService = services.imports
-        if to is not None:
-            import tempfile
-
-            from app.services.spool import Spool
-
-            spool_dir = Path(tempfile.mkdtemp(prefix="lightbox-import-"))
-
-            def spool() -> Spool:
-                return Spool(
-                    memory_limit=4 << 20,
-                    max_bytes=imports.max_instance_bytes,
-                    tmp_dir=spool_dir,
-                )
-
-            def remote(settle: Any) -> StowSink:
-                return StowSink(to, token, settle, concurrency=options.jobs)
-
-            try:
-                await _with_progress(
-                    imports.run(
-                        paths,
-                        sink=remote,
-                        journal=journal,
-                        report=report,
-                        progress=counters,
-                        options=options,
-                        spool=spool,
-                    ),
-                    counters,
-                    show,
-                )
-            except RemoteRefused as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                sys.exit(2)
-            finally:
-                import shutil
-
-                shutil.rmtree(spool_dir, ignore_errors=True)
-            return
-
-        actor = os_actor()
 
         def local(settle: Any) -> Any:
             return imports.local_sink(settle, actor=actor, chunk=options.chunk)
@@ -154,6 +116,56 @@ async def _run(
             counters,
             show,
         )
+
+
+async def _run_remote(
+    settings: Settings,
+    paths: list[Path],
+    to: str,
+    token: str | None,
+    journal: Any,
+    report: Any,
+    counters: Any,
+    options: Any,
+    show: bool,
+) -> None:
+    """Into a remote server: no local index or store is opened (only the journal)."""
+    import shutil
+    import tempfile
+
+    from app.services.imports import run_import
+    from app.services.imports.remote import RemoteRefused, StowSink
+    from app.services.spool import Spool
+
+    spool_dir = Path(tempfile.mkdtemp(prefix="lightbox-import-"))
+    max_bytes = settings.limits.max_instance_bytes
+
+    def spool() -> Spool:
+        return Spool(memory_limit=4 << 20, max_bytes=max_bytes, tmp_dir=spool_dir)
+
+    def remote(settle: Any) -> StowSink:
+        return StowSink(to, token, settle, concurrency=options.jobs)
+
+    try:
+        await _with_progress(
+            run_import(
+                paths,
+                sink=remote,
+                journal=journal,
+                report=report,
+                progress=counters,
+                options=options,
+                spool=spool,
+                max_bytes=max_bytes,
+            ),
+            counters,
+            show,
+        )
+    except RemoteRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
 
 
 async def _with_progress(work: Any, counters: Any, show: bool) -> None:

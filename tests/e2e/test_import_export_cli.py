@@ -121,7 +121,8 @@ def test_import_into_a_remote_server(dicomweb_server: DicomwebServer, tmp_path: 
     with zipfile.ZipFile(tmp_path / "tree" / "more.zip", "w") as archive:
         for index in range(5):
             archive.writestr(f"{index}.dcm", make_instance(StudyInstanceUID=study))
-    env = _env("sqlite+aiosqlite:///unused", tmp_path / "client")
+    # no local index is opened: a database URL that cannot be opened shows it
+    env = _env("postgresql+asyncpg://nobody@127.0.0.1:1/none", tmp_path / "client")
     url = dicomweb_server.dicomweb
     report = tmp_path / "report.jsonl"
     common = ["--journal", str(tmp_path / "j.sqlite"), "--report", str(report)]

@@ -56,6 +56,7 @@ __all__ = [
     "RefusalReport",
     "Settled",
     "Sink",
+    "run_import",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,35 +158,54 @@ class ImportService:
         report: RefusalReport | None,
         progress: ImportProgress,
         options: ImportOptions,
-        spool: Callable[[], Spool] | None = None,
     ) -> ImportProgress:
-        """Import ``paths`` into ``sink`` (a factory given the settle callback; None in a dry
-        run); ``progress`` is updated as it goes and returned."""
-        run = _Run(
-            Reader(
-                spool or self.spool,
-                max_bytes=self.max_instance_bytes,
-                journal=journal,
-                dry_run=options.dry_run,
-            ),
-            journal,
-            report,
-            progress,
+        """Import ``paths`` into ``sink`` (:func:`run_import`), spooled as ingest spools."""
+        return await run_import(
+            paths,
+            sink=sink,
+            journal=journal,
+            report=report,
+            progress=progress,
+            options=options,
+            spool=self.spool,
+            max_bytes=self.max_instance_bytes,
         )
-        progress._reader = run.reader
-        target = sink(run.settle) if sink is not None and not options.dry_run else None
-        counting: asyncio.Task[None] | None = None
-        if options.estimate:
-            counting = asyncio.create_task(_estimate(paths, progress))
-        try:
-            await run.go(paths, target, max(1, options.jobs))
-        finally:
-            if counting is not None:
-                counting.cancel()
-                await asyncio.gather(counting, return_exceptions=True)
-            progress.bytes_read = run.reader.bytes_read.value
-            progress._reader = None
-        return progress
+
+
+async def run_import(
+    paths: Sequence[Path | str],
+    *,
+    sink: Callable[[Settle], Sink] | None,
+    journal: ImportJournal | None,
+    report: RefusalReport | None,
+    progress: ImportProgress,
+    options: ImportOptions,
+    spool: Callable[[], Spool],
+    max_bytes: int,
+) -> ImportProgress:
+    """Import ``paths`` into ``sink`` (a factory given the settle callback; None in a dry run),
+    each instance spooled by ``spool`` and at most ``max_bytes``; ``progress`` is updated as it
+    goes and returned. A remote import runs this alone, without the local services."""
+    run = _Run(
+        Reader(spool, max_bytes=max_bytes, journal=journal, dry_run=options.dry_run),
+        journal,
+        report,
+        progress,
+    )
+    progress._reader = run.reader
+    target = sink(run.settle) if sink is not None and not options.dry_run else None
+    counting: asyncio.Task[None] | None = None
+    if options.estimate:
+        counting = asyncio.create_task(_estimate(paths, progress))
+    try:
+        await run.go(paths, target, max(1, options.jobs))
+    finally:
+        if counting is not None:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
+        progress.bytes_read = run.reader.bytes_read.value
+        progress._reader = None
+    return progress
 
 
 class _Run:
