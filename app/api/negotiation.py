@@ -52,6 +52,7 @@ __all__ = [
     "LEGACY_NAMES",
     "MULTIPART_RELATED",
     "OCTET_STREAM",
+    "ZIP",
     "BulkRepresentation",
     "DicomRepresentation",
     "FrameRepresentation",
@@ -59,6 +60,7 @@ __all__ = [
     "Packaging",
     "accept_stages",
     "acceptable_dicom",
+    "archive_wanted",
     "bulk_accepted",
     "dicom_accepted",
     "frames_accepted",
@@ -71,6 +73,7 @@ __all__ = [
 ]
 
 DICOM = "application/dicom"
+ZIP = "application/zip"
 MULTIPART_RELATED = "multipart/related"
 ANY_TRANSFER_SYNTAX = "*"
 
@@ -342,6 +345,46 @@ def dicom_accepted(query: Sequence[str], header: str | None, *, strict: bool = F
     ['*']
     """
     return _accepted(query, header, strict, _dicom_acceptable)
+
+
+def _zip_range(r: MediaRange) -> bool:
+    """Whether ``r`` asks for a ZIP archive we make: ``application/zip`` with no transfer
+    syntax or ``*`` (the instances go in as stored)."""
+    return r.essence == ZIP and r.params.get("transfer-syntax", "*").strip() == ANY_TRANSFER_SYNTAX
+
+
+def archive_wanted(query: Sequence[str], header: str | None) -> bool:
+    """Whether a study or series is to be sent as a ZIP archive (PS3.18 Table 10.4.4-1,
+    ``application/zip``, optional) rather than as ``multipart/related`` instances.
+
+    The first stage (NEG-05) naming either decides; in it the higher ``q`` wins, the client's
+    order breaking ties. ``*/*`` stands for the category default, multipart (NEG-03).
+
+    >>> archive_wanted([], "application/zip"), archive_wanted([], "*/*")
+    (True, False)
+    >>> archive_wanted([], "multipart/related; type=application/dicom, application/zip")
+    False
+    >>> archive_wanted(["application/zip"], "multipart/related; type=application/dicom")
+    True
+    >>> archive_wanted([], "application/zip; transfer-syntax=1.2.840.10008.1.2.4.50")
+    False
+    """
+    for stage in accept_stages(query, header):
+        best: tuple[float, bool] | None = None
+        for r in stage:
+            if r.q <= 0:
+                continue
+            if _zip_range(r):
+                zip_wanted = True
+            elif _dicom_representation(r, single_part=False) is not None:
+                zip_wanted = False
+            else:
+                continue
+            if best is None or r.q > best[0]:
+                best = (r.q, zip_wanted)
+        if best is not None:
+            return best[1]
+    return False
 
 
 #: what OHIF asks for (unquoted parameters)

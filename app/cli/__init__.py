@@ -1,11 +1,12 @@
-"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, import, export, openapi,
+conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
 module of this package; importing it registers its commands on ``cli``.
 """
 
-from app.cli import audit, db, dimse, documents, maintenance, serve, tokens
+from app.cli import audit, db, dimse, documents, export, imports, maintenance, serve, tokens
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
 from app.cli.tokens import parse_ttl
@@ -17,6 +18,8 @@ __all__ = [
     "db",
     "dimse",
     "documents",
+    "export",
+    "imports",
     "main",
     "maintenance",
     "openapi_text",

@@ -1,6 +1,8 @@
 """The ``lightbox`` Typer application and its command groups; each command lives in the module
 named for its concept (``app.cli.serve``, ``app.cli.db`` ...), registered by ``app.cli``."""
 
+import os
+
 import typer
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Lightbox, a DICOMweb PACS.")
@@ -10,3 +12,14 @@ token_cli = typer.Typer(no_args_is_help=True, help="Bearer tokens signed by the 
 cli.add_typer(token_cli, name="token")
 audit_cli = typer.Typer(no_args_is_help=True, help="The audit trail.")
 cli.add_typer(audit_cli, name="audit")
+
+
+def os_actor() -> str:
+    """The audit actor of a command run on this machine: ``cli:<operating-system user>``."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        user = str(os.getuid())
+    return f"cli:{user}"

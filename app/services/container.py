@@ -24,6 +24,8 @@ from app.services.aes import RemoteAeService
 from app.services.audit import AuditLog
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
+from app.services.export import ExportService
+from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
@@ -53,6 +55,8 @@ class Services:
     aes: RemoteAeService
     sessions: SessionService
     tokens: TokenService
+    export: ExportService
+    imports: ImportService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -158,10 +162,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         linger=settings.auth.audit_linger_seconds,
         aggregate=settings.auth.audit_aggregate,
     )
+    ingest = IngestService(db, store, policy, spool_dir)
     services = Services(
         db=db,
         store=store,
-        ingest=IngestService(db, store, policy, spool_dir),
+        ingest=ingest,
         maintenance=MaintenanceService(db, store),
         retrieve=retrieve,
         query=QueryService(
@@ -195,6 +200,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             mapping=build_mapping(settings.auth),
             refresh_seconds=settings.auth.revocation_refresh_seconds,
         ),
+        export=ExportService(retrieve, audit),
+        imports=ImportService(ingest, audit),
     )
     try:
         yield services

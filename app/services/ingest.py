@@ -1,4 +1,4 @@
-"""Ingest: store instances from STOW-RS (and later C-STORE and ``lightbox import``).
+"""Ingest: store instances from STOW-RS, ``lightbox import`` (and later C-STORE).
 
 The write protocol (DESIGN.md §4), per batch of instances of one request:
 
@@ -81,6 +81,8 @@ class InstanceOutcome:
     warning: Status | None = None
     message: str = ""
     syntax_failure: bool = False
+    #: stored already, byte for byte (an identical re-send: nothing was written)
+    existing: bool = False
 
     @property
     def identified(self) -> bool:
@@ -172,14 +174,17 @@ class IngestSession:
         self._flush_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(service.policy.parse_concurrency * 2)
 
-    async def add(self, part: SpooledPart) -> None:
-        """Accept one received part (waits only when too many parts are in flight)."""
+    async def add(self, part: SpooledPart) -> InstanceOutcome:
+        """Accept one received part (waits only when too many parts are in flight); its
+        outcome is filled in by :meth:`finish`."""
         index = len(self._result.outcomes)
-        self._result.outcomes.append(InstanceOutcome(None, None))
+        outcome = InstanceOutcome(None, None)
+        self._result.outcomes.append(outcome)
         await self._slots.acquire()
         task = asyncio.create_task(self._process(index, part))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return outcome
 
     def reject_part(
         self,
@@ -289,10 +294,12 @@ async def _commit_batch(
         earlier = seen.get(sop)
         if earlier is not None and earlier.part.sha256 == pending.part.sha256:
             outcomes[pending.index].stored = True  # the same object twice in one request
+            outcomes[pending.index].existing = True
             pending.part.discard()
             continue
         if old is not None and old.sha256 == pending.part.sha256:
             outcomes[pending.index].stored = True  # idempotent re-send: nothing rewritten
+            outcomes[pending.index].existing = True
             pending.part.discard()
             continue
         if (old is not None or earlier is not None) and (
@@ -405,6 +412,7 @@ async def _index_batch(
     for pending in batch:  # a retried attempt starts from a clean slate
         outcome = outcomes[pending.index]
         outcome.stored, outcome.failure, outcome.warning, outcome.message = False, None, None, ""
+        outcome.existing = False
     async with svc.db.write() as conn:
         index = InstanceIndex(conn)
         # studies, then series, then instances, each in UID order (no lock cycles)
@@ -487,6 +495,7 @@ async def _index_batch(
                 winner = winners.get(sop)
                 if winner is not None and winner.sha256 == pending.part.sha256:
                     outcomes[pending.index].stored = True
+                    outcomes[pending.index].existing = True
                     continue  # same content, same key: the blob is the winner's too
                 _outcome_from_error(
                     outcomes[pending.index],

@@ -15,11 +15,13 @@ and the ``bytes(128) + b"DICM"`` prefix added to blobs stored without one are de
 :mod:`app.services.retrieve`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
+from app.api.deps import ServicesDep, SettingsDep
 from app.api.multipart_writer import (
     closing_delimiter,
     multipart_content_type,
@@ -27,11 +29,14 @@ from app.api.multipart_writer import (
     part_header,
     write_multipart,
 )
-from app.api.negotiation import DICOM, dicom_accepted
+from app.api.negotiation import DICOM, ZIP, archive_wanted, dicom_accepted
+from app.api.security import note
 from app.api.targets import LevelRoute, add_level_routes
 from app.api.wado.common import (
     BINARY,
     ERRORS,
+    AcceptParam,
+    accept_header,
     location,
     outgoing_parts,
     retrieve_endpoint,
@@ -40,7 +45,7 @@ from app.api.wado.common import (
 )
 from app.dicom.target import Level, Target
 from app.services.container import Services
-from app.services.retrieve import Accepted, Answer, InstancesRequest, PartHead
+from app.services.retrieve import Accepted, Answer, Archive, InstancesRequest, PartHead
 
 MULTIPART_DICOM = f'multipart/related; type="{DICOM}"'
 
@@ -56,8 +61,9 @@ def _responses(*, single: bool) -> dict[int | str, dict[str, Any]]:
         }
     return {
         200: {
-            "description": "the instances as PS3.10 files, one part each",
-            "content": {MULTIPART_DICOM: BINARY},
+            "description": "the instances as PS3.10 files, one part each; or, with Accept: "
+            "application/zip, a ZIP archive of them as a PS3.10 file-set with a DICOMDIR",
+            "content": {MULTIPART_DICOM: BINARY, ZIP: BINARY},
         },
         206: {
             "description": "some instances could not be sent in the requested transfer syntax; "
@@ -114,6 +120,38 @@ def multipart_length(heads: Sequence[PartHead], base: str, boundary: str) -> int
     return total
 
 
+def write_archive(archive: Archive) -> Response:
+    """A ZIP archive, streamed as it is made (its length is not known in advance)."""
+    return StreamingResponse(
+        archive.chunks,
+        media_type=ZIP,
+        headers={"Content-Disposition": f'attachment; filename="{archive.filename}"'},
+    )
+
+
+def _instances_or_archive(target_dependency: Any) -> Callable[..., Any]:
+    """The study and series retrieve: the instances (multipart), or a ZIP archive of them when
+    the client prefers ``application/zip`` (:func:`~app.api.negotiation.archive_wanted`)."""
+    instances = retrieve_endpoint("retrieve", dicom_accepted, _instances, write_instances)(
+        target_dependency
+    )
+
+    async def retrieve(
+        request: Request,
+        services: ServicesDep,
+        settings: SettingsDep,
+        target: Target = target_dependency,
+        accept: AcceptParam = None,
+    ) -> Response:
+        if not archive_wanted(accept or [], accept_header(request)):
+            return await instances(request, services, settings, target, accept)  # type: ignore[no-any-return]
+        archive = await services.retrieve.archive(target)
+        note(request, count=archive.count, detail=f"GET {ZIP}")
+        return write_archive(archive)
+
+    return retrieve
+
+
 add_level_routes(
     router,
     "",
@@ -130,6 +168,13 @@ add_level_routes(
             "Retrieve a series' instances (WADO-RS)",
             _responses(single=False),
         ),
+    ],
+    _instances_or_archive,
+)
+add_level_routes(
+    router,
+    "",
+    [
         LevelRoute(
             Level.INSTANCE,
             "wado-retrieve_instance",

@@ -13,8 +13,8 @@ The package, by concept:
   from what the caller accepts (Accept, presentation contexts);
 * :mod:`.plan` the transfer syntax of each instance; :mod:`.context` the blobs (PS3.10 prefix,
   size checks) and transcoding;
-* :mod:`.instances`, :mod:`.metadata`, :mod:`.pixels` (over :mod:`.framesets`), :mod:`.bulk`:
-  the use cases.
+* :mod:`.instances`, :mod:`.metadata`, :mod:`.pixels` (over :mod:`.framesets`), :mod:`.bulk`,
+  :mod:`.archive` (studies and series as PS3.10 file-sets: ZIP, directory): the use cases.
 """
 
 from app.dicom.decoding import DEFAULT_LIMITS, DecodeLimits
@@ -23,6 +23,7 @@ from app.errors import Gone, NotFound
 from app.index.db import Database
 from app.index.retrieval import InstanceRef, MetadataRow
 from app.services.decoders import DecoderPool
+from app.services.retrieve.archive import ZIP, Archive, ArchiveRetrieval, MediaFile, MediaPlan
 from app.services.retrieve.bulk import BulkRetrieval
 from app.services.retrieve.choice import FRAME_MEDIA_TYPES, OCTET_STREAM, FrameRepresentation
 from app.services.retrieve.context import PS310_PREFIX, Payload, RetrieveContext
@@ -60,14 +61,19 @@ __all__ = [
     "FRAME_MEDIA_TYPES",
     "OCTET_STREAM",
     "PS310_PREFIX",
+    "ZIP",
     "Acceptable",
     "Accepted",
     "Answer",
+    "Archive",
+    "ArchiveRetrieval",
     "BulkRequest",
     "FrameRepresentation",
     "FrameSet",
     "InstanceRef",
     "InstancesRequest",
+    "MediaFile",
+    "MediaPlan",
     "MetadataDocument",
     "MetadataRequest",
     "MetadataRow",
@@ -116,6 +122,8 @@ class RetrieveService:
         self.frame_reader = FrameReader(self.context)
         self._pixels = PixelRetrieval(self.frame_reader)
         self._bulk = BulkRetrieval(self.context)
+        #: studies and series as PS3.10 file-sets (ZIP, directory; ``lightbox export``)
+        self.archives = ArchiveRetrieval(self.context)
 
     @property
     def decode_limits(self) -> DecodeLimits:
@@ -142,6 +150,13 @@ class RetrieveService:
     async def bulk(self, request: BulkRequest) -> Answer:
         """A bulk data value, or every value of a study, series or instance (BULK-01..03)."""
         return await self._bulk.retrieve(request)
+
+    async def archive(self, target: Target) -> Archive:
+        """A study or series as a ZIP archive with a DICOMDIR (PS3.18 §8.6.1.3): 404/410 and a
+        missing first blob are raised before this returns."""
+        plan = await self.archives.plan([target])
+        name = target.series_uid or target.study_uid
+        return await self.archives.archive(plan, f"{name}.zip")
 
     # --- the steps other use cases share (rendering, WADO-URI) ---
 

@@ -20,7 +20,7 @@ from app.services.retrieve.context import Payload, RetrieveContext
 from app.services.retrieve.plan import Planned, Selection, decode_refusal, select, stored_length
 from app.services.retrieve.requests import Answer, InstancesRequest, Part, PartHead
 
-__all__ = ["InstanceRetrieval", "part_type"]
+__all__ = ["InstanceRetrieval", "part_type", "read_ahead"]
 
 
 def part_type(transfer_syntax: str) -> str:
@@ -98,7 +98,7 @@ class InstanceRetrieval:
                 f"transfer syntax {chosen.transfer_syntax or EXPLICIT_VR_LITTLE_ENDIAN}"
             )
         return Answer(
-            self._read_ahead(first, rest),
+            read_ahead(self._context, first, rest),
             DICOM,
             selection.transfer_syntax,
             omission=omission,
@@ -110,40 +110,38 @@ class InstanceRetrieval:
         items = self.select(refs, syntax).items
         return len(items), sum(1 for item in items if item.transcoded)
 
-    async def _read_ahead(
-        self, first: Payload, rest: Sequence[Planned]
-    ) -> AsyncGenerator[Part, None]:
-        """One part per instance; the next blob is opened while the current part is being sent.
 
-        Opening an instance sent as stored reads its first chunk only (a whole small blob; on
-        S3 the first ranged GET): doing that for part N+1 while part N drains overlaps the read
-        with the send, at the cost of one chunk held ahead. A transcoded instance is decoded
-        whole when opened, so it is opened only when its turn comes (memory stays one
-        instance).
-        """
-        context = self._context
-        payload = first
-        ahead: asyncio.Task[Payload] | None = None
-        try:
-            for index in range(len(rest) + 1):
-                if index < len(rest) and not rest[index].transcoded:
-                    planned = rest[index]
-                    ahead = asyncio.ensure_future(
-                        context.open(planned.ref, planned.transfer_syntax)
-                    )
-                yield Part(_head(payload), payload.chunks)
-                if index == len(rest):
-                    return
-                if ahead is not None:
-                    payload, ahead = await ahead, None
-                else:
-                    payload = await context.open(rest[index].ref, rest[index].transfer_syntax)
-        finally:
-            if ahead is not None:  # the client went away: release what was opened ahead
-                ahead.cancel()
-                opened = (await asyncio.gather(ahead, return_exceptions=True))[0]
-                if isinstance(opened, Payload):
-                    await opened.close()
+async def read_ahead(
+    context: RetrieveContext, first: Payload, rest: Sequence[Planned]
+) -> AsyncGenerator[Part, None]:
+    """One part per instance; the next blob is opened while the current part is being sent.
+
+    Opening an instance sent as stored reads its first chunk only (a whole small blob; on
+    S3 the first ranged GET): doing that for part N+1 while part N drains overlaps the read
+    with the send, at the cost of one chunk held ahead. A transcoded instance is decoded
+    whole when opened, so it is opened only when its turn comes (memory stays one
+    instance).
+    """
+    payload = first
+    ahead: asyncio.Task[Payload] | None = None
+    try:
+        for index in range(len(rest) + 1):
+            if index < len(rest) and not rest[index].transcoded:
+                planned = rest[index]
+                ahead = asyncio.ensure_future(context.open(planned.ref, planned.transfer_syntax))
+            yield Part(_head(payload), payload.chunks)
+            if index == len(rest):
+                return
+            if ahead is not None:
+                payload, ahead = await ahead, None
+            else:
+                payload = await context.open(rest[index].ref, rest[index].transfer_syntax)
+    finally:
+        if ahead is not None:  # the client went away: release what was opened ahead
+            ahead.cancel()
+            opened = (await asyncio.gather(ahead, return_exceptions=True))[0]
+            if isinstance(opened, Payload):
+                await opened.close()
 
 
 def _heads(first: Payload, rest: Sequence[Planned]) -> list[PartHead] | None:

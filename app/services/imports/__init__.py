@@ -1,0 +1,460 @@
+"""``lightbox import``: folders, ZIP and tar archives and DICOMDIR media, read in place, stored
+through the same ingest as STOW-RS (no HTTP hop), or sent to a remote Lightbox by STOW-RS.
+
+The pipeline, every stage bounded, so memory does not grow with the tree:
+
+1. :func:`~.sources.walk` streams what is found (a thread steps it; a queue of a few items);
+2. ``jobs`` workers each read one file at a time in a thread (:class:`~.reading.Reader`: sniff,
+   then spool the file or each archive member, hashed on the way);
+3. each instance goes to the current :class:`~app.services.ingest.IngestSession` (parsed in
+   threads, committed in batches: the STOW-RS write protocol, duplicate and patient-conflict
+   policies, and audit rows committed with the writes, the actor ``cli:<user>``); a session
+   holds a chunk of instances and at most two finish at once, so its outcomes do not pile up;
+4. when a session has finished, its outcomes are settled: stored sources recorded in the
+   journal (:class:`~app.index.imports.ImportJournal`: a re-run skips them unread), refusals
+   written to the report with their reasons, the counters moved on.
+
+Nothing found is fatal: a file that is not DICOM, not readable, or refused by ingest is reported
+and the import goes on. A run killed at any point loses nothing (every acknowledged instance is
+committed) and duplicates nothing: what the journal does not list is sent again and stored once
+(an identical re-send is a success that writes nothing).
+"""
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from app.index.imports import ImportJournal, JournalEntry
+from app.services.audit import AuditLog, AuditRecord, Outcome, WriteAudit
+from app.services.imports.reading import (
+    ArchiveEnd,
+    ArchiveState,
+    Candidate,
+    Item,
+    Reader,
+    Refused,
+    Skipped,
+)
+from app.services.imports.report import RefusalReport
+from app.services.imports.sources import FileFound, MediaDirectory, walk
+from app.services.ingest import IngestService, IngestSession, InstanceOutcome
+from app.services.spool import Spool
+
+__all__ = [
+    "ImportAborted",
+    "ImportOptions",
+    "ImportProgress",
+    "ImportService",
+    "RefusalReport",
+    "Settled",
+    "Sink",
+    "run_import",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """How an import runs."""
+
+    jobs: int = 4
+    dry_run: bool = False
+    #: instances per ingest session (outcomes held until it finishes)
+    chunk: int = 256
+    #: walk the tree once more first, in a thread, for the totals of a progress bar
+    estimate: bool = False
+
+
+@dataclass(slots=True)
+class ImportProgress:
+    """Counters of a running import (read by a progress display while it runs)."""
+
+    files: int = 0
+    archives: int = 0
+    media_directories: int = 0
+    stored: int = 0
+    existing: int = 0
+    refused: int = 0
+    not_dicom: int = 0
+    skipped: int = 0
+    candidates: int = 0  # a dry run: instances that would be sent
+    bytes_read: int = 0
+    total_files: int | None = None
+    total_bytes: int | None = None
+    _reader: Reader | None = field(default=None, repr=False)
+
+    @property
+    def read(self) -> int:
+        """Bytes read so far (file bytes; an archive's compressed bytes)."""
+        return self._reader.bytes_read.value if self._reader is not None else self.bytes_read
+
+    @property
+    def instances(self) -> int:
+        return self.stored + self.existing
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """An instance's outcome: stored (``existing``: it was already), or refused and why."""
+
+    stored: bool
+    existing: bool = False
+    reason: str = ""
+    status: int | None = None
+
+
+class ImportAborted(Exception):
+    """The import cannot go on (the destination refuses every instance)."""
+
+
+class Sink(Protocol):
+    """Where instances go: the local ingest, or a remote server by STOW-RS."""
+
+    async def add(self, candidate: Candidate) -> None:
+        """Take one instance (waits while too many are in flight)."""
+
+    async def close(self) -> None:
+        """Wait for everything taken to be settled."""
+
+
+#: what a sink calls when an instance's outcome is known
+Settle = Callable[[Candidate, Settled], None]
+
+
+class ImportService:
+    """Runs imports (module docstring)."""
+
+    def __init__(self, ingest: IngestService, audit: AuditLog) -> None:
+        self._ingest = ingest
+        self._audit = audit
+
+    def local_sink(self, settle: Settle, *, actor: str, chunk: int) -> Sink:
+        """Instances into this Lightbox's ingest."""
+        return _IngestSink(self._ingest, self._audit, settle, actor=actor, chunk=chunk)
+
+    def spool(self) -> Spool:
+        return self._ingest.spool()
+
+    @property
+    def max_instance_bytes(self) -> int:
+        return self._ingest.policy.max_instance_bytes
+
+    async def run(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        sink: Callable[[Settle], Sink] | None,
+        journal: ImportJournal | None,
+        report: RefusalReport | None,
+        progress: ImportProgress,
+        options: ImportOptions,
+    ) -> ImportProgress:
+        """Import ``paths`` into ``sink`` (:func:`run_import`), spooled as ingest spools."""
+        return await run_import(
+            paths,
+            sink=sink,
+            journal=journal,
+            report=report,
+            progress=progress,
+            options=options,
+            spool=self.spool,
+            max_bytes=self.max_instance_bytes,
+        )
+
+
+async def run_import(
+    paths: Sequence[Path | str],
+    *,
+    sink: Callable[[Settle], Sink] | None,
+    journal: ImportJournal | None,
+    report: RefusalReport | None,
+    progress: ImportProgress,
+    options: ImportOptions,
+    spool: Callable[[], Spool],
+    max_bytes: int,
+) -> ImportProgress:
+    """Import ``paths`` into ``sink`` (a factory given the settle callback; None in a dry run),
+    each instance spooled by ``spool`` and at most ``max_bytes``; ``progress`` is updated as it
+    goes and returned. A remote import runs this alone, without the local services."""
+    run = _Run(
+        Reader(spool, max_bytes=max_bytes, journal=journal, dry_run=options.dry_run),
+        journal,
+        report,
+        progress,
+    )
+    progress._reader = run.reader
+    target = sink(run.settle) if sink is not None and not options.dry_run else None
+    counting: asyncio.Task[None] | None = None
+    if options.estimate:
+        counting = asyncio.create_task(_estimate(paths, progress))
+    try:
+        await run.go(paths, target, max(1, options.jobs))
+    finally:
+        if counting is not None:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
+        progress.bytes_read = run.reader.bytes_read.value
+        progress._reader = None
+    return progress
+
+
+class _Run:
+    """One import's state: the reader, the journal, the report and the counters."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        journal: ImportJournal | None,
+        report: RefusalReport | None,
+        progress: ImportProgress,
+    ) -> None:
+        self.reader = reader
+        self.journal = journal
+        self.report = report
+        self.progress = progress
+        self._done: list[JournalEntry] = []
+
+    async def go(self, paths: Sequence[Path | str], sink: Sink | None, jobs: int) -> None:
+        found: asyncio.Queue[FileFound | None] = asyncio.Queue(maxsize=jobs * 2)
+        limiter = anyio.CapacityLimiter(jobs + 1)
+
+        async def walker() -> None:
+            try:
+                async for item in _stepped(walk(paths), limiter):
+                    if isinstance(item, FileFound):
+                        self.progress.files += 1
+                        await found.put(item)
+                    elif isinstance(item, MediaDirectory):
+                        self.progress.media_directories += 1
+                    else:
+                        self.refuse(Refused(item.name, item.reason))
+            finally:
+                for _ in range(jobs):
+                    await found.put(None)
+
+        async def worker() -> None:
+            while (file := await found.get()) is not None:
+                try:
+                    async for item in _stepped(self.reader.read(file), limiter):
+                        await self.take(item, sink)
+                except ImportAborted:
+                    raise
+                except Exception as exc:  # whatever a file holds, the import goes on
+                    log.warning("import: %s while reading a file", type(exc).__name__)
+                    self.refuse(Refused(file.path, f"could not be read: {type(exc).__name__}"))
+                self.flush_journal()
+
+        tasks = [asyncio.create_task(walker())] + [
+            asyncio.create_task(worker()) for _ in range(jobs)
+        ]
+        try:
+            await asyncio.gather(*tasks)
+            if sink is not None:
+                await sink.close()
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            self.flush_journal()
+
+    async def take(self, item: Item, sink: Sink | None) -> None:
+        if isinstance(item, Candidate):
+            if sink is None:  # a dry run
+                self.progress.candidates += 1
+                return
+            await sink.add(item)
+        elif isinstance(item, Refused):
+            self.refuse(item)
+        elif isinstance(item, Skipped):
+            self.progress.skipped += 1
+        elif isinstance(item, ArchiveEnd):
+            self.progress.archives += 1
+            self._archive_settled(item.archive)
+
+    def refuse(self, refused: Refused) -> None:
+        if refused.final:
+            self.progress.not_dicom += 1
+        else:
+            self.progress.refused += 1
+        if self.report is not None:
+            self.report.write(refused.name, refused.reason)
+        state = refused.archive
+        if state is not None:
+            if not refused.final:
+                state.ok = False
+            if refused.name != state.key:  # a member's (not the archive's own) refusal
+                state.settled += 1
+                self._archive_settled(state)
+
+    def settle(self, candidate: Candidate, settled: Settled) -> None:
+        """A sink's outcome for one instance (called on the event loop)."""
+        state = candidate.archive
+        if settled.stored:
+            if settled.existing:
+                self.progress.existing += 1
+            else:
+                self.progress.stored += 1
+            self._done.append((candidate.name, candidate.size, candidate.mtime_ns))
+        else:
+            self.progress.refused += 1
+            if state is not None:
+                state.ok = False
+            if self.report is not None:
+                self.report.write(candidate.name, settled.reason, settled.status)
+        if state is not None:
+            state.settled += 1
+            self._archive_settled(state)
+        if len(self._done) >= 256:
+            self.flush_journal()
+
+    def _archive_settled(self, state: ArchiveState) -> None:
+        if state.complete:
+            self._done.append((state.key, state.size, state.mtime_ns))
+            state.ok = False  # recorded once
+
+    def flush_journal(self) -> None:
+        if self.journal is not None and self._done:
+            done, self._done = self._done, []
+            self.journal.record(done)
+
+
+async def _stepped(items: Iterator[T], limiter: anyio.CapacityLimiter) -> AsyncIterator[T]:
+    """A blocking iterator stepped in worker threads (one step at a time)."""
+    done = object()
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(next, items, done, limiter=limiter)
+            if item is done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            await anyio.to_thread.run_sync(close, limiter=limiter)
+
+
+async def _estimate(paths: Sequence[Path | str], progress: ImportProgress) -> None:
+    """Count the files and bytes under ``paths`` (for a progress bar's total and ETA)."""
+    stop = threading.Event()
+
+    def count() -> None:
+        files = size = 0
+        for found in walk(paths):
+            if stop.is_set():
+                return
+            if isinstance(found, FileFound):
+                files += 1
+                size += found.size
+        progress.total_files, progress.total_bytes = files, size
+
+    try:
+        await anyio.to_thread.run_sync(count, abandon_on_cancel=True)
+    finally:
+        stop.set()
+
+
+class _IngestSink:
+    """Instances into the local ingest: one :class:`IngestSession` per ``chunk`` instances,
+    at most two finishing at once, each audited as one write (its rows committed with it)."""
+
+    def __init__(
+        self,
+        ingest: IngestService,
+        audit: AuditLog,
+        settle: Settle,
+        *,
+        actor: str,
+        chunk: int,
+    ) -> None:
+        self._ingest = ingest
+        self._audit = audit
+        self._settle = settle
+        self._actor = actor
+        self._chunk = max(1, chunk)
+        self._run_id = f"import-{uuid.uuid4().hex[:16]}"
+        self._lock = asyncio.Lock()
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(2)
+        self._session, self._write, self._entries = self._new()
+
+    def _new(self) -> tuple[IngestSession, WriteAudit, list[tuple[Candidate, InstanceOutcome]]]:
+        write = self._audit.for_write(actor=self._actor, source="cli", request_id=self._run_id)
+        return self._ingest.session(audit=write), write, []
+
+    async def add(self, candidate: Candidate) -> None:
+        assert candidate.part is not None
+        # one at a time: an add waits for a parse slot while holding the lock, which is the
+        # back-pressure the readers feel; the reading itself runs outside it
+        async with self._lock:
+            outcome = await self._session.add(candidate.part)
+            self._entries.append((candidate, outcome))
+            if len(self._entries) >= self._chunk:
+                await self._rotate()
+
+    async def _rotate(self) -> None:
+        session, write, entries = self._session, self._write, self._entries
+        self._session, self._write, self._entries = self._new()
+        if not entries:
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._finish(session, write, entries))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self,
+        session: IngestSession,
+        write: WriteAudit,
+        entries: list[tuple[Candidate, InstanceOutcome]],
+    ) -> None:
+        try:
+            try:
+                await session.finish()
+            except BaseException:
+                await session.abort()
+                raise
+            stored = refused = 0
+            studies: set[str] = set()
+            for candidate, outcome in entries:
+                if outcome.stored:
+                    stored += 1
+                    if outcome.study_uid:
+                        studies.add(outcome.study_uid)
+                    self._settle(candidate, Settled(True, existing=outcome.existing))
+                else:
+                    refused += 1
+                    status = int(outcome.failure) if outcome.failure is not None else None
+                    self._settle(candidate, Settled(False, reason=outcome.message, status=status))
+            await self._audit.record(
+                AuditRecord(
+                    action="store",
+                    outcome=Outcome.SUCCESS if stored else Outcome.FAILURE,
+                    actor=self._actor,
+                    source="cli",
+                    request_id=self._run_id,
+                    study_uid=next(iter(studies)) if len(studies) == 1 else None,
+                    count=stored,
+                    detail=f"lightbox import: {stored} stored, {refused} refused",
+                    supersedes=write.release(),
+                )
+            )
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._rotate()
+        while self._finishing:
+            await asyncio.gather(*list(self._finishing))
