@@ -153,6 +153,22 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
             ),
         },
     ),
+    "operations": (
+        "the PACS manager's bulk tools: lightbox import and ZIP export",
+        {
+            "import": Action(
+                "import_export.sh",
+                "DATASET [MAX] [ORTHANC_MAX] [JOBS]: lightbox import (no HTTP hop, peak RSS) "
+                "against our STOW-RS and Orthanc's REST importer, in one run",
+                leading=("import",),
+            ),
+            "export": Action(
+                "import_export.sh",
+                "DATASET: a large study as a ZIP (Accept: application/zip), MB/s and peak RSS",
+                leading=("export",),
+            ),
+        },
+    ),
     "memory": (
         "server memory while a large request streams (a 2 GB retrieve is a test: "
         "tests/e2e/test_wado_memory.py)",
