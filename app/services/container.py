@@ -26,6 +26,7 @@ from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
 from app.services.imports import ImportService
+from app.services.group_commit import GroupCommit
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
@@ -45,6 +46,8 @@ class Services:
     db: Database
     store: ObjectStore
     ingest: IngestService
+    #: single-instance stores (C-STORE) sharing index transactions
+    group_commit: GroupCommit
     maintenance: MaintenanceService
     retrieve: RetrieveService
     query: QueryService
@@ -167,6 +170,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         db=db,
         store=store,
         ingest=ingest,
+        group_commit=GroupCommit(ingest, max_batch=limits.group_commit_instances),
         maintenance=MaintenanceService(db, store),
         retrieve=retrieve,
         query=QueryService(
