@@ -175,6 +175,9 @@ def listening(settings: Settings, bridge: Bridge | None = None) -> Iterator[Dims
         bridge.start()
     try:
         with bridge.entered(open_services(settings)) as services:
+            # the audit rows a previous run committed with its writes but did not chain (it
+            # died in between) are chained now, by the writer, in the background
+            bridge.run(services.audit.recover())
             server = DimseServer(DimseContext(services, bridge, settings))
             server.start()
             try:
