@@ -27,8 +27,12 @@ query/retrieve handlers join the list the same way). The presentation contexts a
 :mod:`app.dimse.contexts`.
 
 Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
-event handlers, ``Association``'s documented attributes and ``acse.send_reject`` (the way
-pynetdicom documents for refusing an association from ``EVT_REQUESTED``).
+event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
+documented attributes, ``acse.send_reject`` (the way pynetdicom documents for refusing an
+association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pending, before a
+Storage Commitment report goes on the requester's association). Two documented ``_config``
+options are set, for reasons given where (:mod:`app.dimse.receive`): ``STORE_RECV_CHUNKED_DATASET``
+(data sets written to a file as they arrive) and ``LOG_HANDLER_LEVEL``.
 """
 
 import functools
@@ -46,7 +50,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, echo, receive, store
+from app.dimse import associations, commitment, echo, receive, store
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -78,6 +82,7 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         # services
         (evt.EVT_C_ECHO, echo.handle_echo),
         (evt.EVT_C_STORE, store.handle_store),
+        (evt.EVT_N_ACTION, commitment.handle_action),
     ]
     return [(event, _bound(handler, ctx)) for event, handler in handlers]
 

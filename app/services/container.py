@@ -22,6 +22,7 @@ from app.index.db import Database
 from app.services.access import StudyAccess
 from app.services.aes import RemoteAeService
 from app.services.audit import AuditLog
+from app.services.commitment import CommitmentService
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
@@ -60,6 +61,8 @@ class Services:
     tokens: TokenService
     export: ExportService
     imports: ImportService
+    #: Storage Commitment: instances verified against the index and their blobs' hashes
+    commitment: CommitmentService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -206,6 +209,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
+        commitment=CommitmentService(db, store),
     )
     try:
         yield services

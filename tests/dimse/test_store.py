@@ -8,8 +8,6 @@ import hashlib
 import io
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,20 @@ from app.dicom.filemeta import part10_header
 from app.index.models import Instance
 from app.main import create_app
 from tests.corpus import corpus
-from tests.dimse.conftest import Running, calling_ae, dimse_port, dimse_settings, running
+from tests.dimse.conftest import (
+    CT,
+    EXPLICIT,
+    Running,
+    calling_ae,
+    ct_association,
+    dimse_port,
+    dimse_settings,
+    running,
+    send_file,
+)
 from tests.dimse.peers import Sendable, sendable, storescp, storescu
 from tests.dimse.raw import A_ABORT, RawPeer, c_store_command, p_data
 from tests.factories import make_dataset, make_instance, to_bytes, without_file_meta
-
-CT = "1.2.840.10008.5.1.4.1.1.2"
-EXPLICIT = "1.2.840.10008.1.2.1"
 
 #: what storescu reports for the answers a corpus file may get besides Success: a different
 #: object under a UID already stored (the corpus holds variants of one instance), unreadable
@@ -56,7 +61,7 @@ class Reference:
     sent: dict[str, set[str]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     files = sendable(corpus())
     work = tmp_path_factory.mktemp("reference")
@@ -162,7 +167,7 @@ def test_wado_rs_returns_what_c_store_stored(dimse: Running, reference: Referenc
     assoc = ae.associate("127.0.0.1", dimse.port, ae_title="LIGHTBOX")
     try:
         for file in picked:
-            assert _send_file(assoc, file.path) == 0x0000
+            assert send_file(assoc, file.path) == 0x0000
     finally:
         assoc.release()
     blobs = stored(dimse)
@@ -193,31 +198,6 @@ def test_wado_rs_returns_what_c_store_stored(dimse: Running, reference: Referenc
 # --- bad input, one peer each ---
 
 
-def _send_file(assoc: Association, path: Path) -> int:
-    """C-STORE the data set of ``path`` as it is on disk (no decoding, no re-encoding), under
-    the SOP class and instance its File Meta names."""
-    saved = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        status = assoc.send_c_store(path)
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = saved
-    return int(status.Status)
-
-
-@contextmanager
-def ct_association(port: int, calling: str | None = None) -> Iterator[Association]:
-    ae = AE(ae_title=calling or calling_ae())
-    ae.add_requested_context(CT, [EXPLICIT])
-    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
-    assert assoc.is_established
-    try:
-        yield assoc
-    finally:
-        if assoc.is_established:
-            assoc.release()
-
-
 def _file(tmp_path: Path, data: bytes, name: str = "x.dcm") -> Path:
     path = tmp_path / name
     path.write_bytes(data)
@@ -241,8 +221,8 @@ def test_a_data_set_that_is_another_instance_than_announced_fails_0xa900(
     data = make_instance()
     announced = _with_meta_uid(data, generate_uid())  # Affected SOP Instance UID differs
     with ct_association(dimse.port) as assoc:
-        assert _send_file(assoc, _file(tmp_path, announced)) == 0xA900
-        assert _send_file(assoc, _file(tmp_path, data, "ok.dcm")) == 0x0000  # goes on
+        assert send_file(assoc, _file(tmp_path, announced)) == 0xA900
+        assert send_file(assoc, _file(tmp_path, data, "ok.dcm")) == 0x0000  # goes on
     assert _count(dimse) == 1
 
 
@@ -253,7 +233,7 @@ def test_a_truncated_data_set_fails_0xc000_and_nothing_is_stored(
     truncated = data[: len(data) - 3000]  # cut inside Pixel Data
     title = calling_ae()
     with ct_association(dimse.port, title) as assoc:
-        assert _send_file(assoc, _file(tmp_path, truncated)) == 0xC000
+        assert send_file(assoc, _file(tmp_path, truncated)) == 0xC000
     assert _count(dimse) == 0
     [row] = dimse.audit_rows(title, "store")
     assert (row["outcome"], row["status"]) == ("failure", 0xC000)
@@ -277,7 +257,7 @@ def test_invalid_uids_fail_0xc000_and_write_nothing(
     blobs = dimse.settings.data_dir / "blobs"
     before = set(blobs.rglob("*"))
     with ct_association(dimse.port) as assoc:
-        assert _send_file(assoc, _file(tmp_path, data)) == 0xC000
+        assert send_file(assoc, _file(tmp_path, data)) == 0xC000
     assert _count(dimse) == 0
     assert set(blobs.rglob("*")) == before  # not a file written, not a directory made
 
@@ -369,7 +349,7 @@ def test_a_data_set_over_the_size_limit_aborts_the_association(
         assert "larger than 100000 bytes" in rows[0]["detail"]
         # a small one still goes in, on a new association
         with ct_association(server.port) as assoc:
-            assert _send_file(assoc, _file(tmp_path, make_instance(), "small.dcm")) == 0
+            assert send_file(assoc, _file(tmp_path, make_instance(), "small.dcm")) == 0
     _collect_abandoned_associations()
 
 
@@ -387,7 +367,7 @@ def test_a_sop_class_off_the_allow_list_fails_0x0122(database_url: str, tmp_path
     settings = dimse_settings(database_url, tmp_path / "data")
     settings = settings.model_copy(update={"sop_class_allow_list": ["1.2.840.10008.5.1.4.1.1.4"]})
     with running(settings) as server, ct_association(server.port) as assoc:
-        assert _send_file(assoc, _file(tmp_path, make_instance())) == 0x0122
+        assert send_file(assoc, _file(tmp_path, make_instance())) == 0x0122
         assert _count(server) == 0
 
 
@@ -406,9 +386,9 @@ def test_duplicates_follow_the_stow_policy(database_url: str, tmp_path: Path) ->
         settings = dimse_settings(database_url, tmp_path / policy.value)
         settings = settings.model_copy(update={"duplicate_policy": policy})
         with running(settings) as server, ct_association(server.port) as assoc:
-            assert _send_file(assoc, _file(tmp_path, to_bytes(first), "a.dcm")) == 0x0000
-            assert _send_file(assoc, _file(tmp_path, to_bytes(first), "a.dcm")) == 0x0000
-            assert _send_file(assoc, _file(tmp_path, to_bytes(again), "b.dcm")) == expected
+            assert send_file(assoc, _file(tmp_path, to_bytes(first), "a.dcm")) == 0x0000
+            assert send_file(assoc, _file(tmp_path, to_bytes(first), "a.dcm")) == 0x0000
+            assert send_file(assoc, _file(tmp_path, to_bytes(again), "b.dcm")) == expected
 
 
 def test_a_failing_index_answers_0xa700_and_acknowledges_nothing(
@@ -425,12 +405,12 @@ def test_a_failing_index_answers_0xa700_and_acknowledges_nothing(
     dimse.run(rename("instance", "instance_away"))
     try:
         with ct_association(dimse.port) as assoc:
-            assert _send_file(assoc, _file(tmp_path, data)) == 0xA700
+            assert send_file(assoc, _file(tmp_path, data)) == 0xA700
     finally:
         dimse.run(rename("instance_away", "instance"))
     assert _count(dimse) == 0
     with ct_association(dimse.port) as assoc:
-        assert _send_file(assoc, _file(tmp_path, data)) == 0x0000
+        assert send_file(assoc, _file(tmp_path, data)) == 0x0000
 
 
 def test_a_failing_object_store_answers_0xa700_and_acknowledges_nothing(
@@ -442,7 +422,7 @@ def test_a_failing_object_store_answers_0xa700_and_acknowledges_nothing(
         blocker.write_bytes(b"")  # no directory can be made under it: every blob write fails
         title = calling_ae()
         with ct_association(server.port, title) as assoc:
-            assert _send_file(assoc, _file(tmp_path, make_instance())) == 0xA700
+            assert send_file(assoc, _file(tmp_path, make_instance())) == 0xA700
         assert _count(server) == 0
         [row] = server.audit_rows(title, "store")
         assert row["status"] == 0xA700
