@@ -6,10 +6,12 @@ whole-slide image would be 2 GB of RAM per association, and the handler's copy a
 With its documented option ``_config.STORE_RECV_CHUNKED_DATASET`` it writes every P-DATA fragment
 to a temporary file instead (after a File Meta of its own), and hands the handler the path
 (``event.dataset_path``). The handler (:mod:`app.dimse.store`) then streams the data set from that
-file into the ingest spool behind our own File Meta, hashing it on the way: one extra pass over
-the bytes through the page cache (about 0.1 ms for a 0.5 MB CT image), where the in-memory
-default would cost a copy of the whole data set in RAM instead. Memory per association stays at
-a PDU plus a 1 MiB copy buffer, whatever the instance size.
+file into the ingest spool behind our own File Meta, hashing it on the way (the SHA-256 every
+ingest computes). The price is one extra read and write of the bytes through the page cache:
+measured at 0.8 ms for a 0.5 MB CT data set on the (loaded, two-core) development machine, where
+the SHA-256 of the same bytes took 2.1 ms; the in-memory default would instead hold every data
+set whole in RAM while it is received and handled. Memory per association stays at a PDU plus a
+1 MiB copy buffer, whatever the instance size.
 
 pynetdicom creates those files with :func:`tempfile.NamedTemporaryFile` in the default temporary
 directory: :func:`receiving` points :data:`tempfile.tempdir` (the standard library's documented

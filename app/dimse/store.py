@@ -34,11 +34,11 @@ from pydicom.dataset import Dataset
 from app.dicom.filemeta import part10_header
 from app.dicom.status import Status
 from app.dicom.uids import is_valid_uid
-from app.dimse.audit import record, write_audit
+from app.dimse.audit import audit_row, write_audit
 from app.dimse.bridge import BridgeClosed
 from app.dimse.context import DimseContext, Peer
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources
-from app.services.audit import Outcome, WriteAudit
+from app.services.audit import AuditRecord, Outcome
 from app.services.group_commit import Announced
 from app.services.ingest import IngestService, InstanceOutcome
 from app.services.spool import SpooledPart
@@ -67,22 +67,30 @@ def handle_store(ctx: DimseContext, event: Any) -> Dataset:
         outcome = InstanceOutcome(None, None).refuse(
             InvalidInstance("the Affected SOP Class or Instance UID is not a valid UID")
         )
-        return _answer(ctx, event, outcome, None)
+        return _answer(ctx, event, outcome)
     try:
         part = _spooled(ctx, event, announced)
     except InstanceRejected as exc:  # larger than the instance limit
-        return _answer(ctx, event, InstanceOutcome(sop_class, sop_uid).refuse(exc), None)
+        return _answer(ctx, event, InstanceOutcome(sop_class, sop_uid).refuse(exc))
     except (OSError, ValueError) as exc:
         log.error("C-STORE data set could not be spooled: %s", exc)
         outcome = InstanceOutcome(sop_class, sop_uid).refuse(
             OutOfResources("the data set could not be received")
         )
-        return _answer(ctx, event, outcome, None)
+        return _answer(ctx, event, outcome)
     write = write_audit(ctx, event)
     services = ctx.services
 
     async def store() -> InstanceOutcome:
-        return await services.group_commit.store(part, announced=announced, audit=write)
+        # one hop into the services loop: the commit, then this operation's audit row
+        outcome = await services.group_commit.store(part, announced=announced, audit=write)
+        if write is not None:
+            try:  # stands for the journal row committed with the instance
+                row = _audit_row(event, outcome, supersedes=write.release())
+                await services.audit.record(row)
+            except Exception:
+                log.exception("could not queue the audit row of a C-STORE")
+        return outcome
 
     try:
         outcome = ctx.bridge.run(store())
@@ -91,13 +99,15 @@ def handle_store(ctx: DimseContext, event: Any) -> Dataset:
         outcome = InstanceOutcome(sop_class, sop_uid).refuse(
             OutOfResources("the server is shutting down")
         )
+        return _answer(ctx, event, outcome)
     except Exception:
         log.exception("C-STORE failed")
         part.discard()
         outcome = InstanceOutcome(sop_class, sop_uid).refuse(
             OutOfResources("the instance could not be stored")
         )
-    return _answer(ctx, event, outcome, write)
+        return _answer(ctx, event, outcome)
+    return _response(outcome)
 
 
 def _spooled(ctx: DimseContext, event: Any, announced: Announced) -> SpooledPart:
@@ -129,44 +139,47 @@ def _spooled(ctx: DimseContext, event: Any, announced: Announced) -> SpooledPart
         raise
 
 
-def _answer(
-    ctx: DimseContext, event: Any, outcome: InstanceOutcome, write: WriteAudit | None
-) -> Dataset:
-    """The C-STORE response's status and comment; the operation's audit row."""
+def _status(outcome: InstanceOutcome) -> int:
     if outcome.stored:
-        status = int(outcome.warning if outcome.warning is not None else Status.SUCCESS)
-    else:
-        status = int(outcome.failure if outcome.failure is not None else Status.OUT_OF_RESOURCES)
+        return int(outcome.warning if outcome.warning is not None else Status.SUCCESS)
+    return int(outcome.failure if outcome.failure is not None else Status.OUT_OF_RESOURCES)
+
+
+def _response(outcome: InstanceOutcome) -> Dataset:
+    """The C-STORE response's Status, and an Error Comment for a failure."""
     response = Dataset()
-    response.Status = status
+    response.Status = status = _status(outcome)
     if not outcome.stored:
         # LO: 64 characters; our messages name no attribute values (no PHI)
         response.ErrorComment = (outcome.message or "failed")[:64]
         log.info("C-STORE failure 0x%04X: %s", status, outcome.message)
-    detail = f"C-STORE 0x{status:04X}" + ("" if outcome.stored else f": {outcome.message}")
-    fields: dict[str, Any] = {
-        "status": status,
-        "study_uid": outcome.study_uid,
-        "series_uid": outcome.series_uid,
-        "instance_uid": outcome.sop_uid,
-        "patient_id": outcome.patient_id,
-        "count": 1 if outcome.stored else 0,
-        "detail": detail,
-    }
-    if write is not None:
-        # stands for the journal row committed with the instance (or, failed, leaves it alone)
-        fields["supersedes"] = _release(ctx, write)
-    record(ctx, event, "store", Outcome.SUCCESS if outcome.stored else Outcome.FAILURE, **fields)
     return response
 
 
-def _release(ctx: DimseContext, write: WriteAudit) -> tuple[int, ...]:
-    """``write.release()`` on the services thread (the audit log's bookkeeping lives there)."""
+def _audit_row(event: Any, outcome: InstanceOutcome, **fields: Any) -> AuditRecord:
+    status = _status(outcome)
+    return audit_row(
+        event,
+        "store",
+        Outcome.SUCCESS if outcome.stored else Outcome.FAILURE,
+        status=status,
+        study_uid=outcome.study_uid,
+        series_uid=outcome.series_uid,
+        instance_uid=outcome.sop_uid,
+        patient_id=outcome.patient_id,
+        count=1 if outcome.stored else 0,
+        detail=f"C-STORE 0x{status:04X}" + ("" if outcome.stored else f": {outcome.message}"),
+        **fields,
+    )
 
-    async def release() -> tuple[int, ...]:
-        return write.release()
 
-    try:
-        return ctx.bridge.run(release())
-    except BridgeClosed:
-        return ()
+def _answer(ctx: DimseContext, event: Any, outcome: InstanceOutcome) -> Dataset:
+    """The response to a C-STORE refused before its commit, and its audit row."""
+    if ctx.settings.auth.audit_enabled:
+        try:
+            ctx.bridge.run(ctx.services.audit.record(_audit_row(event, outcome)))
+        except BridgeClosed:
+            log.warning("C-STORE refused while shutting down: not audited")
+        except Exception:
+            log.exception("could not queue the audit row of a C-STORE")
+    return _response(outcome)
