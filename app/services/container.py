@@ -26,8 +26,8 @@ from app.services.commitment import CommitmentService
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
-from app.services.imports import ImportService
 from app.services.group_commit import GroupCommit
+from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService

@@ -1,4 +1,4 @@
-"""Ingest: store instances from STOW-RS, ``lightbox import`` (and later C-STORE).
+"""Ingest: store instances from STOW-RS, ``lightbox import`` and C-STORE.
 
 The write protocol (DESIGN.md §4), per batch of instances of one request:
 
@@ -127,8 +127,8 @@ class _Pending:
 
 @dataclass(slots=True)
 class Prepared:
-    """A part parsed and admitted (:meth:`IngestService.prepare`), waiting for its commit
-    (:meth:`IngestService.commit`), which fills ``outcome``."""
+    """A part parsed and admitted (:meth:`IngestService.admit`), waiting for its commit
+    (:meth:`IngestService.commit`, with parts of other requests), which fills ``outcome``."""
 
     part: SpooledPart
     parsed: ParsedInstance
