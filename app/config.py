@@ -123,6 +123,12 @@ class Limits(BaseModel):
     stow_batch_instances: int = Field(
         64, description="index rows committed per transaction during one STOW request"
     )
+    group_commit_instances: int = Field(
+        64,
+        ge=1,
+        description="most single-instance stores (C-STOREs of concurrent associations) that "
+        "share one index transaction: those arriving while a commit is in flight go together",
+    )
     parse_concurrency: int = Field(4, description="instances parsed at once per process")
     transcode_concurrency: int = Field(
         2, description="instances or frames decoded at once per process (WADO-RS transcoding)"

@@ -119,6 +119,21 @@ class InvalidInstance(InstanceRejected):
     syntax = True
 
 
+class InstanceUidMismatch(InvalidInstance):
+    """The data set's SOPInstanceUID differs from the one its File Meta announces
+    (MediaStorageSOPInstanceUID). STOW refuses the part as any unreadable one (0xC000); a
+    C-STORE, whose File Meta Lightbox writes from the command, answers :class:`DataSetMismatch`.
+    """
+
+
+class DataSetMismatch(InstanceRejected):
+    """A C-STORE data set that is not the instance the command announced: its SOP Class UID or
+    SOP Instance UID differs from the Affected SOP Class / Instance UID (PS3.4 Table B.2-1,
+    0xA900 "Data Set does not match SOP Class")."""
+
+    dimse_status = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+
+
 class TransferSyntaxNotSupported(InstanceRejected):
     """The transfer syntax is unknown or cannot be decoded (STOW-08, 0xC122)."""
 

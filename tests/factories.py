@@ -155,3 +155,12 @@ def stow_headers(boundary: str = BOUNDARY, part_type: str = "application/dicom")
         "Content-Type": f'multipart/related; type="{part_type}"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
+
+
+def without_file_meta(data: bytes) -> bytes:
+    """The data set of a PS3.10 file (preamble, DICM and File Meta group cut off): what a
+    C-STORE carries."""
+    assert data[128:132] == b"DICM"
+    assert data[132:136] == b"\x02\x00\x00\x00"
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length :]

@@ -35,10 +35,12 @@ def conformance(
 def conformance_text() -> str:
     """The conformance statement for the default settings (a test fails when the file drifts)."""
     from app.api.capabilities import conformance_markdown
+    from app.dimse.conformance import dimse_conformance_markdown
     from app.main import create_app
 
     settings = Settings(_env_file=None)
-    return conformance_markdown(create_app(settings), settings)
+    http = conformance_markdown(create_app(settings), settings)
+    return http.rstrip("\n") + "\n" + dimse_conformance_markdown(settings).rstrip("\n") + "\n"
 
 
 def openapi_text(app: Any) -> str:

@@ -56,7 +56,13 @@ from app.dicom.uids import (
     is_known_transfer_syntax,
     is_valid_uid,
 )
-from app.errors import InstanceRejected, InvalidInstance, OutOfResources, TransferSyntaxNotSupported
+from app.errors import (
+    InstanceRejected,
+    InstanceUidMismatch,
+    InvalidInstance,
+    OutOfResources,
+    TransferSyntaxNotSupported,
+)
 
 __all__ = [
     "DEFAULT_BASE_PATH_TEMPLATE",
@@ -218,7 +224,7 @@ def _finish(
     sop_uid = _uid(metadata, "00080018", "SOPInstanceUID")
     sop_class_uid = _uid(metadata, "00080016", "SOPClassUID")
     if media_sop_uid != sop_uid:
-        raise InvalidInstance("MediaStorageSOPInstanceUID does not match SOPInstanceUID")
+        raise InstanceUidMismatch("MediaStorageSOPInstanceUID does not match SOPInstanceUID")
 
     set_base_path(base_path_template.format(study=study_uid, series=series_uid, instance=sop_uid))
     frame_index = frames()

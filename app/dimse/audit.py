@@ -17,7 +17,7 @@ from typing import Any
 from app.dimse.context import DimseContext, Peer
 from app.services.audit import AuditRecord, WriteAudit
 
-__all__ = ["association_id", "record", "request_id", "write_audit"]
+__all__ = ["association_id", "audit_row", "record", "request_id", "write_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,17 @@ def request_id(event: Any) -> str:
     return base if message_id is None else f"{base}:{message_id}"
 
 
+def audit_row(event: Any, action: str, outcome: str, **fields: Any) -> AuditRecord:
+    """The audit row of ``event``: actor, source and request id from its association."""
+    peer = Peer.of(event)
+    fields.setdefault("request_id", request_id(event))
+    return AuditRecord(
+        action=action, outcome=outcome, actor=peer.actor, source=peer.address, **fields
+    )
+
+
 def record(ctx: DimseContext, event: Any, action: str, outcome: str, **fields: Any) -> None:
-    """Queue one audit row for ``event`` (actor, source and request id from its association).
+    """Queue one audit row for ``event`` (:func:`audit_row`).
 
     Never raises: a handler's answer must not depend on the audit queue (the row of a write is
     committed with the write itself, see :func:`write_audit`).
@@ -52,12 +61,7 @@ def record(ctx: DimseContext, event: Any, action: str, outcome: str, **fields: A
     if not ctx.settings.auth.audit_enabled:
         return
     try:
-        peer = Peer.of(event)
-        fields.setdefault("request_id", request_id(event))
-        row = AuditRecord(
-            action=action, outcome=outcome, actor=peer.actor, source=peer.address, **fields
-        )
-        ctx.bridge.run(ctx.services.audit.record(row))
+        ctx.bridge.run(ctx.services.audit.record(audit_row(event, action, outcome, **fields)))
     except Exception:
         log.exception("could not queue the audit row of a DIMSE %s", action)
 

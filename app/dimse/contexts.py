@@ -19,6 +19,7 @@ from pynetdicom import AllStoragePresentationContexts
 
 __all__ = [
     "COMMITMENT",
+    "RETIRED_STORAGE",
     "STORAGE_TRANSFER_SYNTAXES",
     "VERIFICATION",
     "SupportedContext",
@@ -81,6 +82,23 @@ VERIFICATION: Final = "1.2.840.10008.1.1"
 COMMITMENT: Final = "1.2.840.10008.1.20.1"
 
 
+#: retired storage SOP classes (PS3.6 Table A-1) that older modalities still send and that
+#: pynetdicom's list leaves out; DCMTK's storescp accepts them too
+RETIRED_STORAGE: Final = (
+    "1.2.840.10008.5.1.4.1.1.3",  # Ultrasound Multi-frame Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.5",  # Nuclear Medicine Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.6",  # Ultrasound Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.8",  # Standalone Overlay Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.9",  # Standalone Curve Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.10",  # Standalone Modality LUT Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.11",  # Standalone VOI LUT Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.12.3",  # X-Ray Angiographic Bi-Plane Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.77.1",  # VL Image Storage - Trial (Retired)
+    "1.2.840.10008.5.1.4.1.1.77.2",  # VL Multi-frame Image Storage - Trial (Retired)
+    "1.2.840.10008.5.1.4.1.1.129",  # Standalone PET Curve Storage (Retired)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SupportedContext:
     """One abstract syntax we accept, its transfer syntaxes, and whether we accept a requestor's
@@ -92,10 +110,10 @@ class SupportedContext:
 
 
 def storage_sop_classes(private: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Every storage SOP class pynetdicom knows (PS3.4 Annex B), plus ``private`` ones
-    (DIMSE-03)."""
+    """Every storage SOP class pynetdicom knows (PS3.4 Annex B), the retired ones older
+    modalities send, and ``private`` ones (DIMSE-03)."""
     standard = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
-    return tuple(dict.fromkeys([*standard, *private]))
+    return tuple(dict.fromkeys([*standard, *RETIRED_STORAGE, *private]))
 
 
 def supported_contexts(private_sop_classes: tuple[str, ...] = ()) -> list[SupportedContext]:

@@ -27,24 +27,30 @@ query/retrieve handlers join the list the same way). The presentation contexts a
 :mod:`app.dimse.contexts`.
 
 Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
-event handlers, ``Association``'s documented attributes and ``acse.send_reject`` (the way
-pynetdicom documents for refusing an association from ``EVT_REQUESTED``).
+event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
+documented attributes, ``acse.send_reject`` (the way pynetdicom documents for refusing an
+association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pending, before a
+Storage Commitment report goes on the requester's association). Two documented ``_config``
+options are set, for reasons given where (:mod:`app.dimse.receive`): ``STORE_RECV_CHUNKED_DATASET``
+(data sets written to a file as they arrive) and ``LOG_HANDLER_LEVEL``.
 """
 
 import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, evt, register_uid
 from pynetdicom.events import EventHandlerType, EventType
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, echo
+from app.dimse import associations, commitment, echo, receive, store
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -71,8 +77,12 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_REJECTED, associations.on_rejected),
         (evt.EVT_ESTABLISHED, associations.on_established),
         (evt.EVT_ABORTED, associations.on_aborted),
+        # C-STORE data sets: their size as they arrive (app.dimse.receive)
+        (evt.EVT_DATA_RECV, receive.on_data),
         # services
         (evt.EVT_C_ECHO, echo.handle_echo),
+        (evt.EVT_C_STORE, store.handle_store),
+        (evt.EVT_N_ACTION, commitment.handle_action),
     ]
     return [(event, _bound(handler, ctx)) for event, handler in handlers]
 
@@ -93,6 +103,16 @@ def build_ae(settings: DimseSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_associations = settings.max_associations
     for context in supported_contexts(tuple(settings.private_sop_classes)):
+        if context.accept_roles and uid_to_service_class(context.abstract_syntax) is not (
+            StorageServiceClass
+        ):
+            # a retired or private storage class pynetdicom does not know: without this, it
+            # accepts the context but answers its C-STOREs with no handler called
+            register_uid(
+                context.abstract_syntax,
+                "LightboxStorage_" + context.abstract_syntax.replace(".", "_"),
+                StorageServiceClass,
+            )
         roles = True if context.accept_roles else None
         ae.add_supported_context(
             context.abstract_syntax,
@@ -110,16 +130,24 @@ class DimseServer:
         self.ctx = ctx
         self.ae = build_ae(ctx.settings.dimse)
         self._server: ThreadedAssociationServer | None = None
+        self._receiving = ExitStack()
 
     def start(self) -> None:
         """Bind and listen (in pynetdicom's threads); returns at once."""
         settings = self.ctx.settings.dimse
-        self._server = self.ae.start_server(
-            (settings.host, settings.port),
-            block=False,
-            ssl_context=server_context(settings),
-            evt_handlers=event_handlers(self.ctx),
-        )
+        directory = receive.receive_dir(self.ctx.services.ingest.spool_dir)
+        with ExitStack() as starting:
+            starting.enter_context(receive.receiving(directory))
+            sweeper = receive.Sweeper(directory)
+            sweeper.start()
+            starting.callback(sweeper.stop)
+            self._server = self.ae.start_server(
+                (settings.host, settings.port),
+                block=False,
+                ssl_context=server_context(settings),
+                evt_handlers=event_handlers(self.ctx),
+            )
+            self._receiving = starting.pop_all()
         log.info("DIMSE: %s listening on %s:%d", settings.ae_title, settings.host, self.port)
 
     @property
@@ -139,6 +167,7 @@ class DimseServer:
         for assoc in self.ae.active_associations:
             assoc.join(max(0.0, deadline - time.monotonic()))
         self.ae.shutdown()
+        self._receiving.close()
 
 
 @contextmanager
@@ -151,6 +180,9 @@ def listening(settings: Settings, bridge: Bridge | None = None) -> Iterator[Dims
         bridge.start()
     try:
         with bridge.entered(open_services(settings)) as services:
+            # the audit rows a previous run committed with its writes but did not chain (it
+            # died in between) are chained now, by the writer, in the background
+            bridge.run(services.audit.recover())
             server = DimseServer(DimseContext(services, bridge, settings))
             server.start()
             try:

@@ -22,9 +22,11 @@ from app.index.db import Database
 from app.services.access import StudyAccess
 from app.services.aes import RemoteAeService
 from app.services.audit import AuditLog
+from app.services.commitment import CommitmentService
 from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
+from app.services.group_commit import GroupCommit
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
@@ -45,6 +47,8 @@ class Services:
     db: Database
     store: ObjectStore
     ingest: IngestService
+    #: single-instance stores (C-STORE) sharing index transactions
+    group_commit: GroupCommit
     maintenance: MaintenanceService
     retrieve: RetrieveService
     query: QueryService
@@ -57,6 +61,8 @@ class Services:
     tokens: TokenService
     export: ExportService
     imports: ImportService
+    #: Storage Commitment: instances verified against the index and their blobs' hashes
+    commitment: CommitmentService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -167,6 +173,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         db=db,
         store=store,
         ingest=ingest,
+        group_commit=GroupCommit(ingest, max_batch=limits.group_commit_instances),
         maintenance=MaintenanceService(db, store),
         retrieve=retrieve,
         query=QueryService(
@@ -202,6 +209,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
+        commitment=CommitmentService(db, store),
     )
     try:
         yield services

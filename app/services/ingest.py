@@ -1,4 +1,4 @@
-"""Ingest: store instances from STOW-RS, ``lightbox import`` (and later C-STORE).
+"""Ingest: store instances from STOW-RS, ``lightbox import`` and C-STORE.
 
 The write protocol (DESIGN.md §4), per batch of instances of one request:
 
@@ -76,6 +76,8 @@ class InstanceOutcome:
     sop_uid: str | None
     study_uid: str | None = None
     series_uid: str | None = None
+    #: the instance's PatientID as it was sent (the audit's patient; None if unparsed)
+    patient_id: str | None = None
     stored: bool = False
     failure: Status | None = None
     warning: Status | None = None
@@ -83,6 +85,14 @@ class InstanceOutcome:
     syntax_failure: bool = False
     #: stored already, byte for byte (an identical re-send: nothing was written)
     existing: bool = False
+
+    def refuse(self, error: InstanceRejected) -> "InstanceOutcome":
+        """Record ``error`` as this instance's failure."""
+        self.stored = False
+        self.failure = error.dimse_status
+        self.message = error.message
+        self.syntax_failure = error.syntax
+        return self
 
     @property
     def identified(self) -> bool:
@@ -111,6 +121,19 @@ class _Pending:
     part: SpooledPart
     parsed: ParsedInstance
     key: str
+    #: the request's audit side: its journal row is committed in the transaction that stores it
+    audit: WriteAudit | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A part parsed and admitted (:meth:`IngestService.admit`), waiting for its commit
+    (:meth:`IngestService.commit`, with parts of other requests), which fills ``outcome``."""
+
+    part: SpooledPart
+    parsed: ParsedInstance
+    outcome: InstanceOutcome
+    audit: WriteAudit | None = None
 
 
 class IngestService:
@@ -142,6 +165,36 @@ class IngestService:
     async def parse(self, part: SpooledPart) -> ParsedInstance:
         """Parse one spooled part off the event loop."""
         return await anyio.to_thread.run_sync(self._parse_sync, part, limiter=self._parse_slots)
+
+    def admit(self, parsed: ParsedInstance, study_uid: str | None = None) -> None:
+        """Refuse an instance the policy does not take (raises :class:`InstanceRejected`):
+        another study than the request's target (STOW-07), a SOP class off the allow-list."""
+        if study_uid is not None and parsed.study_uid != study_uid:
+            raise StudyMismatch("StudyInstanceUID does not match the study in the request URL")
+        allow = self.policy.sop_class_allow_list
+        if allow and parsed.instance.sop_class_uid not in allow:
+            raise SopClassNotSupported("SOP class not accepted by this archive")
+
+    async def commit(self, batch: Sequence[Prepared]) -> None:
+        """Steps 2-5 of the write protocol for parts of any number of requests in one index
+        transaction (the group commit); each item's ``outcome`` says what became of it, and its
+        audit row (when it has an audit side) commits with it."""
+        pending = [
+            _Pending(
+                i,
+                item.part,
+                item.parsed,
+                object_key(
+                    item.parsed.study_uid,
+                    item.parsed.series_uid,
+                    item.parsed.sop_uid,
+                    item.part.sha256,
+                ),
+                item.audit,
+            )
+            for i, item in enumerate(batch)
+        ]
+        await _commit_batch(self, pending, [item.outcome for item in batch])
 
     def _parse_sync(self, part: SpooledPart) -> ParsedInstance:
         if part.data is not None:
@@ -225,9 +278,10 @@ class IngestSession:
             outcome.sop_uid = parsed.sop_uid
             outcome.study_uid = parsed.study_uid
             outcome.series_uid = parsed.series_uid
-            self._check(parsed)
+            outcome.patient_id = parsed.study.patient_id
+            self._svc.admit(parsed, self._study_uid)
             key = object_key(parsed.study_uid, parsed.series_uid, parsed.sop_uid, part.sha256)
-            self._pending.append(_Pending(index, part, parsed, key))
+            self._pending.append(_Pending(index, part, parsed, key, self._audit))
             if part.data is not None:
                 self._pending_memory += part.size
             flush = (
@@ -246,33 +300,19 @@ class IngestSession:
         if flush:
             await self._flush()
 
-    def _check(self, parsed: ParsedInstance) -> None:
-        if self._study_uid is not None and parsed.study_uid != self._study_uid:
-            raise StudyMismatch("StudyInstanceUID does not match the study in the request URL")
-        allow = self._svc.policy.sop_class_allow_list
-        if allow and parsed.instance.sop_class_uid not in allow:
-            raise SopClassNotSupported("SOP class not accepted by this archive")
-
     async def _flush(self) -> None:
         async with self._flush_lock:
             batch, self._pending, self._pending_memory = self._pending, [], 0
             if batch:
-                await _commit_batch(self._svc, batch, self._result.outcomes, self._audit)
+                await _commit_batch(self._svc, batch, self._result.outcomes)
 
 
 def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> InstanceOutcome:
-    outcome.stored = False
-    outcome.failure = error.dimse_status
-    outcome.message = error.message
-    outcome.syntax_failure = error.syntax
-    return outcome
+    return outcome.refuse(error)
 
 
 async def _commit_batch(
-    svc: IngestService,
-    batch: list[_Pending],
-    outcomes: list[InstanceOutcome],
-    audit: WriteAudit | None,
+    svc: IngestService, batch: list[_Pending], outcomes: list[InstanceOutcome]
 ) -> None:
     """Steps 2-5 of the write protocol for one batch."""
     policy = svc.policy
@@ -328,7 +368,7 @@ async def _commit_batch(
         return
 
     # 4. the index, in one transaction (retried on deadlock / lock time-outs)
-    orphans = await _index_retried(svc, written, replacing, outcomes, audit)
+    orphans = await _index_retried(svc, written, replacing, outcomes)
 
     # 5. after the commit: blobs no row references any more
     for key in orphans:
@@ -343,18 +383,17 @@ async def _index_retried(
     batch: Sequence[_Pending],
     replacing: dict[str, StoredRef],
     outcomes: list[InstanceOutcome],
-    audit: WriteAudit | None,
 ) -> list[str]:
     """:func:`_index_batch`, retried on deadlock / lock time-outs; returns blob keys to delete."""
     for attempt in range(4):
         try:
-            return await _index_batch(svc, batch, replacing, outcomes, audit)
+            return await _index_batch(svc, batch, replacing, outcomes)
         except (DriverError, OverflowError) as exc:
             if is_data_error(exc):
                 if len(batch) > 1:  # one instance's value: each alone, so only it is refused
                     orphans: list[str] = []
                     for pending in batch:
-                        orphans += await _index_retried(svc, [pending], replacing, outcomes, audit)
+                        orphans += await _index_retried(svc, [pending], replacing, outcomes)
                     return orphans
                 # no values in the log (PHI): the driver's error class says what was refused
                 log.error("index refused an instance: %s", type(getattr(exc, "orig", exc)))
@@ -403,10 +442,9 @@ async def _index_batch(
     batch: Sequence[_Pending],
     replacing: dict[str, StoredRef],
     outcomes: list[InstanceOutcome],
-    audit: WriteAudit | None,
 ) -> list[str]:
-    """Write the batch's rows, and its audit row to ``audit``'s journal; returns blob keys to
-    delete after the commit."""
+    """Write the batch's rows, and an audit row per request to its journal (the parts of one
+    request share one); returns blob keys to delete after the commit."""
     policy = svc.policy
     orphans: list[str] = []
     for pending in batch:  # a retried attempt starts from a clean slate
@@ -443,7 +481,7 @@ async def _index_batch(
         series = {uid: (r.id, r.study_id, r.created) for uid, r in series_rows.items()}
 
         inserts: list[tuple[NewInstance, int, int]] = []
-        replaced: list[ParsedInstance] = []
+        replaced: list[_Pending] = []
         by_sop: dict[str, _Pending] = {}
         series_added: dict[int, int] = {}
         studies_added: dict[int, tuple[int, int]] = {}
@@ -476,7 +514,7 @@ async def _index_batch(
                     orphans.append(pending.key)
                     continue
                 await index.replace_instance(old, new)
-                replaced.append(parsed)
+                replaced.append(pending)
                 outcome.stored = True
                 outcome.warning = Status.COERCION_OF_DATA_ELEMENTS
                 if old.blob_key != pending.key:
@@ -531,9 +569,15 @@ async def _index_batch(
             await clear_tombstones(
                 conn, [uid for p in stored for uid in (p.sop_uid, p.series_uid, p.study_uid)]
             )
-        written = replaced + [by_sop[sop].parsed for sop in sorted(inserted)]
-        if audit is not None and written:
-            await audit.journal(conn, _stored_event(written, studies))
+        written = replaced + [by_sop[sop] for sop in sorted(inserted)]
+        requests: dict[int, tuple[WriteAudit, list[ParsedInstance]]] = {}
+        for pending in written:
+            if pending.audit is not None:
+                requests.setdefault(id(pending.audit), (pending.audit, []))[1].append(
+                    pending.parsed
+                )
+        for audit, parsed_list in requests.values():
+            await audit.journal(conn, _stored_event(parsed_list, studies))
     return orphans
 
 

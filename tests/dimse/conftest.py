@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
 
 from app.config import DimseSettings, Settings
 from app.dimse.bridge import Bridge
@@ -132,3 +134,32 @@ def dcmtk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         check=False,
     )
+
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def send_file(assoc: Association, path: Path) -> int:
+    """C-STORE the data set of ``path`` as it is on disk (no decoding, no re-encoding), under
+    the SOP class and instance its File Meta names."""
+    saved = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        status = assoc.send_c_store(path)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = saved
+    return int(status.Status)
+
+
+@contextmanager
+def ct_association(port: int, calling: str | None = None) -> Iterator[Association]:
+    ae = AE(ae_title=calling or calling_ae())
+    ae.add_requested_context(CT, [EXPLICIT])
+    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()

@@ -1,0 +1,111 @@
+"""A DICOM upper-layer peer written by hand (PS3.8 §9.3): what no well-behaved library sends
+on purpose, such as a C-STORE cut off in the middle of its data set."""
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+_APPLICATION_CONTEXT = b"1.2.840.10008.3.1.1.1"
+
+
+def _item(kind: int, payload: bytes) -> bytes:
+    return struct.pack(">BxH", kind, len(payload)) + payload
+
+
+def _pad(title: str) -> bytes:
+    return title.encode("ascii").ljust(16)
+
+
+def associate_rq(
+    calling: str, called: str, abstract: str, syntax: str, max_pdu: int = 16384
+) -> bytes:
+    """An A-ASSOCIATE-RQ PDU proposing one presentation context (ID 1)."""
+    context = _item(
+        0x20,
+        struct.pack(">BBBB", 1, 0, 0, 0)
+        + _item(0x30, abstract.encode())
+        + _item(0x40, syntax.encode()),
+    )
+    user = _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
+    body = (
+        struct.pack(">HH", 1, 0)
+        + _pad(called)
+        + _pad(calling)
+        + bytes(32)
+        + _item(0x10, _APPLICATION_CONTEXT)
+        + context
+        + user
+    )
+    return struct.pack(">BxI", 0x01, len(body)) + body
+
+
+def p_data(fragment: bytes, *, command: bool, last: bool, context_id: int = 1) -> bytes:
+    """A P-DATA-TF PDU with one PDV."""
+    control = (0x01 if command else 0x00) | (0x02 if last else 0x00)
+    pdv = struct.pack(">IBB", len(fragment) + 2, context_id, control) + fragment
+    return struct.pack(">BxI", 0x04, len(pdv)) + pdv
+
+
+def c_store_command(sop_class: str, sop_uid: str, message_id: int = 1) -> bytes:
+    """A C-STORE-RQ command set (Implicit VR Little Endian, with its group length)."""
+    command = Dataset()
+    command.AffectedSOPClassUID = sop_class
+    command.CommandField = 0x0001
+    command.MessageID = message_id
+    command.Priority = 0
+    command.CommandDataSetType = 0x0000
+    command.AffectedSOPInstanceUID = sop_uid
+    body = DicomBytesIO()
+    body.is_implicit_VR = True
+    body.is_little_endian = True
+    write_dataset(body, command)
+    encoded = body.getvalue()
+    return b"\x00\x00\x00\x00\x04\x00\x00\x00" + struct.pack("<I", len(encoded)) + encoded
+
+
+A_ABORT = struct.pack(">BxIxxBB", 0x07, 4, 0, 0)
+A_RELEASE_RQ = struct.pack(">BxIxxxx", 0x05, 4)
+
+
+@dataclass
+class RawPeer:
+    """An open connection that has been accepted for one presentation context."""
+
+    sock: socket.socket
+
+    @classmethod
+    def connect(cls, port: int, calling: str, abstract: str, syntax: str) -> "RawPeer":
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(associate_rq(calling, "LIGHTBOX", abstract, syntax))
+        kind, _ = read_pdu(sock)
+        assert kind == 0x02, f"association not accepted (PDU type {kind})"
+        return cls(sock)
+
+    def send(self, pdu: bytes) -> None:
+        self.sock.sendall(pdu)
+
+    def receive(self) -> tuple[int, bytes]:
+        return read_pdu(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    head = _read(sock, 6)
+    kind, length = struct.unpack(">BxI", head)
+    return kind, _read(sock, length)
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed by the peer")
+        data += chunk
+    return bytes(data)
