@@ -22,9 +22,8 @@ Handlers
 --------
 :func:`event_handlers` is the one list of what the listener does: pairs of a pynetdicom event
 and a function called as ``handler(ctx, event)`` (bound with :func:`functools.partial`), each in
-the module of its service (``echo``, ``store``, ``commitment``, ``associations``; the
-query/retrieve handlers join the list the same way). The presentation contexts are in
-:mod:`app.dimse.contexts`.
+the module of its service (``echo``, ``store``, ``commitment``, ``associations``, ``find``).
+The presentation contexts are in :mod:`app.dimse.contexts`.
 
 Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
 event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
@@ -50,7 +49,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, commitment, echo, receive, store
+from app.dimse import associations, commitment, echo, find, receive, store
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -83,6 +82,7 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_C_ECHO, echo.handle_echo),
         (evt.EVT_C_STORE, store.handle_store),
         (evt.EVT_N_ACTION, commitment.handle_action),
+        (evt.EVT_C_FIND, find.handle_find),
     ]
     return [(event, _bound(handler, ctx)) for event, handler in handlers]
 
