@@ -497,7 +497,8 @@ def _read_keys(
         key_level = _key_level(tag, model) if not tag_.is_private else None
         if key_level is not None and model.levels.index(key_level) > order:
             raise IdentifierMismatch(
-                f"{_name(tag)} is a {key_level} key; the query is at the {level} level", (tag,)
+                f"{_name(tag)} is of the {key_level} level; the query is at the {level} level",
+                (tag,),
             )
         if vr == "SQ":
             reading.keys.append(_sequence_key(identifier, tag, level, encodings, reading))
@@ -586,7 +587,7 @@ def parse_find(identifier: Dataset, model: Model) -> FindRequest:
     ...     parse_find(ds, Model.STUDY_ROOT)
     ... except IdentifierMismatch as exc:
     ...     print(exc.dimse_status, exc)
-    43264 Modality is a SERIES key; the query is at the STUDY level
+    43264 Modality is of the SERIES level; the query is at the STUDY level
     """
     terms = character_sets(identifier)
     level = _level(identifier, model)
@@ -652,7 +653,7 @@ def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
         key_level = _key_level(tag, model)
         if key_level is not None and model.levels.index(key_level) > order:
             raise IdentifierMismatch(
-                f"{_name(tag)} is a {key_level} key; the retrieve is at the {level} level",
+                f"{_name(tag)} is of the {key_level} level; the retrieve is at the {level} level",
                 (tag,),
             )
         if tag not in UNIQUE_KEYS.values():

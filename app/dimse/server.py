@@ -22,8 +22,8 @@ Handlers
 --------
 :func:`event_handlers` is the one list of what the listener does: pairs of a pynetdicom event
 and a function called as ``handler(ctx, event)`` (bound with :func:`functools.partial`), each in
-the module of its service (``echo``, ``store``, ``commitment``, ``associations``, ``find``).
-The presentation contexts are in :mod:`app.dimse.contexts`.
+the module of its service (``echo``, ``store``, ``commitment``, ``associations``, ``find``,
+``retrieve``). The presentation contexts are in :mod:`app.dimse.contexts`.
 
 Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
 event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
@@ -32,6 +32,9 @@ association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pend
 Storage Commitment report goes on the requester's association). Two documented ``_config``
 options are set, for reasons given where (:mod:`app.dimse.receive`): ``STORE_RECV_CHUNKED_DATASET``
 (data sets written to a file as they arrive) and ``LOG_HANDLER_LEVEL``.
+Query/Retrieve needs more (C-STORE sub-operations as stored, without pynetdicom's
+65,535-instance cap): :mod:`app.dimse.suboperations` and :mod:`app.dimse.sender` say what, and
+why.
 """
 
 import functools
@@ -49,7 +52,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, commitment, echo, find, receive, store
+from app.dimse import associations, commitment, echo, find, receive, retrieve, store, suboperations
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -83,6 +86,8 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_C_STORE, store.handle_store),
         (evt.EVT_N_ACTION, commitment.handle_action),
         (evt.EVT_C_FIND, find.handle_find),
+        (evt.EVT_C_MOVE, retrieve.handle_move),
+        (evt.EVT_C_GET, retrieve.handle_get),
     ]
     return [(event, _bound(handler, ctx)) for event, handler in handlers]
 
@@ -102,6 +107,7 @@ def build_ae(settings: DimseSettings) -> AE:
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
     ae.maximum_associations = settings.max_associations
+    suboperations.install(ae)  # C-GET and C-MOVE beyond pynetdicom's 65,535 instances
     for context in supported_contexts(tuple(settings.private_sop_classes)):
         if context.accept_roles and uid_to_service_class(context.abstract_syntax) is not (
             StorageServiceClass

@@ -24,6 +24,7 @@ import orjson
 
 from app.dicom.attributes import ALL_LEVELS_TAGS, Level, level_of
 from app.dicom.query import Query, StudyRestriction, vr_of
+from app.dicom.target import Target
 from app.index.db import Database
 from app.index.search import Hit, search
 
@@ -192,6 +193,24 @@ class QueryService:
                 yield _object(hit, query, base_url, shape)
             if len(hits) < size:
                 return
+            offset += size
+
+    async def targets(
+        self, query: Query, *, restrict: StudyRestriction | None = None
+    ) -> list[Target]:
+        """The studies, series or instances matching ``query`` (a study, series or instance
+        level one), as retrieve targets: what a C-MOVE or C-GET identifier names."""
+        found: list[Target] = []
+        size = self.page_cap(query.level)
+        offset = 0
+        while True:
+            async with self._db.read(autocommit=True) as conn:
+                hits, _, _ = await search(
+                    conn, query, limit=size, offset=offset, restrict=restrict, count=False
+                )
+            found.extend(Target(hit.study_uid, hit.series_uid, hit.sop_uid) for hit in hits)
+            if len(hits) < size:
+                return found
             offset += size
 
     async def search_studies(

@@ -115,7 +115,7 @@ def test_sequence_keys() -> None:
 
 
 def test_hierarchy_is_enforced() -> None:
-    with pytest.raises(IdentifierMismatch, match="is a SERIES key") as caught:
+    with pytest.raises(IdentifierMismatch, match="is of the SERIES level") as caught:
         parse_find(identifier(QueryRetrieveLevel="STUDY", Modality="CT"), Model.STUDY_ROOT)
     assert caught.value.offending == (0x00080060,)
     assert caught.value.dimse_status is Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
@@ -238,7 +238,7 @@ def test_retrieve_identifiers() -> None:
     with pytest.raises(InvalidIdentifier, match="names its objects exactly"):
         parse_retrieve(identifier(QueryRetrieveLevel="PATIENT", PatientID="P*"),
                        Model.PATIENT_ROOT)  # fmt: skip
-    with pytest.raises(IdentifierMismatch, match=r"is an? IMAGE key"):
+    with pytest.raises(IdentifierMismatch, match="is of the IMAGE level"):
         parse_retrieve(
             identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID="1.2", SOPInstanceUID="1.3"),
             Model.STUDY_ROOT,

@@ -1,11 +1,15 @@
-"""DCMTK peers of the DIMSE tests: findscu, movescu, getscu run once each; storescp kept running."""
+"""Peers of the Query/Retrieve tests: DCMTK's findscu, movescu and getscu run once each, its
+storescp kept running, and a pynetdicom storage SCP for faults DCMTK cannot script."""
 
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import Dataset, dcmread
 
@@ -63,9 +67,16 @@ def getscu(port: int, output: Path, *keys: str, root: str = "-S", extra: Sequenc
     return _run(command, output, "*")
 
 
-def movescu(port: int, destination: str, *keys: str, root: str = "-S", workdir: Path) -> Run:
+def movescu(
+    port: int,
+    destination: str,
+    *keys: str,
+    root: str = "-S",
+    workdir: Path,
+    calling: str = "MOVESCU",
+) -> Run:
     """``movescu`` asking Lightbox to move to ``destination`` (a separate store SCP)."""
-    command = ["movescu", "-v", root, "-aet", "MOVESCU", "-aec", "LIGHTBOX", "-aem", destination]
+    command = ["movescu", "-v", root, "-aet", calling, "-aec", "LIGHTBOX", "-aem", destination]
     for key in keys:
         command += ["-k", key]
     command += ["127.0.0.1", str(port)]
@@ -87,11 +98,13 @@ class StoreScp:
 
 
 @contextmanager
-def storescp(directory: Path, ae_title: str = "STORESCP", *options: str) -> Iterator[StoreScp]:
-    """``storescp`` on a free port of the test range, writing what it receives to
-    ``directory`` (one file per instance, named by its SOP Instance UID)."""
+def storescp(
+    directory: Path, ae_title: str = "STORESCP", *options: str, port: int | None = None
+) -> Iterator[StoreScp]:
+    """``storescp`` on ``port`` (else a free one of the test range), writing what it receives
+    to ``directory`` (one file per instance, named by its SOP Instance UID)."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = directory.parent / f"{ae_title}.log"
     command = ["storescp", "-v", "-aet", ae_title, "-od", str(directory), "-uf", *options]
     command.append(str(port))
@@ -110,15 +123,85 @@ def storescp(directory: Path, ae_title: str = "STORESCP", *options: str) -> Iter
 
 
 def _wait_listening(port: int, process: "subprocess.Popen[bytes]") -> None:
-    import socket
-
+    """Until ``port`` is bound (tried by binding it: a connection would be an association
+    attempt in the peer's log)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"storescp exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
                 return
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     raise RuntimeError("storescp did not listen")
+
+
+@dataclass
+class Received:
+    """What a pynetdicom storage SCP received: per association, the instances (SOP Instance
+    UID, transfer syntax, data set bytes as they arrived, C-STORE request)."""
+
+    associations: list[list[tuple[str, str, bytes, Any]]] = field(default_factory=list)
+
+    @property
+    def instances(self) -> list[tuple[str, str, bytes, Any]]:
+        return [item for assoc in self.associations for item in assoc]
+
+
+@contextmanager
+def pynetdicom_storescp(
+    ae_title: str,
+    port: int,
+    *,
+    abort_at: int | None = None,
+    delay: float = 0.0,
+    transfer_syntaxes: Sequence[str] | None = None,
+) -> Iterator[Received]:
+    """A storage SCP for what DCMTK's storescp cannot do: abort its first association at the
+    ``abort_at``-th C-STORE (1-based; later associations are served), or take ``delay``
+    seconds per instance. Records the raw data set bytes of every instance."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    received = Received()
+    lock = threading.Lock()
+    seen: dict[int, int] = {}
+
+    def on_store(event: Any) -> int:
+        with lock:
+            key = id(event.assoc)
+            if key not in seen:
+                seen[key] = len(received.associations)
+                received.associations.append([])
+            index = seen[key]
+            number = len(received.associations[index]) + 1
+        if abort_at is not None and index == 0 and number == abort_at:
+            event.assoc.abort()
+            return 0xA700
+        if delay:
+            time.sleep(delay)
+        request = event.request
+        data = request.DataSet.getvalue()
+        syntax = str(event.context.transfer_syntax)
+        with lock:
+            received.associations[index].append(
+                (str(request.AffectedSOPInstanceUID), syntax, data, request)
+            )
+        return 0x0000
+
+    ae = AE(ae_title=ae_title)
+    for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None
+        ae.add_supported_context(
+            context.abstract_syntax,
+            list(transfer_syntaxes or ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]),
+        )
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    assert server is not None
+    try:
+        yield received
+    finally:
+        server.shutdown()

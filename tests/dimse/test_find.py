@@ -224,7 +224,7 @@ BAD_IDENTIFIERS: list[tuple[str, dict[str, Any], int, str]] = [
         PATIENT_FIND,
         {"QueryRetrieveLevel": "STUDY", "PatientID": "P1", "Modality": "CT"},
         0xA900,
-        "Modality is a SERIES key",
+        "Modality is of the SERIES level",
     ),
     (
         STUDY_FIND,

@@ -1,0 +1,475 @@
+"""C-MOVE SCP and C-GET SCP, Patient Root and Study Root (PS3.4 §C.4.2, §C.4.3; DIMSE-11..13).
+
+Both run on the retrieve service of WADO-RS (``app.services.retrieve``): the identifier is read
+into a query (:func:`~app.dicom.dimse_query.parse_retrieve`), the query engine finds the
+studies, series or instances it names (``QueryService.targets``), the retrieve service resolves
+each (``RetrieveService.resolve``: the count of sub-operations, the SOP classes and stored
+syntaxes) and then answers each with its instances
+(``RetrieveService.instances(InstancesRequest(target, Accepted.contexts(...)))``), chosen
+per instance for the presentation contexts the peer accepted: as stored when a context takes
+the stored syntax, else transcoded to Explicit or Implicit VR Little Endian by the same
+decoders WADO-RS uses, else left out, a failed sub-operation (DIMSE-12/13). Each instance is
+one C-STORE sub-operation (:mod:`app.dimse.sender`); a Pending response with the counts follows
+each (:mod:`app.dimse.suboperations`, which also says how counts above 65,535 are reported).
+
+C-MOVE (synchronous: the final status comes when the last sub-operation is done)
+    The Move Destination is looked up among the remote AEs (``services.aes``; unknown: 0xA801).
+    One association is opened to it, proposing for every SOP class to be sent its stored
+    syntaxes and the two uncompressed ones (:func:`~app.dimse.sender.propose_contexts`), as
+    our AE title; each C-STORE carries the Move Originator AE Title and Message ID.
+
+    Reconnect policy: when the destination refuses the association, drops it, or stops
+    answering within the DIMSE timeout, the sub-operation under way fails and the next one
+    opens a new association; after :data:`MAX_ATTEMPTS` attempts in a row without an instance
+    delivered the destination is given up, and the sub-operations left fail at once (counted
+    and listed). So a destination that drops one association loses one instance; one that is
+    down costs three connection attempts, not one per instance.
+
+C-GET
+    The C-STOREs go on the requestor's association, on the storage contexts for which it took
+    the SCP role (PS3.7 §D.3.3.4); an instance of a SOP class it did not negotiate is a failed
+    sub-operation. If that association ends the operation ends with it.
+
+A C-CANCEL is honoured between sub-operations (final 0xFE00 with the counts and Remaining).
+Every operation is audited (DIMSE-14): one ``retrieve`` row per study touched, with the number
+of its instances delivered, or one row for a refusal.
+"""
+
+import functools
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pynetdicom.association import Association
+
+from app.dicom.dimse_query import SOP_CLASSES, InvalidIdentifier, RetrieveRequest, Service
+from app.dicom.dimse_query import parse_retrieve as read_identifier
+from app.dicom.part10 import NotPart10, read_file_meta
+from app.dicom.status import QueryRetrieveStatus
+from app.dicom.target import Target
+from app.dimse.audit import record
+from app.dimse.context import DimseContext, Peer
+from app.dimse.sender import (
+    AssociationLost,
+    DestinationRefused,
+    StoreContext,
+    associate,
+    propose_contexts,
+    send_stored,
+    sending_contexts,
+)
+from app.dimse.statuses import error_status, outcome_of, status_dataset
+from app.dimse.suboperations import Counts, Exchange, Runner
+from app.errors import Gone, LightboxError, NotAcceptable, NotFound
+from app.index.retrieval import InstanceRef
+from app.services.aes import RemoteAe
+from app.services.container import Services
+from app.services.retrieve import Accepted, InstancesRequest
+
+__all__ = ["MAX_ATTEMPTS", "handle_get", "handle_move"]
+
+log = logging.getLogger(__name__)
+
+#: association attempts in a row, without an instance delivered, before a C-MOVE destination
+#: is given up
+MAX_ATTEMPTS: Final = 3
+
+
+def handle_get(ctx: DimseContext, event: Any) -> Runner:
+    """The ``evt.EVT_C_GET`` handler: the runner :class:`~app.dimse.suboperations.Exchange`
+    calls with the request's responses."""
+    return functools.partial(_retrieve, ctx, event, Service.GET)
+
+
+def handle_move(ctx: DimseContext, event: Any) -> Runner:
+    """The ``evt.EVT_C_MOVE`` handler (see :func:`handle_get`)."""
+    return functools.partial(_retrieve, ctx, event, Service.MOVE)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one retrieve sends: each target's instances (as resolved before the first send)."""
+
+    targets: list[tuple[Target, list[InstanceRef]]]
+
+    @property
+    def total(self) -> int:
+        return sum(len(refs) for _, refs in self.targets)
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        for _, refs in self.targets:
+            for ref in refs:
+                yield ref.sop_class_uid, ref.transfer_syntax_uid
+
+
+async def _plan(services: Services, request: RetrieveRequest) -> _Plan:
+    targets = []
+    for target in await services.query.targets(request.query):
+        try:
+            targets.append((target, await services.retrieve.resolve(target)))
+        except (NotFound, Gone):
+            continue  # deleted since the search: nothing to send
+    return _Plan(targets)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Per study: instances delivered and failed (the audit rows)."""
+
+    delivered: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+    def count(self, study_uid: str, delivered: bool) -> None:
+        book = self.delivered if delivered else self.failed
+        book[study_uid] = book.get(study_uid, 0) + 1
+
+
+def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchange) -> None:
+    model, _ = SOP_CLASSES[str(event.context.abstract_syntax)]
+    started = time.monotonic()
+    what = f"{service} {model}"
+    try:
+        request = read_identifier(event.identifier, model)
+    except Exception as exc:
+        if not isinstance(exc, InvalidIdentifier):
+            exc = InvalidIdentifier("the identifier cannot be decoded")
+        refusal = error_status(exc, operation=str(service))
+        exchange.refuse(refusal)
+        _audit_refusal(ctx, event, int(refusal.Status), f"{what}: {exc}")
+        return
+    what = f"{what} {request.level.value}"
+    destination: RemoteAe | None = None
+    if service is Service.MOVE:
+        title = event.move_destination or ""
+        destination = ctx.bridge.run(ctx.services.aes.get(title)) if title else None
+        if destination is None:
+            status = QueryRetrieveStatus.MOVE_DESTINATION_UNKNOWN
+            exchange.refuse(status_dataset(status, f"unknown Move Destination {title[:24]!r}"))
+            _audit_refusal(ctx, event, status, f"{what}: unknown destination {title!r}")
+            return
+        what = f"{what} to {destination.ae_title}"
+    try:
+        plan = ctx.bridge.run(_plan(ctx.services, request))
+    except Exception as exc:
+        refusal = error_status(exc, operation=str(service))
+        if isinstance(exc, LightboxError) and not isinstance(exc, InvalidIdentifier):
+            refusal.Status = QueryRetrieveStatus.UNABLE_TO_CALCULATE_MATCHES
+        exchange.refuse(refusal)
+        _audit_refusal(ctx, event, int(refusal.Status), f"{what}: {exc}")
+        return
+    counts = Counts(remaining=plan.total)
+    tally = _Tally()
+    store: _Store
+    if destination is None:
+        store = _GetStore(exchange.assoc, exchange.request.MessageID or 0)
+    else:
+        requestor = Peer.of(event).ae_title
+        store = _MoveStore(ctx, destination, plan, (requestor, exchange.request.MessageID or 0))
+    try:
+        _run(ctx, exchange, plan, store, counts, tally)
+    finally:
+        store.close()
+    final = counts.final_status(exchange.cancelled())
+    exchange.final(counts, final)
+    took = time.monotonic() - started
+    _audit(ctx, event, final, what, counts, tally, took)
+
+
+class _Store:
+    """Where the C-STOREs go: the association and the contexts to send them on."""
+
+    def contexts(self) -> dict[tuple[str, str], StoreContext]:
+        raise NotImplementedError
+
+    def connect(self) -> bool:
+        """Whether there is an association to send on (C-MOVE: opened when needed)."""
+        return True
+
+    given_up = False
+
+    def send(self, chunks: Iterator[bytes]) -> int:
+        """Send one instance (a PS3.10 file, in chunks); its C-STORE status.
+        :class:`AssociationLost` when the association ends."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the association (C-MOVE)."""
+
+
+def _send_part(
+    assoc: Association,
+    contexts: dict[tuple[str, str], StoreContext],
+    chunks: Iterator[bytes],
+    message_id: int,
+    originator: tuple[str, int] | None,
+) -> int:
+    """Send one PS3.10 file's data set (its File Meta read from the first chunks) on the
+    context of its SOP class and syntax."""
+    head = b""
+    meta = None
+    for chunk in chunks:
+        head += chunk
+        meta = read_file_meta(head)
+        if meta is not None:
+            break
+    else:
+        meta = read_file_meta(head, whole=True)
+    assert meta is not None
+    context = contexts.get((meta.sop_class_uid, meta.transfer_syntax))
+    if context is None:  # the service planned a syntax no context takes: not sent
+        log.error("no context for %s in %s", meta.sop_class_uid, meta.transfer_syntax)
+        return int(QueryRetrieveStatus.UNABLE_TO_PROCESS)
+    first = head[meta.dataset_offset :]
+    return send_stored(
+        assoc,
+        context,
+        meta.sop_uid,
+        itertools.chain((first,), chunks),
+        message_id=message_id,
+        move_originator=originator,
+    )
+
+
+class _GetStore(_Store):
+    """C-GET: the requestor's association, its contexts with our SCU role."""
+
+    def __init__(self, assoc: Association, request_id: int) -> None:
+        self._assoc = assoc
+        self._contexts = sending_contexts(assoc)
+        self._ids = itertools.count(1)
+        self._request_id = request_id
+
+    def contexts(self) -> dict[tuple[str, str], StoreContext]:
+        return self._contexts
+
+    def send(self, chunks: Iterator[bytes]) -> int:
+        # message IDs distinct from the C-GET's own (PS3.7 §9.1.3.1: unique per association)
+        message_id = (self._request_id + next(self._ids)) % 0x10000 or 1
+        return _send_part(self._assoc, self._contexts, chunks, message_id, None)
+
+
+class _MoveStore(_Store):
+    """C-MOVE: an association to the destination, reopened as the reconnect policy says."""
+
+    def __init__(
+        self,
+        ctx: DimseContext,
+        destination: RemoteAe,
+        plan: _Plan,
+        originator: tuple[str, int],
+    ) -> None:
+        self._ctx = ctx
+        self._destination = destination
+        self._proposed = propose_contexts(plan.pairs())
+        self._originator = originator
+        self._assoc: Association | None = None
+        self._contexts: dict[tuple[str, str], StoreContext] = {}
+        self._ids = itertools.count(1)
+        #: association attempts since the last instance delivered
+        self._attempts = 0
+
+    def connect(self) -> bool:
+        """An established association to the destination (opened when needed); False once
+        the destination has been given up."""
+        if self._assoc is not None and self._assoc.is_established:
+            return True
+        self._release()
+        while not self.given_up:
+            self._attempts += 1
+            try:
+                self._assoc = associate(
+                    self._ctx.settings.dimse.ae_title,
+                    self._destination,
+                    self._proposed,
+                    self._ctx.settings.dimse,
+                )
+            except DestinationRefused as exc:
+                log.warning("C-MOVE: %s (attempt %d)", exc, self._attempts)
+                if self._attempts >= MAX_ATTEMPTS:
+                    self.given_up = True
+                return False
+            self._contexts = sending_contexts(self._assoc)
+            return True
+        return False
+
+    def contexts(self) -> dict[tuple[str, str], StoreContext]:
+        return self._contexts
+
+    def send(self, chunks: Iterator[bytes]) -> int:
+        assert self._assoc is not None
+        message_id = next(self._ids) % 0x10000 or 1
+        try:
+            status = _send_part(self._assoc, self._contexts, chunks, message_id, self._originator)
+        except AssociationLost:
+            if self._attempts >= MAX_ATTEMPTS:
+                self.given_up = True
+            raise
+        self._attempts = 0
+        return status
+
+    def _release(self) -> None:
+        assoc, self._assoc = self._assoc, None
+        if assoc is None:
+            return
+        if assoc.is_established:
+            assoc.release()
+        else:
+            assoc.abort()
+
+    def close(self) -> None:
+        self._release()
+
+
+class _Dropped(Exception):
+    """The association the C-STOREs went on ended during a target's sub-operations."""
+
+    def __init__(self, handled: set[str]) -> None:
+        super().__init__("association lost")
+        self.handled = handled
+
+
+def _instance_jobs(refs: list[InstanceRef]) -> list[tuple[Target, list[InstanceRef]]]:
+    return [(Target(r.study_uid, r.series_uid, r.sop_uid), [r]) for r in refs]
+
+
+def _run(
+    ctx: DimseContext,
+    exchange: Exchange,
+    plan: _Plan,
+    store: _Store,
+    counts: Counts,
+    tally: _Tally,
+) -> None:
+    """The sub-operations, target after target, until done, cancelled or the requestor gone.
+
+    After a C-MOVE destination dropped the association the rest of that target goes instance
+    by instance on the next one (each still through the retrieve service)."""
+    jobs = deque(plan.targets)
+
+    def fail(refs: list[InstanceRef]) -> None:
+        for ref in refs:
+            counts.fail(ref.sop_uid)
+            tally.count(ref.study_uid, delivered=False)
+        exchange.pending(counts)
+
+    while jobs:
+        if exchange.cancelled() or not exchange.alive:
+            return
+        target, refs = jobs.popleft()
+        if not store.connect():
+            if store.given_up:  # every sub-operation left fails at once
+                fail([*refs, *(ref for _, rest in jobs for ref in rest)])
+                return
+            fail(refs[:1])  # the sub-operation under way; the next one reconnects
+            jobs.extendleft(reversed(_instance_jobs(refs[1:])))
+            continue
+        try:
+            _send_target(ctx, exchange, store, target, refs, counts, tally)
+        except _Dropped as dropped:
+            if isinstance(store, _GetStore):
+                return  # the requestor's own association: nothing more can be sent
+            rest = [ref for ref in refs if ref.sop_uid not in dropped.handled]
+            jobs.extendleft(reversed(_instance_jobs(rest)))
+
+
+def _send_target(
+    ctx: DimseContext,
+    exchange: Exchange,
+    store: _Store,
+    target: Target,
+    refs: list[InstanceRef],
+    counts: Counts,
+    tally: _Tally,
+) -> None:
+    """One target's instances, from the retrieve service, each a sub-operation."""
+    accepted = Accepted.contexts(store.contexts())
+    try:
+        answer = ctx.bridge.run(ctx.services.retrieve.instances(InstancesRequest(target, accepted)))
+    except (NotAcceptable, NotFound, Gone) as exc:
+        # no context carries any of them, or they were deleted since they were counted
+        log.info("%s: %s", target, exc.message)
+        for ref in refs:
+            counts.fail(ref.sop_uid)
+            tally.count(ref.study_uid, delivered=False)
+        exchange.pending(counts)
+        return
+    handled: set[str] = set()
+    for left_out in answer.left_out:
+        handled.add(str(left_out.sop_uid))
+        counts.fail(str(left_out.sop_uid))
+        tally.count(left_out.study_uid, delivered=False)
+    if answer.left_out:
+        exchange.pending(counts)
+    parts = ctx.bridge.iterate(answer.parts)
+    try:
+        for part in parts:
+            if exchange.cancelled() or not exchange.alive:
+                return
+            instance = part.head.instance
+            sop_uid = str(instance.sop_uid)
+            handled.add(sop_uid)
+            if part.failure is not None:
+                log.warning("%s not sent: %s", sop_uid, part.failure)
+                counts.fail(sop_uid)
+                tally.count(instance.study_uid, delivered=False)
+                exchange.pending(counts)
+                continue
+            chunks = ctx.bridge.iterate(part.chunks)
+            try:
+                status = store.send(chunks)
+            except (AssociationLost, NotPart10) as exc:
+                log.warning("C-STORE of %s failed: %s", sop_uid, exc)
+                counts.fail(sop_uid)
+                tally.count(instance.study_uid, delivered=False)
+                exchange.pending(counts)
+                if isinstance(exc, AssociationLost):
+                    raise _Dropped(handled) from exc
+                continue
+            finally:
+                chunks.close()
+            tally.count(instance.study_uid, delivered=counts.done(status, sop_uid))
+            exchange.pending(counts)
+    finally:
+        parts.close()
+    # instances counted before the send that the answer no longer had (deleted meanwhile)
+    counts.remaining = max(0, counts.remaining - (len(refs) - len(handled)))
+
+
+def _audit(
+    ctx: DimseContext,
+    event: Any,
+    status: int,
+    what: str,
+    counts: Counts,
+    tally: _Tally,
+    took: float,
+) -> None:
+    """One ``retrieve`` row per study touched (DIMSE-14), with its instances delivered."""
+    summary = (
+        f"{what} ({took:.1f} s): {counts.completed} completed, {counts.warning} warning, "
+        f"{counts.failed} failed"
+    )
+    studies = list(dict.fromkeys([*tally.delivered, *tally.failed]))
+    if not studies:
+        _audit_refusal(ctx, event, status, summary)
+        return
+    for study_uid in studies:
+        delivered, failed = tally.delivered.get(study_uid, 0), tally.failed.get(study_uid, 0)
+        record(
+            ctx,
+            event,
+            "retrieve",
+            outcome_of(status),
+            status=int(status),
+            study_uid=study_uid,
+            count=delivered,
+            detail=f"{summary}; this study: {delivered} delivered, {failed} failed",
+        )
+
+
+def _audit_refusal(ctx: DimseContext, event: Any, status: int, detail: str) -> None:
+    record(ctx, event, "retrieve", outcome_of(status), status=int(status), count=0, detail=detail)
