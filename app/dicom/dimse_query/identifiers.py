@@ -1,50 +1,12 @@
-"""C-FIND, C-MOVE and C-GET identifiers as the typed query of QIDO-RS, and matches as C-FIND
-response identifiers (PS3.4 Annex C; DIMSE-07..13).
+"""C-FIND, C-MOVE and C-GET identifiers read into the typed query of QIDO-RS (PS3.4 §C.4.1.2,
+§C.4.2.2, §C.4.3.2; see the package docstring for the rules)."""
 
-One matching engine serves both front ends (DESIGN.md §6): a C-FIND identifier becomes the same
-:class:`~app.dicom.query.Query` that QIDO-RS parameters become (:func:`parse_find`), each match
-key read by :func:`~app.dicom.query.matcher_for` (single value, wildcard, date and time ranges,
-UID lists, universal matching; PS3.4 §C.2.2.2), and the index compiles it (``app.index.search``).
-A C-MOVE or C-GET identifier names what to retrieve with its unique keys; :func:`parse_retrieve`
-turns it into a query for the studies, series or instances it names, so a retrieve matches
-exactly what a C-FIND with the same keys finds.
-
-Hierarchical search only (PS3.4 §C.4.1.3.1.1; relational search needs extended negotiation,
-which Lightbox does not accept):
-
-* QueryRetrieveLevel (0008,0052) is one of the model's levels (Patient Root: PATIENT, STUDY,
-  SERIES, IMAGE; Study Root: STUDY, SERIES, IMAGE; §C.6.1.1, §C.6.2.1), else 0xA900;
-* every level above it carries its unique key as a single value (PatientID for Patient Root,
-  StudyInstanceUID, SeriesInstanceUID), else 0xA900;
-* a key of a level below the query level is refused (0xA900) with the key named;
-* keys of the levels above that are not unique keys are returned, filled from the parent's stored
-  attributes, and matched like the others;
-* keys Lightbox cannot match on (no index column) or cannot return (not stored at the levels of
-  the result) are "optional keys not supported": the matches are sent with 0xFF01 instead of
-  0xFF00 (§C.4.1.2.3), the unsupported match keys ignored, the unsupported return keys empty.
-
-Character sets (PS3.5 §6.1, PS3.3 §C.12.1.1.2): an identifier's text is decoded with its
-SpecificCharacterSet (ISO 2022 escape sequences included); a match is answered in the request's
-character set when every value of it can be encoded there, else in ISO_IR 192 (UTF-8), and says
-which in its SpecificCharacterSet.
-"""
-
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
-from pydicom.charset import (
-    STAND_ALONE_ENCODINGS,
-    convert_encodings,
-    custom_encoders,
-    decode_bytes,
-    python_encoding,
-)
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
 from app.dicom.attributes import (
     ALL_LEVELS_TAGS,
@@ -53,6 +15,15 @@ from app.dicom.attributes import (
     Level,
     in_study_object,
     level_of,
+)
+from app.dicom.dimse_query.charsets import character_sets, element_text
+from app.dicom.dimse_query.models import (
+    QUERY_RETRIEVE_LEVEL,
+    SPECIFIC_CHARACTER_SET,
+    UNIQUE_KEYS,
+    IdentifierMismatch,
+    InvalidIdentifier,
+    Model,
 )
 from app.dicom.query import (
     Matcher,
@@ -68,74 +39,17 @@ from app.dicom.query import (
     matcher_for,
     vr_of,
 )
-from app.dicom.status import Status
 from app.errors import BadRequest
 
-__all__ = [
-    "SOP_CLASSES",
-    "UNIQUE_KEYS",
-    "FindRequest",
-    "IdentifierMismatch",
-    "InvalidIdentifier",
-    "Model",
-    "RetrieveRequest",
-    "ReturnKey",
-    "Service",
-    "character_sets",
-    "match_identifier",
-    "parse_find",
-    "parse_retrieve",
-    "response_character_set",
-]
+__all__ = ["FindRequest", "RetrieveRequest", "ReturnKey", "parse_find", "parse_retrieve"]
 
-
-class Model(StrEnum):
-    """The Query/Retrieve information models (PS3.4 §C.6)."""
-
-    PATIENT_ROOT = "Patient Root"
-    STUDY_ROOT = "Study Root"
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        """The model's levels, top down (PS3.4 §C.6.1.1, §C.6.2.1)."""
-        top = (Level.PATIENT,) if self is Model.PATIENT_ROOT else ()
-        return (*top, Level.STUDY, Level.SERIES, Level.INSTANCE)
-
-
-class Service(StrEnum):
-    """The DIMSE-C operation a Query/Retrieve SOP class is for."""
-
-    FIND = "C-FIND"
-    MOVE = "C-MOVE"
-    GET = "C-GET"
-
-
-#: the Query/Retrieve SOP classes (PS3.4 Table C.4-1; DIMSE-07, 11, 13)
-SOP_CLASSES: Final[dict[str, tuple[Model, Service]]] = {
-    "1.2.840.10008.5.1.4.1.2.1.1": (Model.PATIENT_ROOT, Service.FIND),
-    "1.2.840.10008.5.1.4.1.2.1.2": (Model.PATIENT_ROOT, Service.MOVE),
-    "1.2.840.10008.5.1.4.1.2.1.3": (Model.PATIENT_ROOT, Service.GET),
-    "1.2.840.10008.5.1.4.1.2.2.1": (Model.STUDY_ROOT, Service.FIND),
-    "1.2.840.10008.5.1.4.1.2.2.2": (Model.STUDY_ROOT, Service.MOVE),
-    "1.2.840.10008.5.1.4.1.2.2.3": (Model.STUDY_ROOT, Service.GET),
-}
-
-#: the unique key of each level (PS3.4 §C.6.1.1.2-5, §C.6.2.1.2-4)
-UNIQUE_KEYS: Final[dict[Level, int]] = {
-    Level.PATIENT: 0x00100020,  # PatientID
-    Level.STUDY: 0x0020000D,  # StudyInstanceUID
-    Level.SERIES: 0x0020000E,  # SeriesInstanceUID
-    Level.INSTANCE: 0x00080018,  # SOPInstanceUID
-}
-_QUERY_RETRIEVE_LEVEL: Final = 0x00080052
-_SPECIFIC_CHARACTER_SET: Final = 0x00080005
 _RETRIEVE_AE_TITLE: Final = 0x00080054
 _INSTANCE_AVAILABILITY: Final = 0x00080056
 #: keys of every level (PS3.4 §C.6.1.1.2: in every identifier, of no level of their own)
 _EVERY_LEVEL: Final = frozenset(
     {
-        _SPECIFIC_CHARACTER_SET,
-        _QUERY_RETRIEVE_LEVEL,
+        SPECIFIC_CHARACTER_SET,
+        QUERY_RETRIEVE_LEVEL,
         0x00080053,  # QueryRetrieveView
         _RETRIEVE_AE_TITLE,
         _INSTANCE_AVAILABILITY,
@@ -148,7 +62,7 @@ _EVERY_LEVEL: Final = frozenset(
 )
 #: the every-level keys a match can carry (stored, computed, or set per match)
 _EVERY_LEVEL_RETURNED: Final = ALL_LEVELS_TAGS | {
-    _QUERY_RETRIEVE_LEVEL,
+    QUERY_RETRIEVE_LEVEL,
     _RETRIEVE_AE_TITLE,
     _INSTANCE_AVAILABILITY,
     0x00081190,
@@ -173,38 +87,8 @@ _RESOURCES: Final = {
     Level.SERIES: Resource.SERIES,
     Level.INSTANCE: Resource.INSTANCES,
 }
-#: VRs whose values are decoded with the SpecificCharacterSet (PS3.5 §6.1.2.3)
-_TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 #: VRs on which several values make a list match (PS3.4 §C.2.2.2.2: UIDs; codes, like QIDO-13)
 _LIST_VRS: Final = frozenset({"UI", "CS", "SH", "LO", "AE"})
-#: the character set a match falls back to (PS3.5 §6.1.2.5.3: UTF-8)
-UTF8: Final = "ISO_IR 192"
-#: the longest ErrorComment (0000,0902) (LO, PS3.7 Annex C)
-_COMMENT_MAX: Final = 64
-
-
-class InvalidIdentifier(BadRequest):
-    """An identifier whose values cannot be processed (0xC000, PS3.4 §C.4.1.1.4)."""
-
-    def __init__(self, message: str, offending: Sequence[int] = ()) -> None:
-        super().__init__(message)
-        #: OffendingElement (0000,0901): the tags at fault
-        self.offending = tuple(offending)
-
-    @property
-    def comment(self) -> str:
-        """The message as an ErrorComment (0000,0902): at most 64 characters."""
-        if len(self.message) <= _COMMENT_MAX:
-            return self.message
-        return self.message[: _COMMENT_MAX - 3] + "..."
-
-
-class IdentifierMismatch(InvalidIdentifier):
-    """An identifier that does not fit its SOP class: no valid QueryRetrieveLevel, a key of a
-    lower level, a missing unique key of a level above (0xA900, "Identifier does not match
-    SOP Class")."""
-
-    dimse_status = Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,138 +139,16 @@ class RetrieveRequest:
     study_uid: str | None = None
 
 
-# --- character sets ---
-
-
-def character_sets(identifier: Dataset) -> tuple[str, ...]:
-    """The identifier's SpecificCharacterSet terms, checked (:class:`InvalidIdentifier` for an
-    unknown term or a stand-alone one with code extensions, PS3.3 §C.12.1.1.2).
-
-    >>> ds = Dataset(); ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
-    >>> character_sets(ds)
-    ('', 'ISO 2022 IR 87')
-    >>> character_sets(Dataset())
-    ()
-    """
-    raw = _raw_text(identifier, _SPECIFIC_CHARACTER_SET, ())
-    terms = (
-        tuple(t.strip() for t in raw) if isinstance(raw, list) else ((raw.strip(),) if raw else ())
-    )
-    for term in terms:
-        if term not in python_encoding:
-            raise InvalidIdentifier(
-                f"SpecificCharacterSet: unknown character set {term[:24]!r}",
-                (_SPECIFIC_CHARACTER_SET,),
-            )
-    if len(terms) > 1 and any(t in STAND_ALONE_ENCODINGS for t in terms):
-        raise InvalidIdentifier(
-            "SpecificCharacterSet: ISO_IR 192, GB18030 and GBK take no code extensions",
-            (_SPECIFIC_CHARACTER_SET,),
-        )
-    return terms
-
-
-def _decoders(terms: Sequence[str]) -> list[str]:
-    """The Python codecs that decode text in ``terms`` (pydicom's)."""
-    return convert_encodings(list(terms) or None)
-
-
-def _encoders(terms: Sequence[str]) -> list[str]:
-    """The Python codecs of ``terms`` for encoding: the default repertoire is ASCII only
-    (pydicom reads it as Latin-1, lenient; an answer must not claim more than it is)."""
-    codecs = _decoders(terms)
-    if not terms or terms[0] in ("", "ISO_IR 6", "ISO 2022 IR 6"):
-        codecs[0] = "ascii"
-    return codecs
-
-
-def _encodes(codec: str, text: str) -> bool:
-    encoder = custom_encoders.get(codec)
-    try:
-        if encoder is not None:
-            encoder(text, errors="strict")
-        else:
-            text.encode(codec)
-    except (UnicodeError, ValueError):
-        return False
-    return True
-
-
-def _encodable(text: str, codecs: Sequence[str]) -> bool:
-    """Whether ``text`` can be written with ``codecs`` (with code extensions: each character by
-    one of them, as pydicom switches between them)."""
-    if text.isascii():
-        return True
-    if any(_encodes(codec, text) for codec in codecs):
-        return True
-    return len(codecs) > 1 and all(any(_encodes(c, ch) for c in codecs) for ch in text)
-
-
-def _texts(ds: Dataset) -> Iterable[str]:
-    for elem in ds.iterall():
-        if elem.VR not in _TEXT_VRS or elem.value is None:
-            continue
-        values = elem.value if elem.VM > 1 else [elem.value]
-        for value in values:
-            yield str(value)
-
-
-def response_character_set(ds: Dataset, requested: Sequence[str]) -> tuple[str, ...]:
-    """The character set a match goes out in: the request's when it can encode every text
-    value of ``ds``, else ISO_IR 192 (UTF-8).
-
-    >>> ds = Dataset(); ds.PatientName = "Müller^Jürgen"
-    >>> response_character_set(ds, ["ISO_IR 100"]), response_character_set(ds, [])
-    (('ISO_IR 100',), ('ISO_IR 192',))
-    """
-    codecs = _encoders(requested)
-    if all(_encodable(text, codecs) for text in _texts(ds)):
-        return tuple(requested)
-    return (UTF8,)
-
-
-# --- reading identifiers ---
-
-
-def _raw_text(ds: Dataset, tag: int, encodings: Sequence[str]) -> str | list[str] | None:
-    """The value of ``tag`` as text (several values: a list), decoded with ``encodings``
-    (the request's character set) for text VRs; None when absent or empty."""
-    if tag not in ds:
-        return None
-    elem = ds.get_item(tag)
-    if isinstance(elem, RawDataElement):
-        vr = str(elem.VR) if elem.VR else vr_of(tag)
-        data = elem.value
-        if not data:
-            return None
-        if vr in _TEXT_VRS:
-            delimiters = (PN_DELIMS | {0x3D} if vr == "PN" else TEXT_VR_DELIMS) | {0x5C}
-            text = decode_bytes(data, _decoders(encodings), delimiters)
-        else:
-            text = data.decode("latin-1")
-        text = text.rstrip("\x00")
-        values = text.split("\\") if vr not in ("LT", "ST", "UT") else [text]
-    else:
-        value = elem.value
-        if value is None or value == "":
-            return None
-        values = [str(v) for v in value] if elem.VM > 1 else [str(value)]
-    values = [v.strip(" ") for v in values]
-    if len(values) == 1:
-        return values[0] or None
-    return values
-
-
 def _level(identifier: Dataset, model: Model) -> Level:
-    raw = _raw_text(identifier, _QUERY_RETRIEVE_LEVEL, ())
+    raw = element_text(identifier, QUERY_RETRIEVE_LEVEL, ())
     if raw is None:
-        raise IdentifierMismatch("QueryRetrieveLevel (0008,0052) missing", (_QUERY_RETRIEVE_LEVEL,))
+        raise IdentifierMismatch("QueryRetrieveLevel (0008,0052) missing", (QUERY_RETRIEVE_LEVEL,))
     names = {level.value: level for level in model.levels}
     level = names.get(raw) if isinstance(raw, str) else None
     if level is None:
         shown = raw if isinstance(raw, str) else "\\".join(raw)
         raise IdentifierMismatch(
-            f"QueryRetrieveLevel {shown[:16]!r} is not a {model} level", (_QUERY_RETRIEVE_LEVEL,)
+            f"QueryRetrieveLevel {shown[:16]!r} is not a {model} level", (QUERY_RETRIEVE_LEVEL,)
         )
     return level
 
@@ -486,7 +248,7 @@ def _read_keys(
     reading = _Reading({}, [], [], {})
     for tag_ in _tags(identifier):
         tag = int(tag_)
-        if tag & 0xFFFF == 0 or tag in (_QUERY_RETRIEVE_LEVEL, _SPECIFIC_CHARACTER_SET):
+        if tag & 0xFFFF == 0 or tag in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET):
             continue  # group lengths; the level and the character set are read apart
         vr = _vr(identifier, tag)
         if tag in _EVERY_LEVEL:
@@ -503,7 +265,7 @@ def _read_keys(
         if vr == "SQ":
             reading.keys.append(_sequence_key(identifier, tag, level, encodings, reading))
             continue
-        value = _raw_text(identifier, tag, encodings)
+        value = element_text(identifier, tag, encodings)
         matcher: Matcher | None = Universal()
         if value is not None:
             matcher = _read_matcher(tag, (tag,), vr, value)
@@ -546,7 +308,7 @@ def _sequence_key(
             if inner & 0xFFFF == 0:
                 continue
             template.append(inner)
-            value = _raw_text(item, inner, encodings)
+            value = element_text(item, inner, encodings)
             if value is None:
                 continue
             matcher = _read_matcher(inner, (tag, inner), _vr(item, inner), value)
@@ -658,7 +420,7 @@ def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
             )
         if tag not in UNIQUE_KEYS.values():
             continue  # C-MOVE/C-GET match on unique keys only (PS3.4 §C.4.2.2.1)
-        value = _raw_text(identifier, tag, terms)
+        value = element_text(identifier, tag, terms)
         if value is None:
             continue
         matcher = _read_matcher(tag, (tag,), _vr(identifier, tag), value)
@@ -680,56 +442,3 @@ def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
         patient_id=_single_value(filters.get("PatientID")),
         study_uid=_single_value(filters.get("StudyInstanceUID")),
     )
-
-
-# --- answering ---
-
-
-def _item(item: Mapping[str, Any], keep: frozenset[str]) -> dict[str, Any]:
-    return {key: value for key, value in item.items() if key in keep}
-
-
-def _without_bulk(element: Mapping[str, Any]) -> dict[str, Any]:
-    """An element as a match carries it: bulk data is not sent in a C-FIND (only its VR)."""
-    if "BulkDataURI" in element:
-        return {"vr": element.get("vr", "UN")}
-    return dict(element)
-
-
-def match_identifier(
-    obj: Mapping[str, Any], request: FindRequest, retrieve_ae_title: str
-) -> Dataset:
-    """One match as its C-FIND response identifier (DIMSE-10): the request's keys filled from
-    the DICOM JSON object the search gave (empty when it has no value), QueryRetrieveLevel,
-    RetrieveAETitle (our AE), InstanceAvailability and SpecificCharacterSet (the request's when
-    it can encode the values, else ISO_IR 192).
-
-    >>> ds = Dataset(); ds.QueryRetrieveLevel = "STUDY"; ds.PatientName = ""
-    >>> request = parse_find(ds, Model.STUDY_ROOT)
-    >>> obj = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller^Jürgen"}]},
-    ...        "0020000D": {"vr": "UI", "Value": ["1.2.3"]}}
-    >>> answer = match_identifier(obj, request, "LIGHTBOX")
-    >>> str(answer.PatientName), answer.StudyInstanceUID, answer.SpecificCharacterSet
-    ('Müller^Jürgen', '1.2.3', 'ISO_IR 192')
-    """
-    out: dict[str, Any] = {}
-    for key in request.keys:
-        name = f"{key.tag:08X}"
-        element = obj.get(name)
-        if element is None:
-            out[name] = {"vr": key.vr}
-        elif key.items:
-            keep = frozenset(f"{t:08X}" for t in key.items)
-            items = [_item(i, keep) for i in element.get("Value", ())]
-            out[name] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
-        else:
-            out[name] = _without_bulk(element)
-    for name in ("00080005", "00080052", "00080054", "00080056"):
-        out.pop(name, None)
-    ds = Dataset.from_json(out)
-    ds.QueryRetrieveLevel = request.level.value
-    ds.RetrieveAETitle = retrieve_ae_title
-    ds.InstanceAvailability = "ONLINE"
-    charset = response_character_set(ds, request.character_sets)
-    ds.SpecificCharacterSet = list(charset) if len(charset) > 1 else (charset[0] if charset else "")
-    return ds
