@@ -3,8 +3,9 @@
 The handler is thin: the identifier is read into the query QIDO-RS runs
 (:func:`~app.dicom.dimse_query.parse_find`), one service call streams the matches
 (:meth:`QueryService.find <app.services.query.QueryService.find>`, page by page, through the
-bridge), and each match goes out as a Pending response carrying the requested keys
-(:func:`~app.dicom.dimse_query.match_identifier`). pynetdicom sends the final Success when the
+bridge), and each match goes out as a Pending response carrying the requested keys, encoded
+from the stored DICOM JSON (:func:`~app.dicom.dimse_query.match_identifier`);
+:class:`~app.dimse.qr_service.QueryRetrieveService` sends them, and the final Success when the
 generator ends.
 
 Statuses (PS3.4 Table C.4-1): 0xFF00 per match, 0xFF01 when optional keys were not supported;
@@ -29,7 +30,9 @@ from app.dimse.statuses import error_status, outcome_of
 
 __all__ = ["handle_find"]
 
-Response = tuple[int | Dataset, Dataset | None]
+#: what the handler yields: a status (with its ErrorComment: a status data set) and, for a
+#: match, its identifier already encoded (``app.dimse.qr_service`` sends it as it is)
+Response = tuple[int | Dataset, bytes | None]
 #: the longest detail an audit row keeps (the keys of a search can be long)
 MAX_DETAIL = 1024
 
@@ -51,6 +54,7 @@ def handle_find(ctx: DimseContext, event: Any) -> Iterator[Response]:
         ctx.services.query.find(request.query, ctx.settings.public_base_url or "")
     )
     ae_title = ctx.settings.dimse.ae_title
+    syntax = str(event.context.transfer_syntax)
     count = 0
     final: int = QueryRetrieveStatus.SUCCESS
     try:
@@ -59,7 +63,7 @@ def handle_find(ctx: DimseContext, event: Any) -> Iterator[Response]:
                 final = QueryRetrieveStatus.CANCEL
                 yield final, None
                 return
-            yield request.pending_status, match_identifier(obj, request, ae_title)
+            yield request.pending_status, match_identifier(obj, request, ae_title, syntax)
             count += 1
     except Exception as exc:
         failure = error_status(exc, operation="C-FIND")

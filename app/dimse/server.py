@@ -32,9 +32,9 @@ association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pend
 Storage Commitment report goes on the requester's association). Two documented ``_config``
 options are set, for reasons given where (:mod:`app.dimse.receive`): ``STORE_RECV_CHUNKED_DATASET``
 (data sets written to a file as they arrive) and ``LOG_HANDLER_LEVEL``.
-Query/Retrieve needs more (C-STORE sub-operations as stored, without pynetdicom's
-65,535-instance cap): :mod:`app.dimse.suboperations` and :mod:`app.dimse.sender` say what, and
-why.
+Query/Retrieve needs more (C-FIND matches encoded without a pydicom Dataset each, C-STORE
+sub-operations as stored, no 65,535-instance cap): :mod:`app.dimse.qr_service`,
+:mod:`app.dimse.suboperations` and :mod:`app.dimse.sender` say what, and why.
 """
 
 import functools
@@ -52,7 +52,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, commitment, echo, find, receive, retrieve, store, suboperations
+from app.dimse import associations, commitment, echo, find, qr_service, receive, retrieve, store
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -107,7 +107,7 @@ def build_ae(settings: DimseSettings) -> AE:
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
     ae.maximum_associations = settings.max_associations
-    suboperations.install(ae)  # C-GET and C-MOVE beyond pynetdicom's 65,535 instances
+    qr_service.install(ae)  # our C-FIND, C-GET and C-MOVE loops (app.dimse.qr_service)
     for context in supported_contexts(tuple(settings.private_sop_classes)):
         if context.accept_roles and uid_to_service_class(context.abstract_syntax) is not (
             StorageServiceClass

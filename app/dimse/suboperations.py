@@ -7,8 +7,9 @@ sub-operations first and refuses more than 65,535 (status 0xC416 / 0xC516; pynet
 (0000,1020-1023). It also sends each instance through ``send_c_store`` as a pydicom Dataset and
 opens the C-MOVE association with the AE's fixed requested contexts. A patient with 100,000
 instances must still move completely, as stored, on contexts fitted to what is sent; so
-:class:`RetrieveServiceClass` takes over the two SCP methods and hands the request to our
-handler (``app.dimse.retrieve``) through an :class:`Exchange`, which sends the responses.
+:class:`~app.dimse.qr_service.QueryRetrieveService` takes over the two SCP methods and hands
+the request to our handler (``app.dimse.retrieve``) with an :class:`Exchange`, which sends the
+responses.
 
 The counts on the wire (PS3.4 leaves more than 65,535 sub-operations undefined):
 
@@ -25,14 +26,10 @@ The counts on the wire (PS3.4 leaves more than 65,535 sub-operations undefined):
   holds them all).
 
 :attr:`Exchange.count_limit` is that bound (65,535); tests lower it to run the saturating path
-on a few instances. pynetdicom picks the service class by SOP class UID
-(``pynetdicom.association.uid_to_service_class``): :func:`install` wraps that function once per
-process so that the Query/Retrieve SOP classes get :class:`RetrieveServiceClass`, and marks the
-AE; associations of any other AE (a test's pynetdicom peer) keep pynetdicom's behaviour.
+on a few instances.
 """
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -40,7 +37,6 @@ from typing import Any, Final
 
 from pydicom import Dataset
 from pydicom.uid import UID
-from pynetdicom import AE, association, evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext
@@ -48,7 +44,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from app.dicom.status import QueryRetrieveStatus
 
-__all__ = ["Counts", "Exchange", "RetrieveServiceClass", "Runner", "install"]
+__all__ = ["US_MAX", "Counts", "Exchange", "Runner"]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +52,6 @@ log = logging.getLogger(__name__)
 US_MAX: Final = 0xFFFF
 #: C-STORE warnings outside 0xBxxx (PS3.7 C.4: attribute list error, value out of range)
 _STORE_WARNINGS: Final = frozenset({0x0001, 0x0107, 0x0116})
-#: the attribute marking an AE whose C-GET/C-MOVE Lightbox serves
-_MARK: Final = "_lightbox_retrieve"
 
 
 @dataclass(slots=True)
@@ -110,7 +104,7 @@ class Exchange:
 
     def __init__(
         self,
-        service: "RetrieveServiceClass",
+        service: QueryRetrieveServiceClass,
         request: C_GET | C_MOVE,
         context: PresentationContext,
     ) -> None:
@@ -209,58 +203,3 @@ def _fitting(uids: list[str]) -> list[str]:
 
 #: what our C-GET/C-MOVE handlers return: run the request, sending through the exchange
 Runner = Callable[[Exchange], None]
-
-
-class RetrieveServiceClass(QueryRetrieveServiceClass):
-    """pynetdicom's Query/Retrieve service with Lightbox's C-GET and C-MOVE (module docstring);
-    C-FIND, and every association of an AE not :func:`install`-ed, as pynetdicom does them."""
-
-    def _get_scp(self, req: C_GET, context: PresentationContext) -> None:
-        if not getattr(self.assoc.ae, _MARK, False):
-            super()._get_scp(req, context)
-            return
-        self._serve(req, context, evt.EVT_C_GET, QueryRetrieveStatus.UNABLE_TO_PROCESS)
-
-    def _move_scp(self, req: C_MOVE, context: PresentationContext) -> None:
-        if not getattr(self.assoc.ae, _MARK, False):
-            super()._move_scp(req, context)
-            return
-        self._serve(req, context, evt.EVT_C_MOVE, QueryRetrieveStatus.UNABLE_TO_PROCESS)
-
-    def _serve(
-        self, req: C_GET | C_MOVE, context: PresentationContext, event: Any, failure: int
-    ) -> None:
-        exchange = Exchange(self, req, context)
-        try:
-            runner = evt.trigger(
-                self.assoc,
-                event,
-                {"request": req, "context": context.as_tuple, "_is_cancelled": self.is_cancelled},
-            )
-            if not callable(runner):
-                raise TypeError(f"the {event.name} handler returned no runner")
-            runner(exchange)
-        except Exception:
-            log.exception("%s failed", event.name)
-            exchange.refuse(failure)
-
-
-_install_lock = threading.Lock()
-_installed = False
-
-
-def install(ae: AE) -> None:
-    """Serve C-GET and C-MOVE on ``ae``'s associations with :class:`RetrieveServiceClass`."""
-    global _installed
-    setattr(ae, _MARK, True)
-    with _install_lock:
-        if _installed:
-            return
-        original = association.uid_to_service_class  # type: ignore[attr-defined]
-
-        def service_class(uid: str) -> Any:
-            found = original(uid)
-            return RetrieveServiceClass if found is QueryRetrieveServiceClass else found
-
-        association.uid_to_service_class = service_class  # type: ignore[attr-defined]
-        _installed = True

@@ -1,11 +1,13 @@
 """C-FIND / C-MOVE / C-GET identifiers read into the QIDO query type, and matches written as
 response identifiers (PS3.4 Annex C; DIMSE-07..10): pure, no network."""
 
+from io import BytesIO
 from typing import Any
 
 import pytest
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
+from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
 from app.dicom.attributes import Level
@@ -170,13 +172,63 @@ def test_character_sets_are_decoded() -> None:
         )
 
 
+def _name(value: dict[str, str]) -> dict[str, Any]:
+    return {"00100010": {"vr": "PN", "Value": [value]}}
+
+
 def test_response_character_set() -> None:
-    ds = Dataset()
-    ds.PatientName = "Yamada^Tarou=山田^太郎"
-    assert response_character_set(ds, ("", "ISO 2022 IR 87")) == ("", "ISO 2022 IR 87")
-    assert response_character_set(ds, ("ISO_IR 100",)) == ("ISO_IR 192",)
-    ds.PatientName = "Doe^Jane"
-    assert response_character_set(ds, ()) == ()
+    japanese = _name({"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"})
+    assert response_character_set(japanese, ("", "ISO 2022 IR 87")) == ("", "ISO 2022 IR 87")
+    assert response_character_set(japanese, ("ISO_IR 100",)) == ("ISO_IR 192",)
+    assert response_character_set(_name({"Alphabetic": "Doe^Jane"}), ()) == ()
+    assert response_character_set(_name({"Alphabetic": "Müller"}), ()) == ("ISO_IR 192",)
+
+
+def decoded(data: bytes, implicit: bool = True, little: bool = True) -> Dataset:
+    return read_dataset(BytesIO(data), implicit, little)
+
+
+@pytest.mark.parametrize(
+    ("syntax", "implicit", "little"),
+    [
+        ("1.2.840.10008.1.2", True, True),
+        ("1.2.840.10008.1.2.1", False, True),
+        ("1.2.840.10008.1.2.2", False, False),
+    ],
+)
+def test_matches_are_encoded_in_the_context_syntax(
+    syntax: str, implicit: bool, little: bool
+) -> None:
+    """Every VR a stored object holds, in each Query/Retrieve syntax, reads back as written;
+    text in ISO 2022 IR 87 with its escape sequences."""
+    ds = identifier(QueryRetrieveLevel="IMAGE", StudyInstanceUID="1.2", SeriesInstanceUID="1.3")
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    for keyword in ("SOPInstanceUID", "PatientName", "InstanceNumber", "Rows", "ImageType",
+                    "PixelSpacing", "StudyDescription", "FrameIncrementPointer"):  # fmt: skip
+        setattr(ds, keyword, "" if keyword != "Rows" else None)
+    request = parse_find(ds, Model.STUDY_ROOT)
+    obj = {
+        "00080018": {"vr": "UI", "Value": ["1.2.3"]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Yamada", "Ideographic": "山田"}]},
+        "00200013": {"vr": "IS", "Value": [12]},
+        "00280010": {"vr": "US", "Value": [512]},
+        "00080008": {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY"]},
+        "00280030": {"vr": "DS", "Value": [0.1 + 0.2, 2]},
+        "00081030": {"vr": "LO", "Value": ["頭部"]},
+        "00280009": {"vr": "AT", "Value": ["00181063"]},
+    }
+    answer = decoded(match_identifier(obj, request, "LIGHTBOX", syntax), implicit, little)
+    assert list(answer.SpecificCharacterSet) == ["", "ISO 2022 IR 87"]
+    assert str(answer.PatientName) == "Yamada=山田"
+    assert (answer.InstanceNumber, answer.Rows, list(answer.ImageType)) == (
+        12,
+        512,
+        ["ORIGINAL", "PRIMARY"],
+    )
+    assert [float(v) for v in answer.PixelSpacing] == pytest.approx([0.3, 2.0])
+    assert answer.StudyDescription == "頭部"
+    assert answer.FrameIncrementPointer == 0x00181063
+    assert (answer.SOPInstanceUID, answer.StudyInstanceUID) == ("1.2.3", "")
 
 
 def test_match_identifier_keeps_the_requested_keys() -> None:
@@ -201,7 +253,7 @@ def test_match_identifier_keeps_the_requested_keys() -> None:
             "Value": [{"00401001": {"vr": "SH", "Value": ["RP"]}, "00400009": {"vr": "SH"}}],
         },
     }
-    ds = match_identifier(obj, request, "LIGHTBOX")
+    ds = decoded(match_identifier(obj, request, "LIGHTBOX"))
     assert ds.Modality == "CT"
     assert ds.SeriesInstanceUID == "1.2.3.4"
     assert "SeriesDescription" not in ds

@@ -6,8 +6,8 @@ when every text value of it can be encoded there, else in ISO_IR 192, UTF-8
 (:func:`response_character_set`).
 """
 
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from pydicom.charset import (
     STAND_ALONE_ENCODINGS,
@@ -20,13 +20,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
+from app.dicom.dimse_query.encoding import TEXT_VRS, texts
 from app.dicom.dimse_query.models import SPECIFIC_CHARACTER_SET, InvalidIdentifier
 from app.dicom.query import vr_of
 
-__all__ = ["TEXT_VRS", "UTF8", "character_sets", "element_text", "response_character_set"]
+__all__ = ["UTF8", "character_sets", "element_text", "response_character_set"]
 
-#: VRs whose values are decoded with the SpecificCharacterSet (PS3.5 §6.1.2.3)
-TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 #: the character set a match falls back to (PS3.5 §6.1.2.5.3: UTF-8)
 UTF8: Final = "ISO_IR 192"
 
@@ -95,27 +94,21 @@ def _encodable(text: str, codecs: Sequence[str]) -> bool:
     return len(codecs) > 1 and all(any(_encodes(c, ch) for c in codecs) for ch in text)
 
 
-def _texts(ds: Dataset) -> Iterable[str]:
-    for elem in ds.iterall():
-        if elem.VR not in TEXT_VRS or elem.value is None:
-            continue
-        values = elem.value if elem.VM > 1 else [elem.value]
-        for value in values:
-            yield str(value)
+def response_character_set(
+    elements: Mapping[str, Any], requested: Sequence[str]
+) -> tuple[str, ...]:
+    """The character set a match (DICOM JSON ``elements``) goes out in: the request's when it
+    can encode every text value, else ISO_IR 192 (UTF-8).
 
-
-def response_character_set(ds: Dataset, requested: Sequence[str]) -> tuple[str, ...]:
-    """The character set a match goes out in: the request's when it can encode every text
-    value of ``ds``, else ISO_IR 192 (UTF-8).
-
-    >>> ds = Dataset(); ds.PatientName = "Müller^Jürgen"
-    >>> response_character_set(ds, ["ISO_IR 100"]), response_character_set(ds, [])
+    >>> name = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller^Jürgen"}]}}
+    >>> response_character_set(name, ["ISO_IR 100"]), response_character_set(name, [])
     (('ISO_IR 100',), ('ISO_IR 192',))
     """
     codecs = _encoders(requested)
-    if all(_encodable(text, codecs) for text in _texts(ds)):
-        return tuple(requested)
-    return (UTF8,)
+    for element in elements.values():
+        if not all(_encodable(text, codecs) for text in texts(element)):
+            return (UTF8,)
+    return tuple(requested)
 
 
 def element_text(ds: Dataset, tag: int, encodings: Sequence[str]) -> str | list[str] | None:
