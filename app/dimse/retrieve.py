@@ -191,7 +191,7 @@ class _Store:
 
     given_up = False
 
-    def send(self, chunks: Iterator[bytes]) -> int:
+    def send(self, instance: "_Instance", chunks: Iterator[bytes]) -> int:
         """Send one instance (a PS3.10 file, in chunks); its C-STORE status.
         :class:`AssociationLost` when the association ends."""
         raise NotImplementedError
@@ -200,15 +200,26 @@ class _Store:
         """Release the association (C-MOVE)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Instance:
+    """What the index says of an instance being sent: the C-STORE's Affected SOP Class and
+    Instance UIDs (a File Meta group may disagree with its data set; the index has the data
+    set's)."""
+
+    sop_class_uid: str
+    sop_uid: str
+
+
 def _send_part(
     assoc: Association,
     contexts: dict[tuple[str, str], StoreContext],
+    instance: _Instance,
     chunks: Iterator[bytes],
     message_id: int,
     originator: tuple[str, int] | None,
 ) -> int:
-    """Send one PS3.10 file's data set (its File Meta read from the first chunks) on the
-    context of its SOP class and syntax."""
+    """Send one PS3.10 file's data set (its File Meta read from the first chunks: the transfer
+    syntax, where the data set starts) on the context of its SOP class and syntax."""
     head = b""
     meta = None
     for chunk in chunks:
@@ -219,15 +230,16 @@ def _send_part(
     else:
         meta = read_file_meta(head, whole=True)
     assert meta is not None
-    context = contexts.get((meta.sop_class_uid, meta.transfer_syntax))
+    sop_class = instance.sop_class_uid or meta.sop_class_uid
+    context = contexts.get((sop_class, meta.transfer_syntax))
     if context is None:  # the service planned a syntax no context takes: not sent
-        log.error("no context for %s in %s", meta.sop_class_uid, meta.transfer_syntax)
+        log.error("no context for %s in %s", sop_class, meta.transfer_syntax)
         return int(QueryRetrieveStatus.UNABLE_TO_PROCESS)
     first = head[meta.dataset_offset :]
     return send_stored(
         assoc,
         context,
-        meta.sop_uid,
+        instance.sop_uid or meta.sop_uid,
         itertools.chain((first,), chunks),
         message_id=message_id,
         move_originator=originator,
@@ -246,10 +258,10 @@ class _GetStore(_Store):
     def contexts(self) -> dict[tuple[str, str], StoreContext]:
         return self._contexts
 
-    def send(self, chunks: Iterator[bytes]) -> int:
+    def send(self, instance: _Instance, chunks: Iterator[bytes]) -> int:
         # message IDs distinct from the C-GET's own (PS3.7 §9.1.3.1: unique per association)
         message_id = (self._request_id + next(self._ids)) % 0x10000 or 1
-        return _send_part(self._assoc, self._contexts, chunks, message_id, None)
+        return _send_part(self._assoc, self._contexts, instance, chunks, message_id, None)
 
 
 class _MoveStore(_Store):
@@ -299,11 +311,13 @@ class _MoveStore(_Store):
     def contexts(self) -> dict[tuple[str, str], StoreContext]:
         return self._contexts
 
-    def send(self, chunks: Iterator[bytes]) -> int:
+    def send(self, instance: _Instance, chunks: Iterator[bytes]) -> int:
         assert self._assoc is not None
         message_id = next(self._ids) % 0x10000 or 1
         try:
-            status = _send_part(self._assoc, self._contexts, chunks, message_id, self._originator)
+            status = _send_part(
+                self._assoc, self._contexts, instance, chunks, message_id, self._originator
+            )
         except AssociationLost:
             if self._attempts >= MAX_ATTEMPTS:
                 self.given_up = True
@@ -397,6 +411,7 @@ def _send_target(
             tally.count(ref.study_uid, delivered=False)
         exchange.pending(counts)
         return
+    classes = {ref.sop_uid: ref.sop_class_uid for ref in refs}
     handled: set[str] = set()
     for left_out in answer.left_out:
         handled.add(str(left_out.sop_uid))
@@ -420,7 +435,7 @@ def _send_target(
                 continue
             chunks = ctx.bridge.iterate(part.chunks)
             try:
-                status = store.send(chunks)
+                status = store.send(_Instance(classes.get(sop_uid, ""), sop_uid), chunks)
             except (AssociationLost, NotPart10) as exc:
                 log.warning("C-STORE of %s failed: %s", sop_uid, exc)
                 counts.fail(sop_uid)
