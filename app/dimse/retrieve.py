@@ -39,8 +39,8 @@ import functools
 import itertools
 import logging
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -90,30 +90,41 @@ def handle_move(ctx: DimseContext, event: Any) -> Runner:
     return functools.partial(_retrieve, ctx, event, Service.MOVE)
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A target to send: its number of instances when counted, and its instances themselves
+    once known (a target split after a dropped association)."""
+
+    target: Target
+    count: int
+    refs: tuple[InstanceRef, ...] | None = None
+
+
 @dataclass(slots=True)
 class _Plan:
-    """What one retrieve sends: each target's instances (as resolved before the first send)."""
+    """What one retrieve sends: the targets and their instance counts, and the (SOP class,
+    stored syntax) pairs among them (the C-MOVE contexts). The instances themselves are not
+    kept: a patient of a million instances is planned in the memory of its counts."""
 
-    targets: list[tuple[Target, list[InstanceRef]]]
+    jobs: list[_Job]
+    pairs: Counter[tuple[str, str]]
 
     @property
     def total(self) -> int:
-        return sum(len(refs) for _, refs in self.targets)
-
-    def pairs(self) -> Iterator[tuple[str, str]]:
-        for _, refs in self.targets:
-            for ref in refs:
-                yield ref.sop_class_uid, ref.transfer_syntax_uid
+        return sum(job.count for job in self.jobs)
 
 
 async def _plan(services: Services, request: RetrieveRequest) -> _Plan:
-    targets = []
+    jobs: list[_Job] = []
+    pairs: Counter[tuple[str, str]] = Counter()
     for target in await services.query.targets(request.query):
         try:
-            targets.append((target, await services.retrieve.resolve(target)))
+            refs = await services.retrieve.resolve(target)
         except (NotFound, Gone):
             continue  # deleted since the search: nothing to send
-    return _Plan(targets)
+        jobs.append(_Job(target, len(refs)))
+        pairs.update((ref.sop_class_uid, ref.transfer_syntax_uid) for ref in refs)
+    return _Plan(jobs, pairs)
 
 
 @dataclass(slots=True)
@@ -276,7 +287,7 @@ class _MoveStore(_Store):
     ) -> None:
         self._ctx = ctx
         self._destination = destination
-        self._proposed = propose_contexts(plan.pairs())
+        self._proposed = propose_contexts(plan.pairs.elements())
         self._originator = originator
         self._assoc: Association | None = None
         self._contexts: dict[tuple[str, str], StoreContext] = {}
@@ -341,13 +352,24 @@ class _MoveStore(_Store):
 class _Dropped(Exception):
     """The association the C-STOREs went on ended during a target's sub-operations."""
 
-    def __init__(self, handled: set[str]) -> None:
+    def __init__(self, refs: Sequence[InstanceRef], handled: set[str]) -> None:
         super().__init__("association lost")
+        self.refs = refs
         self.handled = handled
 
 
-def _instance_jobs(refs: list[InstanceRef]) -> list[tuple[Target, list[InstanceRef]]]:
-    return [(Target(r.study_uid, r.series_uid, r.sop_uid), [r]) for r in refs]
+def _instance_jobs(refs: Iterable[InstanceRef]) -> list[_Job]:
+    return [_Job(Target(r.study_uid, r.series_uid, r.sop_uid), 1, (r,)) for r in refs]
+
+
+def _resolved(ctx: DimseContext, job: _Job) -> tuple[InstanceRef, ...]:
+    """A job's instances: as known, else resolved now (none if deleted since counted)."""
+    if job.refs is not None:
+        return job.refs
+    try:
+        return tuple(ctx.bridge.run(ctx.services.retrieve.resolve(job.target)))
+    except (NotFound, Gone):
+        return ()
 
 
 def _run(
@@ -362,9 +384,9 @@ def _run(
 
     After a C-MOVE destination dropped the association the rest of that target goes instance
     by instance on the next one (each still through the retrieve service)."""
-    jobs = deque(plan.targets)
+    jobs = deque(plan.jobs)
 
-    def fail(refs: list[InstanceRef]) -> None:
+    def fail(refs: Iterable[InstanceRef]) -> None:
         for ref in refs:
             counts.fail(ref.sop_uid)
             tally.count(ref.study_uid, delivered=False)
@@ -373,39 +395,55 @@ def _run(
     while jobs:
         if exchange.cancelled() or not exchange.alive:
             return
-        target, refs = jobs.popleft()
+        job = jobs.popleft()
         if not store.connect():
+            refs = _resolved(ctx, job)
+            _settle(counts, job, refs)
             if store.given_up:  # every sub-operation left fails at once
-                fail([*refs, *(ref for _, rest in jobs for ref in rest)])
+                later = [(j, _resolved(ctx, j)) for j in jobs]
+                for later_job, later_refs in later:
+                    _settle(counts, later_job, later_refs)
+                fail([*refs, *(ref for _, found in later for ref in found)])
                 return
             fail(refs[:1])  # the sub-operation under way; the next one reconnects
             jobs.extendleft(reversed(_instance_jobs(refs[1:])))
             continue
         try:
-            _send_target(ctx, exchange, store, target, refs, counts, tally)
+            _send_target(ctx, exchange, store, job, counts, tally)
         except _Dropped as dropped:
             if isinstance(store, _GetStore):
                 return  # the requestor's own association: nothing more can be sent
-            rest = [ref for ref in refs if ref.sop_uid not in dropped.handled]
-            jobs.extendleft(reversed(_instance_jobs(rest)))
+            unsent = [ref for ref in dropped.refs if ref.sop_uid not in dropped.handled]
+            jobs.extendleft(reversed(_instance_jobs(unsent)))
+
+
+def _settle(counts: Counts, job: _Job, refs: Sequence[InstanceRef]) -> None:
+    """Instances counted before the send that are no longer there (deleted meanwhile) are no
+    longer remaining."""
+    counts.remaining = max(0, counts.remaining - (job.count - len(refs)))
 
 
 def _send_target(
     ctx: DimseContext,
     exchange: Exchange,
     store: _Store,
-    target: Target,
-    refs: list[InstanceRef],
+    job: _Job,
     counts: Counts,
     tally: _Tally,
 ) -> None:
     """One target's instances, from the retrieve service, each a sub-operation."""
+    refs = _resolved(ctx, job)
+    _settle(counts, job, refs)
+    if not refs:
+        return
     accepted = Accepted.contexts(store.contexts())
     try:
-        answer = ctx.bridge.run(ctx.services.retrieve.instances(InstancesRequest(target, accepted)))
+        answer = ctx.bridge.run(
+            ctx.services.retrieve.instances(InstancesRequest(job.target, accepted))
+        )
     except (NotAcceptable, NotFound, Gone) as exc:
         # no context carries any of them, or they were deleted since they were counted
-        log.info("%s: %s", target, exc.message)
+        log.info("%s: %s", job.target, exc.message)
         for ref in refs:
             counts.fail(ref.sop_uid)
             tally.count(ref.study_uid, delivered=False)
@@ -442,7 +480,7 @@ def _send_target(
                 tally.count(instance.study_uid, delivered=False)
                 exchange.pending(counts)
                 if isinstance(exc, AssociationLost):
-                    raise _Dropped(handled) from exc
+                    raise _Dropped(refs, handled) from exc
                 continue
             finally:
                 chunks.close()
@@ -450,7 +488,7 @@ def _send_target(
             exchange.pending(counts)
     finally:
         parts.close()
-    # instances counted before the send that the answer no longer had (deleted meanwhile)
+    # resolved a moment ago, gone from the answer (deleted in between): no longer remaining
     counts.remaining = max(0, counts.remaining - (len(refs) - len(handled)))
 
 
