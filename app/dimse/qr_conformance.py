@@ -13,7 +13,7 @@ from app.dicom.attributes import Level
 from app.dicom.dimse_query import SOP_CLASSES, UNIQUE_KEYS, Model, Service
 from app.dicom.query import KEYS, keyword_of
 from app.dimse.contexts import QUERY_RETRIEVE
-from app.dimse.retrieve import MAX_ATTEMPTS
+from app.dimse.destinations import MAX_ATTEMPTS
 from app.dimse.sender import MAX_CONTEXTS
 from app.dimse.suboperations import US_MAX
 

@@ -18,12 +18,9 @@ C-MOVE (synchronous: the final status comes when the last sub-operation is done)
     syntaxes and the two uncompressed ones (:func:`~app.dimse.sender.propose_contexts`), as
     our AE title; each C-STORE carries the Move Originator AE Title and Message ID.
 
-    Reconnect policy: when the destination refuses the association, drops it, or stops
-    answering within the DIMSE timeout, the sub-operation under way fails and the next one
-    opens a new association; after :data:`MAX_ATTEMPTS` attempts in a row without an instance
-    delivered the destination is given up, and the sub-operations left fail at once (counted
-    and listed). So a destination that drops one association loses one instance; one that is
-    down costs three connection attempts, not one per instance.
+    A destination that refuses or drops the association costs the sub-operation under way,
+    and the next one reconnects; one that keeps failing is given up and the sub-operations
+    left fail at once, counted and listed (:mod:`app.dimse.destinations`).
 
 C-GET
     The C-STOREs go on the requestor's association, on the storage contexts for which it took
@@ -36,47 +33,32 @@ of its instances delivered, or one row for a refusal.
 """
 
 import functools
-import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from pynetdicom.association import Association
+from typing import Any
 
 from app.dicom.dimse_query import SOP_CLASSES, InvalidIdentifier, RetrieveRequest, Service
 from app.dicom.dimse_query import parse_retrieve as read_identifier
-from app.dicom.part10 import NotPart10, read_file_meta
+from app.dicom.part10 import NotPart10
 from app.dicom.status import QueryRetrieveStatus
 from app.dicom.target import Target
 from app.dimse.audit import record
 from app.dimse.context import DimseContext, Peer
-from app.dimse.sender import (
-    AssociationLost,
-    DestinationRefused,
-    StoreContext,
-    associate,
-    propose_contexts,
-    send_stored,
-    sending_contexts,
-)
+from app.dimse.destinations import Destination, GetRequestor, MoveDestination, Outgoing
+from app.dimse.sender import AssociationLost
 from app.dimse.statuses import error_status, outcome_of, status_dataset
 from app.dimse.suboperations import Counts, Exchange, Runner
 from app.errors import Gone, LightboxError, NotAcceptable, NotFound
-from app.index.retrieval import InstanceRef
 from app.services.aes import RemoteAe
 from app.services.container import Services
-from app.services.retrieve import Accepted, InstancesRequest
+from app.services.retrieve import Accepted, InstanceRef, InstancesRequest
 
-__all__ = ["MAX_ATTEMPTS", "handle_get", "handle_move"]
+__all__ = ["handle_get", "handle_move"]
 
 log = logging.getLogger(__name__)
-
-#: association attempts in a row, without an instance delivered, before a C-MOVE destination
-#: is given up
-MAX_ATTEMPTS: Final = 3
 
 
 def handle_get(ctx: DimseContext, event: Any) -> Runner:
@@ -174,12 +156,13 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
         return
     counts = Counts(remaining=plan.total)
     tally = _Tally()
-    store: _Store
+    store: Destination
     if destination is None:
-        store = _GetStore(exchange.assoc, exchange.request.MessageID or 0)
+        store = GetRequestor(exchange.assoc, exchange.request.MessageID or 0)
     else:
         requestor = Peer.of(event).ae_title
-        store = _MoveStore(ctx, destination, plan, (requestor, exchange.request.MessageID or 0))
+        originator = (requestor, exchange.request.MessageID or 0)
+        store = MoveDestination(ctx, destination, plan.pairs.elements(), originator)
     try:
         _run(ctx, exchange, plan, store, counts, tally)
     finally:
@@ -188,165 +171,6 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
     exchange.final(counts, final)
     took = time.monotonic() - started
     _audit(ctx, event, final, what, counts, tally, took)
-
-
-class _Store:
-    """Where the C-STOREs go: the association and the contexts to send them on."""
-
-    def contexts(self) -> dict[tuple[str, str], StoreContext]:
-        raise NotImplementedError
-
-    def connect(self) -> bool:
-        """Whether there is an association to send on (C-MOVE: opened when needed)."""
-        return True
-
-    given_up = False
-
-    def send(self, instance: "_Instance", chunks: Iterator[bytes]) -> int:
-        """Send one instance (a PS3.10 file, in chunks); its C-STORE status.
-        :class:`AssociationLost` when the association ends."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the association (C-MOVE)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Instance:
-    """What the index says of an instance being sent: the C-STORE's Affected SOP Class and
-    Instance UIDs (a File Meta group may disagree with its data set; the index has the data
-    set's)."""
-
-    sop_class_uid: str
-    sop_uid: str
-
-
-def _send_part(
-    assoc: Association,
-    contexts: dict[tuple[str, str], StoreContext],
-    instance: _Instance,
-    chunks: Iterator[bytes],
-    message_id: int,
-    originator: tuple[str, int] | None,
-) -> int:
-    """Send one PS3.10 file's data set (its File Meta read from the first chunks: the transfer
-    syntax, where the data set starts) on the context of its SOP class and syntax."""
-    head = b""
-    meta = None
-    for chunk in chunks:
-        head += chunk
-        meta = read_file_meta(head)
-        if meta is not None:
-            break
-    else:
-        meta = read_file_meta(head, whole=True)
-    assert meta is not None
-    sop_class = instance.sop_class_uid or meta.sop_class_uid
-    context = contexts.get((sop_class, meta.transfer_syntax))
-    if context is None:  # the service planned a syntax no context takes: not sent
-        log.error("no context for %s in %s", sop_class, meta.transfer_syntax)
-        return int(QueryRetrieveStatus.UNABLE_TO_PROCESS)
-    first = head[meta.dataset_offset :]
-    return send_stored(
-        assoc,
-        context,
-        instance.sop_uid or meta.sop_uid,
-        itertools.chain((first,), chunks),
-        message_id=message_id,
-        move_originator=originator,
-    )
-
-
-class _GetStore(_Store):
-    """C-GET: the requestor's association, its contexts with our SCU role."""
-
-    def __init__(self, assoc: Association, request_id: int) -> None:
-        self._assoc = assoc
-        self._contexts = sending_contexts(assoc)
-        self._ids = itertools.count(1)
-        self._request_id = request_id
-
-    def contexts(self) -> dict[tuple[str, str], StoreContext]:
-        return self._contexts
-
-    def send(self, instance: _Instance, chunks: Iterator[bytes]) -> int:
-        # message IDs distinct from the C-GET's own (PS3.7 §9.1.3.1: unique per association)
-        message_id = (self._request_id + next(self._ids)) % 0x10000 or 1
-        return _send_part(self._assoc, self._contexts, instance, chunks, message_id, None)
-
-
-class _MoveStore(_Store):
-    """C-MOVE: an association to the destination, reopened as the reconnect policy says."""
-
-    def __init__(
-        self,
-        ctx: DimseContext,
-        destination: RemoteAe,
-        plan: _Plan,
-        originator: tuple[str, int],
-    ) -> None:
-        self._ctx = ctx
-        self._destination = destination
-        self._proposed = propose_contexts(plan.pairs.elements())
-        self._originator = originator
-        self._assoc: Association | None = None
-        self._contexts: dict[tuple[str, str], StoreContext] = {}
-        self._ids = itertools.count(1)
-        #: association attempts since the last instance delivered
-        self._attempts = 0
-
-    def connect(self) -> bool:
-        """An established association to the destination (opened when needed); False once
-        the destination has been given up."""
-        if self._assoc is not None and self._assoc.is_established:
-            return True
-        self._release()
-        while not self.given_up:
-            self._attempts += 1
-            try:
-                self._assoc = associate(
-                    self._ctx.settings.dimse.ae_title,
-                    self._destination,
-                    self._proposed,
-                    self._ctx.settings.dimse,
-                )
-            except DestinationRefused as exc:
-                log.warning("C-MOVE: %s (attempt %d)", exc, self._attempts)
-                if self._attempts >= MAX_ATTEMPTS:
-                    self.given_up = True
-                return False
-            self._contexts = sending_contexts(self._assoc)
-            return True
-        return False
-
-    def contexts(self) -> dict[tuple[str, str], StoreContext]:
-        return self._contexts
-
-    def send(self, instance: _Instance, chunks: Iterator[bytes]) -> int:
-        assert self._assoc is not None
-        message_id = next(self._ids) % 0x10000 or 1
-        try:
-            status = _send_part(
-                self._assoc, self._contexts, instance, chunks, message_id, self._originator
-            )
-        except AssociationLost:
-            if self._attempts >= MAX_ATTEMPTS:
-                self.given_up = True
-            raise
-        self._attempts = 0
-        return status
-
-    def _release(self) -> None:
-        assoc, self._assoc = self._assoc, None
-        if assoc is None:
-            return
-        if assoc.is_established:
-            assoc.release()
-        else:
-            assoc.abort()
-
-    def close(self) -> None:
-        self._release()
 
 
 class _Dropped(Exception):
@@ -376,7 +200,7 @@ def _run(
     ctx: DimseContext,
     exchange: Exchange,
     plan: _Plan,
-    store: _Store,
+    store: Destination,
     counts: Counts,
     tally: _Tally,
 ) -> None:
@@ -411,7 +235,7 @@ def _run(
         try:
             _send_target(ctx, exchange, store, job, counts, tally)
         except _Dropped as dropped:
-            if isinstance(store, _GetStore):
+            if isinstance(store, GetRequestor):
                 return  # the requestor's own association: nothing more can be sent
             unsent = [ref for ref in dropped.refs if ref.sop_uid not in dropped.handled]
             jobs.extendleft(reversed(_instance_jobs(unsent)))
@@ -426,7 +250,7 @@ def _settle(counts: Counts, job: _Job, refs: Sequence[InstanceRef]) -> None:
 def _send_target(
     ctx: DimseContext,
     exchange: Exchange,
-    store: _Store,
+    store: Destination,
     job: _Job,
     counts: Counts,
     tally: _Tally,
@@ -473,7 +297,7 @@ def _send_target(
                 continue
             chunks = ctx.bridge.iterate(part.chunks)
             try:
-                status = store.send(_Instance(classes.get(sop_uid, ""), sop_uid), chunks)
+                status = store.send(Outgoing(classes.get(sop_uid, ""), sop_uid), chunks)
             except (AssociationLost, NotPart10) as exc:
                 log.warning("C-STORE of %s failed: %s", sop_uid, exc)
                 counts.fail(sop_uid)

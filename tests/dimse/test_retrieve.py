@@ -17,7 +17,7 @@ from pynetdicom import AE, build_role, evt
 
 from app.config import RemoteAeSettings
 from app.dicom.part10 import read_file_meta
-from app.dimse.retrieve import MAX_ATTEMPTS
+from app.dimse.destinations import MAX_ATTEMPTS
 from app.dimse.suboperations import Exchange
 from app.main import create_app
 from tests.conftest import truncate
