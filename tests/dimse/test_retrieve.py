@@ -4,6 +4,7 @@ SQLite. Instances arrive as stored (the data set bytes equal the ingested ones) 
 took no context for their syntax, then transcoded by the WADO-RS decoders."""
 
 import io
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -453,3 +454,45 @@ def test_an_instance_sent_by_stow_comes_back_by_c_get_byte_identical(mover: Runn
     )
     assert statuses[-1].Status == 0x0000
     assert list(received.values()) == [dataset_bytes(ct)]
+
+
+def test_move_over_tls(database_url: str, tmp_path: Path) -> None:
+    """A C-MOVE asked over TLS to a destination marked ``tls``: the sub-operations go over TLS
+    too, Lightbox presenting its certificate and checking the destination's (PS3.15 B.1)."""
+    from tests.dimse.certs import Authority
+
+    ca = Authority.create(tmp_path / "pki")
+    ours, peer = ca.issue(tmp_path / "pki", "lightbox"), ca.issue(tmp_path / "pki", "peer")
+    port = free_port()
+    settings = qr_settings(
+        database_url,
+        tmp_path / "data",
+        tls_cert=ours.cert,
+        tls_key=ours.key,
+        tls_ca=ca.pair.cert,
+        remote_aes=[RemoteAeSettings(ae_title="SECURE", host="127.0.0.1", port=port, tls=True)],
+    )
+    study = Study(count=1)
+    tls = ["+tls", str(peer.key), str(peer.cert), "+cf", str(ca.pair.cert)]
+    client = ssl.create_default_context(cafile=str(ca.pair.cert))
+    client.check_hostname = False
+    client.load_cert_chain(peer.cert, peer.key)  # movescu has no TLS: pynetdicom asks
+    with running(settings) as server:
+        ingest(server, *study.files.values())
+        with storescp(tmp_path / "in", "SECURE", "+B", "+xa", *tls, port=port) as scp:
+            ae = AE(ae_title=calling_ae())
+            ae.add_requested_context(STUDY_MOVE)
+            assoc = ae.associate(
+                "127.0.0.1", server.port, ae_title="LIGHTBOX", tls_args=(client, "127.0.0.1")
+            )
+            assert assoc.is_established
+            try:
+                statuses = [
+                    s for s, _ in assoc.send_c_move(_study(study.uid), "SECURE", STUDY_MOVE)
+                ]
+            finally:
+                assoc.release()
+            received = scp.received()
+    assert statuses[-1].Status == 0x0000
+    assert statuses[-1].NumberOfCompletedSuboperations == len(study.files)
+    assert len(received) == len(study.files)
