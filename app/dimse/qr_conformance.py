@@ -17,7 +17,7 @@ from app.dimse.destinations import MAX_ATTEMPTS
 from app.dimse.sender import MAX_CONTEXTS
 from app.dimse.suboperations import US_MAX
 
-__all__ = ["QUERY_RETRIEVE_SECTIONS"]
+__all__ = ["QUERY_RETRIEVE_SECTIONS", "query_retrieve_rows"]
 
 _LEVEL_NAMES: Final = {
     Level.PATIENT: "PATIENT (Patient Root only)",
@@ -68,6 +68,16 @@ RETRIEVE_STATUSES: Final = (
 def _name(uid: str) -> str:
     name = UID(uid).name
     return "" if name == uid else name
+
+
+def query_retrieve_rows() -> list[str]:
+    """The Query/Retrieve SOP classes as rows of the SOP class table (8.2)."""
+    rows = []
+    for uid in QUERY_RETRIEVE:
+        model, service = SOP_CLASSES[uid]
+        section = "8.6" if service is Service.FIND else "8.7"
+        rows.append(f"| {_name(uid) or f'{model} {service}'} | `{uid}` | SCP ({section}) |")
+    return rows
 
 
 def _keys(level: Level) -> str:

@@ -23,8 +23,8 @@ from app.dimse.suboperations import Exchange
 from app.main import create_app
 from tests.conftest import truncate
 from tests.dimse.conftest import Running, calling_ae, ingest, qr_settings, running
-from tests.dimse.qr_peers import getscu, movescu, pynetdicom_storescp, storescp
 from tests.dimse.ports import free_port
+from tests.dimse.qr_peers import getscu, movescu, pynetdicom_storescp, storescp
 from tests.factories import make_dataset, to_bytes
 
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"

@@ -20,8 +20,8 @@ from app.dimse.sender import (
     sending_contexts,
 )
 from app.services.aes import RemoteAe
-from tests.dimse.qr_peers import pynetdicom_storescp
 from tests.dimse.ports import free_port
+from tests.dimse.qr_peers import pynetdicom_storescp
 from tests.factories import make_dataset, to_bytes
 
 EXPLICIT = "1.2.840.10008.1.2.1"
