@@ -150,6 +150,21 @@ class Received:
         return [item for assoc in self.associations for item in assoc]
 
 
+def received_data_set(event: Any) -> bytes:
+    """The data set bytes of a C-STORE a pynetdicom SCP received, as they arrived: in memory,
+    or (while a Lightbox listener runs in this process: ``app.dimse.receive`` sets pynetdicom's
+    process-wide ``STORE_RECV_CHUNKED_DATASET``) in the file pynetdicom wrote them to."""
+    data = event.request.DataSet.getvalue() if event.request.DataSet is not None else b""
+    if data:
+        return bytes(data)
+    from app.dicom.part10 import read_file_meta
+
+    raw = Path(event.dataset_path).read_bytes()
+    meta = read_file_meta(raw, whole=True)
+    assert meta is not None
+    return raw[meta.dataset_offset :]
+
+
 @contextmanager
 def pynetdicom_storescp(
     ae_title: str,
@@ -182,7 +197,7 @@ def pynetdicom_storescp(
         if delay:
             time.sleep(delay)
         request = event.request
-        data = request.DataSet.getvalue()
+        data = received_data_set(event)
         syntax = str(event.context.transfer_syntax)
         with lock:
             received.associations[index].append(

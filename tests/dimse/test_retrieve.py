@@ -24,7 +24,13 @@ from app.main import create_app
 from tests.conftest import truncate
 from tests.dimse.conftest import Running, calling_ae, ingest, qr_settings, running
 from tests.dimse.ports import free_port
-from tests.dimse.qr_peers import getscu, movescu, pynetdicom_storescp, storescp
+from tests.dimse.qr_peers import (
+    getscu,
+    movescu,
+    pynetdicom_storescp,
+    received_data_set,
+    storescp,
+)
 from tests.factories import make_dataset, to_bytes
 
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -398,7 +404,7 @@ def _c_get(
     received: dict[str, bytes] = {}
 
     def on_store(event: Any) -> int:
-        received[str(event.request.AffectedSOPInstanceUID)] = event.request.DataSet.getvalue()
+        received[str(event.request.AffectedSOPInstanceUID)] = received_data_set(event)
         return 0x0000
 
     ae = AE(ae_title=calling_ae())
