@@ -50,6 +50,9 @@ __all__ = [
     "Universal",
     "ValueList",
     "Wildcard",
+    "check_time_ranges",
+    "key_at",
+    "matcher_for",
     "parse_date_range",
     "parse_qido",
     "parse_tag",
@@ -66,7 +69,9 @@ MAX_VALUE_LENGTH: Final = 16384
 
 
 class Resource(StrEnum):
-    """The six QIDO-RS resources (PS3.18 Table 10.6.1-2, RES-02)."""
+    """The six QIDO-RS resources (PS3.18 Table 10.6.1-2, RES-02), and the patients a C-FIND
+    at the PATIENT level of the Patient Root model searches (PS3.4 §C.6.1.1.2; no QIDO-RS
+    resource: DICOMweb has no patient level)."""
 
     STUDIES = "studies"  # /studies
     STUDY_SERIES = "study-series"  # /studies/{study}/series
@@ -74,10 +79,13 @@ class Resource(StrEnum):
     STUDY_INSTANCES = "study-instances"  # /studies/{study}/instances
     SERIES_INSTANCES = "series-instances"  # /studies/{study}/series/{series}/instances
     INSTANCES = "instances"  # /instances
+    PATIENTS = "patients"  # C-FIND, Patient Root, PATIENT level
 
     @property
     def level(self) -> Level:
         """The level of the objects the resource answers with."""
+        if self is Resource.PATIENTS:
+            return Level.PATIENT
         if self in (Resource.STUDIES,):
             return Level.STUDY
         if self in (Resource.STUDY_SERIES, Resource.SERIES):
@@ -103,6 +111,7 @@ _MATCH_LEVELS: Final = {
     Resource.STUDY_INSTANCES: frozenset({_P, _SE, _I}),
     Resource.SERIES_INSTANCES: frozenset({_P, _I}),
     Resource.INSTANCES: frozenset({_P, _ST, _SE, _I}),
+    Resource.PATIENTS: frozenset({_P}),
 }
 _RETURNED_LEVELS: Final = {
     Resource.STUDIES: frozenset({_P, _ST}),
@@ -111,6 +120,7 @@ _RETURNED_LEVELS: Final = {
     Resource.STUDY_INSTANCES: frozenset({_SE, _I}),
     Resource.SERIES_INSTANCES: frozenset({_I}),
     Resource.INSTANCES: frozenset({_P, _ST, _SE, _I}),
+    Resource.PATIENTS: frozenset({_P}),
 }
 
 
@@ -539,6 +549,11 @@ def _combine_date_time(filters: dict[str, Matcher]) -> None:
             raise BadRequest(f"{date_key}/{time_key}: the date-time range is empty")
         filters[date_key] = DateTimeRange(low, high, time_key)
         filters[time_key] = Universal()
+    check_time_ranges(filters)
+
+
+def check_time_ranges(filters: dict[str, Matcher]) -> None:
+    """A TM range not combined with its date (QIDO-11) must not run backwards."""
     for name, matcher in filters.items():
         if (
             isinstance(matcher, TimeRange)
@@ -547,6 +562,32 @@ def _combine_date_time(filters: dict[str, Matcher]) -> None:
             and matcher.low > matcher.high
         ):
             raise BadRequest(f"{name}: invalid time range (the low bound is after the high)")
+
+
+def key_at(path: tuple[int, ...]) -> Key | None:
+    """The match key with an index column at ``path`` (a tag, or a sequence's tag and the tag
+    inside its item), or ``None``.
+
+    >>> key_at((0x00100010,)).name, key_at((0x00080060,)).level
+    ('PatientName', <Level.SERIES: 'SERIES'>)
+    >>> key_at((0x00400275, 0x00401001)).name
+    'RequestAttributesSequence.RequestedProcedureID'
+    >>> key_at((0x00280030,)) is None
+    True
+    """
+    return _KEYS_BY_PATH.get(path)
+
+
+def matcher_for(key: Key, value: str) -> Matcher:
+    """The matcher of one match key value (PS3.4 §C.2.2.2), as QIDO-RS reads it: what a C-FIND
+    identifier shares with QIDO-RS (one matching engine); :class:`BadRequest` if invalid.
+
+    >>> matcher_for(KEYS["StudyDate"], "20240101-")
+    DateRange(low=datetime.date(2024, 1, 1), high=None)
+    >>> matcher_for(KEYS["StudyInstanceUID"], "1.2.3\\\\1.2.4")
+    ValueList(values=('1.2.3', '1.2.4'))
+    """
+    return _matcher(key, value, fuzzy=False)
 
 
 def parse_qido(

@@ -26,3 +26,27 @@ class Status(IntEnum):
     COERCION_OF_DATA_ELEMENTS = 0xB000
     ELEMENTS_DISCARDED = 0xB006
     DATA_SET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
+
+
+class QueryRetrieveStatus(IntEnum):
+    """C-FIND, C-MOVE and C-GET response statuses (PS3.4 Tables C.4-1, C.4-2, C.4-3; PS3.7
+    Annex C)."""
+
+    SUCCESS = 0x0000
+    #: a match (C-FIND), or sub-operations continuing (C-MOVE, C-GET)
+    PENDING = 0xFF00
+    #: a match, and one or more optional keys were not supported (C-FIND)
+    PENDING_UNSUPPORTED_KEYS = 0xFF01
+    CANCEL = 0xFE00
+    #: sub-operations complete, one or more failures or warnings (C-MOVE, C-GET)
+    SUBOPERATIONS_WARNING = 0xB000
+    #: out of resources (C-FIND)
+    OUT_OF_RESOURCES = 0xA700
+    #: out of resources: unable to calculate the number of matches (C-MOVE, C-GET)
+    UNABLE_TO_CALCULATE_MATCHES = 0xA701
+    #: out of resources: unable to perform the sub-operations (C-MOVE, C-GET)
+    UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702
+    #: move destination unknown (C-MOVE)
+    MOVE_DESTINATION_UNKNOWN = 0xA801
+    IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    UNABLE_TO_PROCESS = 0xC000

@@ -1,11 +1,15 @@
-"""Transcoding for WADO-RS: stored encodings to Explicit VR Little Endian, frames to native pixels.
+"""Transcoding for WADO-RS and C-GET/C-MOVE: stored encodings to Explicit (or, for a DIMSE peer,
+Implicit) VR Little Endian, frames to native pixels.
 
-PS3.18 §8.7.3 (NEG-06..09, WADO-02/04, FRM-05). Pure functions, CPU-bound: the retrieve service
-runs them in worker threads with bounded concurrency.
+PS3.18 §8.7.3 (NEG-06..09, WADO-02/04, FRM-05), PS3.4 §C.4.2.3.1 (DIMSE-12). Pure functions,
+CPU-bound: the retrieve service runs them in worker threads with bounded concurrency.
 
 * :func:`output_syntax` decides, from the stored transfer syntax and the one a client asked for,
   which syntax an instance goes out in, or that it cannot be produced (NEG-07/08/09);
-* :func:`transcode` rewrites a PS3.10 file in Explicit VR Little Endian: compressed pixel data is
+  :func:`context_syntax` decides it for a DIMSE peer from the syntaxes of the presentation
+  contexts it accepted for the instance's SOP class (DIMSE-12);
+* :func:`transcode` rewrites a PS3.10 file in Explicit VR Little Endian (or Implicit VR Little
+  Endian, for a DIMSE peer that accepts nothing else): compressed pixel data is
   decoded (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K, RLE: pydicom with the
   pylibjpeg / pyjpegls plugins), deflated data sets are inflated, Implicit VR and Big Endian data
   sets re-encoded; the File Meta group is regenerated with a zero preamble (WADO-04);
@@ -64,6 +68,7 @@ __all__ = [
     "TranscodeError",
     "can_decode",
     "check_decodable",
+    "context_syntax",
     "decode_frame",
     "decode_frames",
     "output_syntax",
@@ -176,19 +181,54 @@ def output_syntax(
     return None
 
 
+#: what :func:`transcode` produces
+PRODUCED: Final = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+def context_syntax(
+    stored: str,
+    accepted: Sequence[str],
+    *,
+    has_pixels: bool = True,
+    within_limits: bool = True,
+) -> str | None:
+    """The syntax an instance stored in ``stored`` goes out in to a DIMSE peer whose presentation
+    contexts for its SOP class accept ``accepted`` (C-GET, C-MOVE; DIMSE-12), or None.
+
+    As stored when a context accepts the stored syntax (Implicit VR and Big Endian included:
+    NEG-08 is a rule of the web); else decoded or re-encoded to Explicit VR Little Endian, or to
+    Implicit VR Little Endian, if a context accepts one of them; else it cannot be sent (a failed
+    sub-operation). ``has_pixels`` and ``within_limits`` as for :func:`output_syntax`.
+
+    >>> context_syntax("1.2.840.10008.1.2", ["1.2.840.10008.1.2"])
+    '1.2.840.10008.1.2'
+    >>> context_syntax("1.2.840.10008.1.2.4.50", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+    '1.2.840.10008.1.2.1'
+    >>> context_syntax("1.2.840.10008.1.2.4.100", ["1.2.840.10008.1.2.1"]) is None  # video
+    True
+    """
+    if stored in accepted:
+        return stored
+    decodable = (can_decode(stored) and within_limits) or (not has_pixels and stored not in VIDEO)
+    if not decodable:
+        return None
+    return next((target for target in PRODUCED if target in accepted), None)
+
+
 def transcode(
     raw: bytes, target: str = EXPLICIT_VR_LITTLE_ENDIAN, limits: DecodeLimits = DEFAULT_LIMITS
 ) -> bytes:
     """``raw`` (a PS3.10 file in any syntax pydicom reads) re-encoded in ``target``.
 
-    Only Explicit VR Little Endian is produced; :class:`TranscodeError` for any other target and
-    for pixel data that cannot be decoded. The File Meta group is regenerated (WADO-04): a zero
-    preamble, ``DICM``, Media Storage SOP Class/Instance UIDs from the data set, the new Transfer
-    Syntax UID and Lightbox's Implementation Class UID and Version Name. Everything else, SOP
-    Instance UID included, is kept. Decoded whole, the pixel data must stay within ``limits``
-    (:class:`~app.errors.DecodedSizeTooLarge`, checked before any codec runs).
+    Explicit VR Little Endian is produced, and Implicit VR Little Endian for DIMSE peers that
+    accept nothing else (:func:`context_syntax`); :class:`TranscodeError` for any other target
+    and for pixel data that cannot be decoded. The File Meta group is regenerated (WADO-04): a
+    zero preamble, ``DICM``, Media Storage SOP Class/Instance UIDs from the data set, the new
+    Transfer Syntax UID and Lightbox's Implementation Class UID and Version Name. Everything
+    else, SOP Instance UID included, is kept. Decoded whole, the pixel data must stay within
+    ``limits`` (:class:`~app.errors.DecodedSizeTooLarge`, checked before any codec runs).
     """
-    if target != EXPLICIT_VR_LITTLE_ENDIAN:
+    if target not in PRODUCED:
         raise TranscodeError(f"cannot encode transfer syntax {target}")
     ds = dcmread(io.BytesIO(raw), force=True)
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
@@ -205,7 +245,7 @@ def transcode(
         _decompress(ds, source)
     elif source not in _REENCODED and source not in ENCAPSULATED:
         raise TranscodeError(f"cannot decode transfer syntax {source or '(none)'}")
-    ds.file_meta = _file_meta(ds, meta)
+    ds.file_meta = _file_meta(ds, meta, target)
     ds.preamble = bytes(128)
     out = io.BytesIO()
     # dcmwrite, not save_as: save_as refuses a big -> little endian change (values swapped above)
@@ -261,14 +301,16 @@ def _to_little_endian(ds: Dataset) -> None:
         pixels.value = swap_byte_order(value, allocated // 8)
 
 
-def _file_meta(ds: Dataset, old: FileMetaDataset) -> FileMetaDataset:
+def _file_meta(
+    ds: Dataset, old: FileMetaDataset, target: str = EXPLICIT_VR_LITTLE_ENDIAN
+) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or old.get("MediaStorageSOPClassUID")
     meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or old.get(
         "MediaStorageSOPInstanceUID"
     )
-    meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
+    meta.TransferSyntaxUID = UID(target)
     meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     return meta

@@ -1,8 +1,8 @@
 """The DIMSE part of the conformance statement (PS3.2 style, DIMSE-01..06, 14), generated from
 the code and the default settings; ``lightbox conformance`` appends it to the DICOMweb part.
 
-Each section is a function returning its lines, so the query/retrieve services add theirs to
-:data:`SECTIONS` beside these.
+Each section is a function returning its lines; the Query/Retrieve ones (8.6, 8.7) come from
+:mod:`app.dimse.qr_conformance`.
 """
 
 from collections.abc import Callable
@@ -19,6 +19,7 @@ from app.dimse.contexts import (
     VERIFICATION,
     storage_sop_classes,
 )
+from app.dimse.qr_conformance import QUERY_RETRIEVE_SECTIONS, query_retrieve_rows
 
 __all__ = ["SECTIONS", "dimse_conformance_markdown"]
 
@@ -42,8 +43,8 @@ def _application_entity(settings: Settings) -> list[str]:
         f"DIMSE timeout {dimse.dimse_timeout:g} s, network (idle) timeout "
         f"{dimse.network_timeout:g} s; at most {dimse.max_associations} concurrent "
         "associations (more: A-ASSOCIATE-RJ transient, local limit exceeded).",
-        "- Lightbox accepts associations; it requests them only to send a Storage Commitment "
-        "report back on a new association.",
+        "- Lightbox accepts associations; it requests them to send a Storage Commitment report "
+        "back on a new association, and to send a C-MOVE's instances to its destination (8.7).",
         "- Any calling AE is accepted unless an allow-list is set (`LIGHTBOX_DIMSE__ALLOWED_PEERS`:"
         " calling AE titles and/or addresses); a caller off the list gets A-ASSOCIATE-RJ "
         "rejected-permanent, service user, calling AE title not recognized. The called AE title "
@@ -71,6 +72,7 @@ def _sop_classes(settings: Settings) -> list[str]:
         "| --- | --- | --- |",
         f"| Verification | `{VERIFICATION}` | SCP |",
         f"| Storage Commitment Push Model | `{COMMITMENT}` | SCP |",
+        *query_retrieve_rows(),
     ]
     private = set(settings.dimse.private_sop_classes)
     for uid in storage:
@@ -191,6 +193,7 @@ SECTIONS: list[Callable[[Settings], list[str]]] = [
     _transfer_syntaxes,
     _storage,
     _commitment,
+    *QUERY_RETRIEVE_SECTIONS,
 ]
 
 

@@ -19,6 +19,7 @@ from pynetdicom import AllStoragePresentationContexts
 
 __all__ = [
     "COMMITMENT",
+    "QUERY_RETRIEVE",
     "RETIRED_STORAGE",
     "STORAGE_TRANSFER_SYNTAXES",
     "VERIFICATION",
@@ -80,6 +81,16 @@ _PLAIN: Final = (
 VERIFICATION: Final = "1.2.840.10008.1.1"
 #: Storage Commitment Push Model SOP Class (PS3.4 Annex J)
 COMMITMENT: Final = "1.2.840.10008.1.20.1"
+#: the Query/Retrieve SOP classes: Patient Root and Study Root, FIND, MOVE, GET (PS3.4 C.4;
+#: DIMSE-07, 11, 13)
+QUERY_RETRIEVE: Final = (
+    "1.2.840.10008.5.1.4.1.2.1.1",
+    "1.2.840.10008.5.1.4.1.2.1.2",
+    "1.2.840.10008.5.1.4.1.2.1.3",
+    "1.2.840.10008.5.1.4.1.2.2.1",
+    "1.2.840.10008.5.1.4.1.2.2.2",
+    "1.2.840.10008.5.1.4.1.2.2.3",
+)
 
 
 #: retired storage SOP classes (PS3.6 Table A-1) that older modalities still send and that
@@ -117,7 +128,8 @@ def storage_sop_classes(private: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 
 def supported_contexts(private_sop_classes: tuple[str, ...] = ()) -> list[SupportedContext]:
-    """Verification, every storage SOP class and Storage Commitment Push Model.
+    """Verification, every storage SOP class, Storage Commitment Push Model and the
+    Query/Retrieve SOP classes.
 
     The storage contexts accept role reversal so that a C-GET requestor (which acts as the
     storage SCP on its own association) can be served; a plain C-STORE proposes no roles.
@@ -129,4 +141,5 @@ def supported_contexts(private_sop_classes: tuple[str, ...] = ()) -> list[Suppor
             for uid in storage_sop_classes(private_sop_classes)
         ),
         SupportedContext(COMMITMENT, _PLAIN),
+        *(SupportedContext(uid, _PLAIN) for uid in QUERY_RETRIEVE),
     ]

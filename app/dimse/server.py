@@ -22,9 +22,8 @@ Handlers
 --------
 :func:`event_handlers` is the one list of what the listener does: pairs of a pynetdicom event
 and a function called as ``handler(ctx, event)`` (bound with :func:`functools.partial`), each in
-the module of its service (``echo``, ``store``, ``commitment``, ``associations``; the
-query/retrieve handlers join the list the same way). The presentation contexts are in
-:mod:`app.dimse.contexts`.
+the module of its service (``echo``, ``store``, ``commitment``, ``associations``, ``find``,
+``retrieve``). The presentation contexts are in :mod:`app.dimse.contexts`.
 
 Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
 event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
@@ -33,6 +32,9 @@ association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pend
 Storage Commitment report goes on the requester's association). Two documented ``_config``
 options are set, for reasons given where (:mod:`app.dimse.receive`): ``STORE_RECV_CHUNKED_DATASET``
 (data sets written to a file as they arrive) and ``LOG_HANDLER_LEVEL``.
+Query/Retrieve needs more (C-FIND matches encoded without a pydicom Dataset each, C-STORE
+sub-operations as stored, no 65,535-instance cap): :mod:`app.dimse.qr_service`,
+:mod:`app.dimse.suboperations` and :mod:`app.dimse.sender` say what, and why.
 """
 
 import functools
@@ -50,7 +52,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from app.dimse import associations, commitment, echo, receive, store
+from app.dimse import associations, commitment, echo, find, qr_service, receive, retrieve, store
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
@@ -83,6 +85,9 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_C_ECHO, echo.handle_echo),
         (evt.EVT_C_STORE, store.handle_store),
         (evt.EVT_N_ACTION, commitment.handle_action),
+        (evt.EVT_C_FIND, find.handle_find),
+        (evt.EVT_C_MOVE, retrieve.handle_move),
+        (evt.EVT_C_GET, retrieve.handle_get),
     ]
     return [(event, _bound(handler, ctx)) for event, handler in handlers]
 
@@ -102,6 +107,7 @@ def build_ae(settings: DimseSettings) -> AE:
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
     ae.maximum_associations = settings.max_associations
+    qr_service.install(ae)  # our C-FIND, C-GET and C-MOVE loops (app.dimse.qr_service)
     for context in supported_contexts(tuple(settings.private_sop_classes)):
         if context.accept_roles and uid_to_service_class(context.abstract_syntax) is not (
             StorageServiceClass

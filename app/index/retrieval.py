@@ -38,6 +38,8 @@ class InstanceRef:
     sha256: str = ""
     #: the blob opens with the PS3.10 preamble (None: not recorded; SQLite gives 0/1)
     part10_prefix: bool | None = None
+    #: what a DIMSE peer must have accepted a presentation context for (C-GET, C-MOVE)
+    sop_class_uid: str = ""
 
 
 #: the columns of an :class:`InstanceRef`, in its field order (a select starts with them)
@@ -54,6 +56,7 @@ REF_COLUMNS: Final = (
     Instance.number_of_frames,
     Instance.sha256,
     Instance.part10_prefix,
+    Instance.sop_class_uid,
 )
 
 

@@ -1,4 +1,4 @@
-"""Searches (QIDO-RS now, C-FIND later): a :class:`~app.dicom.query.Query` in, DICOM JSON out.
+"""Searches (QIDO-RS and C-FIND): a :class:`~app.dicom.query.Query` in, DICOM JSON out.
 
 Each result merges the stored objects of the levels its resource returns (QIDO-24: ``/series``
 adds the study, ``/studies/{study}/instances`` the series, ``/instances`` both) with the computed
@@ -10,14 +10,21 @@ filtered to the default attributes of its levels plus the match keys and ``inclu
 
 Every search takes an optional :class:`~app.dicom.query.StudyRestriction`: a scoped caller only
 ever sees studies, series and instances of the studies in its grant (applied in SQL).
+
+A C-FIND has no paging: :meth:`QueryService.find` reads page after page (each on a connection
+held for that page only) until a short one, never counting. A patient (the PATIENT level of
+C-FIND, which DICOMweb lacks) is the patient attributes of its most recently indexed study with
+the patient's counts (PS3.4 Table C.6-1).
 """
 
+from collections.abc import AsyncIterator
 from typing import Any, Final, NamedTuple
 
 import orjson
 
-from app.dicom.attributes import Level
+from app.dicom.attributes import ALL_LEVELS_TAGS, Level, level_of
 from app.dicom.query import Query, StudyRestriction, vr_of
+from app.dicom.target import Target
 from app.index.db import Database
 from app.index.search import Hit, search
 
@@ -53,6 +60,15 @@ _REQUIRED_SERIES: Final = {
     0x0020000E: "UI",  # SeriesInstanceUID
     0x00201209: "IS",  # NumberOfSeriesRelatedInstances
 }
+#: C-FIND patient return keys (PS3.4 Table C.6-1, R and U)
+_REQUIRED_PATIENT: Final = {
+    0x00100010: "PN",  # PatientName
+    0x00100020: "LO",  # PatientID
+}
+#: the patient counts of PS3.4 Table C.6-1
+NUMBER_OF_PATIENT_RELATED_STUDIES: Final = 0x00201200
+NUMBER_OF_PATIENT_RELATED_SERIES: Final = 0x00201202
+NUMBER_OF_PATIENT_RELATED_INSTANCES: Final = 0x00201204
 #: QIDO-23 instance return keys (R and U)
 _REQUIRED_INSTANCE: Final = {
     0x00080016: "UI",  # SOPClassUID
@@ -152,6 +168,51 @@ class QueryService:
         items = [_object(hit, query, base_url, shape) for hit in hits]
         return SearchResults(items, total, exact)
 
+    async def find(
+        self,
+        query: Query,
+        base_url: str,
+        *,
+        restrict: StudyRestriction | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every result matching ``query`` (a C-FIND: no paging, no count), page by page.
+
+        ``query.limit`` and ``query.offset`` are ignored. The database is held for one page at a
+        time (``page_size``, default the level's cap), so a slow reader holds no connection.
+        """
+        size = max(1, page_size or self.page_cap(query.level))
+        shape = _Shape(query)
+        offset = 0
+        while True:
+            async with self._db.read(autocommit=True) as conn:
+                hits, _, _ = await search(
+                    conn, query, limit=size, offset=offset, restrict=restrict, count=False
+                )
+            for hit in hits:
+                yield _object(hit, query, base_url, shape)
+            if len(hits) < size:
+                return
+            offset += size
+
+    async def targets(
+        self, query: Query, *, restrict: StudyRestriction | None = None
+    ) -> list[Target]:
+        """The studies, series or instances matching ``query`` (a study, series or instance
+        level one), as retrieve targets: what a C-MOVE or C-GET identifier names."""
+        found: list[Target] = []
+        size = self.page_cap(query.level)
+        offset = 0
+        while True:
+            async with self._db.read(autocommit=True) as conn:
+                hits, _, _ = await search(
+                    conn, query, limit=size, offset=offset, restrict=restrict, count=False
+                )
+            found.extend(Target(hit.study_uid, hit.series_uid, hit.sop_uid) for hit in hits)
+            if len(hits) < size:
+                return found
+            offset += size
+
     async def search_studies(
         self, query: Query, base_url: str, *, restrict: StudyRestriction | None = None
     ) -> SearchResults:
@@ -183,6 +244,8 @@ class _Shape:
         returned = query.resource.returned_levels
         required: dict[int, str] = {}
         wanted: set[int] = set(query.include) | {0x0020000D, 0x0020000E}
+        if query.level is Level.PATIENT:
+            required.update(_REQUIRED_PATIENT)
         if Level.STUDY in returned:
             required.update(_REQUIRED_STUDY)
             wanted |= DEFAULT_STUDY_TAGS
@@ -209,7 +272,40 @@ def _stored(data: bytes, wanted: frozenset[str] | None) -> dict[str, Any]:
     return {key: value for key, value in loaded.items() if key in wanted}
 
 
+def _is_patient_key(key: str) -> bool:
+    tag = int(key, 16)
+    return tag in ALL_LEVELS_TAGS or level_of(tag) is Level.PATIENT
+
+
+def _patient(hit: Hit, shape: _Shape) -> dict[str, Any]:
+    """A patient: the patient attributes of its latest study's object, and its counts."""
+    assert hit.patient is not None
+    wanted = shape.wanted
+    loaded: dict[str, Any] = orjson.loads(hit.patient.attrs_json)
+    obj = {
+        key: value
+        for key, value in loaded.items()
+        if _is_patient_key(key) and (wanted is None or key in wanted)
+    }
+    obj[f"{NUMBER_OF_PATIENT_RELATED_STUDIES:08X}"] = {
+        "vr": "IS",
+        "Value": [hit.patient.num_studies],
+    }
+    obj[f"{NUMBER_OF_PATIENT_RELATED_SERIES:08X}"] = {"vr": "IS", "Value": [hit.patient.num_series]}
+    obj[f"{NUMBER_OF_PATIENT_RELATED_INSTANCES:08X}"] = {
+        "vr": "IS",
+        "Value": [hit.patient.num_instances],
+    }
+    obj["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
+    for key, vr in shape.empty:
+        if key not in obj:
+            obj[key] = {"vr": vr}
+    return obj
+
+
 def _object(hit: Hit, query: Query, base_url: str, shape: _Shape) -> dict[str, Any]:
+    if hit.patient is not None:
+        return _patient(hit, shape)
     # every computed and required key below is wanted (the default tags of the returned levels
     # hold them), so only the stored objects are filtered
     wanted = shape.wanted

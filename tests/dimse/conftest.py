@@ -21,6 +21,7 @@ from app.dimse.server import DimseServer, listening
 from app.services.audit import AuditFilter
 from app.services.container import Services
 from tests.conftest import make_settings, truncate
+from tests.dimse.ports import free_port
 
 T = TypeVar("T")
 
@@ -163,3 +164,44 @@ def ct_association(port: int, calling: str | None = None) -> Iterator[Associatio
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+# --- Query/Retrieve (C-FIND, C-MOVE, C-GET): listeners on ports 11200-11299 ---
+
+
+def ingest(server: Running, *raws: bytes) -> None:
+    """Store PS3.10 files through the ingest service (the STOW-RS path)."""
+
+    async def store() -> None:
+        services = server.services
+        session = services.ingest.session()
+        for raw in raws:
+            spool = services.ingest.spool()
+            spool.write(raw)
+            await session.add(spool.finish())
+        result = await session.finish()
+        assert all(o.stored for o in result.outcomes), [o.message for o in result.outcomes]
+
+    server.run(store())
+
+
+def qr_settings(database_url: str, data_dir: Path, **dimse: Any) -> Settings:
+    """:func:`dimse_settings` on a port of the Query/Retrieve tests' range."""
+    return dimse_settings(database_url, data_dir, **{"port": free_port(), **dimse})
+
+
+@pytest.fixture(scope="module")
+def qr_module_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """One listener per Query/Retrieve test module and index database."""
+    settings = qr_settings(database_url, tmp_path_factory.mktemp("qr") / "data")
+    with running(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def qr(qr_module_server: Running) -> Running:
+    """The module's Query/Retrieve listener, its index emptied."""
+    qr_module_server.run(truncate(qr_module_server.services.db))
+    return qr_module_server

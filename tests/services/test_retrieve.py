@@ -286,3 +286,47 @@ def _renumbered(raw: bytes, series_number: int) -> bytes:
     ds = dcmread(BytesIO(raw))
     ds.SeriesNumber = series_number
     return to_bytes(ds)
+
+
+async def test_instances_for_presentation_contexts(services: Services) -> None:
+    """What a C-GET/C-MOVE asks: each instance on its own SOP class's contexts, as stored when
+    one takes the stored syntax (Implicit VR included: NEG-08 is a web rule), else transcoded,
+    else left out; an instance whose blob is gone is a failed part, the others follow."""
+    from pydicom.uid import CTImageStorage, MRImageStorage
+
+    study, series = str(generate_uid()), str(generate_uid())
+    implicit = make_dataset("1.2.840.10008.1.2", StudyInstanceUID=study, SeriesInstanceUID=series,
+                            SeriesNumber=1, InstanceNumber=1)  # fmt: skip
+    explicit = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, SeriesNumber=1,
+                            InstanceNumber=2)  # fmt: skip
+    gone = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, SeriesNumber=1,
+                        InstanceNumber=3)  # fmt: skip
+    mr = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, SeriesNumber=1,
+                      InstanceNumber=4, SOPClassUID=MRImageStorage)  # fmt: skip
+    raws = [to_bytes(ds) for ds in (implicit, explicit, gone, mr)]
+    await _ingest(services, *raws)
+    [ref] = [
+        r
+        for r in await services.retrieve.resolve(Target(study))
+        if r.sop_uid == gone.SOPInstanceUID
+    ]
+    await services.store.delete(ref.blob_key)
+
+    accepted = Accepted.contexts([(CTImageStorage, "1.2.840.10008.1.2")])
+    answer = await services.retrieve.instances(InstancesRequest(Target(study), accepted))
+    assert [t.sop_uid for t in answer.left_out] == [mr.SOPInstanceUID]
+    parts = [(p.head, p.failure, b"".join([c async for c in p.chunks])) async for p in answer.parts]
+    assert [head.instance.sop_uid for head, _, _ in parts] == [
+        implicit.SOPInstanceUID,
+        explicit.SOPInstanceUID,
+        gone.SOPInstanceUID,
+    ]
+    (h1, f1, b1), (h2, f2, b2), (_, f3, b3) = parts
+    assert (h1.media_type, f1, b1) == (f"{DICOM}; transfer-syntax=1.2.840.10008.1.2", None, raws[0])
+    assert h2.media_type == f"{DICOM}; transfer-syntax=1.2.840.10008.1.2"  # re-encoded
+    assert (f2, b2 == raws[1]) == (None, False)
+    assert (f3 is None, b3) == (False, b"")
+    with pytest.raises(NotAcceptable, match="presentation contexts"):
+        await services.retrieve.instances(
+            InstancesRequest(Target(study), Accepted.contexts([("1.2.3", EVRLE)]))
+        )

@@ -12,7 +12,7 @@ One module per concept:
 - :mod:`~app.index.search.hits`: :func:`search`, one page of :class:`Hit` and its total.
 """
 
-from app.index.search.hits import Hit, SeriesPart, StudyPart, search
+from app.index.search.hits import Hit, PatientPart, SeriesPart, StudyPart, search
 from app.index.search.plan import count_statement, page_statement
 from app.index.search.predicates import conditions, glob_pattern, like_pattern
 from app.index.search.statements import STATEMENTS, StatementCache
@@ -20,6 +20,7 @@ from app.index.search.statements import STATEMENTS, StatementCache
 __all__ = [
     "STATEMENTS",
     "Hit",
+    "PatientPart",
     "SeriesPart",
     "StatementCache",
     "StudyPart",

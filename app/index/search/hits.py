@@ -12,7 +12,7 @@ from app.dicom.query import Query, StudyRestriction
 from app.index.search.plan import count_plan, page_plan
 from app.index.search.statements import execute
 
-__all__ = ["Hit", "SeriesPart", "StudyPart", "search"]
+__all__ = ["Hit", "PatientPart", "SeriesPart", "StudyPart", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,17 @@ class SeriesPart:
 
 
 @dataclass(frozen=True, slots=True)
+class PatientPart:
+    """A patient (C-FIND PATIENT level): the stored object of its most recently indexed study
+    (whose patient attributes are the patient's) and its counts (PS3.4 Table C.6-1)."""
+
+    num_studies: int
+    num_series: int
+    num_instances: int
+    attrs_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """One result: its UIDs and the stored objects of the levels the resource returns."""
 
@@ -42,6 +53,7 @@ class Hit:
     study: StudyPart | None = None
     series: SeriesPart | None = None
     instance_json: bytes | None = None
+    patient: PatientPart | None = None
 
 
 async def search(
@@ -52,6 +64,7 @@ async def search(
     offset: int,
     restrict: StudyRestriction | None = None,
     count_limit: int = 0,
+    count: bool = True,
 ) -> tuple[list[Hit], int, bool]:
     """The page ``[offset, offset + limit)`` of what matches ``query``, the total count, and
     whether that count is exact.
@@ -59,6 +72,8 @@ async def search(
     The count query runs only when the page is full or empty past an offset: a short page
     already says how many match. With ``count_limit`` (never below ``offset + limit``) it stops
     counting past that many matches, and the total is then a lower bound (``exact`` false).
+    Without ``count`` (a C-FIND reads page after page until a short one) it never runs: the
+    total is then what the pages so far hold, a lower bound when the page is full.
     """
     level = query.level
     sqlite = conn.dialect.name == "sqlite"
@@ -69,16 +84,20 @@ async def search(
         page = page_plan(query, limit=limit, offset=offset, sqlite=sqlite, restrict=restrict)
         rows = (await execute(conn, page)).all()
     exact = True
-    if rows and len(rows) < limit:
+    if not count:
+        total, exact = offset + len(rows), len(rows) < limit
+    elif rows and len(rows) < limit:
         total = offset + len(rows)
     elif not rows and offset == 0 and limit > 0:
         total = 0
     else:
         cap = max(count_limit, offset + limit) if count_limit else 0
-        count = count_plan(query, sqlite=sqlite, restrict=restrict, cap=cap)
-        total = (await execute(conn, count)).scalar_one()
+        counting = count_plan(query, sqlite=sqlite, restrict=restrict, cap=cap)
+        total = (await execute(conn, counting)).scalar_one()
         if cap and total > cap:
             total, exact = cap, False
+    if level is Level.PATIENT:
+        return [_patient(r) for r in rows], total, exact
     hits = []
     for r in rows:
         study = series = None
@@ -98,3 +117,10 @@ async def search(
             )
         )
     return hits, total, exact
+
+
+def _patient(r: Any) -> Hit:
+    part = PatientPart(
+        int(r.pa_studies), int(r.pa_series or 0), int(r.pa_instances or 0), r.pa_json
+    )
+    return Hit(study_uid=r.study_uid, patient=part)

@@ -12,7 +12,7 @@ construct the statement (run only when the statement cache has no statement of t
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Select, func, literal, select, union_all
 
@@ -93,6 +93,8 @@ def page_plan(
     """
     b = Binder(sqlite, "page", query.resource)
     where = bind_conditions(b, query, restrict)
+    if query.resource is Resource.PATIENTS:
+        return b, _patient_page(b, where, limit=limit, offset=offset)
     if query.resource is Resource.STUDIES:
         depth = b(offset + limit, "depth")
     size, skip = b(limit, "limit"), b(offset, "offset")
@@ -185,6 +187,60 @@ def _study_page(where: list[ColumnElement[bool]], *, limit: Any, offset: Any, de
     )
 
 
+#: a patient is a PatientID within its issuer: studies are grouped by both (DESIGN.md §3:
+#: patients are denormalised into their studies)
+_PATIENT: Final = (Study.patient_id, Study.issuer_of_patient_id)
+
+
+def _patients(where: list[ColumnElement[bool]]) -> Select[Any]:
+    """One row per patient among the studies matching ``where``: the most recently indexed
+    study (whose stored object gives the patient's attributes) and the patient's counts."""
+    return cast(
+        Select[Any],
+        select(
+            func.max(Study.id).label("pk"),
+            func.count().label("pa_studies"),
+            func.sum(Study.num_series).label("pa_series"),
+            func.sum(Study.num_instances).label("pa_instances"),
+            Study.patient_id.label("pa_id"),
+            Study.issuer_of_patient_id.label("pa_issuer"),
+        )
+        .where(*where)
+        .group_by(*_PATIENT),
+    )
+
+
+def _patient_page(
+    b: Binder, where: list[Any], *, limit: int, offset: int
+) -> Callable[[], Select[Any]]:
+    """The statement of a page of patients (C-FIND PATIENT level), in PatientID order."""
+    size, skip = b(limit, "limit"), b(offset, "offset")
+
+    def build() -> Select[Any]:
+        conditions = [condition() for condition in where]
+        page = (
+            _patients(conditions)
+            .order_by(*_PATIENT)
+            .limit(size.sql())
+            .offset(skip.sql())
+            .subquery("page")
+        )
+        return (
+            select(
+                Study.study_uid,
+                Study.attrs_json.label("pa_json"),
+                page.c.pa_studies,
+                page.c.pa_series,
+                page.c.pa_instances,
+            )
+            .select_from(Study)
+            .join(page, page.c.pk == Study.id)
+            .order_by(page.c.pa_id, page.c.pa_issuer)
+        )
+
+    return build
+
+
 def _order_columns(order: list[Any]) -> list[Any]:
     """The table columns inside ORDER BY clauses (``desc()``/``nulls_last()`` unwrapped)."""
     out = []
@@ -204,6 +260,11 @@ def count_plan(query: Query, *, sqlite: bool, restrict: StudyRestriction | None,
 
     def build() -> Select[Any]:
         conditions = [condition() for condition in where]
+        if query.resource is Resource.PATIENTS:
+            patients = _patients(conditions)
+            if upto is not None:
+                patients = patients.limit(upto.sql())
+            return select(func.count()).select_from(patients.subquery("patients"))
         tables = tables_used(query, restrict)
         if upto is None:
             return _from(select(func.count()), query.level, tables).where(*conditions)

@@ -13,12 +13,20 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from app.dicom.target import Level, Target
 from app.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN
-from app.errors import NotAcceptable
+from app.errors import LightboxError, NotAcceptable
 from app.index.retrieval import InstanceRef, locate
 from app.services.retrieve.choice import DICOM, choose_syntax
 from app.services.retrieve.context import Payload, RetrieveContext
-from app.services.retrieve.plan import Planned, Selection, decode_refusal, select, stored_length
+from app.services.retrieve.plan import (
+    Planned,
+    Selection,
+    decode_refusal,
+    select,
+    select_contexts,
+    stored_length,
+)
 from app.services.retrieve.requests import Answer, InstancesRequest, Part, PartHead
+from app.storage.base import StorageError
 
 __all__ = ["InstanceRetrieval", "part_type", "read_ahead"]
 
@@ -69,6 +77,8 @@ class InstanceRetrieval:
         sent in the chosen syntax are left out and the answer's ``omission`` says so (WADO-03).
         """
         refs = await self.resolve(request.target)
+        if request.accepted.per_instance:
+            return await self._per_instance(refs, request)
         try:
             chosen = choose_syntax(
                 request.accepted,
@@ -103,7 +113,67 @@ class InstanceRetrieval:
             selection.transfer_syntax,
             omission=omission,
             heads=_heads(first, rest),
+            left_out=[_instance(ref) for ref in selection.left_out],
         )
+
+    async def _per_instance(self, refs: Sequence[InstanceRef], request: InstancesRequest) -> Answer:
+        """The instances for presentation contexts (a DIMSE peer): each on its SOP class's
+        contexts, the ones none can carry left out (:func:`~.plan.select_contexts`);
+        :class:`NotAcceptable` when that is all of them. No part is opened here: a DIMSE peer
+        counts each instance as a sub-operation of its own (:meth:`_each`)."""
+        selection = select_contexts(
+            refs, request.accepted.syntaxes_for, self._context.decode_limits
+        )
+        if not selection.items:
+            raise NotAcceptable(
+                f"none of the {len(refs)} instances can be sent in the accepted presentation "
+                "contexts"
+            )
+        omission = None
+        if selection.omitted:
+            omission = (
+                f"{selection.omitted} of {len(refs)} instances left out: no accepted "
+                "presentation context can carry them"
+            )
+        return Answer(
+            self._each(selection.items),
+            DICOM,
+            selection.transfer_syntax,
+            omission=omission,
+            left_out=[_instance(ref) for ref in selection.left_out],
+        )
+
+    async def _each(self, items: Sequence[Planned]) -> AsyncGenerator[Part, None]:
+        """One part per instance, the next blob sent as stored opened while the current part
+        is sent (as :meth:`_read_ahead`); an instance that cannot be opened (its transcoding
+        failed, its blob is missing) is a part with its ``failure``, and the others follow."""
+        context = self._context
+        ahead: asyncio.Task[Payload] | None = None
+        try:
+            for index, item in enumerate(items):
+                opening = ahead or asyncio.ensure_future(
+                    context.open(item.ref, item.transfer_syntax)
+                )
+                ahead = None
+                try:
+                    payload = await opening
+                except (LightboxError, StorageError) as exc:
+                    reason = exc.message if isinstance(exc, LightboxError) else str(exc)
+                    head = PartHead(part_type(item.transfer_syntax), None, _instance(item.ref))
+                    yield Part(head, _nothing(), failure=reason)
+                    continue
+                following = items[index + 1] if index + 1 < len(items) else None
+                if following is not None and not following.transcoded:
+                    ahead = asyncio.ensure_future(
+                        context.open(following.ref, following.transfer_syntax)
+                    )
+                yield Part(_head(payload), payload.chunks)
+        finally:
+            if ahead is not None:  # the peer went away: release what was opened ahead
+                ahead.cancel()
+                opened = (await asyncio.gather(ahead, return_exceptions=True))[0]
+                if isinstance(opened, Payload):
+                    await opened.close()
 
     def _counts(self, refs: Sequence[InstanceRef], syntax: str | None) -> tuple[int, int]:
         """(instances sendable, of which transcoded) for a transfer syntax request (NEG-02)."""
@@ -158,3 +228,8 @@ def _heads(first: Payload, rest: Sequence[Planned]) -> list[PartHead] | None:
 
 async def _one(part: Part) -> AsyncIterator[Part]:
     yield part
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing

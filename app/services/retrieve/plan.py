@@ -13,12 +13,12 @@ to decode is sent as stored by default and left out when another syntax is asked
 (:func:`decode_refusal` says why).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.dicom.decoding import DecodeLimits, PixelShape
 from app.dicom.parse import PART10_PREFIX_LENGTH
-from app.dicom.transcode import output_syntax
+from app.dicom.transcode import context_syntax, output_syntax
 from app.dicom.uids import DEFLATED, ENCAPSULATED
 from app.errors import DecodedSizeTooLarge
 from app.index.retrieval import InstanceRef
@@ -32,6 +32,7 @@ __all__ = [
     "plan",
     "producible",
     "select",
+    "select_contexts",
     "stored_length",
 ]
 
@@ -140,6 +141,8 @@ class Selection:
 
     items: list[Planned]
     omitted: int
+    #: the instances left out, in order
+    left_out: tuple[InstanceRef, ...] = ()
 
     @property
     def refs(self) -> list[InstanceRef]:
@@ -157,8 +160,35 @@ def select(
 ) -> Selection:
     """Plan the instances that can be sent for ``requested`` (WADO-03), in their order."""
     items: list[Planned] = []
+    left_out: list[InstanceRef] = []
     for ref in refs:
         syntax = plan(ref, requested, limits)
         if syntax is not None:
             items.append(Planned(ref, syntax))
-    return Selection(items, len(refs) - len(items))
+        else:
+            left_out.append(ref)
+    return Selection(items, len(left_out), tuple(left_out))
+
+
+def select_contexts(
+    refs: Sequence[InstanceRef],
+    syntaxes_for: Callable[[str], Sequence[str]],
+    limits: DecodeLimits | None = None,
+) -> Selection:
+    """Plan each instance for a DIMSE peer's presentation contexts (DIMSE-12/13):
+    ``syntaxes_for(sop_class)`` are the syntaxes its contexts accept for that SOP class; an
+    instance none can carry is left out (a failed sub-operation)."""
+    items: list[Planned] = []
+    left_out: list[InstanceRef] = []
+    for ref in refs:
+        syntax = context_syntax(
+            ref.transfer_syntax_uid,
+            syntaxes_for(ref.sop_class_uid),
+            has_pixels=ref.number_of_frames is not None,
+            within_limits=limits is None or decode_refusal(ref, limits) is None,
+        )
+        if syntax is not None:
+            items.append(Planned(ref, syntax))
+        else:
+            left_out.append(ref)
+    return Selection(items, len(left_out), tuple(left_out))

@@ -2,13 +2,13 @@
 
 A front end translates its protocol into these values and back: the HTTP API parses ``Accept``
 (PS3.18 §8.7) into :class:`Accepted` and writes an :class:`Answer` as a multipart/related or
-single-part body; a DIMSE C-GET / C-MOVE would give the transfer syntaxes of its presentation
-contexts as an :class:`Accepted` and send the parts as C-STORE sub-operations. The service
-decides between the representations (:mod:`.choice`), reads the index and the blobs, and leaves
-the wire (status, headers, boundaries, URLs) to the front end.
+single-part body; a DIMSE C-GET / C-MOVE gives the presentation contexts its peer accepted as
+an :class:`Accepted` (:meth:`Accepted.contexts`) and sends the parts as C-STORE sub-operations.
+The service decides between the representations (:mod:`.choice`), reads the index and the
+blobs, and leaves the wire (status, headers, boundaries, URLs) to the front end.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from app.dicom.target import Target
@@ -41,6 +41,9 @@ class Acceptable:
     transfer_syntax: str | None = None
     q: float = 1.0
     whole: bool = False
+    #: a presentation context's abstract syntax: only instances of that SOP class may be sent
+    #: this way (None: any instance)
+    sop_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +57,48 @@ class Accepted:
 
     groups: tuple[tuple[Acceptable, ...], ...]
     unnamed: str = "no acceptable representation was named"
+    #: presentation contexts (a DIMSE peer, :meth:`contexts`): each instance goes out on its
+    #: own SOP class's contexts, as stored when one accepts the stored syntax, else transcoded
+    #: to an uncompressed syntax one accepts; every syntax named may be sent, Implicit VR
+    #: included (NEG-08 is a rule of the web). Instances that no context can carry are left out.
+    per_instance: bool = False
 
     @classmethod
     def of(cls, *acceptable: Acceptable) -> "Accepted":
-        """One group: a DIMSE association's syntaxes, a test's request.
+        """One group: a test's request, a caller with one list of representations.
 
         >>> Accepted.of(Acceptable("application/dicom", "*")).groups[0][0].transfer_syntax
         '*'
         """
         return cls((tuple(acceptable),))
+
+    @classmethod
+    def contexts(cls, contexts: Iterable[tuple[str, str]]) -> "Accepted":
+        """The presentation contexts a DIMSE peer accepted, as (SOP class UID, transfer syntax
+        UID) pairs, for a C-GET or C-MOVE (PS3.4 §C.4.2.3.1, §C.4.3.3.1).
+
+        >>> accepted = Accepted.contexts([("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2")])
+        >>> accepted.per_instance, accepted.groups[0][0].sop_class
+        (True, '1.2.840.10008.5.1.4.1.1.2')
+        """
+        acceptable = tuple(
+            Acceptable("application/dicom", syntax, sop_class=sop_class)
+            for sop_class, syntax in contexts
+        )
+        return cls((acceptable,), "no storage presentation context was accepted", True)
+
+    def syntaxes_for(self, sop_class: str) -> tuple[str, ...]:
+        """The transfer syntaxes the contexts accept for ``sop_class``, in order.
+
+        >>> Accepted.contexts([("1.2", "1.2.840.10008.1.2"), ("1.3", "x")]).syntaxes_for("1.2")
+        ('1.2.840.10008.1.2',)
+        """
+        return tuple(
+            a.transfer_syntax
+            for group in self.groups
+            for a in group
+            if a.transfer_syntax is not None and a.sop_class in (None, sop_class)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +149,10 @@ class Part:
 
     head: PartHead
     chunks: AsyncIterator[bytes]
+    #: why this instance cannot be sent (its transcoding failed, its blob is unreadable): only
+    #: for presentation contexts (:attr:`Accepted.per_instance`), where one instance's failure
+    #: is a failed sub-operation and the others go on; ``chunks`` is then empty
+    failure: str | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +173,8 @@ class Answer:
     whole: bool = False
     omission: str | None = None
     heads: Sequence[PartHead] | None = None
+    #: the instances of the target left out (the ``omission``), in order
+    left_out: Sequence[Target] = ()
 
     async def aclose(self) -> None:
         """Release what the parts hold (an answer abandoned before it was written)."""

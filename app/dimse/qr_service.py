@@ -1,0 +1,137 @@
+"""pynetdicom's Query/Retrieve service class with Lightbox's loops (DIMSE-07..13).
+
+pynetdicom's own C-FIND SCP writes each match a handler yields with pydicom (a Dataset built per
+match, then written: milliseconds per match), and its C-GET/C-MOVE SCP caps the sub-operations
+at 65,535, re-encodes each instance and opens C-MOVE associations with fixed contexts
+(:mod:`app.dimse.suboperations` says why that will not do). :class:`QueryRetrieveService`
+keeps pynetdicom's class but takes over the three SCP methods for the AEs :func:`install`-ed:
+
+* C-FIND: the handler (``app.dimse.find``) yields ``(status, identifier)`` with the identifier
+  already encoded, bytes in the context's transfer syntax (``app.dicom.dimse_query.matches``),
+  which go out as they are;
+* C-GET and C-MOVE: the handler (``app.dimse.retrieve``) returns a runner, which this class
+  calls with an :class:`~app.dimse.suboperations.Exchange` for its responses.
+
+pynetdicom picks the service class by SOP class UID
+(``pynetdicom.association.uid_to_service_class``): :func:`install` wraps that function once per
+process so that the Query/Retrieve SOP classes get :class:`QueryRetrieveService`, and marks the
+AE; associations of any other AE (a test's pynetdicom peer) keep pynetdicom's behaviour
+unchanged. Handlers are still bound and triggered the pynetdicom way (``evt.trigger``), so
+``app.dimse.server`` registers them as any other.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from io import BytesIO
+from typing import Any, Final
+
+from pydicom import Dataset
+from pynetdicom import AE, association, evt
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.service_class import QueryRetrieveServiceClass
+
+from app.dicom.status import QueryRetrieveStatus
+from app.dimse.suboperations import Exchange
+
+__all__ = ["QueryRetrieveService", "install"]
+
+log = logging.getLogger(__name__)
+
+#: the attribute marking an AE whose Query/Retrieve Lightbox serves
+_MARK: Final = "_lightbox_query_retrieve"
+_PENDING: Final = frozenset({0xFF00, 0xFF01})
+
+
+class QueryRetrieveService(QueryRetrieveServiceClass):
+    """pynetdicom's Query/Retrieve service with Lightbox's C-FIND, C-GET and C-MOVE loops
+    (module docstring) on the associations of :func:`install`-ed AEs."""
+
+    def _ours(self) -> bool:
+        return bool(getattr(self.assoc.ae, _MARK, False))
+
+    def _c_find_scp(self, req: C_FIND, context: PresentationContext) -> None:
+        if not self._ours():
+            super()._c_find_scp(req, context)
+            return
+        cx_id = int(context.context_id or 0)
+        try:
+            answers: Iterator[tuple[int | Dataset, bytes | None]] | None = evt.trigger(
+                self.assoc,
+                evt.EVT_C_FIND,
+                {"request": req, "context": context.as_tuple, "_is_cancelled": self.is_cancelled},
+            )
+            for status, identifier in answers or ():
+                if not self.assoc.is_established:
+                    return
+                response = self._find_response(req, status)
+                if response.Status in _PENDING:
+                    response.Identifier = BytesIO(identifier or b"")
+                    self.dimse.send_msg(response, cx_id)
+                    continue
+                self.dimse.send_msg(response, cx_id)  # a final status: Cancel, a failure
+                return
+        except Exception:
+            log.exception("C-FIND failed")
+            if self.assoc.is_established:
+                failure = self._find_response(req, QueryRetrieveStatus.UNABLE_TO_PROCESS)
+                self.dimse.send_msg(failure, cx_id)
+            return
+        if self.assoc.is_established:
+            self.dimse.send_msg(self._find_response(req, QueryRetrieveStatus.SUCCESS), cx_id)
+
+    def _find_response(self, req: C_FIND, status: int | Dataset) -> C_FIND:
+        response = C_FIND()
+        response.MessageIDBeingRespondedTo = req.MessageID
+        response.AffectedSOPClassUID = req.AffectedSOPClassUID
+        found: C_FIND = self.validate_status(status, response)
+        return found
+
+    def _get_scp(self, req: C_GET, context: PresentationContext) -> None:
+        if not self._ours():
+            super()._get_scp(req, context)
+            return
+        self._retrieve(req, context, evt.EVT_C_GET)
+
+    def _move_scp(self, req: C_MOVE, context: PresentationContext) -> None:
+        if not self._ours():
+            super()._move_scp(req, context)
+            return
+        self._retrieve(req, context, evt.EVT_C_MOVE)
+
+    def _retrieve(self, req: C_GET | C_MOVE, context: PresentationContext, event: Any) -> None:
+        exchange = Exchange(self, req, context)
+        try:
+            runner = evt.trigger(
+                self.assoc,
+                event,
+                {"request": req, "context": context.as_tuple, "_is_cancelled": self.is_cancelled},
+            )
+            if not callable(runner):
+                raise TypeError(f"the {event.name} handler returned no runner")
+            runner(exchange)
+        except Exception:
+            log.exception("%s failed", event.name)
+            exchange.refuse(QueryRetrieveStatus.UNABLE_TO_PROCESS)
+
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def install(ae: AE) -> None:
+    """Serve Query/Retrieve on ``ae``'s associations with :class:`QueryRetrieveService`."""
+    global _installed
+    setattr(ae, _MARK, True)
+    with _install_lock:
+        if _installed:
+            return
+        original = association.uid_to_service_class  # type: ignore[attr-defined]
+
+        def service_class(uid: str) -> Any:
+            found = original(uid)
+            return QueryRetrieveService if found is QueryRetrieveServiceClass else found
+
+        association.uid_to_service_class = service_class  # type: ignore[attr-defined]
+        _installed = True

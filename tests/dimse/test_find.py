@@ -1,0 +1,309 @@
+"""C-FIND SCP (DIMSE-07..10) against real peers: DCMTK findscu at every level of both roots, with
+wildcard, range, list and sequence keys and non-Latin character sets; pynetdicom for what findscu
+cannot script (C-CANCEL mid-C-FIND) and for the exact failure statuses. PostgreSQL and SQLite."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE
+
+from tests.dimse.conftest import Running, calling_ae, ingest
+from tests.dimse.qr_peers import findscu
+from tests.factories import make_dataset, make_instance, to_bytes
+
+PATIENT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+JAPANESE = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+
+
+class Archive:
+    """Three patients' studies, with what the queries below look for."""
+
+    def __init__(self) -> None:
+        self.study1, self.study2, self.study3 = (str(generate_uid()) for _ in range(3))
+        self.series_ct, self.series_mr = str(generate_uid()), str(generate_uid())
+        self.series2, self.series3 = str(generate_uid()), str(generate_uid())
+        self.ct_sops = [str(generate_uid()) for _ in range(2)]
+
+    def files(self) -> list[bytes]:
+        request = Dataset()
+        request.RequestedProcedureID = "RP-7"
+        request.ScheduledProcedureStepID = "SPS-7"
+        doe = {"PatientName": "Doe^Jane", "PatientID": "P1", "StudyInstanceUID": self.study1}
+        doe |= {"StudyDate": "20240131", "AccessionNumber": "ACC-1"}
+        out = [
+            make_instance(
+                **doe,
+                SeriesInstanceUID=self.series_ct,
+                SOPInstanceUID=sop,
+                InstanceNumber=n,
+                RequestAttributesSequence=[request],
+            )
+            for n, sop in enumerate(self.ct_sops, 1)
+        ]
+        out.append(
+            make_instance(**doe, SeriesInstanceUID=self.series_mr, Modality="MR", SeriesNumber=2)
+        )
+        out.append(
+            make_instance(
+                PatientName="Müller^Jürgen",
+                PatientID="P2",
+                StudyInstanceUID=self.study2,
+                SeriesInstanceUID=self.series2,
+                StudyDate="20230615",
+                AccessionNumber="ACC-2",
+                Modality="MR",
+            )
+        )
+        out.append(
+            make_instance(
+                SpecificCharacterSet=["", "ISO 2022 IR 87"],
+                PatientName=JAPANESE,
+                PatientID="P3",
+                StudyInstanceUID=self.study3,
+                SeriesInstanceUID=self.series3,
+                StudyDate="20220101",
+                AccessionNumber="ACC-3",
+            )
+        )
+        return out
+
+
+@pytest.fixture
+def archive(qr: Running) -> Archive:
+    archive = Archive()
+    ingest(qr, *archive.files())
+    return archive
+
+
+def _values(run: Any, keyword: str) -> list[str]:
+    assert run.returncode == 0, run.log
+    return sorted(str(ds.get(keyword, "")) for ds in run.datasets())
+
+
+def test_findscu_every_level_of_both_roots(qr: Running, archive: Archive, tmp_path: Path) -> None:
+    """Wildcards, ranges, UID lists and sequence keys at each level of Patient Root and Study
+    Root, as DCMTK's findscu sends them; every match carries our AE and ONLINE."""
+    title = calling_ae()
+
+    def patient_root(name: str, *keys: str) -> Any:
+        return findscu(qr.port, tmp_path / name, *keys, root="-P", calling=title)
+
+    def study_root(name: str, *keys: str) -> Any:
+        return findscu(qr.port, tmp_path / name, *keys, root="-S", calling=title)
+
+    # Patient Root, PATIENT: a wildcard on the name, the patients' counts
+    run = patient_root(
+        "p1", "QueryRetrieveLevel=PATIENT", "PatientName=*E*", "PatientID",
+        "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedInstances",
+    )  # fmt: skip
+    assert _values(run, "PatientID") == ["P1", "P2"]  # DOE, MÜLLER (case-insensitive, PN)
+    doe = next(ds for ds in run.datasets() if ds.PatientID == "P1")
+    assert (doe.NumberOfPatientRelatedStudies, doe.NumberOfPatientRelatedInstances) == (1, 3)
+    assert {(ds.RetrieveAETitle, ds.InstanceAvailability) for ds in run.datasets()} == {
+        ("LIGHTBOX", "ONLINE")
+    }
+
+    # Patient Root, STUDY under a patient: a date range
+    run = patient_root(
+        "p2", "QueryRetrieveLevel=STUDY", "PatientID=P1", "StudyDate=20240101-20241231",
+        "StudyInstanceUID", "ModalitiesInStudy",
+    )  # fmt: skip
+    assert _values(run, "StudyInstanceUID") == [archive.study1]
+    assert list(run.datasets()[0].ModalitiesInStudy) == ["CT", "MR"]
+
+    # Patient Root, SERIES: a sequence key matched, the other series of the study left out
+    run = patient_root(
+        "p3", "QueryRetrieveLevel=SERIES", "PatientID=P1", f"StudyInstanceUID={archive.study1}",
+        "SeriesInstanceUID", "Modality", "RequestAttributesSequence[0].RequestedProcedureID=RP-7",
+    )  # fmt: skip
+    assert _values(run, "SeriesInstanceUID") == [archive.series_ct]
+    [series] = run.datasets()
+    assert series.RequestAttributesSequence[0].RequestedProcedureID == "RP-7"
+    assert "ScheduledProcedureStepID" not in series.RequestAttributesSequence[0]
+
+    # Patient Root, IMAGE: a list of SOP Instance UIDs
+    run = patient_root(
+        "p4", "QueryRetrieveLevel=IMAGE", "PatientID=P1", f"StudyInstanceUID={archive.study1}",
+        f"SeriesInstanceUID={archive.series_ct}",
+        f"SOPInstanceUID={archive.ct_sops[1]}\\{generate_uid()}", "InstanceNumber",
+    )  # fmt: skip
+    assert _values(run, "SOPInstanceUID") == [archive.ct_sops[1]]
+    assert run.datasets()[0].InstanceNumber == 2
+
+    # Study Root, STUDY: patient keys at the study level, an open range, a list of accessions
+    run = study_root(
+        "s1", "QueryRetrieveLevel=STUDY", "StudyDate=-20231231", "AccessionNumber=ACC-2\\ACC-3",
+        "PatientName", "StudyInstanceUID",
+    )  # fmt: skip
+    assert _values(run, "StudyInstanceUID") == sorted([archive.study2, archive.study3])
+
+    # Study Root, SERIES: a wildcard on the modality
+    run = study_root(
+        "s2", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={archive.study1}", "Modality=M?",
+        "SeriesNumber",
+    )  # fmt: skip
+    assert _values(run, "SeriesInstanceUID") == [archive.series_mr]
+    assert run.datasets()[0].SeriesNumber == 2
+
+    # Study Root, IMAGE: universal matching, keys of the levels above returned
+    run = study_root(
+        "s3", "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={archive.study1}",
+        f"SeriesInstanceUID={archive.series_ct}", "SOPInstanceUID", "StudyDate",
+    )  # fmt: skip
+    assert _values(run, "SOPInstanceUID") == sorted(archive.ct_sops)
+    assert {ds.StudyDate for ds in run.datasets()} == {"20240131"}
+
+    rows = qr.audit_rows(title, "search")
+    assert len(rows) == 7
+    assert {row["source"] for row in rows} == {"127.0.0.1"}
+    assert any(row["patient_id"] == "P1" and row["count"] == 1 for row in rows)
+
+
+def test_non_latin_character_sets(qr: Running, archive: Archive, tmp_path: Path) -> None:
+    """A query in ISO 2022 IR 87 (Japanese, code extensions) is decoded and answered in it; a
+    name the request's character set cannot hold comes back in ISO_IR 192."""
+    query = Dataset()
+    query.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientName = "*山田*"
+    query.StudyInstanceUID = ""
+    query_file = tmp_path / "query.dcm"
+    query.save_as(query_file, implicit_vr=False, little_endian=True)
+    title = calling_ae()
+    run = findscu(qr.port, tmp_path / "jp", root="-S", query_file=query_file, calling=title)
+    assert run.returncode == 0, run.log
+    [match] = run.datasets()
+    assert match.StudyInstanceUID == archive.study3
+    assert list(match.SpecificCharacterSet) == ["", "ISO 2022 IR 87"]
+    assert str(match.PatientName) == JAPANESE
+    # the bytes on the wire are ISO 2022 (JIS X 0208 after ESC $ B), not UTF-8
+    raw = run.files[0].read_bytes()
+    assert b"\x1b$B" in raw
+    assert "山".encode() not in raw
+
+    # Latin-1 asked for: the German name in Latin-1, the Japanese one in UTF-8
+    run = findscu(
+        qr.port, tmp_path / "latin", "SpecificCharacterSet=ISO_IR 100",
+        "QueryRetrieveLevel=STUDY", "StudyDate=-20231231", "PatientName", calling=title,
+    )  # fmt: skip
+    assert run.returncode == 0, run.log
+    by_name = {str(ds.PatientName): ds.SpecificCharacterSet for ds in run.datasets()}
+    assert by_name == {"Müller^Jürgen": "ISO_IR 100", JAPANESE: "ISO_IR 192"}
+
+
+def _find(
+    node: Running, identifier: Dataset, model: str = STUDY_FIND, title: str = "PYSCU"
+) -> list[tuple[Any, Any]]:
+    ae = AE(ae_title=title)
+    ae.add_requested_context(model)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    try:
+        return list(assoc.send_c_find(identifier, model))
+    finally:
+        assoc.release()
+
+
+def _identifier(**keys: Any) -> Dataset:
+    ds = Dataset()
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+#: identifiers that cannot be answered: (model, keys, status, what the ErrorComment says)
+BAD_IDENTIFIERS: list[tuple[str, dict[str, Any], int, str]] = [
+    (STUDY_FIND, {"QueryRetrieveLevel": "PATIENT"}, 0xA900, "not a Study Root level"),
+    (STUDY_FIND, {"QueryRetrieveLevel": "FRAME"}, 0xA900, "not a Study Root level"),
+    (STUDY_FIND, {"PatientName": "*"}, 0xA900, "QueryRetrieveLevel (0008,0052) missing"),
+    (
+        PATIENT_FIND,
+        {"QueryRetrieveLevel": "STUDY", "PatientID": "P1", "Modality": "CT"},
+        0xA900,
+        "Modality is of the SERIES level",
+    ),
+    (
+        STUDY_FIND,
+        {"QueryRetrieveLevel": "SERIES", "SeriesInstanceUID": ""},
+        0xA900,
+        "StudyInstanceUID: one value needed",
+    ),
+    (
+        PATIENT_FIND,
+        {"QueryRetrieveLevel": "STUDY", "PatientID": "P*"},
+        0xA900,
+        "PatientID: one value needed",
+    ),
+    (
+        STUDY_FIND,
+        {"QueryRetrieveLevel": "STUDY", "StudyDate": "20241301"},
+        0xC000,
+        "StudyDate: invalid date",
+    ),
+]
+
+
+def test_identifier_errors(qr: Running) -> None:
+    """An invalid QueryRetrieveLevel, a key at the wrong level, a missing unique key above, an
+    invalid value: one failure response with its status and an ErrorComment saying why."""
+    title = calling_ae()
+    for model, keys, status, comment in BAD_IDENTIFIERS:
+        [(response, identifier)] = _find(qr, _identifier(**keys), model, title)
+        assert (response.Status, identifier) == (status, None), keys
+        assert comment in response.ErrorComment
+    rows = qr.audit_rows(title, "search")
+    assert [(r["outcome"], r["status"]) for r in rows] == [
+        ("failure", status) for *_, status, _ in BAD_IDENTIFIERS
+    ]
+
+
+def test_unsupported_optional_keys_give_ff01(qr: Running, archive: Archive) -> None:
+    """A key Lightbox cannot match on is ignored and a key it cannot return comes back empty;
+    the matches say so with 0xFF01."""
+    ds = _identifier(QueryRetrieveLevel="STUDY", PatientID="P2", OtherPatientIDs="X*")
+    ds.SOPClassesInStudy = ""
+    responses = _find(qr, ds)
+    assert [r.Status for r, _ in responses] == [0xFF01, 0x0000]
+    match = responses[0][1]
+    assert match.StudyInstanceUID == archive.study2
+    assert match.SOPClassesInStudy is None or match.SOPClassesInStudy == ""
+
+
+def test_cancel_mid_find(qr: Running) -> None:
+    """C-CANCEL while matches are being sent: the SCP stops and answers Cancel (0xFE00)."""
+    study, series = str(generate_uid()), str(generate_uid())
+    count = 150
+    ingest(
+        qr,
+        *(
+            to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series,
+                                  InstanceNumber=n))
+            for n in range(count)
+        )
+    )  # fmt: skip
+    title = calling_ae()
+    ae = AE(ae_title=title)
+    ae.add_requested_context(STUDY_FIND)
+    assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    identifier = _identifier(
+        QueryRetrieveLevel="IMAGE", StudyInstanceUID=study, SeriesInstanceUID=series,
+        SOPInstanceUID="",
+    )  # fmt: skip
+    statuses = []
+    try:
+        for n, (status, _) in enumerate(assoc.send_c_find(identifier, STUDY_FIND, msg_id=7)):
+            statuses.append(status.Status)
+            if n == 0:
+                assoc.send_c_cancel(7, assoc.accepted_contexts[0].context_id)
+    finally:
+        assoc.release()
+    assert statuses[-1] == 0xFE00
+    assert 1 <= len(statuses) - 1 < count
+    assert set(statuses[:-1]) == {0xFF00}
+    [row] = qr.audit_rows(title, "search")
+    assert (row["status"], row["count"]) == (0xFE00, len(statuses) - 1)
