@@ -488,6 +488,38 @@ class DimseSettings(BaseModel):
     )
 
 
+class LogFormat(StrEnum):
+    """How log lines are written (``LIGHTBOX_LOG_FORMAT``)."""
+
+    #: text on a terminal, JSON lines otherwise (a container, a file, a log shipper)
+    AUTO = "auto"
+    #: one human-readable line per record
+    TEXT = "text"
+    #: one JSON object per line: time, level, logger, message, request id, route, status,
+    #: duration, actor
+    JSON = "json"
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics (``LIGHTBOX_METRICS__<NAME>``): ``GET /metrics`` with an admin token,
+    or without one on a separate address of their own."""
+
+    enabled: bool = Field(
+        True, description="collect metrics and serve GET /metrics (admin permission)"
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="address of the separate metrics listener (only with metrics.port)",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /metrics without a token on metrics.host:metrics.port, a port of "
+        "its own for the scraper (lightbox serve only; unset: no such listener)",
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -583,6 +615,16 @@ class Settings(BaseSettings):
         None, description="apply migrations on start (default: only for the SQLite default)"
     )
     log_level: str = Field("info", description="debug | info | warning | error")
+    log_format: LogFormat = Field(
+        LogFormat.AUTO,
+        description="auto | text | json: auto writes text on a terminal, JSON lines otherwise",
+    )
+    access_log: bool = Field(
+        True,
+        description="one log line per request at INFO: method, route template, status, "
+        "duration, request id, actor (never the path's values or the query string)",
+    )
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)

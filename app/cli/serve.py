@@ -1,6 +1,7 @@
 """``lightbox serve``: the HTTP server (one process, or gunicorn workers)."""
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,10 @@ def serve(
         if value is not None:
             os.environ[env] = str(value)
     settings = Settings()
+    from app.logs import configure_logging
+
+    # every record of this process (and of uvicorn, and gunicorn's arbiter) in one format
+    configure_logging(settings.log_level, settings.log_format, force=True)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
@@ -96,7 +101,30 @@ def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path
         # uvicorn's default (FORWARDED_ALLOW_IPS, else 127.0.0.1), also under gunicorn, which
         # would pass its own
         "forwarded_allow_ips": None,
+        # the app logs each request itself, without the query string (app.api.observe), and
+        # uvicorn writes through the handler configure_logging installed
+        "access_log": False,
+        "log_config": None,
     }
+    with contextlib.ExitStack() as stack:
+        listener = None
+        if settings.metrics.enabled:
+            from app import telemetry
+
+            # before any worker imports prometheus-client: they share this run's directory
+            stack.enter_context(telemetry.run_directory())
+            if settings.metrics.port is not None:
+                listener = telemetry.start_listener(settings.metrics.host, settings.metrics.port)
+                stack.callback(listener.stop)
+        status = _run(settings, options, listener)
+    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
+        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
+    if status:
+        raise typer.Exit(status)
+
+
+def _run(settings: Settings, options: dict[str, Any], listener: Any) -> int:
+    """Serve until stopped; the exit status."""
     if settings.workers <= 1:
         config = uvicorn.Config(
             "app.main:create_app",
@@ -107,25 +135,22 @@ def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path
         )
         server = uvicorn.Server(config)
         server.run()
-        if not server.started:
-            raise typer.Exit(STARTUP_FAILURE)
-        return
+        return 0 if server.started else STARTUP_FAILURE
     # several workers: gunicorn's arbiter manages them (app.supervisor)
     from app.supervisor import gunicorn_options, serve_workers
 
-    status = serve_workers(
+    return serve_workers(
         gunicorn_options(
             settings.host,
             settings.port,
             settings.workers,
             settings.worker_timeout,
             settings.log_level,
+            log_format=settings.log_format,
+            metrics_listener=listener,
         ),
         options,
     )
-    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
-        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
-    raise typer.Exit(status)
 
 
 def _first_start_key(settings: Settings) -> None:

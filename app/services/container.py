@@ -30,12 +30,13 @@ from app.services.group_commit import GroupCommit
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
+from app.services.metrics import ProcessMetrics, StoreMetrics
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
 from app.services.tokens import TokenService
-from app.storage.base import ObjectStore
+from app.storage.base import ObjectStore, ObjectStoreBase
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
 
@@ -63,6 +64,7 @@ class Services:
     imports: ImportService
     #: Storage Commitment: instances verified against the index and their blobs' hashes
     commitment: CommitmentService
+    metrics: ProcessMetrics
 
     async def close(self) -> None:
         await self.audit.close()
@@ -140,6 +142,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await migrate.upgrade(settings.resolved_database_url())
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
     store = build_store(settings)
+    if settings.metrics.enabled and isinstance(store, ObjectStoreBase):
+        store.observe(StoreMetrics(store.kind))
     policy = ingest_policy(settings)
     spool_dir = settings.spool_dir()
     if isinstance(store, FilesystemStore):
@@ -169,12 +173,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         aggregate=settings.auth.audit_aggregate,
     )
     ingest = IngestService(db, store, policy, spool_dir)
+    delete = DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours))
+    maintenance = MaintenanceService(db, store)
     services = Services(
         db=db,
         store=store,
         ingest=ingest,
         group_commit=GroupCommit(ingest, max_batch=limits.group_commit_instances),
-        maintenance=MaintenanceService(db, store),
+        maintenance=maintenance,
         retrieve=retrieve,
         query=QueryService(
             db,
@@ -182,7 +188,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             max_instance_results=settings.qido_max_instance_results,
             count_limit=settings.qido_count_limit,
         ),
-        delete=DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours)),
+        delete=delete,
         render=RenderService(
             db,
             store,
@@ -210,6 +216,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
         commitment=CommitmentService(db, store),
+        metrics=ProcessMetrics(audit, db),
     )
     try:
         yield services
