@@ -24,6 +24,7 @@ from app.api import (
     metrics,
     qido,
     rendered,
+    stats,
     stow,
     tokens,
     wado,
@@ -116,7 +117,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 async with (
                     opened.metrics.sampling()
                     if settings.metrics.enabled
-                    else contextlib.nullcontext()
+                    else contextlib.nullcontext(),
+                    # gc, fsck, retention when scheduled: one process of all runs each
+                    opened.housekeeping.running(),
                 ):
                     yield
             finally:
@@ -162,6 +165,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.include_router(audit.router)
     app.include_router(tokens.router)
+    app.include_router(stats.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
     return app

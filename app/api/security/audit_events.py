@@ -43,6 +43,8 @@ def action_for(method: str, path: str) -> str:
         return "audit-query"
     if path.startswith("/api/tokens"):
         return {"DELETE": "token-revoked", "POST": "token-issued"}.get(method, "token-query")
+    if path == "/api/stats":
+        return "stats-query"
     if path == "/metrics":
         return "metrics-query"
     if method == "HEAD":
