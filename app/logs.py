@@ -108,15 +108,22 @@ def _install_record_factory() -> None:
         logging.setLogRecordFactory(_RecordFactory(current))
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def _utc(created: float) -> str:
-    """A record's time in ISO 8601, UTC, to the millisecond.
+    """A record's time in ISO 8601, UTC, to the millisecond (the second's text is kept: a busy
+    server writes many lines a second).
 
     >>> _utc(1796630400.5)
     '2026-12-07T08:00:00.500Z'
     """
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + (
-        f".{int(created % 1 * 1000):03d}Z"
-    )
+    second = int(created)
+    cached = _second
+    if cached[0] != second:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        cached[0] = second
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -210,6 +217,8 @@ def configure_logging(
     for handler in list(root.handlers):
         if force or isinstance(handler, _Handler):
             root.removeHandler(handler)
+    # no formatter of ours writes the process's multiprocessing name: not looked up per record
+    logging.logMultiprocessing = False
     handler = _Handler(stream)
     handler.setFormatter(formatter_for(log_format, stream))
     root.addHandler(handler)
