@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import desc, distinct, func, select
+from sqlalchemy import desc, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.index.models import Instance, Series, Study
@@ -27,9 +27,14 @@ __all__ = [
     "by_modality",
     "by_month",
     "largest_studies",
+    "prepare",
     "received_since",
     "totals",
 ]
+
+#: PostgreSQL's memory per hash aggregate for these reports (default 4 MB): a group per series
+#: of a large archive then stays in memory instead of spilling to temporary files
+_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,13 @@ class LargeStudy:
     bytes: int
 
 
+async def prepare(conn: AsyncConnection) -> None:
+    """Give the report's transaction room for its aggregates (PostgreSQL: ``SET LOCAL``, for
+    this transaction only)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
+
+
 async def totals(conn: AsyncConnection) -> Totals:
     """Studies, series, instances and their bytes."""
     studies = select(func.count()).select_from(Study).scalar_subquery()
@@ -75,7 +87,11 @@ async def totals(conn: AsyncConnection) -> Totals:
 
 async def by_modality(conn: AsyncConnection) -> list[Bucket]:
     """Per modality (a series' Modality; ``""`` when it has none): studies holding such a
-    series, the series, their instances and bytes; the largest first."""
+    series, the series, their instances and bytes; the largest first.
+
+    Grouped in steps, each a hash aggregate (no ``COUNT(DISTINCT ...)``, which sorts): the
+    instances per series, then per (modality, study), then per modality.
+    """
     per_series = (
         select(
             Instance.series_id,
@@ -85,45 +101,80 @@ async def by_modality(conn: AsyncConnection) -> list[Bucket]:
         .group_by(Instance.series_id)
         .subquery()
     )
-    total_bytes = func.sum(per_series.c.bytes)
-    rows = await conn.execute(
+    per_study = (
         select(
-            Series.modality,  # NULLs group together
-            func.count(distinct(Series.study_id)),
-            func.count(),
-            func.sum(per_series.c.instances),
-            total_bytes,
+            Series.modality.label("modality"),
+            func.count().label("series"),
+            func.sum(per_series.c.instances).label("instances"),
+            func.sum(per_series.c.bytes).label("bytes"),
         )
         .join(per_series, per_series.c.series_id == Series.id)
-        .group_by(Series.modality)
-        .order_by(desc(total_bytes), Series.modality)
+        .group_by(Series.modality, Series.study_id)
+        .subquery()
+    )
+    total_bytes = func.sum(per_study.c.bytes)
+    rows = await conn.execute(
+        select(
+            per_study.c.modality,  # NULLs group together
+            func.count(),
+            func.sum(per_study.c.series),
+            func.sum(per_study.c.instances),
+            total_bytes,
+        )
+        .group_by(per_study.c.modality)
+        .order_by(desc(total_bytes), per_study.c.modality)
     )
     return [Bucket(r[0] or "", int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
 
 def _month(conn: AsyncConnection, column: Any) -> Any:
-    """``YYYY-MM`` of a timestamp column, in UTC."""
+    """The first moment of a timestamp's month, in UTC (text ``YYYY-MM-...`` on SQLite)."""
     if conn.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
+        return func.date_trunc("month", func.timezone("UTC", column))
     return func.strftime("%Y-%m", column)  # SQLite keeps UTC text
 
 
 async def by_month(conn: AsyncConnection) -> list[Bucket]:
     """Per month received: the studies and series that received instances, the instances and
-    their bytes; oldest first."""
+    their bytes; oldest first (grouped per series of the month first: hash aggregates only)."""
     month = _month(conn, Instance.created_at)
+    per_series = (
+        select(
+            month.label("month"),
+            Instance.study_id,
+            func.count().label("instances"),
+            func.sum(Instance.size).label("bytes"),
+        )
+        .group_by(month, Instance.study_id, Instance.series_id)
+        .subquery()
+    )
+    per_study = (
+        select(
+            per_series.c.month,
+            func.count().label("series"),
+            func.sum(per_series.c.instances).label("instances"),
+            func.sum(per_series.c.bytes).label("bytes"),
+        )
+        .group_by(per_series.c.month, per_series.c.study_id)
+        .subquery()
+    )
     rows = await conn.execute(
         select(
-            month,
-            func.count(distinct(Instance.study_id)),
-            func.count(distinct(Instance.series_id)),
+            per_study.c.month,
             func.count(),
-            func.sum(Instance.size),
+            func.sum(per_study.c.series),
+            func.sum(per_study.c.instances),
+            func.sum(per_study.c.bytes),
         )
-        .group_by(month)
-        .order_by(month)
+        .group_by(per_study.c.month)
+        .order_by(per_study.c.month)
     )
-    return [Bucket(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+    return [Bucket(_month_key(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
+def _month_key(value: Any) -> str:
+    """``YYYY-MM`` of what :func:`_month` gave."""
+    return value.strftime("%Y-%m") if isinstance(value, datetime) else str(value)[:7]
 
 
 async def received_since(conn: AsyncConnection, since: datetime) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from app.index.stats import (
     by_modality,
     by_month,
     largest_studies,
+    prepare,
     received_since,
     totals,
 )
@@ -83,6 +84,7 @@ class StatsService:
         """The figures as of now (``largest``: how many of the largest studies to list)."""
         now = now or datetime.now(UTC)
         async with self._db.read() as conn:
+            await prepare(conn)
             total = await totals(conn)
             modalities = await by_modality(conn)
             months = await by_month(conn)
