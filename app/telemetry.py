@@ -38,6 +38,8 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 #: RAM-backed: the files are written on every update
 _SHM: Final = Path("/dev/shm")
+#: the run directories' names: the prefix, the server's pid, a random part
+_PREFIX: Final = "lightbox-metrics-"
 
 
 def multiprocess_dir() -> str | None:
@@ -66,12 +68,31 @@ def exposition() -> bytes:
     return body
 
 
+def _sweep(base: Path) -> None:
+    """Remove the directories of runs whose server is gone without removing its own (killed):
+    they are named for their server's pid."""
+    for entry in base.glob(f"{_PREFIX}*-*"):
+        pid = entry.name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:  # alive under another user, or gone meanwhile
+            continue
+
+
 @contextlib.contextmanager
 def run_directory() -> Iterator[Path]:
     """A fresh, private directory for this run's metric files, named in ``PROMETHEUS_MULTIPROC_DIR``
-    for the processes started from now on; removed, and the variable restored, at the end."""
-    base = str(_SHM) if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
-    path = Path(tempfile.mkdtemp(prefix="lightbox-metrics-", dir=base))
+    for the processes started from now on; removed, and the variable restored, at the end
+    (and, should the server be killed, by the next server's start)."""
+    base = _SHM if _SHM.is_dir() and os.access(_SHM, os.W_OK) else Path(tempfile.gettempdir())
+    _sweep(base)
+    path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base))
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(path)
     try:

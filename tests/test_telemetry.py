@@ -2,8 +2,10 @@
 sums them, a dead process's live gauges leave the sums, its counters stay."""
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,3 +62,36 @@ def test_listener_serves_the_run_without_a_token() -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     assert _values(answer.text)["t_requests_total"] == 7
+
+
+def test_a_killed_runs_directory_is_swept_by_the_next() -> None:
+    """A server killed outright leaves its directory; the next one to start removes it (named
+    for a pid that no longer runs), not those of servers still running."""
+    script = (
+        "import os, sys, time\n"
+        "from app import telemetry\n"
+        "with telemetry.run_directory() as path:\n"
+        "    print(path, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    running = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    killed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    assert running.stdout is not None
+    assert killed.stdout is not None
+    try:
+        kept = Path(running.stdout.readline().decode().strip())
+        left = Path(killed.stdout.readline().decode().strip())
+        killed.kill()
+        killed.wait(10)
+        assert left.is_dir()
+        with telemetry.run_directory() as mine:
+            assert not left.exists()
+            assert kept.is_dir()
+            assert mine.name.startswith(f"lightbox-metrics-{os.getpid()}-")
+    finally:
+        running.kill()
+        running.wait(10)
+        killed.stdout.close()
+        running.stdout.close()
+    shutil.rmtree(kept, ignore_errors=True)  # killed as well: not left for the next start
