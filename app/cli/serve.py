@@ -5,7 +5,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 import uvicorn
@@ -15,6 +15,9 @@ from uvicorn.config import STARTUP_FAILURE
 from app.cli.dimse import start_child
 from app.cli.root import cli
 from app.config import Settings
+
+if TYPE_CHECKING:
+    from app import telemetry
 
 
 def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
@@ -71,17 +74,37 @@ def serve(
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
-    # the DIMSE listener: one child process, whatever the number of HTTP workers
-    dimse = start_child(settings)
-    try:
-        _serve_http(settings, ssl_certfile, ssl_keyfile)
-    finally:
-        if dimse is not None:
-            dimse.stop()
+    with contextlib.ExitStack() as stack:
+        listener = None
+        if settings.metrics.enabled:
+            from app import telemetry
+
+            # before any worker or the DIMSE listener imports prometheus-client: all the
+            # processes of the run share this directory (app.telemetry)
+            stack.enter_context(telemetry.run_directory())
+            if settings.metrics.port is not None:
+                listener = telemetry.start_listener(settings.metrics.host, settings.metrics.port)
+                stack.callback(listener.stop)
+        # the DIMSE listener: one child process, whatever the number of HTTP workers
+        dimse = start_child(settings)
+        try:
+            status = _serve_http(settings, ssl_certfile, ssl_keyfile, listener)
+        finally:
+            if dimse is not None:
+                dimse.stop()
+    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
+        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
+    if status:
+        raise typer.Exit(status)
 
 
-def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
-    """Run uvicorn (one process) or gunicorn's workers until stopped."""
+def _serve_http(
+    settings: Settings,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    listener: "telemetry.Listener | None",
+) -> int:
+    """Run uvicorn (one process) or gunicorn's workers until stopped; the exit status."""
     from app.connections import ConnectionGuard, ConnectionLimits
 
     limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)
@@ -106,25 +129,6 @@ def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path
         "access_log": False,
         "log_config": None,
     }
-    with contextlib.ExitStack() as stack:
-        listener = None
-        if settings.metrics.enabled:
-            from app import telemetry
-
-            # before any worker imports prometheus-client: they share this run's directory
-            stack.enter_context(telemetry.run_directory())
-            if settings.metrics.port is not None:
-                listener = telemetry.start_listener(settings.metrics.host, settings.metrics.port)
-                stack.callback(listener.stop)
-        status = _run(settings, options, listener)
-    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
-        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
-    if status:
-        raise typer.Exit(status)
-
-
-def _run(settings: Settings, options: dict[str, Any], listener: Any) -> int:
-    """Serve until stopped; the exit status."""
     if settings.workers <= 1:
         config = uvicorn.Config(
             "app.main:create_app",
