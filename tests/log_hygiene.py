@@ -178,6 +178,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep(
             "=", "patient names or tokens in the logs (issue 23, point 10)", red=True
         )
@@ -185,4 +186,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             reporter.write_line(line)
         if len(found) > 50:
             reporter.write_line(f"... and {len(found) - 50} more")
+        reporter.write_line("the run fails: log the route template and the request id instead")
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
