@@ -47,11 +47,12 @@ What a front end calls (the DIMSE one included):
   :func:`record_ingest` counts for a front end that stores some other way;
 - DIMSE: :func:`dimse_association` once per association (``accepted``, ``rejected``,
   ``released``, ``aborted``), :func:`dimse_operation` once per DIMSE request (C-ECHO, C-STORE,
-  C-FIND, C-MOVE, C-GET with its status category and duration).
+  C-FIND, C-MOVE, C-GET, N-ACTION with its status category, :func:`status_category`, and its
+  duration); ``app.dimse.server`` does both for every handler it binds.
 """
 
 from app.services.metrics.audit import record_audit_failure, record_audit_written
-from app.services.metrics.dimse import dimse_association, dimse_operation
+from app.services.metrics.dimse import dimse_association, dimse_operation, status_category
 from app.services.metrics.housekeeping import (
     record_fsck,
     record_gc,
@@ -89,4 +90,5 @@ __all__ = [
     "record_retention",
     "sample",
     "sampling",
+    "status_category",
 ]

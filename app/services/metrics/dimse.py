@@ -5,7 +5,13 @@ from typing import Final, Literal
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["AssociationOutcome", "OperationStatus", "dimse_association", "dimse_operation"]
+__all__ = [
+    "AssociationOutcome",
+    "OperationStatus",
+    "dimse_association",
+    "dimse_operation",
+    "status_category",
+]
 
 AssociationOutcome = Literal["accepted", "rejected", "released", "aborted"]
 #: the status category of a DIMSE response (PS3.7 Annex C): its code is not a label (there are
@@ -39,3 +45,18 @@ def dimse_operation(operation: str, status: OperationStatus, seconds: float) -> 
     """Count one DIMSE request (``operation``: ``C-STORE``, ``C-FIND``, ...) and its duration."""
     _OPERATIONS.labels(operation, status).inc()
     _DURATION.labels(operation).observe(seconds)
+
+
+def status_category(code: int) -> OperationStatus:
+    """The category of a DIMSE status code (PS3.7 Annex C).
+
+    >>> [status_category(c) for c in (0x0000, 0xB000, 0x0107, 0xFE00, 0xA700, 0xC000, 0x0122)]
+    ['success', 'warning', 'warning', 'cancel', 'failure', 'failure', 'failure']
+    """
+    if code == 0x0000:
+        return "success"
+    if code == 0xFE00:
+        return "cancel"
+    if code in (0x0001, 0x0107, 0x0116) or 0xB000 <= code <= 0xBFFF:
+        return "warning"
+    return "failure"
