@@ -488,6 +488,112 @@ class DimseSettings(BaseModel):
     )
 
 
+class LogFormat(StrEnum):
+    """How log lines are written (``LIGHTBOX_LOG_FORMAT``)."""
+
+    #: text on a terminal, JSON lines otherwise (a container, a file, a log shipper)
+    AUTO = "auto"
+    #: one human-readable line per record
+    TEXT = "text"
+    #: one JSON object per line: time, level, logger, message, request id, route, status,
+    #: duration, actor
+    JSON = "json"
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics (``LIGHTBOX_METRICS__<NAME>``): ``GET /metrics`` with an admin token,
+    or without one on a separate address of their own."""
+
+    enabled: bool = Field(
+        True, description="collect metrics and serve GET /metrics (admin permission)"
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="address of the separate metrics listener (only with metrics.port)",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /metrics without a token on metrics.host:metrics.port, a port of "
+        "its own for the scraper (lightbox serve only; unset: no such listener)",
+    )
+
+
+class RetentionRule(BaseModel):
+    """One retention rule: the studies it matches are deleted. Every criterion given must match
+    (AND); a study is deleted when any rule matches it (OR)."""
+
+    older_than_days: int = Field(
+        ge=1, description="the study's age in days, from its StudyDate (else when received)"
+    )
+    modality: str | None = Field(
+        None, description="only studies with a series of this modality (ModalitiesInStudy)"
+    )
+    study_description: str | None = Field(
+        None,
+        description="only studies whose StudyDescription matches this pattern (* and ?, any case)",
+    )
+
+    @field_validator("modality")
+    @classmethod
+    def _modality(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().upper()
+        if not value or len(value) > 16 or "\\" in value:
+            raise ValueError("a modality is a code of 1 to 16 characters, e.g. CT")
+        return value
+
+    @field_validator("study_description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("an empty study_description pattern matches nothing; leave it out")
+        return value
+
+
+class RetentionSettings(BaseModel):
+    """Retention: studies deleted by rules (``LIGHTBOX_RETENTION__<NAME>``), by ``lightbox
+    retention`` or on a schedule inside ``lightbox serve``."""
+
+    rules: list[RetentionRule] = Field(
+        default_factory=list,
+        description='JSON list of rules, e.g. [{"older_than_days": 3650}, {"older_than_days": '
+        '365, "modality": "SR"}]; empty: nothing is ever deleted by retention',
+    )
+    interval_hours: float = Field(
+        0.0, ge=0, description="run the rules every this many hours inside serve (0: never)"
+    )
+    max_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a run that would delete more than this fraction of the studies, or all of "
+        "them, is refused (lightbox retention --yes overrides; a scheduled run never does)",
+    )
+
+
+class MaintenanceSettings(BaseModel):
+    """gc and fsck on a schedule inside ``lightbox serve`` (``LIGHTBOX_MAINTENANCE__<NAME>``);
+    one process of all the replicas and workers runs each (a lease in the index)."""
+
+    gc_interval_hours: float = Field(
+        0.0, ge=0, description="run gc every this many hours inside serve (0: never)"
+    )
+    gc_grace_minutes: float = Field(
+        60.0, ge=0, description="gc keeps unreferenced blobs younger than this"
+    )
+    fsck_interval_hours: float = Field(
+        0.0, ge=0, description="run fsck every this many hours inside serve (0: never)"
+    )
+    fsck_verify_hashes: bool = Field(
+        False, description="scheduled fsck re-hashes every blob (reads the whole store)"
+    )
+
+
 class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
@@ -583,6 +689,18 @@ class Settings(BaseSettings):
         None, description="apply migrations on start (default: only for the SQLite default)"
     )
     log_level: str = Field("info", description="debug | info | warning | error")
+    log_format: LogFormat = Field(
+        LogFormat.AUTO,
+        description="auto | text | json: auto writes text on a terminal, JSON lines otherwise",
+    )
+    access_log: bool = Field(
+        True,
+        description="one log line per request at INFO: method, route template, status, "
+        "duration, request id, actor (never the path's values or the query string)",
+    )
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)

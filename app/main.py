@@ -6,6 +6,7 @@ deadline applies either way; the request head deadline and the connection cap co
 routes reach them through ``app.api.deps``.
 """
 
+import contextlib
 import gc
 import logging
 import shlex
@@ -20,8 +21,10 @@ from app.api import (
     capabilities,
     delete,
     health,
+    metrics,
     qido,
     rendered,
+    stats,
     stow,
     tokens,
     wado,
@@ -30,11 +33,13 @@ from app.api import (
 from app.api.errors import install_error_handlers
 from app.api.head import HeadMiddleware
 from app.api.methods import MethodsMiddleware
+from app.api.observe import ObserveMiddleware
 from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
 from app.connections import RequestDeadlines
-from app.logs import quiet_codec_logs
+from app.logs import configure_logging, quiet_codec_logs
 from app.services.container import Services, open_services
+from app.services.metrics import process_started
 from app.web import add_page_headers, install_web
 
 log = logging.getLogger(__name__)
@@ -78,9 +83,8 @@ async def token_hint(settings: Settings, services: Services) -> None:
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The Lightbox ASGI app; ``services`` lets tests inject already-open services."""
     settings = settings if settings is not None else Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    # a process whose logging is set up already (lightbox serve, a test runner) keeps it
+    configure_logging(settings.log_level, settings.log_format)
     quiet_codec_logs()
 
     @asynccontextmanager
@@ -106,9 +110,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             # the audit rows a previous run committed with its writes but did not chain (it
             # died in between) are chained now, by the writer, in the background
             await opened.audit.recover()
+            if settings.metrics.enabled:
+                process_started(__version__)
             _freeze_startup_objects()
             try:
-                yield
+                async with (
+                    opened.metrics.sampling()
+                    if settings.metrics.enabled
+                    else contextlib.nullcontext(),
+                    # gc, fsck, retention when scheduled: one process of all runs each
+                    opened.housekeeping.running(),
+                ):
+                    yield
             finally:
                 gc.unfreeze()
 
@@ -136,6 +149,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     # the pages' error handlers wrap the API's: installed after them
     install_web(app, settings)
+    # outside the error boundary, so it counts and logs the status the client got
+    app.add_middleware(
+        ObserveMiddleware, metrics=settings.metrics.enabled, access_log=settings.access_log
+    )
     # outermost: the connection's head deadline ends as the request starts (app.connections)
     app.add_middleware(RequestDeadlines, body_timeout=settings.server.body_timeout)
     app.include_router(health.router)
@@ -148,4 +165,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.include_router(audit.router)
     app.include_router(tokens.router)
+    app.include_router(stats.router)
+    if settings.metrics.enabled:
+        app.include_router(metrics.router)
     return app

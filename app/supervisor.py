@@ -36,6 +36,12 @@ holding the fewest) did and this does not:
   until a new worker serves (none is refused).
 - bound a worker's start: gunicorn's heartbeat starts once the worker serves, so a start that
   hangs (a database that never answers) is not timed out.
+
+Logs and metrics: gunicorn's own records are written in the server's log format (its handlers
+get :mod:`app.logs`' formatter, :func:`_logger_class`); its access log is off, the app logs
+each request itself without the query string. When a worker ends, its live gauges are dropped
+from the run's metrics (``child_exit``, :func:`app.telemetry.mark_dead`); a worker closes the
+metrics listener's socket it inherits (``post_fork``), which the arbiter serves.
 """
 
 import math
@@ -43,7 +49,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from uvicorn_worker import UvicornWorker
+
+from app import telemetry
+from app.logs import formatter_for
 
 __all__ = ["gunicorn_options", "serve_workers"]
 
@@ -54,8 +64,31 @@ _MIN_TIMEOUT: Final = 2
 _SHM: Final = Path("/dev/shm")
 
 
+def _logger_class(log_format: str) -> type[Logger]:
+    """gunicorn's logger, writing in ``log_format`` (:mod:`app.logs`)."""
+
+    class LightboxLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.setFormatter(formatter_for(log_format, getattr(handler, "stream", None)))
+
+    return LightboxLogger
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    telemetry.mark_dead(worker.pid)
+
+
 def gunicorn_options(
-    host: str, port: int, workers: int, worker_timeout: float, log_level: str
+    host: str,
+    port: int,
+    workers: int,
+    worker_timeout: float,
+    log_level: str,
+    *,
+    log_format: str = "auto",
+    metrics_listener: telemetry.Listener | None = None,
 ) -> dict[str, Any]:
     """gunicorn's settings for a server of ``workers`` processes on ``host:port``.
 
@@ -74,12 +107,22 @@ def gunicorn_options(
         "timeout": timeout,
         "loglevel": log_level,
         "errorlog": "-",
-        # what a single uvicorn process logs on standard output
-        "accesslog": "-",
+        "logger_class": _logger_class(log_format),
+        # the app logs each request itself, without the query string (app.api.observe)
+        "accesslog": None,
         "proc_name": "lightbox",
         # else every server of the machine would share $HOME/.gunicorn/gunicorn.ctl
         "control_socket_disable": True,
+        # a dead worker's live gauges leave the run's metrics
+        "child_exit": _child_exit,
     }
+    if metrics_listener is not None:
+        listener = metrics_listener
+
+        def post_fork(_server: Any, _worker: Any) -> None:
+            listener.close_in_child()
+
+        options["post_fork"] = post_fork
     if _SHM.is_dir():
         options["worker_tmp_dir"] = str(_SHM)
     return options

@@ -104,7 +104,7 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
         },
     ),
     "overhead": (
-        "what access control and the audit trail cost per request",
+        "what access control, the audit trail, the metrics and the access log cost per request",
         {
             "wrk": Action(
                 "perf_all.sh",
@@ -118,7 +118,14 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
                 "10 s (SEQUENTIAL=1: in turns)",
             ),
             "inprocess": Action(
-                "request_overhead.py", "in-process CPU per request, on / off / auth / audit"
+                "request_overhead.py",
+                "in-process CPU per request, on / off / auth / audit / observed (metrics and "
+                "JSON access log)",
+            ),
+            "observe": Action(
+                "observe_overhead.sh",
+                "[ROUNDS] [CONNECTIONS]: metrics + JSON access log on against off, QIDO under "
+                "wrk in the same run, the metrics port scraped (SCRAPE, KIND, AA=1: A/A)",
             ),
             "audit-writer": Action(
                 "audit_writer.py", "CPU per audit event of the batching writer, per batch size"

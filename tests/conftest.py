@@ -17,7 +17,8 @@ from app.main import create_app
 from app.services.container import Services, open_services
 from tests import pg
 
-pytest_plugins = ["tests.s3server"]
+# log_hygiene: no patient name or token in the logs of the whole run (issue 23, point 10)
+pytest_plugins = ["tests.s3server", "tests.log_hygiene"]
 
 DATABASES = ["sqlite", "postgresql"]
 

@@ -7,6 +7,10 @@ traceback: the client made the mistake, the code did what it should. A server-si
 ERROR, with its traceback. :class:`ErrorBoundary` answers the unexpected ones itself instead of
 leaving them to Starlette's ``ServerErrorMiddleware``, which re-raises every exception after its
 handler ran, so that the server would log the same traceback a second time.
+
+A log line names the route's template, never the path (its UIDs) nor the query (search
+parameters may hold patient data); the request id in the record leads to the audit row. Each
+error is also counted by its kind (``lightbox_http_failures_total``).
 """
 
 import logging
@@ -18,7 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.observe import route_labels
 from app.errors import LightboxError
+from app.services.metrics import record_failure
 
 __all__ = ["PROBLEM_JSON", "ErrorBoundary", "install_error_handlers", "problem"]
 
@@ -33,15 +39,21 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def log_lightbox_error(method: str, path: str, exc: LightboxError) -> None:
+def log_lightbox_error(scope: Scope, exc: LightboxError) -> None:
     """A refusal in one line (INFO); a server-side LightboxError with its traceback (ERROR).
 
-    The path is logged, never the query string: search parameters may hold patient data.
+    The route's template is logged, never the path's values or the query string: search
+    parameters may hold patient data.
     """
+    service, route = route_labels(scope)
+    record_failure(service, type(exc).__name__)
+    method = scope["method"]
     if exc.http_status >= 500:
-        log.error("%s %s failed (%d): %s", method, path, exc.http_status, exc.message, exc_info=exc)
+        log.error(
+            "%s %s failed (%d): %s", method, route, exc.http_status, exc.message, exc_info=exc
+        )
     else:
-        log.info("%s %s refused (%d): %s", method, path, exc.http_status, exc.message)
+        log.info("%s %s refused (%d): %s", method, route, exc.http_status, exc.message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -51,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LightboxError)
     async def _lightbox(request: Request, exc: LightboxError) -> Response:
-        log_lightbox_error(request.method, request.url.path, exc)
+        log_lightbox_error(request.scope, exc)
         return problem(exc.http_status, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -97,11 +109,12 @@ class ErrorBoundary:
         except Exception as exc:
             if started:
                 raise
-            method, path = scope["method"], scope["path"]
             if isinstance(exc, LightboxError):
-                log_lightbox_error(method, path, exc)
+                log_lightbox_error(scope, exc)
                 response = problem(exc.http_status, exc.message)
             else:
-                log.error("unhandled error in %s %s", method, path, exc_info=exc)
+                service, route = route_labels(scope)
+                record_failure(service, "unhandled")
+                log.error("unhandled error in %s %s", scope["method"], route, exc_info=exc)
                 response = problem(500, "internal error")
             await response(scope, receive, send)

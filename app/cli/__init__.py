@@ -1,12 +1,24 @@
-"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, import, export, openapi,
-conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, import, export, stats,
+retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
 module of this package; importing it registers its commands on ``cli``.
 """
 
-from app.cli import audit, db, dimse, documents, export, imports, maintenance, serve, tokens
+from app.cli import (
+    audit,
+    db,
+    dimse,
+    documents,
+    export,
+    imports,
+    maintenance,
+    retention,
+    serve,
+    stats,
+    tokens,
+)
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
 from app.cli.tokens import parse_ttl
@@ -24,7 +36,9 @@ __all__ = [
     "maintenance",
     "openapi_text",
     "parse_ttl",
+    "retention",
     "serve",
+    "stats",
     "tokens",
 ]
 

@@ -86,9 +86,10 @@ def dimse(
         if value is not None:
             os.environ[env] = str(value)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    from app.logs import configure_logging
+
+    # the server's format (text or JSON lines, app.logs), as serve's own and its workers'
+    configure_logging(settings.log_level, settings.log_format, force=True)
     if parent is None:  # under serve, serve has said it already
         warning = exposure_warning(settings.dimse)
         if warning:

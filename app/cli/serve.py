@@ -1,10 +1,11 @@
 """``lightbox serve``: the HTTP server (one process, or gunicorn workers)."""
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 import uvicorn
@@ -14,6 +15,9 @@ from uvicorn.config import STARTUP_FAILURE
 from app.cli.dimse import start_child
 from app.cli.root import cli
 from app.config import Settings
+
+if TYPE_CHECKING:
+    from app import telemetry
 
 
 def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
@@ -52,6 +56,10 @@ def serve(
         if value is not None:
             os.environ[env] = str(value)
     settings = Settings()
+    from app.logs import configure_logging
+
+    # every record of this process (and of uvicorn, and gunicorn's arbiter) in one format
+    configure_logging(settings.log_level, settings.log_format, force=True)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
@@ -66,17 +74,37 @@ def serve(
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
-    # the DIMSE listener: one child process, whatever the number of HTTP workers
-    dimse = start_child(settings)
-    try:
-        _serve_http(settings, ssl_certfile, ssl_keyfile)
-    finally:
-        if dimse is not None:
-            dimse.stop()
+    with contextlib.ExitStack() as stack:
+        listener = None
+        if settings.metrics.enabled:
+            from app import telemetry
+
+            # before any worker or the DIMSE listener imports prometheus-client: all the
+            # processes of the run share this directory (app.telemetry)
+            stack.enter_context(telemetry.run_directory())
+            if settings.metrics.port is not None:
+                listener = telemetry.start_listener(settings.metrics.host, settings.metrics.port)
+                stack.callback(listener.stop)
+        # the DIMSE listener: one child process, whatever the number of HTTP workers
+        dimse = start_child(settings)
+        try:
+            status = _serve_http(settings, ssl_certfile, ssl_keyfile, listener)
+        finally:
+            if dimse is not None:
+                dimse.stop()
+    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
+        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
+    if status:
+        raise typer.Exit(status)
 
 
-def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
-    """Run uvicorn (one process) or gunicorn's workers until stopped."""
+def _serve_http(
+    settings: Settings,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    listener: "telemetry.Listener | None",
+) -> int:
+    """Run uvicorn (one process) or gunicorn's workers until stopped; the exit status."""
     from app.connections import ConnectionGuard, ConnectionLimits
 
     limits = ConnectionLimits(settings.server.header_timeout, settings.server.max_connections)
@@ -96,6 +124,10 @@ def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path
         # uvicorn's default (FORWARDED_ALLOW_IPS, else 127.0.0.1), also under gunicorn, which
         # would pass its own
         "forwarded_allow_ips": None,
+        # the app logs each request itself, without the query string (app.api.observe), and
+        # uvicorn writes through the handler configure_logging installed
+        "access_log": False,
+        "log_config": None,
     }
     if settings.workers <= 1:
         config = uvicorn.Config(
@@ -107,25 +139,22 @@ def _serve_http(settings: Settings, ssl_certfile: Path | None, ssl_keyfile: Path
         )
         server = uvicorn.Server(config)
         server.run()
-        if not server.started:
-            raise typer.Exit(STARTUP_FAILURE)
-        return
+        return 0 if server.started else STARTUP_FAILURE
     # several workers: gunicorn's arbiter manages them (app.supervisor)
     from app.supervisor import gunicorn_options, serve_workers
 
-    status = serve_workers(
+    return serve_workers(
         gunicorn_options(
             settings.host,
             settings.port,
             settings.workers,
             settings.worker_timeout,
             settings.log_level,
+            log_format=settings.log_format,
+            metrics_listener=listener,
         ),
         options,
     )
-    if status == STARTUP_FAILURE:  # gunicorn's status for a worker that could not start, too
-        print("Lightbox: a worker failed to start (see above); stopping.", file=sys.stderr)
-    raise typer.Exit(status)
 
 
 def _first_start_key(settings: Settings) -> None:

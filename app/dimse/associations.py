@@ -23,6 +23,7 @@ from app.config import AllowedPeer
 from app.dimse.audit import association_id, record
 from app.dimse.context import DimseContext, Peer
 from app.services.audit import Outcome
+from app.services.metrics import dimse_association
 
 __all__ = ["AllowList", "on_aborted", "on_established", "on_rejected", "on_requested"]
 
@@ -98,6 +99,12 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+def on_released(_ctx: DimseContext, _event: Any) -> None:
+    """``EVT_RELEASED``: the association ended in an orderly release (metrics only: its audit
+    row is the one of its acceptance)."""
+    dimse_association("released")
+
+
 def on_requested(ctx: DimseContext, event: Any) -> None:
     """``EVT_REQUESTED``: refuse a caller off the allow-list with an A-ASSOCIATE-RJ.
 
@@ -118,6 +125,7 @@ def on_requested(ctx: DimseContext, event: Any) -> None:
     # the rejection first: whatever happens to the audit row, the caller is not let in
     result, source, reason = REJECT_UNKNOWN_CALLER
     event.assoc.acse.send_reject(result, source, reason)
+    dimse_association("rejected")
     try:
         record(
             ctx,
@@ -135,6 +143,7 @@ def on_requested(ctx: DimseContext, event: Any) -> None:
 
 def on_rejected(ctx: DimseContext, event: Any) -> None:
     """``EVT_REJECTED``: an association pynetdicom rejected itself (too many associations)."""
+    dimse_association("rejected")
     answer = event.assoc.acceptor.primitive
     source = int(getattr(answer, "result_source", 0) or 0)
     reason = int(getattr(answer, "diagnostic", 0) or 0)
@@ -151,6 +160,7 @@ def on_rejected(ctx: DimseContext, event: Any) -> None:
 
 def on_established(ctx: DimseContext, event: Any) -> None:
     """``EVT_ESTABLISHED``: an association was accepted."""
+    dimse_association("accepted")
     assoc = event.assoc
     contexts = assoc.accepted_contexts
     record(
@@ -168,6 +178,7 @@ def on_established(ctx: DimseContext, event: Any) -> None:
 def on_aborted(ctx: DimseContext, event: Any) -> None:
     """``EVT_ABORTED``: the association ended by an A-ABORT (either side) or a dropped
     connection; an operation in progress is not acknowledged."""
+    dimse_association("aborted")
     record(
         ctx,
         event,

@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, Final
 
 from pynetdicom import AE, evt, register_uid
 from pynetdicom.events import EventHandlerType, EventType
@@ -58,6 +58,7 @@ from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
 from app.dimse.tls import server_context
 from app.services.container import open_services
+from app.services.metrics import dimse_operation, status_category
 
 __all__ = ["DimseServer", "build_ae", "event_handlers", "listening"]
 
@@ -79,6 +80,7 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_REJECTED, associations.on_rejected),
         (evt.EVT_ESTABLISHED, associations.on_established),
         (evt.EVT_ABORTED, associations.on_aborted),
+        (evt.EVT_RELEASED, associations.on_released),
         # C-STORE data sets: their size as they arrive (app.dimse.receive)
         (evt.EVT_DATA_RECV, receive.on_data),
         # services
@@ -89,7 +91,51 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_C_MOVE, retrieve.handle_move),
         (evt.EVT_C_GET, retrieve.handle_get),
     ]
-    return [(event, _bound(handler, ctx)) for event, handler in handlers]
+    return [
+        (
+            event,
+            _bound(
+                _measured(_OPERATIONS[event], handler) if event in _OPERATIONS else handler, ctx
+            ),
+        )
+        for event, handler in handlers
+    ]
+
+
+#: the service events, by the DIMSE operation the metrics name them
+_OPERATIONS: Final = {
+    evt.EVT_C_ECHO: "C-ECHO",
+    evt.EVT_C_STORE: "C-STORE",
+    evt.EVT_N_ACTION: "N-ACTION",
+}
+
+
+def _measured(operation: str, handler: Handler) -> Handler:
+    """``handler``, its duration and status counted (``lightbox_dimse_operations_total``)."""
+
+    def measured(ctx: DimseContext, event: Any) -> Any:
+        started = time.perf_counter()
+        answer: Any = None
+        try:
+            answer = handler(ctx, event)
+            return answer
+        finally:
+            dimse_operation(
+                operation, status_category(_status(answer)), time.perf_counter() - started
+            )
+
+    return functools.update_wrapper(measured, handler)
+
+
+def _status(answer: Any) -> int:
+    """The status code of a handler's answer: an int, a Dataset with Status, or a tuple whose
+    first item is one of those (N-ACTION); none (the handler raised) is a failure, 0xC000."""
+    if isinstance(answer, tuple) and answer:
+        answer = answer[0]
+    if isinstance(answer, int):
+        return answer
+    status = getattr(answer, "Status", None)
+    return int(status) if isinstance(status, int) else 0xC000
 
 
 def _bound(handler: Handler, ctx: DimseContext) -> Callable[[Any], Any]:

@@ -110,6 +110,23 @@ class Database:
                 )
             return self._driver_pool
 
+    def pool_status(self) -> dict[tuple[str, str], int]:
+        """Connections of this process's pools by (pool, state): SQLAlchemy's (in_use, idle,
+        overflow) and, once open, the driver pool of PostgreSQL look-ups (in_use, idle)."""
+        status: dict[tuple[str, str], int] = {}
+        pool = self.engine.pool
+        checkedout = getattr(pool, "checkedout", None)
+        if callable(checkedout):  # a QueuePool (PostgreSQL, and SQLite files)
+            status["sqlalchemy", "in_use"] = int(checkedout())
+            status["sqlalchemy", "idle"] = int(pool.checkedin())  # type: ignore[attr-defined]
+            status["sqlalchemy", "overflow"] = max(0, int(pool.overflow()))  # type: ignore[attr-defined]
+        driver = self._driver_pool
+        if driver is not None:
+            idle = driver.get_idle_size()
+            status["driver", "in_use"] = driver.get_size() - idle
+            status["driver", "idle"] = idle
+        return status
+
     async def check(self) -> None:
         """Raise unless the database answers (readiness probe)."""
         async with self.engine.connect() as conn:

@@ -349,3 +349,19 @@ class IssuedToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(Text)
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Lease(Base):
+    """A housekeeping job's turn (gc, fsck, retention): the process that claims the row runs the
+    job once, and no other claims it before ``expires_at`` (``app.index.leases``). Several
+    replicas and workers thus run a scheduled job once per interval between them."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: what the last run found or did, in words
+    detail: Mapped[str | None] = mapped_column(Text)

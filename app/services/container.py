@@ -27,15 +27,19 @@ from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
 from app.services.group_commit import GroupCommit
+from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
+from app.services.metrics import ProcessMetrics, StoreMetrics
 from app.services.query import QueryService
 from app.services.render import RenderService
+from app.services.retention import RetentionRule, RetentionService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
+from app.services.stats import StatsService
 from app.services.tokens import TokenService
-from app.storage.base import ObjectStore
+from app.storage.base import ObjectStore, ObjectStoreBase
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
 
@@ -63,6 +67,10 @@ class Services:
     imports: ImportService
     #: Storage Commitment: instances verified against the index and their blobs' hashes
     commitment: CommitmentService
+    stats: StatsService
+    retention: RetentionService
+    housekeeping: Housekeeping
+    metrics: ProcessMetrics
 
     async def close(self) -> None:
         await self.audit.close()
@@ -130,6 +138,27 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
     )
 
 
+def retention_rules(settings: Settings) -> tuple[RetentionRule, ...]:
+    """The retention rules of the settings, as the retention service takes them."""
+    return tuple(
+        RetentionRule(r.older_than_days, r.modality, r.study_description)
+        for r in settings.retention.rules
+    )
+
+
+def housekeeping_plan(settings: Settings) -> HousekeepingPlan:
+    """What the settings schedule inside ``serve``."""
+    maintenance, retention = settings.maintenance, settings.retention
+    return HousekeepingPlan(
+        gc_interval=timedelta(hours=maintenance.gc_interval_hours),
+        gc_grace=timedelta(minutes=maintenance.gc_grace_minutes),
+        fsck_interval=timedelta(hours=maintenance.fsck_interval_hours),
+        fsck_verify_hashes=maintenance.fsck_verify_hashes,
+        retention_interval=timedelta(hours=retention.interval_hours),
+        retention_rules=retention_rules(settings),
+    )
+
+
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the database and object store; migrate the embedded default if configured."""
@@ -140,6 +169,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await migrate.upgrade(settings.resolved_database_url())
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
     store = build_store(settings)
+    if settings.metrics.enabled and isinstance(store, ObjectStoreBase):
+        store.observe(StoreMetrics(store.kind))
     policy = ingest_policy(settings)
     spool_dir = settings.spool_dir()
     if isinstance(store, FilesystemStore):
@@ -169,12 +200,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         aggregate=settings.auth.audit_aggregate,
     )
     ingest = IngestService(db, store, policy, spool_dir)
+    delete = DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours))
+    maintenance = MaintenanceService(db, store)
+    retention = RetentionService(db, delete, audit, max_fraction=settings.retention.max_fraction)
     services = Services(
         db=db,
         store=store,
         ingest=ingest,
         group_commit=GroupCommit(ingest, max_batch=limits.group_commit_instances),
-        maintenance=MaintenanceService(db, store),
+        maintenance=maintenance,
         retrieve=retrieve,
         query=QueryService(
             db,
@@ -182,7 +216,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             max_instance_results=settings.qido_max_instance_results,
             count_limit=settings.qido_count_limit,
         ),
-        delete=DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours)),
+        delete=delete,
         render=RenderService(
             db,
             store,
@@ -210,6 +244,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
         commitment=CommitmentService(db, store),
+        stats=StatsService(db, getattr(store, "kind", "unknown")),
+        retention=retention,
+        housekeeping=Housekeeping(db, maintenance, retention, housekeeping_plan(settings)),
+        metrics=ProcessMetrics(audit, db),
     )
     try:
         yield services

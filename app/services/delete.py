@@ -44,6 +44,8 @@ class DeleteOutcome:
     study_removed: bool
     blobs_removed: int
     blobs_left: int  # removal failed: unreferenced now, so ``lightbox gc`` sweeps them
+    #: the study's PatientID, read before its rows went (an audit row names the patient)
+    patient_id: str | None = None
 
 
 class DeleteService:
@@ -77,6 +79,7 @@ class DeleteService:
             rows.study_removed,
             removed,
             left,
+            rows.patient_id,
         )
 
     async def _delete_rows(self, target: Target, audit: WriteAudit | None) -> DeletedRows | None:

@@ -32,6 +32,7 @@ from app.errors import (
 )
 from app.services.audit import WriteAudit
 from app.services.ingest import IngestService, InstanceOutcome, Prepared
+from app.services.metrics import IngestProtocol, record_ingest
 from app.services.spool import SpooledPart
 
 __all__ = ["Announced", "CommitStats", "GroupCommit"]
@@ -61,8 +62,17 @@ class CommitStats:
 class GroupCommit:
     """Stores single parts, committing those that arrive together in one transaction."""
 
-    def __init__(self, ingest: IngestService, *, max_batch: int = 64, max_in_flight: int = 1):
+    def __init__(
+        self,
+        ingest: IngestService,
+        *,
+        max_batch: int = 64,
+        max_in_flight: int = 1,
+        protocol: IngestProtocol = "cstore",
+    ):
         self._ingest = ingest
+        #: what the stores are counted under (metrics)
+        self._protocol: IngestProtocol = protocol
         self._max_batch = max(1, max_batch)
         self._max_in_flight = max(1, max_in_flight)
         self._queue: list[tuple[Prepared, asyncio.Future[None]]] = []
@@ -84,20 +94,31 @@ class GroupCommit:
         consumed (moved into the store, or discarded) either way.
         """
         outcome = InstanceOutcome(None, None)
+        outcome.size = part.size
         try:
             prepared = await self._prepare(part, outcome, announced, audit)
         except InstanceRejected as exc:
             part.discard()
-            return outcome.refuse(exc)
+            return self._counted(outcome.refuse(exc))
         except Exception:
             log.exception("unexpected error while parsing an instance")
             part.discard()
-            return outcome.refuse(InvalidInstance("the instance could not be processed"))
+            return self._counted(
+                outcome.refuse(InvalidInstance("the instance could not be processed"))
+            )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((prepared, done))
         self._pump()
         # a caller that gives up (its association went away) leaves the commit to finish
         await asyncio.shield(done)
+        return self._counted(outcome)
+
+    def _counted(self, outcome: InstanceOutcome) -> InstanceOutcome:
+        """``outcome``, counted in the ingest metrics."""
+        if outcome.stored:
+            record_ingest(self._protocol, 1, outcome.size)
+        else:
+            record_ingest(self._protocol, 0, 0, [outcome.reason or "unknown"])
         return outcome
 
     async def _prepare(

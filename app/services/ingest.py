@@ -18,8 +18,10 @@ period. An index row never points at a missing blob.
 """
 
 import asyncio
+import functools
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ from app.index.db import Database, DriverError, is_data_error, is_retryable
 from app.index.deletion import clear_tombstones
 from app.index.repository import InstanceIndex, NewInstance, StoredRef
 from app.services.audit import AuditRecord, Outcome, WriteAudit
+from app.services.metrics import IngestProtocol, record_ingest
 from app.services.spool import Spool, SpooledPart
 from app.storage.base import ObjectStore, StorageError, object_key
 
@@ -85,6 +88,10 @@ class InstanceOutcome:
     syntax_failure: bool = False
     #: stored already, byte for byte (an identical re-send: nothing was written)
     existing: bool = False
+    #: bytes received for it (metrics)
+    size: int = 0
+    #: why it was refused, as a metric label: the refusal's kind in snake case
+    reason: str = ""
 
     def refuse(self, error: InstanceRejected) -> "InstanceOutcome":
         """Record ``error`` as this instance's failure."""
@@ -92,6 +99,7 @@ class InstanceOutcome:
         self.failure = error.dimse_status
         self.message = error.message
         self.syntax_failure = error.syntax
+        self.reason = _reason(type(error).__name__)
         return self
 
     @property
@@ -156,11 +164,16 @@ class IngestService:
         )
 
     def session(
-        self, *, study_uid: str | None = None, audit: WriteAudit | None = None
+        self,
+        *,
+        study_uid: str | None = None,
+        audit: WriteAudit | None = None,
+        protocol: IngestProtocol = "stow",
     ) -> "IngestSession":
         """A new ingest session; ``study_uid`` is the STOW target study (STOW-07); each index
-        transaction that stores adds its audit row to ``audit`` (when given) as it commits."""
-        return IngestSession(self, study_uid, audit)
+        transaction that stores adds its audit row to ``audit`` (when given) as it commits;
+        what it stores and refuses is counted under ``protocol`` (metrics)."""
+        return IngestSession(self, study_uid, audit, protocol)
 
     async def parse(self, part: SpooledPart) -> ParsedInstance:
         """Parse one spooled part off the event loop."""
@@ -215,11 +228,16 @@ class IngestSession:
     """
 
     def __init__(
-        self, service: IngestService, study_uid: str | None, audit: WriteAudit | None = None
+        self,
+        service: IngestService,
+        study_uid: str | None,
+        audit: WriteAudit | None = None,
+        protocol: IngestProtocol = "stow",
     ) -> None:
         self._svc = service
         self._study_uid = study_uid
         self._audit = audit
+        self._protocol: IngestProtocol = protocol
         self._result = IngestResult()
         self._pending: list[_Pending] = []
         self._pending_memory = 0
@@ -257,6 +275,13 @@ class IngestSession:
         if self._tasks:
             await asyncio.gather(*self._tasks)
         await self._flush()
+        outcomes = self._result.outcomes
+        record_ingest(
+            self._protocol,
+            sum(1 for o in outcomes if o.stored),
+            sum(o.size for o in outcomes if o.stored),
+            [o.reason or "unknown" for o in outcomes if not o.stored],
+        )
         return self._result
 
     async def abort(self) -> None:
@@ -271,6 +296,7 @@ class IngestSession:
 
     async def _process(self, index: int, part: SpooledPart) -> None:
         outcome = self._result.outcomes[index]
+        outcome.size = part.size
         flush = False
         try:
             parsed = await self._svc.parse(part)
@@ -309,6 +335,16 @@ class IngestSession:
 
 def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> InstanceOutcome:
     return outcome.refuse(error)
+
+
+@functools.cache
+def _reason(kind: str) -> str:
+    """A refusal's kind (its class's name) as a metric label.
+
+    >>> _reason("DuplicateInstance"), _reason("SopClassNotSupported")
+    ('duplicate_instance', 'sop_class_not_supported')
+    """
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
 async def _commit_batch(

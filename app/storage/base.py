@@ -5,11 +5,17 @@ S3-compatible store), ``memory.MemoryStore`` (tests). Keys come from :func:`obje
 hashes UIDs, so no client string ever becomes part of a path. The adapters share
 :class:`ObjectStoreBase`: the argument checks and error translation of the contract live there
 once, each adapter supplies only its I/O.
+
+The base also reports to an observer, when one is set (:meth:`ObjectStoreBase.observe`; the
+composition root sets the metrics' one): the duration of each whole-object operation (put,
+get_range, stat, delete) and every failure, streamed reads included (their duration is their
+request's: a stream lasts as long as its client reads).
 """
 
 import contextlib
 import hashlib
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -92,6 +98,19 @@ def range_stop(end: int | None, size: int) -> int:
     return size if end is None else min(end, size)
 
 
+class StoreObserver(Protocol):
+    """What an object store reports about its operations (metrics)."""
+
+    def timed(self, operation: str, seconds: float) -> None:
+        """An operation (``put``, ``get_range``, ``stat``, ``delete``) succeeded in ``seconds``."""
+        ...
+
+    def failed(self, operation: str, reason: str) -> None:
+        """An operation (those, or ``read``: a stream) failed; ``reason`` is ``not_found`` (a read
+        of a missing object) or ``failure``."""
+        ...
+
+
 class ObjectStore(Protocol):
     """Blob storage. Every method is safe to call concurrently from one event loop."""
 
@@ -157,35 +176,71 @@ class ObjectStoreBase(ABC):
     #: what the adapter's client raises when the store fails (besides ``FileNotFoundError``,
     #: which means "no such object")
     _failures: ClassVar[tuple[type[Exception], ...]] = (OSError,)
+    #: the adapter's kind (metrics labels, usage figures by storage tier)
+    kind: ClassVar[str] = "unknown"
+    #: told about every operation when set (:meth:`observe`)
+    _observer: StoreObserver | None = None
+
+    def observe(self, observer: StoreObserver | None) -> None:
+        """Report operations to ``observer`` from now on (None: to no one)."""
+        self._observer = observer
 
     @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str, operation: str = "read") -> Iterator[None]:
         """Translate failures of the block: ``FileNotFoundError`` -> :class:`ObjectNotFound`,
-        the adapter's :attr:`_failures` -> :class:`StorageError`, both naming ``what``."""
+        the adapter's :attr:`_failures` -> :class:`StorageError`, both naming ``what``; report a
+        failure, and a read of a missing object, to the observer as one of ``operation`` (once,
+        however many blocks it passes through)."""
         try:
             yield
+        except StorageError as exc:  # raised by the adapter itself, or by an inner block
+            self._report(operation, exc)
+            raise
         except FileNotFoundError as exc:
-            raise ObjectNotFound(what) from exc
+            missing = ObjectNotFound(what)
+            self._report(operation, missing)
+            raise missing from exc
         except self._failures as exc:
-            raise StorageError(f"{what}: {exc}") from exc
+            failure = StorageError(f"{what}: {exc}")
+            self._report(operation, failure)
+            raise failure from exc
+
+    def _report(self, operation: str, error: StorageError) -> None:
+        if self._observer is None or getattr(error, "reported", False):
+            return
+        error.reported = True  # type: ignore[attr-defined]
+        if not isinstance(error, ObjectNotFound):
+            self._observer.failed(operation, "failure")
+        elif operation in ("read", "get_range"):  # elsewhere (stat, delete) it is no failure
+            self._observer.failed(operation, "not_found")
+
+    def _timed(self, operation: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer.timed(operation, time.perf_counter() - started)
 
     # --- the contract ----------------------------------------------------------------------------
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``; durable when this returns (replaces an existing object)."""
         check_key(key)
-        with self._errors(key):
+        started = time.perf_counter()
+        with self._errors(key, "put"):
             await self._put_bytes(key, data)
+        self._timed("put", started)
 
     async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
         """Store the file at ``path`` under ``key`` (with ``move=True``, consuming it)."""
         check_key(key)
+        started = time.perf_counter()
         try:
             await self._put_file(key, Path(path), move)
         except self._failures as exc:
             # Even a FileNotFoundError: a missing *source* is the caller's bug, and a missing
             # key cannot make a write fail, so this is never ObjectNotFound.
-            raise StorageError(f"{key}: {exc}") from exc
+            failure = StorageError(f"{key}: {exc}")
+            self._report("put", failure)
+            raise failure from exc
+        self._timed("put", started)
 
     def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         """Stream the whole object in chunks of at most ``chunk_size``."""
@@ -204,21 +259,29 @@ class ObjectStoreBase(ABC):
         """Bytes ``[start, start + length)`` in one piece, clamped to the object's end."""
         check_key(key)
         check_range(start, start + length, 1)
-        with self._errors(key):
-            return await self._get_range(key, start, length)
+        started = time.perf_counter()
+        with self._errors(key, "get_range"):
+            data = await self._get_range(key, start, length)
+        self._timed("get_range", started)
+        return data
 
     async def stat(self, key: str) -> ObjectInfo | None:
         """Size and modification time, or None if the key does not exist."""
         check_key(key)
-        with contextlib.suppress(ObjectNotFound), self._errors(key):
-            return await self._stat(key)
-        return None
+        started = time.perf_counter()
+        info = None
+        with contextlib.suppress(ObjectNotFound), self._errors(key, "stat"):
+            info = await self._stat(key)
+        self._timed("stat", started)
+        return info
 
     async def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error."""
         check_key(key)
-        with contextlib.suppress(ObjectNotFound), self._errors(key):
+        started = time.perf_counter()
+        with contextlib.suppress(ObjectNotFound), self._errors(key, "delete"):
             await self._delete(key)
+        self._timed("delete", started)
 
     # --- what an adapter implements ------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, ParamSpec, TypeVar
+from typing import IO, ClassVar, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -124,6 +124,8 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
 
 class FilesystemStore(ObjectStoreBase):
     """:class:`~app.storage.base.ObjectStore` on a local (or mounted) directory."""
+
+    kind: ClassVar[str] = "filesystem"
 
     def __init__(self, root: Path) -> None:
         # Lexically absolute, not resolved: an operator may symlink parts of the tree elsewhere

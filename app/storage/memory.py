@@ -7,6 +7,7 @@ same range semantics, ``ObjectNotFound`` for missing keys), so the contract test
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import anyio
 import anyio.lowlevel
@@ -22,6 +23,8 @@ from app.storage.base import (
 
 class MemoryStore(ObjectStoreBase):
     """Dict-backed :class:`~app.storage.base.ObjectStore`."""
+
+    kind: ClassVar[str] = "memory"
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[bytes, datetime]] = {}
@@ -47,7 +50,8 @@ class MemoryStore(ObjectStoreBase):
     async def _stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
-        data = self._get(key)
+        with self._errors(key):  # reported to the observer as the other adapters' are
+            data = self._get(key)
         stop = range_stop(end, len(data))
         for offset in range(start, stop, chunk_size):
             await anyio.lowlevel.checkpoint()

@@ -60,6 +60,7 @@ class ObstoreStore(ObjectStoreBase):
     """:class:`~app.storage.base.ObjectStore` on any obstore store (S3, GCS, Azure); keys live
     under ``prefix/`` of the bucket (container)."""
 
+    kind: ClassVar[str] = "s3"
     _failures: ClassVar[tuple[type[Exception], ...]] = (ObstoreError, OSError)
 
     def __init__(self, store: "ObjectStoreType", *, bucket: str, prefix: str = "") -> None:
@@ -152,7 +153,7 @@ class ObstoreStore(ObjectStoreBase):
         # obstore matches prefixes by whole path segments; list the enclosing "directory" and
         # filter, so that "dicom/ab" finds "dicom/abc/..." as a plain string prefix would.
         base = prefix.rpartition("/")[0] or None
-        with self._errors(f"listing {prefix or '/'}"):
+        with self._errors(f"listing {prefix or '/'}", "list"):
             async for page in obstore.list(self._store, base, chunk_size=1000):
                 for meta in page:
                     if meta["path"].startswith(prefix):
@@ -160,7 +161,7 @@ class ObstoreStore(ObjectStoreBase):
 
     async def check(self) -> None:
         """One LIST request for at most one key: the bucket exists and our credentials work."""
-        with self._errors(f"bucket {self.bucket}"):
+        with self._errors(f"bucket {self.bucket}", "check"):
             stream = obstore.list(self._store, None, chunk_size=1)
             with contextlib.suppress(StopAsyncIteration):
                 await anext(stream)

@@ -75,7 +75,7 @@ def install_page_errors(app: FastAPI, *, api_prefixes: tuple[str, ...]) -> None:
     async def _lightbox(request: Request, exc: LightboxError) -> Response:
         if not _wants_page(request, prefixes):
             return await lightbox_handler(request, exc)
-        log_lightbox_error(request.method, request.url.path, exc)
+        log_lightbox_error(request.scope, exc)
         return _page(request, exc.http_status, exc.message)
 
     @app.exception_handler(RequestValidationError)

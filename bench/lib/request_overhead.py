@@ -1,23 +1,34 @@
-"""In-process CPU cost of access control + audit per request (issue 6), without the network.
+"""In-process CPU cost of access control + audit per request (issue 6), and of the metrics and
+the JSON access log (issue 23), without the network.
 
 One process, one throwaway PostgreSQL database (on ``--server``), a few small stored studies, and
 one app per mode on the same services: ``on`` (auth + audit, the production default), ``off``
-(neither), ``auth`` or ``audit`` (one of them). The ASGI apps are called directly (no HTTP client,
+(neither), ``auth`` or ``audit`` (one of them), all four without metrics and access log; and
+``observed``: ``on`` plus the metrics (prometheus-client in multiprocess mode, as ``lightbox
+serve`` runs it: this script sets a directory of its own before importing the app) and the
+access log in JSON lines at INFO (written to /dev/null through the process's handler). The
+ASGI apps are called directly (no HTTP client,
 no sockets) for a QIDO study search and for ``/frames/1``, in blocks of ``--block`` requests that
 alternate between the modes, with ``time.process_time()`` around each block. The audit writer
 runs on the same event loop and its queue is flushed inside the block, so its share is counted.
 Interleaving the modes in small blocks keeps a noisy neighbour from favouring one of them.
 
     .venv/bin/python bench/run.py overhead inprocess [--requests 3000] [--block 100] [--mode off on]
+    .venv/bin/python bench/run.py overhead inprocess --mode on observed --base on
 
-Prints CPU microseconds per request per mode and the on/off difference. PostgreSQL's own CPU
-(index queries, audit inserts) is not counted: it is another process.
+Prints CPU microseconds per request per mode and each mode's difference from ``--base``
+(``off``). PostgreSQL's own CPU (index queries, audit inserts) is not counted: it is another
+process.
 """
 
+# ruff: noqa: E402 (the metrics directory must be named before the app is imported)
 import argparse
 import asyncio
+import atexit
 import cProfile
+import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: app, tests
+# the metrics as lightbox serve keeps them (one file per process), set before the app is imported
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lightbox-bench-metrics-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
 import httpx
 from asgi_get import asgi_get
@@ -33,31 +47,38 @@ from sqlalchemy.engine import make_url
 
 from app.auth.keys import LocalSigningKey
 from app.auth.verify import TokenIssuer
-from app.config import AuthSettings, Settings
+from app.config import AuthSettings, MetricsSettings, Settings
 from app.index import migrate
+from app.logs import configure_logging
 from app.main import create_app
 from app.services.container import open_services
 from tests import pg
 from tests.factories import make_instance, multipart, stow_headers
 
 ROOT = "/dicom-web"
+#: mode -> (access control and audit, metrics and the access log)
 MODES = {
-    "on": {"enabled": True, "audit_enabled": True},
-    "off": {"enabled": False, "audit_enabled": False},
-    "auth": {"enabled": True, "audit_enabled": False},
-    "audit": {"enabled": False, "audit_enabled": True},
+    "on": ({"enabled": True, "audit_enabled": True}, False),
+    "off": ({"enabled": False, "audit_enabled": False}, False),
+    "auth": ({"enabled": True, "audit_enabled": False}, False),
+    "audit": ({"enabled": False, "audit_enabled": True}, False),
+    "observed": ({"enabled": True, "audit_enabled": True}, True),
 }
 
 
 def settings_for(mode: str, database_url: str, data_dir: Path) -> Settings:
+    auth, observed = MODES[mode]
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
         storage_url=(data_dir / "blobs").as_uri(),
         auto_migrate=False,
         db_pool_size=4,
-        log_level="warning",
-        auth=AuthSettings(**MODES[mode]),
+        log_level="info",
+        log_format="json",
+        access_log=observed,
+        metrics=MetricsSettings(enabled=observed),
+        auth=AuthSettings(**auth),
     )
 
 
@@ -113,6 +134,9 @@ async def measure(
             assert status == 200, (name, status)
             return (time.process_time() - started) / n * 1e6
 
+        # every record to /dev/null, as JSON lines: the cost of writing them, not of a terminal
+        devnull = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (kept open, /dev/null)
+        configure_logging("info", "json", stream=devnull, force=True)
         for app in apps.values():  # warm-up, unmeasured
             for name in requests:
                 await block(app, name, 50)
@@ -136,6 +160,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=100, help="requests per timed block")
     parser.add_argument("--studies", type=int, default=5, help="studies the search finds")
     parser.add_argument("--mode", nargs="+", default=["off", "on"], choices=list(MODES))
+    parser.add_argument("--base", default="off", choices=list(MODES), help="compared against")
     parser.add_argument("--profile", help="write a cProfile of the last mode's blocks here")
     parser.add_argument("--server", default=pg.DEFAULT_SERVER, help="PostgreSQL server URL")
     args = parser.parse_args()
@@ -152,19 +177,20 @@ def main() -> None:
                 for name, v in kinds.items()
             )
         )
-    if "off" in summary:
+    base = args.base
+    if base in summary:
         for mode in summary:
-            if mode == "off":
+            if mode == base:
                 continue
             for name in ("qido", "frames"):
                 # paired blocks (same moment): the spread of the differences says how sure this is
                 diffs = [
-                    a - b for a, b in zip(results[mode][name], results["off"][name], strict=True)
+                    a - b for a, b in zip(results[mode][name], results[base][name], strict=True)
                 ]
                 spread = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
-                on, off = summary[mode][name], summary["off"][name]
+                on, off = summary[mode][name], summary[base][name]
                 print(
-                    f"{name} {mode} - off = {on - off:.0f} +- {spread:.0f} us/req, "
+                    f"{name} {mode} - {base} = {on - off:.0f} +- {spread:.0f} us/req, "
                     f"overhead {100 * (on - off) / off:+.1f}%"
                 )
 

@@ -20,6 +20,7 @@ import httpx
 from dicomweb_client.api import DICOMwebClient
 
 from tests.auth.helpers import Tokens, auth_settings
+from tests.log_hygiene import collect_file
 
 
 def free_port() -> int:
@@ -130,6 +131,7 @@ def running_server(
         yield server
     finally:
         server.stop()
+        collect_file(log)  # looked through for patient names and tokens (tests/log_hygiene.py)
 
 
 @dataclass

@@ -43,6 +43,10 @@ def action_for(method: str, path: str) -> str:
         return "audit-query"
     if path.startswith("/api/tokens"):
         return {"DELETE": "token-revoked", "POST": "token-issued"}.get(method, "token-query")
+    if path == "/api/stats":
+        return "stats-query"
+    if path == "/metrics":
+        return "metrics-query"
     if method == "HEAD":
         # headers only: what exists, its type, size and ETag (a search's count), no data read
         return "head"

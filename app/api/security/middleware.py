@@ -76,9 +76,11 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_of(scope)
-        if self.audit:  # for the rows a write commits with itself (:func:`write_audit`)
-            scope.setdefault("state", {})[REQUEST_ID_STATE] = request_id
+        state = scope.setdefault("state", {})
+        # given by the observing middleware outside (app.api.observe), which logs with it
+        request_id = state.get(REQUEST_ID_STATE) or request_id_of(scope)
+        # for the rows a write commits with itself (:func:`write_audit`)
+        state[REQUEST_ID_STATE] = request_id
         status = 500
         total: int | None = None
         retrieved = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.root)
@@ -140,10 +142,11 @@ class AuditMiddleware:
         try:
             await services.audit.record_later(build)
         except Exception:  # the log is closing: say so loudly, never silently
+            # the route's template: the path's UIDs are what the audit row would have held
             log.exception(
                 "audit event not recorded: %s %s, status %s, request %s",
                 scope["method"],
-                scope["path"],
+                getattr(route, "path", "<unmatched>"),
                 status,
                 request_id,
             )

@@ -4,6 +4,7 @@ what is batched and what is committed with its write)."""
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from app.services.audit.batches import Pending, built_in_slices, stand_in
 from app.services.audit.chain import GENESIS, ChainReport, chain_rows_in_slices
 from app.services.audit.journal import Sweep, WriteAudit, journaled
 from app.services.audit.records import AuditRecord, Outcome
+from app.services.metrics.audit import record_audit_failure, record_audit_written
 
 __all__ = ["AuditLog"]
 
@@ -73,6 +75,25 @@ class AuditLog:
         #: the chain's side of the database; on PostgreSQL it keeps the writer's connection from
         #: one batch to the next while events keep coming
         self._chain = ChainStore(db)
+        #: when (event loop time) the writer last took a batch, or the oldest waiting event came
+        #: (:meth:`lag_seconds`)
+        self._progress = 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        """Events queued and not yet taken by the writer (metrics)."""
+        return self._queue.qsize()
+
+    def lag_seconds(self) -> float:
+        """How long the queued events have waited for the writer at most (0 when none waits):
+        a linger's length while it keeps up, the outage's when the database is down."""
+        if self._queue.empty():
+            return 0.0
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # no loop: nothing is written either
+            return 0.0
+        return max(0.0, now - self._progress)
 
     def for_write(
         self,
@@ -116,6 +137,8 @@ class AuditLog:
         if self._closing:
             raise RuntimeError("the audit log is closed")
         self._ensure_writer()
+        if self._queue.empty():  # the oldest waiting event (lag_seconds)
+            self._progress = asyncio.get_running_loop().time()
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -125,7 +148,11 @@ class AuditLog:
 
     def _ensure_writer(self) -> None:
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+            # in a context of its own: the request that happens to start it must not lend the
+            # writer its id for good (app.logs)
+            self._writer = asyncio.get_running_loop().create_task(
+                self._run(), name="audit-writer", context=contextvars.Context()
+            )
 
     async def flush(self) -> None:
         """Wait until every event queued so far is committed (the writer stops lingering)."""
@@ -257,6 +284,7 @@ class AuditLog:
                 await asyncio.wait_for(self._full.wait(), self._linger)
         while len(batch) < self._batch_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
+        self._progress = asyncio.get_running_loop().time()
         return batch
 
     async def _store(self, events: list[AuditRecord]) -> None:
@@ -283,6 +311,7 @@ class AuditLog:
             except Exception as exc:  # the database is down, busy or full: retry, never drop
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
+                record_audit_failure()
                 log.warning("audit write failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
@@ -355,6 +384,7 @@ class AuditLog:
             tx.append(
                 await chain_rows_in_slices(batch, head.patients, head.seq, head.hash or GENESIS)
             )
+        record_audit_written(len(batch))
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -391,7 +391,7 @@ class _IngestSink:
 
     def _new(self) -> tuple[IngestSession, WriteAudit, list[tuple[Candidate, InstanceOutcome]]]:
         write = self._audit.for_write(actor=self._actor, source="cli", request_id=self._run_id)
-        return self._ingest.session(audit=write), write, []
+        return self._ingest.session(audit=write, protocol="import"), write, []
 
     async def add(self, candidate: Candidate) -> None:
         assert candidate.part is not None
