@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from app.auth.factory import build_issuer, build_mapping
 from app.auth.keys import LocalSigningKey
 from app.auth.sessions import SessionPolicy
-from app.config import Settings
+from app.config import AuthSettings, Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
 from app.index import migrate
@@ -29,12 +29,14 @@ from app.services.export import ExportService
 from app.services.group_commit import GroupCommit
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
+from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
 from app.services.tokens import TokenService
+from app.services.users import UserService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
@@ -63,6 +65,8 @@ class Services:
     imports: ImportService
     #: Storage Commitment: instances verified against the index and their blobs' hashes
     commitment: CommitmentService
+    users: UserService
+    logins: LoginService
 
     async def close(self) -> None:
         await self.audit.close()
@@ -111,6 +115,16 @@ def session_service(settings: Settings, audit: AuditLog) -> SessionService:
         audience=auth.audience,
         mapping=build_mapping(auth),
         policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
+    )
+
+
+def login_policy(auth: AuthSettings) -> LoginPolicy:
+    """The throttling of failed sign-ins the settings describe."""
+    return LoginPolicy(
+        max_failures_per_user=auth.login_max_failures_per_user,
+        max_failures_per_address=auth.login_max_failures_per_address,
+        window=timedelta(seconds=auth.login_failure_window_seconds),
+        lockout=timedelta(seconds=auth.login_lockout_seconds),
     )
 
 
@@ -169,6 +183,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         aggregate=settings.auth.audit_aggregate,
     )
     ingest = IngestService(db, store, policy, spool_dir)
+    users = UserService(db, audit)
+    sessions = session_service(settings, audit)
+    sessions.use_directory(users.permissions_of)
     services = Services(
         db=db,
         store=store,
@@ -198,7 +215,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         audit=audit,
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
-        sessions=session_service(settings, audit),
+        sessions=sessions,
         tokens=TokenService(
             db,
             audit,
@@ -210,6 +227,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
         commitment=CommitmentService(db, store),
+        users=users,
+        logins=LoginService(db, users, audit, login_policy(settings.auth)),
     )
     try:
         yield services
