@@ -105,12 +105,14 @@ def build_store(settings: Settings) -> ObjectStore:
     )
 
 
-def session_service(settings: Settings, audit: AuditLog) -> SessionService:
-    """Browser sessions, signed by the embedded key of ``data_dir`` (created on first use)."""
+def session_service(settings: Settings, audit: AuditLog, tokens: TokenService) -> SessionService:
+    """Browser sessions, signed by the embedded key of ``data_dir`` (created on first use) and
+    recorded in the token registry (logout revokes)."""
     auth = settings.auth
     return SessionService(
         lambda: LocalSigningKey.load_or_create(settings.data_dir)[0],
         audit,
+        tokens,
         issuer=auth.local_issuer,
         audience=auth.audience,
         mapping=build_mapping(auth),
@@ -183,8 +185,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         aggregate=settings.auth.audit_aggregate,
     )
     ingest = IngestService(db, store, policy, spool_dir)
-    users = UserService(db, audit)
-    sessions = session_service(settings, audit)
+    tokens = TokenService(
+        db,
+        audit,
+        # the key is read (or made) when the first token is issued, not on every start
+        signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
+        mapping=build_mapping(settings.auth),
+        refresh_seconds=settings.auth.revocation_refresh_seconds,
+    )
+    users = UserService(db, audit, tokens)
+    sessions = session_service(settings, audit, tokens)
     sessions.use_directory(users.permissions_of)
     services = Services(
         db=db,
@@ -216,14 +226,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
         sessions=sessions,
-        tokens=TokenService(
-            db,
-            audit,
-            # the key is read (or made) when the first token is issued, not on every start
-            signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
-            mapping=build_mapping(settings.auth),
-            refresh_seconds=settings.auth.revocation_refresh_seconds,
-        ),
+        tokens=tokens,
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
         commitment=CommitmentService(db, store),

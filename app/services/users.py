@@ -2,8 +2,10 @@
 ``lightbox user`` (and, later, the admin pages), and what a session's renewal asks of it.
 
 Each change is audited (``user-added``, ``user-password-changed``, ``user-disabled``,
-``user-enabled``, ``user-role-changed``) with who made it. Hashing runs in worker threads, a
-few at a time: argon2id takes 64 MiB and tens of milliseconds per hash by design.
+``user-enabled``, ``user-role-changed``) with who made it. Disabling a user or setting their
+password ends their open sessions (revoked in the token registry); a new role reaches them at
+their session's next renewal. Hashing runs in worker threads, a few at a time: argon2id takes
+64 MiB and tens of milliseconds per hash by design.
 """
 
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from app.index import login_failures
 from app.index import users as directory
 from app.index.db import Database
 from app.services.audit import AuditLog, Outcome
+from app.services.tokens import TokenKind, TokenSearch, TokenService, TokenState
 
 __all__ = ["DuplicateUser", "UserInfo", "UserService", "user_key"]
 
@@ -93,6 +96,7 @@ class UserService:
         self,
         db: Database,
         audit: AuditLog,
+        tokens: TokenService,
         *,
         passwords: Passwords | None = None,
         min_password_chars: int = 12,
@@ -100,6 +104,7 @@ class UserService:
     ) -> None:
         self._db = db
         self._audit = audit
+        self._tokens = tokens
         self.passwords = passwords or Passwords()
         self._min_password = min_password_chars
         #: argon2id hashes at once in this process (each takes 64 MiB)
@@ -153,6 +158,7 @@ class UserService:
         if not found:
             raise NotFound(f"no user {name!r}")
         await self._record("user-password-changed", name, by)
+        await self._end_sessions(name, by, "password changed")
 
     async def set_enabled(self, username: str, enabled: bool, *, by: str | None) -> None:
         """Disable a user (their sessions end within a renewal), or enable one again, which
@@ -165,6 +171,8 @@ class UserService:
         if not found:
             raise NotFound(f"no user {name!r}")
         await self._record("user-enabled" if enabled else "user-disabled", name, by)
+        if not enabled:
+            await self._end_sessions(name, by, "user disabled")
 
     async def set_role(self, username: str, role: str, *, by: str | None) -> None:
         name = _name(username)
@@ -187,6 +195,20 @@ class UserService:
         if row is None or row.disabled:
             return None
         return _info(row).permissions
+
+    async def _end_sessions(self, username: str, by: str | None, reason: str) -> int:
+        """Revoke the user's open sessions; how many there were."""
+        search = TokenSearch(
+            subject=username, kind=TokenKind.SESSION.value, state=TokenState.ACTIVE
+        )
+        ended = 0
+        while True:
+            records, _total = await self._tokens.list(search, limit=500)
+            if not records:
+                return ended
+            for record in records:
+                await self._tokens.revoke(record.jti, by=by, reason=reason)
+                ended += 1
 
     async def _record(self, action: str, username: str, by: str | None, detail: str = "") -> None:
         await self._audit.record(

@@ -101,7 +101,17 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
         assert "no administrator can sign in" in log
     _token(data_dir, fresh_database_url, "--subject", "root", "--scope", "read,admin", flag=True)
     subprocess.run(
-        [sys.executable, "-m", "app", "user", "add", "admin", "--role", "admin", "--password-stdin"],
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
         env={k: v for k, v in env.items() if k != "LIGHTBOX_AUTO_MIGRATE"},
         input="correct horse battery\n",
         capture_output=True,

@@ -11,7 +11,7 @@ from app.api.security.sessions import COOKIE
 from app.services.container import Services
 from app.services.logins import GENERIC_FAILURE
 from tests.auth.helpers import auth_settings
-from tests.web.helpers import csrf_header, signed_in, web_client
+from tests.web.helpers import csrf_header, set_cookie, signed_in, web_client
 
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -140,8 +140,53 @@ async def test_logout_ends_the_session(database_url: str, tmp_path: Path) -> Non
         assert response.headers["location"] == "/login"
         assert response.headers["set-cookie"].startswith(f"{COOKIE}=;")
         assert (await http.get("/")).status_code == 303
+        # the session is revoked, not only forgotten by this browser: its token is refused
+        set_cookie(http, COOKIE, session.token)
+        assert (await http.get("/")).status_code == 303
+        set_cookie(http, COOKIE, session.token)  # the redirect dropped it again
+        refused = await http.get("/dicom-web/studies")
+        assert refused.status_code == 401
+        assert "revoked" in refused.json()["detail"]
+        record = await services.tokens.get(session.claims.session_id)
+        assert (record.kind, record.revoked_by, record.revoke_reason) == (
+            "session",
+            "bob",
+            "logout",
+        )
         # htmx's header works as well as the form field
         session = await signed_in(http, services, subject="bob")
         assert (
             await http.post("/logout", headers=csrf_header(services, session))
         ).status_code == 303
+
+
+async def test_disabling_a_user_or_a_new_password_ends_their_sessions(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with web_client(settings) as (services, http):
+        await _users(services)
+        assert (await sign_in(http, "alice", PASSWORD)).status_code == 303
+        assert (await http.get("/")).status_code == 200
+        await services.users.set_password("alice", "a brand new password", by="cli:admin")
+        assert (await http.get("/")).status_code == 303
+        assert (await sign_in(http, "alice", "a brand new password")).status_code == 303
+        assert (await http.get("/")).status_code == 200
+        await services.users.set_enabled("alice", False, by="cli:admin")
+        assert (await http.get("/")).status_code == 303
+        assert (await sign_in(http, "alice", "a brand new password")).status_code == 401
+
+
+async def test_a_session_revoked_by_an_administrator_ends(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``lightbox token revoke`` (the token registry) ends a browser session too."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with web_client(settings) as (services, http):
+        session = await signed_in(http, services, subject="carol")
+        listed, _ = await services.tokens.list()
+        assert [r.jti for r in listed if r.kind == "session"] == [session.claims.session_id]
+        await services.tokens.revoke(session.claims.session_id, by="admin", reason="lost laptop")
+        page = await http.get("/")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=/"
