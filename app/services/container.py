@@ -12,8 +12,10 @@ from datetime import timedelta
 from pydantic import SecretStr
 
 from app.auth.factory import build_issuer, build_mapping
-from app.auth.keys import LocalSigningKey
+from app.auth.keys import LocalSigningKey, OidcKeys
+from app.auth.oidc import OidcClient
 from app.auth.sessions import SessionPolicy
+from app.auth.verify import TokenVerifier
 from app.config import AuthSettings, Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
@@ -31,6 +33,7 @@ from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
+from app.services.oidc_login import OidcLoginService
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
@@ -67,6 +70,8 @@ class Services:
     commitment: CommitmentService
     users: UserService
     logins: LoginService
+    #: the OpenID Connect issuer's sign-in (None: not configured)
+    oidc: OidcLoginService | None
 
     async def close(self) -> None:
         await self.audit.close()
@@ -117,6 +122,56 @@ def session_service(settings: Settings, audit: AuditLog, tokens: TokenService) -
         audience=auth.audience,
         mapping=build_mapping(auth),
         policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
+    )
+
+
+def oidc_login(
+    settings: Settings, sessions: SessionService, audit: AuditLog
+) -> OidcLoginService | None:
+    """The issuer's sign-in for the web pages, when a client id is configured for it (sessions
+    are signed by the embedded key, so it needs that key too)."""
+    auth = settings.auth
+    if not (auth.oidc_issuer and auth.oidc_client_id and auth.local_key):
+        return None
+    keys = OidcKeys(
+        auth.oidc_issuer,
+        jwks_uri=auth.oidc_jwks_uri,
+        allow_http=auth.oidc_allow_http,
+        cache_seconds=auth.jwks_cache_seconds,
+        min_refresh_seconds=auth.jwks_min_refresh_seconds,
+    )
+    mapping = build_mapping(auth)
+    client = OidcClient(
+        auth.oidc_issuer,
+        auth.oidc_client_id,
+        keys=keys,
+        client_secret=auth.oidc_client_secret.get_secret_value()
+        if auth.oidc_client_secret
+        else None,
+        client_auth=auth.oidc_client_auth,
+        scopes=auth.oidc_scopes,
+        algorithms=auth.oidc_algorithms,
+        allow_http=auth.oidc_allow_http,
+        leeway_seconds=auth.leeway_seconds,
+        cache_seconds=auth.jwks_cache_seconds,
+    )
+    # the issuer's access tokens as the API reads them: their permissions count too
+    access_tokens = TokenVerifier(
+        audience=auth.audience,
+        mapping=mapping,
+        oidc=keys,
+        oidc_audience=auth.oidc_audience,
+        oidc_algorithms=auth.oidc_algorithms,
+        leeway_seconds=auth.leeway_seconds,
+        max_token_bytes=auth.max_token_bytes,
+    )
+    return OidcLoginService(
+        client,
+        mapping,
+        sessions,
+        audit,
+        access_tokens=access_tokens,
+        label=auth.oidc_login_label,
     )
 
 
@@ -232,6 +287,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         commitment=CommitmentService(db, store),
         users=users,
         logins=LoginService(db, users, audit, login_policy(settings.auth)),
+        oidc=oidc_login(settings, sessions, audit),
     )
     try:
         yield services

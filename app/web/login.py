@@ -68,8 +68,8 @@ def login_page(
     context = {
         "auth_enabled": auth.enabled,
         "password_login": password_login,
-        "oidc_login": False,
-        "oidc_label": "",
+        "oidc_login": auth.enabled and services.oidc is not None,
+        "oidc_label": services.oidc.label if services.oidc is not None else "",
         "next": local_path(next_path),
         "username": username,
         "error": error,

@@ -55,7 +55,7 @@ async def signed_in(
     return session
 
 
-def set_cookie(http: httpx.AsyncClient, name: str, value: str) -> None:
+def set_cookie(http: httpx.AsyncClient, name: str, value: str, *, path: str = "/") -> None:
     """Store a cookie as a ``Set-Cookie`` from the server without ``Domain`` would: host-only,
     so that the server's later ``Set-Cookie`` of that name replaces or removes it."""
     host = http.base_url.host
@@ -70,7 +70,7 @@ def set_cookie(http: httpx.AsyncClient, name: str, value: str) -> None:
             domain=host if "." in host else f"{host}.local",
             domain_specified=False,
             domain_initial_dot=False,
-            path="/",
+            path=path,
             path_specified=True,
             secure=False,
             expires=None,
