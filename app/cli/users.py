@@ -15,17 +15,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from app.cli.root import user_cli
+from app.cli.root import os_actor, user_cli
 from app.config import Settings
 
 T = TypeVar("T")
 
 _ROLES = "reader (read), uploader (+ write), editor (+ delete), admin (everything)"
-
-
-def _actor() -> str:
-    """Who made a change, for the audit trail: the operating system's user."""
-    return f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}"
 
 
 def _run(action: Callable[[Any], Awaitable[T]]) -> T:
@@ -109,7 +104,7 @@ def user_add(
 ) -> None:
     """Add a user who signs in with a password (at least 12 characters)."""
     password = _password(password_stdin)
-    user = _run(lambda services: services.users.add(name, password, role, by=_actor()))
+    user = _run(lambda services: services.users.add(name, password, role, by=os_actor()))
     print(f"added {user.username} ({user.role.value}: {user.role.description})")
 
 
@@ -120,21 +115,21 @@ def user_passwd(
 ) -> None:
     """Set a user's password."""
     password = _password(password_stdin)
-    _run(lambda services: services.users.set_password(name, password, by=_actor()))
+    _run(lambda services: services.users.set_password(name, password, by=os_actor()))
     print(f"password of {name.strip().lower()} changed")
 
 
 @user_cli.command("disable")
 def user_disable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
     """Stop a user from signing in (their open sessions end within a few minutes)."""
-    _run(lambda services: services.users.set_enabled(name, False, by=_actor()))
+    _run(lambda services: services.users.set_enabled(name, False, by=os_actor()))
     print(f"{name.strip().lower()} disabled")
 
 
 @user_cli.command("enable")
 def user_enable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
     """Let a disabled user sign in again (also lifts a lockout after failed sign-ins)."""
-    _run(lambda services: services.users.set_enabled(name, True, by=_actor()))
+    _run(lambda services: services.users.set_enabled(name, True, by=os_actor()))
     print(f"{name.strip().lower()} enabled")
 
 
@@ -144,7 +139,7 @@ def user_role(
     role: Annotated[str, typer.Argument(help=_ROLES)],
 ) -> None:
     """Change a user's role (their sessions take it within a few minutes)."""
-    _run(lambda services: services.users.set_role(name, role, by=_actor()))
+    _run(lambda services: services.users.set_role(name, role, by=os_actor()))
     print(f"{name.strip().lower()} is now {role}")
 
 

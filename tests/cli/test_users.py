@@ -26,7 +26,8 @@ def runner(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LIGHTBOX_DATABASE_URL", database_url)
     monkeypatch.setenv("LIGHTBOX_AUTO_MIGRATE", "false")
-    monkeypatch.setenv("USER", "operator")
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass.getuser()
+        monkeypatch.setenv(variable, "operator")
 
     async def empty() -> None:
         async with open_services(Settings()) as services:
