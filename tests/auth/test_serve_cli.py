@@ -116,7 +116,7 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
         input="correct horse battery\n",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # imports the services and hashes with argon2id: slow on a loaded machine
         check=True,
     )
     # an admin token is active and an administrator can sign in: neither hint is printed
