@@ -264,6 +264,30 @@ class AuthSettings(BaseModel):
         default_factory=lambda: ["RS256", "ES256"], description="signature algorithms accepted"
     )
     oidc_allow_http: bool = Field(False, description="allow plain-http issuer URLs (tests only)")
+    oidc_client_id: str | None = Field(
+        None,
+        description="the web pages' client id at the OpenID Connect issuer: set, the sign-in "
+        "page offers the issuer's sign-in (authorization code with PKCE)",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        None, description="that client's secret (unset: a public client, PKCE only)"
+    )
+    oidc_client_auth: Literal["client_secret_basic", "client_secret_post"] = Field(
+        "client_secret_basic", description="how the secret is sent to the token endpoint"
+    )
+    oidc_scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"],
+        description="scopes asked for at sign-in (add the one that puts roles in the ID token, "
+        "if the issuer needs one)",
+    )
+    oidc_redirect_uri: str | None = Field(
+        None,
+        description="the callback URL registered at the issuer (default: "
+        "<site>/login/oidc/callback, the site from public_base_url or the request)",
+    )
+    oidc_login_label: str = Field(
+        "single sign-on", description="the sign-in button's text: Sign in with <label>"
+    )
     jwks_cache_seconds: float = Field(3600, description="how long fetched keys are trusted")
     jwks_min_refresh_seconds: float = Field(
         30, description="at most one JWKS fetch per this interval when a token names an unknown kid"

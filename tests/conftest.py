@@ -49,17 +49,21 @@ def database_url(
         yield url
 
 
+#: the issued tokens' registry, the embedded users and their failed sign-ins (issues 22, 23)
+_WEB_TABLES = ("issued_token", "user_account", "login_failure")
+
+
 async def truncate(db: Database) -> None:
     """Empty the index between tests."""
     async with db.write() as conn:
         if db.is_sqlite:
-            for table in ("instance", "series", "study", "tombstone", "issued_token"):
+            for table in ("instance", "series", "study", "tombstone", *_WEB_TABLES):
                 await conn.execute(text(f"DELETE FROM {table}"))
         else:
             await conn.execute(
                 text(
-                    "TRUNCATE instance, series, study, tombstone, issued_token"
-                    " RESTART IDENTITY CASCADE"
+                    "TRUNCATE instance, series, study, tombstone, "
+                    f"{', '.join(_WEB_TABLES)} RESTART IDENTITY CASCADE"
                 )
             )
 

@@ -9,10 +9,14 @@ from fastapi import Request
 from app.config import Settings
 
 
-def service_base(request: Request, settings: Settings) -> str:
-    """The absolute URL of the DICOMweb service root, without a trailing slash."""
+def site_base(request: Request, settings: Settings) -> str:
+    """The absolute URL of the site (its web pages), without a trailing slash: the public base
+    URL without the DICOMweb root, else the request's scheme and host (a trusted proxy's
+    ``X-Forwarded-Proto``/``-Host`` honoured)."""
     if settings.public_base_url:
-        return settings.public_base_url.rstrip("/")
+        base = settings.public_base_url.rstrip("/")
+        root = settings.dicomweb_root
+        return base[: -len(root)] if root and base.endswith(root) else base
     scheme = request.url.scheme
     host = request.headers.get("host") or request.url.netloc
     client = request.client.host if request.client else None
@@ -24,7 +28,14 @@ def service_base(request: Request, settings: Settings) -> str:
         if fwd_host:
             host = fwd_host.split(",")[0].strip()
     root_path = request.scope.get("root_path", "").rstrip("/")
-    return f"{scheme}://{host}{root_path}{settings.dicomweb_root}"
+    return f"{scheme}://{host}{root_path}"
+
+
+def service_base(request: Request, settings: Settings) -> str:
+    """The absolute URL of the DICOMweb service root, without a trailing slash."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    return f"{site_base(request, settings)}{settings.dicomweb_root}"
 
 
 def study_url(base: str, study_uid: str) -> str:

@@ -165,13 +165,15 @@ class SessionSigner:
         *,
         name: str,
         idp: str,
+        session_id: str | None = None,
         now: float | None = None,
     ) -> tuple[str, SessionClaims]:
-        """A new session's token and claims."""
+        """A new session's token and claims (``session_id``: the ``jti`` the token registry
+        recorded for it)."""
         issued = int(now if now is not None else time.time())
         claims = SessionClaims(
             subject=subject,
-            session_id=uuid.uuid4().hex,
+            session_id=session_id or uuid.uuid4().hex,
             permissions=frozenset(permissions),
             auth_time=issued,
             issued_at=issued,

@@ -1,5 +1,5 @@
-"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, import, export, stats,
-retention, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, user, audit, fsck, gc, import, export,
+stats, retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
@@ -18,6 +18,7 @@ from app.cli import (
     serve,
     stats,
     tokens,
+    users,
 )
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
@@ -40,6 +41,7 @@ __all__ = [
     "serve",
     "stats",
     "tokens",
+    "users",
 ]
 
 

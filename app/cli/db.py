@@ -2,7 +2,9 @@
 
 import asyncio
 import sys
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from app.cli.root import db_cli
 from app.config import Settings
@@ -43,3 +45,28 @@ def db_backfill() -> None:
     report = asyncio.run(run())
     print(f"recorded {report.recorded} instances; {report.missing_blobs} blobs missing (see fsck)")
     sys.exit(1 if report.missing_blobs else 0)
+
+
+@db_cli.command("prepare", hidden=True)
+def db_prepare(
+    migrate: Annotated[bool, typer.Option(help="apply the migrations first")] = True,
+    first_start: Annotated[
+        str | None, typer.Option(help="print the first administrator's steps for this site URL")
+    ] = None,
+) -> None:
+    """What ``lightbox serve`` does before its workers start, in one child process (the server's
+    supervisor never loads SQLAlchemy): migrate, and say how to create the first administrator
+    when there is none."""
+    settings = Settings()
+    if migrate:
+        from app.index import migrate as migrations
+
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(migrations.upgrade(settings.resolved_database_url()))
+    if first_start is not None:
+        from app.cli.users import first_admin_steps
+
+        steps = first_admin_steps(settings, first_start)
+        if steps:
+            print(steps, flush=True)

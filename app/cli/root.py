@@ -12,6 +12,11 @@ token_cli = typer.Typer(no_args_is_help=True, help="Bearer tokens signed by the 
 cli.add_typer(token_cli, name="token")
 audit_cli = typer.Typer(no_args_is_help=True, help="The audit trail.")
 cli.add_typer(audit_cli, name="audit")
+user_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Embedded users: who may sign in to the web pages with a password, and their role.",
+)
+cli.add_typer(user_cli, name="user")
 
 
 def os_actor() -> str:

@@ -62,18 +62,28 @@ def serve(
     configure_logging(settings.log_level, settings.log_format, force=True)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
-        _migrate_in_subprocess(settings.resolved_database_url())
+    scheme = "https" if ssl_certfile else "http"
+    site = f"{scheme}://{_shown_host(settings.host)}:{settings.port}"
+    migrate = settings.auto_migrate is not False and (
+        settings.is_sqlite or bool(settings.auto_migrate)
+    )
+    users = settings.auth.enabled and settings.auth.local_key
+    steps = ""
+    if migrate or users:
+        steps = _prepare_in_subprocess(
+            settings.resolved_database_url(), migrate=migrate, first_start=site if users else None
+        )
     # the workers read the same settings; the schema is already current
     os.environ["LIGHTBOX_AUTO_MIGRATE"] = "false"
     _first_start_key(settings)
-    scheme = "https" if ssl_certfile else "http"
     print(
-        f"Lightbox: DICOMweb at {scheme}://{settings.host}:{settings.port}{settings.dicomweb_root}"
+        f"Lightbox: web pages at {site}/, DICOMweb at {site}{settings.dicomweb_root}"
         f" (index {'SQLite' if settings.is_sqlite else 'PostgreSQL'},"
         f" storage {settings.resolved_storage_url().split('://')[0]})",
         flush=True,
     )
+    if steps:
+        print(steps, end="" if steps.endswith("\n") else "\n", flush=True)
     with contextlib.ExitStack() as stack:
         listener = None
         if settings.metrics.enabled:
@@ -179,9 +189,25 @@ def _first_start_key(settings: Settings) -> None:
         )
 
 
-def _migrate_in_subprocess(url: str) -> None:
-    """Apply migrations in a child process: the server's supervisor never loads SQLAlchemy."""
+def _shown_host(host: str) -> str:
+    """The host to show in a URL: a wildcard address is reached on the loopback."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _prepare_in_subprocess(url: str, *, migrate: bool, first_start: str | None) -> str:
+    """Apply migrations and look for an administrator in a child process (the server's
+    supervisor never loads SQLAlchemy); what it says about the first administrator is returned,
+    to be printed with the server's own lines."""
     import subprocess
 
     env = {**os.environ, "LIGHTBOX_DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "app", "db", "upgrade"], env=env, check=True)
+    command = [sys.executable, "-m", "app", "db", "prepare"]
+    command.append("--migrate" if migrate else "--no-migrate")
+    if first_start is not None:
+        command += ["--first-start", first_start]
+    done = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True)
+    return done.stdout

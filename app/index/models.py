@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     func,
     literal_column,
 )
@@ -365,3 +366,42 @@ class Lease(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: what the last run found or did, in words
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class UserAccount(Base):
+    """An embedded user (issue 22): signs in with a password; the role gives the permissions.
+
+    ``username`` is normalised (``app.auth.passwords.normalize_username``: NFKC, lower case), so
+    the unique key makes names unique whatever their case; ``password_hash`` is an argon2id PHC
+    string (the password itself is never stored).
+    """
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    password_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginFailure(Base):
+    """Failed sign-ins counted per user name (``u:<name>``) and per client address
+    (``a:<address>``), in the index so that every replica counts the same (issue 22).
+
+    ``failures`` counts since ``window_start``; a key with the configured number of failures is
+    locked until ``last_failure`` plus the lockout. Rows are removed once stale.
+    """
+
+    __tablename__ = "login_failure"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_failure: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -12,9 +12,11 @@ from datetime import timedelta
 from pydantic import SecretStr
 
 from app.auth.factory import build_issuer, build_mapping
-from app.auth.keys import LocalSigningKey
+from app.auth.keys import LocalSigningKey, OidcKeys
+from app.auth.oidc import OidcClient
 from app.auth.sessions import SessionPolicy
-from app.config import Settings
+from app.auth.verify import TokenVerifier
+from app.config import AuthSettings, Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
 from app.index import migrate
@@ -30,8 +32,10 @@ from app.services.group_commit import GroupCommit
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
+from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
 from app.services.metrics import ProcessMetrics, StoreMetrics
+from app.services.oidc_login import OidcLoginService
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retention import RetentionRule, RetentionService
@@ -39,6 +43,7 @@ from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
 from app.services.stats import StatsService
 from app.services.tokens import TokenService
+from app.services.users import UserService
 from app.storage.base import ObjectStore, ObjectStoreBase
 from app.storage.factory import open_store
 from app.storage.filesystem import FilesystemStore
@@ -71,6 +76,10 @@ class Services:
     retention: RetentionService
     housekeeping: Housekeeping
     metrics: ProcessMetrics
+    users: UserService
+    logins: LoginService
+    #: the OpenID Connect issuer's sign-in (None: not configured)
+    oidc: OidcLoginService | None
 
     async def close(self) -> None:
         await self.audit.close()
@@ -109,16 +118,78 @@ def build_store(settings: Settings) -> ObjectStore:
     )
 
 
-def session_service(settings: Settings, audit: AuditLog) -> SessionService:
-    """Browser sessions, signed by the embedded key of ``data_dir`` (created on first use)."""
+def session_service(settings: Settings, audit: AuditLog, tokens: TokenService) -> SessionService:
+    """Browser sessions, signed by the embedded key of ``data_dir`` (created on first use) and
+    recorded in the token registry (logout revokes)."""
     auth = settings.auth
     return SessionService(
         lambda: LocalSigningKey.load_or_create(settings.data_dir)[0],
         audit,
+        tokens,
         issuer=auth.local_issuer,
         audience=auth.audience,
         mapping=build_mapping(auth),
         policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
+    )
+
+
+def oidc_login(
+    settings: Settings, sessions: SessionService, audit: AuditLog
+) -> OidcLoginService | None:
+    """The issuer's sign-in for the web pages, when a client id is configured for it (sessions
+    are signed by the embedded key, so it needs that key too)."""
+    auth = settings.auth
+    if not (auth.oidc_issuer and auth.oidc_client_id and auth.local_key):
+        return None
+    keys = OidcKeys(
+        auth.oidc_issuer,
+        jwks_uri=auth.oidc_jwks_uri,
+        allow_http=auth.oidc_allow_http,
+        cache_seconds=auth.jwks_cache_seconds,
+        min_refresh_seconds=auth.jwks_min_refresh_seconds,
+    )
+    mapping = build_mapping(auth)
+    client = OidcClient(
+        auth.oidc_issuer,
+        auth.oidc_client_id,
+        keys=keys,
+        client_secret=auth.oidc_client_secret.get_secret_value()
+        if auth.oidc_client_secret
+        else None,
+        client_auth=auth.oidc_client_auth,
+        scopes=auth.oidc_scopes,
+        algorithms=auth.oidc_algorithms,
+        allow_http=auth.oidc_allow_http,
+        leeway_seconds=auth.leeway_seconds,
+        cache_seconds=auth.jwks_cache_seconds,
+    )
+    # the issuer's access tokens as the API reads them: their permissions count too
+    access_tokens = TokenVerifier(
+        audience=auth.audience,
+        mapping=mapping,
+        oidc=keys,
+        oidc_audience=auth.oidc_audience,
+        oidc_algorithms=auth.oidc_algorithms,
+        leeway_seconds=auth.leeway_seconds,
+        max_token_bytes=auth.max_token_bytes,
+    )
+    return OidcLoginService(
+        client,
+        mapping,
+        sessions,
+        audit,
+        access_tokens=access_tokens,
+        label=auth.oidc_login_label,
+    )
+
+
+def login_policy(auth: AuthSettings) -> LoginPolicy:
+    """The throttling of failed sign-ins the settings describe."""
+    return LoginPolicy(
+        max_failures_per_user=auth.login_max_failures_per_user,
+        max_failures_per_address=auth.login_max_failures_per_address,
+        window=timedelta(seconds=auth.login_failure_window_seconds),
+        lockout=timedelta(seconds=auth.login_lockout_seconds),
     )
 
 
@@ -203,6 +274,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     delete = DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours))
     maintenance = MaintenanceService(db, store)
     retention = RetentionService(db, delete, audit, max_fraction=settings.retention.max_fraction)
+    tokens = TokenService(
+        db,
+        audit,
+        # the key is read (or made) when the first token is issued, not on every start
+        signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
+        mapping=build_mapping(settings.auth),
+        refresh_seconds=settings.auth.revocation_refresh_seconds,
+    )
+    users = UserService(db, audit, tokens)
+    sessions = session_service(settings, audit, tokens)
+    sessions.use_directory(users.permissions_of)
     services = Services(
         db=db,
         store=store,
@@ -232,15 +314,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         audit=audit,
         access=StudyAccess(db),
         aes=RemoteAeService(settings.dimse.remote_aes),
-        sessions=session_service(settings, audit),
-        tokens=TokenService(
-            db,
-            audit,
-            # the key is read (or made) when the first token is issued, not on every start
-            signer=(lambda: build_issuer(settings)) if settings.auth.local_key else None,
-            mapping=build_mapping(settings.auth),
-            refresh_seconds=settings.auth.revocation_refresh_seconds,
-        ),
+        sessions=sessions,
+        tokens=tokens,
         export=ExportService(retrieve, audit),
         imports=ImportService(ingest, audit),
         commitment=CommitmentService(db, store),
@@ -248,6 +323,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         retention=retention,
         housekeeping=Housekeeping(db, maintenance, retention, housekeeping_plan(settings)),
         metrics=ProcessMetrics(audit, db),
+        users=users,
+        logins=LoginService(db, users, audit, login_policy(settings.auth)),
+        oidc=oidc_login(settings, sessions, audit),
     )
     try:
         yield services

@@ -1,19 +1,28 @@
 """Browser sessions (issue 22, point 1): opened at sign-in, renewed while used, ended at logout.
 
 The tokens, their timeouts and CSRF tokens are :mod:`app.auth.sessions`'; this service adds
-what needs the index or the audit trail: who signed in (audited), and whether a local user may
-still use a session when it is renewed (a disabled user's sessions are not renewed, and a
-changed role takes effect at the next renewal).
+what needs the index or the audit trail:
+
+- each session is recorded in the token registry (:class:`~app.services.tokens.TokenService`,
+  kind ``session``) when it opens, for its absolute lifetime; its ``jti`` is the session's id,
+  the same for every renewed token of it, so revoking it (logout, ``lightbox token revoke``, a
+  disabled user) refuses all of them, in every replica, within the deny list's refresh;
+- whether a local user may still use a session when it is renewed (a disabled user's session
+  ends, and a changed role takes effect at the next renewal).
 """
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from app.auth.keys import LocalSigningKey
 from app.auth.principal import ClaimMapping, Permission
 from app.auth.sessions import LOCAL_IDP, SessionClaims, SessionPolicy, SessionSigner
+from app.errors import NotFound
 from app.services.audit import AuditLog, Outcome
+from app.services.tokens import TokenKind, TokenService
 
 __all__ = ["CurrentPermissions", "Session", "SessionEnded", "SessionService"]
 
@@ -41,6 +50,7 @@ class SessionService:
         self,
         key: Callable[[], LocalSigningKey],
         audit: AuditLog,
+        tokens: TokenService,
         *,
         issuer: str,
         audience: str,
@@ -49,6 +59,7 @@ class SessionService:
     ) -> None:
         self._load_key = key
         self._audit = audit
+        self._tokens = tokens
         self._issuer = issuer
         self._audience = audience
         self._mapping = mapping
@@ -75,13 +86,32 @@ class SessionService:
     async def start(
         self, subject: str, permissions: Iterable[Permission], *, name: str, idp: str
     ) -> Session:
-        """A new session for a user who has just proved who they are (the caller audits the
-        sign-in, with what it knows of the request)."""
-        token, claims = self.signer.issue(subject, permissions, name=name, idp=idp)
+        """A new session for a user who has just proved who they are, recorded in the token
+        registry (the sign-in itself is audited by the caller, which knows the request)."""
+        granted = frozenset(permissions)
+        issued = await self._tokens.issue(
+            TokenKind.SESSION,
+            subject,
+            [p.value for p in Permission if p in granted],
+            timedelta(seconds=self.policy.absolute_seconds),
+            created_by=subject,
+        )
+        token, claims = self.signer.issue(
+            subject,
+            granted,
+            name=name,
+            idp=idp,
+            session_id=issued.record.jti,
+            now=issued.record.issued_at.timestamp(),
+        )
         return Session(token, claims)
 
     async def end(self, claims: SessionClaims, *, source: str | None) -> None:
-        """Sign out: the session's tokens are refused from now on (audited as ``logout``)."""
+        """Sign out: the session's tokens are refused from now on, by every replica (revoked in
+        the registry), and the logout is audited."""
+        # NotFound: a session of another registry (an index restored from a backup)
+        with contextlib.suppress(NotFound):
+            await self._tokens.revoke(claims.session_id, by=claims.subject, reason="logout")
         await self._audit.record(
             action="logout",
             outcome=Outcome.SUCCESS,

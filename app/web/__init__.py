@@ -10,13 +10,13 @@ of a Jinja2 template (``templates/``, autoescaped). Behaviour in the browser com
 The modules: :mod:`.templating` the templates and what every page gets, :mod:`.headers` the
 Content-Security-Policy and other security headers, :mod:`.assets` the static files,
 :mod:`.errors` errors as pages, :mod:`.navigation` redirect targets, :mod:`.home` the home page,
-:mod:`.login` signing in and out.
+:mod:`.login` signing in and out, :mod:`.oidc` signing in with the OpenID Connect issuer.
 """
 
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.web import home, login
+from app.web import home, login, oidc
 from app.web.assets import static_files
 from app.web.errors import install_page_errors
 from app.web.headers import PageHeaders
@@ -40,4 +40,7 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     install_page_errors(app, api_prefixes=_api_prefixes(settings))
     app.include_router(home.router)
     app.include_router(login.router)
+    auth = settings.auth
+    if auth.enabled and auth.local_key and auth.oidc_issuer and auth.oidc_client_id:
+        app.include_router(oidc.router)
     app.mount("/static", static_files(), name="static")

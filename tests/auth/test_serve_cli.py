@@ -58,6 +58,10 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
         assert "created the token signing key" in log
         # how to get a token, with the server's own data directory
         assert f"{HINT} {data_dir.resolve()} --subject admin" in log
+        # the web pages, and the way to their first administrator (there is no default one)
+        assert f"web pages at http://127.0.0.1:{port}/" in log
+        assert "lightbox user add admin --role admin" in log
+        assert httpx.get(f"{server.url}/").status_code == 303
         assert (data_dir / "auth" / "signing-key.pem").stat().st_mode & 0o077 == 0
         assert httpx.get(f"{server.dicomweb}/studies").status_code == 401
 
@@ -94,10 +98,32 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
         log = again.log.read_text()
         assert "created the token signing key" not in log
         assert HINT in log
+        assert "no administrator can sign in" in log
     _token(data_dir, fresh_database_url, "--subject", "root", "--scope", "read,admin", flag=True)
-    # an admin token is active: the hint is no longer printed
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        env={k: v for k, v in env.items() if k != "LIGHTBOX_AUTO_MIGRATE"},
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        timeout=180,  # imports the services and hashes with argon2id: slow on a loaded machine
+        check=True,
+    )
+    # an admin token is active and an administrator can sign in: neither hint is printed
     with running_server(env, port=free_port()) as third:
-        assert HINT not in third.log.read_text()
+        log = third.log.read_text()
+        assert HINT not in log
+        assert "no administrator can sign in" not in log
 
 
 def test_token_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

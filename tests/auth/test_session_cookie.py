@@ -201,7 +201,8 @@ async def test_secure_cookie_under_https(database_url: str, tmp_path: Path) -> N
             assert logout.status_code == 303
             assert logout.headers["set-cookie"].startswith(f"{SECURE_COOKIE}=;")
             assert "Secure" in logout.headers["set-cookie"]
-        proxied = {"X-Forwarded-Proto": "https", "Cookie": f"{SECURE_COOKIE}={session.token}"}
+        again = await services.sessions.start("alice", ALL, name="a", idp=LOCAL_IDP)
+        proxied = {"X-Forwarded-Proto": "https", "Cookie": f"{SECURE_COOKIE}={again.token}"}
         assert (await http.get(f"{ROOT}/studies", headers=proxied)).status_code == 204
     untrusted = auth_settings(database_url, tmp_path / "untrusted")
     async with web_client(untrusted) as (services, http):

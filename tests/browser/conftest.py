@@ -37,3 +37,14 @@ def ohif_viewer() -> Path:
         return ohif_dist.fetch()
     except ohif_dist.OhifUnavailable as exc:
         pytest.fail(f"the browser test needs the OHIF viewer build: {exc}", pytrace=False)
+
+
+#: where browser tests leave their screenshots (git-ignored; CI keeps them as artifacts)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The screenshots' directory (``.artifacts/screenshots`` of the repository)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

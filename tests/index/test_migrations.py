@@ -65,6 +65,8 @@ def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
         "audit_journal",
         "issued_token",
         "lease",
+        "user_account",
+        "login_failure",
     }
     asyncio.run(migrate.downgrade(empty_database, "base"))
     assert asyncio.run(_inspect(empty_database))[1] == set()

@@ -7,6 +7,7 @@ http): await signed_in(http, services, permissions=["read"])``.
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from http.cookiejar import Cookie
 
 import httpx
 
@@ -45,12 +46,40 @@ async def signed_in(
     name: str | None = None,
     idp: str = LOCAL_IDP,
 ) -> Session:
-    """A session for ``subject``, its cookie set in ``http``."""
+    """A session for ``subject``, its cookie set in ``http`` as the server sets it (host-only,
+    for the client's host: a Set-Cookie of the server replaces or removes it)."""
     session = await services.sessions.start(
         subject, [Permission(p) for p in permissions], name=name or subject, idp=idp
     )
-    http.cookies.set(COOKIE, session.token)
+    set_cookie(http, COOKIE, session.token)
     return session
+
+
+def set_cookie(http: httpx.AsyncClient, name: str, value: str, *, path: str = "/") -> None:
+    """Store a cookie as a ``Set-Cookie`` from the server without ``Domain`` would: host-only,
+    so that the server's later ``Set-Cookie`` of that name replaces or removes it."""
+    host = http.base_url.host
+    http.cookies.jar.set_cookie(
+        Cookie(
+            version=0,
+            name=name,
+            value=value,
+            port=None,
+            port_specified=False,
+            # the cookie jar's name of a host without a dot (RFC 2965's effective host name)
+            domain=host if "." in host else f"{host}.local",
+            domain_specified=False,
+            domain_initial_dot=False,
+            path=path,
+            path_specified=True,
+            secure=False,
+            expires=None,
+            discard=True,
+            comment=None,
+            comment_url=None,
+            rest={"HttpOnly": ""},
+        )
+    )
 
 
 def csrf_header(services: Services, session: Session) -> dict[str, str]:
