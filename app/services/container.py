@@ -34,6 +34,7 @@ from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
+from app.services.studies import StudyCatalog
 from app.services.tokens import TokenService
 from app.storage.base import ObjectStore
 from app.storage.factory import open_store
@@ -63,6 +64,11 @@ class Services:
     imports: ImportService
     #: Storage Commitment: instances verified against the index and their blobs' hashes
     commitment: CommitmentService
+
+    @property
+    def studies(self) -> StudyCatalog:
+        """The web pages' reads (on the services above: nothing of its own to open)."""
+        return StudyCatalog(self.query, self.render, self.retrieve)
 
     async def close(self) -> None:
         await self.audit.close()
