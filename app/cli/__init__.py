@@ -1,12 +1,23 @@
-"""The ``lightbox`` command: serve, dimse, db, token, audit, fsck, gc, import, export, openapi,
-conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, audit, viewer, fsck, gc, import, export,
+openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
 module of this package; importing it registers its commands on ``cli``.
 """
 
-from app.cli import audit, db, dimse, documents, export, imports, maintenance, serve, tokens
+from app.cli import (
+    audit,
+    db,
+    dimse,
+    documents,
+    export,
+    imports,
+    maintenance,
+    serve,
+    tokens,
+    viewer,
+)
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
 from app.cli.tokens import parse_ttl
@@ -26,6 +37,7 @@ __all__ = [
     "parse_ttl",
     "serve",
     "tokens",
+    "viewer",
 ]
 
 
