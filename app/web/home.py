@@ -22,6 +22,7 @@ from app.api.security import note, page
 from app.api.urls import service_base
 from app.auth.principal import Permission
 from app.dicom.query import SORT_KEYS
+from app.dicom.uids import is_valid_uid
 from app.errors import BadRequest
 from app.services.studies import PAGE_SIZES, StudyList, StudySearch
 from app.web.templating import page_context, render
@@ -94,6 +95,7 @@ def search_from(form: FormData) -> StudySearch:
 
 def _context(search: StudySearch, found: StudyList | None, error: str | None) -> dict[str, Any]:
     return {
+        "deleted": None,
         "search": search,
         "found": found,
         "error": error,
@@ -104,6 +106,7 @@ def _context(search: StudySearch, found: StudyList | None, error: str | None) ->
 
 
 def _answer(request: Request, context: dict[str, Any], status: int) -> Response:
+    context["deleted"] = getattr(request.state, "deleted", None)
     if request.headers.get("hx-request") == "true":
         # htmx swaps the results alone; an error is shown there too (with status 200: htmx
         # does not swap error responses)
@@ -147,13 +150,18 @@ async def _list(
 
 @router.get("/", response_class=HTMLResponse, openapi_extra=page(audited=True))
 async def home(
-    request: Request, services: ServicesDep, settings: SettingsDep, restrict: RestrictionDep
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    restrict: RestrictionDep,
+    deleted: str | None = None,
 ) -> Response:
     """The newest studies first (the study browser), or the start page of a user who may not
-    read (audited: the list shows patients)."""
+    read (audited: the list shows patients). ``deleted``: the study just deleted (said so)."""
     if not page_context(request).may(Permission.READ):
         note(request, action="page")
         return render(request, "home.html", _context(StudySearch(), None, None))
+    request.state.deleted = deleted if deleted and is_valid_uid(deleted) else None
     return await _list(request, services, settings, restrict, StudySearch())
 
 

@@ -138,7 +138,7 @@
     let objects;
     try {
       const response = await fetch(url, {
-        headers: { Accept: "application/dicom+json" }, credentials: "same-origin",
+        headers: { Accept: "application/dicom+json" }, credentials: "same-origin", priority: "high",
       });
       if (!response.ok) throw new Error(`metadata: HTTP ${response.status}`);
       objects = await response.json();
@@ -169,6 +169,7 @@
   async function fetchGrey(s, f) {
     const response = await fetch(frameUrl(s, f, false), {
       headers: { Accept: FRAME_ACCEPT }, credentials: "same-origin",
+      priority: f === s.frames[state.index] ? "high" : "auto",
     });
     if (!response.ok) throw new Error(`frame: HTTP ${response.status}`);
     const buffer = await response.arrayBuffer();
