@@ -27,6 +27,7 @@ from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
 from app.services.group_commit import GroupCommit
+from app.services.health import HealthService
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.maintenance import MaintenanceService
@@ -34,6 +35,7 @@ from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
+from app.services.shares import ShareLinks
 from app.services.studies import StudyCatalog
 from app.services.tokens import TokenService
 from app.storage.base import ObjectStore
@@ -69,6 +71,16 @@ class Services:
     def studies(self) -> StudyCatalog:
         """The web pages' reads (on the services above: nothing of its own to open)."""
         return StudyCatalog(self.query, self.render, self.retrieve)
+
+    @property
+    def health(self) -> HealthService:
+        """The administration page's health checks."""
+        return HealthService(self.db, self.store, self.audit)
+
+    @property
+    def shares(self) -> ShareLinks:
+        """Share links, on the token registry."""
+        return ShareLinks(self.tokens, self.studies, self.audit)
 
     async def close(self) -> None:
         await self.audit.close()

@@ -250,10 +250,10 @@ class StudyCatalog:
         rows = [StudyRow.of(obj) for obj in results.items]
         return StudyList(search, rows, results.total, results.exact)
 
-    async def overview(
+    async def study(
         self, study_uid: str, base_url: str, *, restrict: StudyRestriction | None = None
-    ) -> StudyOverview:
-        """A study with its series and reports (404, or 410 once deleted, when absent)."""
+    ) -> StudyRow:
+        """A study's row (404, or 410 once deleted, when absent or outside the grant)."""
         target = Target(study_uid)  # 400 for a malformed UID
         found = await self._query.search(
             parse_qido(
@@ -265,7 +265,13 @@ class StudyCatalog:
         )
         if not found.items:
             raise await self._retrieve.absent(target)
-        study = StudyRow.of(found.items[0])
+        return StudyRow.of(found.items[0])
+
+    async def overview(
+        self, study_uid: str, base_url: str, *, restrict: StudyRestriction | None = None
+    ) -> StudyOverview:
+        """A study with its series and reports (404, or 410 once deleted, when absent)."""
+        study = await self.study(study_uid, base_url, restrict=restrict)
         series = await self._query.search(
             parse_qido(
                 [("includefield", f) for f in _SERIES_FIELDS],

@@ -11,13 +11,14 @@ The modules: :mod:`.templating` the templates and what every page gets, :mod:`.h
 Content-Security-Policy and other security headers, :mod:`.assets` the static files,
 :mod:`.errors` errors as pages, :mod:`.navigation` redirect targets, :mod:`.login` signing in
 and out; the pages: :mod:`.home` the study list, :mod:`.study` a study, :mod:`.viewer` the
-built-in viewer, :mod:`.ohif` the OHIF viewer, :mod:`.upload` uploading, :mod:`.about` what the user may do.
+built-in viewer, :mod:`.ohif` the OHIF viewer, :mod:`.upload` uploading, :mod:`.shares` share
+links, :mod:`.admin` administration, :mod:`.about` what the user may do.
 """
 
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.web import about, home, login, ohif, study, upload, viewer
+from app.web import about, admin, home, login, ohif, shares, study, upload, viewer
 from app.web.assets import static_files
 from app.web.errors import install_page_errors
 from app.web.headers import PageHeaders
@@ -39,6 +40,6 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     """Add the pages, their static files and error pages to ``app`` (after the API's error
     handlers, which the page-aware ones wrap)."""
     install_page_errors(app, api_prefixes=_api_prefixes(settings))
-    for module in (home, about, login, study, viewer, ohif, upload):
+    for module in (home, about, login, study, viewer, ohif, upload, shares, admin):
         app.include_router(module.router)
     app.mount("/static", static_files(), name="static")

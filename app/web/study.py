@@ -110,7 +110,7 @@ async def confirm_delete(
 @router.post(
     "/studies/{study}/delete",
     response_class=HTMLResponse,
-    openapi_extra=page(Permission.DELETE),
+    openapi_extra=page(Permission.DELETE, audited=True),
 )
 async def delete_study(
     request: Request, study: str, services: ServicesDep, settings: SettingsDep

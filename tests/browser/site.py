@@ -22,7 +22,7 @@ from app.auth.keys import LocalSigningKey
 from app.auth.principal import Permission
 from app.auth.sessions import SessionPolicy, SessionSigner
 from app.services.container import claim_mapping
-from tests.auth.helpers import Tokens, auth_settings
+from tests.auth.helpers import ALL, Tokens, auth_settings
 from tests.e2e.server import Server, free_port, running_server, server_env
 from tests.factories import multipart, stow_headers
 
@@ -58,11 +58,13 @@ class Site:
     def settings(self) -> Any:
         return auth_settings(self.database_url, self.data_dir)
 
-    def token(self, scopes: Sequence[str] = ("read", "write", "delete", "admin"), **kw: Any) -> str:
+    def token(self, scopes: Sequence[str] = ALL, **kw: Any) -> str:
         """A bearer token of the server's embedded issuer."""
         return Tokens(self.settings).make(scopes, **kw)
 
-    def headers(self, scopes: Sequence[str] = ("read", "write", "delete", "admin")) -> dict[str, str]:
+    def headers(
+        self, scopes: Sequence[str] = ("read", "write", "delete", "admin")
+    ) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(scopes)}"}
 
     def session(self, subject: str, permissions: Sequence[str]) -> str:
