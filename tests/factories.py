@@ -207,3 +207,39 @@ def make_ct_series(
         )
         out.append(to_bytes(ds))
     return out
+
+
+def _code(value: str, meaning: str, scheme: str = "DCM") -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def make_sr_dataset(title: str, findings: Sequence[str], **overrides: Any) -> Dataset:
+    """A Basic Text SR (a report titled ``title`` holding one TEXT item per finding), no image
+    attributes; ``overrides`` as in :func:`make_dataset`."""
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import BasicTextSRStorage
+
+    items = []
+    for finding in findings:
+        item = Dataset()
+        item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
+        item.ConceptNameCodeSequence = DicomSequence([_code("121071", "Finding")])
+        item.TextValue = finding
+        items.append(item)
+    no_image: dict[str, Any] = dict.fromkeys(IMAGE_KEYWORDS)
+    values: dict[str, Any] = {
+        **no_image,
+        "SOPClassUID": BasicTextSRStorage,
+        "Modality": "SR",
+        "SeriesDescription": "Report",
+        "ValueType": "CONTAINER",
+        "ContinuityOfContent": "SEPARATE",
+        "CompletionFlag": "COMPLETE",
+        "VerificationFlag": "UNVERIFIED",
+        "ConceptNameCodeSequence": DicomSequence([_code("11528-7", title, "LN")]),
+        "ContentSequence": DicomSequence(items),
+        **overrides,
+    }
+    return make_dataset(**values)

@@ -218,9 +218,14 @@ class Single:
 
 @dataclass(frozen=True, slots=True)
 class Wildcard:
-    """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character."""
+    """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character.
+
+    ``folded``: letters match whatever their case (ASCII letters on SQLite), an extension for
+    the pages' "contains" searches; QIDO's own matching is case-sensitive (QIDO-06).
+    """
 
     pattern: str
+    folded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,14 @@ from datetime import date
 from typing import Any, Final
 
 from app.dicom import display
-from app.dicom.query import Query, Resource, SortOrder, StudyRestriction, parse_qido
+from app.dicom.query import (
+    Query,
+    Resource,
+    SortOrder,
+    StudyRestriction,
+    Wildcard,
+    parse_qido,
+)
 from app.dicom.render import TEXT_PLAIN, RenderParams
 from app.dicom.target import Target
 from app.errors import BadRequest, DecoderFailed, NotAcceptable, NotFound
@@ -46,6 +53,8 @@ _MODALITY: Final = re.compile(r"[A-Z0-9_]{1,16}")
 #: the attributes a row of the list shows beyond QIDO's defaults
 _LIST_FIELDS: Final = ("StudyDescription",)
 _SERIES_FIELDS: Final = ("SeriesDate", "BodyPartExamined", "SeriesDescription")
+#: keys matched where they contain the value, whatever its case
+_CONTAINS: Final = frozenset({"PatientID", "AccessionNumber", "StudyDescription"})
 
 
 def _field(value: str, name: str) -> str:
@@ -87,7 +96,7 @@ class StudySearch:
 
         Names match fuzzily (QIDO-14: each word a prefix of a name component, in any order)
         unless they hold wildcards; identifiers, accession numbers and descriptions match
-        where they contain the value.
+        where they contain the value, whatever its case (:class:`Wildcard` ``folded``).
         """
         params: list[tuple[str, str]] = []
         name = _field(self.patient_name, "Patient name")
@@ -121,6 +130,12 @@ class StudySearch:
         params += [("includefield", f) for f in _LIST_FIELDS]
         params += [("limit", str(self.page_size)), ("offset", str(self.offset))]
         query = parse_qido(params, resource=Resource.STUDIES)
+        folded = {
+            key: Wildcard(matcher.pattern, folded=True)
+            for key, matcher in query.filters.items()
+            if key in _CONTAINS and isinstance(matcher, Wildcard)
+        }
+        query = replace(query, filters={**query.filters, **folded})
         if self.sort == "StudyDate" and self.descending:
             return query  # QIDO's own order, on its index-ordered plan
         return replace(query, order=SortOrder(self.sort, self.descending))
