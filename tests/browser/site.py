@@ -18,10 +18,10 @@ import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 from app.api.security.sessions import COOKIE
+from app.auth.factory import build_mapping
 from app.auth.keys import LocalSigningKey
 from app.auth.principal import Permission
 from app.auth.sessions import SessionPolicy, SessionSigner
-from app.services.container import claim_mapping
 from tests.auth.helpers import ALL, Tokens, auth_settings
 from tests.e2e.server import Server, free_port, running_server, server_env
 from tests.factories import multipart, stow_headers
@@ -74,7 +74,7 @@ class Site:
             LocalSigningKey.load_or_create(self.data_dir)[0],
             issuer=auth.local_issuer,
             audience=auth.audience,
-            mapping=claim_mapping(auth),
+            mapping=build_mapping(auth),
             policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
         )
         token, _ = signer.issue(

@@ -37,7 +37,7 @@ async def store_study(
         for n in range(instances)
     ]
     await store(http, settings, files)
-    return study
+    return str(study)
 
 
 def study_links(html: str) -> list[str]:
