@@ -9,8 +9,8 @@ escape character; SQLite's ``GLOB`` brackets ``[``. The same shape gives the sam
 
 import doctest
 import re
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
