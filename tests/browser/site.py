@@ -167,6 +167,9 @@ def new_page(browser: Browser, site: Site | None = None, **sign_in: Any) -> Page
         lambda m: errors.append(f"console.{m.type}: {m.text[:300]}") if m.type == "error" else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
+    dialogs: list[str] = []  # an alert() would be a script that ran
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs  # type: ignore[attr-defined]
     return page
 
 
