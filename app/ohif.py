@@ -12,7 +12,9 @@ integrity pinned here for that version (:data:`PINNED`), or, for another version
 given (``--integrity``) or else the registry's (``npm view``: the registry is then trusted, and
 the command says so). Only ``package/dist/`` is unpacked (``tarfile``'s ``data`` filter: no
 links out, no device files), into a temporary directory renamed into place, so an installation
-is complete or absent.
+is complete or absent. OHIF's build expects to be served at ``/``: an installed one is made
+to load its files from ``/viewer/`` (:func:`serve_under`; its index page is rewritten as it is
+served, :mod:`app.web.ohif`).
 
 Standard library only: ``.ci/run`` runs ``python3 -m tests.browser.ohif_dist`` with the system
 Python before the virtualenv exists.
@@ -39,6 +41,7 @@ __all__ = [
     "fetch",
     "install",
     "installed",
+    "serve_under",
     "viewer_root",
 ]
 
@@ -161,14 +164,45 @@ def fetch(cache: Path, version: str = VERSION, integrity: str | None = None) -> 
     return dist
 
 
+#: what OHIF's webpack bundles say their files' URL prefix is (a build for ``/``)
+_PUBLIC_PATH: Final = b'__webpack_require__.p = "/";'
+
+
+def serve_under(dist: Path, prefix: str) -> int:
+    """Make a build load its own files from ``prefix`` (``/viewer/``): webpack's public path is
+    a constant of each bundle (the app and its workers), and the stylesheets name their fonts
+    from ``/``, so both are rewritten in place, once; the number of files rewritten. The
+    archive's integrity was checked before."""
+    rewrites = (
+        ("*.js", _PUBLIC_PATH, f'__webpack_require__.p = "{prefix}";'.encode()),
+        ("*.css", b"url(/", f"url({prefix}".encode()),
+    )
+    count = 0
+    for pattern, old, new in rewrites:
+        for file in sorted(dist.glob(pattern)):
+            data = file.read_bytes()
+            if old not in data or new in data:  # done already (a second install)
+                continue
+            tmp = file.with_name(file.name + ".tmp")
+            tmp.write_bytes(data.replace(old, new))
+            os.replace(tmp, file)
+            count += 1
+    return count
+
+
 def install(
-    data_dir: Path, version: str = VERSION, integrity: str | None = None
+    data_dir: Path,
+    version: str = VERSION,
+    integrity: str | None = None,
+    *,
+    prefix: str = "/viewer/",
 ) -> tuple[Installed, bool]:
-    """Fetch ``version`` into the data directory and make it the one served; whether its
-    integrity was pinned (or given) rather than taken from the registry."""
+    """Fetch ``version`` into the data directory, ready to be served under ``prefix``, and make
+    it the one served; whether its integrity was pinned (or given) rather than the registry's."""
     root = viewer_root(data_dir)
     expected, pinned = expected_integrity(version, integrity)
     dist = fetch(root, version, expected)
+    serve_under(dist, prefix)
     done = Installed(version, expected, dist)
     current = root / CURRENT
     tmp = current.with_suffix(".tmp")

@@ -103,15 +103,3 @@ async def test_without_a_build_there_is_no_viewer(database_url: str, tmp_path: P
         missing = await http.get("/viewer/viewer")
         assert missing.status_code == 404
         assert "lightbox viewer install" in missing.text
-
-
-def test_a_broken_record_is_no_build(tmp_path: Path) -> None:
-    root = ohif.viewer_root(tmp_path)
-    root.mkdir(parents=True)
-    assert ohif.installed(tmp_path) is None
-    (root / ohif.CURRENT).write_text("{not json")
-    assert ohif.installed(tmp_path) is None
-    (root / ohif.CURRENT).write_text(json.dumps({"version": "../../etc", "integrity": "x"}))
-    assert ohif.installed(tmp_path) is None
-    (root / ohif.CURRENT).write_text(json.dumps({"version": "1.0.0", "integrity": "x"}))
-    assert ohif.installed(tmp_path) is None  # recorded, but no dist/index.html
