@@ -221,7 +221,7 @@ class Wildcard:
     """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character.
 
     ``folded``: letters match whatever their case (ASCII letters on SQLite), an extension for
-    the pages' "contains" searches; QIDO's own matching is case-sensitive (QIDO-06).
+XX
     """
 
     pattern: str

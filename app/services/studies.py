@@ -94,7 +94,7 @@ class StudySearch:
     def query(self) -> Query:
         """The QIDO query of this search (:class:`BadRequest` naming a field that is wrong).
 
-        Names match fuzzily (QIDO-14: each word a prefix of a name component, in any order)
+        Names match fuzzily (each word a prefix of a name component, in any order)
         unless they hold wildcards; identifiers, accession numbers and descriptions match
         where they contain the value, whatever its case (:class:`Wildcard` ``folded``).
         """
