@@ -94,9 +94,7 @@ def round_trip(browser: Any, base: str, cookie: str, study: str, slices: int) ->
     page.wait_for_function(
         "() => window.lightboxViewer && window.lightboxViewer.stats.firstImageAt"
     )
-    mark = page.evaluate(
-        "() => performance.getEntriesByName('lightbox:first-image')[0].startTime"
-    )
+    mark = page.evaluate("() => performance.getEntriesByName('lightbox:first-image')[0].startTime")
     first = page.evaluate("() => performance.timeOrigin") + mark
     page.wait_for_function(
         "() => window.lightboxViewer.loaded === window.lightboxViewer.count", timeout=300_000

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, Playwright
 
 from app.api.security.sessions import COOKIE
 from app.auth.factory import build_mapping
@@ -161,14 +161,20 @@ def new_page(browser: Browser, site: Site | None = None, **sign_in: Any) -> Page
     page = context.new_page()
     page.set_default_timeout(20_000)
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on(
-        "console",
-        lambda m: errors.append(f"console.{m.type}: {m.text[:300]}") if m.type == "error" else None,
-    )
-    page.errors = errors  # type: ignore[attr-defined]
     dialogs: list[str] = []  # an alert() would be a script that ran
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(f"console.error: {message.text[:300]}")
+
+    def dialog(shown: Dialog) -> None:
+        dialogs.append(shown.message)
+        shown.dismiss()
+
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("console", console)
+    page.on("dialog", dialog)
+    page.errors = errors  # type: ignore[attr-defined]
     page.dialogs = dialogs  # type: ignore[attr-defined]
     return page
 
