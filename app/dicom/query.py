@@ -220,8 +220,8 @@ class Single:
 class Wildcard:
     """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character.
 
-        ``folded``: letters match whatever their case (ASCII letters on SQLite), an extension for
-    XX
+    ``folded``: letters match whatever their case (ASCII letters on SQLite), an extension for
+    the pages' "contains" searches; QIDO's own matching is case-sensitive.
     """
 
     pattern: str
