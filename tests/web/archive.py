@@ -14,18 +14,25 @@ from tests.auth.helpers import Tokens
 from tests.factories import make_instance, multipart, stow_headers
 
 
-async def store(http: httpx.AsyncClient, settings: Settings, files: Sequence[bytes]) -> None:
-    """STOW-RS ``files`` (all stored, or the test fails)."""
+async def store(
+    http: httpx.AsyncClient, settings: Settings, files: Sequence[bytes], *, by: str = "loader"
+) -> None:
+    """STOW-RS ``files`` as ``by`` (all stored, or the test fails)."""
     response = await http.post(
         "/dicom-web/studies",
         content=multipart(list(files)),
-        headers={**stow_headers(), **Tokens(settings).headers(["write"], subject="loader")},
+        headers={**stow_headers(), **Tokens(settings).headers(["write"], subject=by)},
     )
     assert response.status_code == 200, response.text
 
 
 async def store_study(
-    http: httpx.AsyncClient, settings: Settings, *, instances: int = 1, **attributes: Any
+    http: httpx.AsyncClient,
+    settings: Settings,
+    *,
+    instances: int = 1,
+    by: str = "loader",
+    **attributes: Any,
 ) -> str:
     """A study of ``instances`` CT instances with ``attributes``; its StudyInstanceUID."""
     study = attributes.pop("StudyInstanceUID", generate_uid())
@@ -36,7 +43,7 @@ async def store_study(
         )
         for n in range(instances)
     ]
-    await store(http, settings, files)
+    await store(http, settings, files, by=by)
     return str(study)
 
 

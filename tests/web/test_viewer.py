@@ -81,5 +81,6 @@ def test_the_viewer_script_never_writes_markup() -> None:
     insertAdjacentHTML, no document.write) in every script of ours."""
     for script in ("viewer.js", "upload.js", "studies.js", "share.js", "zip.js", "lightbox.js"):
         source = (STATIC_DIR / script).read_text()
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
             assert sink not in source, (script, sink)
+        assert not re.search(r"\beval\(|new Function\(", source), script

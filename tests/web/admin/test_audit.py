@@ -4,6 +4,7 @@ patient), paged, exported, its chain verified; escaped; admins only."""
 import csv
 import io
 import json
+import uuid
 from pathlib import Path
 
 from tests.auth.helpers import auth_settings
@@ -17,9 +18,11 @@ HTMX = {"HX-Request": "true"}
 async def test_filter_page_export_and_verify(database_url: str, tmp_path: Path) -> None:
     settings = auth_settings(database_url, tmp_path / "data")
     async with web_client(settings) as (services, http):
-        study = await store_study(http, settings, PatientID="AUD-1")
+        # the audit trail outlives each test: this one's rows are its loader's
+        loader = f"loader-{uuid.uuid4().hex[:8]}"
+        study = await store_study(http, settings, by=loader, PatientID="AUD-1")
         for n in range(3):
-            await store_study(http, settings, PatientID=f"OTHER-{n}")
+            await store_study(http, settings, by=loader, PatientID=f"OTHER-{n}")
         session = await signed_in(http, services, subject="root", permissions=ALL)
         csrf = csrf_header(services, session)["X-CSRF-Token"]
         await services.audit.flush()
@@ -33,7 +36,7 @@ async def test_filter_page_export_and_verify(database_url: str, tmp_path: Path) 
         )
         assert filtered.status_code == 200
         text = text_of(filtered.text)
-        assert "1 event" in text
+        assert "1 event, newest first" in text
         assert study in filtered.text
         assert "OTHER-" not in filtered.text
         # the export buttons follow the filters (swapped out of band)
@@ -41,11 +44,14 @@ async def test_filter_page_export_and_verify(database_url: str, tmp_path: Path) 
         assert 'hx-swap-oob="true"' in filtered.text
         assert 'name="patient" value="AUD-1"' in filtered.text
         by_action = await http.post(
-            "/admin/audit", data={"csrf_token": csrf, "action": "store"}, headers=HTMX
+            "/admin/audit",
+            data={"csrf_token": csrf, "action": "store", "actor": loader},
+            headers=HTMX,
         )
         assert "4 events" in text_of(by_action.text)
         exported = await http.post(
-            "/admin/audit/export", data={"csrf_token": csrf, "action": "store", "format": "jsonl"}
+            "/admin/audit/export",
+            data={"csrf_token": csrf, "action": "store", "actor": loader, "format": "jsonl"},
         )
         assert exported.status_code == 200
         assert exported.headers["content-disposition"].startswith("attachment;")
