@@ -11,7 +11,7 @@
  * Frames are prefetched outward from the current one, a few requests at a time, up to a memory
  * budget; scrolling then only draws (one draw per animation frame at most).
  *
- * Every DICOM value shown goes through textContent: never innerHTML.
+ * Every DICOM value shown goes through textContent, never as markup.
  * performance.mark("lightbox:first-image") marks the first image drawn, and window.lightboxViewer
  * exposes the state the browser tests and the benchmark read (bench/viewer_bench.py).
  */
