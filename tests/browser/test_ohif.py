@@ -398,13 +398,14 @@ def test_ohif_installed_at_viewer_opens_from_the_study_page(
                 with page.expect_navigation():
                     page.click("#open-ohif")
                 assert page.url.startswith(f"{site.url}/viewer/viewer?StudyInstanceUIDs={study}")
-                page.wait_for_function(
-                    f"() => ({CANVAS_STATS})().some("
-                    f"s => s.levels >= {MIN_LEVELS} && s.lit >= {MIN_LIT})",
+                # the canvases as they were when an image showed (OHIF redraws them at will)
+                shown = page.wait_for_function(
+                    f"() => {{ const stats = ({CANVAS_STATS})(); return stats.some("
+                    f"s => s.levels >= {MIN_LEVELS} && s.lit >= {MIN_LIT}) ? stats : null; }}",
                     timeout=SHOWN_TIMEOUT_S * 1000,
                     polling=500,
                 )
-                assert _shown(page.evaluate(CANVAS_STATS))
+                assert _shown(shown.json_value())
                 screenshot(page, "ohif-viewer")
                 # its requests: same origin, the session cookie, no token
                 assert requests
