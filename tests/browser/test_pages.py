@@ -120,7 +120,10 @@ def test_search_open_and_view_a_series(site: Site, browser: Browser, ct_study: s
     # a window preset: another window, other pixels
     before = page.evaluate(f"{viewer}.window")
     page.select_option("#preset", label="5. Lung")
-    page.wait_for_timeout(100)
+    # the overlay is written by the draw that shows the new window
+    page.wait_for_function(
+        "() => document.getElementById('overlay-br').textContent.includes('W 1500 L -600')"
+    )
     after = page.evaluate(f"{viewer}.window")
     assert after == {"center": -600, "width": 1500}
     assert after != before
