@@ -150,6 +150,8 @@ def test_upload_a_folder(site: Site, browser: Browser, tmp_path: Path) -> None:
     for n, raw in enumerate(files):
         (folder / "series" / f"IM{n:04d}").write_bytes(raw)
     (folder / "notes.txt").write_text("not an image")
+    # a PS3.10 prefix and nothing readable after it: refused by the server, not by the page
+    (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00" + b"junk" * 64)
     site.store([files[0]])  # already in the archive: skipped
     page = new_page(browser, site, subject="tech", permissions=["read", "write"])
     # the network fails on the first batch: the page sends it again
@@ -172,11 +174,14 @@ def test_upload_a_folder(site: Site, browser: Browser, tmp_path: Path) -> None:
         for row in page.locator("#upload-results tr").all()
     }
     assert rows["exam/notes.txt"] == "refused"
+    assert rows["exam/broken.dcm"] == "refused"
+    broken = page.locator("#upload-results tr", has_text="broken.dcm").locator("td").nth(2)
+    assert "the server cannot read it as DICOM" in broken.inner_text()
     assert rows["exam/series/IM0000"] == "already stored"
     assert [rows[f"exam/series/IM{n:04d}"] for n in range(1, 6)] == ["stored"] * 5
     assert failed["n"] == 1
     assert page.locator("#count-stored").inner_text() == "5"
-    assert page.locator("#count-refused").inner_text() == "1"
+    assert page.locator("#count-refused").inner_text() == "2"
     assert page.locator("#progress").evaluate("p => p.value === p.max")
     detail = page.locator("#upload-results tr", has_text="notes.txt").locator("td").nth(2)
     assert "not a DICOM file" in detail.inner_text()
