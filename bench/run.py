@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lightbox's benchmarks, by kind: ingest, query, retrieve, overhead, memory, robustness.
+"""Lightbox's benchmarks, by kind: ingest, query, retrieve, overhead, web, memory, robustness.
 
     bench/run.py KIND ACTION [ARGS ...]
     bench/run.py KIND --help                   the actions of a kind
@@ -173,6 +173,21 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
                 "import_export.sh",
                 "DATASET: a large study as a ZIP (Accept: application/zip), MB/s and peak RSS",
                 leading=("export",),
+            ),
+        },
+    ),
+    "web": (
+        "the pages (issue 22): the study list over a large index, the built-in viewer in Chromium",
+        {
+            "list": Action(
+                "pages_list.py",
+                "--database-url URL [--requests N]: p50/p95 of the study list's pages (first "
+                "page, searches, sorted, deep page) from a lightbox serve on that index",
+            ),
+            "viewer": Action(
+                "viewer_browser.py",
+                "[--slices 200] [--size 512] [--rounds 5]: click to first image and images/s "
+                "scrolling once prefetched, in Chromium with the Performance API",
             ),
         },
     ),

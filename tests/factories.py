@@ -164,3 +164,82 @@ def without_file_meta(data: bytes) -> bytes:
     assert data[132:136] == b"\x02\x00\x00\x00"
     group_length = int.from_bytes(data[140:144], "little")
     return data[144 + group_length :]
+
+
+def make_ct_series(
+    slices: int, *, rows: int = 512, columns: int = 512, **overrides: Any
+) -> list[bytes]:
+    """A CT series as PS3.10 files: ``slices`` axial slices of signed 16-bit pixels (HU with
+    intercept -1024) showing a disc whose size changes along the series, positioned along the
+    slice normal (ImagePositionPatient) but stored and numbered in shuffled order, so a viewer
+    has to sort them. ``overrides`` go to every slice (one study and series UID by default)."""
+    study = overrides.pop("StudyInstanceUID", generate_uid())
+    series = overrides.pop("SeriesInstanceUID", generate_uid())
+    y, x = np.mgrid[0:rows, 0:columns]
+    distance = np.hypot(y - rows / 2, x - columns / 2)
+    rng = np.random.default_rng(7)
+    order = rng.permutation(slices)
+    out = []
+    for position, number in enumerate(order):
+        radius = columns * (0.15 + 0.3 * (position / max(1, slices - 1)))
+        hu = np.where(distance < radius, 60 + (x % 64), -1000 + (y % 32)).astype(np.int16)
+        stored = (hu + 1024).astype(np.int16)
+        ds = make_dataset(
+            rows=rows,
+            columns=columns,
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+            InstanceNumber=int(number) + 1,
+            ImagePositionPatient=[0.0, 0.0, float(position) * 2.5],
+            ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            SliceLocation=float(position) * 2.5,
+            SliceThickness=2.5,
+            PixelSpacing=[0.7, 0.7],
+            BitsStored=16,
+            HighBit=15,
+            PixelRepresentation=1,
+            RescaleIntercept=-1024,
+            RescaleSlope=1,
+            WindowCenter=40,
+            WindowWidth=400,
+            PixelData=stored.tobytes(),
+            **overrides,
+        )
+        out.append(to_bytes(ds))
+    return out
+
+
+def _code(value: str, meaning: str, scheme: str = "DCM") -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def make_sr_dataset(title: str, findings: Sequence[str], **overrides: Any) -> Dataset:
+    """A Basic Text SR (a report titled ``title`` holding one TEXT item per finding), no image
+    attributes; ``overrides`` as in :func:`make_dataset`."""
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import BasicTextSRStorage
+
+    items = []
+    for finding in findings:
+        item = Dataset()
+        item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
+        item.ConceptNameCodeSequence = DicomSequence([_code("121071", "Finding")])
+        item.TextValue = finding
+        items.append(item)
+    no_image: dict[str, Any] = dict.fromkeys(IMAGE_KEYWORDS)
+    values: dict[str, Any] = {
+        **no_image,
+        "SOPClassUID": BasicTextSRStorage,
+        "Modality": "SR",
+        "SeriesDescription": "Report",
+        "ValueType": "CONTAINER",
+        "ContinuityOfContent": "SEPARATE",
+        "CompletionFlag": "COMPLETE",
+        "VerificationFlag": "UNVERIFIED",
+        "ConceptNameCodeSequence": DicomSequence([_code("11528-7", title, "LN")]),
+        "ContentSequence": DicomSequence(items),
+        **overrides,
+    }
+    return make_dataset(**values)

@@ -1,5 +1,5 @@
-"""The ``lightbox`` command: serve, dimse, db, token, user, audit, fsck, gc, import, export,
-stats, retention, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, fsck, gc, import,
+export, stats, retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
@@ -19,6 +19,7 @@ from app.cli import (
     stats,
     tokens,
     users,
+    viewer,
 )
 from app.cli.documents import conformance_text, openapi_text
 from app.cli.root import cli
@@ -42,6 +43,7 @@ __all__ = [
     "stats",
     "tokens",
     "users",
+    "viewer",
 ]
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "Query",
     "Resource",
     "Single",
+    "SortOrder",
     "StudyRestriction",
     "TimeRange",
     "Universal",
@@ -227,9 +228,14 @@ class Single:
 
 @dataclass(frozen=True, slots=True)
 class Wildcard:
-    """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character."""
+    """Wildcard matching (C.2.2.2.4): ``*`` any run, ``?`` one character.
+
+    ``folded``: letters match whatever their case (ASCII letters on SQLite), an extension for
+    the pages' "contains" searches; QIDO's own matching is case-sensitive.
+    """
 
     pattern: str
+    folded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +335,34 @@ class StudyRestriction:
         )
 
 
+#: the study keys a study search may be ordered by (each has an index column to walk)
+SORT_KEYS: Final = frozenset(
+    {"StudyDate", "PatientName", "PatientID", "AccessionNumber", "StudyDescription"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SortOrder:
+    """The order of a study search other than QIDO's (StudyDate newest first): an extension of
+    the web pages' study list (PS3.18 defines no sorting). One of :data:`SORT_KEYS`, ties
+    broken in the same direction by the index's own order.
+
+    >>> SortOrder("PatientName", descending=True).key
+    'PatientName'
+    >>> SortOrder("PatientSex")
+    Traceback (most recent call last):
+    ...
+    app.errors.BadRequest: a study list cannot be sorted by 'PatientSex'
+    """
+
+    key: str
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise BadRequest(f"a study list cannot be sorted by {self.key[:64]!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """A parsed search: filters by key name, returned attributes, paging, warnings."""
@@ -347,6 +381,8 @@ class Query:
     #: the UIDs of the request path (``/studies/{study}/series/{series}/...``)
     study_uid: str | None = None
     series_uid: str | None = None
+    #: a study search's order when not the resource's own (:class:`SortOrder`)
+    order: SortOrder | None = None
 
 
 # --- value parsers ---

@@ -29,6 +29,7 @@ from app.services.decoders import shared_pool
 from app.services.delete import DeleteService
 from app.services.export import ExportService
 from app.services.group_commit import GroupCommit
+from app.services.health import HealthService
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
@@ -41,7 +42,9 @@ from app.services.render import RenderService
 from app.services.retention import RetentionRule, RetentionService
 from app.services.retrieve import RetrieveService
 from app.services.sessions import SessionService
+from app.services.shares import ShareLinks
 from app.services.stats import StatsService
+from app.services.studies import StudyCatalog
 from app.services.tokens import TokenService
 from app.services.users import UserService
 from app.storage.base import ObjectStore, ObjectStoreBase
@@ -80,6 +83,21 @@ class Services:
     logins: LoginService
     #: the OpenID Connect issuer's sign-in (None: not configured)
     oidc: OidcLoginService | None
+
+    @property
+    def studies(self) -> StudyCatalog:
+        """The web pages' reads (on the services above: nothing of its own to open)."""
+        return StudyCatalog(self.query, self.render, self.retrieve)
+
+    @property
+    def health(self) -> HealthService:
+        """The administration page's health checks."""
+        return HealthService(self.db, self.store, self.audit)
+
+    @property
+    def shares(self) -> ShareLinks:
+        """Share links, on the token registry."""
+        return ShareLinks(self.tokens, self.studies, self.audit)
 
     async def close(self) -> None:
         await self.audit.close()

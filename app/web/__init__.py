@@ -9,14 +9,17 @@ of a Jinja2 template (``templates/``, autoescaped). Behaviour in the browser com
 
 The modules: :mod:`.templating` the templates and what every page gets, :mod:`.headers` the
 Content-Security-Policy and other security headers, :mod:`.assets` the static files,
-:mod:`.errors` errors as pages, :mod:`.navigation` redirect targets, :mod:`.home` the home page,
-:mod:`.login` signing in and out, :mod:`.oidc` signing in with the OpenID Connect issuer.
+:mod:`.errors` errors as pages, :mod:`.navigation` redirect targets, :mod:`.login` signing in
+and out, :mod:`.oidc` signing in with the OpenID Connect issuer; the pages: :mod:`.home` the
+study list, :mod:`.study` a study, :mod:`.viewer` the built-in viewer, :mod:`.ohif` the OHIF
+viewer, :mod:`.upload` uploading, :mod:`.shares` share links, :mod:`.admin` administration,
+:mod:`.about` what the user may do.
 """
 
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.web import home, login, oidc
+from app.web import about, admin, home, login, ohif, oidc, shares, study, upload, viewer
 from app.web.assets import static_files
 from app.web.errors import install_page_errors
 from app.web.headers import PageHeaders
@@ -38,8 +41,8 @@ def install_web(app: FastAPI, settings: Settings) -> None:
     """Add the pages, their static files and error pages to ``app`` (after the API's error
     handlers, which the page-aware ones wrap)."""
     install_page_errors(app, api_prefixes=_api_prefixes(settings))
-    app.include_router(home.router)
-    app.include_router(login.router)
+    for module in (home, about, login, study, viewer, ohif, upload, shares, admin):
+        app.include_router(module.router)
     auth = settings.auth
     if auth.enabled and auth.local_key and auth.oidc_issuer and auth.oidc_client_id:
         app.include_router(oidc.router)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.api.errors import log_lightbox_error
-from app.api.security import is_page
+from app.api.security import is_page, is_shared
 from app.errors import LightboxError
 from app.web.templating import render
 
@@ -46,6 +46,8 @@ def _wants_page(request: Request, api_prefixes: tuple[str, ...]) -> bool:
 
 def _page(request: Request, status: int, message: str) -> Response:
     title = _TITLES.get(status, "Something went wrong" if status >= 500 else "Refused")
+    if status == 401 and is_shared(request.scope.get("route")):
+        title = "This link cannot be opened"
     return render(
         request,
         "error.html",

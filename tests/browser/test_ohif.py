@@ -1,4 +1,5 @@
-"""OHIF v3 in headless Chromium, served from another origin, against Lightbox with a bearer token.
+"""OHIF v3 in headless Chromium: served from another origin against Lightbox with a bearer token
+(issue 6), and installed at /viewer/ on Lightbox's own origin with the session (issue 22).
 
 Issue 6, point 4 (GEN-09): a real ``lightbox serve`` (access control on, CORS allowing the
 viewer's origin) holds a CT study; the pinned ``@ohif/app`` build is served from a second port of
@@ -10,6 +11,7 @@ requests to Lightbox all carried the token and succeeded cross-origin, and Light
 trail holds that token's successful metadata and frames reads.
 """
 
+import base64
 import functools
 import json
 import subprocess
@@ -28,9 +30,11 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Response, sync_playwright
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
+from tests.browser.site import launch, new_page, running_site, screenshot
 from tests.e2e.server import free_port, running_server, server_env
-from tests.factories import multipart, stow_headers
+from tests.factories import make_ct_series, make_sr_dataset, multipart, stow_headers, to_bytes
 
 VIEWER_SUBJECT = "ohif-viewer"
 CHROMIUM_ARGS = (
@@ -346,3 +350,91 @@ def test_ohif_shows_a_lightbox_study_from_another_origin_with_a_token(
     assert ("frames", 200) in actions, actions
     assert all(e["outcome"] == "success" for e in events), events
     assert all(e["study_uid"] in (None, study) for e in events), events
+
+
+def test_ohif_installed_at_viewer_opens_from_the_study_page(
+    chromium: str, ohif_viewer: Path, tmp_path: Path
+) -> None:
+    """``lightbox viewer install`` puts the pinned build under the data directory; the study
+    page's "Open in OHIF" opens it at /viewer/ on the same origin, signed in by the session
+    cookie alone (no token anywhere); what the viewer stores goes through STOW-RS with the
+    session (the app-config's CSRF shim), and a structured report stored so shows on the study
+    page as text."""
+    del ohif_viewer  # fetched into the repository's cache: npm's own cache then serves install
+    with running_site(tmp_path) as site:
+        installed = subprocess.run(
+            [sys.executable, "-m", "app", "viewer", "install"],
+            env=site.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert "installed @ohif/app@" in installed.stdout
+        study = generate_uid()
+        patient = {"PatientName": "Ohif^Olivia", "PatientID": "OH-1"}
+        site.store(make_ct_series(24, rows=256, columns=256, StudyInstanceUID=study, **patient))
+        report = to_bytes(
+            make_sr_dataset(
+                "Saved in the viewer", ["Nodule 4 mm."], StudyInstanceUID=study, **patient
+            )
+        )
+        with sync_playwright() as playwright:
+            browser = launch(playwright, chromium)
+            try:
+                page = new_page(browser, site, subject="olga", permissions=["read", "write"])
+                page.set_default_timeout(60_000)
+                requests: list[tuple[str, str | None]] = []
+                page.on(
+                    "request",
+                    lambda r: (
+                        requests.append((r.url, r.headers.get("authorization")))
+                        if "/dicom-web/" in r.url
+                        else None
+                    ),
+                )
+                page.goto(f"{site.url}/studies/{study}")
+                with page.expect_navigation():
+                    page.click("#open-ohif")
+                assert page.url.startswith(f"{site.url}/viewer/viewer?StudyInstanceUIDs={study}")
+                # the canvases as they were when an image showed (OHIF redraws them at will)
+                shown = page.wait_for_function(
+                    f"() => {{ const stats = ({CANVAS_STATS})(); return stats.some("
+                    f"s => s.levels >= {MIN_LEVELS} && s.lit >= {MIN_LIT}) ? stats : null; }}",
+                    timeout=SHOWN_TIMEOUT_S * 1000,
+                    polling=500,
+                )
+                assert _shown(shown.json_value())
+                screenshot(page, "ohif-viewer")
+                # its requests: same origin, the session cookie, no token
+                assert requests
+                assert all(url.startswith(site.url) and auth is None for url, auth in requests)
+                # a save from the viewer: a STOW-RS POST from its page (as OHIF's DICOMweb
+                # client sends one), with the session cookie and, through the shim, the CSRF token
+                status = page.evaluate(
+                    """async (b64) => {
+                      const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                      const boundary = 'ohif-save';
+                      const head = `--${boundary}\\r\\nContent-Type: application/dicom\\r\\n\\r\\n`;
+                      const body = new Blob([head, bytes, `\\r\\n--${boundary}--\\r\\n`]);
+                      return await new Promise((resolve) => {
+                        const xhr = new XMLHttpRequest();
+                        xhr.open('POST', '/dicom-web/studies');
+                        xhr.setRequestHeader('Content-Type',
+                          `multipart/related; type="application/dicom"; boundary=${boundary}`);
+                        xhr.onload = () => resolve(xhr.status);
+                        xhr.onerror = () => resolve(0);
+                        xhr.send(body);
+                      });
+                    }""",
+                    base64.b64encode(report).decode(),
+                )
+                assert status == 200
+                page.goto(f"{site.url}/studies/{study}")
+                page.wait_for_selector(".report-body")
+                assert "Nodule 4 mm." in page.locator(".report-body").inner_text()
+                assert "Saved in the viewer" in page.locator(".report-body").inner_text()
+                screenshot(page, "ohif-report-on-study-page")
+            finally:
+                browser.close()

@@ -10,6 +10,7 @@ escape character; SQLite's ``GLOB`` brackets ``[``. The same shape gives the sam
 import doctest
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest_asyncio
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.dicom.query import Query, Resource, StudyRestriction, parse_qido
+from app.dicom.query import Query, Resource, SortOrder, StudyRestriction, Wildcard, parse_qido
 from app.index.db import Database
 from app.index.search import StatementCache, predicates, search
 from app.index.search.plan import count_plan, page_plan
@@ -277,3 +278,33 @@ async def test_person_names_match_normalised(conn: AsyncConnection, name: str) -
     page = _page(conn, _studies((name, "müller^jürgen")))
     column = "patient_name_norm" if name == "PatientName" else "referring_physician_name_norm"
     assert page.bound(f"study.{column} = @") == ["MULLER^JURGEN"]
+
+
+async def test_a_folded_wildcard(conn: AsyncConnection) -> None:
+    """The pages' case-insensitive "contains" (``Wildcard(folded=True)``): ``ILIKE`` on
+    PostgreSQL (its trigram indexes serve it), ``LIKE`` on SQLite (ASCII case folded)."""
+    query = _studies(("StudyDescription", "*knee%*"))
+    folded = replace(query, filters={"StudyDescription": Wildcard("*knee%*", folded=True)})
+    page = _page(conn, folded)
+    operator = "LIKE" if conn.dialect.name == "sqlite" else "ILIKE"
+    assert page.bound(f"study.study_description {operator} @ ESCAPE '\\'") == ["%knee\\%%"]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+async def test_a_sorted_study_page(conn: AsyncConnection, descending: bool) -> None:
+    """A study list in another order walks the key's index: the column (SQLite: its index
+    holds the rowid) or its indexed prefix (PostgreSQL), then the primary key, one direction."""
+    query = replace(_studies(), order=SortOrder("PatientName", descending=descending))
+    page = _page(conn, query, limit=10, offset=20)
+    way = "DESC" if descending else "ASC"
+    column = (
+        "study.patient_name_norm"
+        if conn.dialect.name == "sqlite"
+        else "substr(study.patient_name_norm, 1, 500)"
+    )
+    assert f"ORDER BY {column} {way}, study.id {way}" in page.sql
+    assert "UNION ALL" not in page.sql  # not the StudyDate plan's two branches
+    dated = _page(conn, replace(_studies(), order=SortOrder("StudyDate")))
+    assert "ORDER BY study.study_date ASC, study.study_time ASC, study.id ASC" in dated.sql
+    # the order is part of the shape: another order, another statement
+    assert _page(conn, replace(_studies(), order=SortOrder("PatientID"))).sql != page.sql

@@ -18,7 +18,8 @@ recorded with the action ``head``: it sends no data, so it is no "Instances Acce
 The modules: :mod:`.access` the access checks, :mod:`.middleware` the audit middleware,
 :mod:`.audit_events` a finished request as its audit event, :mod:`.request_ids` request ids,
 :mod:`.install` the middleware stack and the bearer scheme in the OpenAPI document,
-:mod:`.sessions` the browser's session cookie and its CSRF check.
+:mod:`.sessions` the browser's session cookie and its CSRF check, :mod:`.share_cookies` the
+cookie of a share link's visitor.
 """
 
 from app.api.security.access import (
@@ -28,9 +29,11 @@ from app.api.security.access import (
     authorize,
     build_verifier,
     is_page,
+    is_shared,
     page,
     permission_for,
     requires,
+    verify_token,
 )
 from app.api.security.audit_events import action_for
 from app.api.security.install import install_security
@@ -46,9 +49,11 @@ __all__ = [
     "build_verifier",
     "install_security",
     "is_page",
+    "is_shared",
     "note",
     "page",
     "permission_for",
     "requires",
+    "verify_token",
     "write_audit",
 ]

@@ -36,6 +36,7 @@ from app.api.security.sessions import (
     session_cookie,
     session_cookie_header,
 )
+from app.api.security.share_cookies import share_cookie
 from app.auth.factory import build_mapping, build_verifier
 from app.auth.principal import ANONYMOUS, SYSTEM, Permission, Principal
 from app.auth.sessions import NotASession, SessionClaims
@@ -55,15 +56,19 @@ __all__ = [
     "build_verifier",
     "declared",
     "is_page",
+    "is_shared",
     "page",
     "permission_for",
     "requires",
+    "verify_token",
 ]
 
 PERMISSION_KEY: Final = "x-lightbox-permission"
 #: routes marked as web pages (:func:`page`), and those not audited when they succeed
 PAGE_KEY: Final = "x-lightbox-page"
 AUDIT_KEY: Final = "x-lightbox-audit"
+#: pages a share link's visitor may open with the share cookie (``page(..., shared=True)``)
+SHARED_KEY: Final = "x-lightbox-shared"
 ANONYMOUS_ROUTE: Final = "anonymous"
 #: any signed-in caller, whatever its permissions (a page every user has, such as the home page)
 AUTHENTICATED_ROUTE: Final = "authenticated"
@@ -86,12 +91,19 @@ def requires(permission: Permission | str) -> dict[str, Any]:
 
 
 def page(
-    permission: Permission | str = AUTHENTICATED_ROUTE, *, audited: bool = False
+    permission: Permission | str = AUTHENTICATED_ROUTE,
+    *,
+    audited: bool = False,
+    shared: bool = False,
 ) -> dict[str, Any]:
     """A web page's declaration: what it needs (any signed-in user by default, or
-    ``ANONYMOUS_ROUTE``), and whether its successful requests are audited (a page that shows a
-    study should be; a home page need not). Refused requests are always audited."""
-    return {PERMISSION_KEY: str(permission), PAGE_KEY: True, AUDIT_KEY: audited}
+    ``ANONYMOUS_ROUTE``), whether its successful requests are audited (a page that shows a
+    study should be; a home page need not; refused requests are always audited), and whether a
+    share link's visitor may open it with the share cookie (:mod:`.share_cookies`)."""
+    declaration = {PERMISSION_KEY: str(permission), PAGE_KEY: True, AUDIT_KEY: audited}
+    if shared:
+        declaration[SHARED_KEY] = True
+    return declaration
 
 
 def _extra(route: BaseRoute | None) -> dict[str, Any]:
@@ -102,6 +114,11 @@ def _extra(route: BaseRoute | None) -> dict[str, Any]:
 def is_page(route: BaseRoute | None) -> bool:
     """Whether the route is a web page (HTML, the sign-in redirect)."""
     return _extra(route).get(PAGE_KEY) is True
+
+
+def is_shared(route: BaseRoute | None) -> bool:
+    """Whether the route is a page of a share link (the share cookie authenticates it)."""
+    return _extra(route).get(SHARED_KEY) is True
 
 
 def audited(route: BaseRoute | None) -> bool:
@@ -175,8 +192,11 @@ async def authorize(request: Request) -> None:
             principal = await _verifier(request).verify(token)
         else:
             cookie = session_cookie(request, settings)
+            shared = share_cookie(request, settings) if _takes_share(route) else None
             if cookie is not None:
                 principal = await _session(request, cookie)
+            elif shared is not None:
+                principal = await _share(request, shared)
             elif settings.auth.anonymous_read and needed is Permission.READ and not is_page(route):
                 principal = ANONYMOUS
             else:
@@ -221,6 +241,30 @@ async def _session(request: Request, token: str) -> Principal:
     return principal
 
 
+async def verify_token(request: Request, token: str) -> Principal:
+    """The caller a token names, verified as the guard verifies bearer tokens (signature,
+    expiry, the deny list); :class:`InvalidToken` when it does not pass."""
+    return await _verifier(request).verify(token)
+
+
+def _takes_share(route: BaseRoute | None) -> bool:
+    """Whether the share cookie may authenticate a request on ``route``: the API's routes (the
+    cookie's paths are the shared study's DICOMweb resources) and the pages of a share."""
+    return not is_page(route) or is_shared(route)
+
+
+async def _share(request: Request, token: str) -> Principal:
+    """The caller of a share cookie: a token restricted to studies, for reading only."""
+    principal = await _verifier(request).verify(token)
+    if not principal.restricted:
+        raise InvalidToken("the share cookie does not hold a share link's token")
+    if request.method.upper() not in SAFE_METHODS:
+        request.state.audit_denied = "a share link only reads"
+        raise HTTPException(403, "a share link only reads")
+    request.state.share = True
+    return principal
+
+
 async def _check_csrf(request: Request, claims: SessionClaims) -> None:
     """A state-changing request made with the session cookie carries the session's CSRF token
     (a header, or a page's form field): a cross-site page can send the cookie, never the token."""
@@ -239,8 +283,11 @@ async def _check_csrf(request: Request, claims: SessionClaims) -> None:
 def _unauthenticated(request: Request, detail: str, challenge: str) -> HTTPException:
     """401 with the bearer challenge; on a web page, the way to the sign-in page instead (a
     redirect, or for htmx an ``HX-Redirect``), dropping a session cookie that did not pass."""
-    if not is_page(request.scope.get("route")):
+    route = request.scope.get("route")
+    if not is_page(route):
         return HTTPException(401, detail, {"WWW-Authenticate": challenge})
+    if is_shared(route):  # a share link's visitor has nothing to sign in to
+        return HTTPException(401, f"This share link cannot be opened: {detail}.")
     # the path only: a query string may hold what was searched for (patient names)
     login = f"{LOGIN_PATH}?next={quote(request.url.path, safe='/')}"
     headers = {"Cache-Control": "no-store"}

@@ -100,7 +100,8 @@ def request_event(
     params = params or {}
     raw = query_string.decode("latin-1")
     query = _query(raw) if "UID=" in raw else {}
-    action = action_for(method, path)
+    # a page names its own action (a study list searched with a POST is a search, not a store)
+    action = extra.get("action") or action_for(method, path)
     if status == 401:
         action = "login-failure"
     study = extra.get("study_uid") or params.get("study") or query.get("studyUID")

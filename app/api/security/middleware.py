@@ -47,7 +47,8 @@ def write_audit(request: Request, audit: AuditLog) -> WriteAudit | None:
 
 
 def note(request: Request, **fields: Any) -> None:
-    """Add to this request's audit record (``count``, ``patient_id``, ``study_uid``, ``detail``)."""
+    """Add to this request's audit record (``count``, ``patient_id``, ``study_uid``, ``detail``,
+    and ``action`` when the route's method and path do not say it)."""
     extra: dict[str, Any] | None = getattr(request.state, "audit_extra", None)
     if extra is None:
         extra = request.state.audit_extra = {}

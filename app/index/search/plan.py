@@ -17,8 +17,8 @@ from typing import Any, Final, cast
 from sqlalchemy import ColumnElement, Select, func, literal, select, union_all
 
 from app.dicom.attributes import Level
-from app.dicom.query import Query, Resource, StudyRestriction
-from app.index.models import Instance, Series, Study
+from app.dicom.query import Query, Resource, SortOrder, StudyRestriction
+from app.index.models import Instance, Series, Study, index_prefix
 from app.index.search.binder import Binder
 from app.index.search.predicates import bind_conditions, tables_used
 
@@ -63,6 +63,29 @@ def _order(resource: Resource) -> list[Any]:
     return [Instance.id]
 
 
+#: the column each sort key orders by (text columns by their indexed prefix on PostgreSQL)
+_SORT_COLUMNS: dict[str, Any] = {
+    "StudyDate": Study.study_date,
+    "PatientName": Study.patient_name_norm,
+    "PatientID": Study.patient_id,
+    "AccessionNumber": Study.accession_number,
+    "StudyDescription": Study.study_description,
+}
+
+
+def _sorted(order: SortOrder, *, sqlite: bool) -> list[Any]:
+    """ORDER BY of a study list sorted by ``order``: the key's column (with StudyTime after
+    StudyDate), then the primary key, all in one direction so that one index walks them (a
+    SQLite index holds the rowid after its column; PostgreSQL adds an incremental sort of the
+    ties). Text columns are ordered by the prefix PostgreSQL indexes (revision 0009)."""
+    column = _SORT_COLUMNS[order.key]
+    keys = [column if sqlite or order.key == "StudyDate" else index_prefix(column)]
+    if order.key == "StudyDate":
+        keys.append(Study.study_time)
+    keys.append(Study.id)
+    return [k.desc() if order.descending else k.asc() for k in keys]
+
+
 def _modalities_column(*, sqlite: bool) -> Any:
     """ModalitiesInStudy of the outer study row, comma-joined, as a correlated subquery."""
     other = _MODS
@@ -93,21 +116,25 @@ def page_plan(
     """
     b = Binder(sqlite, "page", query.resource)
     where = bind_conditions(b, query, restrict)
+    sort = query.order if query.resource is Resource.STUDIES else None
     if query.resource is Resource.PATIENTS:
         return b, _patient_page(b, where, limit=limit, offset=offset)
-    if query.resource is Resource.STUDIES:
+    if sort is not None:
+        b.mark(("order", sort.key, sort.descending))
+    elif query.resource is Resource.STUDIES:
         depth = b(offset + limit, "depth")
     size, skip = b(limit, "limit"), b(offset, "offset")
 
     def build() -> Select[Any]:
         level = query.level
         pk = {Level.STUDY: Study.id, Level.SERIES: Series.id, Level.INSTANCE: Instance.id}[level]
-        order = _order(query.resource)
+        order = _order(query.resource) if sort is None else _sorted(sort, sqlite=sqlite)
         conditions = [condition() for condition in where]
-        if query.resource is Resource.STUDIES:
+        if sort is None and query.resource is Resource.STUDIES:
             page = _study_page(conditions, limit=size.sql(), offset=skip.sql(), depth=depth.sql())
         else:
-            tables = tables_used(query, restrict) | {c.table.name for c in _order_columns(order)}
+            ordered = {"study"} if sort else {c.table.name for c in _order_columns(order)}
+            tables = tables_used(query, restrict) | ordered
             page = (
                 _from(select(pk.label("pk")), level, tables)
                 .where(*conditions)

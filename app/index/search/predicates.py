@@ -139,7 +139,12 @@ def glob_pattern(pattern: str) -> str:
     return "".join("[[]" if c == "[" else c for c in pattern)
 
 
-def _wildcard(b: Binder, column: Any, pattern: str) -> Lazy:
+def _wildcard(b: Binder, column: Any, pattern: str, *, folded: bool = False) -> Lazy:
+    if folded:  # SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE (trigram indexes serve it)
+        pattern_param = b(like_pattern(pattern), "ilike")
+        if b.sqlite:
+            return lambda: column.like(pattern_param.sql(), escape=ESCAPE)
+        return lambda: column.ilike(pattern_param.sql(), escape=ESCAPE)
     if b.sqlite:
         glob = b(glob_pattern(pattern), "glob")
         return lambda: column.op("GLOB")(glob.sql())
@@ -245,7 +250,9 @@ def _condition(b: Binder, key: str, matcher: Matcher) -> Lazy | None:
     if isinstance(matcher, Number):
         return _equal(b, column, matcher.value)
     if isinstance(matcher, Wildcard):
-        return _wildcard(b, column, normalize_pn(matcher.pattern) if pn else matcher.pattern)
+        if pn:
+            return _wildcard(b, column, normalize_pn(matcher.pattern))
+        return _wildcard(b, column, matcher.pattern, folded=matcher.folded)
     if isinstance(matcher, FuzzyName):
         return _fuzzy(b, column, matcher.words)
     if isinstance(matcher, ValueList):
