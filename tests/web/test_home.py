@@ -90,12 +90,12 @@ async def test_search_by_each_field(database_url: str, tmp_path: Path) -> None:
 
 
 async def test_a_hostile_host_header_is_escaped(database_url: str, tmp_path: Path) -> None:
-    """The home page shows the DICOMweb URL built from the request's Host header: the client's
+    """The about page shows the DICOMweb URL built from the request's Host header: the client's
     own text, escaped like any other."""
     settings = auth_settings(database_url, tmp_path / "data")
     async with web_client(settings) as (services, http):
         await signed_in(http, services, subject="erin")
-        home = await http.get("/", headers={"Host": 'x"><script>alert(1)</script>'})
+        home = await http.get("/about", headers={"Host": 'x"><script>alert(1)</script>'})
         assert home.status_code == 200
         assert "<script>alert(1)" not in home.text
         assert "x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;/dicom-web" in home.text
