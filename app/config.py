@@ -598,12 +598,22 @@ class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LIGHTBOX_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LIGHTBOX_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        # an empty variable is an unset one (compose's ${VAR:-} passes optional settings)
+        env_ignore_empty=True,
     )
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8080, description="HTTP port")
     workers: int = Field(1, description="uvicorn worker processes (production: one per core)")
+    ssl_certfile: Path | None = Field(
+        None, description="TLS certificate (PEM): serve HTTPS (serve --ssl-certfile)"
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="TLS private key (PEM) of ssl_certfile (serve --ssl-keyfile)"
+    )
     worker_timeout: float = Field(
         30.0,
         ge=0,

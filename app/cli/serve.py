@@ -42,8 +42,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (LIGHTBOX_PORT)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="embedded default's data dir")] = None,
-    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
-    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM) (LIGHTBOX_SSL_CERTFILE)")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="TLS private key (PEM) (LIGHTBOX_SSL_KEYFILE)")
+    ] = None,
 ) -> None:
     """Run the DICOMweb server, and the DIMSE listener beside it (embedded default: SQLite +
     files under ./lightbox-data)."""
@@ -52,6 +56,8 @@ def serve(
         ("LIGHTBOX_PORT", port),
         ("LIGHTBOX_WORKERS", workers),
         ("LIGHTBOX_DATA_DIR", data_dir),
+        ("LIGHTBOX_SSL_CERTFILE", ssl_certfile),
+        ("LIGHTBOX_SSL_KEYFILE", ssl_keyfile),
     ):
         if value is not None:
             os.environ[env] = str(value)
@@ -60,6 +66,7 @@ def serve(
 
     # every record of this process (and of uvicorn, and gunicorn's arbiter) in one format
     configure_logging(settings.log_level, settings.log_format, force=True)
+    ssl_certfile, ssl_keyfile = settings.ssl_certfile, settings.ssl_keyfile
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate is not False and (settings.is_sqlite or settings.auto_migrate):
