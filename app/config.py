@@ -237,9 +237,9 @@ class AuthSettings(BaseModel):
     )
     public_api_docs: bool = Field(
         False,
-        description="serve the OpenAPI document and its viewers (/openapi.json, /docs, /redoc) "
-        "to anyone; off, only the health checks answer without a token (the document is in "
-        "openapi/, and `lightbox openapi` writes it)",
+        description="serve the OpenAPI document (/openapi.json) to anyone; off, it needs an "
+        "admin token (the viewers /docs and /redoc, served offline, take it as "
+        "/docs#token=<token>; the document is also in openapi/, `lightbox openapi` writes it)",
     )
     deny_as_not_found: bool = Field(
         False, description="answer 404 instead of 403, so callers cannot probe what exists"
