@@ -698,7 +698,9 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"
     )
-    log_level: str = Field("info", description="debug | info | warning | error")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="the least severe messages logged"
+    )
     log_format: LogFormat = Field(
         LogFormat.AUTO,
         description="auto | text | json: auto writes text on a terminal, JSON lines otherwise",
@@ -714,6 +716,17 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)
+
+    @field_validator("qido_empty_status", mode="before")
+    @classmethod
+    def _status_number(cls, value: object) -> object:
+        # an environment variable is text: "204" is the literal 204
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("dicomweb_root")
     @classmethod
