@@ -56,8 +56,8 @@ def service_base(request: Request, settings: Settings) -> str:
             host = _with_port(host, None if port == _DEFAULT_PORTS.get(scheme) else port)
     else:
         server = request.scope.get("server")
-        port = str(server[1]) if server and server[1] is not None else None
-        host = _with_port(host, None if port == _DEFAULT_PORTS.get(scheme) else port)
+        local = str(server[1]) if server and server[1] is not None else None
+        host = _with_port(host, None if local == _DEFAULT_PORTS.get(scheme) else local)
     root_path = request.scope.get("root_path", "").rstrip("/")
     return f"{scheme}://{host}{root_path}{settings.dicomweb_root}"
 
