@@ -165,6 +165,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(delete.router, prefix=settings.dicomweb_root)
     app.include_router(rendered.router, prefix=settings.dicomweb_root)
     app.include_router(wado_uri.router, prefix=settings.dicomweb_root)
+    if settings.dicomweb_root:
+        # WADO-URI's usual address is the server's root (PS3.18 §9: http://host/wado?...):
+        # legacy integrations call /wado; the same route, described once in the OpenAPI document
+        app.include_router(wado_uri.router, include_in_schema=False)
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.include_router(audit.router)
     app.include_router(tokens.router)

@@ -366,7 +366,8 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
         "HTTP statuses per resource are listed in `openapi/openapi.json`. A wrong method on a "
         "known path answers 405 with `Allow`; `OPTIONS` on any known path answers 204 with "
         "`Allow`. `HEAD` is answered wherever `GET` is, with the GET's status and headers and "
-        "no body.",
+        "no body. Paths are relative to the service root; WADO-URI is also served at the "
+        "server's root (`/wado`), the address legacy integrations call.",
         "",
         "## 2. Search (QIDO-RS, PS3.18 §10.6.5)",
         "",
