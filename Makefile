@@ -2,33 +2,41 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# the runtime dependencies only (make run), and the development toolchain as well (make test)
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint typecheck openapi bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(RUN_STAMP) $(DEV_STAMP)
 
 ## Start Lightbox on its embedded default: SQLite + files in ./lightbox-data, http://127.0.0.1:8080/dicom-web
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/lightbox serve
 
 ## Run the whole test suite (lint, types, layer contracts, pytest on PostgreSQL + SQLite)
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/ruff check app tests bench alembic
 	$(BIN)/ruff format --check app tests bench alembic
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest --doctest-modules app/dicom app/index app/storage app/api app/services app/auth app/cli app/dimse tests
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix app tests bench alembic
 	$(BIN)/ruff format app tests bench alembic
 
-openapi: $(STAMP)
+openapi: $(RUN_STAMP)
 	$(BIN)/lightbox openapi
 
 clean:

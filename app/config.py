@@ -237,9 +237,9 @@ class AuthSettings(BaseModel):
     )
     public_api_docs: bool = Field(
         False,
-        description="serve the OpenAPI document and its viewers (/openapi.json, /docs, /redoc) "
-        "to anyone; off, only the health checks answer without a token (the document is in "
-        "openapi/, and `lightbox openapi` writes it)",
+        description="serve the OpenAPI document (/openapi.json) to anyone; off, it needs an "
+        "admin token (the viewers /docs and /redoc, served offline, take it as "
+        "/docs#token=<token>; the document is also in openapi/, `lightbox openapi` writes it)",
     )
     deny_as_not_found: bool = Field(
         False, description="answer 404 instead of 403, so callers cannot probe what exists"
@@ -622,12 +622,22 @@ class Settings(BaseSettings):
     """Every Lightbox setting; environment variables are ``LIGHTBOX_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LIGHTBOX_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LIGHTBOX_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        # an empty variable is an unset one (compose's ${VAR:-} passes optional settings)
+        env_ignore_empty=True,
     )
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8080, description="HTTP port")
     workers: int = Field(1, description="uvicorn worker processes (production: one per core)")
+    ssl_certfile: Path | None = Field(
+        None, description="TLS certificate (PEM): serve HTTPS (serve --ssl-certfile)"
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="TLS private key (PEM) of ssl_certfile (serve --ssl-keyfile)"
+    )
     worker_timeout: float = Field(
         30.0,
         ge=0,
@@ -712,7 +722,9 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(
         None, description="apply migrations on start (default: only for the SQLite default)"
     )
-    log_level: str = Field("info", description="debug | info | warning | error")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="the least severe messages logged"
+    )
     log_format: LogFormat = Field(
         LogFormat.AUTO,
         description="auto | text | json: auto writes text on a terminal, JSON lines otherwise",
@@ -728,6 +740,17 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     dimse: DimseSettings = Field(default_factory=DimseSettings)
+
+    @field_validator("qido_empty_status", mode="before")
+    @classmethod
+    def _status_number(cls, value: object) -> object:
+        # an environment variable is text: "204" is the literal 204
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("dicomweb_root")
     @classmethod

@@ -20,6 +20,7 @@ from app.api import (
     audit,
     capabilities,
     delete,
+    docs,
     health,
     metrics,
     qido,
@@ -130,9 +131,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         summary="DICOMweb PACS: STOW-RS, QIDO-RS, WADO-RS (DICOM PS3.18)",
         lifespan=lifespan,
-        # the API's description is served only when asked for: it holds no patient data, but
-        # nothing but the health checks answers without a token unless configured (GEN-06)
-        openapi_url="/openapi.json" if settings.auth.public_api_docs else None,
+        # the API's description and its viewers are app.api.docs's routes (assets served
+        # from here, the document open only with auth.public_api_docs, else to admins)
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # every route of every router is guarded, including routes added later (GEN-06)
         dependencies=[Depends(authorize)],
     )
@@ -162,10 +165,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(delete.router, prefix=settings.dicomweb_root)
     app.include_router(rendered.router, prefix=settings.dicomweb_root)
     app.include_router(wado_uri.router, prefix=settings.dicomweb_root)
+    if settings.dicomweb_root:
+        # WADO-URI's usual address is the server's root (PS3.18 §9: http://host/wado?...):
+        # legacy integrations call /wado; the same route, described once in the OpenAPI document
+        app.include_router(wado_uri.router, include_in_schema=False)
     app.include_router(capabilities.router, prefix=settings.dicomweb_root)
     app.include_router(audit.router)
     app.include_router(tokens.router)
     app.include_router(stats.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
+    app.include_router(docs.docs_router(app, public=settings.auth.public_api_docs))
     return app

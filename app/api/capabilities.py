@@ -31,6 +31,7 @@ from app import __version__
 from app.api.deps import SettingsDep
 from app.api.methods import allowed_methods, is_preflight
 from app.api.negotiation import parse_accept
+from app.api.stow import MAX_REASON_WARNINGS
 from app.api.urls import service_base
 from app.config import Settings
 from app.dicom.query import KEYS, WILDCARD_VRS, Resource
@@ -216,6 +217,13 @@ def capabilities(app: FastAPI, settings: Settings, base: str | None = None) -> d
                 {"code": f"{int(code):04X}", "name": code.name, "meaning": meaning}
                 for code, meaning in WARNING_CODES.items()
             ],
+            # the reasons in words (app.api.stow.reason_warnings)
+            "reasonText": {
+                "header": "Warning",
+                "form": '299 lightbox "<SOP Instance UID, or part N>: failure|warning 0xXXXX '
+                '<reason>"',
+                "maxFields": MAX_REASON_WARNINGS,
+            },
         },
         "extensions": {
             "delete": {
@@ -358,7 +366,8 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
         "HTTP statuses per resource are listed in `openapi/openapi.json`. A wrong method on a "
         "known path answers 405 with `Allow`; `OPTIONS` on any known path answers 204 with "
         "`Allow`. `HEAD` is answered wherever `GET` is, with the GET's status and headers and "
-        "no body.",
+        "no body. Paths are relative to the service root; WADO-URI is also served at the "
+        "server's root (`/wado`), the address legacy integrations call.",
         "",
         "## 2. Search (QIDO-RS, PS3.18 §10.6.5)",
         "",
@@ -396,6 +405,17 @@ def conformance_markdown(app: FastAPI, settings: Settings) -> str:
     lines += [f"  - `{c['code']}` {c['name']}: {c['meaning']}" for c in store["failureCodes"]]
     lines.append("- Warning reasons (0008,1196):")
     lines += [f"  - `{c['code']}` {c['name']}: {c['meaning']}" for c in store["warningCodes"]]
+    reason = store["reasonText"]
+    lines += [
+        "- Reasons in words: the Store Instances Response Module (Table 10.5.3-1) carries the "
+        "codes above and no text (a comment attribute such as ErrorComment (0000,0902) is a "
+        "DIMSE command element, not part of it), so each failed instance, and each stored with "
+        "a warning, also gets a `Warning` header field (PS3.18 §10.5.3; RFC 7234 §5.5 form): "
+        f'`{reason["form"]}`, e.g. `299 lightbox "1.2.3.4: failure 0xC000 not a DICOM PS3.10 '
+        'file (no File Meta Information)"`; a part that names no instance is `part N` (its '
+        f"position in the request). At most {reason['maxFields']} fields, then one counting "
+        "the rest; every reason is also in the server log.",
+    ]
     lines += [
         "",
         "## 4. Transfer syntaxes (PS3.18 §10.4.5)",

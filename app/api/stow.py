@@ -281,9 +281,58 @@ def _response(result: IngestResult, base: str, too_large: PayloadTooLarge | None
         headers["Location"] = study_location
     for o in failed:
         log.info("STOW failure %s: %s", hex(int(o.failure or 0)), o.message)
-    return Response(
+    response = Response(
         orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
         status_code=status,
         media_type=DICOM_JSON,
         headers=headers,
     )
+    for warning in reason_warnings(result):
+        response.headers.append("Warning", warning)
+    return response
+
+
+#: the most Warning header fields one STOW response carries (one per failed or warned
+#: instance, then a count of the rest): header sections have size limits
+MAX_REASON_WARNINGS = 20
+
+
+def _quoted(text: str) -> str:
+    r"""An RFC 9110 quoted-string of printable ASCII (``"`` and ``\`` escaped)."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def reason_warnings(result: IngestResult) -> list[str]:
+    r"""``Warning`` header values saying why each instance failed or was stored with a warning
+    (STOW-14 gives only the code): ``299 lightbox "<SOP Instance UID or part N>: <status>
+    <reason>"``, in part order, at most :data:`MAX_REASON_WARNINGS` and a count of the rest.
+
+    The Store Instances Response Module (PS3.18 Table 10.5.3-1) has FailureReason (0008,1197)
+    and WarningReason (0008,1196), codes without text; PS3.18 §10.5.3 lets the response carry
+    Warning header fields, so the text goes there (RFC 7234 §5.5 form, as WADO-RS's).
+
+    >>> from app.services.ingest import InstanceOutcome
+    >>> r = IngestResult([InstanceOutcome("1.2", "1.2.3", failure=Status.CANNOT_UNDERSTAND,
+    ...                   message='no "File Meta"'), InstanceOutcome(None, None,
+    ...                   failure=Status.PROCESSING_FAILURE, message="framing")])
+    >>> for warning in reason_warnings(r):
+    ...     print(warning)
+    299 lightbox "1.2.3: failure 0xC000 no \"File Meta\""
+    299 lightbox "part 2: failure 0x0110 framing"
+    """
+    texts = []
+    for number, o in enumerate(result.outcomes, start=1):
+        code = o.failure if not o.stored else o.warning
+        if code is None:
+            continue
+        kind = "failure" if not o.stored else "warning"
+        text = f"{o.sop_uid or f'part {number}'}: {kind} 0x{int(code):04X}"
+        if o.message:
+            text += f" {o.message}"
+        texts.append(text)
+    warnings = [f"299 lightbox {_quoted(t)}" for t in texts[:MAX_REASON_WARNINGS]]
+    if len(texts) > MAX_REASON_WARNINGS:
+        rest = len(texts) - MAX_REASON_WARNINGS
+        warnings.append(f'299 lightbox "and {rest} more (the server log has every reason)"')
+    return warnings

@@ -2,38 +2,136 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from types import UnionType
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeGuard,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+)
 
 import typer
 import uvicorn
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 from uvicorn.config import STARTUP_FAILURE
 
 from app.cli.dimse import start_child
 from app.cli.root import cli
-from app.config import Settings
+from app.config import AE_TITLE_PATTERN, Settings
 
 if TYPE_CHECKING:
     from app import telemetry
 
 
-def _settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
+def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _accepted(annotation: Any, metadata: list[Any]) -> str:
+    """What a setting accepts, in words: enum and literal values as they are written, numbers
+    with their bounds, lists as JSON.
+
+    >>> from app.config import DuplicatePolicy
+    >>> _accepted(DuplicatePolicy, []), _accepted(bool, []), _accepted(int | None, [])
+    ('reject | overwrite', 'true | false', 'an integer')
+    """
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType) and len(args) == 1:
+        return _accepted(args[0], metadata)
+    if origin in (Union, UnionType):
+        return " or ".join(_accepted(a, []) for a in args)
+    if origin is Literal:
+        return " | ".join(str(a) for a in get_args(annotation))
+    if origin is Annotated:
+        inner, *extra = get_args(annotation)
+        return _accepted(inner, [*metadata, *extra])
+    if origin is list:
+        item = args[0] if args else str
+        kind = "objects" if _is_model(item) else "values"
+        return f"a JSON list of {kind}" + (
+            f" ({_accepted(item, [])})" if isinstance(item, type) and issubclass(item, Enum) else ""
+        )
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " | ".join(str(member.value) for member in annotation)
+    if annotation is bool:
+        return "true | false"
+    bounds = []
+    for item in metadata:
+        for name, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(item, name, None)
+            if value is not None:
+                bounds.append(f"{sign} {value}")
+    if annotation is int:
+        return "an integer" + (f" {' and '.join(bounds)}" if bounds else "")
+    if annotation is float:
+        return "a number" + (f" {' and '.join(bounds)}" if bounds else "")
+    if annotation is Path:
+        return "a path"
+    if annotation is SecretStr:
+        return "a secret (text)"
+    patterns = [p for m in metadata if (p := getattr(m, "pattern", None))]
+    if AE_TITLE_PATTERN in patterns:
+        return "an AE title (1 to 16 characters of the default repertoire, no backslash)"
+    return "text" + (f" matching {patterns[0]}" if patterns else "")
+
+
+def _default(info: FieldInfo) -> str:
+    """A setting's real default, as it would be written in the variable (``unset`` for none).
+
+    >>> from app.config import AE_TITLE_PATTERN, Settings
+    >>> _default(Settings.model_fields["duplicate_policy"])
+    'reject'
+    >>> _default(Settings.model_fields["trusted_proxies"]), _default(Settings.model_fields["port"])
+    ('[]', '8080')
+    """
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(
+            value, default=lambda v: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+        )
+    if isinstance(value, SecretStr):
+        return "(a secret)"
+    return str(value)
+
+
+def settings_help(model: type[BaseModel] = Settings, prefix: str = "LIGHTBOX_") -> list[str]:
+    """Every setting as an environment variable with its real default, what it accepts and
+    what it does (``serve --help``)."""
     lines = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            lines += _settings_help(annotation, f"{prefix}{name.upper()}__")
+        if _is_model(annotation):
+            lines += settings_help(annotation, f"{prefix}{name.upper()}__")
             continue
-        default = info.default if info.default_factory is None else "(see docs)"
-        default = str(default) if isinstance(default, Path) else default
-        lines.append(f"{prefix}{name.upper()} (default {default!r}): {info.description or ''}")
+        lines.append(
+            f"{prefix}{name.upper()} (default {_default(info)}; accepts "
+            f"{_accepted(annotation, list(info.metadata))}): {info.description or ''}"
+        )
     return lines
 
 
-SERVE_EPILOG = "Settings (environment variables):\n\n" + "\n\n".join(_settings_help())
+SERVE_EPILOG = (
+    "Settings (environment variables; an empty variable counts as unset):\n\n"
+    + "\n\n".join(settings_help())
+)
 
 
 @cli.command(epilog=SERVE_EPILOG)
@@ -42,8 +140,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (LIGHTBOX_PORT)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="embedded default's data dir")] = None,
-    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
-    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM) (LIGHTBOX_SSL_CERTFILE)")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="TLS private key (PEM) (LIGHTBOX_SSL_KEYFILE)")
+    ] = None,
 ) -> None:
     """Run the DICOMweb server, and the DIMSE listener beside it (embedded default: SQLite +
     files under ./lightbox-data)."""
@@ -52,6 +154,8 @@ def serve(
         ("LIGHTBOX_PORT", port),
         ("LIGHTBOX_WORKERS", workers),
         ("LIGHTBOX_DATA_DIR", data_dir),
+        ("LIGHTBOX_SSL_CERTFILE", ssl_certfile),
+        ("LIGHTBOX_SSL_KEYFILE", ssl_keyfile),
     ):
         if value is not None:
             os.environ[env] = str(value)
@@ -60,6 +164,7 @@ def serve(
 
     # every record of this process (and of uvicorn, and gunicorn's arbiter) in one format
     configure_logging(settings.log_level, settings.log_format, force=True)
+    ssl_certfile, ssl_keyfile = settings.ssl_certfile, settings.ssl_keyfile
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     scheme = "https" if ssl_certfile else "http"

@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import app
 from alembic import command
 
+#: the PostgreSQL advisory lock that serialises migrations (an arbitrary constant of ours)
+MIGRATION_LOCK = 0x4C42_4D49  # "LBMI"
+
 
 def migrations_dir() -> Path:
     """The migrations: ``LIGHTBOX_MIGRATIONS_DIR``, the repository's ``alembic/``, or ./alembic."""
@@ -59,6 +62,10 @@ async def _run(url: str, action: "_Action") -> None:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # replicas (or init jobs) migrating at once: one at a time, in the transaction
+                # that migrates, so the later ones find the schema current and do nothing
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             await conn.run_sync(_with_connection, url, action)
     finally:
         await engine.dispose()

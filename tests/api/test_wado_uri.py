@@ -499,3 +499,24 @@ async def test_rows_and_columns_never_enlarge_beyond_the_limit(
         alone = await client.get(WADO, params=wado_uri_query(tiny, **png, columns="4097"))
         assert alone.status_code == 400
         assert "invalid columns: 4097" in alone.json()["detail"]
+
+
+async def test_served_at_the_root_too(client: httpx.AsyncClient, ct: Obj) -> None:
+    """Legacy integrations call ``/wado`` at the server's root (the README's address): the same
+    transaction as ``{root}/wado``, listed once in the OpenAPI document."""
+    dicom = wado_uri_query(ct, contentType="application/dicom")
+    at_root = await client.get("/wado", params=dicom)
+    assert at_root.status_code == 200
+    assert at_root.content == (await client.get(WADO, params=dicom)).content
+    assert at_root.headers["content-location"] == str(at_root.request.url)
+    jpeg = await client.get("/wado", params=wado_uri_query(ct))
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert (await client.head("/wado", params=wado_uri_query(ct))).status_code == 200
+    wrong = await client.post("/wado", params=wado_uri_query(ct))
+    assert wrong.status_code == 405
+    assert "GET" in wrong.headers["allow"]
+    bad = await client.get("/wado", params={"requestType": "WADO"})
+    assert bad.status_code == 400
+    paths = client._transport.app.openapi()["paths"]  # type: ignore[attr-defined]
+    assert "/dicom-web/wado" in paths
+    assert "/wado" not in paths

@@ -18,17 +18,25 @@ from fastapi.routing import APIRoute
 from pydicom.uid import generate_uid
 from starlette.routing import BaseRoute, Mount
 
+from app.api.docs import ASSETS
 from app.api.security import ANONYMOUS_ROUTE, AUTHENTICATED_ROUTE, is_page, is_shared
 from app.api.security.access import declared
 from app.main import create_app
 from tests.auth.helpers import ALL, auth_client, auth_settings
 from tests.factories import make_dataset, make_instance, multipart, stow_headers, to_bytes
 
-#: the only routes open to anyone: the health checks
+#: the only routes open to anyone besides the documentation viewers: the health checks
 ANONYMOUS = {"/healthz", "/readyz"}
-#: FastAPI's own API documentation (the OpenAPI document and its viewers): no data, no guard,
-#: and served only when ``auth.public_api_docs`` asks for it
-DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+#: the API's documentation (app.api.docs): the viewers and their assets are open (no data);
+#: the OpenAPI document needs admin unless ``auth.public_api_docs`` opens it
+DOCUMENTATION = {
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/docs/assets/swagger-ui.css",
+}
+OPENAPI = "/openapi.json"
 #: the pages' static files (CSS, scripts): no data, open to anyone (the sign-in page needs them)
 STATIC = {"/static"}
 
@@ -51,7 +59,7 @@ ABSENT_HERE = {
     "/viewer/{path:path}",
     "/studies/{study}/reports/{series}/{instance}",
 }
-_SAMPLES = {"frames": "1", "path": "00280010", "frame": "1"}
+_SAMPLES = {"frames": "1", "path": "00280010", "frame": "1", "name": "swagger-ui.css"}
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
@@ -106,8 +114,18 @@ async def test_every_route_refuses_without_token_and_without_permission(
         checked = 0
         for route, path, method in routes(app):
             if path in DOCUMENTATION:
-                assert public_api_docs, f"{path} is served without being asked for"
-                assert not isinstance(route, APIRoute)
+                assert isinstance(route, APIRoute), path
+                anonymous = await http.request(method, path)
+                if path == OPENAPI and not public_api_docs:
+                    assert anonymous.status_code == 401, (path, anonymous.text)
+                    lacking = await http.request(
+                        method, path, headers=tokens.headers([s for s in ALL if s != "admin"])
+                    )
+                    assert lacking.status_code == 403, path
+                    admin = await http.request(method, path, headers=tokens.headers(["admin"]))
+                    assert admin.status_code == 200, path
+                else:
+                    assert anonymous.status_code == 200, (path, anonymous.text)
                 continue
             if path in ANONYMOUS:
                 response = await http.request(method, path)
@@ -169,24 +187,42 @@ async def _check_page(
     assert lacking.status_code == 403, (method, path, lacking.text)
 
 
-async def test_api_documentation_is_served_only_when_configured(
-    database_url: str, tmp_path: Path
-) -> None:
-    """Off (the default), the health checks are the only answers without a token (GEN-06)."""
+async def test_api_documentation_offline_and_for_admins(database_url: str, tmp_path: Path) -> None:
+    """The viewers and their scripts are served from here (no CDN: they work offline); the
+    OpenAPI document needs an admin token unless ``public_api_docs`` opens it (GEN-06)."""
     closed = auth_settings(database_url, tmp_path / "closed")
     async with auth_client(closed) as (_services, http, tokens):
-        for path in sorted(DOCUMENTATION):
-            assert (await http.get(path)).status_code == 404, path
-            assert (await http.get(path, headers=tokens.headers())).status_code == 404, path
-    opened = auth_settings(database_url, tmp_path / "open", public_api_docs=True)
-    async with auth_client(opened) as (_services, http, _tokens):
-        document = await http.get("/openapi.json")
+        assert (await http.get(OPENAPI)).status_code == 401
+        assert (await http.get(OPENAPI, headers=tokens.headers(["read"]))).status_code == 403
+        document = await http.get(OPENAPI, headers=tokens.headers(["admin"]))
         assert document.status_code == 200
         assert "/dicom-web/studies" in document.json()["paths"]
-        viewer = await http.get("/docs")
-        assert viewer.status_code == 200
-        assert "/openapi.json" in viewer.text
-        # the document it describes still needs a token for the data
+        for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            viewer = await http.get(page)
+            assert viewer.status_code == 200
+            # every script, style and icon comes from this server
+            sources = re.findall(r'(?:src|href)="([^"]+)"', viewer.text)
+            assert f"/docs/assets/{script}" in sources
+            assert all(s.startswith("/docs/assets/") for s in sources), sources
+            assert "http://" not in viewer.text
+            assert "https://" not in viewer.text
+            assert "#token=" in viewer.text  # how an admin token reaches the document
+        for name, media_type in ASSETS.items():
+            asset = await http.get(f"/docs/assets/{name}")
+            assert asset.status_code == 200, name
+            assert asset.headers["content-type"].startswith(media_type.split(";")[0])
+            assert len(asset.content) > 1000, name
+        bundle = await http.get("/docs/assets/swagger-ui-bundle.js")
+        assert b"SwaggerUIBundle" in bundle.content
+        assert (await http.get("/docs/assets/../../etc/passwd")).status_code == 404
+        assert (await http.get("/docs/assets/core.py")).status_code == 404
+        # the data still needs a token
+        assert (await http.get("/dicom-web/studies")).status_code == 401
+    opened = auth_settings(database_url, tmp_path / "open", public_api_docs=True)
+    async with auth_client(opened) as (_services, http, _tokens):
+        document = await http.get(OPENAPI)
+        assert document.status_code == 200
+        assert "/dicom-web/studies" in document.json()["paths"]
         assert (await http.get("/dicom-web/studies")).status_code == 401
 
 
@@ -295,7 +331,7 @@ async def test_head_on_every_get_route_is_the_get_without_body(
         app = http._transport.app  # type: ignore[attr-defined]
         statuses = []
         for route, template, methods in _contexts(app):
-            if "GET" not in methods or template in DOCUMENTATION | STATIC:
+            if "GET" not in methods or template in DOCUMENTATION | STATIC or "/docs/" in template:
                 continue
             path = _PARAM.sub(lambda m: values[m.group(1)], template)
             params = wado if template.endswith("/wado") else None

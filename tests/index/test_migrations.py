@@ -208,3 +208,20 @@ async def test_revision_0009_keeps_the_rows_and_takes_any_value(fresh_database_u
                 assert "ix_study_patient_id_prefix" in "\n".join(row[0] for row in plan)
     finally:
         await db.close()
+
+
+def test_concurrent_upgrades_on_postgresql(pg_server: str) -> None:
+    """Replicas (or init jobs) upgrading at once: the advisory lock serialises them, the later
+    ones find the schema current (PostgreSQL; SQLite is migrated by its one server)."""
+    from sqlalchemy.engine import make_url
+
+    from tests import pg
+
+    async def upgrade_together(url: str) -> None:
+        await asyncio.gather(*(migrate.upgrade(url) for _ in range(4)))
+
+    with pg.throwaway_database(make_url(pg_server)) as url:
+        asyncio.run(upgrade_together(url))
+        diff, tables = asyncio.run(_inspect(url))
+        assert diff == []
+        assert "issued_token" in tables

@@ -41,6 +41,8 @@ def action_for(method: str, path: str) -> str:
     method = method.upper()
     if path.startswith("/api/audit"):
         return "audit-query"
+    if path == "/openapi.json":
+        return "api-description"
     if path.startswith("/api/tokens"):
         return {"DELETE": "token-revoked", "POST": "token-issued"}.get(method, "token-query")
     if path == "/api/stats":
