@@ -32,6 +32,7 @@ LB_ENV=()  # more VAR=value settings for the Lightbox servers
 start_lightbox() {  # name http_port database [dimse_port]
   fresh_pg_db "$3"
   rm -rf "${WORK:?}/$1"; mkdir -p "$WORK/$1"
+  (cd "$REPO" && LIGHTBOX_DATABASE_URL=$PG/$3 LIGHTBOX_DATA_DIR=$WORK/$1 "$LB" db upgrade >/dev/null)
   lb_serve "$1" "$2" "$PG/$3" "$WORK/$1" LIGHTBOX_DIMSE__PORT="${4:-$LB_DIMSE}" \
     LIGHTBOX_DIMSE__MAX_PDU=65536 LIGHTBOX_AUTH__ENABLED=false "${LB_ENV[@]}"
   for _ in $(seq 100); do echoscu -aec LIGHTBOX 127.0.0.1 "${4:-$LB_DIMSE}" 2>/dev/null && return; sleep 0.2; done
@@ -91,7 +92,8 @@ if [[ $ACTION == store ]]; then
     rss_sampler "$LBPG" "$WORK/rss.kb" & SAMPLER=$!
     read -r n secs fails <<< "$(store_into lightbox LIGHTBOX $LB_DIMSE)"
     kill "$SAMPLER" 2>/dev/null || true
-    echo "round $round lightbox_cstore: $n instances in $secs s = $(echo "scale=1; $n / $secs" | bc)/s, failed associations $fails, peak RSS $(( $(cat "$WORK/rss.kb") / 1024 )) MB" | tee -a "$SUMMARY"
+    held=$(psql -h 127.0.0.1 -U postgres -d lightbox_dimse -qAt -c "SELECT count(*) FROM instance")
+    echo "round $round lightbox_cstore: $n instances in $secs s = $(echo "scale=1; $n / $secs" | bc)/s, $held in the index, failed associations $fails, peak RSS $(( $(cat "$WORK/rss.kb") / 1024 )) MB" | tee -a "$SUMMARY"
     if [[ ${VERIFY:-1} == 1 ]]; then
       VL=(); [[ $MAX -gt 0 ]] && VL=(--instances-limit "$MAX")
       "$PY" "$SHARED/bench/load.py" verify --dataset "$DATASET" --results-dir "$WORK/verify" \
