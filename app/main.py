@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.api import (
+    aes,
     audit,
     capabilities,
     delete,
@@ -175,5 +176,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(stats.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
+    app.include_router(aes.router)
     app.include_router(docs.docs_router(app, public=settings.auth.public_api_docs))
     return app

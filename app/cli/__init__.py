@@ -1,4 +1,4 @@
-"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, fsck, gc, import,
+"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, ae, fsck, gc, import,
 export, stats, retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
@@ -7,6 +7,7 @@ module of this package; importing it registers its commands on ``cli``.
 """
 
 from app.cli import (
+    ae,
     audit,
     db,
     dimse,
@@ -27,6 +28,7 @@ from app.cli.root import cli
 from app.cli.tokens import parse_ttl
 
 __all__ = [
+    "ae",
     "audit",
     "cli",
     "conformance_text",

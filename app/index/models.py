@@ -405,3 +405,24 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_failure: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RemoteAe(Base):
+    """A DICOM peer registered at run time (``lightbox ae add``, ``/api/aes``): a C-MOVE
+    destination, a source to pull from, where a Storage Commitment report goes back to.
+
+    In the index so that every replica knows the same peers; the static ones of the settings
+    (``dimse.remote_aes``) are not stored here. AE titles are case-sensitive (PS3.5), so the
+    title is unique as written (leading and trailing spaces removed).
+    """
+
+    __tablename__ = "remote_ae"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    tls: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -331,7 +331,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         audit=audit,
         access=StudyAccess(db),
-        aes=RemoteAeService(settings.dimse.remote_aes),
+        aes=RemoteAeService(settings.dimse.remote_aes, db),
         sessions=sessions,
         tokens=tokens,
         export=ExportService(retrieve, audit),
