@@ -50,8 +50,8 @@ def database_url(
 
 
 #: the issued tokens' registry, the embedded users and their failed sign-ins (issues 22, 23), the
-#: remote AEs (issue 21)
-_WEB_TABLES = ("issued_token", "user_account", "login_failure", "remote_ae")
+#: remote AEs and jobs, items first (issue 21)
+_WEB_TABLES = ("issued_token", "user_account", "login_failure", "remote_ae", "job_item", "job")
 
 
 async def truncate(db: Database) -> None:

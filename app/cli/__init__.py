@@ -1,5 +1,5 @@
-"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, ae, fsck, gc, import,
-export, stats, retention, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, ae, pull, fsck, gc,
+import, export, stats, retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
@@ -16,6 +16,7 @@ from app.cli import (
     health,
     imports,
     maintenance,
+    pull,
     retention,
     serve,
     stats,
@@ -42,6 +43,7 @@ __all__ = [
     "maintenance",
     "openapi_text",
     "parse_ttl",
+    "pull",
     "retention",
     "serve",
     "stats",
