@@ -219,36 +219,60 @@ def _associated(
     ae.maximum_pdu_size = ours.max_pdu
     ae.requested_contexts = list(contexts)
     tls = (ssl.create_default_context(), peer.host) if peer.tls else None
-    opened = threading.Event()
+    connection = _Connection()
     try:
-        assoc = ae.associate(
-            peer.host,
-            peer.port,
-            ae_title=peer.ae_title,
-            ext_neg=list(roles),
-            evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, lambda _event: opened.set())],
-            tls_args=tls,
-        )
-    except (OSError, ValueError) as exc:
-        raise ScuError(f"cannot reach {peer.name}: {exc}") from None
-    if not assoc.is_established:
-        raise ScuError(_refusal(assoc, peer, connected=opened.is_set()))
-    if cancel is not None:
-        cancel.attach(assoc)
-    try:
-        yield assoc
+        try:
+            assoc = ae.associate(
+                peer.host,
+                peer.port,
+                ae_title=peer.ae_title,
+                ext_neg=list(roles),
+                evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, connection.opened)],
+                tls_args=tls,
+            )
+        except (OSError, ValueError) as exc:
+            raise ScuError(f"cannot reach {peer.name}: {exc}") from None
+        if not assoc.is_established:
+            raise ScuError(_refusal(assoc, peer, connected=connection.connected))
+        if cancel is not None:
+            cancel.attach(assoc)
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
     finally:
-        if assoc.is_established:
-            assoc.release()
+        connection.close()
         ae.shutdown()
+
+
+class _Connection:
+    """The association's TCP socket, kept from its opening (``EVT_CONN_OPEN``) to be closed
+    for sure at the end: pynetdicom shuts a socket down before closing it and skips the close
+    when the shutdown fails (the peer closed first, after a rejection or an abort), which
+    leaves the socket to the garbage collector."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.socket: socket.socket | None = None
+
+    def opened(self, event: Any) -> None:
+        self.connected = True
+        transport = getattr(event.assoc.dul, "socket", None)
+        self.socket = getattr(transport, "socket", None)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()  # a second close is a no-op
 
 
 def reachable(peer: Peer, timeout: float) -> None:
     """Raise :class:`ScuError` unless a TCP connection to the peer opens.
 
     pynetdicom leaks its socket when the connection is refused (it shuts the unconnected socket
-    down, which fails, before closing it): the first contact with a source checks first, so an
-    unreachable one is reported without that leak.
+    down, which fails, and then skips the close; :class:`_Connection` cannot help, the connection
+    never opened): the first contact with a source checks first, so an unreachable one is
+    reported without that leak.
     """
     try:
         with socket.create_connection((peer.host, peer.port), timeout=timeout):
