@@ -6,23 +6,17 @@ settings (``LIGHTBOX_DIMSE__REMOTE_AES``) are listed too, and cannot be changed 
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from app.cli.root import ae_cli
+from app.cli.root import ae_cli, os_actor
 from app.config import Settings
 from app.errors import LightboxError
 
 T = TypeVar("T")
-
-
-def cli_actor() -> str:
-    """The audit's actor for a command run at a shell."""
-    return f"cli:{os.environ.get('USER') or 'unknown'}"
 
 
 def run_audited(action: str, detail: str, call: Callable[[Any, Any], Awaitable[T]]) -> T:
@@ -34,7 +28,7 @@ def run_audited(action: str, detail: str, call: Callable[[Any, Any], Awaitable[T
 
     async def run() -> T:
         async with open_services(Settings()) as services:
-            write = services.audit.for_write(actor=cli_actor(), source="cli")
+            write = services.audit.for_write(actor=os_actor(), source="cli")
             try:
                 result = await call(services, write)
             except LightboxError as exc:
@@ -42,7 +36,7 @@ def run_audited(action: str, detail: str, call: Callable[[Any, Any], Awaitable[T
                     AuditRecord(
                         action=action,
                         outcome=Outcome.FAILURE,
-                        actor=cli_actor(),
+                        actor=os_actor(),
                         source="cli",
                         detail=f"{detail}: {exc.message}",
                         supersedes=write.release(),
@@ -53,7 +47,7 @@ def run_audited(action: str, detail: str, call: Callable[[Any, Any], Awaitable[T
                 AuditRecord(
                     action=action,
                     outcome=Outcome.SUCCESS,
-                    actor=cli_actor(),
+                    actor=os_actor(),
                     source="cli",
                     detail=detail,
                     supersedes=write.release(),

@@ -12,8 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.ae import cli_actor
-from app.cli.root import cli
+from app.cli.root import cli, os_actor
 from app.config import Settings
 from app.errors import LightboxError
 
@@ -54,6 +53,7 @@ def pull(
     Re-running the same command resumes its job; studies already held are skipped.
     """
     from app.dimse.pull import DimsePullSources
+    from app.dimse.receive import receive_dir, receiving
     from app.services.container import open_services
     from app.services.pull import PullRequest
 
@@ -65,12 +65,15 @@ def pull(
     async def run() -> Any:
         async with open_services(settings, pull_sources=sources) as services:
             request = PullRequest.parse(source, pairs, level, method)
-            job = await services.pull.prepare(request, owner=cli_actor())
+            job = await services.pull.prepare(request, owner=os_actor())
             display.started(job)
             try:
-                return await services.pull.run(
-                    job.id, concurrency=concurrency, on_progress=display.update
-                )
+                # received data sets go to files as they arrive, as the listener's do: memory
+                # does not grow with the size of an instance
+                with receiving(receive_dir(services.ingest.spool_dir)):
+                    return await services.pull.run(
+                        job.id, concurrency=concurrency, on_progress=display.update
+                    )
             finally:
                 display.stop()
 

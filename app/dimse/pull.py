@@ -4,9 +4,12 @@ C-MOVE (:class:`~app.services.pull.PullSource`, for ``lightbox pull`` and ``/api
 The services run on an event loop; pynetdicom blocks. Each request runs in a worker thread of
 this module's pool (one association per unit at a time, so the pool is as large as the most
 units pulled at once). A C-GET's C-STORE sub-operations arrive in that thread: each instance is
-written there into an ingest spool (the file meta of PS3.10 followed by the data set exactly as
-received; the disk I/O stays off the loop), then handed to the loop with
-``asyncio.run_coroutine_threadsafe`` and answered once the ingest session queued it. The loop is
+written there into an ingest spool (a File Meta of ours, then the data set exactly as received;
+the disk I/O stays off the loop), then handed to the loop with
+``asyncio.run_coroutine_threadsafe`` and answered once the ingest session queued it. With
+file-backed reception on (:mod:`app.dimse.receive`: ``lightbox pull``, a process that runs the
+listener) pynetdicom writes each data set to a file as it arrives and the handler copies it from
+there; otherwise pynetdicom holds it in memory until the handler runs. The loop is
 the caller's own (the CLI's ``asyncio.run``, the HTTP server's), not a
 :class:`~app.dimse.bridge.Bridge`: the Bridge owns a loop of its own for the DIMSE server, and a
 pull runs on whichever loop its services live on.
@@ -20,17 +23,19 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pynetdicom import _config as pynetdicom_config
-from pynetdicom.dsutils import encode_file_meta
 
-from app.config import Settings
+from app.config import DimseSettings, Settings
+from app.dicom.filemeta import part10_header
 from app.dicom.uids import is_valid_uid
 from app.dimse import scu
 from app.dimse.scu import Cancel, Peer, ScuError, ScuSettings
+from app.dimse.tls import client_context
 from app.errors import OutOfResources
 from app.services.aes import RemoteAe
 from app.services.pull import (
@@ -43,6 +48,7 @@ from app.services.pull import (
     SourceInstance,
     SourceUnit,
 )
+from app.services.spool import Spool
 
 __all__ = ["DimsePullSource", "DimsePullSources"]
 
@@ -53,20 +59,31 @@ T = TypeVar("T")
 _STORED: Final = 0x0000
 _OUT_OF_RESOURCES: Final = 0xA700
 _PROCESSING_FAILURE: Final = 0x0110
-_PREFIX: Final = b"\x00" * 128 + b"DICM"
+_CANNOT_UNDERSTAND: Final = 0xC000
+#: preamble, "DICM" and the File Meta Information Group Length element (12 bytes)
+_META_HEAD: Final = 128 + 4 + 12
 _NUMERIC_VRS: Final = frozenset({"US", "UL", "SS", "SL", "UV", "SV"})
 
 
 class DimsePullSources:
     """Makes a :class:`DimsePullSource` per job run (the services' ``SourceFactory``)."""
 
-    def __init__(self, ours: ScuSettings, *, move_destination: str, threads: int = 32) -> None:
+    def __init__(
+        self,
+        ours: ScuSettings,
+        *,
+        move_destination: str,
+        threads: int = 32,
+        tls: DimseSettings | None = None,
+    ) -> None:
         pynetdicom_log = logging.getLogger("pynetdicom")
         if pynetdicom_log.level == logging.NOTSET:
             # it logs every PDU and identifier at INFO: patient names and IDs in the server log
             pynetdicom_log.setLevel(logging.WARNING)
         self._ours = ours
         self._destination = move_destination
+        #: the listener's TLS settings, for sources marked ``tls``
+        self._tls = tls
         # threads are made as needed: one per association in flight
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pull")
 
@@ -74,11 +91,15 @@ class DimsePullSources:
     def from_settings(cls, settings: Settings) -> "DimsePullSources":
         pull = settings.dimse.pull
         ours = ScuSettings(settings.dimse.ae_title, timeout=pull.timeout, max_pdu=pull.max_pdu)
-        return cls(ours, move_destination=settings.dimse.ae_title, threads=32)
+        return cls(ours, move_destination=settings.dimse.ae_title, tls=settings.dimse)
 
     def __call__(self, ae: RemoteAe, method: PullMethod) -> "DimsePullSource":
         peer = Peer(ae.ae_title, ae.host, ae.port, ae.tls)
-        return DimsePullSource(self._ours, peer, method, self._destination, self._pool)
+        ours = self._ours
+        if ae.tls and self._tls is not None:
+            # our certificate, and the CAs the source's must chain to
+            ours = replace(ours, tls_context=client_context(self._tls))
+        return DimsePullSource(ours, peer, method, self._destination, self._pool)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -280,25 +301,28 @@ def _store_handler(
     it to the ingest session (on the loop), answer."""
 
     def on_store(event: Any) -> int:
+        request = event.request
+        sop_class, sop_uid = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
+        if not (is_valid_uid(sop_class) and is_valid_uid(sop_uid)):
+            log.warning("%s sent a C-STORE with malformed UIDs; refused", peer.name)
+            return _CANNOT_UNDERSTAND
         spool = sink.spool()
         try:
+            # our File Meta (the command's UIDs, the context's syntax, the source's AE title),
+            # then the data set exactly as received
+            ts = str(event.context.transfer_syntax)
+            spool.write(part10_header(sop_class, sop_uid, ts, peer.ae_title))
             if pynetdicom_config.STORE_RECV_CHUNKED_DATASET:
-                # pynetdicom wrote the PS3.10 file (its file meta, the data set) to a temp file
-                with open(event.dataset_path, "rb") as fp:
-                    while chunk := fp.read(1024 * 1024):
-                        spool.write(chunk)
+                _copy_received(event.dataset_path, spool)
             else:
-                meta = event.file_meta
-                meta.SourceApplicationEntityTitle = peer.ae_title
-                spool.write(_PREFIX + encode_file_meta(meta))
-                with event.request.DataSet.getbuffer() as received:
+                with request.DataSet.getbuffer() as received:
                     spool.write(received)
             part = spool.finish()
         except OutOfResources as exc:
             spool.discard()
             log.warning("instance from %s refused: %s", peer.name, exc.message)
             return _OUT_OF_RESOURCES
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             spool.discard()
             log.error("instance from %s not spooled: %s", peer.name, exc)
             return _OUT_OF_RESOURCES
@@ -311,3 +335,17 @@ def _store_handler(
         return _STORED
 
     return on_store
+
+
+def _copy_received(path: str, spool: Spool) -> None:
+    """The data set of pynetdicom's receive file (behind its own File Meta) into ``spool``
+    (file-backed reception, :mod:`app.dimse.receive`: never held whole in memory)."""
+    with open(path, "rb", buffering=0) as received:
+        head = received.read(_META_HEAD)
+        if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+            raise ValueError("unexpected layout of pynetdicom's receive file")
+        received.seek(_META_HEAD + int.from_bytes(head[140:144], "little"))
+        buffer = bytearray(1024 * 1024)
+        view = memoryview(buffer)
+        while size := received.readinto(buffer):
+            spool.write(view[:size])

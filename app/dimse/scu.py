@@ -29,13 +29,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from app.dicom.uids import (
-    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    ENCAPSULATED,
-    EXPLICIT_VR_BIG_ENDIAN,
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-)
+from app.dicom.uids import ENCAPSULATED
+from app.dimse.contexts import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
     "TRANSFER_SYNTAXES",
@@ -55,36 +50,12 @@ __all__ = [
 
 #: PS3.8 §9.3.2.2: at most 128 presentation contexts per association
 MAX_CONTEXTS: Final = 128
-#: the transfer syntaxes a C-GET accepts (DIMSE-04), the most common first: when contexts run
-#: short, the first ones get a context each and the rest share one
+#: the transfer syntaxes a C-GET accepts: the listener's (DIMSE-04, in its order of preference),
+#: then the other encapsulated ones ingest reads (the retired JPEG processes an old archive may
+#: hold); when contexts run short, the first ones get a context each and the rest share one
 TRANSFER_SYNTAXES: Final = (
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    EXPLICIT_VR_BIG_ENDIAN,
-    *sorted(
-        ENCAPSULATED
-        - {
-            "1.2.840.10008.1.2.4.50",
-            "1.2.840.10008.1.2.4.70",
-            "1.2.840.10008.1.2.4.90",
-            "1.2.840.10008.1.2.4.91",
-            "1.2.840.10008.1.2.4.57",
-            "1.2.840.10008.1.2.4.51",
-            "1.2.840.10008.1.2.4.80",
-            "1.2.840.10008.1.2.4.81",
-            "1.2.840.10008.1.2.5",
-        }
-    ),
+    *STORAGE_TRANSFER_SYNTAXES,
+    *sorted(ENCAPSULATED - set(STORAGE_TRANSFER_SYNTAXES)),
 )
 
 #: C-FIND/C-GET/C-MOVE final statuses (PS3.4 Table C.4-1/C.4-2/C.4-3)
@@ -110,6 +81,9 @@ class ScuSettings:
     timeout: float = 60.0
     #: largest PDU we receive (0: no limit)
     max_pdu: int = 1024 * 1024
+    #: the TLS context for peers marked ``tls`` (:func:`app.dimse.tls.client_context`: our
+    #: certificate, the CAs theirs must chain to); None: the system's CAs, no certificate
+    tls_context: ssl.SSLContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +192,10 @@ def _associated(
     ae.connection_timeout = ours.timeout
     ae.maximum_pdu_size = ours.max_pdu
     ae.requested_contexts = list(contexts)
-    tls = (ssl.create_default_context(), peer.host) if peer.tls else None
+    tls = None
+    if peer.tls:  # peers are known by address: their certificate names a device, not a host
+        context = ours.tls_context or ssl.create_default_context()
+        tls = (context, None if ours.tls_context is not None else peer.host)
     connection = _Connection()
     try:
         try:
@@ -228,7 +205,7 @@ def _associated(
                 ae_title=peer.ae_title,
                 ext_neg=list(roles),
                 evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, connection.opened)],
-                tls_args=tls,
+                tls_args=tls,  # type: ignore[arg-type]  # no host name: pynetdicom takes None
             )
         except (OSError, ValueError) as exc:
             raise ScuError(f"cannot reach {peer.name}: {exc}") from None

@@ -16,7 +16,7 @@ async def test_register_read_change_forget(database_url: str, tmp_path: Path) ->
         dimse={"remote_aes": [{"ae_title": "STATIC", "host": "10.0.0.9", "port": 104}]},
     )
     async with auth_client(settings) as (services, http, tokens):
-        admin = tokens.headers(ADMIN, subject="pacs-admin")
+        admin = tokens.headers(ADMIN, subject="ae-admin")
         created = await http.post(
             "/api/aes",
             json={"ae_title": "CT 1", "host": "ct1.example.org", "port": 104},
@@ -51,7 +51,7 @@ async def test_register_read_change_forget(database_url: str, tmp_path: Path) ->
         assert (await http.get("/api/aes/CT%201", headers=admin)).status_code == 404
 
         await services.audit.flush()
-        items, _ = await services.audit.search(AuditFilter(actor="pacs-admin"), limit=100, offset=0)
+        items, _ = await services.audit.search(AuditFilter(actor="ae-admin"), limit=100, offset=0)
         actions = [(i["action"], i["outcome"], i["status"]) for i in reversed(items)]
         assert actions == [
             ("ae-add", "success", 201),
@@ -76,13 +76,13 @@ async def test_only_admins_and_refusals_are_audited(database_url: str, tmp_path:
         assert (await http.post("/api/aes", json=body)).status_code == 401
         for scopes in (["read"], ["read", "write", "delete"]):
             denied = await http.post(
-                "/api/aes", json=body, headers=tokens.headers(scopes, subject="clerk")
+                "/api/aes", json=body, headers=tokens.headers(scopes, subject="ae-clerk")
             )
             assert denied.status_code == 403
             assert (await http.get("/api/aes", headers=tokens.headers(scopes))).status_code == 403
         assert await services.aes.list() == []
         await services.audit.flush()
-        items, _ = await services.audit.search(AuditFilter(actor="clerk"), limit=10, offset=0)
+        items, _ = await services.audit.search(AuditFilter(actor="ae-clerk"), limit=10, offset=0)
         assert {(i["action"], i["outcome"], i["status"]) for i in items} == {
             ("ae-add", "denied", 403)
         }

@@ -16,14 +16,15 @@ from app.services.audit import AuditFilter
 from app.services.container import open_services
 from tests.auth.helpers import auth_client, auth_settings
 from tests.factories import make_dataset, to_bytes
-from tests.peers.orthanc_source import OrthancSource, orthanc_source
+from tests.peers.legacy import legacy_orthanc, load
+from tests.peers.orthanc import Orthanc
 
 STUDIES = 4
 PER_STUDY = 5
 
 
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSource]:
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     files = []
     for n in range(STUDIES):
         study, series = generate_uid(), generate_uid()
@@ -37,8 +38,8 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSource]:
                 columns=64,
             )
             files.append(to_bytes(ds))
-    with orthanc_source(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        orthanc.load(files)
+    with legacy_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        load(orthanc, files)
         yield orthanc
 
 
@@ -51,13 +52,11 @@ async def _until(http: httpx.AsyncClient, location: str, headers: Any, *states: 
     raise AssertionError(f"the job stayed {body['state']}")
 
 
-async def test_a_pull_job_over_http(
-    database_url: str, tmp_path: Path, legacy: OrthancSource
-) -> None:
+async def test_a_pull_job_over_http(database_url: str, tmp_path: Path, legacy: Orthanc) -> None:
     settings = auth_settings(database_url, tmp_path / "data")
     async with auth_client(settings) as (services, http, tokens):
         services.pull.sources = DimsePullSources.from_settings(settings)
-        admin = tokens.headers(["admin"], subject="pacs-admin")
+        admin = tokens.headers(["admin"], subject="jobs-admin")
         await services.aes.add("LEGACY", "127.0.0.1", legacy.dicom_port)
         started = await http.post(
             "/api/jobs/pull",
@@ -88,7 +87,7 @@ async def test_a_pull_job_over_http(
         assert done["progress"]["units_done"] == STUDIES
         assert done["progress"]["instances_stored"] == STUDIES * PER_STUDY
         assert done["failures"] == []
-        assert done["owner"] == "pacs-admin"
+        assert done["owner"] == "jobs-admin"
         listed = await http.get("/api/jobs", headers=admin)
         assert [j["id"] for j in listed.json()["items"]] == [job_id]
         assert listed.headers["x-total-count"] == "1"
@@ -103,7 +102,7 @@ async def test_a_pull_job_over_http(
                 assert (await other.post(f"{location}/cancel", headers=admin)).status_code == 409
 
         await services.audit.flush()
-        rows, _ = await services.audit.search(AuditFilter(actor="pacs-admin"), limit=200, offset=0)
+        rows, _ = await services.audit.search(AuditFilter(actor="jobs-admin"), limit=200, offset=0)
         actions = {r["action"] for r in rows}
         assert {"job-start", "job-read", "pull-start", "pull-study", "pull-finish"} <= actions
         pulled = [r for r in rows if r["action"] == "pull-study"]
@@ -114,7 +113,7 @@ async def test_a_pull_job_over_http(
 
 
 async def test_cancel_then_resume_over_http(
-    database_url: str, tmp_path: Path, legacy: OrthancSource
+    database_url: str, tmp_path: Path, legacy: Orthanc
 ) -> None:
     settings = auth_settings(database_url, tmp_path / "data")
     async with auth_client(settings) as (services, http, tokens):
@@ -141,12 +140,12 @@ async def test_cancel_then_resume_over_http(
         )
 
 
-async def test_refusals(database_url: str, tmp_path: Path, legacy: OrthancSource) -> None:
+async def test_refusals(database_url: str, tmp_path: Path, legacy: Orthanc) -> None:
     settings = auth_settings(database_url, tmp_path / "data")
     async with auth_client(settings) as (services, http, tokens):
         services.pull.sources = DimsePullSources.from_settings(settings)
         admin = tokens.headers(["admin"])
-        writer = tokens.headers(["read", "write", "delete"], subject="clerk")
+        writer = tokens.headers(["read", "write", "delete"], subject="job-clerk")
         body = {"source": "LEGACY"}
         assert (await http.post("/api/jobs/pull", json=body)).status_code == 401
         assert (await http.post("/api/jobs/pull", json=body, headers=writer)).status_code == 403
@@ -180,7 +179,7 @@ async def test_refusals(database_url: str, tmp_path: Path, legacy: OrthancSource
         assert (await http.post("/api/jobs/nope/cancel", headers=admin)).status_code == 404
         assert await services.jobs.page(limit=5, offset=0) == ([], 0)
         await services.audit.flush()
-        rows, _ = await services.audit.search(AuditFilter(actor="clerk"), limit=10, offset=0)
+        rows, _ = await services.audit.search(AuditFilter(actor="job-clerk"), limit=10, offset=0)
         assert {(r["action"], r["outcome"]) for r in rows} == {
             ("job-start", "denied"),
             ("job-read", "denied"),

@@ -31,6 +31,7 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("LIGHTBOX_AUTO_MIGRATE", "false")
     monkeypatch.setenv("USER", "operator")
+    monkeypatch.setenv("LOGNAME", "operator")  # getpass reads it first
     monkeypatch.setenv(
         "LIGHTBOX_DIMSE__REMOTE_AES", '[{"ae_title": "STATIC", "host": "10.0.0.9", "port": 104}]'
     )

@@ -21,7 +21,8 @@ from app.index.repository import InstanceIndex
 from app.services.container import Services
 from app.services.jobs import JobState
 from tests.factories import make_dataset, to_bytes
-from tests.peers.orthanc_source import OrthancSource, dataset_bytes, free_port, orthanc_source
+from tests.peers.legacy import dataset_bytes, instance_files, legacy_orthanc, load, unused_port
+from tests.peers.orthanc import Orthanc
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = 8
@@ -29,7 +30,7 @@ PER_STUDY = 3
 
 
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSource]:
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     files = []
     for n in range(STUDIES):
         study, series = generate_uid(), generate_uid()
@@ -43,8 +44,8 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSource]:
                 columns=64,
             )
             files.append(to_bytes(ds))
-    with orthanc_source(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        orthanc.load(files)
+    with legacy_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        load(orthanc, files)
         yield orthanc
 
 
@@ -53,6 +54,7 @@ def _env(settings: Settings) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(ROOT),
         USER="migrator",
+        LOGNAME="migrator",
         LIGHTBOX_DATABASE_URL=settings.resolved_database_url(),
         LIGHTBOX_STORAGE_URL=settings.resolved_storage_url(),
         LIGHTBOX_DATA_DIR=str(settings.data_dir),
@@ -84,11 +86,9 @@ async def _held(services: Services, sops: list[str]) -> dict[str, bytes]:
     }
 
 
-async def test_killed_then_resumed(
-    services: Services, settings: Settings, legacy: OrthancSource
-) -> None:
+async def test_killed_then_resumed(services: Services, settings: Settings, legacy: Orthanc) -> None:
     await services.aes.add("LEGACY", "127.0.0.1", legacy.dicom_port)
-    source = legacy.instance_files()
+    source = instance_files(legacy)
     env = _env(settings)
     first = _pull(env, "--concurrency", "1")
     try:
@@ -135,7 +135,7 @@ def test_refusals_and_an_unreachable_source(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in _env(settings).items():
-        if name.startswith("LIGHTBOX_") or name == "USER":
+        if name.startswith("LIGHTBOX_") or name in ("USER", "LOGNAME"):
             monkeypatch.setenv(name, value)
     runner = CliRunner()
     unknown = runner.invoke(cli, ["pull", "--from", "NOWHERE"])
@@ -144,7 +144,7 @@ def test_refusals_and_an_unreachable_source(
     bad = runner.invoke(cli, ["pull", "--from", "X", "--query", "Modality"])
     assert bad.exit_code == 2
     assert "is not KEY=VALUE" in bad.output
-    assert runner.invoke(cli, ["ae", "add", "GONE", "127.0.0.1", str(free_port())]).exit_code == 0
+    assert runner.invoke(cli, ["ae", "add", "GONE", "127.0.0.1", str(unused_port())]).exit_code == 0
     gone = runner.invoke(cli, ["pull", "--from", "GONE", "--query", "PatientID=X"])
     assert gone.exit_code == 1
     assert "failed (cannot reach GONE at 127.0.0.1:" in gone.output

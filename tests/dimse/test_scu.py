@@ -13,8 +13,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from app.dimse import scu
 from app.dimse.scu import Cancel, Peer, ScuError, ScuSettings
+from tests.dimse.ports import free_port
 from tests.factories import make_dataset, to_bytes
-from tests.peers.orthanc_source import free_port, orthanc_source
+from tests.peers.legacy import legacy_orthanc, load
+from tests.peers.orthanc import Modality
 
 OURS = ScuSettings("LIGHTBOX", timeout=30)
 INSTANCES = 12
@@ -55,10 +57,10 @@ def study(
         make_dataset(StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, InstanceNumber=i)
         for i in range(INSTANCES)
     ]
-    with orthanc_source(
-        tmp_path_factory.mktemp("orthanc"), modalities={"sink": ("SINK", "127.0.0.1", sink.port)}
+    with legacy_orthanc(
+        tmp_path_factory.mktemp("orthanc"), modalities={"sink": Modality("SINK", sink.port)}
     ) as orthanc:
-        orthanc.load([to_bytes(ds) for ds in datasets])
+        load(orthanc, [to_bytes(ds) for ds in datasets])
         peer = Peer(orthanc.ae_title, "127.0.0.1", orthanc.dicom_port)
         yield peer, series_uid, [str(ds.SOPInstanceUID) for ds in datasets]
 

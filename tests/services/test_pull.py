@@ -23,7 +23,8 @@ from app.services.jobs import JobState
 from app.services.pull import PullProgress, PullRequest
 from tests.conftest import make_settings, truncate
 from tests.factories import make_dataset, to_bytes
-from tests.peers.orthanc_source import OrthancSource, dataset_bytes, free_port, orthanc_source
+from tests.peers.legacy import dataset_bytes, instance_files, legacy_orthanc, load, unused_port
+from tests.peers.orthanc import Orthanc
 
 #: files of pydicom's corpus in other transfer syntaxes: implicit VR, RLE, explicit big endian
 #: (Orthanc sends them as it stores them), and JPEG 2000 in the study of the first
@@ -37,7 +38,7 @@ REENCODED = ("JPEG2000.dcm",)
 class Legacy:
     """The loaded source: its files by SOP Instance UID, its studies, and Orthanc."""
 
-    orthanc: OrthancSource
+    orthanc: Orthanc
     files: dict[str, bytes]
     studies: dict[str, list[str]]
     #: SOP Instance UIDs of the synthetic study of patient MIG-1, by series (CT, then MR)
@@ -78,9 +79,9 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Legacy]:
     files, mig1 = _synthetic()
     for name in AS_STORED + REENCODED:
         files.append(Path(get_testdata_file(name) or "").read_bytes())
-    with orthanc_source(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        orthanc.load(files)
-        by_sop = orthanc.instance_files()
+    with legacy_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        load(orthanc, files)
+        by_sop = instance_files(orthanc)
         studies: dict[str, list[str]] = {}
         for sop, data in by_sop.items():
             study = str(dcmread(io.BytesIO(data), stop_before_pixels=True).StudyInstanceUID)
@@ -126,7 +127,7 @@ def _assert_as_sent(held: dict[str, bytes], legacy: Legacy) -> None:
 
 async def test_pull_everything_then_nothing_again(pulling: Services, legacy: Legacy) -> None:
     services = pulling
-    job = await services.pull.prepare(PullRequest.parse("LEGACY"), owner="migrator")
+    job = await services.pull.prepare(PullRequest.parse("LEGACY"), owner="pull-everything")
     seen: list[PullProgress] = []
     report = await services.pull.run(job.id, concurrency=3, on_progress=seen.append)
     assert (report.state, report.reason, report.failures) == (JobState.COMPLETED, None, [])
@@ -139,13 +140,13 @@ async def test_pull_everything_then_nothing_again(pulling: Services, legacy: Leg
     _assert_as_sent(await _held(services, legacy.files), legacy)
 
     # the same request again: its job, every study done, nothing fetched
-    again = await services.pull.prepare(PullRequest.parse("LEGACY"), owner="migrator")
+    again = await services.pull.prepare(PullRequest.parse("LEGACY"), owner="pull-everything")
     assert again.id == job.id
     second = await services.pull.run(job.id)
     assert (second.state, second.fetched) == (JobState.COMPLETED, 0)
     # another request covering held studies: a new job, which skips them all
     other = await services.pull.prepare(
-        PullRequest.parse("LEGACY", {"PatientID": "MIG-*"}), owner="migrator"
+        PullRequest.parse("LEGACY", {"PatientID": "MIG-*"}), owner="pull-everything"
     )
     assert other.id != job.id
     third = await services.pull.run(other.id)
@@ -153,7 +154,7 @@ async def test_pull_everything_then_nothing_again(pulling: Services, legacy: Leg
     assert third.progress.instances_held == 3 + 3 + 4 + 5
 
     await services.audit.flush()
-    rows, _ = await services.audit.search(AuditFilter(actor="migrator"), limit=100, offset=0)
+    rows, _ = await services.audit.search(AuditFilter(actor="pull-everything"), limit=100, offset=0)
     studies = [r for r in rows if r["action"] == "pull-study" and r["count"]]
     mig2 = next(r for r in studies if r["patient_id"] == "MIG-2")
     assert (mig2["count"], mig2["outcome"], mig2["source"]) == (
@@ -255,7 +256,7 @@ async def test_instances_refused_by_ingest_fail_their_study(
 
 async def test_an_unreachable_source_fails_the_job(pulling: Services) -> None:
     services = pulling
-    await services.aes.add("GONE", "127.0.0.1", free_port())
+    await services.aes.add("GONE", "127.0.0.1", unused_port())
     job = await services.pull.prepare(PullRequest.parse("GONE"), owner="migrator")
     report = await services.pull.run(job.id)
     assert report.state is JobState.FAILED
