@@ -37,7 +37,12 @@ def legacy_orthanc(
         modalities=modalities,
         options=_OPTIONS,
     ) as peer:
-        yield peer
+        try:
+            yield peer
+        finally:
+            # a throwaway whose storage is discarded: killed, not stopped cleanly (seconds)
+            peer.process.kill()
+            peer.process.wait()
 
 
 def unused_port() -> int:
