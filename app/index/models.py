@@ -24,10 +24,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    false,
-
-
     UniqueConstraint,
+    false,
     func,
     literal_column,
 )

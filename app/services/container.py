@@ -33,8 +33,8 @@ from app.services.health import HealthService
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
-from app.services.logins import LoginPolicy, LoginService
 from app.services.jobs import JobService
+from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
 from app.services.metrics import ProcessMetrics, StoreMetrics
 from app.services.oidc_login import OidcLoginService
