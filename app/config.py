@@ -445,6 +445,31 @@ def _uid_list(values: list[str]) -> list[str]:
     return values
 
 
+class PullSettings(BaseModel):
+    """``lightbox pull`` and ``POST /api/jobs/pull``: migration from a legacy PACS
+    (``LIGHTBOX_DIMSE__PULL__<NAME>``)."""
+
+    concurrency: int = Field(
+        4, ge=1, le=32, description="studies (or series) pulled at once, one association each"
+    )
+    timeout: float = Field(
+        60.0,
+        gt=0,
+        description="seconds the source may take to accept or answer (ACSE, DIMSE, "
+        "network time-outs of our associations)",
+    )
+    max_pdu: int = Field(
+        1024 * 1024, ge=0, description="largest PDU we receive from the source (0: no limit)"
+    )
+    lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="how long a job's runner holds it without renewing (it renews every sixth "
+        "of it, at most every 5 s): past it, the job is interrupted and may be resumed by any "
+        "process",
+    )
+
+
 class DimseSettings(BaseModel):
     """The DIMSE service (DICOM networking: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET):
     ``LIGHTBOX_DIMSE__<NAME>`` (DIMSE-01)."""
@@ -510,6 +535,7 @@ class DimseSettings(BaseModel):
         description="peers known from the settings (JSON list of {ae_title, host, port, tls}); "
         "those added with `lightbox ae add` live in the index",
     )
+    pull: PullSettings = Field(default_factory=PullSettings)
 
 
 class LogFormat(StrEnum):

@@ -38,6 +38,13 @@ class Forbidden(LightboxError):
     http_status, dimse_status = 403, Status.NOT_AUTHORIZED
 
 
+class Conflict(LightboxError):
+    """The request clashes with what exists: a name already taken, an entry that cannot be
+    changed here, a job another process is running."""
+
+    http_status, dimse_status = 409, Status.PROCESSING_FAILURE
+
+
 class Gone(LightboxError):
     """The resource was deleted and its tombstone has not expired yet (DEL-04, WADO-05)."""
 

@@ -17,11 +17,13 @@ from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.api import (
+    aes,
     audit,
     capabilities,
     delete,
     docs,
     health,
+    jobs,
     metrics,
     qido,
     rendered,
@@ -38,6 +40,7 @@ from app.api.observe import ObserveMiddleware
 from app.api.security import authorize, build_verifier, install_security
 from app.config import Settings
 from app.connections import RequestDeadlines
+from app.dimse.pull import DimsePullSources
 from app.logs import configure_logging, quiet_codec_logs
 from app.services.container import Services, open_services
 from app.services.metrics import process_started
@@ -102,29 +105,37 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             log.warning(
                 "the audit trail is OFF (LIGHTBOX_AUTH__AUDIT_ENABLED=false): measurement only"
             )
-        async with open_services(settings) as opened:
-            if settings.auth.enabled:
-                # a bad key setup fails the start; revoked tokens are refused (the deny list)
-                app.state.verifier = build_verifier(settings, revocations=opened.tokens.revocations)
-                await token_hint(settings, opened)
-            app.state.services = opened
-            # the audit rows a previous run committed with its writes but did not chain (it
-            # died in between) are chained now, by the writer, in the background
-            await opened.audit.recover()
-            if settings.metrics.enabled:
-                process_started(__version__)
-            _freeze_startup_objects()
-            try:
-                async with (
-                    opened.metrics.sampling()
-                    if settings.metrics.enabled
-                    else contextlib.nullcontext(),
-                    # gc, fsck, retention when scheduled: one process of all runs each
-                    opened.housekeeping.running(),
-                ):
-                    yield
-            finally:
-                gc.unfreeze()
+        # pull jobs (POST /api/jobs/pull) fetch over DIMSE: composed here, because app.api
+        # and app.dimse are independent front ends and app.services imports neither
+        sources = DimsePullSources.from_settings(settings)
+        try:
+            async with open_services(settings, pull_sources=sources) as opened:
+                if settings.auth.enabled:
+                    # a bad key setup fails the start; revoked tokens are refused (the deny list)
+                    app.state.verifier = build_verifier(
+                        settings, revocations=opened.tokens.revocations
+                    )
+                    await token_hint(settings, opened)
+                app.state.services = opened
+                # the audit rows a previous run committed with its writes but did not chain (it
+                # died in between) are chained now, by the writer, in the background
+                await opened.audit.recover()
+                if settings.metrics.enabled:
+                    process_started(__version__)
+                _freeze_startup_objects()
+                try:
+                    async with (
+                        opened.metrics.sampling()
+                        if settings.metrics.enabled
+                        else contextlib.nullcontext(),
+                        # gc, fsck, retention when scheduled: one process of all runs each
+                        opened.housekeeping.running(),
+                    ):
+                        yield
+                finally:
+                    gc.unfreeze()
+        finally:
+            sources.close()
 
     app = FastAPI(
         title="Lightbox",
@@ -175,5 +186,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(stats.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
+    app.include_router(aes.router)
+    app.include_router(jobs.router)
     app.include_router(docs.docs_router(app, public=settings.auth.public_api_docs))
     return app

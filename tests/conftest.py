@@ -49,8 +49,9 @@ def database_url(
         yield url
 
 
-#: the issued tokens' registry, the embedded users and their failed sign-ins (issues 22, 23)
-_WEB_TABLES = ("issued_token", "user_account", "login_failure")
+#: the issued tokens' registry, the embedded users and their failed sign-ins (issues 22, 23), the
+#: remote AEs and jobs, items first (issue 21)
+_WEB_TABLES = ("issued_token", "user_account", "login_failure", "remote_ae", "job_item", "job")
 
 
 async def truncate(db: Database) -> None:

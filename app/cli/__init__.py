@@ -1,5 +1,5 @@
-"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, fsck, gc, import,
-export, stats, retention, openapi, conformance.
+"""The ``lightbox`` command: serve, dimse, db, token, user, audit, viewer, ae, pull, fsck, gc,
+import, export, stats, retention, openapi, conformance.
 
 Heavy modules (the services, the migrations) are imported inside the commands that use them, so
 the ``serve`` supervisor process of a multi-worker server stays small. Each command group is a
@@ -7,6 +7,7 @@ module of this package; importing it registers its commands on ``cli``.
 """
 
 from app.cli import (
+    ae,
     audit,
     db,
     dimse,
@@ -15,6 +16,7 @@ from app.cli import (
     health,
     imports,
     maintenance,
+    pull,
     retention,
     serve,
     stats,
@@ -27,6 +29,7 @@ from app.cli.root import cli
 from app.cli.tokens import parse_ttl
 
 __all__ = [
+    "ae",
     "audit",
     "cli",
     "conformance_text",
@@ -40,6 +43,7 @@ __all__ = [
     "maintenance",
     "openapi_text",
     "parse_ttl",
+    "pull",
     "retention",
     "serve",
     "stats",

@@ -17,6 +17,8 @@ user_cli = typer.Typer(
     help="Embedded users: who may sign in to the web pages with a password, and their role.",
 )
 cli.add_typer(user_cli, name="user")
+ae_cli = typer.Typer(no_args_is_help=True, help="Remote DICOM AEs (C-MOVE destinations, sources).")
+cli.add_typer(ae_cli, name="ae")
 
 
 def os_actor() -> str:

@@ -2,7 +2,8 @@
 the code and the default settings; ``lightbox conformance`` appends it to the DICOMweb part.
 
 Each section is a function returning its lines; the Query/Retrieve ones (8.6, 8.7) come from
-:mod:`app.dimse.qr_conformance`.
+:mod:`app.dimse.qr_conformance`, the one on pulling from another archive (8.8) from
+:mod:`app.dimse.pull_conformance`.
 """
 
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from app.dimse.contexts import (
     VERIFICATION,
     storage_sop_classes,
 )
+from app.dimse.pull_conformance import PULL_SECTIONS
 from app.dimse.qr_conformance import QUERY_RETRIEVE_SECTIONS, query_retrieve_rows
 
 __all__ = ["SECTIONS", "dimse_conformance_markdown"]
@@ -44,7 +46,8 @@ def _application_entity(settings: Settings) -> list[str]:
         f"{dimse.network_timeout:g} s; at most {dimse.max_associations} concurrent "
         "associations (more: A-ASSOCIATE-RJ transient, local limit exceeded).",
         "- Lightbox accepts associations; it requests them to send a Storage Commitment report "
-        "back on a new association, and to send a C-MOVE's instances to its destination (8.7).",
+        "back on a new association, to send a C-MOVE's instances to its destination (8.7), and "
+        "to pull from another archive (8.8).",
         "- Any calling AE is accepted unless an allow-list is set (`LIGHTBOX_DIMSE__ALLOWED_PEERS`:"
         " calling AE titles and/or addresses); a caller off the list gets A-ASSOCIATE-RJ "
         "rejected-permanent, service user, calling AE title not recognized. The called AE title "
@@ -194,6 +197,7 @@ SECTIONS: list[Callable[[Settings], list[str]]] = [
     _storage,
     _commitment,
     *QUERY_RETRIEVE_SECTIONS,
+    *PULL_SECTIONS,
 ]
 
 

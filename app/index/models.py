@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
     literal_column,
@@ -405,3 +407,94 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_failure: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RemoteAe(Base):
+    """A DICOM peer registered at run time (``lightbox ae add``, ``/api/aes``): a C-MOVE
+    destination, a source to pull from, where a Storage Commitment report goes back to.
+
+    In the index so that every replica knows the same peers; the static ones of the settings
+    (``dimse.remote_aes``) are not stored here. AE titles are case-sensitive (PS3.5), so the
+    title is unique as written (leading and trailing spaces removed).
+    """
+
+    __tablename__ = "remote_ae"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    tls: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """A long-running administrative task (today: ``pull``, a migration from a legacy PACS).
+
+    In the index, so that any replica answers for any job and a job outlives the process that
+    ran it: the runner holds a *lease* (``runner``, ``lease_until``) that it renews while it works;
+    a job whose lease ran out is seen as interrupted, and running it again resumes it. The
+    progress counters are the runner's, written with each heartbeat; a cancel asked on any
+    replica is a flag the runner reads with its next heartbeat.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_fingerprint", "fingerprint"),
+        Index("ix_job_created_at", "created_at"),
+    )
+
+    #: random (uuid4 hex): unguessable, made by any replica without coordination
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: SHA-256 of the kind and the canonical parameters: the same request finds its job again
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[Any] = mapped_column(JSON)
+    #: pending, running, completed, failed, cancelled, interrupted
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    runner: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    units_total: Mapped[int] = mapped_column(Integer)
+    units_done: Mapped[int] = mapped_column(Integer)
+    units_skipped: Mapped[int] = mapped_column(Integer)
+    units_failed: Mapped[int] = mapped_column(Integer)
+    instances_total: Mapped[int] = mapped_column(Int64)
+    instances_stored: Mapped[int] = mapped_column(Int64)
+    instances_held: Mapped[int] = mapped_column(Int64)
+    instances_failed: Mapped[int] = mapped_column(Int64)
+    bytes_stored: Mapped[int] = mapped_column(Int64)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobItem(Base):
+    """One unit of a job's work (a study, or a series with ``--level SERIES``) and its outcome:
+    what re-running the job skips (done, skipped) and what it tries again (pending, failed)."""
+
+    __tablename__ = "job_item"
+    __table_args__ = (UniqueConstraint("job_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("job.id", ondelete="CASCADE"))
+    #: the unit's UID: the StudyInstanceUID, or the SeriesInstanceUID at series level
+    key: Mapped[str] = mapped_column(UID)
+    study_uid: Mapped[str] = mapped_column(UID)
+    series_uid: Mapped[str | None] = mapped_column(UID)
+    patient_id: Mapped[str | None] = mapped_column(Text)
+    #: pending, done, skipped (everything was held already), failed
+    state: Mapped[str] = mapped_column(String(16))
+    #: instances the source announced (NumberOf...RelatedInstances, or counted), if known
+    expected: Mapped[int | None] = mapped_column(Integer)
+    stored: Mapped[int] = mapped_column(Integer)
+    held: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Int64)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -33,10 +33,12 @@ from app.services.health import HealthService
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports import ImportService
 from app.services.ingest import IngestPolicy, IngestService
+from app.services.jobs import JobService
 from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
 from app.services.metrics import ProcessMetrics, StoreMetrics
 from app.services.oidc_login import OidcLoginService
+from app.services.pull import PullService, SourceFactory
 from app.services.query import QueryService
 from app.services.render import RenderService
 from app.services.retention import RetentionRule, RetentionService
@@ -83,6 +85,8 @@ class Services:
     logins: LoginService
     #: the OpenID Connect issuer's sign-in (None: not configured)
     oidc: OidcLoginService | None
+    jobs: JobService
+    pull: PullService
 
     @property
     def studies(self) -> StudyCatalog:
@@ -100,6 +104,8 @@ class Services:
         return ShareLinks(self.tokens, self.studies, self.audit)
 
     async def close(self) -> None:
+        # background jobs first: they stop interrupted (to be resumed) and say so in the audit
+        await self.jobs.close()
         await self.audit.close()
         await self.store.close()
         await self.db.close()
@@ -249,8 +255,14 @@ def housekeeping_plan(settings: Settings) -> HousekeepingPlan:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Open the database and object store; migrate the embedded default if configured."""
+async def open_services(
+    settings: Settings, *, pull_sources: SourceFactory | None = None
+) -> AsyncIterator[Services]:
+    """Open the database and object store; migrate the embedded default if configured.
+
+    ``pull_sources`` makes the sources of pull jobs: the DIMSE client, which ``app.services``
+    cannot import (pynetdicom stays in ``app.dimse``), so the entry points, which may, give it.
+    """
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite
@@ -303,6 +315,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     users = UserService(db, audit, tokens)
     sessions = session_service(settings, audit, tokens)
     sessions.use_directory(users.permissions_of)
+    aes = RemoteAeService(settings.dimse.remote_aes, db)
+    jobs = JobService(db, lease_seconds=settings.dimse.pull.lease_seconds)
     services = Services(
         db=db,
         store=store,
@@ -331,7 +345,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ),
         audit=audit,
         access=StudyAccess(db),
-        aes=RemoteAeService(settings.dimse.remote_aes),
+        aes=aes,
+        jobs=jobs,
+        pull=PullService(
+            db,
+            ingest,
+            audit,
+            aes,
+            jobs,
+            sources=pull_sources,
+            concurrency=settings.dimse.pull.concurrency,
+        ),
         sessions=sessions,
         tokens=tokens,
         export=ExportService(retrieve, audit),

@@ -317,7 +317,11 @@ async def test_head_on_every_get_route_is_the_get_without_body(
         str(ds.SeriesInstanceUID),
         str(ds.SOPInstanceUID),
     )
-    values = {"study": study, "series": series, "instance": sop, "frames": "1", "path": "7FE00010"}
+    values = {
+        **{"study": study, "series": series, "instance": sop, "frames": "1", "path": "7FE00010"},
+        "ae_title": "PEER",  # the administration's routes (registered below)
+        "job_id": "",  # made below
+    }
     wado = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop}
     async with auth_client(settings) as (services, http, tokens):
         stored = await http.post(
@@ -328,6 +332,8 @@ async def test_head_on_every_get_route_is_the_get_without_body(
         assert stored.status_code == 200, stored.text
         issued = await services.tokens.issue("cli", "someone", ["read"], 600)
         values["jti"] = issued.record.jti
+        await services.aes.add("PEER", "10.0.0.1", 104)
+        values["job_id"] = (await services.jobs.create("pull", {}, owner=None)).id
         app = http._transport.app  # type: ignore[attr-defined]
         statuses = []
         for route, template, methods in _contexts(app):

@@ -67,6 +67,9 @@ def test_migrations_match_models_and_reverse(fresh_database_url: str) -> None:
         "lease",
         "user_account",
         "login_failure",
+        "remote_ae",
+        "job",
+        "job_item",
     }
     asyncio.run(migrate.downgrade(empty_database, "base"))
     assert asyncio.run(_inspect(empty_database))[1] == set()

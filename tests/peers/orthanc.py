@@ -172,6 +172,7 @@ def _config(
     dicom_port: int,
     modalities: Mapping[str, Modality],
     dicomweb: bool,
+    options: Mapping[str, Any],
 ) -> dict[str, Any]:
     plugins = [str(PLUGINS / "libOrthancDicomWeb.so")] if dicomweb else []
     return {
@@ -199,6 +200,7 @@ def _config(
         "LimitFindInstances": 0,
         "StableAge": 1,
         "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
+        **options,
     }
 
 
@@ -211,9 +213,11 @@ def orthanc(
     dicom_port: int,
     modalities: Mapping[str, Modality] | None = None,
     dicomweb: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[Orthanc]:
     """Start Orthanc on 127.0.0.1 with a configuration of its own in ``workdir``; stop it on
-    exit. ``modalities`` are the peers it may query and send to (by name)."""
+    exit. ``modalities`` are the peers it may query and send to (by name); ``options`` are
+    configuration entries of its own, over the defaults."""
     if shutil.which(BINARY) is None:
         raise RuntimeError(f"Orthanc not found ({BINARY}): apt-get install orthanc")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +226,9 @@ def orthanc(
     config = workdir / "orthanc.json"
     config.write_text(
         json.dumps(
-            _config(workdir, ae_title, http_port, dicom_port, modalities or {}, dicomweb),
+            _config(
+                workdir, ae_title, http_port, dicom_port, modalities or {}, dicomweb, options or {}
+            ),
             indent=2,
         )
     )

@@ -52,6 +52,8 @@ def action_for(method: str, path: str) -> str:
     if method == "HEAD":
         # headers only: what exists, its type, size and ETag (a search's count), no data read
         return "head"
+    if path.startswith(("/api/aes", "/api/jobs")):
+        return _admin_action(method, path)
     if method in ("POST", "PUT", "PATCH"):
         return "store"
     if method == "DELETE":
@@ -70,6 +72,26 @@ def action_for(method: str, path: str) -> str:
     if last in ("studies", "series", "instances"):
         return "search"
     return "retrieve"
+
+
+#: the administration of remote AEs and jobs: what was changed, by method (and verb in the path)
+_ADMIN_ACTIONS: Final = {"GET": "read", "POST": "add", "PUT": "update", "DELETE": "remove"}
+
+
+def _admin_action(method: str, path: str) -> str:
+    """``ae-add``, ``job-start``, ``job-cancel`` ...
+
+    >>> _admin_action("PUT", "/api/aes/{ae_title}"), _admin_action("GET", "/api/jobs/{job_id}")
+    ('ae-update', 'job-read')
+    >>> _admin_action("POST", "/api/jobs/pull"), _admin_action("POST", "/api/jobs/{job_id}/cancel")
+    ('job-start', 'job-cancel')
+    """
+    if path.startswith("/api/aes"):
+        return f"ae-{_ADMIN_ACTIONS.get(method, 'read')}"
+    if method != "POST":
+        return "job-read"
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return f"job-{last}" if last in ("cancel", "resume") else "job-start"
 
 
 def _outcome(status: int, denied: bool) -> str:
