@@ -638,7 +638,7 @@ def parse_qido(
 
     >>> q = parse_qido([("PatientName", "*mul*"), ("00080020", "20240101-"), ("limit", "5")])
     >>> q.filters["PatientName"], q.filters["StudyDate"].low, q.limit
-    (Wildcard(pattern='*mul*'), datetime.date(2024, 1, 1), 5)
+    (Wildcard(pattern='*mul*', folded=False), datetime.date(2024, 1, 1), 5)
     >>> parse_qido([("Modality", "CT")]).warnings
     ('Ignored attributes not supported at this level: Modality',)
     >>> parse_qido([("PatientID", "1"), ("00100020", "2")])
