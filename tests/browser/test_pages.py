@@ -122,7 +122,7 @@ def test_search_open_and_view_a_series(site: Site, browser: Browser, ct_study: s
     page.select_option("#preset", label="5. Lung")
     # the overlay is written by the draw that shows the new window
     page.wait_for_function(
-        "() => document.getElementById('overlay-br').textContent.includes('W 1500 L -600')"
+        "() => /W 1500\\s+L -600/.test(document.getElementById('overlay-br').textContent)"
     )
     after = page.evaluate(f"{viewer}.window")
     assert after == {"center": -600, "width": 1500}
