@@ -10,6 +10,7 @@ audit trail. Screenshots: ``.artifacts/screenshots/``.
 
 import os
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +151,11 @@ def test_upload_a_folder(site: Site, browser: Browser, tmp_path: Path) -> None:
     for n, raw in enumerate(files):
         (folder / "series" / f"IM{n:04d}").write_bytes(raw)
     (folder / "notes.txt").write_text("not an image")
+    # a ZIP archive, read in the browser: one entry stored, one deflated
+    zipped = [make_instance(StudyInstanceUID=study, InstanceNumber=n) for n in (10, 11)]
+    with zipfile.ZipFile(folder / "more.zip", "w") as archive:
+        archive.writestr("in/zip/a.dcm", zipped[0], compress_type=zipfile.ZIP_STORED)
+        archive.writestr("in/zip/b.dcm", zipped[1], compress_type=zipfile.ZIP_DEFLATED)
     # a PS3.10 prefix and nothing readable after it: refused by the server, not by the page
     (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00" + b"junk" * 64)
     site.store([files[0]])  # already in the archive: skipped
@@ -179,8 +185,10 @@ def test_upload_a_folder(site: Site, browser: Browser, tmp_path: Path) -> None:
     assert "the server cannot read it as DICOM" in broken.inner_text()
     assert rows["exam/series/IM0000"] == "already stored"
     assert [rows[f"exam/series/IM{n:04d}"] for n in range(1, 6)] == ["stored"] * 5
+    assert rows["exam/more.zip \u203a in/zip/a.dcm"] == "stored"
+    assert rows["exam/more.zip \u203a in/zip/b.dcm"] == "stored"
     assert failed["n"] == 1
-    assert page.locator("#count-stored").inner_text() == "5"
+    assert page.locator("#count-stored").inner_text() == "7"
     assert page.locator("#count-refused").inner_text() == "2"
     assert page.locator("#progress").evaluate("p => p.value === p.max")
     detail = page.locator("#upload-results tr", has_text="notes.txt").locator("td").nth(2)
