@@ -59,7 +59,8 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors.allow_origins,
-        allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+        # PUT: the admin API updates a remote AE (/api/aes/{title})
+        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Accept", "Content-Type", "X-Request-ID"],
         expose_headers=EXPOSED_HEADERS,
         max_age=settings.cors.max_age,

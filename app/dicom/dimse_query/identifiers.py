@@ -343,7 +343,7 @@ def parse_find(identifier: Dataset, model: Model) -> FindRequest:
     >>> ds.StudyInstanceUID = ""
     >>> request = parse_find(ds, Model.STUDY_ROOT)
     >>> request.query.filters["PatientName"], request.query.filters["StudyDate"].high
-    (Wildcard(pattern='DOE*'), None)
+    (Wildcard(pattern='DOE*', folded=False), None)
     >>> ds.Modality = "CT"
     >>> try:
     ...     parse_find(ds, Model.STUDY_ROOT)
