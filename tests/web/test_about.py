@@ -69,6 +69,18 @@ async def test_user_controlled_text_is_escaped(database_url: str, tmp_path: Path
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in home.text
 
 
+async def test_a_hostile_host_header_is_escaped(database_url: str, tmp_path: Path) -> None:
+    """The about page shows the DICOMweb URL built from the request's Host header: the client's
+    own text, escaped like any other."""
+    settings = auth_settings(database_url, tmp_path / "data")
+    async with web_client(settings) as (services, http):
+        await signed_in(http, services, subject="erin")
+        home = await http.get("/about", headers={"Host": 'x"><script>alert(1)</script>'})
+        assert home.status_code == 200
+        assert "<script>alert(1)" not in home.text
+        assert "x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;/dicom-web" in home.text
+
+
 def test_every_template_is_autoescaped() -> None:
     """Autoescaping is on for every template, and no template opts out (``|safe``,
     ``autoescape false``, ``Markup``)."""
