@@ -13,7 +13,7 @@ RUN python -m pip wheel --wheel-dir /wheels .
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    LIGHTBOX_HOST=0.0.0.0 LIGHTBOX_PORT=8080 LIGHTBOX_DATA_DIR=/data \
+    LIGHTBOX_HOST=0.0.0.0 LIGHTBOX_PORT=8080 LIGHTBOX_DIMSE__HOST=0.0.0.0 LIGHTBOX_DATA_DIR=/data \
     LIGHTBOX_MIGRATIONS_DIR=/srv/lightbox/alembic
 # DejaVu Sans: the glyphs burned-in annotations need (accented and non-Latin patient names)
 RUN apt-get update \
@@ -31,7 +31,8 @@ COPY alembic ./alembic
 USER lightbox:lightbox
 # data_dir: the token signing key (data_dir/auth) and the spool; keep it on a volume
 VOLUME ["/data"]
-EXPOSE 8080
+# DICOMweb and the web pages; DIMSE
+EXPOSE 8080 11112
 # asks the server on the port and scheme of its settings (LIGHTBOX_PORT, LIGHTBOX_SSL_CERTFILE)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["lightbox", "healthcheck"]

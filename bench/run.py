@@ -152,6 +152,12 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
                 "--dataset DIR --target NAME=AET@HOST:PORT ...: study-level C-FIND latency at one "
                 "association, counts checked",
             ),
+            "find-vs-orthanc": Action(
+                "dimse_vs_orthanc.sh",
+                "DATASET [REQUESTS]: the data set STOWed into a fresh Lightbox and Orthanc + "
+                "PostgreSQL, then the same study-level C-FINDs to both (dimse_find.py)",
+                leading=("find-vs-orthanc",),
+            ),
             "move": Action(
                 "dimse_vs_orthanc.sh",
                 "DATASET [ROUNDS]: movescu of a 1,000-instance series to a local storescp, "

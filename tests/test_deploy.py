@@ -124,6 +124,13 @@ def test_compose_validates_and_wires_the_services() -> None:
     assert json.loads(env["LIGHTBOX_TRUSTED_PROXIES"]) == [address]
     assert "ports" not in lightbox  # replicas are reached through HAProxy only
     assert "lightbox:8080" in (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    # DIMSE too: every replica listens beyond loopback, HAProxy publishes the port
+    assert env["LIGHTBOX_DIMSE__HOST"] == "0.0.0.0"
+    published = {
+        p if isinstance(p, str) else f"{p['published']}:{p['target']}" for p in haproxy["ports"]
+    }
+    assert any(p.endswith(":11112") for p in published), published
+    assert "lightbox:11112" in (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
     # the migrate job and the servers share one configuration
     migrate_env = _environment(services["migrate"])
     for key in ("LIGHTBOX_DATABASE_URL", "LIGHTBOX_STORAGE_URL", "LIGHTBOX_S3__ENDPOINT"):
@@ -145,6 +152,28 @@ def test_compose_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.auth.oidc_issuer is None
     assert settings.s3.server_side_encryption is None
     assert settings.public_base_url == "http://localhost:8080/dicom-web"
+    assert settings.dimse.host == "0.0.0.0"
+    assert settings.dimse.ae_title == "LIGHTBOX"
+    assert settings.dimse.allowed_peers == []
+
+
+def test_compose_passes_the_dimse_allow_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        (ROOT / ".env.example").read_text()
+        + "LIGHTBOX_DIMSE_AE_TITLE=PACS1\n"
+        + 'LIGHTBOX_DIMSE_ALLOWED_PEERS=[{"ae_title": "CT1"}, {"ae_title": "WS1"}]\n'
+    )
+    env = _environment(config(env_file)["services"]["lightbox"])
+    for name in [k for k in os.environ if k.startswith("LIGHTBOX_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    dimse = Settings().dimse
+    assert dimse.ae_title == "PACS1"
+    assert [peer.ae_title for peer in dimse.allowed_peers] == ["CT1", "WS1"]
 
 
 def test_keycloak_profile_is_wired_to_the_oidc_settings(
@@ -215,6 +244,10 @@ def test_haproxy_configuration_is_valid() -> None:
     text = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
     assert "balance leastconn" in text
     assert "option httpchk GET /readyz" in text
+    # DIMSE associations are balanced as TCP streams
+    dimse = text[text.index("frontend dimse") :]
+    assert "mode tcp" in dimse
+    assert "bind :11112" in dimse
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 #
 #   bench/run.py dimse store DATASET [CLIENTS] [ROUNDS] [MAX_INSTANCES]
 #   bench/run.py dimse move  DATASET [ROUNDS]          (DATASET: one 1,000-instance series, wado1000)
+#   bench/run.py dimse find-vs-orthanc DATASET [REQUESTS]   (DATASET: what Orthanc can hold, find10k)
 #
 # store, each round: a fresh Lightbox (PostgreSQL + filesystem, DIMSE in serve's child process,
 # LIGHTBOX_DIMSE__MAX_PDU=65536), a fresh Orthanc + PostgreSQL and a fresh Orthanc + SQLite; DCMTK
@@ -14,11 +15,15 @@
 # move, each round: the series is stored once into Lightbox and Orthanc + PostgreSQL (STOW-RS),
 # then movescu moves it from each to a DCMTK storescp started here (files to a RAM-backed dir),
 # wall time and MB/s per target.
+# find-vs-orthanc: the data set is stored by STOW-RS into a fresh Lightbox (PostgreSQL) and a fresh
+# Orthanc + PostgreSQL, then dimse_find.py sends both the same study-level C-FINDs over one
+# association each (counts checked against the manifest). The 1,000,000-instance figure is
+# dimse_find.py against a Lightbox on the qido1m index (no files, so no Orthanc can hold it).
 # TARGETS=lightbox,orthanc_pg,orthanc_sqlite picks the peers; the shared harness, Debian's dcmtk,
 # orthanc, orthanc-dicomweb, orthanc-postgresql and PostgreSQL on 127.0.0.1:5432 are needed.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-ACTION=${1:?store or move}
+ACTION=${1:?store, move or find-vs-orthanc}
 DATASET=${2:?dataset dir}
 WORK=${WORK:-$(mktemp -d /tmp/lightbox-dimse.XXXXXX)}
 WORKERS=${LIGHTBOX_BENCH_WORKERS:-2}
@@ -158,6 +163,19 @@ elif [[ $ACTION == move ]]; then
     done
   done
   echo "summary: $SUMMARY"
+elif [[ $ACTION == find-vs-orthanc ]]; then
+  REQUESTS=${3:-200}
+  SUMMARY="$RESULTS/$(date +%Y%m%d-%H%M%S)-dimse-find.txt"
+  echo "C-FIND at study level, $(wc -l < "$DATASET/instances.jsonl") instances of $DATASET in both" | tee "$SUMMARY"
+  start_lightbox lb_find 8000 lightbox_find
+  orthanc_dimse_start "$WORK/orthanc_pg" 8042 4242 orthanc_find --modality benchfind=BENCHFIND@127.0.0.1:11120
+  "$PY" "$SHARED/bench/load.py" stow --dataset "$DATASET" --results-dir "$WORK/stow" \
+    --target lightbox=http://127.0.0.1:8000/dicom-web --target orthanc_pg=http://127.0.0.1:8042/dicom-web \
+    --batch 50 -c 2 > "$WORK/stow.out" 2>&1
+  "$PY" "$LIB/dimse_find.py" --dataset "$DATASET" --requests "$REQUESTS" \
+    --target lightbox=LIGHTBOX@127.0.0.1:$LB_DIMSE --target orthanc_pg=DWBENCH@127.0.0.1:4242 \
+    | tee -a "$SUMMARY"
+  echo "summary: $SUMMARY"
 else
-  echo "unknown action $ACTION (store or move)"; exit 2
+  echo "unknown action $ACTION (store, move or find-vs-orthanc)"; exit 2
 fi
