@@ -3,11 +3,11 @@
 from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.json_response import JSON, page_response
 from app.api.security import requires
 from app.auth.principal import Permission
 from app.errors import BadRequest
@@ -35,7 +35,7 @@ def _time(value: str | None, name: str) -> datetime | None:
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
     responses={
-        200: {"description": "one page of audit events", "content": {"application/json": {}}},
+        200: {"description": "one page of audit events", "content": {JSON: {}}},
         400: {"description": "malformed filter"},
     },
 )
@@ -59,9 +59,4 @@ async def search_audit(
         until=_time(until, "until"),
     )
     items, total = await services.audit.search(filters, limit=limit, offset=offset)
-    body = {"total": total, "offset": offset, "limit": limit, "items": items}
-    return Response(
-        orjson.dumps(body),
-        media_type="application/json",
-        headers={"X-Total-Count": str(total)},
-    )
+    return page_response(items, total=total, offset=offset, limit=limit)
