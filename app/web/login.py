@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.security import ANONYMOUS_ROUTE, LOGIN_PATH, page
+from app.api.security.cookies import cookie_header
 from app.api.security.middleware import client_source
 from app.api.security.sessions import (
     clear_session_cookie,
@@ -40,16 +41,7 @@ EXPIRED_FORM: Final = "The sign-in form has expired. Please sign in again."
 
 
 def _login_cookie(nonce: str, *, secure: bool, max_age: int = LOGIN_COOKIE_SECONDS) -> str:
-    attributes = [
-        f"{LOGIN_COOKIE}={nonce}",
-        f"Path={LOGIN_PATH}",
-        f"Max-Age={max_age}",
-        "HttpOnly",
-        "SameSite=Lax",
-    ]
-    if secure:
-        attributes.append("Secure")
-    return "; ".join(attributes)
+    return cookie_header(LOGIN_COOKIE, nonce, path=LOGIN_PATH, max_age=max_age, secure=secure)
 
 
 def login_page(
