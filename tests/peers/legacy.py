@@ -11,6 +11,7 @@ from pydicom.uid import generate_uid
 
 from tests.dimse.ports import free_port
 from tests.factories import make_dataset, to_bytes
+from tests.part10 import dataset_bytes
 from tests.peers.orthanc import Modality, Orthanc, orthanc
 from tests.peers.ports import free_http_port
 
@@ -97,12 +98,3 @@ def load(peer: Orthanc, files: list[bytes]) -> None:
 def instance_files(peer: Orthanc) -> dict[str, bytes]:
     """Every instance the peer holds, as it sends it over REST, by SOP Instance UID."""
     return {peer.sop_uid(i): peer.instance_file(i) for i in peer.instances()}
-
-
-def dataset_bytes(data: bytes) -> bytes:
-    """A PS3.10 file's data set: what follows the preamble, "DICM" and the File Meta group
-    (whose length its first element, (0002,0000) UL, gives)."""
-    if data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
-        raise ValueError("not a PS3.10 file with a File Meta Information Group Length")
-    group_length = int.from_bytes(data[140:144], "little")
-    return data[144 + group_length :]
