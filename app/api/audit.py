@@ -7,15 +7,14 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
-from app.api.json_response import JSON, page_response
+from app.api.json_response import JSON
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import requires
 from app.auth.principal import Permission
 from app.errors import BadRequest
 from app.services.audit import AuditFilter
 
 router = APIRouter(tags=["audit"])
-
-MAX_LIMIT = 1000
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -47,8 +46,8 @@ async def search_audit(
     action: Annotated[str | None, Query(description="store, search, retrieve, ...")] = None,
     since: Annotated[str | None, Query(description="from this time (ISO 8601)")] = None,
     until: Annotated[str | None, Query(description="before this time (ISO 8601)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     filters = AuditFilter(
         patient_id=patient,

@@ -12,12 +12,13 @@ The pull needs the DIMSE client, which this package does not import (``app.api``
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, ServicesDep
-from app.api.json_response import JSON, json_response, page_response
+from app.api.json_response import JSON, json_response
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import note, requires
 from app.auth.principal import Permission
 from app.services.jobs import Job
@@ -25,7 +26,6 @@ from app.services.pull import MAX_CONCURRENCY, PullRequest
 
 router = APIRouter(tags=["jobs"])
 
-MAX_LIMIT = 1000
 #: the failed units a job's document lists (the report of a migration: what to look at)
 MAX_FAILURES = 100
 JobIdParam = Annotated[str, Path(description="the job's id (32 hexadecimal digits)")]
@@ -111,8 +111,8 @@ async def start_pull(
 )
 async def list_jobs(
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     jobs, total = await services.jobs.page(limit=limit, offset=offset)
     return page_response([job_json(j) for j in jobs], total=total, offset=offset, limit=limit)

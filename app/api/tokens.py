@@ -7,14 +7,14 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, ServicesDep
-from app.api.json_response import JSON, json_response, page_response
+from app.api.json_response import JSON, json_response
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import note, requires, write_audit
 from app.auth.principal import Permission
 from app.services.tokens import TokenKind, TokenSearch, TokenState, record_json
 
 router = APIRouter(tags=["tokens"])
 
-MAX_LIMIT = 1000
 _JSON: dict[str, object] = {"content": {JSON: {}}}
 
 
@@ -33,8 +33,8 @@ async def list_tokens(
     state: Annotated[
         TokenState | None, Query(description="active, revoked or expired (default: all)")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     filters = TokenSearch(subject=subject, kind=kind.value if kind else None, state=state)
     records, total = await services.tokens.list(filters, limit=limit, offset=offset)
