@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import telemetry
-from tests.e2e.server import free_port
+from tests.ports import free_port
 
 _WORKER = """
 from prometheus_client import Counter, Gauge

@@ -11,19 +11,18 @@ in the settings.
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.json_response import JSON, json_response
 from app.api.security import note, requires, write_audit
 from app.auth.principal import Permission
 from app.services.aes import RemoteAe
 
 router = APIRouter(tags=["aes"])
 
-_JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "an invalid field (AE title, host, port, tls, description)"},
     404: {"description": "no such remote AE"},
@@ -62,20 +61,16 @@ def _location(entry: RemoteAe) -> str:
     return f"/api/aes/{quote(entry.ae_title, safe='')}"
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
-
-
 @router.get(
     "/api/aes",
     operation_id="aes-list",
     summary="List the remote AEs (admin)",
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
-    responses={200: {"description": "every known peer", "content": {_JSON: {}}}},
+    responses={200: {"description": "every known peer", "content": {JSON: {}}}},
 )
 async def list_aes(services: ServicesDep) -> Response:
-    return _json({"items": [ae_json(entry) for entry in await services.aes.list()]})
+    return json_response({"items": [ae_json(entry) for entry in await services.aes.list()]})
 
 
 @router.post(
@@ -85,7 +80,7 @@ async def list_aes(services: ServicesDep) -> Response:
     status_code=201,
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
-    responses={201: {"description": "registered", "content": {_JSON: {}}}, **_ERRORS},
+    responses={201: {"description": "registered", "content": {JSON: {}}}, **_ERRORS},
 )
 async def add_ae(body: AeBody, request: Request, services: ServicesDep) -> Response:
     entry = await services.aes.add(
@@ -97,7 +92,7 @@ async def add_ae(body: AeBody, request: Request, services: ServicesDep) -> Respo
         audit=write_audit(request, services.audit),
     )
     note(request, detail=f"ae-add {entry.ae_title} {entry.address}")
-    return _json(ae_json(entry), 201, {"Location": _location(entry)})
+    return json_response(ae_json(entry), 201, {"Location": _location(entry)})
 
 
 @router.get(
@@ -106,10 +101,10 @@ async def add_ae(body: AeBody, request: Request, services: ServicesDep) -> Respo
     summary="Read a remote AE (admin)",
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
-    responses={200: {"description": "the peer", "content": {_JSON: {}}}, 404: _ERRORS[404]},
+    responses={200: {"description": "the peer", "content": {JSON: {}}}, 404: _ERRORS[404]},
 )
 async def get_ae(ae_title: TitleParam, services: ServicesDep) -> Response:
-    return _json(ae_json(await services.aes.require(ae_title)))
+    return json_response(ae_json(await services.aes.require(ae_title)))
 
 
 @router.put(
@@ -118,7 +113,7 @@ async def get_ae(ae_title: TitleParam, services: ServicesDep) -> Response:
     summary="Change a registered remote AE (admin)",
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
-    responses={200: {"description": "changed", "content": {_JSON: {}}}, **_ERRORS},
+    responses={200: {"description": "changed", "content": {JSON: {}}}, **_ERRORS},
 )
 async def update_ae(
     ae_title: TitleParam, body: AeFields, request: Request, services: ServicesDep
@@ -132,7 +127,7 @@ async def update_ae(
         audit=write_audit(request, services.audit),
     )
     note(request, detail=f"ae-update {entry.ae_title} {entry.address}")
-    return _json(ae_json(entry))
+    return json_response(ae_json(entry))
 
 
 @router.delete(

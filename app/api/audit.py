@@ -3,19 +3,18 @@
 from datetime import datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.json_response import JSON
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import requires
 from app.auth.principal import Permission
 from app.errors import BadRequest
 from app.services.audit import AuditFilter
 
 router = APIRouter(tags=["audit"])
-
-MAX_LIMIT = 1000
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -35,7 +34,7 @@ def _time(value: str | None, name: str) -> datetime | None:
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
     responses={
-        200: {"description": "one page of audit events", "content": {"application/json": {}}},
+        200: {"description": "one page of audit events", "content": {JSON: {}}},
         400: {"description": "malformed filter"},
     },
 )
@@ -47,8 +46,8 @@ async def search_audit(
     action: Annotated[str | None, Query(description="store, search, retrieve, ...")] = None,
     since: Annotated[str | None, Query(description="from this time (ISO 8601)")] = None,
     until: Annotated[str | None, Query(description="before this time (ISO 8601)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     filters = AuditFilter(
         patient_id=patient,
@@ -59,9 +58,4 @@ async def search_audit(
         until=_time(until, "until"),
     )
     items, total = await services.audit.search(filters, limit=limit, offset=offset)
-    body = {"total": total, "offset": offset, "limit": limit, "items": items}
-    return Response(
-        orjson.dumps(body),
-        media_type="application/json",
-        headers={"X-Total-Count": str(total)},
-    )
+    return page_response(items, total=total, offset=offset, limit=limit)

@@ -12,12 +12,13 @@ The pull needs the DIMSE client, which this package does not import (``app.api``
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, ServicesDep
+from app.api.json_response import JSON, json_response
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import note, requires
 from app.auth.principal import Permission
 from app.services.jobs import Job
@@ -25,12 +26,10 @@ from app.services.pull import MAX_CONCURRENCY, PullRequest
 
 router = APIRouter(tags=["jobs"])
 
-_JSON = "application/json"
-MAX_LIMIT = 1000
 #: the failed units a job's document lists (the report of a migration: what to look at)
 MAX_FAILURES = 100
 JobIdParam = Annotated[str, Path(description="the job's id (32 hexadecimal digits)")]
-_JOB = {"description": "the job", "content": {_JSON: {}}}
+_JOB = {"description": "the job", "content": {JSON: {}}}
 _NOT_FOUND = {"description": "no such job"}
 _RUNNING = {"description": "the job runs already (here or on another replica), or has ended"}
 
@@ -74,12 +73,8 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
-
-
 def _accepted(job: Job) -> Response:
-    return _json(job_json(job), 202, {"Location": f"/api/jobs/{job.id}"})
+    return json_response(job_json(job), 202, {"Location": f"/api/jobs/{job.id}"})
 
 
 @router.post(
@@ -112,16 +107,15 @@ async def start_pull(
     summary="List the jobs, newest first (admin)",
     openapi_extra=requires(Permission.ADMIN),
     response_class=Response,
-    responses={200: {"description": "one page of jobs", "content": {_JSON: {}}}},
+    responses={200: {"description": "one page of jobs", "content": {JSON: {}}}},
 )
 async def list_jobs(
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     jobs, total = await services.jobs.page(limit=limit, offset=offset)
-    body = {"total": total, "offset": offset, "limit": limit, "items": [job_json(j) for j in jobs]}
-    return _json(body, headers={"X-Total-Count": str(total)})
+    return page_response([job_json(j) for j in jobs], total=total, offset=offset, limit=limit)
 
 
 @router.get(
@@ -145,7 +139,7 @@ async def get_job(job_id: JobIdParam, services: ServicesDep) -> Response:
         }
         for item in failed
     ]
-    return _json(body)
+    return json_response(body)
 
 
 @router.post(

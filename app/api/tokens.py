@@ -3,23 +3,19 @@
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import CallerDep, ServicesDep
+from app.api.json_response import JSON, json_response
+from app.api.paging import LimitParam, OffsetParam, page_response
 from app.api.security import note, requires, write_audit
 from app.auth.principal import Permission
 from app.services.tokens import TokenKind, TokenSearch, TokenState, record_json
 
 router = APIRouter(tags=["tokens"])
 
-MAX_LIMIT = 1000
-_JSON: dict[str, object] = {"content": {"application/json": {}}}
-
-
-def _json(body: object, **headers: str) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+_JSON: dict[str, object] = {"content": {JSON: {}}}
 
 
 @router.get(
@@ -37,18 +33,12 @@ async def list_tokens(
     state: Annotated[
         TokenState | None, Query(description="active, revoked or expired (default: all)")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
 ) -> Response:
     filters = TokenSearch(subject=subject, kind=kind.value if kind else None, state=state)
     records, total = await services.tokens.list(filters, limit=limit, offset=offset)
-    body = {
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-        "items": [record_json(r) for r in records],
-    }
-    return _json(body, **{"X-Total-Count": str(total)})
+    return page_response([record_json(r) for r in records], total=total, offset=offset, limit=limit)
 
 
 @router.get(
@@ -63,7 +53,7 @@ async def list_tokens(
     },
 )
 async def get_token(services: ServicesDep, jti: str) -> Response:
-    return _json(record_json(await services.tokens.get(jti)))
+    return json_response(record_json(await services.tokens.get(jti)))
 
 
 @router.delete(
@@ -92,4 +82,4 @@ async def revoke_token(
         detail=f"jti={record.jti} kind={record.kind} subject={record.subject}"
         + (f" reason={record.revoke_reason}" if record.revoke_reason else ""),
     )
-    return _json(record_json(record))
+    return json_response(record_json(record))

@@ -29,30 +29,25 @@ def run_audited(action: str, detail: str, call: Callable[[Any, Any], Awaitable[T
     async def run() -> T:
         async with open_services(Settings()) as services:
             write = services.audit.for_write(actor=os_actor(), source="cli")
-            try:
-                result = await call(services, write)
-            except LightboxError as exc:
+
+            async def audit(outcome: str, text: str) -> None:
                 await services.audit.record(
                     AuditRecord(
                         action=action,
-                        outcome=Outcome.FAILURE,
+                        outcome=outcome,
                         actor=os_actor(),
                         source="cli",
-                        detail=f"{detail}: {exc.message}",
+                        detail=text,
                         supersedes=write.release(),
                     )
                 )
+
+            try:
+                result = await call(services, write)
+            except LightboxError as exc:
+                await audit(Outcome.FAILURE, f"{detail}: {exc.message}")
                 raise
-            await services.audit.record(
-                AuditRecord(
-                    action=action,
-                    outcome=Outcome.SUCCESS,
-                    actor=os_actor(),
-                    source="cli",
-                    detail=detail,
-                    supersedes=write.release(),
-                )
-            )
+            await audit(Outcome.SUCCESS, detail)
             return result
 
     try:

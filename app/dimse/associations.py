@@ -127,14 +127,7 @@ def on_requested(ctx: DimseContext, event: Any) -> None:
     event.assoc.acse.send_reject(result, source, reason)
     dimse_association("rejected")
     try:
-        record(
-            ctx,
-            event,
-            "association",
-            Outcome.DENIED,
-            request_id=association_id(event.assoc),
-            detail=f"rejected: {_REASONS[(source, reason)]} (not on the allow-list)",
-        )
+        _record_rejected(ctx, event, f"{_REASONS[(source, reason)]} (not on the allow-list)")
     finally:
         # as pynetdicom does after its own rejections: wait for the peer to close (or the ARTIM
         # timer), then stop the association's DUL thread
@@ -147,14 +140,20 @@ def on_rejected(ctx: DimseContext, event: Any) -> None:
     answer = event.assoc.acceptor.primitive
     source = int(getattr(answer, "result_source", 0) or 0)
     reason = int(getattr(answer, "diagnostic", 0) or 0)
-    text = _REASONS.get((source, reason), f"source {source}, reason {reason}")
+    _record_rejected(
+        ctx, event, _REASONS.get((source, reason), f"source {source}, reason {reason}")
+    )
+
+
+def _record_rejected(ctx: DimseContext, event: Any, why: str) -> None:
+    """The audit row of a rejected association request (by us, or by pynetdicom itself)."""
     record(
         ctx,
         event,
         "association",
         Outcome.DENIED,
         request_id=association_id(event.assoc),
-        detail=f"rejected: {text}",
+        detail=f"rejected: {why}",
     )
 
 

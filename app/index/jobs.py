@@ -213,6 +213,19 @@ async def heartbeat(
     return bool(row[0]) if row is not None else None
 
 
+def _ended(state: str, reason: str | None, now: datetime) -> dict[str, Any]:
+    """The columns of a job that has ended in ``state``: no runner, lease or cancel request."""
+    return {
+        "state": state,
+        "reason": reason,
+        "runner": None,
+        "lease_until": None,
+        "cancel_requested": False,
+        "updated_at": now,
+        "finished_at": now,
+    }
+
+
 async def release(
     conn: AsyncConnection,
     job_id: str,
@@ -227,16 +240,7 @@ async def release(
     result = await conn.execute(
         update(Job)
         .where(and_(Job.id == job_id, Job.runner == runner))
-        .values(
-            state=state,
-            reason=reason,
-            runner=None,
-            lease_until=None,
-            cancel_requested=False,
-            updated_at=now,
-            finished_at=now,
-            **progress.values(),
-        )
+        .values(**_ended(state, reason, now), **progress.values())
     )
     return bool(result.rowcount)
 
@@ -272,19 +276,7 @@ async def set_state(
                 Job.lease_until < unless_leased_after,
             ),
         )
-    result = await conn.execute(
-        update(Job)
-        .where(condition)
-        .values(
-            state=state,
-            reason=reason,
-            runner=None,
-            lease_until=None,
-            cancel_requested=False,
-            updated_at=now,
-            finished_at=now,
-        )
-    )
+    result = await conn.execute(update(Job).where(condition).values(**_ended(state, reason, now)))
     return bool(result.rowcount)
 
 

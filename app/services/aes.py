@@ -122,14 +122,7 @@ class RemoteAeService:
         """Register a peer in the index; 400 when a field is invalid, 409 when the title is
         known already."""
         title = validate_ae_title(ae_title)
-        entry = RemoteAe(
-            title,
-            validate_host(host),
-            validate_port(port),
-            _tls(tls),
-            _description(description),
-            source="index",
-        )
+        entry = _registered(title, host, port, tls, description)
         self._writable(title)
         now = datetime.now(UTC)
         database = self._database()
@@ -157,14 +150,7 @@ class RemoteAeService:
     ) -> RemoteAe:
         """Change a registered peer's address (404 if unknown, 409 if from the settings)."""
         title = ae_title.strip()
-        entry = RemoteAe(
-            title,
-            validate_host(host),
-            validate_port(port),
-            _tls(tls),
-            _description(description),
-            source="index",
-        )
+        entry = _registered(title, host, port, tls, description)
         self._writable(title)
         async with self._database().write() as conn:
             if not await registry.replace(conn, _to_row(entry, datetime.now(UTC))):
@@ -195,6 +181,21 @@ class RemoteAeService:
         if self._db is None:
             raise Conflict("remote AEs can only be registered with an index database")
         return self._db
+
+
+def _registered(
+    title: str, host: object, port: object, tls: object, description: object
+) -> RemoteAe:
+    """A peer of the index from a request's fields (400 when one is invalid): one to add, or a
+    registered one's new address."""
+    return RemoteAe(
+        title,
+        validate_host(host),
+        validate_port(port),
+        _tls(tls),
+        _description(description),
+        source="index",
+    )
 
 
 def _from_row(row: registry.AeRow) -> RemoteAe:

@@ -29,6 +29,7 @@ from typing import Final
 
 from app.index.db import Database
 from app.index.leases import claim, due, extend, finish
+from app.services.background import in_background
 from app.services.maintenance import MaintenanceService
 from app.services.metrics import record_fsck, record_gc, record_job
 from app.services.metrics.housekeeping import JobOutcome
@@ -142,13 +143,8 @@ class Housekeeping:
         if not self.plan.active:
             yield
             return
-        task = asyncio.get_running_loop().create_task(self.run_forever(), name="housekeeping")
-        try:
+        async with in_background(self.run_forever(), name="housekeeping"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _claim(self, name: str) -> bool:
         now = self._clock()
@@ -160,18 +156,14 @@ class Housekeeping:
 
     async def _run(self, name: str, interval: timedelta) -> None:
         started = time.monotonic()
-        renewal = asyncio.get_running_loop().create_task(self._renew(name))
-        try:
-            result = await self._jobs[name]()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("housekeeping job %s failed", name)
-            result = JobResult("failure", f"failed: {type(exc).__name__}: {exc}")
-        finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+        async with in_background(self._renew(name)):
+            try:
+                result = await self._jobs[name]()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("housekeeping job %s failed", name)
+                result = JobResult("failure", f"failed: {type(exc).__name__}: {exc}")
         seconds = time.monotonic() - started
         ended = self._clock()
         record_job(name, result.outcome, seconds, ended.timestamp())

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.security import ANONYMOUS_ROUTE, LOGIN_PATH, page
+from app.api.security.cookies import cookie_header
 from app.api.security.middleware import client_source
 from app.api.security.sessions import (
     clear_session_cookie,
@@ -40,16 +41,7 @@ EXPIRED_FORM: Final = "The sign-in form has expired. Please sign in again."
 
 
 def _login_cookie(nonce: str, *, secure: bool, max_age: int = LOGIN_COOKIE_SECONDS) -> str:
-    attributes = [
-        f"{LOGIN_COOKIE}={nonce}",
-        f"Path={LOGIN_PATH}",
-        f"Max-Age={max_age}",
-        "HttpOnly",
-        "SameSite=Lax",
-    ]
-    if secure:
-        attributes.append("Secure")
-    return "; ".join(attributes)
+    return cookie_header(LOGIN_COOKIE, nonce, path=LOGIN_PATH, max_age=max_age, secure=secure)
 
 
 def login_page(
@@ -117,30 +109,27 @@ async def login_submit(request: Request, services: ServicesDep, settings: Settin
     next_path = local_path(form.get("next"))
     if not (settings.auth.enabled and settings.auth.local_key):
         return login_page(request, services, settings, next_path=next_path, status_code=404)
-    signer = services.sessions.signer
-    if not signer.login_csrf_valid(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token")):
+
+    def refused(error: str, status_code: int) -> Response:
+        """The form again, with the name typed and why it was refused."""
         return login_page(
             request,
             services,
             settings,
             next_path=next_path,
             username=username[:256],
-            error=EXPIRED_FORM,
-            status_code=400,
+            error=error,
+            status_code=status_code,
         )
+
+    signer = services.sessions.signer
+    if not signer.login_csrf_valid(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token")):
+        return refused(EXPIRED_FORM, 400)
     source = client_source(request.scope, frozenset(settings.trusted_proxies))
     try:
         signed = await services.logins.password(username, form.get("password", ""), source=source)
     except LoginRefused:
-        return login_page(
-            request,
-            services,
-            settings,
-            next_path=next_path,
-            username=username[:256],
-            error=GENERIC_FAILURE,
-            status_code=401,
-        )
+        return refused(GENERIC_FAILURE, 401)
     session = await services.sessions.start(
         signed.subject, signed.permissions, name=signed.name, idp=LOCAL_IDP
     )

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.api.deps import ServicesDep, SettingsDep
 from app.api.security import ANONYMOUS_ROUTE, LOGIN_PATH, page
+from app.api.security.cookies import cookie_header
 from app.api.security.middleware import client_source
 from app.api.security.sessions import is_secure, set_session_cookie
 from app.api.urls import site_base
@@ -31,16 +32,7 @@ TRANSACTION_COOKIE: Final = "lightbox-oidc"
 
 
 def _transaction_cookie(value: str, *, secure: bool, max_age: int) -> str:
-    attributes = [
-        f"{TRANSACTION_COOKIE}={value}",
-        f"Path={OIDC_PATH}",
-        f"Max-Age={max_age}",
-        "HttpOnly",
-        "SameSite=Lax",
-    ]
-    if secure:
-        attributes.append("Secure")
-    return "; ".join(attributes)
+    return cookie_header(TRANSACTION_COOKIE, value, path=OIDC_PATH, max_age=max_age, secure=secure)
 
 
 def redirect_uri(request: Request, settings: Settings) -> str:

@@ -31,7 +31,7 @@ from app.config import Settings
 from app.dicom.target import Target
 from app.errors import BadRequest, UnsupportedMediaType
 from app.web.navigation import local_path
-from app.web.study import dicomweb_path
+from app.web.study import dicomweb_path, viewed_overview
 from app.web.templating import render
 from app.web.viewer import viewer_page
 
@@ -174,8 +174,5 @@ async def shared_viewer(
     series: str | None = None,
 ) -> Response:
     """The built-in viewer of the shared study, for the share cookie's holder."""
-    overview = await services.studies.overview(
-        study, service_base(request, settings), restrict=restrict
-    )
-    note(request, action="view", patient_id=overview.study.patient_id or None)
+    overview = await viewed_overview(request, study, services, settings, restrict)
     return viewer_page(request, overview, dicomweb_path(request, settings), series, shared=True)

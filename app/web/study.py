@@ -19,8 +19,10 @@ from app.api.security import note, page, write_audit
 from app.api.urls import service_base
 from app.auth.principal import Permission
 from app.config import Settings
+from app.dicom.query import StudyRestriction
 from app.dicom.target import Target
 from app.errors import MethodNotAllowed
+from app.services.container import Services
 from app.services.studies import StudyOverview
 from app.web.ohif import ohif_installed
 from app.web.templating import render
@@ -34,8 +36,21 @@ def dicomweb_path(request: Request, settings: Settings) -> str:
     return root_path.rstrip("/") + settings.dicomweb_root
 
 
-def _note_study(request: Request, overview: StudyOverview, action: str) -> None:
-    note(request, action=action, patient_id=overview.study.patient_id or None)
+async def viewed_overview(
+    request: Request,
+    study: str,
+    services: Services,
+    settings: Settings,
+    restrict: StudyRestriction | None,
+) -> StudyOverview:
+    """The study's overview (404 or 410 when absent or not the caller's), noted as viewed for
+    the request's audit row, which names the patient: the study page, its delete confirmation,
+    the viewer and a share's viewer."""
+    overview = await services.studies.overview(
+        study, service_base(request, settings), restrict=restrict
+    )
+    note(request, action="view", patient_id=overview.study.patient_id or None)
+    return overview
 
 
 @router.get(
@@ -50,10 +65,7 @@ async def study_page(
     settings: SettingsDep,
     restrict: RestrictionDep,
 ) -> Response:
-    overview = await services.studies.overview(
-        study, service_base(request, settings), restrict=restrict
-    )
-    _note_study(request, overview, "view")
+    overview = await viewed_overview(request, study, services, settings, restrict)
     return render(
         request,
         "studies/study.html",
@@ -100,10 +112,7 @@ async def confirm_delete(
     """What deleting the study would remove, and the button that does it."""
     if not settings.allow_delete:
         raise MethodNotAllowed("deletion is disabled on this server")
-    overview = await services.studies.overview(
-        study, service_base(request, settings), restrict=restrict
-    )
-    _note_study(request, overview, "view")
+    overview = await viewed_overview(request, study, services, settings, restrict)
     return render(request, "studies/delete.html", {"overview": overview, "study": overview.study})
 
 

@@ -16,12 +16,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from app.api.deps import RestrictionDep, ServicesDep, SettingsDep
-from app.api.security import note, page
-from app.api.urls import service_base
+from app.api.security import page
 from app.auth.principal import Permission
 from app.dicom.uids import is_valid_uid
 from app.services.studies import StudyOverview
-from app.web.study import dicomweb_path
+from app.web.study import dicomweb_path, viewed_overview
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -88,9 +87,6 @@ async def view_study(
     restrict: RestrictionDep,
     series: str | None = None,
 ) -> Response:
-    overview = await services.studies.overview(
-        study, service_base(request, settings), restrict=restrict
-    )
-    note(request, action="view", patient_id=overview.study.patient_id or None)
+    overview = await viewed_overview(request, study, services, settings, restrict)
     chosen = series if series and is_valid_uid(series) else None
     return viewer_page(request, overview, dicomweb_path(request, settings), chosen, shared=False)

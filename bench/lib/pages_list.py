@@ -15,25 +15,17 @@ sorted by name, and a deep page (page 40 by date).
 
 import argparse
 import json
-import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from lightbox_serve import serving, session_signer
 
-from app.auth.factory import build_mapping
-from app.auth.keys import LocalSigningKey
 from app.auth.principal import Permission
-from app.auth.sessions import SessionPolicy, SessionSigner
-from app.config import AuthSettings
 
 SHAPES: dict[str, dict[str, str] | None] = {
     "first page (GET /)": None,
@@ -44,23 +36,10 @@ SHAPES: dict[str, dict[str, str] | None] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def session_cookie(data_dir: Path) -> str:
-    auth = AuthSettings()
-    signer = SessionSigner(
-        LocalSigningKey.load_or_create(data_dir)[0],
-        issuer=auth.local_issuer,
-        audience=auth.audience,
-        mapping=build_mapping(auth),
-        policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
+    token, _ = session_signer(data_dir).issue(
+        "bench", [Permission.READ], name="bench", idp="https://bench.invalid"
     )
-    token, _ = signer.issue("bench", [Permission.READ], name="bench", idp="https://bench.invalid")
     return token
 
 
@@ -117,40 +96,9 @@ def main() -> None:
     args = ap.parse_args()
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lb-pages-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
-    env.update(
-        LIGHTBOX_DATA_DIR=str(data_dir),
-        LIGHTBOX_DATABASE_URL=args.database_url,
-        LIGHTBOX_LOG_LEVEL="warning",
-        LIGHTBOX_DIMSE__ENABLED="false",
-        LIGHTBOX_WORKERS=str(args.workers),
-    )
-    LocalSigningKey.load_or_create(data_dir)  # the server's key: the cookie is signed with it
-    log = (data_dir / "server.log").open("ab")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {data_dir / 'server.log'}")
-            time.sleep(0.2)
+    settings = {"LIGHTBOX_DATABASE_URL": args.database_url, "LIGHTBOX_WORKERS": str(args.workers)}
+    with serving(data_dir, **settings) as base:
         figures = measure(base, session_cookie(data_dir), args.requests, args.warmup)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     print(f"study list over {figures.pop('studies')} studies ({args.database_url.split('://')[0]})")
     for name, row in figures.items():
         print(

@@ -17,11 +17,7 @@ includes the page, the script, the series metadata and the first frame.
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from lightbox_serve import serving, session_signer
 from playwright.sync_api import sync_playwright
 from pydicom.uid import generate_uid
 
 from app.api.security.sessions import COOKIE
-from app.auth.factory import build_issuer, build_mapping
-from app.auth.keys import LocalSigningKey
+from app.auth.factory import build_issuer
 from app.auth.principal import Permission
-from app.auth.sessions import SessionPolicy, SessionSigner
-from app.config import AuthSettings, Settings
+from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -45,24 +40,6 @@ from tests.factories import make_ct_series, multipart, stow_headers  # noqa: E40
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking",
                  "--disable-gpu", "--disable-dev-shm-usage"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def signer(data_dir: Path) -> SessionSigner:
-    auth = AuthSettings()
-    return SessionSigner(
-        LocalSigningKey.load_or_create(data_dir)[0],
-        issuer=auth.local_issuer,
-        audience=auth.audience,
-        mapping=build_mapping(auth),
-        policy=SessionPolicy(auth.session_idle_seconds, auth.session_absolute_seconds),
-    )
 
 
 def store(base: str, data_dir: Path, files: list[bytes]) -> None:
@@ -166,40 +143,14 @@ def main() -> None:
     args = ap.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="lb-viewer-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
-    env.update(
-        LIGHTBOX_DATA_DIR=str(data_dir),
-        LIGHTBOX_LOG_LEVEL="warning",
-        LIGHTBOX_DIMSE__ENABLED="false",
-    )
-    LocalSigningKey.load_or_create(data_dir)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=(data_dir / "server.log").open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     rounds: list[dict[str, float]] = []
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {data_dir / 'server.log'}")
-            time.sleep(0.2)
+    with serving(data_dir) as base:
         study = generate_uid()
         files = make_ct_series(
             args.slices, rows=args.size, columns=args.size, StudyInstanceUID=study
         )
         store(base, data_dir, files)
-        cookie, _ = signer(data_dir).issue(
+        cookie, _ = session_signer(data_dir).issue(
             "bench", [Permission.READ], name="bench", idp="https://bench.invalid"
         )
         with sync_playwright() as playwright:
@@ -211,9 +162,6 @@ def main() -> None:
                     rounds.append(round_trip(browser, base, cookie, study, args.slices))
             finally:
                 browser.close()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     print(f"built-in viewer: {args.slices} slices of {args.size}x{args.size}, {args.rounds} rounds")
     summary: dict[str, Any] = {}
     for key in rounds[0]:

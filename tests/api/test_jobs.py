@@ -8,15 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pydicom.uid import generate_uid
 
 from app.dimse.pull import DimsePullSources
 from app.main import create_app
 from app.services.audit import AuditFilter
 from app.services.container import open_services
 from tests.auth.helpers import auth_client, auth_settings
-from tests.factories import make_dataset, to_bytes
-from tests.peers.legacy import legacy_orthanc, load
+from tests.peers.legacy import loaded_legacy, one_series_studies
 from tests.peers.orthanc import Orthanc
 
 STUDIES = 4
@@ -25,21 +23,8 @@ PER_STUDY = 5
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    files = []
-    for n in range(STUDIES):
-        study, series = generate_uid(), generate_uid()
-        for i in range(PER_STUDY):
-            ds = make_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                PatientID=f"API-{n}",
-                InstanceNumber=i + 1,
-                rows=64,
-                columns=64,
-            )
-            files.append(to_bytes(ds))
-    with legacy_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        load(orthanc, files)
+    files = one_series_studies((f"API-{n}" for n in range(STUDIES)), PER_STUDY)
+    with loaded_legacy(tmp_path_factory.mktemp("orthanc"), files) as orthanc:
         yield orthanc
 
 

@@ -8,23 +8,13 @@ directory), shared by every test: each test compares values before and after wha
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 
 from tests.auth.helpers import Tokens, auth_client, auth_settings
 from tests.factories import make_instance, multipart, stow_headers
+from tests.metrics import metric
 
 ROOT = "/dicom-web"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples called ``name`` whose labels include ``labels``."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def scrape(http: httpx.AsyncClient, tokens: Tokens) -> str:

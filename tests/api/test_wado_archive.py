@@ -10,6 +10,7 @@ import io
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from pydicom.uid import BasicTextSRStorage, generate_uid
 from app.config import Settings
 from tests.auth.helpers import auth_client, auth_settings
 from tests.factories import (
+    IMAGE_KEYWORDS,
     make_dataset,
     make_instance,
     make_pdf_dataset,
@@ -36,18 +38,8 @@ ZIP = "application/zip"
 
 def _sr(study: str, series: str) -> bytes:
     """A Basic Text SR: its DICOMDIR record is an SR DOCUMENT, built from its header."""
-    ds = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, PixelData=None)
-    for keyword in (
-        "Rows",
-        "Columns",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelRepresentation",
-    ):
-        delattr(ds, keyword)
+    no_image: dict[str, Any] = dict.fromkeys(IMAGE_KEYWORDS)  # None deletes
+    ds = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, **no_image)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "SR", 3, 1
     ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"

@@ -19,8 +19,9 @@ from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
 from app.cli import cli, parse_ttl
-from tests.e2e.server import free_port, running_server, server_env
+from tests.e2e.server import add_admin, running_server, server_env
 from tests.factories import make_dataset
+from tests.ports import free_port
 
 
 def _token(data_dir: Path, database_url: str, *args: str, flag: bool = False) -> str:
@@ -100,24 +101,8 @@ def test_serve_first_start_then_tokens(fresh_database_url: str, tmp_path: Path) 
         assert HINT in log
         assert "no administrator can sign in" in log
     _token(data_dir, fresh_database_url, "--subject", "root", "--scope", "read,admin", flag=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "user",
-            "add",
-            "admin",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        env={k: v for k, v in env.items() if k != "LIGHTBOX_AUTO_MIGRATE"},
-        input="correct horse battery\n",
-        capture_output=True,
-        text=True,
-        timeout=180,  # imports the services and hashes with argon2id: slow on a loaded machine
-        check=True,
+    add_admin(
+        {k: v for k, v in env.items() if k != "LIGHTBOX_AUTO_MIGRATE"}, "correct horse battery"
     )
     # an admin token is active and an administrator can sign in: neither hint is printed
     with running_server(env, port=free_port()) as third:

@@ -23,8 +23,9 @@ from app.auth.keys import LocalSigningKey
 from app.auth.principal import Permission
 from app.auth.sessions import SessionPolicy, SessionSigner
 from tests.auth.helpers import ALL, Tokens, auth_settings
-from tests.e2e.server import Server, free_port, running_server, server_env
+from tests.e2e.server import Server, running_server, server_env
 from tests.factories import multipart, stow_headers
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".artifacts" / "screenshots"

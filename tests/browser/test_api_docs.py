@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import Route, sync_playwright
 
-from tests.browser.test_ohif import CHROMIUM_ARGS
+from tests.browser.site import launch
 from tests.e2e.server import running_server, server_env
 
 
@@ -52,9 +52,7 @@ def test_swagger_ui_offline_with_an_admin_token(chromium: str, tmp_path: Path) -
             route.continue_()
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS), timeout=30_000
-            )
+            browser = launch(playwright, chromium)
             try:
                 page = browser.new_context().new_page()
                 page.route("**/*", offline)

@@ -6,8 +6,6 @@ issuer's sign-in (the test provider of tests/web/oidc). Screenshots go to
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +13,8 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from app.services.logins import GENERIC_FAILURE
-from tests.e2e.server import Server, free_port, running_server, server_env
+from tests.e2e.server import Server, add_admin, running_server, server_env
+from tests.ports import free_port
 from tests.web.oidc_provider import running_provider
 
 ARGS = ("--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu")
@@ -49,26 +48,7 @@ def _server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 @contextmanager
 def lightbox(tmp_path: Path, port: int, **extra: str) -> Iterator[Server]:
     env = _server_env(tmp_path, **extra)
-    # the first administrator, as the first start says to make one
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "user",
-            "add",
-            "admin",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        env={**env, "PATH": os.environ.get("PATH", "")},
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    add_admin({**env, "PATH": os.environ.get("PATH", "")}, PASSWORD)
     with running_server(env, port=port) as server:
         yield server
 

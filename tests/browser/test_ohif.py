@@ -33,19 +33,11 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from tests.browser.site import launch, new_page, running_site, screenshot
-from tests.e2e.server import free_port, running_server, server_env
+from tests.e2e.server import running_server, server_env
 from tests.factories import make_ct_series, make_sr_dataset, multipart, stow_headers, to_bytes
+from tests.ports import free_port
 
 VIEWER_SUBJECT = "ohif-viewer"
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-dev-shm-usage",
-)
 SHOWN_TIMEOUT_S = 45  # from the page's load to an image in the viewport
 AUDIT_TIMEOUT_S = 15  # audit rows are written in batches off the request path
 
@@ -195,9 +187,7 @@ def browse(chromium: str, url: str, lightbox: str, screenshot: Path) -> Browsed:
     seen = Browsed()
     responses: list[Response] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=list(CHROMIUM_ARGS), timeout=30_000
-        )
+        browser = launch(playwright, chromium)
         try:
             context = browser.new_context(
                 viewport={"width": 1280, "height": 900}, service_workers="block"

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from tests.auth.test_serve_cli import _self_signed
-from tests.e2e.server import free_port, running_server, server_env
+from tests.e2e.server import running_server, server_env
+from tests.ports import free_port
 
 
 def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

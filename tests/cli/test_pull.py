@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -20,8 +19,13 @@ from app.config import Settings
 from app.index.repository import InstanceIndex
 from app.services.container import Services
 from app.services.jobs import JobState
-from tests.factories import make_dataset, to_bytes
-from tests.peers.legacy import dataset_bytes, instance_files, legacy_orthanc, load, unused_port
+from tests.peers.legacy import (
+    dataset_bytes,
+    instance_files,
+    loaded_legacy,
+    one_series_studies,
+    unused_port,
+)
 from tests.peers.orthanc import Orthanc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,21 +35,8 @@ PER_STUDY = 3
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    files = []
-    for n in range(STUDIES):
-        study, series = generate_uid(), generate_uid()
-        for i in range(PER_STUDY):
-            ds = make_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                PatientID=f"CLI-{n:02}",
-                InstanceNumber=i + 1,
-                rows=64,
-                columns=64,
-            )
-            files.append(to_bytes(ds))
-    with legacy_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
-        load(orthanc, files)
+    files = one_series_studies((f"CLI-{n:02}" for n in range(STUDIES)), PER_STUDY)
+    with loaded_legacy(tmp_path_factory.mktemp("orthanc"), files) as orthanc:
         yield orthanc
 
 

@@ -1,13 +1,11 @@
 """DIMSE test fixtures: a listener running in this process on each index database, peers
 (DCMTK's command-line tools, pynetdicom as SCU), and the audit rows an actor left."""
 
-import socket
 import subprocess
 import uuid
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import cycle
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,32 +20,14 @@ from app.services.audit import AuditFilter
 from app.services.container import Services
 from tests.conftest import make_settings, truncate
 from tests.dimse.ports import free_port
+from tests.ingested import store
+from tests.ports import PortRange
 
 T = TypeVar("T")
 
 #: the DIMSE ports these tests may use (and, for HTTP servers, 18100-18199)
-_DIMSE_PORTS = cycle(range(11100, 11200))
-_HTTP_PORTS = cycle(range(18100, 18200))
-
-
-def _next_free(ports: "cycle[int]") -> int:
-    for _ in range(100):
-        port = next(ports)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in the range")
-
-
-def dimse_port() -> int:
-    return _next_free(_DIMSE_PORTS)
-
-
-def http_port() -> int:
-    return _next_free(_HTTP_PORTS)
+dimse_port = PortRange(range(11100, 11200))
+http_port = PortRange(range(18100, 18200))
 
 
 def calling_ae() -> str:
@@ -172,17 +152,7 @@ def ct_association(port: int, calling: str | None = None) -> Iterator[Associatio
 def ingest(server: Running, *raws: bytes) -> None:
     """Store PS3.10 files through the ingest service (the STOW-RS path)."""
 
-    async def store() -> None:
-        services = server.services
-        session = services.ingest.session()
-        for raw in raws:
-            spool = services.ingest.spool()
-            spool.write(raw)
-            await session.add(spool.finish())
-        result = await session.finish()
-        assert all(o.stored for o in result.outcomes), [o.message for o in result.outcomes]
-
-    server.run(store())
+    server.run(store(server.services, *raws))
 
 
 def qr_settings(database_url: str, data_dir: Path, **dimse: Any) -> Settings:

@@ -14,6 +14,8 @@ from typing import Any
 from pydicom import Dataset, dcmread
 
 from tests.dimse.ports import free_port
+from tests.part10 import dataset_bytes
+from tests.processes import stop
 
 #: how long one DCMTK tool may run in a test
 TIMEOUT = 60
@@ -114,12 +116,7 @@ def storescp(
         _wait_listening(port, process)
         yield StoreScp(ae_title, port, directory, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
 
 
 def _wait_listening(port: int, process: "subprocess.Popen[bytes]") -> None:
@@ -157,12 +154,7 @@ def received_data_set(event: Any) -> bytes:
     data = event.request.DataSet.getvalue() if event.request.DataSet is not None else b""
     if data:
         return bytes(data)
-    from app.dicom.part10 import read_file_meta
-
-    raw = Path(event.dataset_path).read_bytes()
-    meta = read_file_meta(raw, whole=True)
-    assert meta is not None
-    return raw[meta.dataset_offset :]
+    return dataset_bytes(Path(event.dataset_path).read_bytes())
 
 
 @contextmanager

@@ -9,11 +9,11 @@ from pydicom import Dataset, dcmread
 from pynetdicom import AE
 
 from app.config import RemoteAeSettings
-from app.dicom.part10 import read_file_meta
 from tests.conftest import truncate
 from tests.dimse.conftest import Running, calling_ae, ingest, qr_settings, running
 from tests.dimse.ports import free_port
 from tests.dimse.test_retrieve import Study
+from tests.part10 import dataset_bytes
 from tests.peers.orthanc import Modality, Orthanc, orthanc
 from tests.peers.ports import free_http_port
 
@@ -57,12 +57,6 @@ def lightbox(module_lightbox: Running, peer: Orthanc) -> Running:
     return module_lightbox
 
 
-def _dataset(raw: bytes) -> bytes:
-    meta = read_file_meta(raw, whole=True)
-    assert meta is not None
-    return raw[meta.dataset_offset :]
-
-
 def test_orthanc_queries_lightbox(lightbox: Running, peer: Orthanc) -> None:
     """Orthanc's C-FIND SCU (REST /modalities/lightbox/query) at study and series level."""
     study = Study(count=2)
@@ -101,4 +95,4 @@ def test_lightbox_moves_to_orthanc(lightbox: Running, peer: Orthanc) -> None:
         original = dcmread(io.BytesIO(study.files[uid]), stop_before_pixels=True)
         received = dcmread(io.BytesIO(raw), stop_before_pixels=True)
         assert received.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
-        assert _dataset(raw) == _dataset(study.files[uid]), uid
+        assert dataset_bytes(raw) == dataset_bytes(study.files[uid]), uid

@@ -17,7 +17,6 @@ from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage, generate_u
 from pynetdicom import AE, build_role, evt
 
 from app.config import RemoteAeSettings
-from app.dicom.part10 import read_file_meta
 from app.dimse.destinations import MAX_ATTEMPTS
 from app.dimse.suboperations import Exchange
 from app.main import create_app
@@ -32,6 +31,7 @@ from tests.dimse.qr_peers import (
     storescp,
 )
 from tests.factories import make_dataset, to_bytes
+from tests.part10 import dataset_bytes
 
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_GET = "1.2.840.10008.5.1.4.1.2.2.3"
@@ -64,13 +64,6 @@ def module_mover(
 def mover(module_mover: Running) -> Running:
     module_mover.run(truncate(module_mover.services.db))
     return module_mover
-
-
-def dataset_bytes(part10: bytes) -> bytes:
-    """The data set of a PS3.10 file (what a C-STORE carries)."""
-    meta = read_file_meta(part10, whole=True)
-    assert meta is not None
-    return part10[meta.dataset_offset :]
 
 
 def jpeg_instance(study: str, series: str) -> bytes:

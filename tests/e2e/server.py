@@ -6,7 +6,6 @@ DICOMweb client meets it (access control on) and gives a dicomweb-client with a 
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,13 +20,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from tests.auth.helpers import Tokens, auth_settings
 from tests.log_hygiene import collect_file
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 @dataclass
@@ -78,6 +71,20 @@ def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
     )
     env.update(extra)
     return env
+
+
+def add_admin(env: dict[str, str], password: str, name: str = "admin") -> None:
+    """An administrator made as the first start says to: ``lightbox user add NAME --role admin
+    --password-stdin``."""
+    subprocess.run(
+        [sys.executable, "-m", "app", "user", "add", name, "--role", "admin", "--password-stdin"],
+        env=env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=180,  # imports the services and hashes with argon2id: slow on a loaded machine
+        check=True,
+    )
 
 
 @contextmanager

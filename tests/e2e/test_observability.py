@@ -18,25 +18,17 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 
 from tests.auth.helpers import Tokens, auth_settings
-from tests.e2e.server import Server, free_port, running_server, server_env
+from tests.e2e.server import Server, running_server, server_env
 from tests.factories import make_instance, multipart, stow_headers
+from tests.metrics import metric
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
 QIDO = "/dicom-web/studies"
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def _get(server: Server, path: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -125,12 +117,12 @@ def test_two_workers_metrics_logs_and_lease(tmp_path: Path) -> None:
         count = "lightbox_http_request_duration_seconds_count"
         searches = {"service": "qido", "route": QIDO, "status": "200"}
         for text in (scraped.text, unauthenticated):
-            assert _metric(text, count, **searches) == sent  # both workers' counts, summed
-            assert _metric(text, "lightbox_worker_processes") == 2
-            assert _metric(text, "lightbox_ingest_instances_total", protocol="stow") == 1
-            runs = _metric(text, "lightbox_housekeeping_runs_total", job="fsck")
+            assert metric(text, count, **searches) == sent  # both workers' counts, summed
+            assert metric(text, "lightbox_worker_processes") == 2
+            assert metric(text, "lightbox_ingest_instances_total", protocol="stow") == 1
+            runs = metric(text, "lightbox_housekeeping_runs_total", job="fsck")
             assert runs == 1  # two workers, one run: the lease
-            assert _metric(text, "lightbox_fsck_problems", kind="missing_blobs") == 0
+            assert metric(text, "lightbox_fsck_problems", kind="missing_blobs") == 0
 
         # a worker dies: gunicorn replaces it; its live gauges go, its counts stay
         victim = _workers(server)[0]
@@ -139,12 +131,12 @@ def test_two_workers_metrics_logs_and_lease(tmp_path: Path) -> None:
         while True:
             text = httpx.get(f"{server.url}/metrics", headers=admin, timeout=10).text
             alive = [w for w in _workers(server) if w.pid != victim.pid]
-            if len(alive) == 2 and _metric(text, "lightbox_worker_processes") == 2:
+            if len(alive) == 2 and metric(text, "lightbox_worker_processes") == 2:
                 break
             assert time.monotonic() < deadline, "the dead worker stayed in the metrics"
             time.sleep(0.3)
-        assert _metric(text, count, **searches) == sent
-        assert _metric(text, "lightbox_housekeeping_runs_total", job="fsck") == 1
+        assert metric(text, count, **searches) == sent
+        assert metric(text, "lightbox_housekeeping_runs_total", job="fsck") == 1
 
     entries = _log_entries(server)
     access = [e for e in entries if e["logger"] == "lightbox.access"]

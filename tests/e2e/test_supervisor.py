@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.server import Server, free_port, running_server, server_env
+from tests.e2e.server import Server, running_server, server_env
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -2,16 +2,29 @@
 with the configuration of an archive that serves any caller): loaded through its REST API, read
 back byte for byte."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from pydicom.uid import generate_uid
+
 from tests.dimse.ports import free_port
+from tests.factories import make_dataset, to_bytes
+from tests.part10 import dataset_bytes
 from tests.peers.orthanc import Modality, Orthanc, orthanc
 from tests.peers.ports import free_http_port
 
-__all__ = ["LEGACY", "dataset_bytes", "instance_files", "legacy_orthanc", "load", "unused_port"]
+__all__ = [
+    "LEGACY",
+    "dataset_bytes",
+    "instance_files",
+    "legacy_orthanc",
+    "load",
+    "loaded_legacy",
+    "one_series_studies",
+    "unused_port",
+]
 
 LEGACY: Final = "LEGACY"
 #: an archive that answers C-FIND, C-GET and C-MOVE from any calling AE, and checks the called
@@ -45,6 +58,33 @@ def legacy_orthanc(
             peer.process.wait()
 
 
+@contextmanager
+def loaded_legacy(workdir: Path, files: list[bytes]) -> Iterator[Orthanc]:
+    """:func:`legacy_orthanc` holding ``files``."""
+    with legacy_orthanc(workdir) as peer:
+        load(peer, files)
+        yield peer
+
+
+def one_series_studies(patients: Iterable[str], per_study: int) -> list[bytes]:
+    """PS3.10 files of a study for each patient ID, each of one series of ``per_study`` small
+    (64x64) images: a source to migrate."""
+    files = []
+    for patient in patients:
+        study, series = generate_uid(), generate_uid()
+        for i in range(per_study):
+            ds = make_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                PatientID=patient,
+                InstanceNumber=i + 1,
+                rows=64,
+                columns=64,
+            )
+            files.append(to_bytes(ds))
+    return files
+
+
 def unused_port() -> int:
     """A loopback port nothing listens on (a source that cannot be reached)."""
     return free_port()
@@ -58,12 +98,3 @@ def load(peer: Orthanc, files: list[bytes]) -> None:
 def instance_files(peer: Orthanc) -> dict[str, bytes]:
     """Every instance the peer holds, as it sends it over REST, by SOP Instance UID."""
     return {peer.sop_uid(i): peer.instance_file(i) for i in peer.instances()}
-
-
-def dataset_bytes(data: bytes) -> bytes:
-    """A PS3.10 file's data set: what follows the preamble, "DICM" and the File Meta group
-    (whose length its first element, (0002,0000) UL, gives)."""
-    if data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
-        raise ValueError("not a PS3.10 file with a File Meta Information Group Length")
-    group_length = int.from_bytes(data[140:144], "little")
-    return data[144 + group_length :]

@@ -28,6 +28,8 @@ from typing import Any, Final
 
 import httpx
 
+from tests.processes import stop
+
 __all__ = ["BINARY", "Modality", "Orthanc", "orthanc"]
 
 #: the Orthanc binary (``ORTHANC_BIN`` overrides it)
@@ -247,12 +249,7 @@ def orthanc(
         yield peer
     finally:
         http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=20)
 
 
 def _wait_up(peer: Orthanc) -> None:

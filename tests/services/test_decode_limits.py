@@ -12,18 +12,14 @@ from app.services.container import Services
 from app.services.retrieve import decode_refusal, index_shape, select
 from tests import bombs
 from tests.factories import make_instance
+from tests.ingested import ingest
 
 EVRLE = "1.2.840.10008.1.2.1"
 RLE = "1.2.840.10008.1.2.5"
 
 
 async def _ingest(services: Services, *files: bytes) -> list[tuple[bool, int | None, str]]:
-    session = services.ingest.session()
-    for raw in files:
-        spool = services.ingest.spool()
-        spool.write(raw)
-        await session.add(spool.finish())
-    result = await session.finish()
+    result = await ingest(services, *files)
     return [(o.stored, o.failure, o.message) for o in result.outcomes]
 
 

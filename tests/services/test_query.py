@@ -9,16 +9,7 @@ from app.dicom.attributes import Level
 from app.dicom.query import Query, Resource, Single, StudyRestriction, Wildcard
 from app.services.container import Services
 from tests.factories import make_instance
-
-
-async def _ingest(services: Services, *files: bytes) -> None:
-    session = services.ingest.session()
-    for raw in files:
-        spool = services.ingest.spool()
-        spool.write(raw)
-        await session.add(spool.finish())
-    result = await session.finish()
-    assert all(o.stored for o in result.outcomes), [o.message for o in result.outcomes]
+from tests.ingested import store
 
 
 def _value(obj: dict[str, Any], tag: str) -> Any:
@@ -28,7 +19,7 @@ def _value(obj: dict[str, Any], tag: str) -> Any:
 async def test_find_reads_every_page(services: Services) -> None:
     """Page after page until a short one: 7 instances in pages of 3 come in stable order."""
     study, series = str(generate_uid()), str(generate_uid())
-    await _ingest(
+    await store(
         services,
         *(
             make_instance(StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=n)
@@ -52,7 +43,7 @@ async def test_patient_level(services: Services) -> None:
     """A patient is its latest study's patient attributes and the patient's counts; patient
     keys match, a study restriction applies."""
     first, second, other = (str(generate_uid()) for _ in range(3))
-    await _ingest(
+    await store(
         services,
         make_instance(PatientID="P1", PatientName="Doe^Jane", StudyInstanceUID=first),
         make_instance(PatientID="P1", PatientName="Doe^Jane", StudyInstanceUID=first),

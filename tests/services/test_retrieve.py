@@ -28,6 +28,7 @@ from app.services.retrieve import (
     RetrieveService,
 )
 from tests.factories import make_dataset, to_bytes
+from tests.ingested import store
 
 EVRLE = "1.2.840.10008.1.2.1"
 DICOM = "application/dicom"
@@ -54,16 +55,6 @@ def _pixels(number: int, size: int) -> np.ndarray:
     return np.random.default_rng(number).integers(0, 4096, size=size, dtype=np.uint16)
 
 
-async def _ingest(services: Services, *files: bytes) -> None:
-    session = services.ingest.session()
-    for raw in files:
-        spool = services.ingest.spool()
-        spool.write(raw)
-        await session.add(spool.finish())
-    result = await session.finish()
-    assert all(o.stored for o in result.outcomes), [o.message for o in result.outcomes]
-
-
 def _sop(raw: bytes) -> str:
     from io import BytesIO
 
@@ -77,7 +68,7 @@ async def test_open_reads_a_small_blob_as_one_chunk(services: Services) -> None:
     study, series = str(generate_uid()), str(generate_uid())
     small = _image(study, series, 1, 64, 64)
     large = _image(study, series, 2, 1024, 1024, 2)
-    await _ingest(services, small, large)
+    await store(services, small, large)
     retrieve = RetrieveService(services.db, services.store, chunk_size=1 << 20)
     refs = await retrieve.resolve(Target(study))
     payload = await retrieve.open(refs[0])
@@ -93,7 +84,7 @@ async def test_instances_answer_is_decided_before_the_parts(services: Services) 
     read, in WADO-01 order, and the parts hold the stored files."""
     study, series = str(generate_uid()), str(generate_uid())
     raws = [_image(study, series, n, 16, 16) for n in (2, 1)]
-    await _ingest(services, *raws)
+    await store(services, *raws)
     answer = await services.retrieve.instances(InstancesRequest(Target(study), AS_STORED))
     assert (answer.media_type, answer.transfer_syntax, answer.whole) == (DICOM, EVRLE, False)
     assert answer.omission is None
@@ -112,7 +103,7 @@ async def test_instances_refusals_come_from_the_call(services: Services) -> None
     instance may be asked for alone, a series may not."""
     study, series = str(generate_uid()), str(generate_uid())
     raw = _image(study, series, 1, 8, 8)
-    await _ingest(services, raw)
+    await store(services, raw)
     with pytest.raises(NotFound, match="no such series"):
         await services.retrieve.instances(
             InstancesRequest(Target(study, str(generate_uid())), AS_STORED)
@@ -148,7 +139,7 @@ async def test_next_part_opened_ahead_is_released_when_the_client_goes(
     """Part N+1 is opened while part N is sent; a stream abandoned after part 1 closes both."""
     study, series = str(generate_uid()), str(generate_uid())
     raws = [_image(study, series, n, 512, 512) for n in (1, 2, 3)]
-    await _ingest(services, *raws)
+    await store(services, *raws)
     # chunks smaller than a blob: an opened blob keeps its file open until read to the end
     retrieve = RetrieveService(services.db, services.store, chunk_size=64 << 10)
     request = InstancesRequest(Target(study), Accepted.of(Acceptable(DICOM)))
@@ -173,7 +164,7 @@ async def test_frames_and_pixel_data(services: Services) -> None:
     every frame of every instance, each part naming its frame."""
     study, series = str(generate_uid()), str(generate_uid())
     raws = [_image(study, series, 1, 4, 4, frames=3), _image(study, series, 2, 4, 4)]
-    await _ingest(services, *raws)
+    await store(services, *raws)
     sop = _sop(raws[0])
     pixels = _pixels(1, 4 * 4 * 3).reshape(3, 16)
     octets = Accepted.of(Acceptable(OCTETS, "*"))
@@ -208,7 +199,7 @@ async def test_metadata_current_copy_and_bulk(services: Services) -> None:
     whose location is their BulkDataURI."""
     study, series = str(generate_uid()), str(generate_uid())
     raw = _image(study, series, 1, 64, 64)
-    await _ingest(services, raw)
+    await store(services, raw)
     request = MetadataRequest(Target(study), "http://h/dw")
     document = await services.retrieve.metadata(request)
     assert document.body is not None
@@ -265,7 +256,7 @@ async def test_a_study_is_one_index_query_like_a_series(
     raws = {se: [_image(study, se, n, 8, 8) for n in (1, 2)] for se in series}
     for number, se in enumerate(series, 1):
         for raw in raws[se]:
-            await _ingest(services, _renumbered(raw, number))
+            await store(services, _renumbered(raw, number))
     for target in (Target(study), Target(study, series[1])):
         with _index_statements(services, monkeypatch) as statements:
             answer = await services.retrieve.instances(InstancesRequest(target, AS_STORED))
@@ -304,7 +295,7 @@ async def test_instances_for_presentation_contexts(services: Services) -> None:
     mr = make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, SeriesNumber=1,
                       InstanceNumber=4, SOPClassUID=MRImageStorage)  # fmt: skip
     raws = [to_bytes(ds) for ds in (implicit, explicit, gone, mr)]
-    await _ingest(services, *raws)
+    await store(services, *raws)
     [ref] = [
         r
         for r in await services.retrieve.resolve(Target(study))

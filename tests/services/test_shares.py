@@ -9,6 +9,7 @@ from app.services.audit import AuditFilter
 from app.services.container import Services
 from app.services.tokens import TokenKind, TokenState
 from tests.factories import make_instance
+from tests.ingested import store
 
 ALICE = Principal("alice", frozenset({Permission.READ, Permission.WRITE}))
 MALLORY = Principal("mallory", frozenset({Permission.READ, Permission.WRITE}))
@@ -17,11 +18,7 @@ ROOT = Principal("root", frozenset(Permission))
 
 async def _study(services: Services) -> str:
     study = generate_uid()
-    session = services.ingest.session()
-    spool = services.ingest.spool()
-    spool.write(make_instance(StudyInstanceUID=study, PatientID="SP-1"))
-    await session.add(spool.finish())
-    assert (await session.finish()).outcomes[0].stored
+    await store(services, make_instance(StudyInstanceUID=study, PatientID="SP-1"))
     return study
 
 

@@ -13,23 +13,14 @@ from app.errors import BadRequest, Gone, NotFound
 from app.services.container import Services
 from app.services.studies import StudySearch
 from tests.factories import make_instance, make_pdf_dataset, make_sr_dataset, to_bytes
+from tests.ingested import store
 
 BASE = "http://t/dicom-web"
 
 
-async def _store(services: Services, files: list[bytes]) -> None:
-    session = services.ingest.session()
-    for raw in files:
-        spool = services.ingest.spool()
-        spool.write(raw)
-        await session.add(spool.finish())
-    result = await session.finish()
-    assert all(o.stored for o in result.outcomes), [o.message for o in result.outcomes]
-
-
 async def _study(services: Services, **attributes: object) -> str:
     study = generate_uid()
-    await _store(services, [make_instance(StudyInstanceUID=study, **attributes)])
+    await store(services, make_instance(StudyInstanceUID=study, **attributes))
     return study
 
 
@@ -120,9 +111,9 @@ async def test_overview_reports_and_absence(services: Services) -> None:
         SeriesInstanceUID=report_series,
         **patient,
     )
-    await _store(
+    await store(
         services,
-        [
+        *[
             make_instance(
                 StudyInstanceUID=study, SeriesInstanceUID=images, InstanceNumber=n, **patient
             )

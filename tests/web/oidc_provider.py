@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
+from tests.processes import stop
 
 SOURCE = Path(__file__).resolve().parent / "oidc"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "oidc-provider"
@@ -85,13 +87,6 @@ def install(cache: Path = CACHE) -> Path:
     return target
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class RunningProvider:
     """A provider process and where it is."""
@@ -125,7 +120,7 @@ def running_provider(
     if node is None:
         raise ProviderUnavailable("node is needed for the test OpenID provider")
     directory = install()
-    port = port or _free_port()
+    port = port or free_port()
     log = log_dir / f"oidc-provider-{port}.log"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -162,12 +157,7 @@ def running_provider(
         yield provider
     finally:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=10)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.security.cookies import cookie_header
 from app.auth.sessions import SessionClaims
 from app.config import Settings
 
@@ -76,16 +77,7 @@ def session_cookie(request: Request, settings: Settings) -> str | None:
 
 def session_cookie_header(token: str, max_age: int, *, secure: bool) -> str:
     """The ``Set-Cookie`` value that stores a session token (``max_age`` 0 removes it)."""
-    attributes = [
-        f"{cookie_name(secure)}={token}",
-        "Path=/",
-        f"Max-Age={max(0, max_age)}",
-        "HttpOnly",
-        "SameSite=Lax",
-    ]
-    if secure:
-        attributes.append("Secure")
-    return "; ".join(attributes)
+    return cookie_header(cookie_name(secure), token, path="/", max_age=max_age, secure=secure)
 
 
 def set_session_cookie(

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 
+from app.api.security.cookies import cookie_header
 from app.api.security.sessions import is_secure
 from app.config import Settings
 
@@ -58,16 +59,9 @@ def share_cookie_headers(
         root_path + share_pages_path(study_uid),
         f"{root_path}{settings.dicomweb_root}/studies/{quote(study_uid, safe='.')}",
     )
-    out = []
-    for path in paths:
-        attributes = [
-            f"{_name(secure)}={token}",
-            f"Path={path}",
-            f"Max-Age={max(0, max_age)}",
-            "HttpOnly",
-            "SameSite=Strict",
-        ]
-        if secure:
-            attributes.append("Secure")
-        out.append("; ".join(attributes))
-    return out
+    return [
+        cookie_header(
+            _name(secure), token, path=path, max_age=max_age, secure=secure, same_site="Strict"
+        )
+        for path in paths
+    ]

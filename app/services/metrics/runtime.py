@@ -12,6 +12,7 @@ import anyio.to_thread
 from prometheus_client import Gauge
 
 from app import telemetry
+from app.services.background import in_background
 
 __all__ = [
     "AuditSource",
@@ -86,13 +87,8 @@ async def sampling(
             sample(audit, db)
             await asyncio.sleep(interval)
 
-    task = asyncio.get_running_loop().create_task(loop(), name="metrics-sampler")
-    try:
+    async with in_background(loop(), name="metrics-sampler"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def process_started(version: str) -> None:
