@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 # pytest-xdist workers: 4 processes, also on CI's 2 cores, as many tests wait on servers, sockets
 # and child processes rather than compute (measured: about 20 min serial became far less)
-PYTEST_WORKERS ?= -n 4
+PYTEST_WORKERS ?= -n 4 --maxschedchunk 4
 
 .PHONY: run test lint typecheck openapi bench clean
 
