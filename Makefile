@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 # pytest-xdist workers: 4 processes, also on CI's 2 cores, as many tests wait on servers, sockets
-# and child processes rather than compute (measured: about 20 min serial became far less)
+# and child processes rather than compute (one process: 32 min on CI; 4: under 16 min on 2 cores
+# shared with other jobs). Tests are handed out 4 at a time so that the slowest files, which run
+# first (tests/conftest.py), are spread over the workers. Override: make test PYTEST_WORKERS=-n0
 PYTEST_WORKERS ?= -n 4 --maxschedchunk 4
 
 .PHONY: run test lint typecheck openapi bench clean
