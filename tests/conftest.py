@@ -22,6 +22,40 @@ pytest_plugins = ["tests.s3server", "tests.log_hygiene"]
 
 DATABASES = ["sqlite", "postgresql"]
 
+#: the files whose tests take longest (servers, child processes, browsers; measured with
+#: ``--durations``), longest first. They run first: spread over the xdist workers from the start,
+#: they do not leave one worker busy with a long test at the end while the others idle. Only the
+#: order changes: every test runs.
+LONGEST_FIRST = (
+    "tests/e2e/test_wado_memory.py",
+    "tests/auth/test_serve_cli.py",
+    "tests/api/test_wado_corpus.py",
+    "tests/services/test_audit.py",
+    "tests/e2e/test_token_revocation.py",
+    "tests/browser/",
+    "tests/e2e/",
+    "tests/cli/",
+    "tests/dimse/",
+    "tests/api/test_stow_corpus.py",
+    "tests/test_log_hygiene.py",
+    "tests/test_requirements_doc.py",
+    "tests/web/test_oidc.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (:data:`LONGEST_FIRST`), otherwise the collection's order."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        for index, prefix in enumerate(LONGEST_FIRST):
+            if path.startswith(prefix):
+                return index
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:

@@ -12,6 +12,10 @@ the machine may prune old temporary directories before this session ends).
 Lightbox's own loggers are set to INFO for the session (as a server runs), so the access log and
 the refusals are looked at, not only warnings. The records of HTTP client libraries are left
 out: they are the tests' clients logging the URLs the tests asked for, not the server.
+
+Under pytest-xdist (``make test`` runs ``-n``) each worker process keeps and scans its own
+records and servers' logs; at its end it hands what it found to the controller
+(``workeroutput``), which reports the findings of all workers and fails the run.
 """
 
 import logging
@@ -21,7 +25,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -170,10 +174,28 @@ def pytest_configure() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+#: the findings the workers of a pytest-xdist run handed to this (the controller) process
+_from_workers: list[str] = []
+_WORKER_KEY: Final = "log_hygiene_found"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:  # noqa: ARG001 (the hook's signature)
+    """The controller of an xdist run: keep what a finished worker found in its logs."""
+    output = getattr(node, "workeroutput", None) or {}
+    _from_workers.extend(output.get(_WORKER_KEY, ()))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     logging.getLogger().removeHandler(_capture)
     _capture.flush_pending()
-    found = _capture.scanner.found if _capture.scanner is not None else []
+    found = [*(_capture.scanner.found if _capture.scanner is not None else []), *_from_workers]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # an xdist worker: its report would not be shown and its exit status is not the run's;
+        # the controller reports and fails (this runs before xdist sends the worker's output)
+        workeroutput[_WORKER_KEY] = found
+        return
     if not found:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

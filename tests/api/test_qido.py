@@ -12,7 +12,9 @@ ROOT = "/dicom-web"
 STUDIES = f"{ROOT}/studies"
 BASE = "http://testserver/dicom-web"
 
-UID_A, UID_B, UID_C, UID_D = (generate_uid() for _ in range(4))
+# fixed (from entropy, not random): they are in test ids, which every xdist worker must
+# collect alike
+UID_A, UID_B, UID_C, UID_D = (generate_uid(entropy_srcs=["test_qido", s]) for s in "ABCD")
 
 # study A: accented patient name, two series (CT and MR), January 2024
 # study B: February 2024, an accession number full of LIKE metacharacters

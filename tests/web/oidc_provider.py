@@ -82,8 +82,14 @@ def install(cache: Path = CACHE) -> Path:
                 if not (target / "node_modules").is_dir():  # not a concurrent install that won
                     raise
             work.mkdir(exist_ok=True)  # for TemporaryDirectory's clean-up
-    # the script is ours and small: copied each time, so an edit takes effect
-    shutil.copy(SOURCE / "provider.mjs", target / "provider.mjs")
+    # the script is ours and small: copied when it changed, so an edit takes effect; replaced
+    # atomically, as another xdist worker's node may be reading it
+    script = (SOURCE / "provider.mjs").read_bytes()
+    installed = target / "provider.mjs"
+    if not installed.is_file() or installed.read_bytes() != script:
+        partial = target / f"provider.mjs.{os.getpid()}"
+        partial.write_bytes(script)
+        os.replace(partial, installed)
     return target
 
 
