@@ -10,16 +10,19 @@ service that owns the transaction does.
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
-from typing import Any, TypeVar
+from functools import cache, partial
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import case, delete, select, update
+import asyncpg
+from sqlalchemy import String, any_, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.dicom.instance import ParsedInstance, SeriesFields, StudyFields
 from app.dicom.text import normalize_pn
+from app.index.db import Database, DriverError
 from app.index.models import Instance, Series, Study
 
 
@@ -99,6 +102,66 @@ def _series_values(fields: SeriesFields, study_id: int, attrs_json: bytes) -> di
     return values
 
 
+#: what :meth:`InstanceIndex.find_instances` selects for each stored instance
+_STORED_COLUMNS: Final = (
+    Instance.id,
+    Instance.sop_uid,
+    Study.study_uid,
+    Series.series_uid,
+    Instance.series_id,
+    Instance.study_id,
+    Instance.sha256,
+    Instance.blob_key,
+    Instance.size,
+)
+
+
+def _stored(where: Any) -> Any:
+    return (
+        select(*_STORED_COLUMNS)
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Instance.study_id)
+        .where(where)
+    )
+
+
+#: :func:`find_stored` on PostgreSQL: the same query with an array parameter, for the driver
+_FIND_STORED: Final = _stored(
+    Instance.sop_uid == any_(bindparam("uids", type_=postgresql.ARRAY(String)))
+)
+
+
+@cache
+def _find_stored_sql(dialect: Dialect) -> str:
+    """:data:`_FIND_STORED`'s SQL, compiled once (per engine)."""
+    return str(_FIND_STORED.compile(dialect=dialect))
+
+
+async def find_stored(db: Database, sop_uids: Iterable[str]) -> dict[str, StoredRef]:
+    """The stored instances among ``sop_uids`` (:meth:`InstanceIndex.find_instances` in a unit
+    of work of its own).
+
+    Ingest asks this once per batch, before it writes anything. On PostgreSQL it is one
+    statement on a connection of the driver pool (:meth:`Database.driver_connection`): no
+    SQLAlchemy pool checkout, transaction, statement building or row processing around it.
+    """
+    uids = sorted(set(sop_uids))
+    if db.engine.dialect.driver != "asyncpg":
+        async with db.read() as conn:
+            return await InstanceIndex(conn).find_instances(uids)
+    found: dict[str, StoredRef] = {}
+    sql = _find_stored_sql(db.engine.dialect)
+    try:
+        async with db.driver_connection() as pg:
+            for chunk in _chunks(uids, 500):
+                for row in await pg.fetch(sql, chunk):
+                    found[row[1]] = StoredRef(*row)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # as SQLAlchemy would have raised it (the callers know no driver)
+        raise DriverError(sql, None, exc, hide_parameters=True) from exc
+    return found
+
+
 class InstanceIndex:
     """Index operations on one connection inside the caller's transaction."""
 
@@ -110,22 +173,7 @@ class InstanceIndex:
         uids = sorted(set(sop_uids))
         found: dict[str, StoredRef] = {}
         for chunk in _chunks(uids, 500):
-            rows = await self._conn.execute(
-                select(
-                    Instance.id,
-                    Instance.sop_uid,
-                    Study.study_uid,
-                    Series.series_uid,
-                    Instance.series_id,
-                    Instance.study_id,
-                    Instance.sha256,
-                    Instance.blob_key,
-                    Instance.size,
-                )
-                .join(Series, Series.id == Instance.series_id)
-                .join(Study, Study.id == Instance.study_id)
-                .where(Instance.sop_uid.in_(chunk))
-            )
+            rows = await self._conn.execute(_stored(Instance.sop_uid.in_(chunk)))
             for row in rows:
                 found[row.sop_uid] = StoredRef(*row)
         return found
