@@ -14,7 +14,7 @@ from functools import cache, partial
 from typing import Any, Final, TypeVar
 
 import asyncpg
-from sqlalchemy import String, any_, bindparam, case, delete, select, update
+from sqlalchemy import String, any_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -162,6 +162,21 @@ async def find_stored(db: Database, sop_uids: Iterable[str]) -> dict[str, Stored
     return found
 
 
+_BUMP_SERIES: Final = (
+    update(Series)
+    .where(Series.id == bindparam("row"))
+    .values(num_instances=Series.num_instances + bindparam("n"))
+)
+_BUMP_STUDY: Final = (
+    update(Study)
+    .where(Study.id == bindparam("row"))
+    .values(
+        num_series=Study.num_series + bindparam("series"),
+        num_instances=Study.num_instances + bindparam("n"),
+    )
+)
+
+
 class InstanceIndex:
     """Index operations on one connection inside the caller's transaction."""
 
@@ -280,25 +295,22 @@ class InstanceIndex:
     ) -> None:
         """Add instance counts per series and (series, instance) counts per study (QIDO-26).
 
-        One ``UPDATE ... SET n = n + CASE id WHEN ...`` per table, called last in the
-        transaction, so the hot study rows are locked briefly.
+        ``UPDATE ... SET n = n + :n WHERE id = :id``, built once, run for the rows of each table
+        in id order as one batch of parameters (one round trip with asyncpg), called last in the
+        transaction, so the hot study rows are locked briefly. (Built per call as one
+        ``UPDATE ... CASE id WHEN ...``, the statements cost 0.8 ms of CPU per transaction.)
         """
         if series_added:
             await self._conn.execute(
-                update(Series)
-                .where(Series.id.in_(sorted(series_added)))
-                .values(num_instances=Series.num_instances + case(series_added, value=Series.id))
+                _BUMP_SERIES, [{"row": k, "n": series_added[k]} for k in sorted(series_added)]
             )
         if studies_added:
-            n_series = {k: v[0] for k, v in studies_added.items()}
-            n_instances = {k: v[1] for k, v in studies_added.items()}
             await self._conn.execute(
-                update(Study)
-                .where(Study.id.in_(sorted(studies_added)))
-                .values(
-                    num_series=Study.num_series + case(n_series, value=Study.id),
-                    num_instances=Study.num_instances + case(n_instances, value=Study.id),
-                )
+                _BUMP_STUDY,
+                [
+                    {"row": k, "series": studies_added[k][0], "n": studies_added[k][1]}
+                    for k in sorted(studies_added)
+                ],
             )
 
     async def blobs(self) -> AsyncIterator[tuple[str, str, int, str]]:

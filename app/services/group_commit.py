@@ -16,12 +16,12 @@ is in flight, the parts that arrive meanwhile gather and go together in the next
 to ``max_batch`` instances. The batch size thus follows the load by itself: one when idle, as
 many as arrived during one commit under load. A batch about to go also waits for the parts being
 parsed at that moment, for ``gather_seconds`` (5 ms) at most: they are ready within a few ms,
-and a transaction's CPU hardly grows with its size (PostgreSQL, 0.5 MB CT instances, measured:
-3.8 ms for one instance, 6.5 ms for four), which under several storing associations is what
-bounds the rate (the DIMSE process's threads share one GIL). Each caller gets its own outcome:
-the ingest write protocol settles every instance on its own inside the transaction (a duplicate
-or a patient conflict fails that instance, not its batch), and each caller's audit row is
-committed with its instance.
+and a transaction's CPU hardly grows with its size (PostgreSQL, 0.5 MB CT instances, measured
+on the loaded development machine: some 4 ms for one instance, 6 for four), which under several
+storing associations is what bounds the rate (the DIMSE process's threads share one GIL). Each
+caller gets its own outcome: the ingest write protocol settles every instance on its own inside
+the transaction (a duplicate or a patient conflict fails that instance, not its batch), and each
+caller's audit row is committed with its instance.
 
 Queueing and committing run on the services' event loop (the DIMSE process's, through the
 bridge); callers in other threads reach it there.
