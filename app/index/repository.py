@@ -84,6 +84,27 @@ def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Ins
     raise NotImplementedError(f"unsupported database dialect {dialect}")
 
 
+#: :meth:`InstanceIndex._get_or_insert`'s statements by (dialect, table): built once, as
+#: building them per call cost more CPU than running them
+_GET_OR_INSERT: dict[tuple[str, type[Any]], tuple[Any, Any]] = {}
+
+
+def _get_or_insert_statements(
+    dialect: str, model: type[Study] | type[Series], uid: InstrumentedAttribute[str], known: Any
+) -> tuple[Any, Any]:
+    """The look-up of existing rows (``uids``: a list) and the multi-row insert of missing
+    ones, for ``model``'s rows keyed by ``uid`` (and read back with ``known``)."""
+    statements = _GET_OR_INSERT.get((dialect, model))
+    if statements is None:
+        if dialect not in ("postgresql", "sqlite"):
+            raise NotImplementedError(f"unsupported database dialect {dialect}")
+        lookup = select(uid, model.id, known).where(uid.in_(bindparam("uids", expanding=True)))
+        insert = postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)
+        upsert = insert.on_conflict_do_nothing(index_elements=[uid.key]).returning(uid, model.id)
+        statements = _GET_OR_INSERT[dialect, model] = (lookup, upsert)
+    return statements
+
+
 def _study_values(fields: StudyFields, attrs_json: bytes) -> dict[str, Any]:
     values = asdict(fields)
     values["patient_name_norm"] = normalize_pn(fields.patient_name) if fields.patient_name else None
@@ -239,24 +260,19 @@ class InstanceIndex:
         second look-up only for rows another transaction created meanwhile; ``known`` is the
         column read back with the id (a created row's is the one it was created with).
         """
-        query = select(uid, model.id, known)
+        lookup, upsert = _get_or_insert_statements(self._conn.dialect.name, model, uid, known)
         rows = {
             r[0]: row(r[1], r[2], False)
-            for r in await self._conn.execute(query.where(uid.in_(sorted(wanted))))
+            for r in await self._conn.execute(lookup, {"uids": sorted(wanted)})
         }
         missing = sorted(key for key in wanted if key not in rows)
         if missing:
-            stmt = (
-                _insert(self._conn, model)
-                .on_conflict_do_nothing(index_elements=[uid.key])
-                .returning(uid, model.id)
-            )
             values = [wanted[key][1]() for key in missing]
-            for new_uid, new_id in await self._conn.execute(stmt, values):
+            for new_uid, new_id in await self._conn.execute(upsert, values):
                 rows[new_uid] = row(new_id, wanted[new_uid][0], True)
             raced = [key for key in missing if key not in rows]
             if raced:
-                for r in await self._conn.execute(query.where(uid.in_(raced))):
+                for r in await self._conn.execute(lookup, {"uids": raced}):
                     rows[r[0]] = row(r[1], r[2], False)
         return rows
 
