@@ -9,10 +9,13 @@ For each C-STORE the handler
    spool behind a PS3.10 File Meta of ours (preamble, group 0002 naming the command's SOP class
    and instance, the negotiated transfer syntax, our implementation UID, the calling AE title):
    the data set's bytes are the peer's, untouched;
-3. hands the part to the group commit (:class:`~app.services.group_commit.GroupCommit`), which
-   parses it, applies the same policies as STOW-RS (duplicates, patient conflicts, SOP class
-   allow-list, size limits), writes the blob, and commits the index rows (with this C-STORE's
-   audit row) in a transaction shared with the C-STOREs of other associations;
+3. parses it there, in the association's thread, and fsyncs the spooled file
+   (:meth:`~app.services.group_commit.GroupCommit.prepare`: no hop to a worker thread and back),
+   then hands it to the group commit (:class:`~app.services.group_commit.GroupCommit`) in the
+   services' loop, which applies the same policies as STOW-RS (duplicates, patient conflicts,
+   SOP class allow-list, size limits), renames the blob into place, and commits the index rows
+   (with this C-STORE's audit row) in a transaction shared with the C-STOREs of other
+   associations;
 4. answers with the instance's status, and queues the operation's audit row.
 
 Statuses (PS3.4 Table B.2-1, PS3.7 Annex C): 0x0000 stored; 0xB000 stored with coercion (the
@@ -80,10 +83,12 @@ def handle_store(ctx: DimseContext, event: Any) -> Dataset:
         return _answer(ctx, event, outcome)
     write = write_audit(ctx, event)
     services = ctx.services
+    # parsed here, in the association's thread (the blob's fsync too): no hop to a worker thread
+    prepared = services.group_commit.prepare(part, announced=announced, audit=write)
 
     async def store() -> InstanceOutcome:
         # one hop into the services loop: the commit, then this operation's audit row
-        outcome = await services.group_commit.store(part, announced=announced, audit=write)
+        outcome = await services.group_commit.submit(prepared)
         if write is not None:
             try:  # stands for the journal row committed with the instance
                 row = _audit_row(event, outcome, supersedes=write.release())

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -242,9 +242,13 @@ async def clear_tombstones(conn: AsyncConnection, uids: Iterable[str]) -> None:
     """Forget the tombstones of UIDs stored again (ingest calls this in its transaction)."""
     wanted = sorted(set(uids))
     for start in range(0, len(wanted), _CHUNK):
-        await conn.execute(
-            delete(Tombstone).where(Tombstone.uid.in_(wanted[start : start + _CHUNK]))
-        )
+        await conn.execute(_CLEAR_TOMBSTONES, {"uids": wanted[start : start + _CHUNK]})
+
+
+#: built once (ingest runs it in every transaction that stores)
+_CLEAR_TOMBSTONES: Final = delete(Tombstone).where(
+    Tombstone.uid.in_(bindparam("uids", expanding=True))
+)
 
 
 async def live_tombstone(conn: AsyncConnection, target: Target, *, now: datetime) -> bool:

@@ -10,16 +10,19 @@ service that owns the transaction does.
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
-from typing import Any, TypeVar
+from functools import cache, partial
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import case, delete, select, update
+import asyncpg
+from sqlalchemy import String, any_, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.dicom.instance import ParsedInstance, SeriesFields, StudyFields
 from app.dicom.text import normalize_pn
+from app.index.db import Database, DriverError
 from app.index.models import Instance, Series, Study
 
 
@@ -81,6 +84,27 @@ def _insert(conn: AsyncConnection, table: Any) -> postgresql.Insert | sqlite.Ins
     raise NotImplementedError(f"unsupported database dialect {dialect}")
 
 
+#: :meth:`InstanceIndex._get_or_insert`'s statements by (dialect, table): built once, as
+#: building them per call cost more CPU than running them
+_GET_OR_INSERT: dict[tuple[str, type[Any]], tuple[Any, Any]] = {}
+
+
+def _get_or_insert_statements(
+    dialect: str, model: type[Study] | type[Series], uid: InstrumentedAttribute[str], known: Any
+) -> tuple[Any, Any]:
+    """The look-up of existing rows (``uids``: a list) and the multi-row insert of missing
+    ones, for ``model``'s rows keyed by ``uid`` (and read back with ``known``)."""
+    statements = _GET_OR_INSERT.get((dialect, model))
+    if statements is None:
+        if dialect not in ("postgresql", "sqlite"):
+            raise NotImplementedError(f"unsupported database dialect {dialect}")
+        lookup = select(uid, model.id, known).where(uid.in_(bindparam("uids", expanding=True)))
+        insert = postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model)
+        upsert = insert.on_conflict_do_nothing(index_elements=[uid.key]).returning(uid, model.id)
+        statements = _GET_OR_INSERT[dialect, model] = (lookup, upsert)
+    return statements
+
+
 def _study_values(fields: StudyFields, attrs_json: bytes) -> dict[str, Any]:
     values = asdict(fields)
     values["patient_name_norm"] = normalize_pn(fields.patient_name) if fields.patient_name else None
@@ -99,6 +123,81 @@ def _series_values(fields: SeriesFields, study_id: int, attrs_json: bytes) -> di
     return values
 
 
+#: what :meth:`InstanceIndex.find_instances` selects for each stored instance
+_STORED_COLUMNS: Final = (
+    Instance.id,
+    Instance.sop_uid,
+    Study.study_uid,
+    Series.series_uid,
+    Instance.series_id,
+    Instance.study_id,
+    Instance.sha256,
+    Instance.blob_key,
+    Instance.size,
+)
+
+
+def _stored(where: Any) -> Any:
+    return (
+        select(*_STORED_COLUMNS)
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Instance.study_id)
+        .where(where)
+    )
+
+
+#: :func:`find_stored` on PostgreSQL: the same query with an array parameter, for the driver
+_FIND_STORED: Final = _stored(
+    Instance.sop_uid == any_(bindparam("uids", type_=postgresql.ARRAY(String)))
+)
+
+
+@cache
+def _find_stored_sql(dialect: Dialect) -> str:
+    """:data:`_FIND_STORED`'s SQL, compiled once (per engine)."""
+    return str(_FIND_STORED.compile(dialect=dialect))
+
+
+async def find_stored(db: Database, sop_uids: Iterable[str]) -> dict[str, StoredRef]:
+    """The stored instances among ``sop_uids`` (:meth:`InstanceIndex.find_instances` in a unit
+    of work of its own).
+
+    Ingest asks this once per batch, before it writes anything. On PostgreSQL it is one
+    statement on a connection of the driver pool (:meth:`Database.driver_connection`): no
+    SQLAlchemy pool checkout, transaction, statement building or row processing around it.
+    """
+    uids = sorted(set(sop_uids))
+    if db.engine.dialect.driver != "asyncpg":
+        async with db.read() as conn:
+            return await InstanceIndex(conn).find_instances(uids)
+    found: dict[str, StoredRef] = {}
+    sql = _find_stored_sql(db.engine.dialect)
+    try:
+        async with db.driver_connection() as pg:
+            for chunk in _chunks(uids, 500):
+                for row in await pg.fetch(sql, chunk):
+                    found[row[1]] = StoredRef(*row)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # as SQLAlchemy would have raised it (the callers know no driver)
+        raise DriverError(sql, None, exc, hide_parameters=True) from exc
+    return found
+
+
+_BUMP_SERIES: Final = (
+    update(Series)
+    .where(Series.id == bindparam("row"))
+    .values(num_instances=Series.num_instances + bindparam("n"))
+)
+_BUMP_STUDY: Final = (
+    update(Study)
+    .where(Study.id == bindparam("row"))
+    .values(
+        num_series=Study.num_series + bindparam("series"),
+        num_instances=Study.num_instances + bindparam("n"),
+    )
+)
+
+
 class InstanceIndex:
     """Index operations on one connection inside the caller's transaction."""
 
@@ -110,22 +209,7 @@ class InstanceIndex:
         uids = sorted(set(sop_uids))
         found: dict[str, StoredRef] = {}
         for chunk in _chunks(uids, 500):
-            rows = await self._conn.execute(
-                select(
-                    Instance.id,
-                    Instance.sop_uid,
-                    Study.study_uid,
-                    Series.series_uid,
-                    Instance.series_id,
-                    Instance.study_id,
-                    Instance.sha256,
-                    Instance.blob_key,
-                    Instance.size,
-                )
-                .join(Series, Series.id == Instance.series_id)
-                .join(Study, Study.id == Instance.study_id)
-                .where(Instance.sop_uid.in_(chunk))
-            )
+            rows = await self._conn.execute(_stored(Instance.sop_uid.in_(chunk)))
             for row in rows:
                 found[row.sop_uid] = StoredRef(*row)
         return found
@@ -176,24 +260,19 @@ class InstanceIndex:
         second look-up only for rows another transaction created meanwhile; ``known`` is the
         column read back with the id (a created row's is the one it was created with).
         """
-        query = select(uid, model.id, known)
+        lookup, upsert = _get_or_insert_statements(self._conn.dialect.name, model, uid, known)
         rows = {
             r[0]: row(r[1], r[2], False)
-            for r in await self._conn.execute(query.where(uid.in_(sorted(wanted))))
+            for r in await self._conn.execute(lookup, {"uids": sorted(wanted)})
         }
         missing = sorted(key for key in wanted if key not in rows)
         if missing:
-            stmt = (
-                _insert(self._conn, model)
-                .on_conflict_do_nothing(index_elements=[uid.key])
-                .returning(uid, model.id)
-            )
             values = [wanted[key][1]() for key in missing]
-            for new_uid, new_id in await self._conn.execute(stmt, values):
+            for new_uid, new_id in await self._conn.execute(upsert, values):
                 rows[new_uid] = row(new_id, wanted[new_uid][0], True)
             raced = [key for key in missing if key not in rows]
             if raced:
-                for r in await self._conn.execute(query.where(uid.in_(raced))):
+                for r in await self._conn.execute(lookup, {"uids": raced}):
                     rows[r[0]] = row(r[1], r[2], False)
         return rows
 
@@ -232,25 +311,22 @@ class InstanceIndex:
     ) -> None:
         """Add instance counts per series and (series, instance) counts per study (QIDO-26).
 
-        One ``UPDATE ... SET n = n + CASE id WHEN ...`` per table, called last in the
-        transaction, so the hot study rows are locked briefly.
+        ``UPDATE ... SET n = n + :n WHERE id = :id``, built once, run for the rows of each table
+        in id order as one batch of parameters (one round trip with asyncpg), called last in the
+        transaction, so the hot study rows are locked briefly. (Built per call as one
+        ``UPDATE ... CASE id WHEN ...``, the statements cost 0.8 ms of CPU per transaction.)
         """
         if series_added:
             await self._conn.execute(
-                update(Series)
-                .where(Series.id.in_(sorted(series_added)))
-                .values(num_instances=Series.num_instances + case(series_added, value=Series.id))
+                _BUMP_SERIES, [{"row": k, "n": series_added[k]} for k in sorted(series_added)]
             )
         if studies_added:
-            n_series = {k: v[0] for k, v in studies_added.items()}
-            n_instances = {k: v[1] for k, v in studies_added.items()}
             await self._conn.execute(
-                update(Study)
-                .where(Study.id.in_(sorted(studies_added)))
-                .values(
-                    num_series=Study.num_series + case(n_series, value=Study.id),
-                    num_instances=Study.num_instances + case(n_instances, value=Study.id),
-                )
+                _BUMP_STUDY,
+                [
+                    {"row": k, "series": studies_added[k][0], "n": studies_added[k][1]}
+                    for k in sorted(studies_added)
+                ],
             )
 
     async def blobs(self) -> AsyncIterator[tuple[str, str, int, str]]:

@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from app.errors import (
 )
 from app.index.db import Database, DriverError, is_data_error, is_retryable
 from app.index.deletion import clear_tombstones
-from app.index.repository import InstanceIndex, NewInstance, StoredRef
+from app.index.repository import InstanceIndex, NewInstance, StoredRef, find_stored
 from app.services.audit import AuditRecord, Outcome, WriteAudit
 from app.services.metrics import IngestProtocol, record_ingest
 from app.services.spool import Spool, SpooledPart
@@ -153,6 +154,8 @@ class IngestService:
         self.policy = policy
         self.spool_dir = spool_dir
         self._parse_slots = anyio.CapacityLimiter(policy.parse_concurrency)
+        #: the same bound for :meth:`parse_blocking` (callers in threads of their own)
+        self._blocking_parse_slots = threading.BoundedSemaphore(policy.parse_concurrency)
 
     def spool(self) -> Spool:
         """A spool for the next incoming part."""
@@ -178,6 +181,13 @@ class IngestService:
     async def parse(self, part: SpooledPart) -> ParsedInstance:
         """Parse one spooled part off the event loop."""
         return await anyio.to_thread.run_sync(self._parse_sync, part, limiter=self._parse_slots)
+
+    def parse_blocking(self, part: SpooledPart) -> ParsedInstance:
+        """Parse one spooled part in the calling thread, which is not the event loop's (a DIMSE
+        association's: this spares the hop to a worker thread), within the same bound of
+        concurrent parses per process as :meth:`parse` (counted apart)."""
+        with self._blocking_parse_slots:
+            return self._parse_sync(part)
 
     def admit(self, parsed: ParsedInstance, study_uid: str | None = None) -> None:
         """Refuse an instance the policy does not take (raises :class:`InstanceRejected`):
@@ -353,8 +363,7 @@ async def _commit_batch(
     """Steps 2-5 of the write protocol for one batch."""
     policy = svc.policy
     try:
-        async with svc.db.read() as conn:
-            existing = await InstanceIndex(conn).find_instances(p.parsed.sop_uid for p in batch)
+        existing = await find_stored(svc.db, (p.parsed.sop_uid for p in batch))
     except (DriverError, OSError) as exc:
         log.error("index unavailable during ingest: %s", exc)
         _fail_all(batch, outcomes, OutOfResources("the index is unavailable"))

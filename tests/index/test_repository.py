@@ -1,6 +1,7 @@
 """The repository's get-or-insert of studies and series (``ensure_studies``/``ensure_series``),
 on both databases: created once, read back after, and a row another transaction creates
-meanwhile is read back rather than duplicated or refused."""
+meanwhile is read back rather than duplicated or refused; ingest's look-up of stored
+instances."""
 
 import asyncio
 import time
@@ -9,7 +10,10 @@ from sqlalchemy import text
 
 from app.dicom.instance import SeriesFields, StudyFields
 from app.index.db import Database
-from app.index.repository import InstanceIndex, SeriesRow, StudyRow
+from app.index.repository import InstanceIndex, SeriesRow, StudyRow, find_stored
+from app.services.container import Services
+from app.services.spool import SpooledPart
+from tests.factories import make_instance
 
 
 async def test_rows_are_created_once_then_read_back(db: Database) -> None:
@@ -104,3 +108,31 @@ async def test_a_row_created_meanwhile_is_read_back(db: Database) -> None:
         await _until_blocked(db, racing_series, "series")
     # the study the row really has, not the one asked for
     assert await racing_series == SeriesRow(won_series["1.3.2.1"].id, filed_under.id, False)
+
+
+async def test_find_stored_answers_as_find_instances_does(services: Services) -> None:
+    """``find_stored`` (ingest's look-up before a batch: on PostgreSQL one statement on the
+    driver pool) finds what ``InstanceIndex.find_instances`` finds, and nothing else."""
+    datas = [make_instance(PatientID="P1") for _ in range(3)]
+    outcomes = await asyncio.gather(
+        *(services.group_commit.store(_spooled(services, data)) for data in datas)
+    )
+    assert all(o.stored for o in outcomes)
+    wanted = [o.sop_uid or "" for o in outcomes[:2]] + ["1.2.3.4.5.6.7.8.9"]
+    found = await find_stored(services.db, wanted)
+    async with services.db.read() as conn:
+        assert found == await InstanceIndex(conn).find_instances(wanted)
+    assert sorted(found) == sorted(wanted[:2])
+    ref = found[wanted[0]]
+    assert (ref.sop_uid, ref.study_uid, ref.series_uid) == (
+        outcomes[0].sop_uid,
+        outcomes[0].study_uid,
+        outcomes[0].series_uid,
+    )
+    assert await find_stored(services.db, []) == {}
+
+
+def _spooled(services: Services, data: bytes) -> SpooledPart:
+    spool = services.ingest.spool()
+    spool.write(data)
+    return spool.finish()
