@@ -11,7 +11,8 @@
 # server receives up to what it advertises) into each; then a fresh Lightbox takes the same
 # instances over STOW-RS (load.py stow, batch 10, CLIENTS clients) for the "share of our own
 # STOW-RS rate" target; load.py verify checks over WADO-RS what arrived by C-STORE (0 missing,
-# 0 corrupted). The Lightbox server tree's peak RSS is sampled every 0.2 s during the C-STORE.
+# 0 corrupted). The peak RSS of the Lightbox server tree (supervisor, HTTP workers, DIMSE child)
+# and of its DIMSE process alone are sampled every 0.2 s during the C-STORE.
 # move, each round: the series is stored once into Lightbox and Orthanc + PostgreSQL (STOW-RS),
 # then movescu moves it from each to a DCMTK storescp started here (files to a RAM-backed dir),
 # wall time and MB/s per target.
@@ -62,6 +63,15 @@ rss_sampler() {  # pgid out -> writes the peak RSS (kB) of the process group to 
     sleep 0.2
   done
 }
+pid_rss_sampler() {  # pid out -> writes the peak RSS (kB) of one process to out until killed
+  local pid=$1 out=$2 peak=0 now_kb
+  echo 0 > "$out"
+  while :; do
+    now_kb=$(ps -o rss= -p "$pid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+    (( now_kb > peak )) && peak=$now_kb && echo "$peak" > "$out"
+    sleep 0.2
+  done
+}
 stop_servers() {
   stop_all
   orthanc_stop "$WORK/orthanc_pg"; orthanc_stop "$WORK/orthanc_sqlite"
@@ -95,10 +105,13 @@ if [[ $ACTION == store ]]; then
     start_lightbox lb_dimse 8000 lightbox_dimse
     LBPG=$(cat "$WORK/lb_dimse.pid")
     rss_sampler "$LBPG" "$WORK/rss.kb" & SAMPLER=$!
+    # the DIMSE process alone (`lightbox dimse`, serve's child): what the associations cost
+    DIMSE_PID=$(pgrep -g "$LBPG" -f 'app dimse' | head -n 1)
+    pid_rss_sampler "$DIMSE_PID" "$WORK/rss-dimse.kb" & DIMSE_SAMPLER=$!
     read -r n secs fails <<< "$(store_into lightbox LIGHTBOX $LB_DIMSE)"
-    kill "$SAMPLER" 2>/dev/null || true
+    kill "$SAMPLER" "$DIMSE_SAMPLER" 2>/dev/null || true
     held=$(psql -h 127.0.0.1 -U postgres -d lightbox_dimse -qAt -c "SELECT count(*) FROM instance")
-    echo "round $round lightbox_cstore: $n instances in $secs s = $(echo "scale=1; $n / $secs" | bc)/s, $held in the index, failed associations $fails, peak RSS $(( $(cat "$WORK/rss.kb") / 1024 )) MB" | tee -a "$SUMMARY"
+    echo "round $round lightbox_cstore: $n instances in $secs s = $(echo "scale=1; $n / $secs" | bc)/s, $held in the index, failed associations $fails, peak RSS $(( $(cat "$WORK/rss.kb") / 1024 )) MB (the DIMSE process $(( $(cat "$WORK/rss-dimse.kb") / 1024 )) MB)" | tee -a "$SUMMARY"
     if [[ ${VERIFY:-1} == 1 ]]; then
       VL=(); [[ $MAX -gt 0 ]] && VL=(--instances-limit "$MAX")
       "$PY" "$SHARED/bench/load.py" verify --dataset "$DATASET" --results-dir "$WORK/verify" \
