@@ -53,7 +53,7 @@ class PortRange:
         self.ports = shifted(ports)
         self._reuse_address = reuse_address
         self._lock = threading.Lock()
-        self._next = itertools.cycle(ports)
+        self._next = itertools.cycle(self.ports)
 
     def __call__(self) -> int:
         with self._lock:
