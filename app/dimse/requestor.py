@@ -13,6 +13,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from app.config import DimseSettings
+from app.dimse.sockets import NO_DELAY
 from app.dimse.tls import client_context
 from app.services.aes import RemoteAe
 
@@ -40,5 +41,6 @@ def associate(
         ae_title=remote.ae_title,
         max_pdu=settings.max_pdu,
         ext_neg=list(ext_neg) or None,
+        evt_handlers=[NO_DELAY],
         tls_args=(client_context(settings), None) if remote.tls else None,  # type: ignore[arg-type]
     )

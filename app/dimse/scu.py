@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from app.dicom.uids import ENCAPSULATED
 from app.dimse.contexts import STORAGE_TRANSFER_SYNTAXES
+from app.dimse.sockets import NO_DELAY
 
 __all__ = [
     "TRANSFER_SYNTAXES",
@@ -204,7 +205,7 @@ def _associated(
                 peer.port,
                 ae_title=peer.ae_title,
                 ext_neg=list(roles),
-                evt_handlers=[*handlers, (evt.EVT_CONN_OPEN, connection.opened)],
+                evt_handlers=[*handlers, NO_DELAY, (evt.EVT_CONN_OPEN, connection.opened)],
                 tls_args=tls,  # type: ignore[arg-type]  # no host name: pynetdicom takes None
             )
         except (OSError, ValueError) as exc:

@@ -40,6 +40,7 @@ from pynetdicom.presentation import PresentationContext
 
 from app.config import DimseSettings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from app.dimse.sockets import NO_DELAY
 from app.dimse.tls import client_context
 from app.services.aes import RemoteAe
 
@@ -155,6 +156,7 @@ def associate(
         ae_title=remote.ae_title,
         max_pdu=settings.max_pdu,
         tls_args=tls,
+        evt_handlers=[NO_DELAY],
     )
     if assoc.is_established:
         return assoc

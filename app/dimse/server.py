@@ -60,6 +60,7 @@ from app.dimse import associations, commitment, echo, find, qr_service, receive,
 from app.dimse.bridge import Bridge
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
+from app.dimse.sockets import NO_DELAY
 from app.dimse.tls import server_context
 from app.services.container import open_services
 from app.services.metrics import dimse_operation, status_category
@@ -95,7 +96,7 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         (evt.EVT_C_MOVE, retrieve.handle_move),
         (evt.EVT_C_GET, retrieve.handle_get),
     ]
-    return [
+    bound: list[EventHandlerType] = [
         (
             event,
             _bound(
@@ -104,6 +105,8 @@ def event_handlers(ctx: DimseContext) -> list[EventHandlerType]:
         )
         for event, handler in handlers
     ]
+    # no Nagle delay between the small PDUs of a DIMSE exchange (app.dimse.sockets)
+    return [NO_DELAY, *bound]
 
 
 #: the service events, by the DIMSE operation the metrics name them

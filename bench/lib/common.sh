@@ -54,10 +54,12 @@ orthanc_pid() { grep '^PID=' "$1.env" | cut -d= -f2; }  # workdir -> Orthanc's p
 
 PIDS=()
 lb_serve() {  # name port database_url data_dir [VAR=value ...] -> a Lightbox, ready to serve
-  # $WORKERS workers, logs in $WORK/name.log, process group id in $WORK/name.pid and in PIDS
+  # $WORKERS workers, logs in $WORK/name.log, process group id in $WORK/name.pid and in PIDS;
+  # no DIMSE listener unless asked (LIGHTBOX_DIMSE__ENABLED=true): several servers of one run
+  # would all want port 11112
   local name=$1 port=$2 url=$3 dir=$4; shift 4
   (cd "$REPO" && exec env LIGHTBOX_DATA_DIR="$dir" LIGHTBOX_DATABASE_URL="$url" \
-      LIGHTBOX_LOG_LEVEL=warning "$@" setsid "$LB" serve --port "$port" --workers "${WORKERS:-2}" \
+      LIGHTBOX_LOG_LEVEL=warning LIGHTBOX_DIMSE__ENABLED=false "$@" setsid "$LB" serve --port "$port" --workers "${WORKERS:-2}" \
       > "$WORK/$name.log" 2>&1) &
   PIDS+=($!)
   echo $! > "$WORK/$name.pid"

@@ -7,7 +7,10 @@ The queries are the study-level shapes of the shared harness's QIDO mix (``load.
 ``build_qido_queries``: patient ID, patient name prefix, 30-day date range, modality + 90-day
 range, accession, study UID), each turned into a Study Root STUDY-level identifier asking for the
 usual study-list keys. One association per target, queries one after another (the target is
-latency at one association), every answer's count checked against the dataset's manifest.
+latency at one association), every answer's count checked against the dataset's manifest. The
+client sets TCP_NODELAY, as DCMTK's tools do by default: with Nagle's algorithm on, pynetdicom as
+a client waits for a delayed ACK (40 ms) inside every request, whatever the server
+(app/dimse/sockets.py).
 """
 
 import argparse
@@ -22,6 +25,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app.dimse.sockets import NO_DELAY
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 STUDY_SHAPES = {
@@ -79,7 +85,7 @@ def run_target(
     ae = AE(ae_title="BENCHFIND")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     ae.dimse_timeout = ae.network_timeout = 120
-    assoc = ae.associate(host, int(port), ae_title=title, max_pdu=0)
+    assoc = ae.associate(host, int(port), ae_title=title, max_pdu=0, evt_handlers=[NO_DELAY])
     if not assoc.is_established:
         raise SystemExit(f"{name}: association to {address} not established")
     latencies: dict[str, list[float]] = {}

@@ -39,7 +39,7 @@ start_lightbox() {  # name http_port database [dimse_port]
   fresh_pg_db "$3"
   rm -rf "${WORK:?}/$1"; mkdir -p "$WORK/$1"
   (cd "$REPO" && LIGHTBOX_DATABASE_URL=$PG/$3 LIGHTBOX_DATA_DIR=$WORK/$1 "$LB" db upgrade >/dev/null)
-  lb_serve "$1" "$2" "$PG/$3" "$WORK/$1" LIGHTBOX_DIMSE__PORT="${4:-$LB_DIMSE}" \
+  lb_serve "$1" "$2" "$PG/$3" "$WORK/$1" LIGHTBOX_DIMSE__ENABLED=true LIGHTBOX_DIMSE__PORT="${4:-$LB_DIMSE}" \
     LIGHTBOX_DIMSE__MAX_PDU=65536 LIGHTBOX_AUTH__ENABLED=false "${LB_ENV[@]}"
   for _ in $(seq 100); do echoscu -aec LIGHTBOX 127.0.0.1 "${4:-$LB_DIMSE}" 2>/dev/null && return; sleep 0.2; done
   echo "Lightbox's DIMSE listener did not answer"; cat "$WORK/$1.log"; exit 1
@@ -155,7 +155,9 @@ elif [[ $ACTION == move ]]; then
   echo "C-MOVE of series $SERIES ($COUNT instances) to storescp in $SCP_DIR" | tee "$SUMMARY"
   LB_ENV=('LIGHTBOX_DIMSE__REMOTE_AES=[{"ae_title":"BENCHSCP","host":"127.0.0.1","port":11119}]')
   start_lightbox lb_move 8000 lightbox_move
-  orthanc_dimse_start "$WORK/orthanc_pg" 8042 4242 orthanc_move --modality benchscp=BENCHSCP@127.0.0.1:11119
+  # Orthanc answers C-MOVE only to a known caller (BENCHMOVE) and sends to a known destination
+  orthanc_dimse_start "$WORK/orthanc_pg" 8042 4242 orthanc_move --modality benchscp=BENCHSCP@127.0.0.1:11119 \
+    --modality benchmove=BENCHMOVE@127.0.0.1:11121
   "$PY" "$SHARED/bench/load.py" stow --dataset "$DATASET" --results-dir "$WORK/stow" \
     --target lightbox=http://127.0.0.1:8000/dicom-web --target orthanc_pg=http://127.0.0.1:8042/dicom-web \
     --batch 50 -c 2 > "$WORK/stow.out" 2>&1

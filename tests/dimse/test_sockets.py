@@ -1,0 +1,54 @@
+"""app/dimse/sockets.py: Nagle's algorithm is off on the connections Lightbox accepts and on
+those it opens (a C-FIND or a C-MOVE sub-operation otherwise waits out a delayed ACK)."""
+
+import socket
+import time
+
+from pynetdicom.association import Association
+
+from app.dimse.requestor import associate
+from app.services.aes import RemoteAe
+from tests.dimse.conftest import Running
+
+VERIFICATION = "1.2.840.10008.1.1"
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+def _no_delay(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def _socket_of(assoc: Association) -> socket.socket:
+    transport = assoc.dul.socket
+    assert transport is not None
+    assert transport.socket is not None
+    return transport.socket
+
+
+def test_both_ends_of_an_association_send_without_delay(dimse: Running) -> None:
+    ours = dimse.settings.dimse
+    assoc = associate(
+        ours.model_copy(update={"ae_title": "NODELAY"}),
+        RemoteAe(ours.ae_title, "127.0.0.1", dimse.port),
+        [(VERIFICATION, [IMPLICIT])],
+    )
+    assert assoc.is_established
+    try:
+        # the end we opened (a requestor: C-MOVE destinations, commitment reports, pull)
+        assert _no_delay(_socket_of(assoc)) == 1
+        # the end the listener accepted
+        deadline = time.monotonic() + 5
+        while not (accepted := dimse.server.ae.active_associations):
+            assert time.monotonic() < deadline, "the listener shows no association"
+            time.sleep(0.01)
+        assert _no_delay(_socket_of(accepted[0])) == 1
+        assert int(assoc.send_c_echo().Status) == 0x0000
+    finally:
+        assoc.release()
+
+
+def test_a_plain_socket_keeps_nagle_by_default() -> None:
+    """The control: a TCP socket as the operating system makes it has Nagle on, so the test
+    above sees our setting, not a default."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        assert _no_delay(sock) == 0
