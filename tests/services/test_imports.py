@@ -14,9 +14,13 @@ import os
 import socket
 import tarfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
+import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
@@ -27,7 +31,7 @@ from app.index.audit.events import AuditFilter
 from app.index.imports import ImportJournal
 from app.index.models import Instance, Study
 from app.services.container import Services
-from app.services.imports import ImportOptions, ImportProgress, RefusalReport
+from app.services.imports import ImportOptions, ImportProgress, RefusalReport, _stepped
 from app.services.ingest import IngestService
 from tests.factories import make_dataset, make_instance
 
@@ -259,3 +263,49 @@ async def test_dicomdir_media_and_the_audit(services: Services, tmp_path: Path) 
     assert total >= 2  # a write per ingest session, each run (identical re-sends count, as STOW)
     assert sum(r["count"] or 0 for r in rows_found) == 2 + 2
     assert all(r["source"] == "cli" for r in rows_found)
+
+
+# --- _stepped: the blocking readers stepped in threads, several steps a trip ---
+
+
+async def test_stepping_hands_on_every_item_in_order_then_the_error() -> None:
+    def items() -> Iterator[int]:
+        yield from range(5)
+        raise OSError("unreadable")
+
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for item in _stepped(items(), anyio.CapacityLimiter(1), batch=3):
+            seen.append(item)
+
+    with pytest.raises(OSError, match="unreadable"):
+        await consume()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_items_taken_but_not_handed_on_are_dropped_and_the_reader_closed() -> None:
+    closed: list[bool] = []
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(10)
+        finally:
+            closed.append(True)
+
+    dropped: list[int] = []
+    seen: list[int] = []
+
+    async def consume() -> None:
+        stepped = _stepped(items(), anyio.CapacityLimiter(1), batch=4, drop=dropped.append)
+        async with aclosing(stepped):
+            async for item in stepped:
+                seen.append(item)
+                if item == 1:
+                    raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        await consume()
+    assert seen == [0, 1]
+    assert dropped == [2, 3]  # read in the same trip, never handed on
+    assert closed == [True]  # the rest was never read

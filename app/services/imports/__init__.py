@@ -24,10 +24,11 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -230,14 +231,15 @@ class _Run:
 
         async def walker() -> None:
             try:
-                async for item in _stepped(walk(paths), limiter):
-                    if isinstance(item, FileFound):
-                        self.progress.files += 1
-                        await found.put(item)
-                    elif isinstance(item, MediaDirectory):
-                        self.progress.media_directories += 1
-                    else:
-                        self.refuse(Refused(item.name, item.reason))
+                async with aclosing(_stepped(walk(paths), limiter, batch=WALK_BATCH)) as walked:
+                    async for item in walked:
+                        if isinstance(item, FileFound):
+                            self.progress.files += 1
+                            await found.put(item)
+                        elif isinstance(item, MediaDirectory):
+                            self.progress.media_directories += 1
+                        else:
+                            self.refuse(Refused(item.name, item.reason))
             finally:
                 for _ in range(jobs):
                     await found.put(None)
@@ -245,8 +247,12 @@ class _Run:
         async def worker() -> None:
             while (file := await found.get()) is not None:
                 try:
-                    async for item in _stepped(self.reader.read(file), limiter):
-                        await self.take(item, sink)
+                    # closed (what it read and not handed on dropped) as soon as we stop
+                    reader = self.reader.read(file)
+                    read = _stepped(reader, limiter, batch=READ_BATCH, drop=_discard)
+                    async with aclosing(read):
+                        async for item in read:
+                            await self.take(item, sink)
                 except ImportAborted:
                     raise
                 except Exception as exc:  # whatever a file holds, the import goes on
@@ -330,19 +336,61 @@ class _Run:
             self.journal.record(done)
 
 
-async def _stepped(items: Iterator[T], limiter: anyio.CapacityLimiter) -> AsyncIterator[T]:
-    """A blocking iterator stepped in worker threads (one step at a time)."""
-    done = object()
+#: steps taken per trip to a worker thread: the walker's (cheap: a directory entry each) and a
+#: reader's (a file, or an archive member spooled to disk: at most this many wait on the spool).
+#: A trip is a hand-off to a thread and back, and with one a step a plain file cost three (its
+#: instance, the end, the close): py-spy put 35 % of an import's GIL time in those hand-offs;
+#: batched, 10,000 64 KB files import at 372-390/s against 334-349/s (two runs each, A/B/A/B).
+WALK_BATCH: Final = 64
+READ_BATCH: Final = 4
+
+
+async def _stepped(
+    items: Iterator[T],
+    limiter: anyio.CapacityLimiter,
+    *,
+    batch: int = 1,
+    drop: Callable[[T], None] | None = None,
+) -> AsyncGenerator[T, None]:
+    """A blocking iterator stepped in worker threads, up to ``batch`` steps a trip; closed (in a
+    thread) only when left unfinished. What it raises comes after the items it gave before.
+    Items taken but not handed on (the consumer stopped) go to ``drop``."""
+
+    def pull() -> tuple[list[T], bool, Exception | None]:
+        got: list[T] = []
+        try:
+            while len(got) < batch:
+                got.append(next(items))
+        except StopIteration:
+            return got, True, None
+        except Exception as exc:  # after the items already taken, as a plain iteration would
+            return got, True, exc
+        return got, False, None
+
+    finished = False
+    left: list[T] = []
     try:
-        while True:
-            item = await anyio.to_thread.run_sync(next, items, done, limiter=limiter)
-            if item is done:
-                return
-            yield item  # type: ignore[misc]
+        while not finished:
+            got, finished, error = await anyio.to_thread.run_sync(pull, limiter=limiter)
+            for index, item in enumerate(got):
+                left = got[index + 1 :]
+                yield item
+            left = []
+            if error is not None:
+                raise error
     finally:
+        if drop is not None:
+            for item in left:
+                drop(item)
         close = getattr(items, "close", None)
-        if close is not None:
+        if close is not None and not finished:
             await anyio.to_thread.run_sync(close, limiter=limiter)
+
+
+def _discard(item: Item) -> None:
+    """An item read but not taken: its spooled instance is removed."""
+    if isinstance(item, Candidate) and item.part is not None:
+        item.part.discard()
 
 
 async def _estimate(paths: Sequence[Path | str], progress: ImportProgress) -> None:
