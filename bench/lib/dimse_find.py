@@ -26,7 +26,6 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app.dimse.sockets import NO_DELAY
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"

@@ -55,19 +55,12 @@ orthanc_dimse_start() {  # workdir http_port dicom_port [pg_database] [--modalit
   "$SHARED/peer/peer_orthanc.sh" start --workdir "$dir" --http-port "$http" --dicom-port "$dicom" \
     "${extra[@]}" "$@" | tee "$dir.env" | grep -E '^(BASE_URL|PID)=' >/dev/null
 }
-rss_sampler() {  # pgid out -> writes the peak RSS (kB) of the process group to out until killed
-  local pgid=$1 out=$2 peak=0 now_kb
-  while :; do
-    now_kb=$(ps -o rss= -g "$pgid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
-    (( now_kb > peak )) && peak=$now_kb && echo "$peak" > "$out"
-    sleep 0.2
-  done
-}
-pid_rss_sampler() {  # pid out -> writes the peak RSS (kB) of one process to out until killed
-  local pid=$1 out=$2 peak=0 now_kb
+rss_sampler() {  # out ps-selector... -> writes the peak RSS (kB) of the selected processes to out
+  # until killed (-g PGID: a process group; -p PID: one process)
+  local out=$1 peak=0 now_kb; shift
   echo 0 > "$out"
   while :; do
-    now_kb=$(ps -o rss= -p "$pid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+    now_kb=$(ps -o rss= "$@" 2>/dev/null | awk '{s+=$1} END {print s+0}')
     (( now_kb > peak )) && peak=$now_kb && echo "$peak" > "$out"
     sleep 0.2
   done
@@ -104,10 +97,10 @@ if [[ $ACTION == store ]]; then
   for round in $(seq "$ROUNDS"); do
     start_lightbox lb_dimse 8000 lightbox_dimse
     LBPG=$(cat "$WORK/lb_dimse.pid")
-    rss_sampler "$LBPG" "$WORK/rss.kb" & SAMPLER=$!
+    rss_sampler "$WORK/rss.kb" -g "$LBPG" & SAMPLER=$!
     # the DIMSE process alone (`lightbox dimse`, serve's child): what the associations cost
     DIMSE_PID=$(pgrep -g "$LBPG" -f 'app dimse' | head -n 1)
-    pid_rss_sampler "$DIMSE_PID" "$WORK/rss-dimse.kb" & DIMSE_SAMPLER=$!
+    rss_sampler "$WORK/rss-dimse.kb" -p "$DIMSE_PID" & DIMSE_SAMPLER=$!
     read -r n secs fails <<< "$(store_into lightbox LIGHTBOX $LB_DIMSE)"
     kill "$SAMPLER" "$DIMSE_SAMPLER" 2>/dev/null || true
     held=$(psql -h 127.0.0.1 -U postgres -d lightbox_dimse -qAt -c "SELECT count(*) FROM instance")

@@ -57,7 +57,7 @@ if [[ $ACTION == import ]]; then
   unset LIGHTBOX_DATABASE_URL LIGHTBOX_DATA_DIR
   fresh_pg_db lightbox_import_stow
   (cd "$REPO" && LIGHTBOX_DATABASE_URL=$PG/lightbox_import_stow LIGHTBOX_DATA_DIR=$WORK/stow "$LB" db upgrade >/dev/null)
-  lb_serve lb_stow 8001 "$PG/lightbox_import_stow" "$WORK/stow" LIGHTBOX_AUTH__ENABLED=false LIGHTBOX_DIMSE__ENABLED=false
+  lb_serve lb_stow 8001 "$PG/lightbox_import_stow" "$WORK/stow" LIGHTBOX_AUTH__ENABLED=false
   LIMIT=(); [[ $MAX -gt 0 ]] && LIMIT=(--max-instances "$MAX")
   "$PY" "$SHARED/bench/load.py" stow --dataset "$DATASET" --results-dir "$WORK/stowres" \
     --target lightbox=http://127.0.0.1:8001/dicom-web --batch 50 -c 4 "${LIMIT[@]}" > "$WORK/stow.out" 2>&1
@@ -77,7 +77,7 @@ elif [[ $ACTION == export ]]; then
   STUDY=$("$PY" -c "import json,sys; print(json.loads(open(sys.argv[1]+'/instances.jsonl').readline())['study_uid'])" "$DATASET")
   fresh_pg_db lightbox_export
   (cd "$REPO" && LIGHTBOX_DATABASE_URL=$PG/lightbox_export LIGHTBOX_DATA_DIR=$WORK/export "$LB" db upgrade >/dev/null)
-  lb_serve lb_export 8002 "$PG/lightbox_export" "$WORK/export" LIGHTBOX_AUTH__ENABLED=false LIGHTBOX_DIMSE__ENABLED=false
+  lb_serve lb_export 8002 "$PG/lightbox_export" "$WORK/export" LIGHTBOX_AUTH__ENABLED=false
   "$PY" "$SHARED/bench/load.py" stow --dataset "$DATASET" --results-dir "$WORK/stowres" \
     --target lightbox=http://127.0.0.1:8002/dicom-web --batch 50 -c 4 > "$WORK/stow.out" 2>&1
   echo "ZIP export of study $STUDY ($(du -sh "$DATASET/dicom" | cut -f1) of files)" | tee "$SUMMARY"
