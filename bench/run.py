@@ -171,7 +171,8 @@ KINDS: dict[str, tuple[str, dict[str, Action]]] = {
         {
             "import": Action(
                 "import_export.sh",
-                "DATASET [MAX] [ORTHANC_MAX] [JOBS]: lightbox import (no HTTP hop, peak RSS) "
+                "DATASET [MAX] [ORTHANC_MAX] [JOBS]: lightbox import (no HTTP hop; peak RSS and "
+                "PSS of its process tree; PROCESSES) "
                 "against our STOW-RS and Orthanc's REST importer, in one run",
                 leading=("import",),
             ),

@@ -40,7 +40,18 @@ def import_(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="only count what would be imported")
     ] = False,
-    jobs: Annotated[int, typer.Option(min=1, max=64, help="files read at once")] = 4,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=64, help="files read at once (in each process)")
+    ] = 4,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="worker processes of a local import (default: one per core, at most 8)",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option(help="show a progress bar (default: on a terminal)"),
@@ -48,7 +59,8 @@ def import_(
 ) -> None:
     """Import DICOM files, read in place; exit status 1 when something was refused."""
     from app.index.imports import ImportJournal
-    from app.services.imports import ImportOptions, ImportProgress, RefusalReport
+    from app.services.imports import ImportAborted, ImportOptions, ImportProgress, RefusalReport
+    from app.services.imports.processes import WorkerSetup, default_processes, run_in_processes
 
     settings = Settings()
     destination = to.rstrip("/") if to else _local_destination(settings)
@@ -59,13 +71,34 @@ def import_(
     opened_report = RefusalReport(report) if report is not None else None
     opened_journal = ImportJournal(journal_path, destination)
     started = time.monotonic()
+    workers = 1 if to is not None else processes or default_processes()
     try:
-        asyncio.run(
-            _run(settings, paths, to, token, opened_journal, opened_report, counters, options, show)
-        )
+        if workers > 1:
+            setup = WorkerSetup(settings, journal_path, destination, os_actor(), options)
+            work = run_in_processes(
+                paths, setup=setup, processes=workers, report=opened_report, progress=counters
+            )
+            asyncio.run(_with_progress(work, counters, show))
+        else:
+            asyncio.run(
+                _run(
+                    settings,
+                    paths,
+                    to,
+                    token,
+                    opened_journal,
+                    opened_report,
+                    counters,
+                    options,
+                    show,
+                )
+            )
     except KeyboardInterrupt:
         print("interrupted: what was stored is kept; run again to go on", file=sys.stderr)
         sys.exit(130)
+    except ImportAborted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     finally:
         opened_journal.close()
         if opened_report is not None:
@@ -95,7 +128,7 @@ async def _run(
         await _run_remote(settings, paths, to, token, journal, report, counters, options, show)
         return
     from app.services.container import open_services
-    from app.services.imports import ImportService
+    from app.services.imports.pipeline import ImportService
 
     actor = os_actor()
     async with open_services(settings) as services:
@@ -133,7 +166,7 @@ async def _run_remote(
     import shutil
     import tempfile
 
-    from app.services.imports import run_import
+    from app.services.imports.pipeline import run_import
     from app.services.imports.remote import RemoteRefused, StowSink
     from app.services.spool import Spool
 

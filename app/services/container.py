@@ -31,7 +31,7 @@ from app.services.export import ExportService
 from app.services.group_commit import GroupCommit
 from app.services.health import HealthService
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
-from app.services.imports import ImportService
+from app.services.imports.pipeline import ImportService
 from app.services.ingest import IngestPolicy, IngestService
 from app.services.jobs import JobService
 from app.services.logins import LoginPolicy, LoginService
@@ -254,6 +254,16 @@ def housekeeping_plan(settings: Settings) -> HousekeepingPlan:
     )
 
 
+async def prepare_index(settings: Settings) -> None:
+    """Make the embedded index's directory, and migrate the index when configured to (the
+    embedded default is). Workers that share an index call this once, in their parent."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite
+    if auto:
+        await migrate.upgrade(settings.resolved_database_url())
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings, *, pull_sources: SourceFactory | None = None
@@ -263,11 +273,7 @@ async def open_services(
     ``pull_sources`` makes the sources of pull jobs: the DIMSE client, which ``app.services``
     cannot import (pynetdicom stays in ``app.dimse``), so the entry points, which may, give it.
     """
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite
-    if auto:
-        await migrate.upgrade(settings.resolved_database_url())
+    await prepare_index(settings)
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
     store = build_store(settings)
     if settings.metrics.enabled and isinstance(store, ObjectStoreBase):

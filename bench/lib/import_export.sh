@@ -20,18 +20,27 @@ WORK=${WORK:-$(mktemp -d /tmp/lightbox-ops.XXXXXX)}
 WORKERS=${LIGHTBOX_BENCH_WORKERS:-2}
 mkdir -p "$RESULTS" "$WORK"
 now() { date +%s.%N; }
-peak_rss_of() {  # command... -> runs it, prints "seconds peak_rss_mb" (the command's tree)
-  local t0 t1 pid peak=0 kb
+peak_rss_of() {  # command... -> runs it, prints "seconds peak_rss_mb peak_pss_mb largest_rss_mb"
+  # of the command's tree (process group). RSS summed over processes counts the pages they share
+  # (the interpreter, the libraries) once per process; PSS shares them out, so its sum is the
+  # memory the tree takes. A multi-process import is reported with both.
+  local t0 t1 pid peak=0 peak_pss=0 largest=0 kb pss one p
   t0=$(now)
   setsid "$@" > "$WORK/cmd.log" 2>&1 & pid=$!
   while kill -0 "$pid" 2>/dev/null; do
-    kb=$(ps -o rss= -g "$pid" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+    kb=0; pss=0
+    for p in $(ps -o pid= -g "$pid" 2>/dev/null); do
+      one=$(awk '/^Rss:/{r=$2} /^Pss:/{s=$2} END {print r+0, s+0}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+      kb=$((kb + ${one% *})); pss=$((pss + ${one#* }))
+      (( ${one% *} > largest )) && largest=${one% *}
+    done
     (( kb > peak )) && peak=$kb
+    (( pss > peak_pss )) && peak_pss=$pss
     sleep 0.2
   done
   wait "$pid" || echo "(exit status $?, see $WORK/cmd.log)" >&2
   t1=$(now)
-  echo "$(echo "$t1 - $t0" | bc) $((peak / 1024))"
+  echo "$(echo "$t1 - $t0" | bc) $((peak / 1024)) $((peak_pss / 1024)) $((largest / 1024))"
 }
 trap 'stop_all; orthanc_stop "$WORK/orthanc_pg"' EXIT
 SUMMARY="$RESULTS/$(date +%Y%m%d-%H%M%S)-operations-$ACTION.txt"
@@ -50,9 +59,10 @@ if [[ $ACTION == import ]]; then
       ln -s "$f" "$WORK/subset/$(echo "$f" | md5sum | cut -c1-16).dcm"; done
     SRC=("$WORK/subset")
   fi
-  read -r secs rss <<< "$(peak_rss_of "$LB" import --no-progress --jobs "$JOBS" \
-      --journal "$WORK/journal.sqlite" "${SRC[@]}")"
-  echo "lightbox_import: $N instances in $secs s = $(echo "scale=1; $N / $secs" | bc)/s, peak RSS ${rss} MB" | tee -a "$SUMMARY"
+  PROCS=(); [[ -n ${PROCESSES:-} ]] && PROCS=(--processes "$PROCESSES")
+  read -r secs rss pss largest <<< "$(peak_rss_of "$LB" import --no-progress --jobs "$JOBS" \
+      "${PROCS[@]}" --journal "$WORK/journal.sqlite" "${SRC[@]}")"
+  echo "lightbox_import: $N instances in $secs s = $(echo "scale=1; $N / $secs" | bc)/s, peak of the process tree: RSS ${rss} MB (summed), PSS ${pss} MB; largest process ${largest} MB" | tee -a "$SUMMARY"
   tail -3 "$WORK/cmd.log" | tee -a "$SUMMARY"
   unset LIGHTBOX_DATABASE_URL LIGHTBOX_DATA_DIR
   fresh_pg_db lightbox_import_stow

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import httpx
+import psutil
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
@@ -77,15 +78,24 @@ def _journal_rows(path: Path) -> int:
         return 0
 
 
+def _is_worker(process: psutil.Process) -> bool:
+    try:
+        return any("spawn_main" in part for part in process.cmdline())
+    except psutil.Error:  # gone already
+        return False
+
+
 def test_an_import_killed_midway_and_run_again(fresh_database_url: str, tmp_path: Path) -> None:
     """SIGKILL once the first instances are committed; the second run completes the import:
-    every file's instance is in the index exactly once, every blob whole."""
+    every file's instance is in the index exactly once, every blob whole. The import runs in
+    two worker processes, which die with it (none goes on writing on its own)."""
     data_dir = tmp_path / "data"
     env = _env(fresh_database_url, data_dir)
     count = 600
     _tree(tmp_path / "tree", count, generate_uid(), rows=32, columns=32)
     journal = tmp_path / "journal.sqlite"
     args = ["import", str(tmp_path / "tree"), "--journal", str(journal), "--jobs", "2"]
+    args += ["--processes", "2"]
     process = subprocess.Popen(
         [sys.executable, "-m", "app", *args],
         env=env,
@@ -98,10 +108,15 @@ def test_an_import_killed_midway_and_run_again(fresh_database_url: str, tmp_path
         while _journal_rows(journal) == 0 and process.poll() is None:
             assert time.monotonic() < deadline, "no instance committed in time"
             time.sleep(0.01)
+        children = psutil.Process(process.pid).children()  # and multiprocessing's tracker
+        workers = [child for child in children if _is_worker(child)]
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the import finished before it was killed"
+    assert len(workers) == 2
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], "a process outlived the killed import"
     done_first = _journal_rows(journal)
     assert 0 < done_first < count
 

@@ -31,7 +31,8 @@ from app.index.audit.events import AuditFilter
 from app.index.imports import ImportJournal
 from app.index.models import Instance, Study
 from app.services.container import Services
-from app.services.imports import ImportOptions, ImportProgress, RefusalReport, _stepped
+from app.services.imports import ImportOptions, ImportProgress, RefusalReport
+from app.services.imports.pipeline import _stepped
 from app.services.ingest import IngestService
 from tests.factories import make_dataset, make_instance
 

@@ -22,7 +22,8 @@ import orjson
 from pydicom import dcmread
 
 from app.dicom.status import Status
-from app.services.imports import ImportAborted, Settle, Settled
+from app.services.imports.pipeline import Settle
+from app.services.imports.progress import ImportAborted, Settled
 from app.services.imports.reading import Candidate
 from app.services.spool import SpooledPart
 

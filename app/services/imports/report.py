@@ -4,13 +4,21 @@ known (nothing held): CSV for a ``.csv`` file, else JSON lines."""
 
 import csv
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import orjson
 
-__all__ = ["RefusalReport"]
+__all__ = ["RefusalReport", "RefusalWriter"]
 
 _FIELDS = ("source", "reason", "status")
+
+
+class RefusalWriter(Protocol):
+    """Where refusals go: a :class:`RefusalReport`, or a worker process's channel to the one its
+    parent writes (``app.services.imports.processes``)."""
+
+    def write(self, source: str, reason: str, status: int | None = None) -> None:
+        """One refused source and why."""
 
 
 class RefusalReport:

@@ -12,14 +12,17 @@ is read, and the files its records reference are imported (in place, from the me
 import errno
 import os
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+import anyio
+import anyio.to_thread
 
-__all__ = ["FileFound", "Found", "MediaDirectory", "Problem", "walk"]
+from app.services.imports.progress import ImportProgress
+
+__all__ = ["FileFound", "Found", "MediaDirectory", "Problem", "count_totals", "walk"]
 
 DICOMDIR = "DICOMDIR"
 
@@ -157,6 +160,10 @@ def _media(path: str) -> Iterator[Found]:
     """The files a DICOMDIR's records reference (PS3.3 §F.3.2.2 Referenced File ID), relative
     to its directory; a File ID missing as written is looked for in lower case too (media
     mounted with lower-case names)."""
+    # pydicom is loaded here, not with the module: a parent that only walks stays small
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     root = os.path.dirname(path)
     try:
         directory = dcmread(path)
@@ -190,3 +197,23 @@ def _media(path: str) -> Iterator[Found]:
             yield Problem(file, _not_regular(info.st_mode))
             continue
         yield FileFound(file, info.st_size, info.st_mtime_ns)
+
+
+async def count_totals(paths: Sequence[Path | str], progress: ImportProgress) -> None:
+    """Count the files and bytes under ``paths`` (for a progress bar's total and ETA)."""
+    stop = threading.Event()
+
+    def count() -> None:
+        files = size = 0
+        for found in walk(paths):
+            if stop.is_set():
+                return
+            if isinstance(found, FileFound):
+                files += 1
+                size += found.size
+        progress.total_files, progress.total_bytes = files, size
+
+    try:
+        await anyio.to_thread.run_sync(count, abandon_on_cancel=True)
+    finally:
+        stop.set()
