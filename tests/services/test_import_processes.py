@@ -54,6 +54,11 @@ async def _run(
         return done, list(csv.DictReader(rows))
 
 
+def _import_workers() -> list[multiprocessing.process.BaseProcess]:
+    """This process's import workers (other tests may leave a decoder process of their own)."""
+    return [p for p in multiprocessing.active_children() if p.name.startswith("lightbox-import")]
+
+
 async def test_a_tree_in_two_processes(
     services: Services, settings: Settings, tmp_path: Path
 ) -> None:
@@ -115,13 +120,13 @@ async def test_a_worker_that_dies_fails_the_import_and_a_rerun_completes_it(
     async with asyncio.timeout(120):
         while progress.stored == 0 and not running.done():  # noqa: ASYNC110 - counters, no event
             await asyncio.sleep(0.01)
-    workers = [p for p in multiprocessing.active_children() if p.name.startswith("lightbox-imp")]
+    workers = _import_workers()
     assert len(workers) == 2, "the import finished before a worker could be killed"
     assert workers[0].pid is not None
     os.kill(workers[0].pid, signal.SIGKILL)
     with pytest.raises(WorkerDied, match="died"):
         await running
-    assert not multiprocessing.active_children(), "the other worker was left running"
+    assert not _import_workers(), "the other worker was left running"
     stored_first = await _count(services)
     assert 0 < stored_first < count
 
