@@ -6,6 +6,7 @@ bounded memory, an export as a ZIP file and as a directory, of an unknown or del
 import asyncio
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -127,6 +128,58 @@ def test_an_import_killed_midway_and_run_again(fresh_database_url: str, tmp_path
     assert stored == count
     assert (missing, damaged) == ([], [])
     assert _journal_rows(journal) == count
+
+
+def test_ctrl_c_stops_every_process_of_an_import(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group: the command and its workers) ends the
+    import with status 130 and one line saying so, no worker's traceback, no process left; the
+    next run finishes it. The embedded default index (SQLite), as a first import would be."""
+    data_dir = tmp_path / "data"
+    env = _env(f"sqlite+aiosqlite:///{data_dir / 'index.db'}", data_dir)
+    env.pop("LIGHTBOX_AUTO_MIGRATE", None)  # the embedded default: migrated by the first worker
+    count = 600
+    _tree(tmp_path / "tree", count, generate_uid(), rows=32, columns=32)
+    journal = tmp_path / "journal.sqlite"
+    args = ["import", str(tmp_path / "tree"), "--journal", str(journal), "--processes", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _journal_rows(journal) == 0 and process.poll() is None:
+            assert time.monotonic() < deadline, "no instance committed in time"
+            time.sleep(0.01)
+        children = psutil.Process(process.pid).children()
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, out + err
+    assert "interrupted: what was stored is kept" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+
+    second = _cli(env, *args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    labels = ("instances stored", "already held", "skipped (done in an earlier run)")
+    stored, held, skipped = (_number(second.stdout, label) for label in labels)
+    assert skipped > 0
+    assert stored + held + skipped == count
+
+
+def _number(stdout: str, label: str) -> int:
+    """The number after ``label:`` in a summary."""
+    match = re.search(rf"{re.escape(label)}: (\d+)", stdout)
+    assert match is not None, stdout
+    return int(match.group(1))
 
 
 def test_import_into_a_remote_server(dicomweb_server: DicomwebServer, tmp_path: Path) -> None:
