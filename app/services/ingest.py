@@ -255,14 +255,17 @@ class IngestSession:
         self._flush_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(service.policy.parse_concurrency * 2)
 
-    async def add(self, part: SpooledPart) -> InstanceOutcome:
+    async def add(
+        self, part: SpooledPart, parsed: ParsedInstance | Exception | None = None
+    ) -> InstanceOutcome:
         """Accept one received part (waits only when too many parts are in flight); its
-        outcome is filled in by :meth:`finish`."""
+        outcome is filled in by :meth:`finish`. ``parsed``: the part parsed already (by
+        :meth:`IngestService.parse_blocking` in the caller's thread), or what that raised."""
         index = len(self._result.outcomes)
         outcome = InstanceOutcome(None, None)
         self._result.outcomes.append(outcome)
         await self._slots.acquire()
-        task = asyncio.create_task(self._process(index, part))
+        task = asyncio.create_task(self._process(index, part, parsed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return outcome
@@ -304,12 +307,16 @@ class IngestSession:
             pending.part.discard()
         self._pending.clear()
 
-    async def _process(self, index: int, part: SpooledPart) -> None:
+    async def _process(
+        self, index: int, part: SpooledPart, given: ParsedInstance | Exception | None
+    ) -> None:
         outcome = self._result.outcomes[index]
         outcome.size = part.size
         flush = False
         try:
-            parsed = await self._svc.parse(part)
+            if isinstance(given, Exception):
+                raise given
+            parsed = given if given is not None else await self._svc.parse(part)
             outcome.sop_class_uid = parsed.instance.sop_class_uid
             outcome.sop_uid = parsed.sop_uid
             outcome.study_uid = parsed.study_uid

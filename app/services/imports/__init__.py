@@ -8,10 +8,11 @@ process that only walks and hands files out (:mod:`.processes`) stays small; the
 1. :func:`~.sources.walk` streams what is found (a thread steps it; a queue of a few items);
 2. ``jobs`` workers each read one file at a time in a thread (:class:`~.reading.Reader`: sniff,
    then spool the file or each archive member, hashed on the way);
-3. each instance goes to the current :class:`~app.services.ingest.IngestSession` (parsed in
-   threads, committed in batches: the STOW-RS write protocol, duplicate and patient-conflict
-   policies, and audit rows committed with the writes, the actor ``cli:<user>``); a session
-   holds a chunk of instances and at most two finish at once, so its outcomes do not pile up;
+3. each instance, parsed in the reader's thread, goes to the current
+   :class:`~app.services.ingest.IngestSession` (committed in batches: the STOW-RS write
+   protocol, duplicate and patient-conflict policies, and audit rows committed with the
+   writes, the actor ``cli:<user>``); a session holds a chunk of instances and at most two
+   finish at once, so its outcomes do not pile up;
 4. when a session has finished, its outcomes are settled: stored sources recorded in the
    journal (:class:`~app.index.imports.ImportJournal`: a re-run skips them unread), refusals
    written to the report with their reasons, the counters moved on.

