@@ -364,6 +364,7 @@ class _IngestSink:
         # back-pressure the readers feel; the reading itself runs outside it
         async with self._lock:
             outcome = await self._session.add(candidate.part, candidate.parsed)
+            candidate.parsed = None  # the session has it; the candidate waits for its outcome
             self._entries.append((candidate, outcome))
             if len(self._entries) >= self._chunk:
                 await self._rotate()
