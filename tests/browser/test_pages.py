@@ -264,9 +264,13 @@ def test_an_admin_filters_the_audit_trail(site: Site, browser: Browser, ct_study
     page.goto(f"{site.url}/admin/audit")
     page.fill("#f-patient", "BR-1")
     page.fill("#f-action", "store")
+    # the page opens with the unfiltered trail in #audit-results: mark it, so that the wait
+    # below is for the filtered results that replace it, not for the rows already there
+    page.evaluate("document.getElementById('audit-results').dataset.before = 'filter'")
     page.click("#apply-filter")
     page.wait_for_function(
-        "() => document.querySelectorAll('#audit-results .audit-row').length > 0"
+        "() => !document.getElementById('audit-results').dataset.before"
+        " && document.querySelectorAll('#audit-results .audit-row').length > 0"
         " && document.getElementById('audit-count').textContent.includes('event')"
     )
     rows = page.locator("#audit-results .audit-row")
