@@ -69,6 +69,7 @@ def import_(
     options = ImportOptions(jobs=jobs, dry_run=dry_run, estimate=show)
     counters = ImportProgress()
     opened_report = RefusalReport(report) if report is not None else None
+    # opened here with worker processes too: the journal's file and table exist before they start
     opened_journal = ImportJournal(journal_path, destination)
     started = time.monotonic()
     workers = 1 if to is not None else processes or default_processes()

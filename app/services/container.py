@@ -256,7 +256,8 @@ def housekeeping_plan(settings: Settings) -> HousekeepingPlan:
 
 async def prepare_index(settings: Settings) -> None:
     """Make the embedded index's directory, and migrate the index when configured to (the
-    embedded default is). Workers that share an index call this once, in their parent."""
+    embedded default is). Processes that share an index must not run it at once (import
+    workers take a file lock around it: ``app.services.imports.processes``)."""
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite

@@ -14,6 +14,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -79,6 +80,14 @@ def _journal_rows(path: Path) -> int:
         return 0
 
 
+def _wait_for_a_commit(process: "subprocess.Popen[Any]", journal: Path) -> None:
+    """Until the running import has journaled its first stored files (or ended)."""
+    deadline = time.monotonic() + 120
+    while _journal_rows(journal) == 0 and process.poll() is None:
+        assert time.monotonic() < deadline, "no instance committed in time"
+        time.sleep(0.01)
+
+
 def _is_worker(process: psutil.Process) -> bool:
     try:
         return any("spawn_main" in part for part in process.cmdline())
@@ -105,10 +114,7 @@ def test_an_import_killed_midway_and_run_again(fresh_database_url: str, tmp_path
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while _journal_rows(journal) == 0 and process.poll() is None:
-            assert time.monotonic() < deadline, "no instance committed in time"
-            time.sleep(0.01)
+        _wait_for_a_commit(process, journal)
         children = psutil.Process(process.pid).children()  # and multiprocessing's tracker
         workers = [child for child in children if _is_worker(child)]
         process.send_signal(signal.SIGKILL)
@@ -151,10 +157,7 @@ def test_ctrl_c_stops_every_process_of_an_import(tmp_path: Path) -> None:
         start_new_session=True,  # a group of its own, as a terminal's foreground job
     )
     try:
-        deadline = time.monotonic() + 120
-        while _journal_rows(journal) == 0 and process.poll() is None:
-            assert time.monotonic() < deadline, "no instance committed in time"
-            time.sleep(0.01)
+        _wait_for_a_commit(process, journal)
         children = psutil.Process(process.pid).children()
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=60)

@@ -1,18 +1,19 @@
 """A local import in several worker processes (``lightbox import --processes N``).
 
 Why: storing an instance is Python from end to end (sniff, spool, hash, parse, the index rows),
-so one process uses one core: 64 KB files import at ~380/s with its GIL busy the whole time
-(py-spy), however many files are read at once. N processes use N cores.
+so one process uses one core, however many files it reads at once: 100,000 64 KB files import
+at 694/s in one process, 1,141-1,177/s in two (2 cores; bench/results/2026-12-07-13).
 
 How: the parent walks (:func:`~.sources.walk`, in a thread) and hands the files it finds out
 in batches through one bounded queue, so memory stays a few batches whatever the size of the
 tree, and the parent itself loads no more than the walk needs (~45 MB). Each worker process
-opens its own services (its own database pool and object store) and
-the journal (SQLite in WAL mode, which several processes write), and runs the one pipeline
-(:func:`~app.services.imports.run_import`) on the files it is handed. It sends its counters back
-a few times a second and each refusal as it is known; the parent adds the counters up (the
-progress bar, the summary) and writes the refusals to the report. What the walk itself finds
-wrong (a link that loops, a directory that cannot be read) the parent counts and writes.
+opens its own services (its own database pool and object store) and the journal (SQLite in
+WAL mode, which several processes write), and runs the one pipeline
+(:func:`~app.services.imports.pipeline.run_import`) on the files it is handed. It sends its
+counters back a few times a second and each refusal as it is known; the parent adds the
+counters up (the progress bar, the summary) and writes the refusals to the report. What the
+walk itself finds wrong (a link that loops, a directory that cannot be read) the parent counts
+and writes.
 
 A worker that dies (killed, out of memory) fails the import: the others are stopped, what they
 committed stays committed, and what no journal row lists is read again by the next run and stored
@@ -122,17 +123,19 @@ async def run_in_processes(
     counting = (
         asyncio.create_task(count_totals(paths, progress)) if setup.options.estimate else None
     )
+    finished = False
     try:
         await _collect(events, workers, _Tally(progress, processes), report)
+        finished = True
     finally:
         stop.set()
         if counting is not None:
             counting.cancel()
             await asyncio.gather(counting, return_exceptions=True)
         for worker in workers:
-            if worker.is_alive() and worker.exitcode is None:
+            if not finished and worker.exitcode is None:
                 worker.terminate()
-        for worker in workers:
+            # a worker that said it is done flushes its queue as it exits: waited for
             await anyio.to_thread.run_sync(worker.join, 30)
         await anyio.to_thread.run_sync(walker.join, 30)
         files.cancel_join_thread()  # batches nobody will take: not waited for at exit
@@ -190,8 +193,6 @@ async def _collect(
             finished.add(event[1])
         elif kind == "failed":
             raise WorkerDied(f"import worker {event[1]} failed: {event[2]}")
-    for worker in workers:  # each said it is done: its queue is flushed as it exits
-        await anyio.to_thread.run_sync(worker.join, 30)
 
 
 def _check(workers: list[BaseProcess], finished: set[int]) -> None:
