@@ -33,6 +33,10 @@ __all__ = ["handle_find"]
 #: what the handler yields: a status (with its ErrorComment: a status data set) and, for a
 #: match, its identifier already encoded (``app.dimse.qr_service`` sends it as it is)
 Response = tuple[int | Dataset, bytes | None]
+#: matches taken from the services thread per hop: the responses of a page then go out back to
+#: back, and pynetdicom's sender thread, which naps 1 ms whenever it finds nothing to send,
+#: naps once per batch rather than once per match (1.5-2 ms a match before, 200 matches)
+BATCH = 64
 #: the longest detail an audit row keeps (the keys of a search can be long)
 MAX_DETAIL = 1024
 
@@ -51,7 +55,7 @@ def handle_find(ctx: DimseContext, event: Any) -> Iterator[Response]:
         yield status, None
         return
     matches = ctx.bridge.iterate(
-        ctx.services.query.find(request.query, ctx.settings.public_base_url or "")
+        ctx.services.query.find(request.query, ctx.settings.public_base_url or ""), batch=BATCH
     )
     ae_title = ctx.settings.dimse.ae_title
     syntax = str(event.context.transfer_syntax)

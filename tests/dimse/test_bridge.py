@@ -90,6 +90,27 @@ def test_iterate_yields_in_order_and_closes_the_source_when_abandoned(bridge: Br
     assert closed.wait(2)
 
 
+def test_iterate_in_batches_keeps_order_and_closing(bridge: Bridge) -> None:
+    """Several items per hop (C-FIND): the same items in the same order, the last batch short,
+    and closing early still closes the source."""
+    closed = threading.Event()
+
+    async def numbers(count: int) -> AsyncIterator[int]:
+        try:
+            for i in range(count):
+                yield i
+        finally:
+            closed.set()
+
+    assert list(bridge.iterate(numbers(1000), batch=64)) == list(range(1000))
+    assert list(bridge.iterate(numbers(0), batch=64)) == []
+    closed.clear()
+    it = bridge.iterate(numbers(1000), batch=64)
+    assert [next(it) for _ in range(70)] == list(range(70))
+    it.close()
+    assert closed.wait(2)
+
+
 def test_entered_opens_and_closes_on_the_loop(bridge: Bridge) -> None:
     events: list[str] = []
 

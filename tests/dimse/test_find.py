@@ -273,6 +273,38 @@ def test_unsupported_optional_keys_give_ff01(qr: Running, archive: Archive) -> N
     assert match.SOPClassesInStudy is None or match.SOPClassesInStudy == ""
 
 
+def test_matches_larger_than_the_peers_pdu_are_fragmented(qr: Running) -> None:
+    """Pending responses normally go out as one PDU each (command and identifier together); a
+    peer whose maximum PDU is smaller than that gets them fragmented, and every match whole."""
+    study = str(generate_uid())
+    description = "D" * 600  # with the command set, more than the peer's 512-byte PDUs
+    ingest(
+        qr,
+        *(
+            to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=str(generate_uid()),
+                                  SeriesDescription=f"{n}{description}", SeriesNumber=n))
+            for n in range(3)
+        ),
+        to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=str(generate_uid()),
+                              SeriesDescription="short", SeriesNumber=9)),
+    )  # fmt: skip
+    ae = AE(ae_title=calling_ae())
+    ae.add_requested_context(STUDY_FIND)
+    assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX", max_pdu=512)
+    assert assoc.is_established
+    identifier = _identifier(
+        QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID="",
+        SeriesDescription="", SeriesNumber="",
+    )  # fmt: skip
+    try:
+        responses = list(assoc.send_c_find(identifier, STUDY_FIND))
+    finally:
+        assoc.release()
+    assert [status.Status for status, _ in responses] == [0xFF00] * 4 + [0x0000]
+    found = {int(match.SeriesNumber): str(match.SeriesDescription) for _, match in responses[:-1]}
+    assert found == {n: f"{n}{description}" for n in range(3)} | {9: "short"}
+
+
 def test_cancel_mid_find(qr: Running) -> None:
     """C-CANCEL while matches are being sent: the SCP stops and answers Cancel (0xFE00)."""
     study, series = str(generate_uid()), str(generate_uid())
