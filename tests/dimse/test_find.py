@@ -301,7 +301,8 @@ def test_matches_larger_than_the_peers_pdu_are_fragmented(qr: Running) -> None:
     finally:
         assoc.release()
     assert [status.Status for status, _ in responses] == [0xFF00] * 4 + [0x0000]
-    found = {int(match.SeriesNumber): str(match.SeriesDescription) for _, match in responses[:-1]}
+    matches = [match for _, match in responses[:-1] if match is not None]
+    found = {int(match.SeriesNumber): str(match.SeriesDescription) for match in matches}
     assert found == {n: f"{n}{description}" for n in range(3)} | {9: "short"}
 
 
