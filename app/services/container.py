@@ -6,10 +6,8 @@ so every front end runs on the same services.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
-
-from pydantic import SecretStr
 
 from app.auth.factory import build_issuer, build_mapping
 from app.auth.keys import LocalSigningKey, OidcKeys
@@ -19,7 +17,6 @@ from app.auth.verify import TokenVerifier
 from app.config import AuthSettings, Settings
 from app.dicom.decoding import DecodeLimits
 from app.dicom.render import OutputLimits
-from app.index import migrate
 from app.index.db import Database
 from app.services.access import StudyAccess
 from app.services.aes import RemoteAeService
@@ -32,11 +29,16 @@ from app.services.group_commit import GroupCommit
 from app.services.health import HealthService
 from app.services.housekeeping import Housekeeping, HousekeepingPlan
 from app.services.imports.pipeline import ImportService
-from app.services.ingest import IngestPolicy, IngestService
+from app.services.ingest import IngestService
+from app.services.ingest_stack import (
+    build_audit,
+    build_ingest,
+    prepare_index,
+)
 from app.services.jobs import JobService
 from app.services.logins import LoginPolicy, LoginService
 from app.services.maintenance import MaintenanceService
-from app.services.metrics import ProcessMetrics, StoreMetrics
+from app.services.metrics import ProcessMetrics
 from app.services.oidc_login import OidcLoginService
 from app.services.pull import PullService, SourceFactory
 from app.services.query import QueryService
@@ -49,9 +51,7 @@ from app.services.stats import StatsService
 from app.services.studies import StudyCatalog
 from app.services.tokens import TokenService
 from app.services.users import UserService
-from app.storage.base import ObjectStore, ObjectStoreBase
-from app.storage.factory import open_store
-from app.storage.filesystem import FilesystemStore
+from app.storage.base import ObjectStore
 
 
 @dataclass(slots=True)
@@ -109,37 +109,6 @@ class Services:
         await self.audit.close()
         await self.store.close()
         await self.db.close()
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def build_store(settings: Settings) -> ObjectStore:
-    """The object store named by the settings."""
-    s3, gcs, azure = settings.s3, settings.gcs, settings.azure
-    return open_store(
-        settings.resolved_storage_url(),
-        s3_endpoint=s3.endpoint,
-        s3_region=s3.region,
-        s3_access_key_id=s3.access_key_id,
-        s3_secret_access_key=_secret(s3.secret_access_key),
-        s3_allow_http=s3.allow_http,
-        s3_server_side_encryption=s3.server_side_encryption,
-        s3_sse_kms_key_id=s3.sse_kms_key_id,
-        s3_sse_bucket_key_enabled=s3.sse_bucket_key_enabled,
-        # obstore's own configuration keys (GCSConfig, AzureConfig); unset ones are left out
-        gcs_config={
-            "service_account": gcs.service_account_path,
-            "service_account_key": _secret(gcs.service_account_key),
-        },
-        azure_config={
-            "account_name": azure.account_name,
-            "account_key": _secret(azure.account_key),
-            "sas_key": _secret(azure.sas_token),
-            "use_emulator": azure.use_emulator or None,
-        },
-    )
 
 
 def session_service(settings: Settings, audit: AuditLog, tokens: TokenService) -> SessionService:
@@ -217,22 +186,6 @@ def login_policy(auth: AuthSettings) -> LoginPolicy:
     )
 
 
-def ingest_policy(settings: Settings) -> IngestPolicy:
-    """Ingest's plain-value view of the settings."""
-    limits = settings.limits
-    return IngestPolicy(
-        duplicate_policy=settings.duplicate_policy,
-        patient_conflict=settings.patient_conflict,
-        sop_class_allow_list=frozenset(settings.sop_class_allow_list),
-        zero_preamble=settings.zero_preamble,
-        spool_memory_bytes=limits.spool_memory_bytes,
-        max_instance_bytes=limits.max_instance_bytes,
-        max_inflated_bytes=limits.max_inflated_bytes,
-        batch_instances=limits.stow_batch_instances,
-        parse_concurrency=limits.parse_concurrency,
-    )
-
-
 def retention_rules(settings: Settings) -> tuple[RetentionRule, ...]:
     """The retention rules of the settings, as the retention service takes them."""
     return tuple(
@@ -254,17 +207,6 @@ def housekeeping_plan(settings: Settings) -> HousekeepingPlan:
     )
 
 
-async def prepare_index(settings: Settings) -> None:
-    """Make the embedded index's directory, and migrate the index when configured to (the
-    embedded default is). Processes that share an index must not run it at once (import
-    workers take a file lock around it: ``app.services.imports.processes``)."""
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    auto = settings.auto_migrate if settings.auto_migrate is not None else settings.is_sqlite
-    if auto:
-        await migrate.upgrade(settings.resolved_database_url())
-
-
 @asynccontextmanager
 async def open_services(
     settings: Settings, *, pull_sources: SourceFactory | None = None
@@ -275,16 +217,7 @@ async def open_services(
     cannot import (pynetdicom stays in ``app.dimse``), so the entry points, which may, give it.
     """
     await prepare_index(settings)
-    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    store = build_store(settings)
-    if settings.metrics.enabled and isinstance(store, ObjectStoreBase):
-        store.observe(StoreMetrics(store.kind))
-    policy = ingest_policy(settings)
-    spool_dir = settings.spool_dir()
-    if isinstance(store, FilesystemStore):
-        # spool each part straight into the store's temp dir: the blob write is then a rename
-        spool_dir = store.local_tmp_dir()
-        policy = replace(policy, spool_memory_bytes=0)
+    db, store, ingest = build_ingest(settings)
     limits = settings.limits
     retrieve = RetrieveService(
         db,
@@ -300,14 +233,7 @@ async def open_services(
         decoders=shared_pool(limits.decode_processes, limits.decode_process_memory_bytes),
     )
     render = settings.render
-    audit = AuditLog(
-        db,
-        queue_size=settings.auth.audit_queue_size,
-        batch_size=settings.auth.audit_batch_size,
-        linger=settings.auth.audit_linger_seconds,
-        aggregate=settings.auth.audit_aggregate,
-    )
-    ingest = IngestService(db, store, policy, spool_dir)
+    audit = build_audit(settings, db)
     delete = DeleteService(db, store, tombstone_ttl=timedelta(hours=settings.tombstone_hours))
     maintenance = MaintenanceService(db, store)
     retention = RetentionService(db, delete, audit, max_fraction=settings.retention.max_fraction)

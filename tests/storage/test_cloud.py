@@ -3,7 +3,7 @@
 import pytest
 
 from app.config import Settings
-from app.services.container import build_store
+from app.services.ingest_stack import build_store
 from app.storage.cloud import AzureStore, GcsStore
 from app.storage.factory import open_store
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import S3Encryption, S3Settings, Settings
-from app.services.container import build_store
+from app.services.ingest_stack import build_store
 from app.storage.s3 import S3Store
 from tests.s3server import S3Server
 

@@ -7,11 +7,12 @@ at 694/s in one process, 1,141-1,177/s in two (2 cores; bench/results/2026-12-07
 How: the parent walks (:func:`~.sources.walk`, in a thread) and hands the files it finds out
 in batches through one bounded queue, so memory stays a few batches whatever the size of the
 tree, and the parent itself loads no more than the walk needs (~45 MB). Each worker process
-opens its own services (its own database pool and object store) and the journal (SQLite in
-WAL mode, which several processes write), and runs the one pipeline
-(:func:`~app.services.imports.pipeline.run_import`) on the files it is handed. It sends its
-counters back a few times a second and each refusal as it is known; the parent adds the
-counters up (the progress bar, the summary) and writes the refusals to the report. What the
+opens its own index, object store and ingest (:func:`~app.services.ingest_stack.open_ingest`,
+not every service) and the journal (SQLite in WAL mode, which several processes write), and
+runs the one pipeline (:func:`~app.services.imports.pipeline.run_import`) on the files it is
+handed. It sends its counters back a few times a second and each refusal as it is known; the
+parent adds the counters up (the progress bar, the summary) and writes the refusals to the
+report. What the
 walk itself finds wrong (a link that loops, a directory that cannot be read) the parent counts
 and writes.
 
@@ -268,7 +269,7 @@ def _prepare(settings: Settings, lock: str) -> None:
     """Migrate the index if configured to (the embedded default), one worker at a time: the
     first does it, the others find it done (two migrating one index at once collide). The
     parent leaves it to them so that it never loads the index's code (module docstring)."""
-    from app.services.container import prepare_index
+    from app.services.ingest_stack import prepare_index
 
     with open(lock, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # released as the file closes
@@ -276,14 +277,15 @@ def _prepare(settings: Settings, lock: str) -> None:
 
 
 async def _import_share(setup: WorkerSetup, index: int, files: Any, events: Any) -> None:
-    from app.services.container import open_services  # the worker's own services
-    from app.services.imports.pipeline import Settle, Sink
+    # the worker's own index, store and ingest: only those, not every service (~20 MB less)
+    from app.services.imports.pipeline import ImportService, Settle, Sink
+    from app.services.ingest_stack import open_ingest
 
     progress = ImportProgress()
     journal = ImportJournal(setup.journal, setup.destination) if setup.journal is not None else None
     try:
-        async with open_services(setup.settings) as services:
-            imports = services.imports
+        async with open_ingest(setup.settings) as stack:
+            imports = ImportService(stack.ingest, stack.audit)
             options = setup.options
 
             def local(settle: Settle) -> Sink:
