@@ -119,12 +119,16 @@ async def test_workers_run_with_two_malloc_arenas(
         (tree / f"{i}.dcm").write_bytes(make_instance(StudyInstanceUID=study, InstanceNumber=i))
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     seen: dict[int, str | None] = {}
+    # processes this test process spawned before (another test's decoder pool): not workers
+    earlier = {child.pid for child in psutil.Process().children()}
 
     async def watch() -> None:
         while True:
             for child in psutil.Process().children():
                 with contextlib.suppress(psutil.Error):
-                    if any("spawn_main" in part for part in child.cmdline()):
+                    if child.pid not in earlier and any(
+                        "spawn_main" in part for part in child.cmdline()
+                    ):
                         seen[child.pid] = child.environ().get("MALLOC_ARENA_MAX")
             await asyncio.sleep(0.05)
 
