@@ -92,12 +92,6 @@ class QueryRetrieveService(QueryRetrieveServiceClass):
         found: C_FIND = self.validate_status(status, response)
         return found
 
-    def _pending_message(self, req: C_FIND, status: int, cx_id: int, identifier: bytes) -> None:
-        """Send one Pending response the way pynetdicom does (its fragments, its events)."""
-        response = self._find_response(req, status)
-        response.Identifier = BytesIO(identifier)
-        self.dimse.send_msg(response, cx_id)
-
     def _get_scp(self, req: C_GET, context: PresentationContext) -> None:
         if not self._ours():
             super()._get_scp(req, context)
@@ -157,7 +151,9 @@ class _Pending:
             command = self._commands[status] = self._command(status)
         # two PDV items: a length (4), the context ID (1), the control header (1), the value
         if self._limit and 12 + len(command) + len(identifier) > self._limit:
-            self._service._pending_message(self._req, status, self._context_id, identifier)
+            response = self._service._find_response(self._req, status)
+            response.Identifier = BytesIO(identifier)
+            self._service.dimse.send_msg(response, self._context_id)  # pynetdicom fragments it
             return
         if self._queued >= WINDOW:
             self._drain()

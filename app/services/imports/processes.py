@@ -12,9 +12,8 @@ not every service) and the journal (SQLite in WAL mode, which several processes 
 runs the one pipeline (:func:`~app.services.imports.pipeline.run_import`) on the files it is
 handed. It sends its counters back a few times a second and each refusal as it is known; the
 parent adds the counters up (the progress bar, the summary) and writes the refusals to the
-report. What the
-walk itself finds wrong (a link that loops, a directory that cannot be read) the parent counts
-and writes.
+report. What the walk itself finds wrong (a link that loops, a directory that cannot be read)
+the parent counts and writes.
 
 A worker that dies (killed, out of memory) fails the import: the others are stopped, what they
 committed stays committed, and what no journal row lists is read again by the next run and stored
