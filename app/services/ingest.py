@@ -172,22 +172,26 @@ class IngestService:
         study_uid: str | None = None,
         audit: WriteAudit | None = None,
         protocol: IngestProtocol = "stow",
+        bulk: bool = False,
     ) -> "IngestSession":
         """A new ingest session; ``study_uid`` is the STOW target study (STOW-07); each index
         transaction that stores adds its audit row to ``audit`` (when given) as it commits;
-        what it stores and refuses is counted under ``protocol`` (metrics)."""
-        return IngestSession(self, study_uid, audit, protocol)
+        what it stores and refuses is counted under ``protocol`` (metrics). A ``bulk`` session
+        (an import) makes each batch's blobs durable together, before the batch's index commit
+        (:meth:`~app.storage.base.ObjectStore.put_files`), rather than each on its own."""
+        return IngestSession(self, study_uid, audit, protocol, bulk)
 
     async def parse(self, part: SpooledPart) -> ParsedInstance:
         """Parse one spooled part off the event loop."""
         return await anyio.to_thread.run_sync(self._parse_sync, part, limiter=self._parse_slots)
 
-    def parse_blocking(self, part: SpooledPart) -> ParsedInstance:
+    def parse_blocking(self, part: SpooledPart, *, sync: bool = True) -> ParsedInstance:
         """Parse one spooled part in the calling thread, which is not the event loop's (a DIMSE
         association's: this spares the hop to a worker thread), within the same bound of
-        concurrent parses per process as :meth:`parse` (counted apart)."""
+        concurrent parses per process as :meth:`parse` (counted apart). ``sync=False`` leaves
+        the spooled file unsynced (a bulk session syncs its batches at once)."""
         with self._blocking_parse_slots:
-            return self._parse_sync(part)
+            return self._parse_sync(part, sync)
 
     def admit(self, parsed: ParsedInstance, study_uid: str | None = None) -> None:
         """Refuse an instance the policy does not take (raises :class:`InstanceRejected`):
@@ -219,14 +223,15 @@ class IngestService:
         ]
         await _commit_batch(self, pending, [item.outcome for item in batch])
 
-    def _parse_sync(self, part: SpooledPart) -> ParsedInstance:
+    def _parse_sync(self, part: SpooledPart, sync: bool = True) -> ParsedInstance:
         if part.data is not None:
             return parse_instance(part.data, max_inflated_bytes=self.policy.max_inflated_bytes)
         with part.open() as fp:
             parsed = parse_instance(fp, max_inflated_bytes=self.policy.max_inflated_bytes)
-            # flush the spooled bytes to disk now, overlapping with the parts still arriving,
-            # so that storing the blob later is a rename of already durable data
-            os.fsync(fp.fileno())
+            if sync:
+                # flush the spooled bytes to disk now, overlapping with the parts still
+                # arriving, so that storing the blob later is a rename of durable data
+                os.fsync(fp.fileno())
             return parsed
 
 
@@ -243,8 +248,10 @@ class IngestSession:
         study_uid: str | None,
         audit: WriteAudit | None = None,
         protocol: IngestProtocol = "stow",
+        bulk: bool = False,
     ) -> None:
         self._svc = service
+        self._bulk = bulk
         self._study_uid = study_uid
         self._audit = audit
         self._protocol: IngestProtocol = protocol
@@ -347,7 +354,7 @@ class IngestSession:
         async with self._flush_lock:
             batch, self._pending, self._pending_memory = self._pending, [], 0
             if batch:
-                await _commit_batch(self._svc, batch, self._result.outcomes)
+                await _commit_batch(self._svc, batch, self._result.outcomes, bulk=self._bulk)
 
 
 def _outcome_from_error(outcome: InstanceOutcome, error: InstanceRejected) -> InstanceOutcome:
@@ -365,9 +372,13 @@ def _reason(kind: str) -> str:
 
 
 async def _commit_batch(
-    svc: IngestService, batch: list[_Pending], outcomes: list[InstanceOutcome]
+    svc: IngestService,
+    batch: list[_Pending],
+    outcomes: list[InstanceOutcome],
+    *,
+    bulk: bool = False,
 ) -> None:
-    """Steps 2-5 of the write protocol for one batch."""
+    """Steps 2-5 of the write protocol for one batch (``bulk``: its blobs synced together)."""
     policy = svc.policy
     try:
         existing = await find_stored(svc.db, (p.parsed.sop_uid for p in batch))
@@ -415,7 +426,7 @@ async def _commit_batch(
         to_write.append(pending)
 
     # 3. blobs first
-    written = await _write_blobs(svc.store, to_write, outcomes, policy.write_concurrency)
+    written = await _write_blobs(svc.store, to_write, outcomes, policy.write_concurrency, bulk)
     if not written:
         return
 
@@ -462,8 +473,15 @@ async def _index_retried(
 
 
 async def _write_blobs(
-    store: ObjectStore, batch: list[_Pending], outcomes: list[InstanceOutcome], concurrency: int
+    store: ObjectStore,
+    batch: list[_Pending],
+    outcomes: list[InstanceOutcome],
+    concurrency: int,
+    bulk: bool = False,
 ) -> list[_Pending]:
+    """Step 3: each blob durably stored (parts consumed); the parts that were."""
+    if bulk:
+        return await _write_blobs_together(store, batch, outcomes, concurrency)
     slots = asyncio.Semaphore(concurrency)
 
     async def write(pending: _Pending) -> bool:
@@ -487,6 +505,32 @@ async def _write_blobs(
 
     results = await asyncio.gather(*(write(p) for p in batch))
     return [p for p, ok in zip(batch, results, strict=True) if ok]
+
+
+async def _write_blobs_together(
+    store: ObjectStore, batch: list[_Pending], outcomes: list[InstanceOutcome], concurrency: int
+) -> list[_Pending]:
+    """Step 3 of a bulk session: the spooled files in one :meth:`ObjectStore.put_files` (made
+    durable together), the parts held in memory one by one."""
+    in_memory = [p for p in batch if p.part.path is None]
+    in_files = [(p, p.part.path) for p in batch if p.part.path is not None]
+    written = await _write_blobs(store, in_memory, outcomes, concurrency) if in_memory else []
+    try:
+        failures = await store.put_files(
+            [(p.key, path) for p, path in in_files], concurrency=concurrency
+        )
+    finally:
+        for pending, _ in in_files:
+            pending.part.discard()
+    for (pending, _), failure in zip(in_files, failures, strict=True):
+        if failure is None:
+            written.append(pending)
+            continue
+        log.error("blob write failed: %s", failure)
+        _outcome_from_error(
+            outcomes[pending.index], OutOfResources("the object store refused the write")
+        )
+    return sorted(written, key=lambda p: p.index)
 
 
 async def _index_batch(

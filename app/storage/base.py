@@ -12,12 +12,13 @@ get_range, stat, delete) and every failure, streamed reads included (their durat
 request's: a stream lasts as long as its client reads).
 """
 
+import asyncio
 import contextlib
 import hashlib
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +124,16 @@ class ObjectStore(Protocol):
 
         With ``move=True`` the adapter may consume the file (rename it into place); the caller
         must not use ``path`` afterwards. Otherwise ``path`` is left as it was.
+        """
+        ...
+
+    async def put_files(
+        self, items: Sequence[tuple[str, Path]], *, concurrency: int = 8
+    ) -> list[StorageError | None]:
+        """Store each file under its key, consuming the files (as ``put_file(move=True)``);
+        returns each item's failure, or None where it is stored. Every stored one is durable
+        when this returns, but not necessarily before: an adapter may make the whole batch
+        durable at once (a bulk load's way). At most ``concurrency`` writes run at a time.
         """
         ...
 
@@ -241,6 +252,45 @@ class ObjectStoreBase(ABC):
             self._report("put", failure)
             raise failure from exc
         self._timed("put", started)
+
+    async def put_files(
+        self, items: Sequence[tuple[str, Path]], *, concurrency: int = 8
+    ) -> list[StorageError | None]:
+        """Store each file under its key, consuming it; each item's failure or None."""
+        for key, _ in items:
+            check_key(key)
+        started = time.perf_counter()
+        results = await self._put_files([(key, Path(path)) for key, path in items], concurrency)
+        failures: list[StorageError | None] = []
+        for (key, _), result in zip(items, results, strict=True):
+            if result is None:
+                self._timed("put", started)
+                failures.append(None)
+                continue
+            failure = (
+                result if isinstance(result, StorageError) else StorageError(f"{key}: {result}")
+            )
+            self._report("put", failure)
+            failures.append(failure)
+        return failures
+
+    async def _put_files(
+        self, items: Sequence[tuple[str, Path]], concurrency: int, /
+    ) -> list[Exception | None]:
+        """Each ``_put_file(move=True)``, at most ``concurrency`` at a time; an adapter that
+        can make a batch durable at once overrides it."""
+        slots = asyncio.Semaphore(max(1, concurrency))
+        failures: tuple[type[Exception], ...] = (StorageError, *self._failures)
+
+        async def put(key: str, source: Path) -> Exception | None:
+            async with slots:
+                try:
+                    await self._put_file(key, source, True)
+                    return None
+                except failures as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(put(key, source) for key, source in items)))
 
     def open(self, key: str, *, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         """Stream the whole object in chunks of at most ``chunk_size``."""

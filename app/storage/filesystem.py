@@ -3,7 +3,9 @@
 Write protocol (an acknowledged object survives a crash, a failed one is never half-visible):
 write a temp file in ``root/.tmp`` (same filesystem), ``fsync`` it, ``os.replace`` it onto
 ``root/<key>``, then ``fsync`` the parent directory (and the parents of any directory created on
-the way). A crash leaves at most a stray file in ``.tmp``, which ``list()`` never shows.
+the way). A crash leaves at most a stray file in ``.tmp``, which ``list()`` never shows. A bulk
+writer's batch (``put_files``) is renamed into place whole and made durable by one ``syncfs``
+instead (Linux), before the caller commits the index rows that name it.
 
 All blocking I/O runs in worker threads (``anyio.to_thread``) bounded by one module-level
 ``CapacityLimiter``; reads stream from an open file one chunk per thread hop, the first hop
@@ -15,16 +17,18 @@ filesystems without ``RWF_NOWAIT`` (NFS, FUSE) the store stops trying after the 
 """
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, ClassVar, ParamSpec, TypeVar
+from typing import IO, ClassVar, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -105,8 +109,9 @@ class _DirectorySync:
                     self._dir_locks.pop(directory, None)
 
 
-def _make_parents(path: Path, root: Path) -> None:
-    """``mkdir -p`` the parents of ``path``, fsyncing the parent of each directory created."""
+def _make_parents(path: Path, root: Path, *, sync: bool = True) -> None:
+    """``mkdir -p`` the parents of ``path``, fsyncing the parent of each directory created
+    (unless ``sync`` is false: a ``syncfs`` will cover them)."""
     missing: list[Path] = []
     parent = path.parent
     while parent != root and not parent.is_dir():
@@ -115,7 +120,37 @@ def _make_parents(path: Path, root: Path) -> None:
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):  # a concurrent put created it
             directory.mkdir()
-            _fsync_dir(directory.parent)
+            if sync:
+                _fsync_dir(directory.parent)
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(2)`` (the standard library has no binding), or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast("Callable[[int], int]", function)
+
+
+_syncfs = _libc_syncfs()
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Make everything written to the filesystem holding ``path`` durable (``syncfs``): data,
+    renames and new directories alike (raises ``OSError``, writeback errors included)."""
+    assert _syncfs is not None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
@@ -215,6 +250,53 @@ class FilesystemStore(ObjectStoreBase):
     async def _put_file(self, key: str, source: Path, move: bool) -> None:
         """Durably store a file; ``move=True`` renames it into place when on this filesystem."""
         await _run(self._write_file, Path(self._file(key)), source, move)
+
+    async def _put_files(
+        self, items: Sequence[tuple[str, Path]], concurrency: int, /
+    ) -> list[Exception | None]:
+        """Rename every file into place, then one ``syncfs`` makes them all durable.
+
+        The per-file protocol pays an ``fsync`` of each file and of each directory renamed
+        into: a journal commit each on ext4. A bulk load of small instances spends a quarter
+        of its time on them: ``lightbox import`` of 20,000 instances of 64 kB took 51.9 s
+        with them, 40.5 s with a ``syncfs`` per batch, 37.1 s with no sync at all (the
+        two-core development machine, PostgreSQL index). One ``syncfs`` per batch, before the
+        batch's index commit, gives the same guarantee as the per-file protocol. It also
+        flushes whatever else is dirty on the filesystem, and waits for it, so only bulk
+        writers call this (an interactive STOW-RS or C-STORE would wait for others' data).
+        Where there is no ``syncfs`` (not Linux), each file goes the per-file way.
+        """
+        if _syncfs is None:
+            return await super()._put_files(items, concurrency)
+        return await _run(self._install_all, [(Path(self._file(k)), p) for k, p in items])
+
+    def _install_all(self, items: list[tuple[Path, Path]]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        renamed: list[int] = []
+        for target, source in items:
+            try:
+                _make_parents(target, self.root, sync=False)
+                os.replace(source, target)
+                renamed.append(len(results))
+                results.append(None)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    results.append(exc)
+                    continue
+                try:  # another filesystem: the per-file way (copied, synced)
+                    self._write_file(target, source, True)
+                    results.append(None)
+                except OSError as copy_exc:
+                    results.append(copy_exc)
+        if renamed:
+            try:
+                _sync_filesystem(self.root)
+            except OSError as exc:
+                # none of the renamed files is known to be durable; they stay in place,
+                # referenced by no row (gc removes them): a key may name a stored object
+                for index in renamed:
+                    results[index] = exc
+        return results
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -120,6 +120,38 @@ async def test_put_file_missing_source_is_a_storage_error(
     assert await store.stat(KEY) is None
 
 
+async def test_put_files_stores_each_and_reports_each_failure(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """A batch: every file stored under its key, the one whose source is missing failed on its
+    own (a StorageError, not ObjectNotFound), the others stored regardless."""
+    keys = [f"dicom/aa/k{i}.dcm" for i in range(5)]
+    items = []
+    for i, key in enumerate(keys):
+        source = tmp_path / f"part-{i}"
+        if i != 2:
+            source.write_bytes(DATA + bytes([i]))
+        items.append((key, source))
+    failures = await store.put_files(items, concurrency=2)
+    assert [failure is None for failure in failures] == [True, True, False, True, True]
+    assert isinstance(failures[2], StorageError)
+    assert not isinstance(failures[2], ObjectNotFound)
+    for i, key in enumerate(keys):
+        if i == 2:
+            assert await store.stat(key) is None
+        else:
+            assert await _read(store.open(key)) == DATA + bytes([i])
+    assert await store.put_files([]) == []
+
+
+async def test_put_files_refuses_bad_keys(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "part"
+    source.write_bytes(DATA)
+    with pytest.raises(ValueError, match="invalid object key"):
+        await store.put_files([(KEY, source), ("../escape", source)])
+    assert await store.stat(KEY) is None  # checked before anything is written
+
+
 async def test_open_chunks_are_bounded(store: ObjectStore) -> None:
     await store.put_bytes(KEY, DATA)
     chunks = await _chunks(store.open(KEY, chunk_size=100))

@@ -75,3 +75,118 @@ async def test_cached_reads_skip_the_thread_and_fall_back_when_refused(
     assert len(hops) == 2
     with pytest.raises(ObjectNotFound):
         await FilesystemStore(tmp_path).get_range("k/none", 0, 10)
+
+
+def _spooled(fs: FilesystemStore, count: int) -> list[tuple[str, Path]]:
+    """``count`` files in the store's temp directory (where ingest spools), with their keys."""
+    items = []
+    for i in range(count):
+        source = fs.local_tmp_dir() / f"spool-{i}"
+        source.write_bytes(bytes([i]) * 1000)
+        items.append((f"dicom/s{i % 3}/i{i}.dcm", source))
+    return items
+
+
+async def test_put_files_syncs_the_batch_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is renamed into place (new directories made on the way) and made durable by one
+    syncfs of the store's filesystem: no fsync of each file or directory."""
+    from app.storage import filesystem
+
+    if filesystem._syncfs is None:
+        pytest.skip("syncfs is Linux's")  # pragma: no cover (CI runs Linux)
+    fs = FilesystemStore(tmp_path / "blobs")
+    real_syncfs = filesystem._syncfs
+    synced: list[int] = []
+    fsynced: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        synced.append(fd)
+        return real_syncfs(fd)
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(filesystem, "_syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
+    items = _spooled(fs, 9)
+    assert await fs.put_files(items) == [None] * 9
+    assert len(synced) == 1
+    assert fsynced == []
+    for i, (key, source) in enumerate(items):
+        assert not source.exists()  # consumed: renamed into place
+        assert await fs.get_range(key, 0, 2000) == bytes([i]) * 1000
+    assert list(fs.local_tmp_dir().iterdir()) == []
+
+
+async def test_put_files_failed_sync_fails_every_renamed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When syncfs fails (a writeback error), none of the batch is known to be durable: each
+    item is a failure, however its rename went."""
+    import ctypes
+
+    from app.storage import filesystem
+
+    fs = FilesystemStore(tmp_path / "blobs")
+
+    def syncfs(_fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(filesystem, "_syncfs", syncfs)
+    items = _spooled(fs, 4)
+    items[1] = (items[1][0], tmp_path / "missing")
+    failures = await fs.put_files(items)
+    assert all(failure is not None for failure in failures)
+    assert "Input/output error" in str(failures[0])
+    assert "No such file" in str(failures[1])
+
+
+async def test_put_files_without_syncfs_syncs_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no syncfs (not Linux), a batch goes the per-file way: each file synced
+    before its rename."""
+    from app.storage import filesystem
+
+    fs = FilesystemStore(tmp_path / "blobs")
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(filesystem, "_syncfs", None)
+    monkeypatch.setattr(os, "fsync", fsync)
+    items = _spooled(fs, 3)
+    assert await fs.put_files(items) == [None] * 3
+    assert len(fsynced) >= 3
+    for key, _ in items:
+        assert await fs.stat(key) is not None
+
+
+async def test_put_files_across_devices_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source on another filesystem (the rename says EXDEV) is copied the per-file way."""
+    fs = FilesystemStore(tmp_path / "blobs")
+    source = tmp_path / "elsewhere.part"
+    source.write_bytes(b"x" * 5000)
+    real_replace = os.replace
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == source:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    items = [("dicom/x/a.dcm", source), *_spooled(fs, 2)]
+    assert await fs.put_files(items) == [None] * 3
+    assert not source.exists()
+    assert await fs.get_range("dicom/x/a.dcm", 0, 9000) == b"x" * 5000

@@ -1,6 +1,7 @@
 """The import pipeline (the package docstring): walk, read, ingest, settle."""
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -101,7 +102,9 @@ class ImportService:
             spool=self.spool,
             max_bytes=self.max_instance_bytes,
             source=source,
-            parse=self._ingest.parse_blocking,
+            # unsynced: the local sink's bulk sessions sync each batch at once, and a remote
+            # one stores what it sends elsewhere
+            parse=functools.partial(self._ingest.parse_blocking, sync=False),
         )
 
 
@@ -356,7 +359,8 @@ class _IngestSink:
 
     def _new(self) -> tuple[IngestSession, WriteAudit, list[tuple[Candidate, InstanceOutcome]]]:
         write = self._audit.for_write(actor=self._actor, source="cli", request_id=self._run_id)
-        return self._ingest.session(audit=write, protocol="import"), write, []
+        session = self._ingest.session(audit=write, protocol="import", bulk=True)
+        return session, write, []
 
     async def add(self, candidate: Candidate) -> None:
         assert candidate.part is not None
