@@ -378,12 +378,8 @@ async def test_filesystem_crash_leftovers_are_not_listed(tmp_path: Path) -> None
     assert [info.key async for info in fs.list("dicom/")] == [KEY]
 
 
-async def test_filesystem_move_across_devices_copies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fs = FilesystemStore(tmp_path / "blobs")
-    source = tmp_path / "other-device.part"
-    source.write_bytes(DATA)
+def _on_another_device(monkeypatch: pytest.MonkeyPatch, source: Path) -> None:
+    """Renaming ``source`` fails as across filesystems (EXDEV); other renames work."""
     real_replace = os.replace
 
     def replace(src: str | Path, dst: str | Path) -> None:
@@ -392,9 +388,36 @@ async def test_filesystem_move_across_devices_copies(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
+
+
+async def test_filesystem_move_across_devices_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = FilesystemStore(tmp_path / "blobs")
+    source = tmp_path / "other-device.part"
+    source.write_bytes(DATA)
+    _on_another_device(monkeypatch, source)
     await fs.put_file(KEY, source, move=True)
     assert not source.exists()
     assert await fs.get_range(KEY, 0, len(DATA)) == DATA
+    assert list(fs.local_tmp_dir().iterdir()) == []
+
+
+async def test_filesystem_put_files_across_devices_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a batch, a source on another filesystem is copied the per-file way; the rest are
+    renamed."""
+    fs = FilesystemStore(tmp_path / "blobs")
+    source = tmp_path / "other-device.part"
+    source.write_bytes(DATA)
+    spooled = fs.local_tmp_dir() / "spooled"
+    spooled.write_bytes(DATA[::-1])
+    _on_another_device(monkeypatch, source)
+    assert await fs.put_files([(KEY, source), ("dicom/spooled", spooled)]) == [None, None]
+    assert not source.exists()
+    assert await fs.get_range(KEY, 0, len(DATA)) == DATA
+    assert await fs.get_range("dicom/spooled", 0, len(DATA)) == DATA[::-1]
     assert list(fs.local_tmp_dir().iterdir()) == []
 
 

@@ -87,6 +87,19 @@ def _spooled(fs: FilesystemStore, count: int) -> list[tuple[str, Path]]:
     return items
 
 
+def _counted_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors ``os.fsync`` is called on from now on (still synced)."""
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return fsynced
+
+
 async def test_put_files_syncs_the_batch_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,20 +112,13 @@ async def test_put_files_syncs_the_batch_once(
     fs = FilesystemStore(tmp_path / "blobs")
     real_syncfs = filesystem._syncfs
     synced: list[int] = []
-    fsynced: list[int] = []
 
     def syncfs(fd: int) -> int:
         synced.append(fd)
         return real_syncfs(fd)
 
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        fsynced.append(fd)
-        real_fsync(fd)
-
     monkeypatch.setattr(filesystem, "_syncfs", syncfs)
-    monkeypatch.setattr(os, "fsync", fsync)
+    fsynced = _counted_fsyncs(monkeypatch)
     items = _spooled(fs, 9)
     assert await fs.put_files(items) == [None] * 9
     assert len(synced) == 1
@@ -155,38 +161,10 @@ async def test_put_files_without_syncfs_syncs_each_file(
     from app.storage import filesystem
 
     fs = FilesystemStore(tmp_path / "blobs")
-    fsynced: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        fsynced.append(fd)
-        real_fsync(fd)
-
     monkeypatch.setattr(filesystem, "_syncfs", None)
-    monkeypatch.setattr(os, "fsync", fsync)
+    fsynced = _counted_fsyncs(monkeypatch)
     items = _spooled(fs, 3)
     assert await fs.put_files(items) == [None] * 3
     assert len(fsynced) >= 3
     for key, _ in items:
         assert await fs.stat(key) is not None
-
-
-async def test_put_files_across_devices_copies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A source on another filesystem (the rename says EXDEV) is copied the per-file way."""
-    fs = FilesystemStore(tmp_path / "blobs")
-    source = tmp_path / "elsewhere.part"
-    source.write_bytes(b"x" * 5000)
-    real_replace = os.replace
-
-    def replace(src: str | Path, dst: str | Path) -> None:
-        if Path(src) == source:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    items = [("dicom/x/a.dcm", source), *_spooled(fs, 2)]
-    assert await fs.put_files(items) == [None] * 3
-    assert not source.exists()
-    assert await fs.get_range("dicom/x/a.dcm", 0, 9000) == b"x" * 5000
