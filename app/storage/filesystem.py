@@ -63,10 +63,11 @@ async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _
     return await anyio.to_thread.run_sync(call, limiter=_io_slots)
 
 
-def _fsync(path: Path, flags: int = 0) -> None:
+def _fsync(path: Path, flags: int = 0, sync: Callable[[int], None] | None = None) -> None:
+    """``fsync`` (or ``sync``: :func:`_sync_filesystem`'s) on a descriptor of ``path``."""
     fd = os.open(path, os.O_RDONLY | flags)
     try:
-        os.fsync(fd)
+        (sync or os.fsync)(fd)
     finally:
         os.close(fd)
 
@@ -143,14 +144,14 @@ _syncfs = _libc_syncfs()
 def _sync_filesystem(path: Path) -> None:
     """Make everything written to the filesystem holding ``path`` durable (``syncfs``): data,
     renames and new directories alike (raises ``OSError``, writeback errors included)."""
-    assert _syncfs is not None
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
+
+    def syncfs(fd: int) -> None:
+        assert _syncfs is not None
         if _syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
-    finally:
-        os.close(fd)
+
+    _fsync(path, getattr(os, "O_DIRECTORY", 0), syncfs)
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
@@ -233,14 +234,20 @@ class FilesystemStore(ObjectStoreBase):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-            # Another filesystem: copy, then consume the source as promised.
+            self._copy_in(target, source)  # another filesystem
+            return
+        self._copy_in(target, source, consume=False)
+
+    def _copy_in(self, target: Path, source: Path, *, consume: bool = True) -> None:
+        """Copy ``source`` in (temp file, fsync, rename, fsync dir), then remove it when the
+        caller handed it over."""
 
         def fill(f: IO[bytes]) -> None:
             with source.open("rb") as src:
                 shutil.copyfileobj(src, f, _COPY_CHUNK)
 
         self._put_via_tmp(target, fill)
-        if move:
+        if consume:
             source.unlink(missing_ok=True)
 
     async def _put_bytes(self, key: str, data: bytes) -> None:
@@ -280,14 +287,7 @@ class FilesystemStore(ObjectStoreBase):
                 renamed.append(len(results))
                 results.append(None)
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    results.append(exc)
-                    continue
-                try:  # another filesystem: the per-file way (copied, synced)
-                    self._write_file(target, source, True)
-                    results.append(None)
-                except OSError as copy_exc:
-                    results.append(copy_exc)
+                results.append(exc if exc.errno != errno.EXDEV else self._copied_in(target, source))
         if renamed:
             try:
                 _sync_filesystem(self.root)
@@ -297,6 +297,14 @@ class FilesystemStore(ObjectStoreBase):
                 for index in renamed:
                     results[index] = exc
         return results
+
+    def _copied_in(self, target: Path, source: Path) -> OSError | None:
+        """:meth:`_copy_in` for a batch: its failure, or None."""
+        try:
+            self._copy_in(target, source)
+            return None
+        except OSError as exc:
+            return exc
 
     # --- reading -------------------------------------------------------------------------------
 
