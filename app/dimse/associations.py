@@ -25,7 +25,14 @@ from app.dimse.context import DimseContext, Peer
 from app.services.audit import Outcome
 from app.services.metrics import dimse_association
 
-__all__ = ["AllowList", "on_aborted", "on_established", "on_rejected", "on_requested"]
+__all__ = [
+    "AllowList",
+    "on_aborted",
+    "on_established",
+    "on_rejected",
+    "on_requested",
+    "reason_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,11 @@ class AllowList:
         return False
 
 
+def reason_text(source: int, reason: int) -> str:
+    """An A-ASSOCIATE-RJ's source and reason, in words."""
+    return _REASONS.get((source, reason), f"source {source}, reason {reason}")
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
@@ -140,9 +152,7 @@ def on_rejected(ctx: DimseContext, event: Any) -> None:
     answer = event.assoc.acceptor.primitive
     source = int(getattr(answer, "result_source", 0) or 0)
     reason = int(getattr(answer, "diagnostic", 0) or 0)
-    _record_rejected(
-        ctx, event, _REASONS.get((source, reason), f"source {source}, reason {reason}")
-    )
+    _record_rejected(ctx, event, reason_text(source, reason))
 
 
 def _record_rejected(ctx: DimseContext, event: Any, why: str) -> None:

@@ -17,7 +17,15 @@ from typing import Any
 from app.dimse.context import DimseContext, Peer
 from app.services.audit import AuditRecord, WriteAudit
 
-__all__ = ["association_id", "audit_row", "record", "request_id", "write_audit"]
+__all__ = [
+    "association_id",
+    "audit_row",
+    "peer_row",
+    "peer_write_audit",
+    "record",
+    "request_id",
+    "write_audit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +53,12 @@ def request_id(event: Any) -> str:
 
 def audit_row(event: Any, action: str, outcome: str, **fields: Any) -> AuditRecord:
     """The audit row of ``event``: actor, source and request id from its association."""
-    peer = Peer.of(event)
     fields.setdefault("request_id", request_id(event))
+    return peer_row(Peer.of(event), action, outcome, **fields)
+
+
+def peer_row(peer: Peer, action: str, outcome: str, **fields: Any) -> AuditRecord:
+    """An audit row whose actor and source are ``peer``."""
     return AuditRecord(
         action=action, outcome=outcome, actor=peer.actor, source=peer.address, **fields
     )
@@ -69,9 +81,11 @@ def record(ctx: DimseContext, event: Any, action: str, outcome: str, **fields: A
 def write_audit(ctx: DimseContext, event: Any) -> WriteAudit | None:
     """The audit side of one write operation (a C-STORE), for the service to commit its row
     with the write; None when the audit trail is off."""
+    return peer_write_audit(ctx, Peer.of(event), request_id(event))
+
+
+def peer_write_audit(ctx: DimseContext, peer: Peer, request: str) -> WriteAudit | None:
+    """:func:`write_audit` for an operation of ``peer`` with request id ``request``."""
     if not ctx.settings.auth.audit_enabled:
         return None
-    peer = Peer.of(event)
-    return ctx.services.audit.for_write(
-        actor=peer.actor, source=peer.address, request_id=request_id(event)
-    )
+    return ctx.services.audit.for_write(actor=peer.actor, source=peer.address, request_id=request)

@@ -1,13 +1,23 @@
-"""The DIMSE listener: one pynetdicom application entity, its presentation contexts, its event
-handlers, started and stopped with the services it calls (DIMSE-01).
+"""The DIMSE listener: the front door on the services' loop, one pynetdicom application entity
+behind it, their presentation contexts and event handlers, started and stopped with the services
+they call (DIMSE-01).
 
 Threads and the services loop
 -----------------------------
-pynetdicom accepts connections in a thread of its own and runs each association in another; it
-calls our handlers synchronously in the association's thread. The services are asynchronous and
-live on one event loop in one thread (:class:`~app.dimse.bridge.Bridge`), opened once for the
-process (``bridge.entered(open_services(settings))``). A handler makes its service call through
-the bridge and blocks its association thread, never the loop, until the answer is there. So:
+The services are asynchronous and live on one event loop in one thread
+(:class:`~app.dimse.bridge.Bridge`), opened once for the process
+(``bridge.entered(open_services(settings))``). The DIMSE port belongs to the front door
+(:mod:`app.dimse.front_door`), which runs on that loop and peeks at each A-ASSOCIATE-RQ:
+
+- a storage association (storage SOP classes and Verification only: modalities, ``storescu``,
+  a PACS forwarding) is served on the loop itself (:mod:`app.dimse.store_association`): no
+  thread of its own, its C-STOREs calling the group commit directly;
+- any other is handed to pynetdicom's association server, which runs it in a thread of its own
+  (two, with its socket reader) and calls our handlers synchronously there. A handler makes its
+  service call through the bridge and blocks its association thread, never the loop, until the
+  answer is there.
+
+So:
 
 - there is no event loop per association, and one database pool, one audit writer, one ingest
   group commit (:class:`~app.services.group_commit.GroupCommit`) serve every association: the
@@ -16,7 +26,10 @@ the bridge and blocks its association thread, never the loop, until the answer i
   process of its own (one listener whatever the number of HTTP workers), ``lightbox dimse``
   runs it alone;
 - a slow service call blocks only its association, as DIMSE expects (one operation at a time
-  per association; pynetdicom offers no asynchronous operations window).
+  per association; no asynchronous operations window is offered).
+
+With TLS configured the front door stands aside and pynetdicom listens on the port itself (a
+request cannot be peeked at through TLS).
 
 Handlers
 --------
@@ -25,7 +38,9 @@ and a function called as ``handler(ctx, event)`` (bound with :func:`functools.pa
 the module of its service (``echo``, ``store``, ``commitment``, ``associations``, ``find``,
 ``retrieve``). The presentation contexts are in :mod:`app.dimse.contexts`.
 
-Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``,
+Only pynetdicom's public API is used: the ``AE`` and its documented properties, ``start_server``
+(and, behind the front door, its server's ``shutdown`` and ``process_request``, the standard
+library's ``socketserver`` interface it implements),
 event handlers, ``register_uid`` (retired and private storage classes), ``Association``'s
 documented attributes, ``acse.send_reject`` (the way pynetdicom documents for refusing an
 association from ``EVT_REQUESTED``) and ``dul.peek_next_pdu`` (is a release pending, before a
@@ -44,7 +59,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, Final
 
 from pynetdicom import AE, evt, register_uid
@@ -57,9 +72,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import DimseSettings, Settings
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.dimse import associations, commitment, echo, find, qr_service, receive, retrieve, store
-from app.dimse.bridge import Bridge
+from app.dimse.bridge import Bridge, BridgeClosed
 from app.dimse.context import DimseContext
 from app.dimse.contexts import supported_contexts
+from app.dimse.front_door import FrontDoor
 from app.dimse.sockets import NO_DELAY
 from app.dimse.tls import server_context
 from app.services.container import open_services
@@ -189,10 +205,13 @@ class DimseServer:
         self.ctx = ctx
         self.ae = build_ae(ctx.settings.dimse)
         self._server: ThreadedAssociationServer | None = None
+        self._front: FrontDoor | None = None
+        self._port: int | None = None
         self._receiving = ExitStack()
 
     def start(self) -> None:
-        """Bind and listen (in pynetdicom's threads); returns at once."""
+        """Bind and listen (on the services' loop, or in pynetdicom's threads with TLS);
+        returns at once."""
         settings = self.ctx.settings.dimse
         directory = receive.receive_dir(self.ctx.services.ingest.spool_dir)
         with ExitStack() as starting:
@@ -200,21 +219,38 @@ class DimseServer:
             sweeper = receive.Sweeper(directory)
             sweeper.start()
             starting.callback(sweeper.stop)
-            self._server = self.ae.start_server(
-                (settings.host, settings.port),
+            # without TLS the port is the front door's (app.dimse.front_door), and pynetdicom's
+            # server only takes the associations handed to it: it listens on an ephemeral
+            # loopback port just long enough to be built, then stops accepting
+            tls = settings.tls
+            server = self.ae.start_server(
+                (settings.host, settings.port) if tls else ("127.0.0.1", 0),
                 block=False,
                 ssl_context=server_context(settings),
                 evt_handlers=event_handlers(self.ctx),
                 contexts=[_SharedSyntaxes.of(cx) for cx in self.ae.supported_contexts],
             )
+            assert server is not None  # block=False
+            self._server = server
+            if tls:
+                self._port = int(server.server_address[1])
+            else:
+                server.shutdown()  # its accept loop and socket; process_request still works
+                front = FrontDoor(self.ctx, server.process_request, self._pynetdicom_count)
+                self._port = self.ctx.bridge.run(front.start(settings.host, settings.port))
+                self._front = front
             self._receiving = starting.pop_all()
         log.info("DIMSE: %s listening on %s:%d", settings.ae_title, settings.host, self.port)
+
+    def _pynetdicom_count(self) -> int:
+        """The associations pynetdicom is serving as acceptor."""
+        return sum(1 for assoc in self.ae.active_associations if assoc.is_acceptor)
 
     @property
     def port(self) -> int:
         """The port listened on (the configured one, or the one picked for port 0)."""
-        assert self._server is not None
-        return int(self._server.server_address[1])
+        assert self._port is not None
+        return self._port
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop listening, let running associations finish for ``grace`` seconds, then abort
@@ -222,8 +258,13 @@ class DimseServer:
         if self._server is None:
             return
         server, self._server = self._server, None
-        server.shutdown()
+        front, self._front = self._front, None
         deadline = time.monotonic() + grace
+        if front is not None:
+            with suppress(BridgeClosed):
+                self.ctx.bridge.run(front.stop(grace))
+        else:
+            server.shutdown()
         for assoc in self.ae.active_associations:
             assoc.join(max(0.0, deadline - time.monotonic()))
         self.ae.shutdown()

@@ -37,7 +37,7 @@ from pydicom.dataset import Dataset
 from app.dicom.filemeta import part10_header
 from app.dicom.status import Status
 from app.dicom.uids import is_valid_uid
-from app.dimse.audit import audit_row, write_audit
+from app.dimse.audit import peer_row, request_id, write_audit
 from app.dimse.bridge import BridgeClosed
 from app.dimse.context import DimseContext, Peer
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources
@@ -46,7 +46,7 @@ from app.services.group_commit import Announced
 from app.services.ingest import IngestService, InstanceOutcome
 from app.services.spool import SpooledPart
 
-__all__ = ["handle_store"]
+__all__ = ["error_comment", "handle_store", "status_of", "store_row"]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def _spooled(ctx: DimseContext, event: Any, announced: Announced) -> SpooledPart
         raise
 
 
-def _status(outcome: InstanceOutcome) -> int:
+def status_of(outcome: InstanceOutcome) -> int:
+    """The C-STORE response's Status for ``outcome``."""
     if outcome.stored:
         return int(outcome.warning if outcome.warning is not None else Status.SUCCESS)
     return int(outcome.failure if outcome.failure is not None else Status.OUT_OF_RESOURCES)
@@ -153,18 +154,32 @@ def _status(outcome: InstanceOutcome) -> int:
 def _response(outcome: InstanceOutcome) -> Dataset:
     """The C-STORE response's Status, and an Error Comment for a failure."""
     response = Dataset()
-    response.Status = status = _status(outcome)
-    if not outcome.stored:
-        # LO: 64 characters; our messages name no attribute values (no PHI)
-        response.ErrorComment = (outcome.message or "failed")[:64]
-        log.info("C-STORE failure 0x%04X: %s", status, outcome.message)
+    response.Status = status_of(outcome)
+    comment = error_comment(outcome)
+    if comment is not None:
+        response.ErrorComment = comment
     return response
 
 
+def error_comment(outcome: InstanceOutcome) -> str | None:
+    """A failure's Error Comment (None for a success); the failure is logged."""
+    if outcome.stored:
+        return None
+    log.info("C-STORE failure 0x%04X: %s", status_of(outcome), outcome.message)
+    # LO: 64 characters; our messages name no attribute values (no PHI)
+    return (outcome.message or "failed")[:64]
+
+
 def _audit_row(event: Any, outcome: InstanceOutcome, **fields: Any) -> AuditRecord:
-    status = _status(outcome)
-    return audit_row(
-        event,
+    fields.setdefault("request_id", request_id(event))
+    return store_row(Peer.of(event), outcome, **fields)
+
+
+def store_row(peer: Peer, outcome: InstanceOutcome, **fields: Any) -> AuditRecord:
+    """The audit row of a C-STORE by ``peer`` (``request_id`` among ``fields``)."""
+    status = status_of(outcome)
+    return peer_row(
+        peer,
         "store",
         Outcome.SUCCESS if outcome.stored else Outcome.FAILURE,
         status=status,

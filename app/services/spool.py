@@ -67,7 +67,7 @@ class Spool:
     def size(self) -> int:
         return self._size
 
-    def write(self, chunk: bytes | memoryview) -> None:
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append bytes; raises OutOfResources past ``max_bytes``."""
         if not chunk:
             return
@@ -90,7 +90,7 @@ class Spool:
         self._head = None
         return head
 
-    def _append(self, chunk: bytes | memoryview) -> None:
+    def _append(self, chunk: bytes | bytearray | memoryview) -> None:
         self._hash.update(chunk)
         if self._fd is not None:
             _write_all(self._fd, chunk)

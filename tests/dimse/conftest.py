@@ -134,9 +134,14 @@ def send_file(assoc: Association, path: Path) -> int:
 
 
 @contextmanager
-def ct_association(port: int, calling: str | None = None) -> Iterator[Association]:
+def ct_association(
+    port: int, calling: str | None = None, also: tuple[str, ...] = ()
+) -> Iterator[Association]:
+    """An association proposing CT Image Storage (and ``also``: see :func:`store_path`)."""
     ae = AE(ae_title=calling or calling_ae())
     ae.add_requested_context(CT, [EXPLICIT])
+    for abstract in also:
+        ae.add_requested_context(abstract)
     assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
     assert assoc.is_established
     try:
@@ -144,6 +149,18 @@ def ct_association(port: int, calling: str | None = None) -> Iterator[Associatio
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+#: Storage Commitment Push Model: proposed beside storage, it sends the association to pynetdicom
+STORE_COMMITMENT = "1.2.840.10008.1.20.1"
+
+
+@pytest.fixture(params=["loop", "pynetdicom"])
+def store_path(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """What a storage association proposes besides CT Image Storage, to reach each C-STORE
+    path: nothing (the front door serves it on the services' loop, app.dimse.front_door), or
+    Storage Commitment (pynetdicom serves it, app.dimse.store)."""
+    return () if request.param == "loop" else (STORE_COMMITMENT,)
 
 
 # --- Query/Retrieve (C-FIND, C-MOVE, C-GET): listeners on ports 11200-11299 ---

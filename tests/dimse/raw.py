@@ -21,14 +21,27 @@ def _pad(title: str) -> bytes:
 
 
 def associate_rq(
-    calling: str, called: str, abstract: str, syntax: str, max_pdu: int = 16384
+    calling: str,
+    called: str,
+    abstract: str,
+    syntax: str,
+    max_pdu: int = 16384,
+    also: tuple[str, ...] = (),
 ) -> bytes:
-    """An A-ASSOCIATE-RQ PDU proposing one presentation context (ID 1)."""
-    context = _item(
-        0x20,
-        struct.pack(">BBBB", 1, 0, 0, 0)
-        + _item(0x30, abstract.encode())
-        + _item(0x40, syntax.encode()),
+    """An A-ASSOCIATE-RQ PDU proposing ``abstract`` in ``syntax`` (context ID 1), then each of
+    ``also`` in Implicit VR Little Endian (IDs 3, 5 ...)."""
+    context = b"".join(
+        _item(
+            0x20,
+            struct.pack(">BBBB", context_id, 0, 0, 0)
+            + _item(0x30, proposed.encode())
+            + _item(0x40, transfer.encode()),
+        )
+        for context_id, (proposed, transfer) in zip(
+            range(1, 256, 2),
+            [(abstract, syntax), *((other, "1.2.840.10008.1.2") for other in also)],
+            strict=False,
+        )
     )
     user = _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
     body = (
@@ -78,9 +91,11 @@ class RawPeer:
     sock: socket.socket
 
     @classmethod
-    def connect(cls, port: int, calling: str, abstract: str, syntax: str) -> "RawPeer":
+    def connect(
+        cls, port: int, calling: str, abstract: str, syntax: str, also: tuple[str, ...] = ()
+    ) -> "RawPeer":
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.sendall(associate_rq(calling, "LIGHTBOX", abstract, syntax))
+        sock.sendall(associate_rq(calling, "LIGHTBOX", abstract, syntax, also=also))
         kind, _ = read_pdu(sock)
         assert kind == 0x02, f"association not accepted (PDU type {kind})"
         return cls(sock)

@@ -1,6 +1,7 @@
 """app/dimse/sockets.py: Nagle's algorithm is off on the connections Lightbox accepts and on
 those it opens (a C-FIND or a C-MOVE sub-operation otherwise waits out a delayed ACK)."""
 
+import os
 import socket
 import time
 
@@ -11,6 +12,7 @@ from app.services.aes import RemoteAe
 from tests.dimse.conftest import Running
 
 VERIFICATION = "1.2.840.10008.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
 
 
@@ -30,7 +32,8 @@ def test_both_ends_of_an_association_send_without_delay(dimse: Running) -> None:
     assoc = associate(
         ours.model_copy(update={"ae_title": "NODELAY"}),
         RemoteAe(ours.ae_title, "127.0.0.1", dimse.port),
-        [(VERIFICATION, [IMPLICIT])],
+        # with a Query/Retrieve context, pynetdicom serves the association (app.dimse.front_door)
+        [(VERIFICATION, [IMPLICIT]), (STUDY_ROOT_FIND, [IMPLICIT])],
     )
     assert assoc.is_established
     try:
@@ -45,6 +48,46 @@ def test_both_ends_of_an_association_send_without_delay(dimse: Running) -> None:
         assert int(assoc.send_c_echo().Status) == 0x0000
     finally:
         assoc.release()
+
+
+def test_the_loops_associations_send_without_delay(dimse: Running) -> None:
+    """A Verification-only association is served on the services' loop (app.dimse.front_door):
+    its accepted socket, found among this process's descriptors, has Nagle off too."""
+    ours = dimse.settings.dimse
+    assoc = associate(
+        ours.model_copy(update={"ae_title": "NODELAY"}),
+        RemoteAe(ours.ae_title, "127.0.0.1", dimse.port),
+        [(VERIFICATION, [IMPLICIT])],
+    )
+    assert assoc.is_established
+    try:
+        assert int(assoc.send_c_echo().Status) == 0x0000
+        client = _socket_of(assoc).getsockname()
+        with _accepted(dimse.port, client) as accepted:
+            assert _no_delay(accepted) == 1
+    finally:
+        assoc.release()
+
+
+def _accepted(port: int, client: tuple[str, int]) -> socket.socket:
+    """This process's end of the connection from ``client`` to ``port``, as a duplicate."""
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:
+            continue
+        try:
+            local, remote = sock.getsockname(), sock.getpeername()
+        except OSError:
+            local = remote = None
+        if (
+            isinstance(local, tuple)
+            and isinstance(remote, tuple)
+            and (local[1], remote[:2]) == (port, client[:2])
+        ):
+            return sock
+        sock.close()
+    raise AssertionError("no accepted socket for the association")
 
 
 def test_a_plain_socket_keeps_nagle_by_default() -> None:

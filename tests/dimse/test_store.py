@@ -6,6 +6,7 @@ store answered 0xA700 with nothing stored; WADO-RS returns what C-STORE stored."
 import gc
 import hashlib
 import io
+import struct
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -216,23 +217,23 @@ def _count(server: Running) -> int:
 
 
 def test_a_data_set_that_is_another_instance_than_announced_fails_0xa900(
-    dimse: Running, tmp_path: Path
+    dimse: Running, tmp_path: Path, store_path: tuple[str, ...]
 ) -> None:
     data = make_instance()
     announced = _with_meta_uid(data, generate_uid())  # Affected SOP Instance UID differs
-    with ct_association(dimse.port) as assoc:
+    with ct_association(dimse.port, also=store_path) as assoc:
         assert send_file(assoc, _file(tmp_path, announced)) == 0xA900
         assert send_file(assoc, _file(tmp_path, data, "ok.dcm")) == 0x0000  # goes on
     assert _count(dimse) == 1
 
 
 def test_a_truncated_data_set_fails_0xc000_and_nothing_is_stored(
-    dimse: Running, tmp_path: Path
+    dimse: Running, tmp_path: Path, store_path: tuple[str, ...]
 ) -> None:
     data = make_instance(rows=64, columns=64)
     truncated = data[: len(data) - 3000]  # cut inside Pixel Data
     title = calling_ae()
-    with ct_association(dimse.port, title) as assoc:
+    with ct_association(dimse.port, title, also=store_path) as assoc:
         assert send_file(assoc, _file(tmp_path, truncated)) == 0xC000
     assert _count(dimse) == 0
     [row] = dimse.audit_rows(title, "store")
@@ -249,14 +250,18 @@ def test_a_truncated_data_set_fails_0xc000_and_nothing_is_stored(
     ],
 )
 def test_invalid_uids_fail_0xc000_and_write_nothing(
-    dimse: Running, tmp_path: Path, affected: str | None, in_data_set: dict[str, str] | None
+    dimse: Running,
+    tmp_path: Path,
+    affected: str | None,
+    in_data_set: dict[str, str] | None,
+    store_path: tuple[str, ...],
 ) -> None:
     data = make_instance(**(in_data_set or {}))
     if affected is not None:
         data = _with_meta_uid(data, affected)
     blobs = dimse.settings.data_dir / "blobs"
     before = set(blobs.rglob("*"))
-    with ct_association(dimse.port) as assoc:
+    with ct_association(dimse.port, also=store_path) as assoc:
         assert send_file(assoc, _file(tmp_path, data)) == 0xC000
     assert _count(dimse) == 0
     assert set(blobs.rglob("*")) == before  # not a file written, not a directory made
@@ -279,11 +284,13 @@ def _collect_abandoned_associations() -> None:
 
 
 @LEAKED_RECEIVE_FILE
-def test_a_peer_aborting_mid_c_store_leaves_nothing_stored(dimse: Running) -> None:
+def test_a_peer_aborting_mid_c_store_leaves_nothing_stored(
+    dimse: Running, store_path: tuple[str, ...]
+) -> None:
     data = without_file_meta(make_instance(rows=256, columns=256))
     ds = pydicom.dcmread(io.BytesIO(make_instance()))  # any UIDs: never stored
     title = calling_ae()
-    peer = RawPeer.connect(dimse.port, title, CT, EXPLICIT)
+    peer = RawPeer.connect(dimse.port, title, CT, EXPLICIT, also=store_path)
     peer.send(p_data(c_store_command(CT, str(ds.SOPInstanceUID)), command=True, last=True))
     peer.send(p_data(data[: len(data) // 2], command=False, last=False))
     peer.send(A_ABORT)
@@ -294,20 +301,27 @@ def test_a_peer_aborting_mid_c_store_leaves_nothing_stored(dimse: Running) -> No
         ("association", "failure"),
     ]
     assert _count(dimse) == 0
-    # the half data set pynetdicom wrote is the sweeper's (no handler ever saw it)
     from app.dimse.receive import Sweeper, receive_dir
 
     directory = receive_dir(dimse.services.ingest.spool_dir)
-    assert Sweeper(directory, stale=-1).sweep() == 1
+    if store_path:
+        # the half data set pynetdicom wrote is the sweeper's (no handler ever saw it)
+        assert Sweeper(directory, stale=-1).sweep() == 1
+    else:
+        # the loop's path spooled it in memory and dropped it: nothing anywhere in the spool
+        spooled = [p for p in dimse.services.ingest.spool_dir.rglob("*") if p.is_file()]
+        assert spooled == []
     assert not list(directory.iterdir())
     _collect_abandoned_associations()
 
 
 @LEAKED_RECEIVE_FILE
-def test_a_connection_dropped_mid_c_store_leaves_nothing_stored(dimse: Running) -> None:
+def test_a_connection_dropped_mid_c_store_leaves_nothing_stored(
+    dimse: Running, store_path: tuple[str, ...]
+) -> None:
     data = without_file_meta(make_instance(rows=256, columns=256))
     title = calling_ae()
-    peer = RawPeer.connect(dimse.port, title, CT, EXPLICIT)
+    peer = RawPeer.connect(dimse.port, title, CT, EXPLICIT, also=store_path)
     peer.send(p_data(c_store_command(CT, generate_uid()), command=True, last=True))
     peer.send(p_data(data[:50000], command=False, last=False))
     peer.close()  # no A-ABORT: the connection just ends
@@ -338,14 +352,14 @@ def _eventually(check: Any, timeout: float = 10) -> bool:
 
 @LEAKED_RECEIVE_FILE
 def test_a_data_set_over_the_size_limit_aborts_the_association(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, store_path: tuple[str, ...]
 ) -> None:
     settings = dimse_settings(database_url, tmp_path / "data")
     settings = settings.model_copy(update={"limits": Limits(max_instance_bytes=100_000)})
     with running(settings) as server:
         title = calling_ae()
         big = make_instance(rows=512, columns=512)  # 512 kB of pixels
-        with ct_association(server.port, title) as assoc:
+        with ct_association(server.port, title, also=store_path) as assoc:
             _send_file_expect_abort(assoc, _file(tmp_path, big))
             assert _eventually(lambda: assoc.is_aborted)
         assert _count(server) == 0
@@ -353,7 +367,7 @@ def test_a_data_set_over_the_size_limit_aborts_the_association(
         assert rows
         assert "larger than 100000 bytes" in rows[0]["detail"]
         # a small one still goes in, on a new association
-        with ct_association(server.port) as assoc:
+        with ct_association(server.port, also=store_path) as assoc:
             assert send_file(assoc, _file(tmp_path, make_instance(), "small.dcm")) == 0
     _collect_abandoned_associations()
 
@@ -397,7 +411,7 @@ def test_duplicates_follow_the_stow_policy(database_url: str, tmp_path: Path) ->
 
 
 def test_a_failing_index_answers_0xa700_and_acknowledges_nothing(
-    dimse: Running, tmp_path: Path
+    dimse: Running, tmp_path: Path, store_path: tuple[str, ...]
 ) -> None:
     """The index cannot be written (its instance table gone): 0xA700, nothing stored; once it
     is back, the same instance goes in."""
@@ -409,25 +423,55 @@ def test_a_failing_index_answers_0xa700_and_acknowledges_nothing(
 
     dimse.run(rename("instance", "instance_away"))
     try:
-        with ct_association(dimse.port) as assoc:
+        with ct_association(dimse.port, also=store_path) as assoc:
             assert send_file(assoc, _file(tmp_path, data)) == 0xA700
     finally:
         dimse.run(rename("instance_away", "instance"))
     assert _count(dimse) == 0
-    with ct_association(dimse.port) as assoc:
+    with ct_association(dimse.port, also=store_path) as assoc:
         assert send_file(assoc, _file(tmp_path, data)) == 0x0000
 
 
 def test_a_failing_object_store_answers_0xa700_and_acknowledges_nothing(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, store_path: tuple[str, ...]
 ) -> None:
     with running(dimse_settings(database_url, tmp_path / "data")) as server:
         blocker = tmp_path / "data" / "blobs" / "dicom"
         blocker.parent.mkdir(parents=True, exist_ok=True)
         blocker.write_bytes(b"")  # no directory can be made under it: every blob write fails
         title = calling_ae()
-        with ct_association(server.port, title) as assoc:
+        with ct_association(server.port, title, also=store_path) as assoc:
             assert send_file(assoc, _file(tmp_path, make_instance())) == 0xA700
         assert _count(server) == 0
         [row] = server.audit_rows(title, "store")
         assert row["status"] == 0xA700
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        struct.pack(">BxI", 0x04, 1 << 31),  # a P-DATA-TF claiming 2 GiB: never allocated
+        p_data(b"\x00" * 8, command=True, last=True),  # a command set that is not one
+        p_data(c_store_command(CT, "1.2.3"), command=True, last=True, context_id=9),
+        p_data(b"\x00" * 100, command=False, last=True),  # data no C-STORE announced
+    ],
+    ids=["huge-pdu", "malformed-command", "unknown-context", "unannounced-data"],
+)
+def test_a_peer_breaking_the_protocol_is_aborted(
+    dimse: Running, hostile: bytes, tmp_path: Path
+) -> None:
+    """On the loop's path (a CT-only association): an A-ABORT back, the association audited as
+    aborted, nothing stored, and the listener still serves."""
+    title = calling_ae()
+    peer = RawPeer.connect(dimse.port, title, CT, EXPLICIT)
+    try:
+        peer.send(hostile)
+        kind, _ = peer.receive()
+        assert kind == 0x07  # A-ABORT
+    finally:
+        peer.close()
+    rows = _wait_for(lambda: dimse.audit_rows(title, "association"))
+    assert [r["detail"] for r in rows][-1] == "aborted"
+    assert _count(dimse) == 0
+    with ct_association(dimse.port) as assoc:
+        assert send_file(assoc, _file(tmp_path, make_instance())) == 0x0000

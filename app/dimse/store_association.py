@@ -1,0 +1,483 @@
+"""A storage association on the services' event loop: C-ECHO and C-STORE without pynetdicom's
+threads (DIMSE-02..05; the front door, :mod:`app.dimse.front_door`, says which associations come
+here).
+
+Why
+---
+Under pynetdicom every association runs two threads (its socket reader and its state machine)
+that hand each PDU and each message to each other through queues, and each C-STORE's handler
+then hands its commit to the services' loop and waits. Profiled with ``storescu`` over four
+associations (bench/results/2026-12-07-15-import-cstore.md) a 0.5 MB C-STORE cost ~22 ms of CPU
+in the DIMSE process, a quarter of it in the kernel switching those threads, and the process
+topped out at ~45 instances/s on one GIL. Here an association is one task on the loop the
+services already run on: it reads PDUs from an asyncio stream, appends the data set's fragments
+to the ingest spool as they come, and calls the group commit directly.
+
+What it does
+------------
+- negotiates the proposed contexts as pynetdicom does for us (:func:`negotiate`): a storage SOP
+  class or Verification in the first transfer syntax the requestor proposed among ours
+  (:mod:`app.dimse.contexts`), anything else rejected alone (0x03), a context with no syntax of
+  ours rejected (0x04);
+- answers C-ECHO, and C-STORE exactly as :mod:`app.dimse.store` does (the same File Meta, ingest,
+  group commit, statuses, Error Comments and audit rows), only after the durable commit;
+- bounds what a peer makes us hold: a PDU no larger than we announced, a command set of
+  :data:`~app.dimse.upper_layer.MAX_COMMAND_BYTES`, a data set no larger than the largest instance
+  accepted (aborted past it, as :mod:`app.dimse.receive` does), the spool's memory bound; and a
+  silent peer is aborted after ``dimse.network_timeout``;
+- ends on an A-RELEASE-RQ (answered), an A-ABORT or a dropped connection, and audits the
+  association as :mod:`app.dimse.associations` does.
+
+The blocking parts of a C-STORE (writing a large data set to the spool file, parsing it and
+fsyncing the spooled blob) run in the loop's default executor, one hop per megabyte received and
+one per instance, so the loop is never blocked by the disk.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10_header
+from app.dicom.status import Status
+from app.dicom.uids import is_valid_uid
+from app.dimse.audit import association_id, peer_row, peer_write_audit
+from app.dimse.context import DimseContext, Peer
+from app.dimse.contexts import VERIFICATION
+from app.dimse.store import error_comment, status_of, store_row
+from app.dimse.upper_layer import (
+    ABORT,
+    HEADER,
+    MAX_COMMAND_BYTES,
+    P_DATA,
+    RELEASE_RQ,
+    AssociationRequest,
+    ProtocolError,
+    abort_pdu,
+    associate_ac,
+    decode_command,
+    encode_command,
+    lo,
+    p_data,
+    pdvs,
+    release_rp,
+    text,
+    ui,
+    unsigned,
+    us,
+)
+from app.errors import InstanceRejected, InvalidInstance, OutOfResources
+from app.services.audit import Outcome, WriteAudit
+from app.services.group_commit import Announced
+from app.services.ingest import InstanceOutcome, Prepared
+from app.services.metrics import dimse_association, dimse_operation, status_category
+from app.services.spool import Spool, SpooledPart
+
+__all__ = ["StoreAssociation", "negotiate"]
+
+log = logging.getLogger(__name__)
+
+#: data set bytes gathered on the loop before they are handed to the spool in a worker thread
+FLUSH_BYTES: Final = 1 << 20
+#: when our max PDU setting is 0 (no limit): the largest PDU read all the same
+UNLIMITED_PDU: Final = 16 << 20
+
+_C_STORE_RQ: Final = 0x0001
+_C_ECHO_RQ: Final = 0x0030
+_NO_DATA_SET: Final = 0x0101
+#: the command elements read (PS3.7 §E.1)
+_SOP_CLASS: Final = 0x0002
+_COMMAND_FIELD: Final = 0x0100
+_MESSAGE_ID: Final = 0x0110
+_DATA_SET_TYPE: Final = 0x0800
+_SOP_INSTANCE: Final = 0x1000
+
+
+def negotiate(
+    request: AssociationRequest, supported: dict[str, tuple[str, ...]]
+) -> list[tuple[int, int, str]]:
+    """(context ID, result, transfer syntax) for each proposed context: the first transfer
+    syntax the requestor proposed among those we support for its abstract syntax."""
+    results = []
+    for context_id, abstract, proposed in request.contexts:
+        ours = supported.get(abstract)
+        if ours is None:
+            results.append((context_id, 0x03, proposed[0] if proposed else ""))
+            continue
+        chosen = next((ts for ts in proposed if ts in ours), None)
+        if chosen is None:
+            results.append((context_id, 0x04, proposed[0] if proposed else ""))
+        else:
+            results.append((context_id, 0x00, chosen))
+    return results
+
+
+@dataclass(slots=True)
+class _Message:
+    """A C-STORE whose data set is arriving."""
+
+    context_id: int
+    message_id: int
+    announced: Announced
+    spool: Spool
+    started: float
+    pending: bytearray = field(default_factory=bytearray)
+    received: int = 0
+
+
+class StoreAssociation:
+    """One accepted storage association; :meth:`run` serves it until it ends."""
+
+    def __init__(
+        self,
+        ctx: DimseContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: Peer,
+        request: AssociationRequest,
+    ) -> None:
+        self.ctx = ctx
+        self.peer = peer
+        self.request = request
+        self._reader = reader
+        self._writer = writer
+        settings = ctx.settings.dimse
+        self._max_pdu = settings.max_pdu or UNLIMITED_PDU
+        self._timeout = settings.network_timeout
+        self._limit = ctx.settings.limits.max_instance_bytes
+        #: accepted presentation contexts: ID -> (abstract syntax, transfer syntax)
+        self._contexts: dict[int, tuple[str, str]] = {}
+        self._command = bytearray()
+        self._message: _Message | None = None
+        self.id = association_id(self)
+
+    async def run(self, supported: dict[str, tuple[str, ...]]) -> None:
+        """Accept the association, serve its messages, close it (never raises but on
+        cancellation, after aborting the association)."""
+        results = negotiate(self.request, supported)
+        abstract = {cid: syntax for cid, syntax, _ in self.request.contexts}
+        self._contexts = {cid: (abstract[cid], ts) for cid, result, ts in results if result == 0x00}
+        self._writer.write(
+            associate_ac(
+                self.request,
+                results,
+                max_pdu=self.ctx.settings.dimse.max_pdu,
+                implementation_uid=IMPLEMENTATION_CLASS_UID,
+                implementation_version=IMPLEMENTATION_VERSION_NAME,
+            )
+        )
+        dimse_association("accepted")
+        rejected = len(results) - len(self._contexts)
+        self._audit(
+            "association",
+            Outcome.SUCCESS,
+            request_id=self.id,
+            count=len(self._contexts),
+            detail=f"accepted: {len(self._contexts)} presentation contexts, {rejected} rejected",
+        )
+        ending = "aborted"
+        try:
+            ending = await self._serve()
+        except ProtocolError as exc:
+            log.warning("DIMSE %s (%s): %s; aborting", self.peer.ae_title, self.id, exc)
+            self._writer.write(abort_pdu(2, 0x02))  # unrecognized PDU parameter
+        except TimeoutError:
+            log.info(
+                "DIMSE %s (%s): silent for %.0f s; aborting",
+                self.peer.ae_title,
+                self.id,
+                self._timeout,
+            )
+            self._writer.write(abort_pdu(2, 0x00))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the peer went away: its operation in progress is not acknowledged
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self._writer.write(abort_pdu(2, 0x00))  # the server is stopping
+            raise
+        finally:
+            await self._discard()
+            if ending == "released":
+                dimse_association("released")
+            else:
+                dimse_association("aborted")
+                self._audit("association", Outcome.FAILURE, request_id=self.id, detail="aborted")
+            await self._close()
+
+    async def _serve(self) -> str:
+        """Read PDUs until the association ends: "released" or "aborted"."""
+        reader = self._reader
+        while True:
+            async with asyncio.timeout(self._timeout):
+                header = await reader.readexactly(HEADER.size)
+                kind, length = HEADER.unpack(header)
+                if length > self._max_pdu + 6 or (kind != P_DATA and length > 65536):
+                    raise ProtocolError(f"a PDU of {length} bytes (type 0x{kind:02X})")
+                body = await reader.readexactly(length)
+            if kind == P_DATA:
+                await self._p_data(body)
+            elif kind == RELEASE_RQ:
+                if self._message is not None or self._command:
+                    raise ProtocolError("release requested in the middle of a message")
+                self._writer.write(release_rp())
+                return "released"
+            elif kind == ABORT:
+                return "aborted"
+            else:
+                raise ProtocolError(f"unexpected PDU type 0x{kind:02X}")
+
+    async def _p_data(self, body: bytes) -> None:
+        for context_id, control, value in pdvs(body):
+            if context_id not in self._contexts:
+                raise ProtocolError(f"presentation context {context_id} was not accepted")
+            if control & 0x01:
+                if self._message is not None:
+                    raise ProtocolError("a command fragment in the middle of a data set")
+                self._command += value
+                if len(self._command) > MAX_COMMAND_BYTES:
+                    raise ProtocolError("a command set larger than 64 KiB")
+                if control & 0x02:
+                    command, self._command = decode_command(self._command), bytearray()
+                    await self._dispatch(context_id, command)
+            else:
+                message = self._message
+                if message is None or context_id != message.context_id:
+                    raise ProtocolError("a data set fragment no C-STORE announced")
+                message.received += len(value)
+                if message.received > self._limit:
+                    self._audit(
+                        "store",
+                        Outcome.FAILURE,
+                        request_id=f"{self.id}:{message.message_id}",
+                        detail=f"C-STORE data set larger than {self._limit} bytes: "
+                        "association aborted",
+                    )
+                    raise ProtocolError(f"a data set larger than {self._limit} bytes")
+                message.pending += value
+                if control & 0x02:
+                    self._message = None
+                    await self._store(message)
+                elif len(message.pending) >= FLUSH_BYTES:
+                    chunk, message.pending = message.pending, bytearray()
+                    await asyncio.to_thread(message.spool.write, chunk)
+
+    async def _dispatch(self, context_id: int, command: dict[int, bytes]) -> None:
+        if _COMMAND_FIELD not in command or _MESSAGE_ID not in command:
+            raise ProtocolError("a command set without Command Field or Message ID")
+        field_, message_id = unsigned(command[_COMMAND_FIELD]), unsigned(command[_MESSAGE_ID])
+        has_data = unsigned(command.get(_DATA_SET_TYPE, us(_NO_DATA_SET))) != _NO_DATA_SET
+        sop_class = text(command.get(_SOP_CLASS, b""))
+        if field_ == _C_ECHO_RQ and self._contexts[context_id][0] == VERIFICATION:
+            if has_data:
+                raise ProtocolError("a C-ECHO-RQ with a data set")
+            started = time.perf_counter()
+            self._audit(
+                "echo",
+                Outcome.SUCCESS,
+                request_id=f"{self.id}:{message_id}",
+                status=int(Status.SUCCESS),
+                detail="C-ECHO",
+            )
+            self._respond(context_id, 0x8030, message_id, VERIFICATION, None, int(Status.SUCCESS))
+            dimse_operation("C-ECHO", "success", time.perf_counter() - started)
+            return
+        if field_ != _C_STORE_RQ or self._contexts[context_id][0] == VERIFICATION:
+            raise ProtocolError(f"command 0x{field_:04X} on a storage association")
+        sop_uid = text(command.get(_SOP_INSTANCE, b""))
+        started = time.perf_counter()
+        if not has_data:
+            outcome = InstanceOutcome(sop_class, sop_uid).refuse(
+                InvalidInstance("the C-STORE-RQ announces no data set")
+            )
+            await self._answer(
+                context_id, message_id, Announced(sop_class, sop_uid), outcome, started
+            )
+            return
+        syntax = self._contexts[context_id][1]
+        spool = self.ctx.services.ingest.spool()
+        message = _Message(context_id, message_id, Announced(sop_class, sop_uid), spool, started)
+        if is_valid_uid(sop_class) and is_valid_uid(sop_uid):
+            title = self.peer.ae_title
+            spool.write(part10_header(sop_class, sop_uid, syntax, title if _is_ae(title) else None))
+        self._message = message
+
+    async def _store(self, message: _Message) -> None:
+        announced = message.announced
+        sop_class, sop_uid = announced
+        if not (is_valid_uid(sop_class) and is_valid_uid(sop_uid)):
+            outcome = InstanceOutcome(None, None).refuse(
+                InvalidInstance("the Affected SOP Class or Instance UID is not a valid UID")
+            )
+            message.spool.discard()
+            await self._answer(
+                message.context_id, message.message_id, announced, outcome, message.started
+            )
+            return
+        request = f"{self.id}:{message.message_id}"
+        write = peer_write_audit(self.ctx, self.peer, request)
+        services = self.ctx.services
+        try:
+            # the rest of the data set into the spool, then parsed and its blob fsynced: one
+            # hop to a worker thread
+            prepared = await asyncio.to_thread(_prepare, self.ctx, message, write)
+        except InstanceRejected as exc:  # larger than the instance limit
+            outcome = InstanceOutcome(sop_class, sop_uid).refuse(exc)
+            await self._answer(
+                message.context_id, message.message_id, announced, outcome, message.started
+            )
+            return
+        except OSError as exc:
+            log.error("C-STORE data set could not be spooled: %s", exc)
+            outcome = InstanceOutcome(sop_class, sop_uid).refuse(
+                OutOfResources("the data set could not be received")
+            )
+            await self._answer(
+                message.context_id, message.message_id, announced, outcome, message.started
+            )
+            return
+        try:
+            outcome = await services.group_commit.submit(prepared)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("C-STORE failed")
+            outcome = InstanceOutcome(sop_class, sop_uid).refuse(
+                OutOfResources("the instance could not be stored")
+            )
+            await self._answer(
+                message.context_id, message.message_id, announced, outcome, message.started
+            )
+            return
+        if write is not None:
+            try:  # stands for the journal row committed with the instance
+                row = store_row(self.peer, outcome, request_id=request, supersedes=write.release())
+                await services.audit.record(row)
+            except Exception:
+                log.exception("could not queue the audit row of a C-STORE")
+        self._respond_store(
+            message.context_id, message.message_id, announced, outcome, message.started
+        )
+
+    async def _answer(
+        self,
+        context_id: int,
+        message_id: int,
+        announced: Announced,
+        outcome: InstanceOutcome,
+        started: float,
+    ) -> None:
+        """The response to a C-STORE refused before its commit, and its audit row."""
+        if self.ctx.settings.auth.audit_enabled:
+            try:
+                row = store_row(self.peer, outcome, request_id=f"{self.id}:{message_id}")
+                await self.ctx.services.audit.record(row)
+            except Exception:
+                log.exception("could not queue the audit row of a C-STORE")
+        self._respond_store(context_id, message_id, announced, outcome, started)
+
+    def _respond_store(
+        self,
+        context_id: int,
+        message_id: int,
+        announced: Announced,
+        outcome: InstanceOutcome,
+        started: float,
+    ) -> None:
+        status = status_of(outcome)
+        self._respond(
+            context_id,
+            0x8001,
+            message_id,
+            announced.sop_class_uid,
+            announced.sop_uid,
+            status,
+            error_comment(outcome),
+        )
+        dimse_operation("C-STORE", status_category(status), time.perf_counter() - started)
+
+    def _respond(
+        self,
+        context_id: int,
+        command_field: int,
+        message_id: int,
+        sop_class: str,
+        sop_uid: str | None,
+        status: int,
+        comment: str | None = None,
+    ) -> None:
+        elements = [(_SOP_CLASS, ui(_printable(sop_class)))] if sop_class else []
+        elements += [
+            (_COMMAND_FIELD, us(command_field)),
+            (0x0120, us(message_id)),  # Message ID Being Responded To
+            (_DATA_SET_TYPE, us(_NO_DATA_SET)),
+            (0x0900, us(status)),
+        ]
+        if comment is not None:
+            elements.append((0x0902, lo(comment)))  # Error Comment
+        if sop_uid:
+            elements.append((_SOP_INSTANCE, ui(_printable(sop_uid))))
+        self._writer.write(p_data(context_id, 0x03, encode_command(elements)))
+
+    def _audit(self, action: str, outcome: str, **fields: object) -> None:
+        """Queue an audit row (never raises: the answer does not wait on the audit queue)."""
+        if not self.ctx.settings.auth.audit_enabled:
+            return
+        row = peer_row(self.peer, action, outcome, **fields)
+        task = asyncio.ensure_future(self.ctx.services.audit.record(row))
+        _queued.add(task)
+        task.add_done_callback(_queued_done)
+
+    async def _discard(self) -> None:
+        """Drop a data set cut off by the end of the association."""
+        message, self._message = self._message, None
+        if message is not None:
+            await asyncio.to_thread(message.spool.discard)
+
+    async def _close(self) -> None:
+        writer = self._writer
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.drain(), 5)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 5)
+
+
+def _prepare(
+    ctx: DimseContext, message: _Message, write: WriteAudit | None
+) -> Prepared | InstanceOutcome:
+    """In a worker thread: the last bytes into the spool (OutOfResources past the instance
+    limit), then the group commit's parse and fsync."""
+    spool = message.spool
+    try:
+        spool.write(message.pending)
+        message.pending = bytearray()
+        part: SpooledPart = spool.finish()
+    except BaseException:
+        spool.discard()
+        raise
+    return ctx.services.group_commit.prepare(part, announced=message.announced, audit=write)
+
+
+#: audit rows being queued (a task the loop holds no reference to may be collected)
+_queued: "set[asyncio.Future[None]]" = set()
+
+
+def _queued_done(task: "asyncio.Future[None]") -> None:
+    _queued.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not queue a DIMSE audit row", exc_info=task.exception())
+
+
+#: the printable default repertoire without backslash (PS3.5 AE VR)
+_AE_CHARS: Final = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\"}
+
+
+def _is_ae(title: str) -> bool:
+    return bool(title) and set(title) <= _AE_CHARS
+
+
+def _printable(uid: str) -> str:
+    """A UID echoed in a response, as ASCII (an invalid one is refused, but still named)."""
+    return uid.encode("ascii", "replace").decode("ascii")[:64]
