@@ -115,14 +115,21 @@ def negotiate(
 
 
 @dataclass(slots=True)
-class _Message:
-    """A C-STORE whose data set is arriving."""
+class _Operation:
+    """A C-STORE: what its response needs."""
 
     context_id: int
     message_id: int
     announced: Announced
-    spool: Spool
+    #: ``time.perf_counter()`` as its command arrived
     started: float
+
+
+@dataclass(slots=True)
+class _Message(_Operation):
+    """A C-STORE whose data set is arriving."""
+
+    spool: Spool
     pending: bytearray = field(default_factory=bytearray)
     received: int = 0
 
@@ -291,13 +298,12 @@ class StoreAssociation:
             outcome = InstanceOutcome(sop_class, sop_uid).refuse(
                 InvalidInstance("the C-STORE-RQ announces no data set")
             )
-            await self._answer(
-                context_id, message_id, Announced(sop_class, sop_uid), outcome, started
-            )
+            operation = _Operation(context_id, message_id, Announced(sop_class, sop_uid), started)
+            await self._answer(operation, outcome)
             return
         syntax = self._contexts[context_id][1]
         spool = self.ctx.services.ingest.spool()
-        message = _Message(context_id, message_id, Announced(sop_class, sop_uid), spool, started)
+        message = _Message(context_id, message_id, Announced(sop_class, sop_uid), started, spool)
         if is_valid_uid(sop_class) and is_valid_uid(sop_uid):
             title = self.peer.ae_title
             spool.write(part10_header(sop_class, sop_uid, syntax, title if _is_ae(title) else None))
@@ -311,9 +317,7 @@ class StoreAssociation:
                 InvalidInstance("the Affected SOP Class or Instance UID is not a valid UID")
             )
             message.spool.discard()
-            await self._answer(
-                message.context_id, message.message_id, announced, outcome, message.started
-            )
+            await self._answer(message, outcome)
             return
         request = f"{self.id}:{message.message_id}"
         write = peer_write_audit(self.ctx, self.peer, request)
@@ -324,18 +328,14 @@ class StoreAssociation:
             prepared = await asyncio.to_thread(_prepare, self.ctx, message, write)
         except InstanceRejected as exc:  # larger than the instance limit
             outcome = InstanceOutcome(sop_class, sop_uid).refuse(exc)
-            await self._answer(
-                message.context_id, message.message_id, announced, outcome, message.started
-            )
+            await self._answer(message, outcome)
             return
         except OSError as exc:
             log.error("C-STORE data set could not be spooled: %s", exc)
             outcome = InstanceOutcome(sop_class, sop_uid).refuse(
                 OutOfResources("the data set could not be received")
             )
-            await self._answer(
-                message.context_id, message.message_id, announced, outcome, message.started
-            )
+            await self._answer(message, outcome)
             return
         try:
             outcome = await services.group_commit.submit(prepared)
@@ -346,9 +346,7 @@ class StoreAssociation:
             outcome = InstanceOutcome(sop_class, sop_uid).refuse(
                 OutOfResources("the instance could not be stored")
             )
-            await self._answer(
-                message.context_id, message.message_id, announced, outcome, message.started
-            )
+            await self._answer(message, outcome)
             return
         if write is not None:
             try:  # stands for the journal row committed with the instance
@@ -356,46 +354,34 @@ class StoreAssociation:
                 await services.audit.record(row)
             except Exception:
                 log.exception("could not queue the audit row of a C-STORE")
-        self._respond_store(
-            message.context_id, message.message_id, announced, outcome, message.started
-        )
+        self._respond_store(message, outcome)
 
-    async def _answer(
-        self,
-        context_id: int,
-        message_id: int,
-        announced: Announced,
-        outcome: InstanceOutcome,
-        started: float,
-    ) -> None:
+    async def _answer(self, operation: _Operation, outcome: InstanceOutcome) -> None:
         """The response to a C-STORE refused before its commit, and its audit row."""
         if self.ctx.settings.auth.audit_enabled:
             try:
-                row = store_row(self.peer, outcome, request_id=f"{self.id}:{message_id}")
-                await self.ctx.services.audit.record(row)
+                request = f"{self.id}:{operation.message_id}"
+                await self.ctx.services.audit.record(
+                    store_row(self.peer, outcome, request_id=request)
+                )
             except Exception:
                 log.exception("could not queue the audit row of a C-STORE")
-        self._respond_store(context_id, message_id, announced, outcome, started)
+        self._respond_store(operation, outcome)
 
-    def _respond_store(
-        self,
-        context_id: int,
-        message_id: int,
-        announced: Announced,
-        outcome: InstanceOutcome,
-        started: float,
-    ) -> None:
+    def _respond_store(self, operation: _Operation, outcome: InstanceOutcome) -> None:
         status = status_of(outcome)
+        announced = operation.announced
         self._respond(
-            context_id,
+            operation.context_id,
             0x8001,
-            message_id,
+            operation.message_id,
             announced.sop_class_uid,
             announced.sop_uid,
             status,
             error_comment(outcome),
         )
-        dimse_operation("C-STORE", status_category(status), time.perf_counter() - started)
+        elapsed = time.perf_counter() - operation.started
+        dimse_operation("C-STORE", status_category(status), elapsed)
 
     def _respond(
         self,
