@@ -49,8 +49,13 @@ log = logging.getLogger(__name__)
 #: the largest A-ASSOCIATE-RQ peeked at (one proposing 128 contexts in several syntaxes is
 #: ~15 kB); a larger one goes to pynetdicom
 PEEK_MAX: Final = 65536
-#: how long to wait for the rest of a request that arrived in pieces
+#: how long to wait for the rest of a request that arrived in pieces: 5 ms, doubling up to a
+#: quarter of a second (a request trickled in on purpose costs a few wake-ups a second)
 _PEEK_AGAIN: Final = 0.005
+_PEEK_AGAIN_MAX: Final = 0.25
+#: connections whose request is still awaited, per association allowed: past that, a new
+#: connection is closed at once (a flood of silent connections holds no more than this)
+UNROUTED_PER_ASSOCIATION: Final = 4
 #: A-ASSOCIATE-RJ: rejected-transient, service provider (presentation), local limit exceeded
 REJECT_TOO_MANY: Final = (0x02, 0x03, 0x02)
 
@@ -83,6 +88,8 @@ class FrontDoor:
         self._connections: set[asyncio.Task[None]] = set()
         #: associations on the loop (negotiating or established)
         self._serving = 0
+        #: connections whose A-ASSOCIATE-RQ is awaited
+        self._unrouted = 0
 
     async def start(self, host: str, port: int) -> int:
         """Bind and listen; returns the port (the one picked when ``port`` is 0)."""
@@ -134,13 +141,21 @@ class FrontDoor:
             task.add_done_callback(self._connections.discard)
 
     async def _route(self, conn: socket.socket, address: Any) -> None:
+        dimse = self.ctx.settings.dimse
+        if self._unrouted >= UNROUTED_PER_ASSOCIATION * dimse.max_associations:
+            log.warning("DIMSE: too many connections awaiting a request; %s closed", address[0])
+            conn.close()
+            return
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # app.dimse.sockets
+        self._unrouted += 1
         try:
-            async with asyncio.timeout(self.ctx.settings.dimse.acse_timeout):
+            async with asyncio.timeout(dimse.acse_timeout):
                 pdu = await _peek_request(conn)
         except (OSError, TimeoutError):
             pdu = None
+        finally:
+            self._unrouted -= 1
         if pdu is None:  # closed, or silent past the ACSE timeout
             conn.close()
             return
@@ -222,6 +237,7 @@ async def _peek_request(conn: socket.socket) -> bytes | None:
     for anything else (not a request, larger than :data:`PEEK_MAX`); None when the peer closed
     before sending one."""
     loop = asyncio.get_running_loop()
+    delay = _PEEK_AGAIN
     while True:
         await _readable(loop, conn)
         data = conn.recv(PEEK_MAX, socket.MSG_PEEK)
@@ -233,7 +249,8 @@ async def _peek_request(conn: socket.socket) -> bytes | None:
                 return b""
             if len(data) >= need:
                 return data[:need]
-        await asyncio.sleep(_PEEK_AGAIN)  # the rest is on its way: no busy loop
+        await asyncio.sleep(delay)  # the rest is on its way: no busy loop
+        delay = min(2 * delay, _PEEK_AGAIN_MAX)
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
