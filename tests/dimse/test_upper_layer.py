@@ -2,12 +2,18 @@
 pynetdicom's own codecs (a peer's view), and what it refuses to read."""
 
 import struct
+from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+)
 
 from app.dimse.store_association import negotiate
 from app.dimse.upper_layer import (
@@ -29,21 +35,16 @@ IMPLICIT = "1.2.840.10008.1.2"
 JPEG_LS = "1.2.840.10008.1.2.4.80"
 
 
-def _pynetdicom_rq() -> bytes:
-    """An A-ASSOCIATE-RQ as pynetdicom encodes it: CT in two syntaxes, MR in JPEG-LS only."""
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(CT, [JPEG_LS, EXPLICIT])
-    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", [JPEG_LS])
-    ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1", [IMPLICIT])  # not ours here
-    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-
+def _pynetdicom_rq(calling: str, ae: AE, max_pdu: int, *extra: Any) -> bytes:
+    """An A-ASSOCIATE-RQ as pynetdicom encodes it: ``ae``'s requested contexts (IDs 1, 3 ...),
+    our maximum length, and the user information items ``extra``."""
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "MODALITY"
+    primitive.calling_ae_title = calling
     primitive.called_ae_title = "LIGHTBOX"
-    item = MaximumLengthNotification()
-    item.maximum_length_received = 32768
-    primitive.user_information = [item]
+    length = MaximumLengthNotification()
+    length.maximum_length_received = max_pdu
+    primitive.user_information = [length, *extra]
     contexts = []
     for index, cx in enumerate(ae.requested_contexts):
         cx.context_id = 2 * index + 1
@@ -54,8 +55,17 @@ def _pynetdicom_rq() -> bytes:
     return bytes(pdu.encode())
 
 
+def _modality_rq() -> bytes:
+    """CT in two syntaxes, MR in JPEG-LS only, and a Query/Retrieve context."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CT, [JPEG_LS, EXPLICIT])
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", [JPEG_LS])
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1", [IMPLICIT])  # not ours here
+    return _pynetdicom_rq("MODALITY", ae, 32768)
+
+
 def test_a_request_is_read_and_answered_as_pynetdicom_reads_it() -> None:
-    request = decode_request(_pynetdicom_rq())
+    request = decode_request(_modality_rq())
     assert request.calling_ae_title == "MODALITY"
     assert request.called_ae_title == "LIGHTBOX"
     assert request.max_pdu == 32768
@@ -85,29 +95,11 @@ def test_a_request_is_read_and_answered_as_pynetdicom_reads_it() -> None:
 def test_role_selection_marks_a_request_extended() -> None:
     ae = AE(ae_title="GETSCU")
     ae.add_requested_context(CT, [EXPLICIT])
-    from pynetdicom.pdu_primitives import (
-        A_ASSOCIATE,
-        MaximumLengthNotification,
-        SCP_SCU_RoleSelectionNegotiation,
-    )
-
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "GETSCU"
-    primitive.called_ae_title = "LIGHTBOX"
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 0
     role = SCP_SCU_RoleSelectionNegotiation()
     role.sop_class_uid = CT
     role.scu_role = False
     role.scp_role = True
-    primitive.user_information = [length, role]
-    [cx] = ae.requested_contexts
-    cx.context_id = 1
-    primitive.presentation_context_definition_list = [cx]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    assert decode_request(bytes(pdu.encode())).extended
+    assert decode_request(_pynetdicom_rq("GETSCU", ae, 0, role)).extended
 
 
 @pytest.mark.parametrize(
