@@ -168,7 +168,7 @@ class FrontDoor:
             str(address[0]),
             int(address[1]),
         )
-        if request is not None and self._refused(conn, peer, pdu):
+        if request is not None and await self._refused(conn, peer, pdu):
             return
         if request is None or not self._ours(request):
             conn.setblocking(True)
@@ -188,7 +188,7 @@ class FrontDoor:
             and all(abstract in self._supported for _, abstract, _ in request.contexts)
         )
 
-    def _refused(self, conn: socket.socket, peer: Peer, pdu: bytes) -> bool:
+    async def _refused(self, conn: socket.socket, peer: Peer, pdu: bytes) -> bool:
         """Reject (and audit) a caller off the allow-list or over the association limit."""
         if not self._allow.allows(peer.ae_title, peer.address):
             rejection, why = REJECT_UNKNOWN_CALLER, "(not on the allow-list)"
@@ -207,9 +207,10 @@ class FrontDoor:
             row = peer_row(
                 peer, "association", Outcome.DENIED, request_id=association_id(conn), detail=detail
             )
-            task = asyncio.ensure_future(self.ctx.services.audit.record(row))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+            try:
+                await self.ctx.services.audit.record(row)
+            except Exception:
+                log.exception("could not queue the audit row of a rejected association")
         return True
 
     async def _serve(

@@ -46,7 +46,7 @@ from app.services.group_commit import Announced
 from app.services.ingest import IngestService, InstanceOutcome
 from app.services.spool import SpooledPart
 
-__all__ = ["error_comment", "handle_store", "status_of", "store_row"]
+__all__ = ["error_comment", "file_meta", "handle_store", "status_of", "store_row"]
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,7 @@ def handle_store(ctx: DimseContext, event: Any) -> Dataset:
 def _spooled(ctx: DimseContext, event: Any, announced: Announced) -> SpooledPart:
     """Our File Meta, then the data set as received, into the ingest spool (hashed)."""
     path: Path = event.dataset_path
-    title = Peer.of(event).ae_title
-    header = part10_header(
-        announced.sop_class_uid,
-        announced.sop_uid,
-        str(event.context.transfer_syntax),
-        title if title and set(title) <= _AE_CHARS else None,
-    )
+    header = file_meta(announced, str(event.context.transfer_syntax), Peer.of(event).ae_title)
     ingest: IngestService = ctx.services.ingest
     spool = ingest.spool()
     try:
@@ -142,6 +136,18 @@ def _spooled(ctx: DimseContext, event: Any, announced: Announced) -> SpooledPart
     except BaseException:
         spool.discard()
         raise
+
+
+def file_meta(announced: Announced, transfer_syntax: str, calling_ae: str) -> bytes:
+    """The preamble and File Meta group written before a received data set: the command's SOP
+    Class and Instance UIDs (valid ones), the negotiated syntax, the calling AE title as Source
+    Application Entity Title when it is a valid AE value."""
+    return part10_header(
+        announced.sop_class_uid,
+        announced.sop_uid,
+        transfer_syntax,
+        calling_ae if calling_ae and set(calling_ae) <= _AE_CHARS else None,
+    )
 
 
 def status_of(outcome: InstanceOutcome) -> int:

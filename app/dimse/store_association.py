@@ -40,13 +40,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10_header
+from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.dicom.status import Status
 from app.dicom.uids import is_valid_uid
 from app.dimse.audit import association_id, peer_row, peer_write_audit
 from app.dimse.context import DimseContext, Peer
 from app.dimse.contexts import VERIFICATION
-from app.dimse.store import error_comment, status_of, store_row
+from app.dimse.store import error_comment, file_meta, status_of, store_row
 from app.dimse.upper_layer import (
     ABORT,
     HEADER,
@@ -69,7 +69,7 @@ from app.dimse.upper_layer import (
     us,
 )
 from app.errors import InstanceRejected, InvalidInstance, OutOfResources
-from app.services.audit import Outcome, WriteAudit
+from app.services.audit import AuditRecord, Outcome, WriteAudit
 from app.services.group_commit import Announced
 from app.services.ingest import InstanceOutcome, Prepared
 from app.services.metrics import dimse_association, dimse_operation, status_category
@@ -177,7 +177,7 @@ class StoreAssociation:
         )
         dimse_association("accepted")
         rejected = len(results) - len(self._contexts)
-        self._audit(
+        await self._audit(
             "association",
             Outcome.SUCCESS,
             request_id=self.id,
@@ -210,7 +210,9 @@ class StoreAssociation:
                 dimse_association("released")
             else:
                 dimse_association("aborted")
-                self._audit("association", Outcome.FAILURE, request_id=self.id, detail="aborted")
+                await self._audit(
+                    "association", Outcome.FAILURE, request_id=self.id, detail="aborted"
+                )
             await self._close()
 
     async def _serve(self) -> str:
@@ -254,7 +256,7 @@ class StoreAssociation:
                     raise ProtocolError("a data set fragment no C-STORE announced")
                 message.received += len(value)
                 if message.received > self._limit:
-                    self._audit(
+                    await self._audit(
                         "store",
                         Outcome.FAILURE,
                         request_id=f"{self.id}:{message.message_id}",
@@ -280,7 +282,7 @@ class StoreAssociation:
             if has_data:
                 raise ProtocolError("a C-ECHO-RQ with a data set")
             started = time.perf_counter()
-            self._audit(
+            await self._audit(
                 "echo",
                 Outcome.SUCCESS,
                 request_id=f"{self.id}:{message_id}",
@@ -305,8 +307,7 @@ class StoreAssociation:
         spool = self.ctx.services.ingest.spool()
         message = _Message(context_id, message_id, Announced(sop_class, sop_uid), started, spool)
         if is_valid_uid(sop_class) and is_valid_uid(sop_uid):
-            title = self.peer.ae_title
-            spool.write(part10_header(sop_class, sop_uid, syntax, title if _is_ae(title) else None))
+            spool.write(file_meta(message.announced, syntax, self.peer.ae_title))
         self._message = message
 
     async def _store(self, message: _Message) -> None:
@@ -348,24 +349,17 @@ class StoreAssociation:
             )
             await self._answer(message, outcome)
             return
-        if write is not None:
-            try:  # stands for the journal row committed with the instance
-                row = store_row(self.peer, outcome, request_id=request, supersedes=write.release())
-                await services.audit.record(row)
-            except Exception:
-                log.exception("could not queue the audit row of a C-STORE")
+        if write is not None:  # stands for the journal row committed with the instance
+            supersedes = write.release()
+            await self._record(
+                store_row(self.peer, outcome, request_id=request, supersedes=supersedes)
+            )
         self._respond_store(message, outcome)
 
     async def _answer(self, operation: _Operation, outcome: InstanceOutcome) -> None:
         """The response to a C-STORE refused before its commit, and its audit row."""
-        if self.ctx.settings.auth.audit_enabled:
-            try:
-                request = f"{self.id}:{operation.message_id}"
-                await self.ctx.services.audit.record(
-                    store_row(self.peer, outcome, request_id=request)
-                )
-            except Exception:
-                log.exception("could not queue the audit row of a C-STORE")
+        request = f"{self.id}:{operation.message_id}"
+        await self._record(store_row(self.peer, outcome, request_id=request))
         self._respond_store(operation, outcome)
 
     def _respond_store(self, operation: _Operation, outcome: InstanceOutcome) -> None:
@@ -406,14 +400,18 @@ class StoreAssociation:
             elements.append((_SOP_INSTANCE, ui(_printable(sop_uid))))
         self._writer.write(p_data(context_id, 0x03, encode_command(elements)))
 
-    def _audit(self, action: str, outcome: str, **fields: object) -> None:
-        """Queue an audit row (never raises: the answer does not wait on the audit queue)."""
+    async def _audit(self, action: str, outcome: str, **fields: object) -> None:
+        """Queue an audit row of this association's peer."""
+        await self._record(peer_row(self.peer, action, outcome, **fields))
+
+    async def _record(self, row: AuditRecord) -> None:
+        """Queue ``row`` (never raises: an answer does not depend on the audit queue)."""
         if not self.ctx.settings.auth.audit_enabled:
             return
-        row = peer_row(self.peer, action, outcome, **fields)
-        task = asyncio.ensure_future(self.ctx.services.audit.record(row))
-        _queued.add(task)
-        task.add_done_callback(_queued_done)
+        try:
+            await self.ctx.services.audit.record(row)
+        except Exception:
+            log.exception("could not queue the audit row of a DIMSE %s", row.action)
 
     async def _discard(self) -> None:
         """Drop a data set cut off by the end of the association."""
@@ -444,24 +442,6 @@ def _prepare(
         spool.discard()
         raise
     return ctx.services.group_commit.prepare(part, announced=message.announced, audit=write)
-
-
-#: audit rows being queued (a task the loop holds no reference to may be collected)
-_queued: "set[asyncio.Future[None]]" = set()
-
-
-def _queued_done(task: "asyncio.Future[None]") -> None:
-    _queued.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("could not queue a DIMSE audit row", exc_info=task.exception())
-
-
-#: the printable default repertoire without backslash (PS3.5 AE VR)
-_AE_CHARS: Final = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\"}
-
-
-def _is_ae(title: str) -> bool:
-    return bool(title) and set(title) <= _AE_CHARS
 
 
 def _printable(uid: str) -> str:
