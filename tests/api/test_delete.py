@@ -1,6 +1,7 @@
 """DELETE of studies, series and instances over the ASGI app, PostgreSQL and SQLite (DEL-01..04)."""
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,10 +216,17 @@ async def test_tombstones_can_be_off_and_expire(database_url: str, tmp_path: Pat
         study = await _make_study(client)
         assert (await client.delete(f"{ROOT}/studies/{study.uid}")).status_code == 204
         assert (await client.get(f"{ROOT}/studies/{study.uid}")).status_code == 404
-    brief = make_settings(database_url, tmp_path / "brief", tombstone_hours=0.2 / 3600)
+    # Long enough that the 410 is seen even when CI is slow (a DELETE took ~1 s there, which
+    # outlived the 0.2 s this test once used), short enough to wait out.
+    ttl = 5.0
+    brief = make_settings(database_url, tmp_path / "brief", tombstone_hours=ttl / 3600)
     async with app_client(brief) as (_services, client):
         study = await _make_study(client)
+        deleted_at = time.monotonic()
         assert (await client.delete(_series_url(study, 0))).status_code == 204
         assert (await client.get(_series_url(study, 0))).status_code == 410
-        await asyncio.sleep(0.3)
-        assert (await client.get(_series_url(study, 0))).status_code == 404
+        while (status := (await client.get(_series_url(study, 0))).status_code) == 410:
+            assert time.monotonic() - deleted_at < ttl + 10, "the tombstone never expired"
+            await asyncio.sleep(0.25)
+        assert status == 404
+        assert time.monotonic() - deleted_at >= ttl
