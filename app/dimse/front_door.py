@@ -1,14 +1,14 @@
-"""The DIMSE port's front door: which associations the asyncio storage path serves, which go to
-pynetdicom.
+"""The DIMSE port's front door: which associations the event loop serves, which go to pynetdicom.
 
 The listening socket is ours, on the services' event loop. For each connection the front door
 *peeks* at the A-ASSOCIATE-RQ (``MSG_PEEK``: the bytes stay in the socket) and decides:
 
-- an association that proposes only storage SOP classes and Verification, with no role
-  selection, user identity or asynchronous operations window (what a modality, a workstation
-  sending images, ``storescu`` or another PACS forwarding studies propose) is served on the loop
-  (:mod:`app.dimse.store_association`), without pynetdicom's two threads per association;
-- any other (Query/Retrieve, Storage Commitment, C-GET's role reversal, anything the front door
+- an association that proposes only storage SOP classes, Verification and the C-FIND SOP
+  classes, with no role selection, user identity or asynchronous operations window (what a
+  modality, a workstation sending images or searching, ``storescu``, ``findscu`` or another PACS
+  forwarding studies propose) is served on the loop (:mod:`app.dimse.loop_association`), without
+  pynetdicom's two threads per association;
+- any other (C-MOVE, C-GET and its role reversal, Storage Commitment, anything the front door
   cannot decode) is handed, socket and unread request, to pynetdicom's association server
   (``process_request``, the standard library's documented ``socketserver`` entry point that its
   own accept loop calls), exactly as if pynetdicom had accepted it.
@@ -26,11 +26,12 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
+from app.dicom.dimse_query import SOP_CLASSES, Service
 from app.dimse.associations import REJECT_UNKNOWN_CALLER, AllowList, reason_text
 from app.dimse.audit import association_id, peer_row
 from app.dimse.context import DimseContext, Peer
 from app.dimse.contexts import VERIFICATION, storage_sop_classes, supported_contexts
-from app.dimse.store_association import StoreAssociation
+from app.dimse.loop_association import LoopAssociation
 from app.dimse.upper_layer import (
     APPLICATION_CONTEXT,
     ASSOCIATE_RQ,
@@ -76,7 +77,8 @@ class FrontDoor:
         self._others = others
         dimse = ctx.settings.dimse
         private = tuple(dimse.private_sop_classes)
-        ours = {*storage_sop_classes(private), VERIFICATION}
+        finds = (uid for uid, (_, service) in SOP_CLASSES.items() if service is Service.FIND)
+        ours = {*storage_sop_classes(private), VERIFICATION, *finds}
         self._supported = {
             cx.abstract_syntax: cx.transfer_syntaxes
             for cx in supported_contexts(private)
@@ -227,7 +229,7 @@ class FrontDoor:
                     return
                 consumed += len(chunk)
             reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 20)
-            association = StoreAssociation(self.ctx, reader, writer, peer, request)
+            association = LoopAssociation(self.ctx, reader, writer, peer, request)
             await association.run(self._supported)
         finally:
             self._serving -= 1

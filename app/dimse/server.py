@@ -9,9 +9,11 @@ The services are asynchronous and live on one event loop in one thread
 (``bridge.entered(open_services(settings))``). The DIMSE port belongs to the front door
 (:mod:`app.dimse.front_door`), which runs on that loop and peeks at each A-ASSOCIATE-RQ:
 
-- a storage association (storage SOP classes and Verification only: modalities, ``storescu``,
-  a PACS forwarding) is served on the loop itself (:mod:`app.dimse.store_association`): no
-  thread of its own, its C-STOREs calling the group commit directly;
+- a storage or search association (storage SOP classes, Verification and C-FIND only:
+  modalities, ``storescu``, ``findscu``, a workstation's worklist of studies, a PACS
+  forwarding) is served on the loop itself (:mod:`app.dimse.loop_association`): no thread of
+  its own, its C-STOREs calling the group commit directly, its C-FINDs streaming the query
+  service's matches (:mod:`app.dimse.loop_find`);
 - any other is handed to pynetdicom's association server, which runs it in a thread of its own
   (two, with its socket reader) and calls our handlers synchronously there. A handler makes its
   service call through the bridge and blocks its association thread, never the loop, until the

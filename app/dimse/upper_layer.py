@@ -1,10 +1,12 @@
 """The DICOM upper layer's PDUs and DIMSE command sets, as bytes (PS3.8 §9.3, PS3.7 §6.3, §E):
-what the asyncio storage path (:mod:`app.dimse.store_association`) reads and writes.
+what the associations served on the event loop (:mod:`app.dimse.loop_association`) read and
+write.
 
 Only what that path needs: the A-ASSOCIATE-AC and -RJ, A-RELEASE-RP and A-ABORT it sends, the
-P-DATA-TF PDUs it reads and writes, and command sets (group 0000, always Implicit VR Little
-Endian). The A-ASSOCIATE-RQ is decoded by pynetdicom's PDU classes, which the rest of the DIMSE
-front end already trusts with every association (:func:`decode_request`).
+P-DATA-TF PDUs it reads and writes (fragmented to the peer's maximum PDU), and command sets
+(group 0000, always Implicit VR Little Endian). The A-ASSOCIATE-RQ is decoded by pynetdicom's
+PDU classes, which the rest of the DIMSE front end already trusts with every association
+(:func:`decode_request`).
 
 Everything read is checked against the bytes actually there: a length that points past its PDU,
 a command set larger than :data:`MAX_COMMAND_BYTES`, raise :class:`ProtocolError`, and the
@@ -40,7 +42,10 @@ __all__ = [
     "decode_request",
     "encode_command",
     "p_data",
+    "p_data_fragments",
+    "p_data_pair",
     "pdvs",
+    "response_command",
     "ui",
     "us",
 ]
@@ -203,6 +208,65 @@ def p_data(context_id: int, control: int, value: bytes) -> bytes:
     """A P-DATA-TF PDU of one PDV item (a command set fits in any peer's PDU)."""
     pdv = _PDV.pack(len(value) + 2, context_id, control) + value
     return HEADER.pack(P_DATA, len(pdv)) + pdv
+
+
+def p_data_pair(context_id: int, command: bytes, data_set: bytes) -> bytes:
+    """A whole message in one P-DATA-TF PDU: its command set and its data set as two PDV items
+    (PS3.8 §9.3.5: a PDU holds one or more PDVs; a message's fragments stay in order)."""
+    first = _PDV.pack(len(command) + 2, context_id, 0x03)
+    second = _PDV.pack(len(data_set) + 2, context_id, 0x02)
+    length = 2 * _PDV.size + len(command) + len(data_set)
+    return b"".join((HEADER.pack(P_DATA, length), first, command, second, data_set))
+
+
+def p_data_fragments(context_id: int, command: bool, value: bytes, max_pdu: int) -> Iterator[bytes]:
+    """A command set or data set as P-DATA-TF PDUs of one PDV each, none larger than the peer's
+    ``max_pdu`` (0: no limit): a PDV's value is at most ``max_pdu - 6`` bytes (PS3.8 §9.3.5,
+    Annex D.1: the limit is on the PDU's variable field, which holds the PDV item's length,
+    context ID and control header)."""
+    room = max_pdu - 6 if max_pdu else len(value)
+    room = max(1, room)
+    kind = 0x01 if command else 0x00
+    end = len(value)
+    offset = 0
+    while True:
+        chunk = value[offset : offset + room]
+        offset += len(chunk)
+        yield p_data(context_id, kind | (0x02 if offset >= end else 0x00), chunk)
+        if offset >= end:
+            return
+
+
+def response_command(
+    command_field: int,
+    message_id: int,
+    sop_class: str,
+    status: int,
+    *,
+    data_set: bool = False,
+    comment: str | None = None,
+    offending: tuple[int, ...] = (),
+    sop_uid: str | None = None,
+) -> bytes:
+    """A response's command set (PS3.7 §9.3, §E.1): the elements in ascending order, the
+    ErrorComment (LO) and OffendingElement (AT) when given, CommandDataSetType 0x0001 when a
+    data set (a C-FIND match) follows."""
+    elements = [(0x0002, ui(sop_class))] if sop_class else []
+    elements += [
+        (0x0100, us(command_field)),
+        (0x0120, us(message_id)),  # Message ID Being Responded To
+        (0x0800, us(0x0001 if data_set else 0x0101)),
+        (0x0900, us(status)),
+    ]
+    if offending:
+        elements.append(
+            (0x0901, b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in offending))
+        )
+    if comment is not None:
+        elements.append((0x0902, lo(comment)))
+    if sop_uid:
+        elements.append((0x1000, ui(sop_uid)))
+    return encode_command(elements)
 
 
 def decode_command(data: bytes | bytearray) -> dict[int, bytes]:

@@ -17,7 +17,7 @@ C-FIND, which DICOMweb lacks) is the patient attributes of its most recently ind
 the patient's counts (PS3.4 Table C.6-1).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -175,7 +175,7 @@ class QueryService:
         *,
         restrict: StudyRestriction | None = None,
         page_size: int | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every result matching ``query`` (a C-FIND: no paging, no count), page by page.
 
         ``query.limit`` and ``query.offset`` are ignored. The database is held for one page at a

@@ -13,26 +13,37 @@ a client waits for a delayed ACK (40 ms) inside every request, whatever the serv
 (app/dimse/sockets.py).
 
 pynetdicom as a client spends ~1.6 ms of CPU taking in each Pending response (measured with
-Lightbox's server at ~0.4 ms), so on queries with hundreds of matches the latency is the
-client's. ``--server-pid NAME=PID`` adds the server's CPU time per response (utime + stime of
-the process over the run), which is the server's cost whatever the client.
+Lightbox's server at ~0.4 ms), so on queries with hundreds of matches the latency it measures is
+its own. ``--client wire`` (the default) measures with :class:`WireClient` instead: the same
+association, requests and count checks, written on the socket with the upper-layer codec of
+``tests/dimse/raw.py`` and ``app/dimse/upper_layer.py``, which costs a few microseconds per
+response; ``--client pynetdicom`` keeps the library's SCU. ``--server-pid NAME=PID`` adds the
+server's CPU time per response (utime + stime of the process over the run), which is the
+server's cost whatever the client.
 """
 
 import argparse
 import importlib.util
 import json
 import os
+import socket
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: app, tests
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
 from app.dimse.sockets import NO_DELAY
+from app.dimse.upper_layer import HEADER, P_DATA, decode_command, pdvs, unsigned
+from tests.dimse.raw import A_RELEASE_RQ, associate_rq, c_find_command, implicit_le, p_data
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 STUDY_SHAPES = {
@@ -88,38 +99,131 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_target(
-    name: str,
-    address: str,
-    queries: list[tuple[str, list[tuple[str, str]], int]],
-    server_pid: int | None = None,
-) -> dict[str, Any]:
-    title, _, hostport = address.partition("@")
-    host, _, port = hostport.rpartition(":")
+STUDY_FIND = str(StudyRootQueryRetrieveInformationModelFind)
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+class WireClient:
+    """A Study Root C-FIND requestor on a plain socket (module docstring): one association,
+    Implicit VR Little Endian, no PDU limit, Nagle off."""
+
+    def __init__(self, host: str, port: int, called: str) -> None:
+        self.sock = socket.create_connection((host, port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(associate_rq("BENCHFIND", called, STUDY_FIND, IMPLICIT, max_pdu=0))
+        kind, body = self._pdu()
+        if kind != 0x02 or not _context_accepted(body):
+            raise SystemExit(f"association to {called}@{host}:{port} not accepted")
+        self.message_id = 0
+
+    def _read(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("closed by the peer")
+            data += chunk
+        return bytes(data)
+
+    def _pdu(self) -> tuple[int, bytes]:
+        kind, length = HEADER.unpack(self._read(HEADER.size))
+        return kind, self._read(length)
+
+    def find(self, ds: Dataset) -> int:
+        """Send one C-FIND; the number of Pending responses before the final Success."""
+        self.message_id += 1
+        self.sock.sendall(
+            p_data(c_find_command(STUDY_FIND, self.message_id), command=True, last=True)
+            + p_data(implicit_le(ds), command=False, last=True)
+        )
+        matches = 0
+        command = bytearray()
+        while True:
+            kind, body = self._pdu()
+            if kind != P_DATA:
+                raise SystemExit(f"C-FIND answered with PDU type 0x{kind:02X}")
+            for _context, control, value in pdvs(body):
+                if not control & 0x01:
+                    continue  # the match's identifier: counted by its command
+                command += value
+                if not control & 0x02:
+                    continue
+                status = unsigned(decode_command(command)[0x0900])
+                command = bytearray()
+                if status in (0xFF00, 0xFF01):
+                    matches += 1
+                elif status == 0x0000:
+                    return matches
+                else:
+                    raise SystemExit(f"C-FIND failed: status 0x{status:04X}")
+
+    def release(self) -> None:
+        self.sock.sendall(A_RELEASE_RQ)
+        self._pdu()
+        self.sock.close()
+
+
+def _context_accepted(body: bytes) -> bool:
+    """Whether an A-ASSOCIATE-AC's (PS3.8 §9.3.3) presentation context item says accepted."""
+    offset = 68  # protocol version, reserved, AE titles, reserved
+    while offset + 4 <= len(body):
+        kind, length = body[offset], int.from_bytes(body[offset + 2 : offset + 4], "big")
+        if kind == 0x21:
+            return body[offset + 6] == 0  # context ID, reserved, then the result
+        offset += 4 + length
+    return False
+
+
+@contextmanager
+def connect(client: str, host: str, port: int, title: str) -> Iterator[Any]:
+    """A function running one C-FIND and returning its match count, on one association."""
+    if client == "wire":
+        wire = WireClient(host, port, title)
+        try:
+            yield wire.find
+        finally:
+            wire.release()
+        return
     ae = AE(ae_title="BENCHFIND")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     ae.dimse_timeout = ae.network_timeout = 120
-    assoc = ae.associate(host, int(port), ae_title=title, max_pdu=0, evt_handlers=[NO_DELAY])
+    assoc = ae.associate(host, port, ae_title=title, max_pdu=0, evt_handlers=[NO_DELAY])
     if not assoc.is_established:
-        raise SystemExit(f"{name}: association to {address} not established")
+        raise SystemExit(f"association to {title}@{host}:{port} not established")
+
+    def find(ds: Dataset) -> int:
+        return sum(
+            1
+            for status, _ in assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind)
+            if status and status.Status in (0xFF00, 0xFF01)
+        )
+
+    try:
+        yield find
+    finally:
+        assoc.release()
+
+
+def run_target(
+    address: str,
+    queries: list[tuple[str, list[tuple[str, str]], int]],
+    server_pid: int | None = None,
+    client: str = "wire",
+) -> dict[str, Any]:
+    title, _, hostport = address.partition("@")
+    host, _, port = hostport.rpartition(":")
     latencies: dict[str, list[float]] = {}
     wrong = 0
     responses = 0
     cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
-    try:
+    with connect(client, host, int(port), title) as find:
         for shape, params, expected in queries:
+            request = identifier(params)
             started = time.perf_counter()
-            matches = 0
-            for status, _identifier in assoc.send_c_find(
-                identifier(params), StudyRootQueryRetrieveInformationModelFind
-            ):
-                if status and status.Status in (0xFF00, 0xFF01):
-                    matches += 1
+            matches = find(request)
             latencies.setdefault(shape, []).append((time.perf_counter() - started) * 1000)
             wrong += matches != expected
             responses += matches + 1
-    finally:
-        assoc.release()
     server_cpu = cpu_seconds(server_pid) - cpu_before if server_pid else None
     every = [v for values in latencies.values() for v in values]
     extra = {}
@@ -145,6 +249,9 @@ def main() -> int:
         "--server-pid", action="append", default=[], help="NAME=PID: report its CPU per response"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--client", choices=("wire", "pynetdicom"), default="wire", help="the requestor"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     harness = load_harness()
@@ -160,8 +267,9 @@ def main() -> int:
     results = {}
     for spec in args.target:
         name, _, address = spec.partition("=")
-        run_target(name, address, queries[:10])  # warm-up: caches, statement preparation
-        results[name] = run_target(name, address, queries, pids.get(name))
+        # warm-up: caches, statement preparation
+        run_target(address, queries[:10], client=args.client)
+        results[name] = run_target(address, queries, pids.get(name), args.client)
         print(name, json.dumps(results[name]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

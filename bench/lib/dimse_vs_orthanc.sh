@@ -18,7 +18,8 @@
 # wall time and MB/s per target.
 # find-vs-orthanc: the data set is stored by STOW-RS into a fresh Lightbox (PostgreSQL) and a fresh
 # Orthanc + PostgreSQL, then dimse_find.py sends both the same study-level C-FINDs over one
-# association each (counts checked against the manifest). The 1,000,000-instance figure is
+# association each (counts checked against the manifest), with each requestor of CLIENTS (default
+# "wire pynetdicom": dimse_find.py's socket client, then pynetdicom's SCU). The 1,000,000-instance figure is
 # dimse_find.py against a Lightbox on the qido1m index (no files, so no Orthanc can hold it).
 # TARGETS=lightbox,orthanc_pg,orthanc_sqlite picks the peers; the shared harness, Debian's dcmtk,
 # orthanc, orthanc-dicomweb, orthanc-postgresql and PostgreSQL on 127.0.0.1:5432 are needed.
@@ -180,9 +181,12 @@ elif [[ $ACTION == find-vs-orthanc ]]; then
   "$PY" "$SHARED/bench/load.py" stow --dataset "$DATASET" --results-dir "$WORK/stow" \
     --target lightbox=http://127.0.0.1:8000/dicom-web --target orthanc_pg=http://127.0.0.1:8042/dicom-web \
     --batch 50 -c 2 > "$WORK/stow.out" 2>&1
-  "$PY" "$LIB/dimse_find.py" --dataset "$DATASET" --requests "$REQUESTS" \
-    --target lightbox=LIGHTBOX@127.0.0.1:$LB_DIMSE --target orthanc_pg=DWBENCH@127.0.0.1:4242 \
-    | tee -a "$SUMMARY"
+  for client in ${CLIENTS:-wire pynetdicom}; do
+    echo "client: $client" | tee -a "$SUMMARY"
+    "$PY" "$LIB/dimse_find.py" --dataset "$DATASET" --requests "$REQUESTS" --client "$client" \
+      --target lightbox=LIGHTBOX@127.0.0.1:$LB_DIMSE --target orthanc_pg=DWBENCH@127.0.0.1:4242 \
+      | tee -a "$SUMMARY"
+  done
   echo "summary: $SUMMARY"
 else
   echo "unknown action $ACTION (store, move or find-vs-orthanc)"; exit 2

@@ -163,6 +163,18 @@ def store_path(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return () if request.param == "loop" else (STORE_COMMITMENT,)
 
 
+#: Study Root C-MOVE: proposed beside C-FIND, it sends the association to pynetdicom
+STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+
+
+@pytest.fixture(params=["loop", "pynetdicom"])
+def find_path(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """What a C-FIND association proposes besides its C-FIND context, to reach each C-FIND
+    path: nothing (served on the services' loop, app.dimse.loop_find), or Study Root C-MOVE
+    (pynetdicom serves it, app.dimse.find)."""
+    return () if request.param == "loop" else (STUDY_MOVE,)
+
+
 # --- Query/Retrieve (C-FIND, C-MOVE, C-GET): listeners on ports 11200-11299 ---
 
 

@@ -4,9 +4,11 @@ on purpose, such as a C-STORE cut off in the middle of its data set."""
 import socket
 import struct
 from dataclasses import dataclass
+from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
 _APPLICATION_CONTEXT = b"1.2.840.10008.3.1.1.1"
@@ -63,21 +65,52 @@ def p_data(fragment: bytes, *, command: bool, last: bool, context_id: int = 1) -
     return struct.pack(">BxI", 0x04, len(pdv)) + pdv
 
 
-def c_store_command(sop_class: str, sop_uid: str, message_id: int = 1) -> bytes:
-    """A C-STORE-RQ command set (Implicit VR Little Endian, with its group length)."""
-    command = Dataset()
-    command.AffectedSOPClassUID = sop_class
-    command.CommandField = 0x0001
-    command.MessageID = message_id
-    command.Priority = 0
-    command.CommandDataSetType = 0x0000
-    command.AffectedSOPInstanceUID = sop_uid
+def implicit_le(ds: Dataset) -> bytes:
+    """A data set in Implicit VR Little Endian."""
     body = DicomBytesIO()
     body.is_implicit_VR = True
     body.is_little_endian = True
-    write_dataset(body, command)
-    encoded = body.getvalue()
+    write_dataset(body, ds)
+    return body.getvalue()
+
+
+def command_set(**elements: object) -> bytes:
+    """A command set of ``elements`` (keywords), with its group length."""
+    command = Dataset()
+    for keyword, value in elements.items():
+        setattr(command, keyword, value)
+    encoded = implicit_le(command)
     return b"\x00\x00\x00\x00\x04\x00\x00\x00" + struct.pack("<I", len(encoded)) + encoded
+
+
+def c_store_command(sop_class: str, sop_uid: str, message_id: int = 1) -> bytes:
+    """A C-STORE-RQ command set (Implicit VR Little Endian, with its group length)."""
+    return command_set(
+        AffectedSOPClassUID=sop_class,
+        CommandField=0x0001,
+        MessageID=message_id,
+        Priority=0,
+        CommandDataSetType=0x0000,
+        AffectedSOPInstanceUID=sop_uid,
+    )
+
+
+def c_find_command(sop_class: str, message_id: int = 1) -> bytes:
+    """A C-FIND-RQ command set, an identifier to follow."""
+    return command_set(
+        AffectedSOPClassUID=sop_class,
+        CommandField=0x0020,
+        MessageID=message_id,
+        Priority=0,
+        CommandDataSetType=0x0000,
+    )
+
+
+def c_cancel_command(message_id: int) -> bytes:
+    """A C-CANCEL-RQ for the request ``message_id``."""
+    return command_set(
+        CommandField=0x0FFF, MessageIDBeingRespondedTo=message_id, CommandDataSetType=0x0101
+    )
 
 
 A_ABORT = struct.pack(">BxIxxBB", 0x07, 4, 0, 0)
@@ -108,6 +141,33 @@ class RawPeer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def read_message(peer: RawPeer) -> tuple[Dataset, bytes | None]:
+    """The next DIMSE message from ``peer``: its command set (decoded by pydicom) and its data
+    set's bytes, if one came; fragments across PDUs are joined."""
+    command = bytearray()
+    data = bytearray()
+    command_done = False
+    while True:
+        kind, body = peer.receive()
+        assert kind == 0x04, f"expected P-DATA-TF, got PDU type 0x{kind:02X}"
+        offset = 0
+        while offset < len(body):
+            length, _context, control = struct.unpack_from(">IBB", body, offset)
+            value = body[offset + 6 : offset + 4 + length]
+            offset += 4 + length
+            if control & 0x01:
+                command += value
+                command_done = bool(control & 0x02)
+            else:
+                data += value
+                if control & 0x02:
+                    return read_dataset(BytesIO(bytes(command)), True, True), bytes(data)
+        if command_done and not data:
+            decoded = read_dataset(BytesIO(bytes(command)), True, True)
+            if decoded.CommandDataSetType == 0x0101:
+                return decoded, None
 
 
 def read_pdu(sock: socket.socket) -> tuple[int, bytes]:

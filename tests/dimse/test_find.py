@@ -2,16 +2,30 @@
 wildcard, range, list and sequence keys and non-Latin character sets; pynetdicom for what findscu
 cannot script (C-CANCEL mid-C-FIND) and for the exact failure statuses. PostgreSQL and SQLite."""
 
+import time
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import Dataset
+from pydicom.filereader import read_dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from tests.dimse.conftest import Running, calling_ae, ingest
+from app.dimse.loop_association import MAX_IDENTIFIER_BYTES
+from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ingest
 from tests.dimse.qr_peers import findscu
+from tests.dimse.raw import (
+    A_ABORT,
+    A_RELEASE_RQ,
+    RawPeer,
+    c_cancel_command,
+    c_find_command,
+    implicit_le,
+    p_data,
+    read_message,
+)
 from tests.factories import make_dataset, make_instance, to_bytes
 
 PATIENT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
@@ -196,10 +210,16 @@ def test_non_latin_character_sets(qr: Running, archive: Archive, tmp_path: Path)
 
 
 def _find(
-    node: Running, identifier: Dataset, model: str = STUDY_FIND, title: str = "PYSCU"
+    node: Running,
+    identifier: Dataset,
+    model: str = STUDY_FIND,
+    title: str = "PYSCU",
+    also: tuple[str, ...] = (),
 ) -> list[tuple[Any, Any]]:
     ae = AE(ae_title=title)
     ae.add_requested_context(model)
+    for abstract in also:
+        ae.add_requested_context(abstract)
     assoc = ae.associate("127.0.0.1", node.port, ae_title="LIGHTBOX")
     assert assoc.is_established
     try:
@@ -247,12 +267,12 @@ BAD_IDENTIFIERS: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
-def test_identifier_errors(qr: Running) -> None:
+def test_identifier_errors(qr: Running, find_path: tuple[str, ...]) -> None:
     """An invalid QueryRetrieveLevel, a key at the wrong level, a missing unique key above, an
     invalid value: one failure response with its status and an ErrorComment saying why."""
     title = calling_ae()
     for model, keys, status, comment in BAD_IDENTIFIERS:
-        [(response, identifier)] = _find(qr, _identifier(**keys), model, title)
+        [(response, identifier)] = _find(qr, _identifier(**keys), model, title, find_path)
         assert (response.Status, identifier) == (status, None), keys
         assert comment in response.ErrorComment
     rows = qr.audit_rows(title, "search")
@@ -261,19 +281,23 @@ def test_identifier_errors(qr: Running) -> None:
     ]
 
 
-def test_unsupported_optional_keys_give_ff01(qr: Running, archive: Archive) -> None:
+def test_unsupported_optional_keys_give_ff01(
+    qr: Running, archive: Archive, find_path: tuple[str, ...]
+) -> None:
     """A key Lightbox cannot match on is ignored and a key it cannot return comes back empty;
     the matches say so with 0xFF01."""
     ds = _identifier(QueryRetrieveLevel="STUDY", PatientID="P2", OtherPatientIDs="X*")
     ds.SOPClassesInStudy = ""
-    responses = _find(qr, ds)
+    responses = _find(qr, ds, also=find_path)
     assert [r.Status for r, _ in responses] == [0xFF01, 0x0000]
     match = responses[0][1]
     assert match.StudyInstanceUID == archive.study2
     assert match.SOPClassesInStudy is None or match.SOPClassesInStudy == ""
 
 
-def test_matches_larger_than_the_peers_pdu_are_fragmented(qr: Running) -> None:
+def test_matches_larger_than_the_peers_pdu_are_fragmented(
+    qr: Running, find_path: tuple[str, ...]
+) -> None:
     """Pending responses normally go out as one PDU each (command and identifier together); a
     peer whose maximum PDU is smaller than that gets them fragmented, and every match whole."""
     study = str(generate_uid())
@@ -290,6 +314,8 @@ def test_matches_larger_than_the_peers_pdu_are_fragmented(qr: Running) -> None:
     )  # fmt: skip
     ae = AE(ae_title=calling_ae())
     ae.add_requested_context(STUDY_FIND)
+    for abstract in find_path:
+        ae.add_requested_context(abstract)
     assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX", max_pdu=512)
     assert assoc.is_established
     identifier = _identifier(
@@ -307,7 +333,10 @@ def test_matches_larger_than_the_peers_pdu_are_fragmented(qr: Running) -> None:
 
 
 def test_cancel_mid_find(qr: Running) -> None:
-    """C-CANCEL while matches are being sent: the SCP stops and answers Cancel (0xFE00)."""
+    """C-CANCEL while matches are being sent (pynetdicom's path: a C-MOVE context proposed
+    too): the SCP stops and answers Cancel (0xFE00). The loop's path is fast enough to have
+    sent every match before pynetdicom's client reacts to the first, so its C-CANCEL is tested
+    with a peer of our own below."""
     study, series = str(generate_uid()), str(generate_uid())
     count = 150
     ingest(
@@ -321,6 +350,7 @@ def test_cancel_mid_find(qr: Running) -> None:
     title = calling_ae()
     ae = AE(ae_title=title)
     ae.add_requested_context(STUDY_FIND)
+    ae.add_requested_context(STUDY_MOVE)
     assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX")
     assert assoc.is_established
     identifier = _identifier(
@@ -340,3 +370,160 @@ def test_cancel_mid_find(qr: Running) -> None:
     assert set(statuses[:-1]) == {0xFF00}
     [row] = qr.audit_rows(title, "search")
     assert (row["status"], row["count"]) == (0xFE00, len(statuses) - 1)
+
+
+# --- the loop's path (app.dimse.loop_find), with a peer written by hand ---
+
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+def _series_of(qr: Running, count: int) -> tuple[str, str]:
+    study, series = str(generate_uid()), str(generate_uid())
+    ingest(
+        qr,
+        *(
+            to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series,
+                                  InstanceNumber=n))
+            for n in range(count)
+        ),
+    )  # fmt: skip
+    return study, series
+
+
+def _image_query(study: str, series: str) -> bytes:
+    return implicit_le(
+        _identifier(
+            QueryRetrieveLevel="IMAGE", StudyInstanceUID=study, SeriesInstanceUID=series,
+            SOPInstanceUID="", InstanceNumber="",
+        )
+    )  # fmt: skip
+
+
+def _responses(peer: RawPeer) -> list[tuple[Dataset, bytes | None]]:
+    """The responses to one C-FIND, up to and including the final one."""
+    out = []
+    while True:
+        command, data = read_message(peer)
+        out.append((command, data))
+        if command.Status not in (0xFF00, 0xFF01):
+            return out
+
+
+def test_cancel_sent_with_the_request_on_the_loop(qr: Running) -> None:
+    """A C-CANCEL-RQ right behind its C-FIND-RQ: the search stops before it has sent every
+    match and answers Cancel (0xFE00); the audit row counts what was sent."""
+    count = 150
+    study, series = _series_of(qr, count)
+    title = calling_ae()
+    peer = RawPeer.connect(qr.port, title, STUDY_FIND, IMPLICIT)
+    try:
+        peer.send(
+            p_data(c_find_command(STUDY_FIND, 9), command=True, last=True)
+            + p_data(_image_query(study, series), command=False, last=True)
+            + p_data(c_cancel_command(9), command=True, last=True)
+        )
+        responses = _responses(peer)
+        peer.send(A_RELEASE_RQ)
+        assert peer.receive()[0] == 0x06
+    finally:
+        peer.close()
+    *pending, (final, _) = responses
+    assert (final.Status, final.MessageIDBeingRespondedTo) == (0xFE00, 9)
+    assert len(pending) < count
+    assert all(c.Status == 0xFF00 and d for c, d in pending)
+    [row] = qr.audit_rows(title, "search")
+    assert (row["status"], row["count"]) == (0xFE00, len(pending))
+
+
+def test_cancel_of_another_message_is_ignored_and_release_waits(qr: Running) -> None:
+    """A C-CANCEL-RQ naming no request in progress changes nothing; an A-RELEASE-RQ sent while
+    matches stream is answered after the final response."""
+    count = 40
+    study, series = _series_of(qr, count)
+    peer = RawPeer.connect(qr.port, calling_ae(), STUDY_FIND, IMPLICIT)
+    try:
+        peer.send(
+            p_data(c_find_command(STUDY_FIND, 3), command=True, last=True)
+            + p_data(_image_query(study, series), command=False, last=True)
+            + p_data(c_cancel_command(4), command=True, last=True)
+            + A_RELEASE_RQ
+        )
+        responses = _responses(peer)
+        assert peer.receive()[0] == 0x06  # A-RELEASE-RP, after the final response
+    finally:
+        peer.close()
+    *pending, (final, _) = responses
+    assert final.Status == 0x0000
+    numbers = sorted(int(read_dataset(BytesIO(d or b""), True, True).InstanceNumber)
+                     for _, d in pending)  # fmt: skip
+    assert numbers == list(range(count))
+
+
+def test_truncated_identifier_on_the_loop(qr: Running) -> None:
+    """An identifier whose only element's length points past its end: pydicom's reader stops
+    there, so the identifier has no QueryRetrieveLevel; a failure response saying so, and the
+    association goes on."""
+    title = calling_ae()
+    peer = RawPeer.connect(qr.port, title, STUDY_FIND, IMPLICIT)
+    try:
+        peer.send(
+            p_data(c_find_command(STUDY_FIND, 1), command=True, last=True)
+            + p_data(b"\x08\x00\x52\x00\xff\xff\xff\x7f", command=False, last=True)
+        )
+        [(final, data)] = _responses(peer)
+        assert data is None
+        assert final.Status == 0xA900
+        assert "QueryRetrieveLevel (0008,0052) missing" in final.ErrorComment
+        assert final.OffendingElement == 0x00080052
+        peer.send(
+            p_data(c_find_command(STUDY_FIND, 2), command=True, last=True)
+            + p_data(implicit_le(_identifier(QueryRetrieveLevel="STUDY", PatientID="NOBODY")),
+                     command=False, last=True)
+        )  # fmt: skip
+        [(final, _)] = _responses(peer)
+        assert (final.Status, final.MessageIDBeingRespondedTo) == (0x0000, 2)
+        peer.send(A_RELEASE_RQ)
+        assert peer.receive()[0] == 0x06
+    finally:
+        peer.close()
+    rows = qr.audit_rows(title, "search")
+    assert [(r["outcome"], r["count"]) for r in rows] == [("failure", 0), ("success", 0)]
+
+
+def test_an_identifier_past_the_bound_aborts_the_association(qr: Running) -> None:
+    """A C-FIND identifier larger than MAX_IDENTIFIER_BYTES is not held: A-ABORT."""
+    peer = RawPeer.connect(qr.port, calling_ae(), STUDY_FIND, IMPLICIT)
+    try:
+        peer.send(p_data(c_find_command(STUDY_FIND, 1), command=True, last=True))
+        chunk = b"\0" * 16000
+        for _ in range(MAX_IDENTIFIER_BYTES // len(chunk) + 1):
+            peer.send(p_data(chunk, command=False, last=False))
+        kind, _ = peer.receive()
+        assert kind == 0x07  # A-ABORT
+    finally:
+        peer.close()
+
+
+def test_an_abort_while_matches_stream_stops_the_search(qr: Running) -> None:
+    """An A-ABORT right behind the C-FIND: the search stops, and its audit row says the
+    association ended (a failure, with what was sent counted)."""
+    count = 150
+    study, series = _series_of(qr, count)
+    title = calling_ae()
+    peer = RawPeer.connect(qr.port, title, STUDY_FIND, IMPLICIT)
+    try:
+        peer.send(
+            p_data(c_find_command(STUDY_FIND, 5), command=True, last=True)
+            + p_data(_image_query(study, series), command=False, last=True)
+            + A_ABORT
+        )
+        deadline = time.monotonic() + 10
+        while not (rows := qr.audit_rows(title, "search")):
+            assert time.monotonic() < deadline, "no audit row of the search"
+            time.sleep(0.05)
+    finally:
+        peer.close()
+    [row] = rows
+    assert (row["outcome"], row["status"]) == ("failure", 0xC000)
+    assert row["detail"].endswith("; association ended")
+    assert row["count"] < count

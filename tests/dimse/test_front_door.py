@@ -12,7 +12,7 @@ from tests.dimse.conftest import CT, EXPLICIT, calling_ae, dimse_settings, runni
 from tests.dimse.raw import associate_rq, read_pdu
 
 VERIFICATION = "1.2.840.10008.1.1"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 
 
 def test_a_request_trickled_in_pieces_is_read(database_url: str, tmp_path: Path) -> None:
@@ -55,12 +55,12 @@ def test_silent_connections_past_the_bound_are_closed_at_once(
 
 
 def test_the_limit_counts_both_paths(database_url: str, tmp_path: Path) -> None:
-    """An association pynetdicom serves (a Query/Retrieve context) holds the only slot: a
+    """An association pynetdicom serves (a C-MOVE context) holds the only slot: a
     storage association (the loop's) is rejected, local limit exceeded, and audited."""
     settings = dimse_settings(database_url, tmp_path / "data", max_associations=1)
     with running(settings) as server:
         query = AE(ae_title=calling_ae())
-        query.add_requested_context(STUDY_ROOT_FIND)
+        query.add_requested_context(STUDY_ROOT_MOVE)
         held = query.associate("127.0.0.1", server.port, ae_title="LIGHTBOX")
         try:
             assert held.is_established

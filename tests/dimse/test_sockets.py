@@ -12,7 +12,7 @@ from app.services.aes import RemoteAe
 from tests.dimse.conftest import Running
 
 VERIFICATION = "1.2.840.10008.1.1"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 IMPLICIT = "1.2.840.10008.1.2"
 
 
@@ -32,8 +32,8 @@ def test_both_ends_of_an_association_send_without_delay(dimse: Running) -> None:
     assoc = associate(
         ours.model_copy(update={"ae_title": "NODELAY"}),
         RemoteAe(ours.ae_title, "127.0.0.1", dimse.port),
-        # with a Query/Retrieve context, pynetdicom serves the association (app.dimse.front_door)
-        [(VERIFICATION, [IMPLICIT]), (STUDY_ROOT_FIND, [IMPLICIT])],
+        # with a C-MOVE context, pynetdicom serves the association (app.dimse.front_door)
+        [(VERIFICATION, [IMPLICIT]), (STUDY_ROOT_MOVE, [IMPLICIT])],
     )
     assert assoc.is_established
     try:

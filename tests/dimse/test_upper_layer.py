@@ -15,7 +15,7 @@ from pynetdicom.pdu_primitives import (
     SCP_SCU_RoleSelectionNegotiation,
 )
 
-from app.dimse.store_association import negotiate
+from app.dimse.loop_association import negotiate
 from app.dimse.upper_layer import (
     ProtocolError,
     associate_ac,

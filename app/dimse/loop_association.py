@@ -1,5 +1,5 @@
-"""A storage association on the services' event loop: C-ECHO and C-STORE without pynetdicom's
-threads (DIMSE-02..05; the front door, :mod:`app.dimse.front_door`, says which associations come
+"""An association on the services' event loop: C-ECHO, C-STORE and C-FIND without pynetdicom's
+threads (DIMSE-02..10; the front door, :mod:`app.dimse.front_door`, says which associations come
 here).
 
 Why
@@ -21,10 +21,15 @@ What it does
   ours rejected (0x04);
 - answers C-ECHO, and C-STORE exactly as :mod:`app.dimse.store` does (the same File Meta, ingest,
   group commit, statuses, Error Comments and audit rows), only after the durable commit;
+- answers C-FIND as :mod:`app.dimse.find` does (:mod:`app.dimse.loop_find`): the matches stream
+  from a task of their own while this one keeps reading PDUs, so that a C-CANCEL-RQ is seen;
+  a message other than C-CANCEL waits until the C-FIND in progress has ended (a requestor
+  negotiates one outstanding operation: no asynchronous operations window is accepted here);
 - bounds what a peer makes us hold: a PDU no larger than we announced, a command set of
   :data:`~app.dimse.upper_layer.MAX_COMMAND_BYTES`, a data set no larger than the largest instance
-  accepted (aborted past it, as :mod:`app.dimse.receive` does), the spool's memory bound; and a
-  silent peer is aborted after ``dimse.network_timeout``;
+  accepted (aborted past it, as :mod:`app.dimse.receive` does), a C-FIND identifier of
+  :data:`MAX_IDENTIFIER_BYTES`, the spool's memory bound; and a peer silent while nothing is in
+  progress is aborted after ``dimse.network_timeout``;
 - ends on an A-RELEASE-RQ (answered), an A-ABORT or a dropped connection, and audits the
   association as :mod:`app.dimse.associations` does.
 
@@ -40,12 +45,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from app.dicom.dimse_query import SOP_CLASSES
 from app.dicom.filemeta import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from app.dicom.status import Status
 from app.dicom.uids import is_valid_uid
 from app.dimse.audit import association_id, peer_row, peer_write_audit
 from app.dimse.context import DimseContext, Peer
 from app.dimse.contexts import VERIFICATION
+from app.dimse.loop_find import FindOperation
 from app.dimse.store import error_comment, file_meta, status_of, store_row
 from app.dimse.upper_layer import (
     ABORT,
@@ -58,13 +65,11 @@ from app.dimse.upper_layer import (
     abort_pdu,
     associate_ac,
     decode_command,
-    encode_command,
-    lo,
-    p_data,
+    p_data_fragments,
     pdvs,
     release_rp,
+    response_command,
     text,
-    ui,
     unsigned,
     us,
 )
@@ -75,7 +80,7 @@ from app.services.ingest import InstanceOutcome, Prepared
 from app.services.metrics import dimse_association, dimse_operation, status_category
 from app.services.spool import Spool, SpooledPart
 
-__all__ = ["StoreAssociation", "negotiate"]
+__all__ = ["LoopAssociation", "negotiate"]
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +88,19 @@ log = logging.getLogger(__name__)
 FLUSH_BYTES: Final = 1 << 20
 #: when our max PDU setting is 0 (no limit): the largest PDU read all the same
 UNLIMITED_PDU: Final = 16 << 20
+#: the largest C-FIND identifier read (a few dozen keys are a few kB; pynetdicom had no bound)
+MAX_IDENTIFIER_BYTES: Final = 1 << 20
 
 _C_STORE_RQ: Final = 0x0001
 _C_ECHO_RQ: Final = 0x0030
+_C_FIND_RQ: Final = 0x0020
+_C_CANCEL_RQ: Final = 0x0FFF
 _NO_DATA_SET: Final = 0x0101
 #: the command elements read (PS3.7 §E.1)
 _SOP_CLASS: Final = 0x0002
 _COMMAND_FIELD: Final = 0x0100
 _MESSAGE_ID: Final = 0x0110
+_RESPONDED_TO: Final = 0x0120
 _DATA_SET_TYPE: Final = 0x0800
 _SOP_INSTANCE: Final = 0x1000
 
@@ -126,6 +136,14 @@ class _Operation:
 
 
 @dataclass(slots=True)
+class _Query:
+    """A C-FIND whose identifier is arriving."""
+
+    operation: FindOperation
+    identifier: bytearray = field(default_factory=bytearray)
+
+
+@dataclass(slots=True)
 class _Message(_Operation):
     """A C-STORE whose data set is arriving."""
 
@@ -134,7 +152,7 @@ class _Message(_Operation):
     received: int = 0
 
 
-class StoreAssociation:
+class LoopAssociation:
     """One accepted storage association; :meth:`run` serves it until it ends."""
 
     def __init__(
@@ -158,6 +176,9 @@ class StoreAssociation:
         self._contexts: dict[int, tuple[str, str]] = {}
         self._command = bytearray()
         self._message: _Message | None = None
+        self._query: _Query | None = None
+        #: the C-FIND in progress: its operation and the task streaming its matches
+        self._finding: tuple[FindOperation, asyncio.Task[None]] | None = None
         self.id = association_id(self)
 
     async def run(self, supported: dict[str, tuple[str, ...]]) -> None:
@@ -205,6 +226,7 @@ class StoreAssociation:
                 self._writer.write(abort_pdu(2, 0x00))  # the server is stopping
             raise
         finally:
+            await self._stop_finding()
             await self._discard()
             if ending == "released":
                 dimse_association("released")
@@ -219,17 +241,24 @@ class StoreAssociation:
         """Read PDUs until the association ends: "released" or "aborted"."""
         reader = self._reader
         while True:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    header = await reader.readexactly(HEADER.size)
+            except TimeoutError:
+                if self._finding is None or self._finding[1].done():
+                    raise
+                continue  # the peer is reading our C-FIND responses, not writing
+            kind, length = HEADER.unpack(header)
+            if length > self._max_pdu + 6 or (kind != P_DATA and length > 65536):
+                raise ProtocolError(f"a PDU of {length} bytes (type 0x{kind:02X})")
             async with asyncio.timeout(self._timeout):
-                header = await reader.readexactly(HEADER.size)
-                kind, length = HEADER.unpack(header)
-                if length > self._max_pdu + 6 or (kind != P_DATA and length > 65536):
-                    raise ProtocolError(f"a PDU of {length} bytes (type 0x{kind:02X})")
                 body = await reader.readexactly(length)
             if kind == P_DATA:
                 await self._p_data(body)
             elif kind == RELEASE_RQ:
-                if self._message is not None or self._command:
+                if self._message is not None or self._query is not None or self._command:
                     raise ProtocolError("release requested in the middle of a message")
+                await self._wait_finding()
                 self._writer.write(release_rp())
                 return "released"
             elif kind == ABORT:
@@ -242,7 +271,7 @@ class StoreAssociation:
             if context_id not in self._contexts:
                 raise ProtocolError(f"presentation context {context_id} was not accepted")
             if control & 0x01:
-                if self._message is not None:
+                if self._message is not None or self._query is not None:
                     raise ProtocolError("a command fragment in the middle of a data set")
                 self._command += value
                 if len(self._command) > MAX_COMMAND_BYTES:
@@ -250,6 +279,8 @@ class StoreAssociation:
                 if control & 0x02:
                     command, self._command = decode_command(self._command), bytearray()
                     await self._dispatch(context_id, command)
+            elif self._query is not None:
+                await self._identifier(context_id, control, value)
             else:
                 message = self._message
                 if message is None or context_id != message.context_id:
@@ -273,12 +304,38 @@ class StoreAssociation:
                     await asyncio.to_thread(message.spool.write, chunk)
 
     async def _dispatch(self, context_id: int, command: dict[int, bytes]) -> None:
-        if _COMMAND_FIELD not in command or _MESSAGE_ID not in command:
-            raise ProtocolError("a command set without Command Field or Message ID")
-        field_, message_id = unsigned(command[_COMMAND_FIELD]), unsigned(command[_MESSAGE_ID])
+        if _COMMAND_FIELD not in command:
+            raise ProtocolError("a command set without Command Field")
+        field_ = unsigned(command[_COMMAND_FIELD])
+        if field_ == _C_CANCEL_RQ:
+            self._cancel(unsigned(command.get(_RESPONDED_TO, b"\0\0")))
+            return
+        if _MESSAGE_ID not in command:
+            raise ProtocolError("a command set without Message ID")
+        message_id = unsigned(command[_MESSAGE_ID])
         has_data = unsigned(command.get(_DATA_SET_TYPE, us(_NO_DATA_SET))) != _NO_DATA_SET
         sop_class = text(command.get(_SOP_CLASS, b""))
-        if field_ == _C_ECHO_RQ and self._contexts[context_id][0] == VERIFICATION:
+        await self._wait_finding()  # one operation at a time (the module docstring)
+        abstract = self._contexts[context_id][0]
+        if field_ == _C_FIND_RQ and abstract in SOP_CLASSES:
+            if not has_data:
+                raise ProtocolError("a C-FIND-RQ without an identifier")
+            self._query = _Query(
+                FindOperation(
+                    self.ctx,
+                    self.peer,
+                    self._writer,
+                    context_id,
+                    abstract,
+                    self._contexts[context_id][1],
+                    message_id,
+                    f"{self.id}:{message_id}",
+                    self.request.max_pdu,
+                    self._record,
+                )
+            )
+            return
+        if field_ == _C_ECHO_RQ and abstract == VERIFICATION:
             if has_data:
                 raise ProtocolError("a C-ECHO-RQ with a data set")
             started = time.perf_counter()
@@ -292,8 +349,8 @@ class StoreAssociation:
             self._respond(context_id, 0x8030, message_id, VERIFICATION, None, int(Status.SUCCESS))
             dimse_operation("C-ECHO", "success", time.perf_counter() - started)
             return
-        if field_ != _C_STORE_RQ or self._contexts[context_id][0] == VERIFICATION:
-            raise ProtocolError(f"command 0x{field_:04X} on a storage association")
+        if field_ != _C_STORE_RQ or abstract == VERIFICATION or abstract in SOP_CLASSES:
+            raise ProtocolError(f"command 0x{field_:04X} on presentation context {context_id}")
         sop_uid = text(command.get(_SOP_INSTANCE, b""))
         started = time.perf_counter()
         if not has_data:
@@ -309,6 +366,50 @@ class StoreAssociation:
         if is_valid_uid(sop_class) and is_valid_uid(sop_uid):
             spool.write(file_meta(message.announced, syntax, self.peer.ae_title))
         self._message = message
+
+    async def _identifier(self, context_id: int, control: int, value: memoryview) -> None:
+        """A fragment of the C-FIND's identifier; the last one starts the search."""
+        query = self._query
+        assert query is not None
+        if context_id != query.operation.context_id:
+            raise ProtocolError("a data set fragment on another presentation context")
+        query.identifier += value
+        if len(query.identifier) > MAX_IDENTIFIER_BYTES:
+            raise ProtocolError(f"a C-FIND identifier larger than {MAX_IDENTIFIER_BYTES} bytes")
+        if control & 0x02:
+            self._query = None
+            operation = query.operation
+            task = asyncio.create_task(
+                operation.run(bytes(query.identifier)), name=f"c-find {operation.request_id}"
+            )
+            self._finding = (operation, task)
+
+    def _cancel(self, message_id: int) -> None:
+        """A C-CANCEL-RQ: the C-FIND it names stops before its next match (one already ended,
+        or never asked, is not an error: the request may have crossed the final response)."""
+        if self._finding is not None and self._finding[0].message_id == message_id:
+            self._finding[0].cancelled = True
+
+    async def _wait_finding(self) -> None:
+        """Wait until the C-FIND in progress, if any, has sent its final response."""
+        finding, self._finding = self._finding, None
+        if finding is not None:
+            await finding[1]
+
+    async def _stop_finding(self) -> None:
+        """The association is ending: stop the C-FIND in progress, if any, at its next match
+        (so that it still writes its audit row; cancelled if it takes longer than a second)."""
+        finding, self._finding = self._finding, None
+        if finding is None or finding[1].done():
+            return
+        operation, task = finding
+        operation.ended = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 1)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _store(self, message: _Message) -> None:
         announced = message.announced
@@ -387,18 +488,15 @@ class StoreAssociation:
         status: int,
         comment: str | None = None,
     ) -> None:
-        elements = [(_SOP_CLASS, ui(_printable(sop_class)))] if sop_class else []
-        elements += [
-            (_COMMAND_FIELD, us(command_field)),
-            (0x0120, us(message_id)),  # Message ID Being Responded To
-            (_DATA_SET_TYPE, us(_NO_DATA_SET)),
-            (0x0900, us(status)),
-        ]
-        if comment is not None:
-            elements.append((0x0902, lo(comment)))  # Error Comment
-        if sop_uid:
-            elements.append((_SOP_INSTANCE, ui(_printable(sop_uid))))
-        self._writer.write(p_data(context_id, 0x03, encode_command(elements)))
+        command = response_command(
+            command_field,
+            message_id,
+            _printable(sop_class),
+            status,
+            comment=comment,
+            sop_uid=_printable(sop_uid) if sop_uid else None,
+        )
+        self._writer.writelines(p_data_fragments(context_id, True, command, self.request.max_pdu))
 
     async def _audit(self, action: str, outcome: str, **fields: object) -> None:
         """Queue an audit row of this association's peer."""
