@@ -40,7 +40,7 @@ from app.dimse.statuses import error_status, outcome_of
 from app.services.audit import AuditRecord
 from app.services.metrics import dimse_operation, status_category
 
-__all__ = ["handle_find", "read_request", "search_detail", "search_row"]
+__all__ = ["MAX_DETAIL", "handle_find", "read_request", "search_detail", "search_row"]
 
 log = logging.getLogger(__name__)
 

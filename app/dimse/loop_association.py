@@ -11,12 +11,14 @@ associations (bench/results/2026-12-07-15-import-cstore.md) a 0.5 MB C-STORE cos
 in the DIMSE process, a quarter of it in the kernel switching those threads, and the process
 topped out at ~45 instances/s on one GIL. Here an association is one task on the loop the
 services already run on: it reads PDUs from an asyncio stream, appends the data set's fragments
-to the ingest spool as they come, and calls the group commit directly.
+to the ingest spool as they come, and calls the group commit directly. C-FIND followed for the
+same reason (pynetdicom's threads were most of a match's cost: :mod:`app.dimse.loop_find`).
 
 What it does
 ------------
 - negotiates the proposed contexts as pynetdicom does for us (:func:`negotiate`): a storage SOP
-  class or Verification in the first transfer syntax the requestor proposed among ours
+  class, Verification or a C-FIND SOP class in the first transfer syntax the requestor proposed
+  among ours
   (:mod:`app.dimse.contexts`), anything else rejected alone (0x03), a context with no syntax of
   ours rejected (0x04);
 - answers C-ECHO, and C-STORE exactly as :mod:`app.dimse.store` does (the same File Meta, ingest,
@@ -153,7 +155,7 @@ class _Message(_Operation):
 
 
 class LoopAssociation:
-    """One accepted storage association; :meth:`run` serves it until it ends."""
+    """One accepted association; :meth:`run` serves it until it ends."""
 
     def __init__(
         self,
@@ -391,10 +393,18 @@ class LoopAssociation:
             self._finding[0].cancelled = True
 
     async def _wait_finding(self) -> None:
-        """Wait until the C-FIND in progress, if any, has sent its final response."""
+        """Wait until the C-FIND in progress, if any, has sent its final response (one that
+        failed unexpectedly, its answer perhaps half sent, aborts the association)."""
         finding, self._finding = self._finding, None
-        if finding is not None:
+        if finding is None:
+            return
+        try:
             await finding[1]
+        except Exception as exc:
+            log.error("C-FIND %s failed: %r", finding[0].request_id, exc)
+            raise ProtocolError("the C-FIND in progress failed") from exc
+        if self._writer.transport.is_closing():  # it gave up on a peer that did not read
+            raise ConnectionResetError("the association's connection was closed")
 
     async def _stop_finding(self) -> None:
         """The association is ending: stop the C-FIND in progress, if any, at its next match
@@ -408,8 +418,10 @@ class LoopAssociation:
             await asyncio.wait_for(asyncio.shield(task), 1)
         except TimeoutError:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        except Exception as exc:
+            log.error("C-FIND %s failed: %r", operation.request_id, exc)
 
     async def _store(self, message: _Message) -> None:
         announced = message.announced

@@ -42,7 +42,7 @@ from app.dicom.dimse_query import (
 )
 from app.dicom.status import QueryRetrieveStatus
 from app.dimse.context import DimseContext, Peer
-from app.dimse.find import read_request, search_detail, search_row
+from app.dimse.find import MAX_DETAIL, read_request, search_detail, search_row
 from app.dimse.statuses import error_status
 from app.dimse.upper_layer import p_data_fragments, p_data_pair, response_command
 from app.services.audit import AuditRecord
@@ -159,8 +159,8 @@ class FindOperation:
         took = time.perf_counter() - started
         status = int(final.Status) if isinstance(final, Dataset) else int(final)
         dimse_operation("C-FIND", status_category(status), took)
-        if request is not None:
-            detail = search_detail(request, took) + detail
+        if request is not None:  # what befell the search, kept when the keys are cut short
+            detail = search_detail(request, took)[: MAX_DETAIL - len(detail)] + detail
         await self.record(search_row(self.peer, self.request_id, status, detail, request, count))
 
     async def _stream(self, request: FindRequest) -> tuple[int | Dataset, int]:

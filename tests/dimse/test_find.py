@@ -2,6 +2,7 @@
 wildcard, range, list and sequence keys and non-Latin character sets; pynetdicom for what findscu
 cannot script (C-CANCEL mid-C-FIND) and for the exact failure statuses. PostgreSQL and SQLite."""
 
+import socket
 import time
 from io import BytesIO
 from pathlib import Path
@@ -9,22 +10,26 @@ from typing import Any
 
 import pytest
 from pydicom import Dataset
+from pydicom.datadict import dictionary_has_tag, dictionary_is_retired, dictionary_VR
 from pydicom.filereader import read_dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
 from app.dimse.loop_association import MAX_IDENTIFIER_BYTES
-from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ingest
+from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ingest, qr_settings, running
 from tests.dimse.qr_peers import findscu
 from tests.dimse.raw import (
     A_ABORT,
     A_RELEASE_RQ,
     RawPeer,
+    associate_rq,
     c_cancel_command,
     c_find_command,
+    command_set,
     implicit_le,
     p_data,
     read_message,
+    read_pdu,
 )
 from tests.factories import make_dataset, make_instance, to_bytes
 
@@ -375,6 +380,7 @@ def test_cancel_mid_find(qr: Running) -> None:
 # --- the loop's path (app.dimse.loop_find), with a peer written by hand ---
 
 IMPLICIT = "1.2.840.10008.1.2"
+VERIFICATION = "1.2.840.10008.1.1"
 
 
 def _series_of(qr: Running, count: int) -> tuple[str, str]:
@@ -435,28 +441,39 @@ def test_cancel_sent_with_the_request_on_the_loop(qr: Running) -> None:
     assert (row["status"], row["count"]) == (0xFE00, len(pending))
 
 
-def test_cancel_of_another_message_is_ignored_and_release_waits(qr: Running) -> None:
-    """A C-CANCEL-RQ naming no request in progress changes nothing; an A-RELEASE-RQ sent while
-    matches stream is answered after the final response."""
+def test_cancel_of_another_message_is_ignored_and_later_requests_wait(qr: Running) -> None:
+    """A C-CANCEL-RQ naming no request in progress changes nothing; a C-ECHO-RQ and an
+    A-RELEASE-RQ sent while matches stream are answered after the C-FIND's final response."""
     count = 40
     study, series = _series_of(qr, count)
-    peer = RawPeer.connect(qr.port, calling_ae(), STUDY_FIND, IMPLICIT)
+    peer = RawPeer.connect(qr.port, calling_ae(), STUDY_FIND, IMPLICIT, also=(VERIFICATION,))
+    echo = command_set(
+        AffectedSOPClassUID=VERIFICATION, CommandField=0x0030, MessageID=6,
+        CommandDataSetType=0x0101,
+    )  # fmt: skip
     try:
         peer.send(
             p_data(c_find_command(STUDY_FIND, 3), command=True, last=True)
             + p_data(_image_query(study, series), command=False, last=True)
             + p_data(c_cancel_command(4), command=True, last=True)
+            + p_data(echo, command=True, last=True, context_id=3)
             + A_RELEASE_RQ
         )
         responses = _responses(peer)
-        assert peer.receive()[0] == 0x06  # A-RELEASE-RP, after the final response
+        echoed, _ = read_message(peer)
+        assert peer.receive()[0] == 0x06  # A-RELEASE-RP, after both
     finally:
         peer.close()
     *pending, (final, _) = responses
-    assert final.Status == 0x0000
+    assert (final.Status, final.MessageIDBeingRespondedTo) == (0x0000, 3)
     numbers = sorted(int(read_dataset(BytesIO(d or b""), True, True).InstanceNumber)
                      for _, d in pending)  # fmt: skip
     assert numbers == list(range(count))
+    assert (echoed.CommandField, echoed.MessageIDBeingRespondedTo, echoed.Status) == (
+        0x8030,
+        6,
+        0x0000,
+    )
 
 
 def test_truncated_identifier_on_the_loop(qr: Running) -> None:
@@ -527,3 +544,59 @@ def test_an_abort_while_matches_stream_stops_the_search(qr: Running) -> None:
     assert (row["outcome"], row["status"]) == ("failure", 0xC000)
     assert row["detail"].endswith("; association ended")
     assert row["count"] < count
+
+
+def test_a_peer_that_reads_no_response_is_aborted(database_url: str, tmp_path: Path) -> None:
+    """A requestor that sends C-FINDs and reads nothing (its receive window tiny): once the
+    responses fill the socket's buffers, the search waits ``network_timeout`` for the peer, then
+    the association is aborted and the search audited as such; the listener serves others."""
+    settings = qr_settings(database_url, tmp_path / "data", network_timeout=1.0)
+    with running(settings) as server:
+        study, series = _series_of(server, 40)
+        title = calling_ae()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(associate_rq(title, "LIGHTBOX", STUDY_FIND, IMPLICIT))
+            assert read_pdu(sock)[0] == 0x02
+            # 80 searches of 40 matches, each asking for 400 more keys (returned empty: ~3 kB a
+            # match, ~10 MB in all, more than the kernel's socket buffers), none of it read
+            wide = _identifier(QueryRetrieveLevel="IMAGE", StudyInstanceUID=study,
+                               SeriesInstanceUID=series, SOPInstanceUID="")  # fmt: skip
+            for tag in _empty_keys(400):
+                wide.add_new(tag, dictionary_VR(tag), None)
+            query = p_data(implicit_le(wide), command=False, last=True)
+            for message_id in range(1, 81):
+                sock.sendall(p_data(c_find_command(STUDY_FIND, message_id), command=True,
+                                    last=True) + query)  # fmt: skip
+            deadline = time.monotonic() + 20
+            while not any(
+                r["detail"].endswith("; peer not reading")
+                for r in server.audit_rows(title, "search")
+            ):
+                assert time.monotonic() < deadline, "the stalled search was not given up"
+                time.sleep(0.1)
+        finally:
+            sock.close()
+        rows = server.audit_rows(title, "search")
+        assert len(rows) < 80
+        stalled = rows[-1]
+        assert (stalled["outcome"], stalled["status"]) == ("failure", 0xC000)
+        [(final, _)] = _find(server, _identifier(QueryRetrieveLevel="STUDY", PatientID="NOBODY"))
+        assert final.Status == 0x0000
+
+
+def _empty_keys(count: int) -> list[int]:
+    """Public keys of group 0018 (acquisition), none retired, a sequence or binary."""
+    tags = []
+    for element in range(0x10000):
+        tag = 0x00180000 | element
+        if (
+            dictionary_has_tag(tag)
+            and not dictionary_is_retired(tag)
+            and dictionary_VR(tag) not in ("SQ", "OB", "OW", "UN")
+        ):
+            tags.append(tag)
+    return tags[:count]
