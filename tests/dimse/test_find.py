@@ -337,21 +337,27 @@ def test_matches_larger_than_the_peers_pdu_are_fragmented(
     assert found == {n: f"{n}{description}" for n in range(3)} | {9: "short"}
 
 
-def test_cancel_mid_find(qr: Running) -> None:
-    """C-CANCEL while matches are being sent (pynetdicom's path: a C-MOVE context proposed
-    too): the SCP stops and answers Cancel (0xFE00). The loop's path is fast enough to have
-    sent every match before pynetdicom's client reacts to the first, so its C-CANCEL is tested
-    with a peer of our own below."""
+def _series_of(qr: Running, count: int) -> tuple[str, str]:
+    """A study with one series of ``count`` instances, stored: its UIDs."""
     study, series = str(generate_uid()), str(generate_uid())
-    count = 150
     ingest(
         qr,
         *(
             to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series,
                                   InstanceNumber=n))
             for n in range(count)
-        )
+        ),
     )  # fmt: skip
+    return study, series
+
+
+def test_cancel_mid_find(qr: Running) -> None:
+    """C-CANCEL while matches are being sent (pynetdicom's path: a C-MOVE context proposed
+    too): the SCP stops and answers Cancel (0xFE00). The loop's path is fast enough to have
+    sent every match before pynetdicom's client reacts to the first, so its C-CANCEL is tested
+    with a peer of our own below."""
+    count = 150
+    study, series = _series_of(qr, count)
     title = calling_ae()
     ae = AE(ae_title=title)
     ae.add_requested_context(STUDY_FIND)
@@ -383,19 +389,6 @@ IMPLICIT = "1.2.840.10008.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
 
 
-def _series_of(qr: Running, count: int) -> tuple[str, str]:
-    study, series = str(generate_uid()), str(generate_uid())
-    ingest(
-        qr,
-        *(
-            to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=series,
-                                  InstanceNumber=n))
-            for n in range(count)
-        ),
-    )  # fmt: skip
-    return study, series
-
-
 def _image_query(study: str, series: str) -> bytes:
     return implicit_le(
         _identifier(
@@ -415,6 +408,15 @@ def _responses(peer: RawPeer) -> list[tuple[Dataset, bytes | None]]:
             return out
 
 
+def _send_search(peer: RawPeer, message_id: int, study: str, series: str, then: bytes) -> None:
+    """A C-FIND-RQ for the series' instances and its identifier, ``then`` right behind."""
+    peer.send(
+        p_data(c_find_command(STUDY_FIND, message_id), command=True, last=True)
+        + p_data(_image_query(study, series), command=False, last=True)
+        + then
+    )
+
+
 def test_cancel_sent_with_the_request_on_the_loop(qr: Running) -> None:
     """A C-CANCEL-RQ right behind its C-FIND-RQ: the search stops before it has sent every
     match and answers Cancel (0xFE00); the audit row counts what was sent."""
@@ -423,11 +425,7 @@ def test_cancel_sent_with_the_request_on_the_loop(qr: Running) -> None:
     title = calling_ae()
     peer = RawPeer.connect(qr.port, title, STUDY_FIND, IMPLICIT)
     try:
-        peer.send(
-            p_data(c_find_command(STUDY_FIND, 9), command=True, last=True)
-            + p_data(_image_query(study, series), command=False, last=True)
-            + p_data(c_cancel_command(9), command=True, last=True)
-        )
+        _send_search(peer, 9, study, series, p_data(c_cancel_command(9), command=True, last=True))
         responses = _responses(peer)
         peer.send(A_RELEASE_RQ)
         assert peer.receive()[0] == 0x06
@@ -452,13 +450,9 @@ def test_cancel_of_another_message_is_ignored_and_later_requests_wait(qr: Runnin
         CommandDataSetType=0x0101,
     )  # fmt: skip
     try:
-        peer.send(
-            p_data(c_find_command(STUDY_FIND, 3), command=True, last=True)
-            + p_data(_image_query(study, series), command=False, last=True)
-            + p_data(c_cancel_command(4), command=True, last=True)
-            + p_data(echo, command=True, last=True, context_id=3)
-            + A_RELEASE_RQ
-        )
+        then = p_data(c_cancel_command(4), command=True, last=True)
+        then += p_data(echo, command=True, last=True, context_id=3) + A_RELEASE_RQ
+        _send_search(peer, 3, study, series, then)
         responses = _responses(peer)
         echoed, _ = read_message(peer)
         assert peer.receive()[0] == 0x06  # A-RELEASE-RP, after both
@@ -529,11 +523,7 @@ def test_an_abort_while_matches_stream_stops_the_search(qr: Running) -> None:
     title = calling_ae()
     peer = RawPeer.connect(qr.port, title, STUDY_FIND, IMPLICIT)
     try:
-        peer.send(
-            p_data(c_find_command(STUDY_FIND, 5), command=True, last=True)
-            + p_data(_image_query(study, series), command=False, last=True)
-            + A_ABORT
-        )
+        _send_search(peer, 5, study, series, A_ABORT)
         deadline = time.monotonic() + 10
         while not (rows := qr.audit_rows(title, "search")):
             assert time.monotonic() < deadline, "no audit row of the search"
