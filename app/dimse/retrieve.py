@@ -54,6 +54,7 @@ from app.dimse.suboperations import Counts, Exchange, Runner
 from app.errors import Gone, LightboxError, NotAcceptable, NotFound
 from app.services.aes import RemoteAe
 from app.services.container import Services
+from app.services.metrics import dimse_operation, status_category
 from app.services.retrieve import Accepted, InstanceRef, InstancesRequest
 
 __all__ = ["handle_get", "handle_move"]
@@ -132,7 +133,7 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
             exc = InvalidIdentifier("the identifier cannot be decoded")
         refusal = error_status(exc, operation=str(service))
         exchange.refuse(refusal)
-        _audit_refusal(ctx, event, int(refusal.Status), f"{what}: {exc}")
+        _refused(ctx, event, service, int(refusal.Status), f"{what}: {exc}", started)
         return
     what = f"{what} {request.level.value}"
     destination: RemoteAe | None = None
@@ -142,7 +143,7 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
         if destination is None:
             status = QueryRetrieveStatus.MOVE_DESTINATION_UNKNOWN
             exchange.refuse(status_dataset(status, f"unknown Move Destination {title[:24]!r}"))
-            _audit_refusal(ctx, event, status, f"{what}: unknown destination {title!r}")
+            _refused(ctx, event, service, status, f"{what}: unknown destination {title!r}", started)
             return
         what = f"{what} to {destination.ae_title}"
     try:
@@ -152,7 +153,7 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
         if isinstance(exc, LightboxError) and not isinstance(exc, InvalidIdentifier):
             refusal.Status = QueryRetrieveStatus.UNABLE_TO_CALCULATE_MATCHES
         exchange.refuse(refusal)
-        _audit_refusal(ctx, event, int(refusal.Status), f"{what}: {exc}")
+        _refused(ctx, event, service, int(refusal.Status), f"{what}: {exc}", started)
         return
     counts = Counts(remaining=plan.total)
     tally = _Tally()
@@ -170,6 +171,7 @@ def _retrieve(ctx: DimseContext, event: Any, service: Service, exchange: Exchang
     final = counts.final_status(exchange.cancelled())
     exchange.final(counts, final)
     took = time.monotonic() - started
+    dimse_operation(str(service), status_category(int(final)), took)
     _audit(ctx, event, final, what, counts, tally, took)
 
 
@@ -346,6 +348,14 @@ def _audit(
             count=delivered,
             detail=f"{summary}; this study: {delivered} delivered, {failed} failed",
         )
+
+
+def _refused(
+    ctx: DimseContext, event: Any, service: Service, status: int, detail: str, started: float
+) -> None:
+    """A retrieve refused before its sub-operations: counted and audited."""
+    dimse_operation(str(service), status_category(status), time.monotonic() - started)
+    _audit_refusal(ctx, event, status, detail)
 
 
 def _audit_refusal(ctx: DimseContext, event: Any, status: int, detail: str) -> None:

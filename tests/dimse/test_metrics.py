@@ -1,14 +1,16 @@
 """The DIMSE front end in the metrics (issue 23 point 4): associations by outcome, operations by
-status category with their durations, C-STORE instances and bytes (PostgreSQL and SQLite)."""
+status category with their durations (C-STORE, C-FIND, C-MOVE), C-STORE instances and bytes
+(PostgreSQL and SQLite)."""
 
 import io
 import time
 
 from prometheus_client import REGISTRY
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
+from pynetdicom import AE
 
-from tests.dimse.conftest import Running, ct_association
+from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ct_association
 from tests.factories import make_instance
 
 
@@ -61,3 +63,41 @@ def test_associations_operations_and_stores_are_counted(dimse: Running) -> None:
         _value("lightbox_ingest_failures_total", protocol="cstore", reason="duplicate_instance")
         == duplicates + 1
     )
+
+
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+def test_searches_and_retrieves_are_counted(dimse: Running) -> None:
+    """C-FIND is counted on both paths (an association of its own: the loop's; with a C-MOVE
+    context: pynetdicom's), and a refused C-MOVE as a failure."""
+    ops = "lightbox_dimse_operations_total"
+    finds = _value(ops, operation="C-FIND", status="success")
+    timed = _value("lightbox_dimse_operation_duration_seconds_count", operation="C-FIND")
+    moves = _value(ops, operation="C-MOVE", status="failure")
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = "NOBODY"
+    for also in ((), (STUDY_MOVE,)):
+        ae = AE(ae_title=calling_ae())
+        ae.add_requested_context(STUDY_FIND)
+        for abstract in also:
+            ae.add_requested_context(abstract)
+        assoc = ae.associate("127.0.0.1", dimse.port, ae_title="LIGHTBOX")
+        assert assoc.is_established
+        try:
+            [(final, _)] = list(assoc.send_c_find(query, STUDY_FIND))
+            assert final.Status == 0x0000
+            if also:  # to a destination nobody configured: 0xA801
+                move = Dataset()
+                move.QueryRetrieveLevel = "STUDY"
+                move.StudyInstanceUID = generate_uid()
+                [(refused, _)] = list(assoc.send_c_move(move, "NOWHERE", STUDY_MOVE))
+                assert refused.Status == 0xA801
+        finally:
+            assoc.release()
+    assert _value(ops, operation="C-FIND", status="success") == finds + 2
+    assert _value("lightbox_dimse_operation_duration_seconds_count", operation="C-FIND") == (
+        timed + 2
+    )
+    assert _value(ops, operation="C-MOVE", status="failure") == moves + 1
