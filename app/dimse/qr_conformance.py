@@ -14,6 +14,7 @@ from app.dicom.dimse_query import SOP_CLASSES, UNIQUE_KEYS, Model, Service
 from app.dicom.query import KEYS, keyword_of
 from app.dimse.contexts import QUERY_RETRIEVE
 from app.dimse.destinations import MAX_ATTEMPTS
+from app.dimse.loop_association import MAX_IDENTIFIER_BYTES
 from app.dimse.sender import MAX_CONTEXTS
 from app.dimse.suboperations import US_MAX
 
@@ -130,6 +131,12 @@ def _find(_settings: Settings) -> list[str]:
         "every value of it can be encoded there, else in ISO_IR 192.",
         "- No limit on the number of matches: they are read from the index a page at a time. A "
         "C-CANCEL is honoured before the next match.",
+        "- One operation at a time per association: a request sent while a C-FIND's matches are "
+        "being sent (other than its C-CANCEL) is answered after its final response. An "
+        f"identifier larger than {MAX_IDENTIFIER_BYTES >> 20} MiB aborts the association; so "
+        "does a requestor that reads no "
+        "response for the network timeout (`LIGHTBOX_DIMSE__NETWORK_TIMEOUT`), the search "
+        "audited as given up.",
         "",
         "Matching keys with an index column, per level (any DICOM attribute may be asked for as "
         "a return key):",

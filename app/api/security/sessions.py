@@ -15,7 +15,6 @@ DELETE to the DICOMweb root too) or, on pages, in a form's ``csrf_token`` field.
 ``Authorization`` header do not use the cookie and are not affected.
 """
 
-import time
 from typing import Final
 
 from fastapi import Request
@@ -83,8 +82,9 @@ def session_cookie_header(token: str, max_age: int, *, secure: bool) -> str:
 def set_session_cookie(
     response: Response, request: Request, settings: Settings, token: str, claims: SessionClaims
 ) -> None:
-    """Store the session in the browser until the token expires."""
-    max_age = claims.expires_at - int(time.time())
+    """Store the session in the browser until the token expires: for the token's lifetime, as a
+    renewal does (``expires_at - issued_at``: the clock read again here could cross a second)."""
+    max_age = claims.expires_at - claims.issued_at
     response.headers.append(
         "set-cookie", session_cookie_header(token, max_age, secure=is_secure(request, settings))
     )
