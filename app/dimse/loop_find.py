@@ -35,6 +35,7 @@ from pydicom.multival import MultiValue
 
 from app.dicom.dimse_query import (
     SOP_CLASSES,
+    SYNTAXES,
     FindRequest,
     InvalidIdentifier,
     Model,
@@ -48,32 +49,22 @@ from app.dimse.upper_layer import p_data_fragments, p_data_pair, response_comman
 from app.services.audit import AuditRecord
 from app.services.metrics import dimse_operation, status_category
 
-__all__ = ["C_FIND_RSP", "FindOperation", "decode_identifier"]
+__all__ = ["FindOperation"]
 
 log = logging.getLogger(__name__)
 
-C_FIND_RSP: Final = 0x8020
+_C_FIND_RSP: Final = 0x8020
 #: matches queued between two writes, two looks at the socket (a C-CANCEL) and two waits for
 #: its buffer to drain
 YIELD_EVERY: Final = 16
-#: the transfer syntaxes of the Query/Retrieve contexts: (implicit VR, little endian)
-_SYNTAXES: Final = {
-    "1.2.840.10008.1.2": (True, True),
-    "1.2.840.10008.1.2.1": (False, True),
-    "1.2.840.10008.1.2.2": (False, False),
-}
-
-
-def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
-    """A C-FIND identifier's bytes as a data set (its values decoded when read)."""
-    implicit, little = _SYNTAXES[transfer_syntax]
-    return read_dataset(BytesIO(data), implicit, little)
 
 
 def _read(identifier: bytes, transfer_syntax: str, model: Model) -> FindRequest:
-    """:func:`~app.dimse.find.read_request` of the identifier's bytes."""
+    """:func:`~app.dimse.find.read_request` of the identifier's bytes (its values decoded when
+    the parse reads them)."""
+    implicit, little = SYNTAXES[transfer_syntax]
     try:
-        dataset = decode_identifier(identifier, transfer_syntax)
+        dataset = read_dataset(BytesIO(identifier), implicit, little)
     except Exception:  # bytes read_dataset cannot even walk
         raise InvalidIdentifier("the identifier cannot be decoded") from None
     return read_request(dataset, model)
@@ -205,9 +196,10 @@ class FindOperation:
                 self._out.extend(p_data_fragments(cid, False, identifier, limit))
 
     async def _flush(self) -> None:
-        """Write the queued PDUs in one go (one system call for up to 16 matches: a call per
-        match was a quarter of the search's CPU), let the loop read the socket (a C-CANCEL),
-        and wait for the socket's buffer to drain."""
+        """Write the queued PDUs in one go (one system call for up to 16 matches: with a call per
+        match, py-spy put a quarter of a search's samples in the transport's write; the CPU per
+        response measured did not move beyond the noise, 0.11-0.12 ms), let the loop read the
+        socket (a C-CANCEL), and wait for the socket's buffer to drain."""
         out, self._out = self._out, []
         self.writer.write(b"".join(out))
         await asyncio.sleep(0)
@@ -219,7 +211,7 @@ class FindOperation:
             found = self._commands.get((status, data_set))
             if found is None:
                 found = self._commands[status, data_set] = response_command(
-                    C_FIND_RSP, self.message_id, self.sop_class, status, data_set=data_set
+                    _C_FIND_RSP, self.message_id, self.sop_class, status, data_set=data_set
                 )
             return found
         offending = status.get("OffendingElement")
@@ -228,7 +220,7 @@ class FindOperation:
         elif not isinstance(offending, list | MultiValue):
             offending = [offending]
         return response_command(
-            C_FIND_RSP,
+            _C_FIND_RSP,
             self.message_id,
             self.sop_class,
             int(status.Status),

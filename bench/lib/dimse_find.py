@@ -42,8 +42,15 @@ from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
 from app.dimse.sockets import NO_DELAY
-from app.dimse.upper_layer import HEADER, P_DATA, decode_command, pdvs, unsigned
-from tests.dimse.raw import A_RELEASE_RQ, associate_rq, c_find_command, implicit_le, p_data
+from app.dimse.upper_layer import P_DATA, decode_command, pdvs, unsigned
+from tests.dimse.raw import (
+    A_RELEASE_RQ,
+    associate_rq,
+    c_find_command,
+    implicit_le,
+    p_data,
+    read_pdu,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 STUDY_SHAPES = {
@@ -111,23 +118,10 @@ class WireClient:
         self.sock = socket.create_connection((host, port), timeout=120)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(associate_rq("BENCHFIND", called, STUDY_FIND, IMPLICIT, max_pdu=0))
-        kind, body = self._pdu()
+        kind, body = read_pdu(self.sock)
         if kind != 0x02 or not _context_accepted(body):
             raise SystemExit(f"association to {called}@{host}:{port} not accepted")
         self.message_id = 0
-
-    def _read(self, size: int) -> bytes:
-        data = bytearray()
-        while len(data) < size:
-            chunk = self.sock.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("closed by the peer")
-            data += chunk
-        return bytes(data)
-
-    def _pdu(self) -> tuple[int, bytes]:
-        kind, length = HEADER.unpack(self._read(HEADER.size))
-        return kind, self._read(length)
 
     def find(self, ds: Dataset) -> int:
         """Send one C-FIND; the number of Pending responses before the final Success."""
@@ -139,7 +133,7 @@ class WireClient:
         matches = 0
         command = bytearray()
         while True:
-            kind, body = self._pdu()
+            kind, body = read_pdu(self.sock)
             if kind != P_DATA:
                 raise SystemExit(f"C-FIND answered with PDU type 0x{kind:02X}")
             for _context, control, value in pdvs(body):
@@ -159,7 +153,7 @@ class WireClient:
 
     def release(self) -> None:
         self.sock.sendall(A_RELEASE_RQ)
-        self._pdu()
+        read_pdu(self.sock)
         self.sock.close()
 
 

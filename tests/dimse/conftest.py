@@ -138,17 +138,8 @@ def ct_association(
     port: int, calling: str | None = None, also: tuple[str, ...] = ()
 ) -> Iterator[Association]:
     """An association proposing CT Image Storage (and ``also``: see :func:`store_path`)."""
-    ae = AE(ae_title=calling or calling_ae())
-    ae.add_requested_context(CT, [EXPLICIT])
-    for abstract in also:
-        ae.add_requested_context(abstract)
-    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
-    assert assoc.is_established
-    try:
+    with association(port, (CT, [EXPLICIT]), *also, calling=calling) as assoc:
         yield assoc
-    finally:
-        if assoc.is_established:
-            assoc.release()
 
 
 #: Storage Commitment Push Model: proposed beside storage, it sends the association to pynetdicom
@@ -163,8 +154,33 @@ def store_path(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return () if request.param == "loop" else (STORE_COMMITMENT,)
 
 
-#: Study Root C-MOVE: proposed beside C-FIND, it sends the association to pynetdicom
+#: Study Root C-FIND, and C-MOVE: proposed beside C-FIND, it sends the association to pynetdicom
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+
+
+@contextmanager
+def association(
+    port: int,
+    *contexts: str | tuple[str, list[str]],
+    calling: str | None = None,
+    max_pdu: int = 16382,  # what pynetdicom proposes by default
+) -> Iterator[Association]:
+    """An association proposing ``contexts`` (an abstract syntax in pynetdicom's default
+    transfer syntaxes, or with its own), released at the end."""
+    ae = AE(ae_title=calling or calling_ae())
+    for context in contexts:
+        if isinstance(context, str):
+            ae.add_requested_context(context)
+        else:
+            ae.add_requested_context(*context)
+    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX", max_pdu=max_pdu)
+    assert assoc.is_established
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 @pytest.fixture(params=["loop", "pynetdicom"])

@@ -13,10 +13,18 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_has_tag, dictionary_is_retired, dictionary_VR
 from pydicom.filereader import read_dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE
 
 from app.dimse.loop_association import MAX_IDENTIFIER_BYTES
-from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ingest, qr_settings, running
+from tests.dimse.conftest import (
+    STUDY_FIND,
+    STUDY_MOVE,
+    Running,
+    association,
+    calling_ae,
+    ingest,
+    qr_settings,
+    running,
+)
 from tests.dimse.qr_peers import findscu
 from tests.dimse.raw import (
     A_ABORT,
@@ -34,7 +42,6 @@ from tests.dimse.raw import (
 from tests.factories import make_dataset, make_instance, to_bytes
 
 PATIENT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 JAPANESE = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 
 
@@ -221,16 +228,8 @@ def _find(
     title: str = "PYSCU",
     also: tuple[str, ...] = (),
 ) -> list[tuple[Any, Any]]:
-    ae = AE(ae_title=title)
-    ae.add_requested_context(model)
-    for abstract in also:
-        ae.add_requested_context(abstract)
-    assoc = ae.associate("127.0.0.1", node.port, ae_title="LIGHTBOX")
-    assert assoc.is_established
-    try:
+    with association(node.port, model, *also, calling=title) as assoc:
         return list(assoc.send_c_find(identifier, model))
-    finally:
-        assoc.release()
 
 
 def _identifier(**keys: Any) -> Dataset:
@@ -317,20 +316,12 @@ def test_matches_larger_than_the_peers_pdu_are_fragmented(
         to_bytes(make_dataset(StudyInstanceUID=study, SeriesInstanceUID=str(generate_uid()),
                               SeriesDescription="short", SeriesNumber=9)),
     )  # fmt: skip
-    ae = AE(ae_title=calling_ae())
-    ae.add_requested_context(STUDY_FIND)
-    for abstract in find_path:
-        ae.add_requested_context(abstract)
-    assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX", max_pdu=512)
-    assert assoc.is_established
     identifier = _identifier(
         QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID="",
         SeriesDescription="", SeriesNumber="",
     )  # fmt: skip
-    try:
+    with association(qr.port, STUDY_FIND, *find_path, max_pdu=512) as assoc:
         responses = list(assoc.send_c_find(identifier, STUDY_FIND))
-    finally:
-        assoc.release()
     assert [status.Status for status, _ in responses] == [0xFF00] * 4 + [0x0000]
     matches = [match for _, match in responses[:-1] if match is not None]
     found = {int(match.SeriesNumber): str(match.SeriesDescription) for match in matches}
@@ -359,23 +350,16 @@ def test_cancel_mid_find(qr: Running) -> None:
     count = 150
     study, series = _series_of(qr, count)
     title = calling_ae()
-    ae = AE(ae_title=title)
-    ae.add_requested_context(STUDY_FIND)
-    ae.add_requested_context(STUDY_MOVE)
-    assoc = ae.associate("127.0.0.1", qr.port, ae_title="LIGHTBOX")
-    assert assoc.is_established
     identifier = _identifier(
         QueryRetrieveLevel="IMAGE", StudyInstanceUID=study, SeriesInstanceUID=series,
         SOPInstanceUID="",
     )  # fmt: skip
     statuses = []
-    try:
+    with association(qr.port, STUDY_FIND, STUDY_MOVE, calling=title) as assoc:
         for n, (status, _) in enumerate(assoc.send_c_find(identifier, STUDY_FIND, msg_id=7)):
             statuses.append(status.Status)
             if n == 0:
                 assoc.send_c_cancel(7, assoc.accepted_contexts[0].context_id)
-    finally:
-        assoc.release()
     assert statuses[-1] == 0xFE00
     assert 1 <= len(statuses) - 1 < count
     assert set(statuses[:-1]) == {0xFF00}

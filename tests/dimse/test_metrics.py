@@ -8,9 +8,8 @@ import time
 from prometheus_client import REGISTRY
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
-from pynetdicom import AE
 
-from tests.dimse.conftest import STUDY_MOVE, Running, calling_ae, ct_association
+from tests.dimse.conftest import STUDY_FIND, STUDY_MOVE, Running, association, ct_association
 from tests.factories import make_instance
 
 
@@ -65,9 +64,6 @@ def test_associations_operations_and_stores_are_counted(dimse: Running) -> None:
     )
 
 
-STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-
-
 def test_searches_and_retrieves_are_counted(dimse: Running) -> None:
     """C-FIND is counted on both paths (an association of its own: the loop's; with a C-MOVE
     context: pynetdicom's), and a refused C-MOVE as a failure."""
@@ -79,13 +75,7 @@ def test_searches_and_retrieves_are_counted(dimse: Running) -> None:
     query.QueryRetrieveLevel = "STUDY"
     query.PatientID = "NOBODY"
     for also in ((), (STUDY_MOVE,)):
-        ae = AE(ae_title=calling_ae())
-        ae.add_requested_context(STUDY_FIND)
-        for abstract in also:
-            ae.add_requested_context(abstract)
-        assoc = ae.associate("127.0.0.1", dimse.port, ae_title="LIGHTBOX")
-        assert assoc.is_established
-        try:
+        with association(dimse.port, STUDY_FIND, *also) as assoc:
             [(final, _)] = list(assoc.send_c_find(query, STUDY_FIND))
             assert final.Status == 0x0000
             if also:  # to a destination nobody configured: 0xA801
@@ -94,8 +84,6 @@ def test_searches_and_retrieves_are_counted(dimse: Running) -> None:
                 move.StudyInstanceUID = generate_uid()
                 [(refused, _)] = list(assoc.send_c_move(move, "NOWHERE", STUDY_MOVE))
                 assert refused.Status == 0xA801
-        finally:
-            assoc.release()
     assert _value(ops, operation="C-FIND", status="success") == finds + 2
     assert _value("lightbox_dimse_operation_duration_seconds_count", operation="C-FIND") == (
         timed + 2

@@ -41,7 +41,7 @@ from app.dicom.dimse_query.identifiers import (
     parse_find,
     parse_retrieve,
 )
-from app.dicom.dimse_query.matches import match_identifier
+from app.dicom.dimse_query.matches import SYNTAXES, match_identifier
 from app.dicom.dimse_query.models import (
     SOP_CLASSES,
     UNIQUE_KEYS,
@@ -53,6 +53,7 @@ from app.dicom.dimse_query.models import (
 
 __all__ = [
     "SOP_CLASSES",
+    "SYNTAXES",
     "UNIQUE_KEYS",
     "UTF8",
     "FindRequest",

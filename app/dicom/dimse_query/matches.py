@@ -7,11 +7,11 @@ from app.dicom.dimse_query.charsets import response_character_set
 from app.dicom.dimse_query.encoding import encode_elements
 from app.dicom.dimse_query.identifiers import FindRequest
 
-__all__ = ["IMPLICIT_VR_LITTLE_ENDIAN", "match_identifier"]
+__all__ = ["IMPLICIT_VR_LITTLE_ENDIAN", "SYNTAXES", "match_identifier"]
 
 IMPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2"
 #: the syntaxes of the Query/Retrieve contexts: (implicit VR, little endian)
-_SYNTAXES: Final = {
+SYNTAXES: Final = {
     IMPLICIT_VR_LITTLE_ENDIAN: (True, True),
     "1.2.840.10008.1.2.1": (False, True),
     "1.2.840.10008.1.2.2": (False, False),
@@ -72,7 +72,7 @@ def match_identifier(
     out.pop("00080005", None)
     charset = response_character_set(out, request.character_sets)
     out["00080005"] = {"vr": "CS", "Value": list(charset)} if charset else {"vr": "CS"}
-    syntax = _SYNTAXES.get(transfer_syntax)
+    syntax = SYNTAXES.get(transfer_syntax)
     if syntax is None:
         raise ValueError(f"a C-FIND context in {transfer_syntax} cannot be answered")
     return encode_elements(out, charset, implicit=syntax[0], little=syntax[1])
